@@ -1,0 +1,14 @@
+//! ipcbench: which IPC strategy should I use, and how far is it from what
+//! the hardware allows?
+//!
+//! The library holds the shared-memory core ([`shm`]) and the peer roles the
+//! `ipcbench` binary runs in child processes ([`peer`]).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+// Under loom only the model-checked parts are used.
+#![cfg_attr(loom, allow(dead_code, unused_imports, unused_variables))]
+
+#[cfg(not(loom))]
+pub mod peer;
+pub mod shm;

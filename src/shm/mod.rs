@@ -1,0 +1,34 @@
+//! The shared-memory core: structures that live in memory mapped by several
+//! processes, with no knowledge of benchmarks.
+//!
+//! - [`region`]: a named mapping in `/dev/shm` with a versioned header.
+//! - [`futex`] and [`wait`]: sleeping and waking across processes, and the
+//!   waiting strategies (`spin`, `spin-yield`, `spin-park`, `park`).
+//! - [`ring`]: the SPSC ring of variable-length frames (the fast path).
+//! - [`queue`]: the bounded MPMC queue (`multiprocessing.Queue`).
+//! - [`pipe`]: the duplex pipe of whole messages (`multiprocessing.Pipe`).
+//! - [`semaphore`]: the counting semaphore, `Lock` and `Event`.
+//!
+//! Each structure can live on the heap (threads, unit tests, loom models) or
+//! in a region (processes); the code is the same.
+
+pub mod futex;
+pub(crate) mod mem;
+pub mod peer;
+pub mod pipe;
+pub mod queue;
+#[cfg(not(loom))]
+pub mod region;
+pub mod ring;
+pub mod semaphore;
+pub(crate) mod sync;
+pub mod wait;
+
+pub use peer::PeerId;
+pub use pipe::{Pipe, PipeEnd, PipeError};
+pub use queue::{Queue, QueueError};
+#[cfg(not(loom))]
+pub use region::{Region, RegionError, unique_name};
+pub use ring::{Consumer, Producer, Ring, RingError};
+pub use semaphore::{Event, Lock, SemError, Semaphore};
+pub use wait::{Wait, WaitKind};

@@ -1,0 +1,215 @@
+//! Who is on the other side, and is it still alive?
+//!
+//! A process is named by its pid *and* its start time (field 22 of
+//! `/proc/<pid>/stat`, in clock ticks since boot), so a pid the kernel has
+//! handed to a new process is not mistaken for the peer that died. A zombie
+//! (killed but not yet reaped) counts as dead.
+
+use std::sync::OnceLock;
+
+use super::sync::{AtomicU64, Ordering};
+
+/// A process, as its pid and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerId {
+    /// The process id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (0 if unknown).
+    pub start: u64,
+}
+
+/// What `/proc` says of a pid.
+struct ProcStat {
+    state: u8,
+    start: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces or
+    // parentheses, so fields are counted from the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // After the state come ppid (4) … starttime (22): 18 more fields.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start })
+}
+
+impl PeerId {
+    /// This process (computed once).
+    pub fn current() -> PeerId {
+        static ME: OnceLock<PeerId> = OnceLock::new();
+        *ME.get_or_init(|| {
+            let pid = std::process::id();
+            let start = proc_stat(pid).map_or(0, |s| s.start);
+            PeerId { pid, start }
+        })
+    }
+
+    /// Whether the process still runs: it exists, is not a zombie, and
+    /// started when this id says it did.
+    pub fn is_alive(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        match proc_stat(self.pid) {
+            None => false,
+            Some(s) => {
+                !matches!(s.state, b'Z' | b'X' | b'x') && (self.start == 0 || s.start == self.start)
+            }
+        }
+    }
+}
+
+/// A place in shared memory where a process says it holds a role.
+///
+/// One 64-bit word: the pid in the low 22 bits (Linux pids stay below
+/// 2^22, `PID_MAX_LIMIT`) and the start time above, so a reader never sees
+/// one holder's pid with another's start time. 0 means free.
+#[repr(C)]
+pub struct PeerSlot {
+    word: AtomicU64,
+}
+
+const PID_BITS: u32 = 22;
+
+impl PeerId {
+    fn pack(self) -> u64 {
+        debug_assert!(self.pid < 1 << PID_BITS);
+        (self.start << PID_BITS) | u64::from(self.pid)
+    }
+
+    fn unpack(w: u64) -> Option<PeerId> {
+        (w != 0).then_some(PeerId {
+            pid: (w & ((1 << PID_BITS) - 1)) as u32,
+            start: w >> PID_BITS,
+        })
+    }
+}
+
+impl Default for PeerSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerSlot {
+    /// A free slot.
+    pub fn new() -> Self {
+        PeerSlot {
+            word: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the slot for `me` if it is free or its holder is dead.
+    /// Returns the live holder (possibly this very process) otherwise.
+    pub fn claim(&self, me: PeerId) -> Result<(), PeerId> {
+        loop {
+            // Relaxed: the slot publishes nothing but itself.
+            let cur = self.word.load(Ordering::Relaxed);
+            if let Some(holder) = PeerId::unpack(cur)
+                && (holder.pid == me.pid || holder.is_alive())
+            {
+                return Err(holder);
+            }
+            if self
+                .word
+                .compare_exchange(cur, me.pack(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the slot for `me` only if it is free (a dead holder's slot is
+    /// left as it is, so its death stays visible). Returns whether it did.
+    pub fn claim_free(&self, me: PeerId) -> bool {
+        // Relaxed: the slot publishes nothing but itself.
+        self.word.load(Ordering::Relaxed) == 0
+            && self
+                .word
+                .compare_exchange(0, me.pack(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Frees the slot if `me` holds it.
+    pub fn release(&self, me: PeerId) {
+        // Relaxed: as above.
+        let _ = self
+            .word
+            .compare_exchange(me.pack(), 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Records `holder` unconditionally (for a lock, whose holder is known
+    /// by construction).
+    pub fn set(&self, holder: Option<PeerId>) {
+        // Relaxed: as above.
+        self.word
+            .store(holder.map_or(0, PeerId::pack), Ordering::Relaxed);
+    }
+
+    /// The holder, if any.
+    pub fn get(&self) -> Option<PeerId> {
+        // Relaxed: as above.
+        PeerId::unpack(self.word.load(Ordering::Relaxed))
+    }
+
+    /// The holder if it has died without freeing the slot.
+    pub fn dead_holder(&self) -> Option<PeerId> {
+        self.get().filter(|p| !p.is_alive())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_process_is_alive_and_has_a_start_time() {
+        let me = PeerId::current();
+        assert_eq!(me.pid, std::process::id());
+        assert!(me.start > 0);
+        assert!(me.is_alive());
+    }
+
+    #[test]
+    fn reused_pid_with_other_start_time_is_dead() {
+        let me = PeerId::current();
+        let impostor = PeerId {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        assert!(!impostor.is_alive());
+        assert!(!PeerId { pid: 0, start: 0 }.is_alive());
+    }
+
+    #[test]
+    fn reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = child.id();
+        child.wait().unwrap();
+        assert!(!PeerId { pid: id, start: 0 }.is_alive());
+    }
+
+    #[test]
+    fn slot_claim_and_release() {
+        let slot = PeerSlot::new();
+        let me = PeerId::current();
+        slot.claim(me).unwrap();
+        assert_eq!(slot.get(), Some(me));
+        assert_eq!(slot.dead_holder(), None);
+        assert_eq!(slot.claim(me), Err(me), "a role is held once");
+        assert!(!slot.claim_free(me));
+        slot.release(me);
+        assert_eq!(slot.get(), None);
+        let dead = PeerId {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        assert!(slot.claim_free(dead));
+        assert_eq!(slot.dead_holder(), Some(dead));
+        assert!(!slot.claim_free(me), "a dead holder's slot stays visible");
+    }
+}

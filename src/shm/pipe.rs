@@ -1,0 +1,252 @@
+//! A duplex pipe of whole messages of any size, like `multiprocessing.Pipe`:
+//! two SPSC rings in one region, one per direction.
+//!
+//! End 0 writes ring A and reads ring B; end 1 the reverse. A message larger
+//! than a ring's frame limit is cut into frames; every frame but the last
+//! carries the `MORE` tag, and the receiver joins them. A message is
+//! received whole or not at all: the receiver refuses (with
+//! [`PipeError::MessageTooLarge`]) a message that grows past its limit,
+//! skipping the rest of it, so a hostile sender cannot make it allocate
+//! without bound.
+//!
+//! Dropping an end closes it: the other end's `recv` drains what was sent,
+//! then returns [`PipeError::Closed`] (end of stream).
+
+use std::time::{Duration, Instant};
+
+#[cfg(not(loom))]
+use std::sync::Arc;
+
+#[cfg(not(loom))]
+use super::mem::Backing;
+#[cfg(not(loom))]
+use super::region::{Kind, Region};
+use super::ring::{Consumer, Producer, RingCfg, RingError, RingRef};
+use super::wait::Wait;
+
+/// Tag of a frame that is followed by more of the same message.
+const MORE: u32 = 1;
+/// The default limit on a received message.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+
+/// Why a pipe operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    /// The other end closed and everything it sent was received.
+    #[error("the other end of the pipe closed (end of stream)")]
+    Closed,
+    /// The timeout passed.
+    #[error("timed out waiting on the pipe")]
+    Timeout,
+    /// The incoming message is larger than this end accepts.
+    #[error(
+        "incoming message exceeds this end's limit of {max} bytes; it was skipped (raise it with set_max_message)"
+    )]
+    MessageTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A ring failed (peer died, memory corrupt, region errors).
+    #[error(transparent)]
+    Ring(RingError),
+}
+
+impl From<RingError> for PipeError {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::Closed => PipeError::Closed,
+            RingError::Timeout => PipeError::Timeout,
+            e => PipeError::Ring(e),
+        }
+    }
+}
+
+/// The pipe as created or opened; take its two ends from it.
+pub struct Pipe {
+    a: RingRef,
+    b: RingRef,
+}
+
+impl Pipe {
+    /// A pipe on the heap, for threads of one process: returns both ends.
+    pub fn on_heap(capacity: usize, wait: Wait) -> Result<(PipeEnd, PipeEnd), PipeError> {
+        let cfg = RingCfg::new(capacity, wait)?;
+        let p = Pipe {
+            a: RingRef::heap(cfg),
+            b: RingRef::heap(cfg),
+        };
+        Ok((p.end(0)?, p.end(1)?))
+    }
+
+    /// Creates a pipe whose rings hold `capacity` bytes each, in a new
+    /// region `name` (unlinked when the last handle made from it is dropped).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, capacity: usize, wait: Wait) -> Result<Pipe, PipeError> {
+        let cfg = RingCfg::new(capacity, wait)?;
+        let fp = cfg.footprint();
+        let region =
+            Region::create(name, Kind::Pipe, 2 * fp, cfg.to_params()).map_err(RingError::from)?;
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: the body holds exactly two footprints, new and unpublished.
+        let (a, b) = unsafe {
+            (
+                RingRef::place(backing.clone(), 0, cfg, true),
+                RingRef::place(backing.clone(), fp, cfg, true),
+            )
+        };
+        if let Some(r) = backing.region() {
+            r.publish();
+        }
+        Ok(Pipe { a, b })
+    }
+
+    /// Opens the pipe in region `name`.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Pipe, PipeError> {
+        let region = Region::open(name, Kind::Pipe).map_err(RingError::from)?;
+        let cfg = RingCfg::from_region(&region, 2)?;
+        let fp = cfg.footprint();
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: published, and holds two rings of this configuration (checked).
+        let (a, b) = unsafe {
+            (
+                RingRef::place(backing.clone(), 0, cfg, false),
+                RingRef::place(backing, fp, cfg, false),
+            )
+        };
+        Ok(Pipe { a, b })
+    }
+
+    /// Attaches as end 0 or end 1 (each may be held by one live handle).
+    pub fn end(&self, which: u8) -> Result<PipeEnd, PipeError> {
+        let (out, inp) = match which {
+            0 => (&self.a, &self.b),
+            _ => (&self.b, &self.a),
+        };
+        let tx = out.producer()?;
+        let rx = inp.consumer()?;
+        Ok(PipeEnd {
+            tx,
+            rx,
+            max_message: DEFAULT_MAX_MESSAGE,
+        })
+    }
+}
+
+/// One end of a pipe: sends to and receives from the other end.
+pub struct PipeEnd {
+    tx: Producer,
+    rx: Consumer,
+    max_message: usize,
+}
+
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+impl PipeEnd {
+    /// Limits the size of a message this end accepts.
+    pub fn set_max_message(&mut self, max: usize) {
+        self.max_message = max;
+    }
+
+    /// Sends one message of any size, waiting for room up to `timeout` in all.
+    pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PipeError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let max = self.tx.max_payload();
+        let mut chunks = msg.chunks(max).peekable();
+        if msg.is_empty() {
+            return Ok(self.tx.send_tagged(&[], 0, timeout)?);
+        }
+        while let Some(c) = chunks.next() {
+            let tag = if chunks.peek().is_some() { MORE } else { 0 };
+            self.tx.send_tagged(c, tag, remaining(deadline))?;
+        }
+        Ok(())
+    }
+
+    /// Receives one whole message into `buf` (replacing its contents),
+    /// waiting up to `timeout` in all; returns its length.
+    pub fn recv(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<usize, PipeError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        buf.clear();
+        let mut too_large = false;
+        loop {
+            let start = buf.len();
+            let (len, tag) = self.rx.recv_append(buf, remaining(deadline))?;
+            if start + len > self.max_message {
+                // Skip the rest of this message; keep memory bounded.
+                too_large = true;
+                buf.clear();
+            }
+            if tag & MORE == 0 {
+                break;
+            }
+        }
+        if too_large {
+            return Err(PipeError::MessageTooLarge {
+                max: self.max_message,
+            });
+        }
+        Ok(buf.len())
+    }
+
+    /// Waits up to `timeout` for something to receive; `true` if a `recv`
+    /// would not block (a message, or the end of the stream, is there).
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, PipeError> {
+        Ok(self.rx.poll(timeout)?)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_any_size_both_ways() {
+        let (mut a, mut b) = Pipe::on_heap(1024, Wait::SPIN_PARK).unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let t = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for _ in 0..3 {
+                b.recv(&mut buf, None).unwrap();
+                b.send(&buf, None).unwrap();
+            }
+            assert!(matches!(b.recv(&mut buf, None), Err(PipeError::Closed)));
+        });
+        let mut buf = Vec::new();
+        for msg in [&big[..], &[], b"small"] {
+            a.send(msg, None).unwrap();
+            a.recv(&mut buf, None).unwrap();
+            assert_eq!(buf, msg);
+        }
+        drop(a);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn oversized_message_is_skipped_whole() {
+        let (mut a, mut b) = Pipe::on_heap(256, Wait::SPIN).unwrap();
+        b.set_max_message(300);
+        let t = std::thread::spawn(move || {
+            a.send(&[7; 1000], None).unwrap();
+            a.send(b"next", None).unwrap();
+        });
+        let mut buf = Vec::new();
+        assert!(matches!(
+            b.recv(&mut buf, None),
+            Err(PipeError::MessageTooLarge { max: 300 })
+        ));
+        b.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, b"next");
+        t.join().unwrap();
+        assert!(
+            b.poll(Some(Duration::ZERO)).unwrap(),
+            "end of stream polls ready"
+        );
+    }
+}

@@ -1,0 +1,674 @@
+//! A named shared-memory mapping in `/dev/shm`.
+//!
+//! Layout: a [`RegionHeader`] of [`HEADER_SIZE`] bytes, then the body that a
+//! structure (ring, queue, pipe, semaphore…) lays itself out in.
+//!
+//! Life cycle:
+//! 1. [`Region::create`] makes the file (`O_EXCL`, mode 0600), sizes it, maps
+//!    it, touches every page, and writes the header *except* `ready`.
+//! 2. The structure initialises its body, then calls [`Region::publish`],
+//!    which writes `ready` (the layout version) last, with Release.
+//! 3. [`Region::open`] maps an existing file and refuses it with a typed
+//!    error when the magic, the layout version, the kind or the sizes are
+//!    wrong, or when `ready` is still 0 (half-initialised).
+//! 4. Only the creator owns the name: dropping the creator's `Region` unlinks
+//!    it; dropping an opener's only unmaps.
+//!
+//! Every name starts with [`NAME_PREFIX`] so `ipcbench clean` can find
+//! leftovers; [`unique_name`] adds a per-process, per-call part so that runs
+//! and tests never collide.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+// The header is never model-checked, so it uses the standard atomics directly.
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::peer::PeerId;
+
+/// Where regions live.
+pub const SHM_DIR: &str = "/dev/shm";
+/// Every region name starts with this.
+pub const NAME_PREFIX: &str = "ipcbench-";
+/// `b"IPCBENCH"` as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCBENCH");
+/// Bumped whenever any structure's shared layout changes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes before the body; the body starts 128-byte aligned.
+pub const HEADER_SIZE: usize = 256;
+/// How long [`Region::open`] waits for a creator that is still initialising.
+pub const OPEN_GRACE: Duration = Duration::from_millis(500);
+
+/// What a region holds; written in the header so a ring is never opened as a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// Plain bytes for the user (counters, arrays).
+    Raw = 1,
+    /// An SPSC frame ring.
+    Ring = 2,
+    /// An MPMC queue.
+    Queue = 3,
+    /// A duplex pipe.
+    Pipe = 4,
+    /// A counting semaphore.
+    Semaphore = 5,
+    /// A lock.
+    Lock = 6,
+    /// An event.
+    Event = 7,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Raw,
+            2 => Kind::Ring,
+            3 => Kind::Queue,
+            4 => Kind::Pipe,
+            5 => Kind::Semaphore,
+            6 => Kind::Lock,
+            7 => Kind::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// The first bytes of every region. All fields are atomics because another
+/// process may read them while the creator is still writing them; all but
+/// `ready` are written Relaxed and published by `ready`'s Release store.
+#[repr(C)]
+pub struct RegionHeader {
+    magic: AtomicU64,
+    /// A [`Kind`].
+    kind: AtomicU32,
+    /// The creator's pid.
+    creator_pid: AtomicU32,
+    /// The creator's start time (see [`PeerId`]).
+    creator_start: AtomicU64,
+    /// The size of the whole file.
+    total_size: AtomicU64,
+    /// The size of the body (the file less the header).
+    body_size: AtomicU64,
+    /// The structure's own parameters (capacity, slot size, waiting strategy…).
+    params: [AtomicU64; 6],
+    /// 0 while initialising, then [`LAYOUT_VERSION`], written last with Release.
+    ready: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<RegionHeader>() <= HEADER_SIZE);
+const _: () = assert!(HEADER_SIZE % 128 == 0);
+
+/// Why a region could not be made or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    /// The name is not one of ours or not a plain file name.
+    #[error("invalid region name `{name}`: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A file of that name is already there.
+    #[error("{} already exists; if no ipcbench run is going on, remove leftovers with `ipcbench clean`", .0.display())]
+    Exists(PathBuf),
+    /// No file of that name.
+    #[error("{} does not exist: its creator has not made it yet, or has exited", .0.display())]
+    NotFound(PathBuf),
+    /// The file is smaller than a header or than its header says.
+    #[error("{path} is {size} bytes, too small for a region header (truncated or not ours)", path = .path.display())]
+    TooSmall {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// The creator never finished initialising it.
+    #[error("{} is half-initialised: its creator did not finish setting it up (crashed?); run `ipcbench clean`", .0.display())]
+    NotReady(PathBuf),
+    /// Not an ipcbench region.
+    #[error("{path} is not an ipcbench region (magic {found:#018x})", path = .path.display())]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// The magic found.
+        found: u64,
+    },
+    /// Made by another version of ipcbench.
+    #[error("{path} has layout version {found}, this build expects {expected}: both sides must run the same ipcbench build", path = .path.display())]
+    VersionMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this build writes.
+        expected: u32,
+    },
+    /// Holds another kind of structure.
+    #[error("{path} holds a {found}, not a {expected:?}", path = .path.display())]
+    WrongKind {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        found: String,
+        /// What was asked for.
+        expected: Kind,
+    },
+    /// Its sizes disagree with each other or with the file.
+    #[error("{path}: header says {header} bytes but the file has {file}", path = .path.display())]
+    SizeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The size the header states.
+        header: u64,
+        /// The file's size.
+        file: u64,
+    },
+    /// The structure's parameters are impossible.
+    #[error("{path}: {reason}", path = .path.display())]
+    BadParams {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A system call failed.
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// A name no other run or test uses: `ipcbench-<pid>-<n>-<label>`.
+pub fn unique_name(label: &str) -> String {
+    use std::sync::atomic::AtomicU64 as StdAtomicU64;
+    static NEXT: StdAtomicU64 = StdAtomicU64::new(0);
+    // Relaxed: only uniqueness matters, which the RMW gives.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{NAME_PREFIX}{}-{n}{nanos:x}-{label}", std::process::id())
+}
+
+/// Checks that `name` is one of ours and a plain file name; returns its path.
+pub fn region_path(name: &str) -> Result<PathBuf, RegionError> {
+    let bad = |reason| RegionError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if !name.starts_with(NAME_PREFIX) {
+        return Err(bad("must start with `ipcbench-`"));
+    }
+    if name.len() > 200 {
+        return Err(bad("longer than 200 bytes"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(bad(
+            "only ASCII letters, digits, '-', '_' and '.' are allowed",
+        ));
+    }
+    Ok(Path::new(SHM_DIR).join(name))
+}
+
+/// A mapped region.
+pub struct Region {
+    name: String,
+    path: PathBuf,
+    map: MmapRaw,
+    owner: bool,
+}
+
+// SAFETY: the mapping is plain memory shared by design; every access to it
+// goes through atomics or through structures that order their accesses.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.name)
+            .field("len", &self.map.len())
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RegionError + 'a {
+    move |source| RegionError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Region {
+    /// Makes a new region with a body of `body_size` bytes. The caller
+    /// initialises the body and then calls [`Region::publish`].
+    pub fn create(
+        name: &str,
+        kind: Kind,
+        body_size: usize,
+        params: [u64; 6],
+    ) -> Result<Region, RegionError> {
+        let path = region_path(name)?;
+        let total = HEADER_SIZE + body_size;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    RegionError::Exists(path.clone())
+                } else {
+                    RegionError::Io {
+                        what: "creating",
+                        path: path.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+        // From here on the file is ours: a failure below unlinks it on drop
+        // of this guard, unless it is disarmed.
+        struct Unlink<'a>(&'a Path, bool);
+        impl Drop for Unlink<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    let _ = std::fs::remove_file(self.0);
+                }
+            }
+        }
+        let mut guard = Unlink(&path, true);
+        file.set_len(total as u64)
+            .map_err(io_err("sizing", &path))?;
+        let map = MmapOptions::new()
+            .len(total)
+            .populate()
+            .map_raw(&file)
+            .map_err(io_err("mapping", &path))?;
+        let region = Region {
+            name: name.to_owned(),
+            path: path.clone(),
+            map,
+            owner: true,
+        };
+        region.prefault(true);
+        let me = PeerId::current();
+        let h = region.header();
+        // Relaxed: every header field is published by `ready` (see `publish`).
+        h.magic.store(MAGIC, Ordering::Relaxed);
+        h.kind.store(kind as u32, Ordering::Relaxed);
+        h.creator_pid.store(me.pid, Ordering::Relaxed);
+        h.creator_start.store(me.start, Ordering::Relaxed);
+        h.total_size.store(total as u64, Ordering::Relaxed);
+        h.body_size.store(body_size as u64, Ordering::Relaxed);
+        for (slot, v) in h.params.iter().zip(params) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        guard.1 = false;
+        Ok(region)
+    }
+
+    /// Marks the region initialised: call once the body is set up.
+    pub fn publish(&self) {
+        // SYNC POINT: region ready — the header and the body become visible
+        // to every opener that reads `ready` with Acquire.
+        self.header().ready.store(LAYOUT_VERSION, Ordering::Release);
+    }
+
+    /// Opens an existing region of `kind`, waiting up to [`OPEN_GRACE`] for
+    /// a creator that is still initialising it.
+    pub fn open(name: &str, kind: Kind) -> Result<Region, RegionError> {
+        let path = region_path(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    RegionError::NotFound(path.clone())
+                } else {
+                    RegionError::Io {
+                        what: "opening",
+                        path: path.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+        let t0 = Instant::now();
+        loop {
+            match Self::try_map(name, &path, &file, kind) {
+                Err(RegionError::NotReady(_)) | Err(RegionError::TooSmall { .. })
+                    if t0.elapsed() < OPEN_GRACE =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_map(name: &str, path: &Path, file: &File, kind: Kind) -> Result<Region, RegionError> {
+        let size = file
+            .metadata()
+            .map_err(io_err("reading the size of", path))?
+            .len();
+        if size < HEADER_SIZE as u64 {
+            return Err(RegionError::TooSmall {
+                path: path.to_owned(),
+                size,
+            });
+        }
+        let map = MmapOptions::new()
+            .len(size as usize)
+            .populate()
+            .map_raw(file)
+            .map_err(io_err("mapping", path))?;
+        let region = Region {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            map,
+            owner: false,
+        };
+        let h = region.header();
+        // SYNC POINT: region ready (see `publish`).
+        let ready = h.ready.load(Ordering::Acquire);
+        let magic = h.magic.load(Ordering::Relaxed);
+        if ready == 0 {
+            return Err(if magic == MAGIC || magic == 0 {
+                RegionError::NotReady(path.to_owned())
+            } else {
+                RegionError::BadMagic {
+                    path: path.to_owned(),
+                    found: magic,
+                }
+            });
+        }
+        if magic != MAGIC {
+            return Err(RegionError::BadMagic {
+                path: path.to_owned(),
+                found: magic,
+            });
+        }
+        if ready != LAYOUT_VERSION {
+            return Err(RegionError::VersionMismatch {
+                path: path.to_owned(),
+                found: ready,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let found = h.kind.load(Ordering::Relaxed);
+        if found != kind as u32 {
+            return Err(RegionError::WrongKind {
+                path: path.to_owned(),
+                found: Kind::from_u32(found)
+                    .map_or_else(|| format!("unknown kind {found}"), |k| format!("{k:?}")),
+                expected: kind,
+            });
+        }
+        let total = h.total_size.load(Ordering::Relaxed);
+        let body = h.body_size.load(Ordering::Relaxed);
+        if total != size || body.checked_add(HEADER_SIZE as u64) != Some(total) {
+            return Err(RegionError::SizeMismatch {
+                path: path.to_owned(),
+                header: total,
+                file: size,
+            });
+        }
+        region.prefault(false);
+        Ok(region)
+    }
+
+    /// Touches every page so that no page fault is ever timed: the creator
+    /// writes (allocating the pages), openers read (mapping them).
+    fn prefault(&self, write: bool) {
+        let page = 4096;
+        let base = self.map.as_mut_ptr();
+        let mut off = 0;
+        while off < self.map.len() {
+            // SAFETY: `off` is inside the mapping. Volatile so the access is
+            // not elided; the creator writes 0 into a page nobody else can
+            // see yet (the file is new and not published), openers only read.
+            unsafe {
+                if write {
+                    std::ptr::write_volatile(base.add(off), 0);
+                } else {
+                    std::ptr::read_volatile(base.add(off));
+                }
+            }
+            off += page;
+        }
+    }
+
+    fn header(&self) -> &RegionHeader {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked on open,
+        // made so on create), page-aligned, and the header is all atomics,
+        // valid for any bit pattern.
+        unsafe { &*(self.map.as_ptr() as *const RegionHeader) }
+    }
+
+    /// The region's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file behind it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this handle unlinks the name on drop.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// The creator, as recorded in the header.
+    pub fn creator(&self) -> PeerId {
+        let h = self.header();
+        PeerId {
+            pid: h.creator_pid.load(Ordering::Relaxed),
+            start: h.creator_start.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The structure's parameters, as given to [`Region::create`].
+    pub fn params(&self) -> [u64; 6] {
+        let mut p = [0; 6];
+        for (v, slot) in p.iter_mut().zip(&self.header().params) {
+            *v = slot.load(Ordering::Relaxed);
+        }
+        p
+    }
+
+    /// A pointer to the body, 128-byte aligned.
+    pub fn body_ptr(&self) -> *mut u8 {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes.
+        unsafe { self.map.as_mut_ptr().add(HEADER_SIZE) }
+    }
+
+    /// The body's size in bytes.
+    pub fn body_len(&self) -> usize {
+        self.map.len() - HEADER_SIZE
+    }
+
+    /// A `BadParams` error for this region.
+    pub fn bad_params(&self, reason: impl Into<String>) -> RegionError {
+        RegionError::BadParams {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A region file found in [`SHM_DIR`], as `ipcbench clean` sees it.
+#[derive(Debug)]
+pub struct Leftover {
+    /// The file's name.
+    pub name: String,
+    /// Its creator, if the header could be read.
+    pub creator: Option<PeerId>,
+    /// Whether its creator is alive.
+    pub creator_alive: bool,
+    /// How long ago it was last modified.
+    pub age: Duration,
+}
+
+/// Lists every file of ours in [`SHM_DIR`].
+pub fn list_leftovers() -> io::Result<Vec<Leftover>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(NAME_PREFIX) {
+            continue;
+        }
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        let creator = read_creator(&entry.path());
+        let creator_alive = creator.is_some_and(|c| c.is_alive());
+        out.push(Leftover {
+            name,
+            creator,
+            creator_alive,
+            age,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads the creator from a region file's header without mapping it.
+fn read_creator(path: &Path) -> Option<PeerId> {
+    use std::io::Read;
+    let mut buf = [0u8; 32];
+    File::open(path).ok()?.read_exact(&mut buf).ok()?;
+    let magic = u64::from_le_bytes(buf[0..8].try_into().ok()?);
+    if magic != MAGIC {
+        return None;
+    }
+    let pid = u32::from_le_bytes(buf[12..16].try_into().ok()?);
+    let start = u64::from_le_bytes(buf[16..24].try_into().ok()?);
+    (pid != 0).then_some(PeerId { pid, start })
+}
+
+/// Whether `clean` removes a leftover: its creator is dead, or its header
+/// cannot be read and it is older than `min_age` (a creator still
+/// initialising it would have finished long before).
+pub fn is_stale(l: &Leftover, min_age: Duration) -> bool {
+    match l.creator {
+        Some(_) => !l.creator_alive,
+        None => l.age >= min_age,
+    }
+}
+
+/// Removes a leftover by name.
+pub fn remove_leftover(name: &str) -> Result<(), RegionError> {
+    let path = region_path(name)?;
+    std::fs::remove_file(&path).map_err(io_err("removing", &path))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_open_and_owner_unlinks() {
+        let name = unique_name("region-test");
+        let r = Region::create(&name, Kind::Raw, 8192, [7, 0, 0, 0, 0, 0]).unwrap();
+        // Not published yet: an opener sees it as half-initialised.
+        let t0 = Instant::now();
+        assert!(matches!(
+            Region::open(&name, Kind::Raw),
+            Err(RegionError::NotReady(_))
+        ));
+        assert!(t0.elapsed() >= OPEN_GRACE);
+        r.publish();
+        let o = Region::open(&name, Kind::Raw).unwrap();
+        assert_eq!(o.params()[0], 7);
+        assert_eq!(o.body_len(), 8192);
+        assert_eq!(o.creator(), PeerId::current());
+        assert!(!o.is_owner());
+        assert!(matches!(
+            Region::open(&name, Kind::Ring),
+            Err(RegionError::WrongKind { .. })
+        ));
+        drop(o);
+        assert!(r.path().exists(), "an opener must not unlink");
+        let path = r.path().to_owned();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        drop(r);
+        assert!(!path.exists(), "the owner must unlink");
+    }
+
+    #[test]
+    fn wrong_magic_and_version_are_refused() {
+        let name = unique_name("region-bad");
+        let r = Region::create(&name, Kind::Raw, 64, [0; 6]).unwrap();
+        r.publish();
+        r.header().magic.store(0xdead_beef, Ordering::Relaxed);
+        let e = Region::open(&name, Kind::Raw).unwrap_err();
+        assert!(matches!(e, RegionError::BadMagic { .. }), "{e}");
+        assert!(e.to_string().contains("not an ipcbench region"));
+        r.header().magic.store(MAGIC, Ordering::Relaxed);
+        r.header()
+            .ready
+            .store(LAYOUT_VERSION + 1, Ordering::Release);
+        let e = Region::open(&name, Kind::Raw).unwrap_err();
+        assert!(matches!(e, RegionError::VersionMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("same ipcbench build"));
+    }
+
+    #[test]
+    fn exists_and_not_found_and_bad_names() {
+        let name = unique_name("region-dup");
+        let _r = Region::create(&name, Kind::Raw, 64, [0; 6]).unwrap();
+        let e = Region::create(&name, Kind::Raw, 64, [0; 6]).unwrap_err();
+        assert!(e.to_string().contains("ipcbench clean"), "{e}");
+        let e = Region::open(&unique_name("nobody"), Kind::Raw).unwrap_err();
+        assert!(matches!(e, RegionError::NotFound(_)));
+        assert!(region_path("other-name").is_err());
+        assert!(region_path("ipcbench-../../etc").is_err());
+    }
+
+    #[test]
+    fn truncated_file_is_refused() {
+        let name = unique_name("region-trunc");
+        let path = region_path(&name).unwrap();
+        std::fs::write(&path, b"short").unwrap();
+        let e = Region::open(&name, Kind::Raw).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(e, RegionError::TooSmall { size: 5, .. }), "{e}");
+    }
+}

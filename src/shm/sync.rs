@@ -1,0 +1,181 @@
+//! The one place atomics, cells and spin hints come from.
+//!
+//! Under `--cfg loom` every type here is loom's, so the ring, the queue and the
+//! semaphore can be model-checked on stable Rust (`RUSTFLAGS="--cfg loom" cargo
+//! test --test loom`). Everywhere else they are the standard library's.
+//!
+//! Data bytes (frame payloads, queue slots) go through [`Bytes`], which under
+//! loom is an array of tracked cells: a missing Release/Acquire pair around a
+//! payload then shows up as a data race in the model, not only as a wrong
+//! index.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+/// One pause in a spin loop. Under loom it yields to the scheduler so that a
+/// spinning thread lets the model run the thread it waits for.
+#[inline(always)]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Gives the rest of this time slice to another runnable thread.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+/// A byte area that two sides hand over to each other through atomics.
+///
+/// Outside loom it is a raw pointer and a length into memory owned by
+/// someone else (a mapped region or a heap block); the owner outlives it.
+/// Under loom it owns one tracked cell per byte.
+pub(crate) struct Bytes {
+    #[cfg(not(loom))]
+    ptr: *mut u8,
+    #[cfg(loom)]
+    cells: std::sync::Arc<[loom::cell::UnsafeCell<u8>]>,
+    len: usize,
+}
+
+// SAFETY: `Bytes` is a view of memory whose accesses are ordered by the
+// structure that owns it (ring indices, slot sequence numbers); sending the
+// view to another thread does not by itself access anything.
+unsafe impl Send for Bytes {}
+// SAFETY: as above; concurrent access to disjoint or hand-over-ordered byte
+// ranges is what every caller's SAFETY comment argues.
+unsafe impl Sync for Bytes {}
+
+impl Bytes {
+    /// Wraps `len` bytes at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must stay valid for reads and writes for as long as the
+    /// returned value (and every clone of it) lives.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn from_raw(ptr: *mut u8, len: usize) -> Self {
+        Bytes { ptr, len }
+    }
+
+    /// A fresh zeroed area of `len` tracked bytes (loom only).
+    #[cfg(loom)]
+    pub(crate) fn new_tracked(len: usize) -> Self {
+        let cells: Vec<_> = (0..len).map(|_| loom::cell::UnsafeCell::new(0u8)).collect();
+        Bytes {
+            cells: cells.into(),
+            len,
+        }
+    }
+
+    /// Copies `src` to `off..off+src.len()`.
+    ///
+    /// # Safety
+    /// The range is in bounds and no other party reads or writes it until the
+    /// caller publishes it with a Release store.
+    #[inline]
+    pub(crate) unsafe fn write(&self, off: usize, src: &[u8]) {
+        debug_assert!(off + src.len() <= self.len);
+        #[cfg(not(loom))]
+        // SAFETY: in bounds and exclusively ours until published (caller's contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off), src.len());
+        }
+        #[cfg(loom)]
+        for (i, b) in src.iter().enumerate() {
+            // SAFETY: exclusive access to this byte per the caller's contract;
+            // loom checks the claim.
+            self.cells[off + i].with_mut(|p| unsafe { *p = *b });
+        }
+    }
+
+    /// Copies `off..off+dst.len()` into `dst`.
+    ///
+    /// # Safety
+    /// The range is in bounds and was published to us with a Release store we
+    /// observed with an Acquire load; its writer does not touch it until we
+    /// hand it back.
+    #[inline]
+    pub(crate) unsafe fn read(&self, off: usize, dst: &mut [u8]) {
+        debug_assert!(off + dst.len() <= self.len);
+        #[cfg(not(loom))]
+        // SAFETY: in bounds and published to us (caller's contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(off), dst.as_mut_ptr(), dst.len());
+        }
+        #[cfg(loom)]
+        for (i, b) in dst.iter_mut().enumerate() {
+            // SAFETY: published to us per the caller's contract; loom checks it.
+            self.cells[off + i].with(|p| *b = unsafe { *p });
+        }
+    }
+
+    /// Writes a little-endian u32 at `off`.
+    ///
+    /// # Safety
+    /// As for [`Bytes::write`].
+    #[inline]
+    pub(crate) unsafe fn write_u32(&self, off: usize, v: u32) {
+        // SAFETY: forwarded contract.
+        unsafe { self.write(off, &v.to_le_bytes()) }
+    }
+
+    /// Reads a little-endian u32 at `off`.
+    ///
+    /// # Safety
+    /// As for [`Bytes::read`].
+    #[inline]
+    pub(crate) unsafe fn read_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        // SAFETY: forwarded contract.
+        unsafe { self.read(off, &mut b) };
+        u32::from_le_bytes(b)
+    }
+
+    /// A mutable slice of `off..off+len` for zero-copy writes.
+    ///
+    /// # Safety
+    /// As for [`Bytes::write`], for as long as the slice lives.
+    #[cfg(not(loom))]
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, off: usize, len: usize) -> &mut [u8] {
+        debug_assert!(off + len <= self.len);
+        // SAFETY: in bounds and exclusively ours (caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
+    }
+
+    /// A shared slice of `off..off+len` for zero-copy reads.
+    ///
+    /// # Safety
+    /// As for [`Bytes::read`], for as long as the slice lives.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> &[u8] {
+        debug_assert!(off + len <= self.len);
+        // SAFETY: in bounds and published to us (caller's contract).
+        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }
+    }
+}
+
+/// Pads and aligns a value to 128 bytes, so that two values written by
+/// different processes never share a cache line. 128 rather than 64 because
+/// recent x86 cores prefetch cache lines in adjacent pairs.
+#[repr(C, align(128))]
+#[derive(Default)]
+pub struct CachePadded<T>(pub T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -1,0 +1,115 @@
+//! Helpers for tests that start `ipcbench peer …` processes.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipcbench::peer::parse_result_line;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ipcbench")
+}
+
+/// Starts `ipcbench peer <args>` with its output captured.
+pub fn spawn_peer(args: &[String]) -> Child {
+    Command::new(bin())
+        .arg("peer")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the ipcbench binary")
+}
+
+/// Turns `&str`s and numbers into arguments.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { [$($a.to_string()),*] };
+}
+
+/// What a finished peer left.
+#[derive(Debug)]
+pub struct Finished {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The value of `key` in the peer's `ok …` line; panics with the peer's
+    /// output if it failed.
+    pub fn field(&self, key: &str) -> u64 {
+        assert!(self.success, "peer failed: {}{}", self.stdout, self.stderr);
+        let fields = parse_result_line(self.stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|| panic!("no result line in {:?}", self.stdout));
+        fields
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no `{key}` in {:?}", self.stdout))
+            .1
+    }
+}
+
+/// Waits for `child` until `deadline`; kills and reaps it if it is late
+/// and panics, so a test never hangs.
+pub fn finish(mut child: Child, deadline: Instant, what: &str) -> Finished {
+    loop {
+        match child.try_wait().expect("waiting for a peer") {
+            Some(status) => {
+                let mut stdout = String::new();
+                let mut stderr = String::new();
+                child
+                    .stdout
+                    .take()
+                    .map(|mut s| s.read_to_string(&mut stdout));
+                child
+                    .stderr
+                    .take()
+                    .map(|mut s| s.read_to_string(&mut stderr));
+                return Finished {
+                    success: status.success(),
+                    stdout,
+                    stderr,
+                };
+            }
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what}: peer missed its deadline and was killed");
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Waits for every child, killing all of them if any is late.
+pub fn finish_all(children: Vec<Child>, deadline: Instant, what: &str) -> Vec<Finished> {
+    let mut out = Vec::new();
+    let mut rest = children.into_iter();
+    while let Some(c) = rest.next() {
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish(c, deadline, what)));
+        match r {
+            Ok(f) => out.push(f),
+            Err(e) => {
+                for mut c in rest {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that none of `names` is left in /dev/shm.
+pub fn assert_gone(names: &[&str]) {
+    for n in names {
+        let p = std::path::Path::new("/dev/shm").join(n);
+        assert!(!p.exists(), "{} was left behind", p.display());
+    }
+}

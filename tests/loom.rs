@@ -1,0 +1,184 @@
+//! Model checks of the ring, the queue and the semaphore with loom.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
+//! (`.ci/run` does, with `LOOM_MAX_PREEMPTIONS=3`). Under `--cfg loom` the
+//! core's atomics, payload bytes and futex are loom's, so the models explore
+//! every interleaving (up to the preemption bound) and flag data races on
+//! payloads, lost wake-ups (as deadlocks) and wrong results.
+#![cfg(loom)]
+
+use ipcbench::shm::{Event, Lock, Queue, QueueError, Ring, RingError, Semaphore, Wait};
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+
+/// Three frames through a 32-byte ring (frame limit 8 B): the second fills
+/// the ring, the third must wait for space and wraps with a pad marker.
+fn ring_spsc(wait: Wait) {
+    loom::model(move || {
+        let ring = Ring::on_heap(32, wait).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let t = thread::spawn(move || {
+            tx.send(&[1, 2, 3], None).unwrap();
+            tx.send(&[4; 8], None).unwrap();
+            tx.send(&[5, 6], None).unwrap();
+        });
+        let mut buf = Vec::new();
+        rx.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, [1, 2, 3]);
+        rx.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, [4; 8]);
+        rx.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, [5, 6]);
+        assert!(matches!(rx.recv(&mut buf, None), Err(RingError::Closed)));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn ring_spsc_park() {
+    ring_spsc(Wait::PARK);
+}
+
+#[test]
+fn ring_spsc_spin_park() {
+    ring_spsc(Wait::SPIN_PARK);
+}
+
+#[test]
+fn ring_spsc_spin() {
+    ring_spsc(Wait::SPIN);
+}
+
+#[test]
+fn queue_two_producers_one_consumer() {
+    loom::model(|| {
+        let q = Queue::on_heap(2, 8, Wait::PARK).unwrap();
+        let hs: Vec<_> = (0..2u8)
+            .map(|i| {
+                let q = q.clone();
+                thread::spawn(move || q.put(&[i; 3], None).unwrap())
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            q.get(&mut buf, None).unwrap();
+            assert_eq!(buf.len(), 3);
+            assert!(buf.iter().all(|b| *b == buf[0]));
+            got.push(buf[0]);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1]);
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn queue_laps_and_blocks_when_full() {
+    loom::model(|| {
+        let q = Queue::on_heap(2, 8, Wait::PARK).unwrap();
+        let p = q.clone();
+        let t = thread::spawn(move || {
+            for i in 0..3u8 {
+                p.put(&[i], None).unwrap();
+            }
+            p.close();
+        });
+        let mut buf = Vec::new();
+        for i in 0..3u8 {
+            q.get(&mut buf, None).unwrap();
+            assert_eq!(buf, [i]);
+        }
+        assert!(matches!(q.get(&mut buf, None), Err(QueueError::Closed)));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn queue_one_producer_two_consumers() {
+    loom::model(|| {
+        let q = Queue::on_heap(2, 8, Wait::PARK).unwrap();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    q.get(&mut buf, None).unwrap();
+                    buf[0]
+                })
+            })
+            .collect();
+        q.put(&[7], None).unwrap();
+        q.put(&[8], None).unwrap();
+        let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, [7, 8]);
+    });
+}
+
+/// The lock makes a plain cell's read-modify-write exclusive: loom flags
+/// any overlap as a data race.
+#[test]
+fn lock_excludes() {
+    loom::model(|| {
+        let lock = Lock::on_heap(Wait::PARK);
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, cell) = (lock.clone(), cell.clone());
+                thread::spawn(move || {
+                    let _g = lock.lock(None).unwrap();
+                    // SAFETY: exclusive while the lock is held (what loom checks).
+                    cell.with_mut(|p| unsafe { *p += 1 });
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // SAFETY: both threads joined.
+        assert_eq!(cell.with(|p| unsafe { *p }), 2);
+    });
+}
+
+/// A counting semaphore hands a permit (and what was written before the
+/// release) from one thread to another.
+#[test]
+fn semaphore_hands_over() {
+    loom::model(|| {
+        let sem = Semaphore::on_heap(0, 1, Wait::SPIN_PARK);
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let (s2, c2) = (sem.clone(), cell.clone());
+        let t = thread::spawn(move || {
+            // SAFETY: written before the release, read after the acquire.
+            c2.with_mut(|p| unsafe { *p = 42 });
+            s2.release().unwrap();
+        });
+        sem.acquire(None).unwrap();
+        // SAFETY: see above.
+        assert_eq!(cell.with(|p| unsafe { *p }), 42);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn event_publishes() {
+    loom::model(|| {
+        let ev = Event::on_heap(Wait::PARK);
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let (e2, c2) = (ev.clone(), cell.clone());
+        let t = thread::spawn(move || {
+            // SAFETY: written before set, read after wait.
+            c2.with_mut(|p| unsafe { *p = 7 });
+            e2.set();
+        });
+        assert!(ev.wait(None).unwrap());
+        // SAFETY: see above.
+        assert_eq!(cell.with(|p| unsafe { *p }), 7);
+        t.join().unwrap();
+    });
+}

@@ -1,0 +1,385 @@
+//! The shared-memory core across real processes: every structure moves
+//! checked data between separate `ipcbench peer` processes, survives a peer
+//! killed mid-transfer, refuses foreign regions, and leaves nothing behind
+//! in /dev/shm.
+
+mod common;
+
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipcbench::peer::Pattern;
+use ipcbench::shm::region::{Kind, Region};
+use ipcbench::shm::{
+    Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore, Wait, unique_name,
+};
+
+const DEADLINE: Duration = Duration::from_secs(240);
+
+fn raw_region(name: &str, len: usize) -> Region {
+    let r = Region::create(name, Kind::Raw, len, [0; 6]).unwrap();
+    r.publish();
+    r
+}
+
+#[test]
+fn ring_moves_ten_million_random_frames_between_processes() {
+    let name = unique_name("ring-10m");
+    let ring = Ring::create(&name, 1 << 16, Wait::SPIN_PARK).unwrap();
+    let (frames, seed, max_len) = (10_000_000u64, 7u64, 256usize);
+    let deadline = Instant::now() + DEADLINE;
+    let rx = spawn_peer(&args!["ring-recv", name, frames, seed, max_len]);
+    let tx = spawn_peer(&args!["ring-send", name, frames, seed, max_len]);
+    let out = finish_all(vec![rx, tx], deadline, "ring 1→1");
+    let (recv, send) = (&out[0], &out[1]);
+    assert_eq!(recv.field("frames"), frames);
+    assert_eq!(recv.field("bytes"), send.field("bytes"));
+    let ns = recv.field("elapsed_ns").max(1);
+    eprintln!(
+        "ring 1→1 ({}): {frames} frames of 0–{max_len} B, every byte checked, in {:.2} s = {:.1} M frames/s",
+        ring.wait(),
+        ns as f64 / 1e9,
+        frames as f64 * 1e3 / ns as f64
+    );
+    drop(ring);
+    assert_gone(&[&name]);
+}
+
+/// 4 producers × 4 consumers over one queue: every item arrives exactly once.
+fn queue_4x4(wait: Wait, total: u64) {
+    let name = unique_name(&format!("queue-{wait}"));
+    let seen_name = unique_name("queue-seen");
+    let q = Queue::create(&name, 256, 16, wait).unwrap();
+    let seen = raw_region(&seen_name, total as usize);
+    let deadline = Instant::now() + DEADLINE;
+    let per = total / 4;
+    let getters: Vec<_> = (0..4)
+        .map(|_| spawn_peer(&args!["queue-get", name, seen_name]))
+        .collect();
+    let putters: Vec<_> = (0..4)
+        .map(|id| spawn_peer(&args!["queue-put", name, id, per]))
+        .collect();
+    let t0 = Instant::now();
+    for p in finish_all(putters, deadline, "queue putters") {
+        assert_eq!(p.field("items"), per);
+    }
+    q.close();
+    let got: u64 = finish_all(getters, deadline, "queue getters")
+        .iter()
+        .map(|g| g.field("items"))
+        .sum();
+    let elapsed = t0.elapsed();
+    assert_eq!(got, total, "{wait}: items received");
+    // SAFETY: every peer has exited; the region is ours and `total` bytes long.
+    let marks =
+        unsafe { std::slice::from_raw_parts(seen.body_ptr() as *const AtomicU8, total as usize) };
+    for (i, m) in marks.iter().enumerate() {
+        let m = m.load(Ordering::Relaxed);
+        assert_eq!(m, 1, "{wait}: item {i} received {m} times");
+    }
+    eprintln!(
+        "queue 4×4 ({wait}, 8 peer processes on {} cores): {total} items in {:.2} s = {:.2} M items/s",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    drop((q, seen));
+    assert_gone(&[&name, &seen_name]);
+}
+
+#[test]
+fn queue_4x4_moves_a_million_items_exactly_once_spin_park() {
+    queue_4x4(Wait::SPIN_PARK, 1_000_000);
+}
+
+#[test]
+fn queue_4x4_moves_a_million_items_exactly_once_park() {
+    queue_4x4(Wait::PARK, 1_000_000);
+}
+
+#[test]
+fn queue_4x4_moves_items_exactly_once_spin_yield() {
+    queue_4x4(Wait::SPIN_YIELD, 400_000);
+}
+
+/// Pure spinning with 8 processes on 2 cores is slow, but must finish.
+#[test]
+fn queue_4x4_pure_spin_oversubscribed_still_finishes() {
+    queue_4x4(Wait::SPIN, 20_000);
+}
+
+#[test]
+fn pipe_moves_16_mib_messages_both_ways_and_reports_end_of_stream() {
+    let name = unique_name("pipe-16m");
+    let pipe = Pipe::create(&name, 1 << 20, Wait::SPIN_PARK).unwrap();
+    let mut end = pipe.end(0).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let echo = spawn_peer(&args!["pipe-echo", name]);
+    let pat = Pattern {
+        seed: 3,
+        max_len: 0,
+    };
+    let mut big = vec![0u8; 16 << 20];
+    pat.fill(1, &mut big);
+    let mut buf = Vec::new();
+    let t = Some(Duration::from_secs(60));
+    for msg in [&big[..], &[][..], &[42][..], &big[..]] {
+        end.send(msg, t).unwrap();
+        assert_eq!(end.recv(&mut buf, t).unwrap(), msg.len());
+        assert!(buf == msg, "echo of a {}-byte message differs", msg.len());
+    }
+    drop(end);
+    let f = finish(echo, deadline, "pipe echo");
+    assert_eq!(
+        f.field("messages"),
+        4,
+        "the echo peer saw end-of-stream after 4 messages"
+    );
+    // And the other way: the peer closing its end is our end of stream,
+    // after what it sent before closing.
+    drop(pipe);
+    assert_gone(&[&name]);
+    let name = unique_name("pipe-close");
+    let pipe = Pipe::create(&name, 1 << 12, Wait::PARK).unwrap();
+    let mut end = pipe.end(0).unwrap();
+    let echo = spawn_peer(&args!["pipe-echo", name, "--count", 1]);
+    end.send(b"last", t).unwrap();
+    assert_eq!(end.recv(&mut buf, t).unwrap(), 4);
+    assert!(matches!(end.recv(&mut buf, t), Err(PipeError::Closed)));
+    assert_eq!(finish(echo, deadline, "pipe echo 2").field("messages"), 1);
+    drop(end);
+    drop(pipe);
+    assert_gone(&[&name]);
+}
+
+fn semaphore_as_mutex(wait: Wait, iters: u64) {
+    let sem_name = unique_name(&format!("sem-{wait}"));
+    let counter_name = unique_name("sem-counter");
+    let sem = Semaphore::create(&sem_name, 1, 1, wait).unwrap();
+    let counter = raw_region(&counter_name, 8);
+    let deadline = Instant::now() + DEADLINE;
+    let peers: Vec<_> = (0..4)
+        .map(|_| spawn_peer(&args!["sem-count", sem_name, counter_name, iters]))
+        .collect();
+    for f in finish_all(peers, deadline, "semaphore counters") {
+        assert_eq!(f.field("iters"), iters);
+    }
+    // SAFETY: all peers exited; the body is 8 bytes, aligned.
+    let total = unsafe { std::ptr::read_volatile(counter.body_ptr() as *const u64) };
+    assert_eq!(
+        total,
+        4 * iters,
+        "{wait}: increments lost under the semaphore"
+    );
+    assert_eq!(sem.value(), 1);
+    drop((sem, counter));
+    assert_gone(&[&sem_name, &counter_name]);
+}
+
+#[test]
+fn semaphore_as_mutex_of_4_processes_keeps_a_plain_counter_exact() {
+    semaphore_as_mutex(Wait::SPIN_PARK, 50_000);
+    semaphore_as_mutex(Wait::PARK, 20_000);
+    semaphore_as_mutex(Wait::SPIN_YIELD, 20_000);
+    semaphore_as_mutex(Wait::SPIN, 2_000);
+}
+
+/// Reads from `rx` until an error; returns it and how long after `kill_at` it came.
+fn read_until_error(rx: &mut ipcbench::shm::Consumer, kill_at: Instant) -> (RingError, Duration) {
+    let mut buf = Vec::new();
+    loop {
+        match rx.recv(&mut buf, Some(Duration::from_secs(30))) {
+            Ok(_) => {}
+            Err(e) => return (e, kill_at.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn a_killed_sender_is_reported_within_the_deadline() {
+    for wait in Wait::ALL {
+        let name = unique_name(&format!("kill-{wait}"));
+        let ring = Ring::create(&name, 1 << 12, wait).unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let mut tx = spawn_peer(&args!["ring-send", name, u64::MAX / 2, 1, 64]);
+        // Let it get going, then kill it mid-stream.
+        let mut buf = Vec::new();
+        for _ in 0..1000 {
+            rx.recv(&mut buf, Some(Duration::from_secs(30))).unwrap();
+        }
+        tx.kill().unwrap();
+        let kill_at = Instant::now();
+        tx.wait().unwrap();
+        let (e, after) = read_until_error(&mut rx, kill_at);
+        assert!(matches!(e, RingError::PeerGone(_)), "{wait}: {e}");
+        assert!(e.to_string().contains("died"));
+        eprintln!(
+            "ring ({wait}): SIGKILLed sender reported {:.1} ms after the kill",
+            after.as_secs_f64() * 1e3
+        );
+        drop((rx, ring));
+        assert_gone(&[&name]);
+    }
+}
+
+#[test]
+fn a_killed_receiver_is_reported_to_a_blocked_sender() {
+    let name = unique_name("kill-rx");
+    let ring = Ring::create(&name, 1 << 12, Wait::SPIN_PARK).unwrap();
+    let mut tx = ring.producer().unwrap();
+    // A receiver expecting more frames than we send: it blocks, then dies.
+    let mut rx = spawn_peer(&args!["ring-recv", name, 1_000_000, 5, 64]);
+    let pat = Pattern {
+        seed: 5,
+        max_len: 64,
+    };
+    let mut msg = Vec::new();
+    for seq in 0..100 {
+        msg.resize(pat.len(seq), 0);
+        pat.fill(seq, &mut msg);
+        tx.send(&msg, Some(Duration::from_secs(30))).unwrap();
+    }
+    rx.kill().unwrap();
+    let kill_at = Instant::now();
+    rx.wait().unwrap();
+    let e = loop {
+        if let Err(e) = tx.send(&[0; 64], Some(Duration::from_secs(30))) {
+            break e;
+        }
+    };
+    assert!(matches!(e, RingError::PeerGone(_)), "{e}");
+    eprintln!(
+        "ring: SIGKILLed receiver reported {:.1} ms after the kill",
+        kill_at.elapsed().as_secs_f64() * 1e3
+    );
+    drop((tx, ring));
+    assert_gone(&[&name]);
+}
+
+#[test]
+fn a_killed_queue_producer_is_reported_to_a_blocked_consumer() {
+    let name = unique_name("kill-queue");
+    let q = Queue::create(&name, 64, 16, Wait::PARK).unwrap();
+    let mut p = spawn_peer(&args!["queue-put", name, 0, u64::MAX / 4]);
+    let mut buf = Vec::new();
+    for _ in 0..100 {
+        q.get(&mut buf, Some(Duration::from_secs(30))).unwrap();
+    }
+    p.kill().unwrap();
+    let kill_at = Instant::now();
+    p.wait().unwrap();
+    let e = loop {
+        match q.get(&mut buf, Some(Duration::from_secs(30))) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, QueueError::PeerGone(_)), "{e}");
+    assert!(kill_at.elapsed() < Duration::from_secs(30));
+    drop(q);
+    assert_gone(&[&name]);
+}
+
+#[test]
+fn a_pipe_peer_killed_mid_message_is_an_error_not_a_hang() {
+    let name = unique_name("kill-pipe");
+    let pipe = Pipe::create(&name, 1 << 12, Wait::SPIN_PARK).unwrap();
+    let mut end = pipe.end(0).unwrap();
+    let mut echo = spawn_peer(&args!["pipe-echo", name]);
+    end.send(b"hello", Some(Duration::from_secs(30))).unwrap();
+    let mut buf = Vec::new();
+    end.recv(&mut buf, Some(Duration::from_secs(30))).unwrap();
+    echo.kill().unwrap();
+    echo.wait().unwrap();
+    // A large message fills the ring and then finds the reader gone.
+    let e = end
+        .send(&vec![1; 1 << 20], Some(Duration::from_secs(30)))
+        .unwrap_err();
+    assert!(matches!(e, PipeError::Ring(RingError::PeerGone(_))), "{e}");
+    drop((end, pipe));
+    assert_gone(&[&name]);
+}
+
+/// Byte offset of `ready` in the region header (see `RegionHeader`).
+const READY_OFFSET: u64 = 88;
+
+#[test]
+fn foreign_and_mismatched_regions_are_refused_with_a_clear_error() {
+    // Not ours at all.
+    let junk = unique_name("junk");
+    std::fs::write(format!("/dev/shm/{junk}"), vec![0xAB; 4096]).unwrap();
+    let f = finish(
+        spawn_peer(&args!["ring-recv", junk, 1, 1, 1]),
+        Instant::now() + DEADLINE,
+        "junk",
+    );
+    assert!(!f.success);
+    assert!(f.stderr.contains("not an ipcbench region"), "{}", f.stderr);
+    std::fs::remove_file(format!("/dev/shm/{junk}")).unwrap();
+
+    // Ours, but from another layout version.
+    let name = unique_name("old-version");
+    let ring = Ring::create(&name, 4096, Wait::PARK).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    file.seek(SeekFrom::Start(READY_OFFSET)).unwrap();
+    file.write_all(&999u32.to_le_bytes()).unwrap();
+    let f = finish(
+        spawn_peer(&args!["ring-recv", name, 1, 1, 1]),
+        Instant::now() + DEADLINE,
+        "version",
+    );
+    assert!(!f.success);
+    assert!(
+        f.stderr.contains("layout version 999") && f.stderr.contains("same ipcbench build"),
+        "{}",
+        f.stderr
+    );
+
+    // A queue opened as a ring.
+    let qname = unique_name("a-queue");
+    let q = Queue::create(&qname, 4, 8, Wait::PARK).unwrap();
+    let f = finish(
+        spawn_peer(&args!["ring-recv", qname, 1, 1, 1]),
+        Instant::now() + DEADLINE,
+        "kind",
+    );
+    assert!(f.stderr.contains("holds a Queue"), "{}", f.stderr);
+    drop((ring, q));
+    assert_gone(&[&name, &qname]);
+}
+
+#[test]
+fn clean_removes_leftovers_of_dead_creators_only() {
+    // A region whose creator died: made by a child that is killed before it
+    // can unlink (simulated by writing a header with a reaped child's pid).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let dead = unique_name("dead-creator");
+    let mut header = vec![0u8; 4096];
+    header[..8].copy_from_slice(b"IPCBENCH");
+    header[12..16].copy_from_slice(&dead_pid.to_le_bytes());
+    // A start time no process has, so a reused pid does not look alive.
+    header[16..24].copy_from_slice(&1u64.to_le_bytes());
+    std::fs::write(format!("/dev/shm/{dead}"), &header).unwrap();
+    let live = unique_name("live-creator");
+    let kept = raw_region(&live, 64);
+
+    let out = std::process::Command::new(bin())
+        .arg("clean")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("removed {dead}")), "{text}");
+    assert!(text.contains(&format!("kept    {live}")), "{text}");
+    assert_gone(&[&dead]);
+    assert!(kept.path().exists());
+    drop(kept);
+    assert_gone(&[&live]);
+}
