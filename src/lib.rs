@@ -1,8 +1,9 @@
 //! ipcbench: which IPC strategy should I use, and how far is it from what
 //! the hardware allows?
 //!
-//! The library holds the shared-memory core ([`shm`]) and the peer roles the
-//! `ipcbench` binary runs in child processes ([`peer`]).
+//! The library holds the shared-memory core ([`shm`]), every IPC strategy
+//! behind one trait ([`transport`]), and the roles the `ipcbench` binary
+//! plays in child processes ([`peer`]).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -12,3 +13,5 @@
 #[cfg(not(loom))]
 pub mod peer;
 pub mod shm;
+#[cfg(not(loom))]
+pub mod transport;

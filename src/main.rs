@@ -17,6 +17,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use ipcbench::peer::{self, Pattern};
     use ipcbench::shm::region;
+    use ipcbench::transport::{LinkOpts, Side, TransportKind};
 
     /// Which IPC strategy should I use, and how far is it from what the hardware allows?
     #[derive(Parser)]
@@ -28,6 +29,8 @@ mod cli {
 
     #[derive(Subcommand)]
     enum Cmd {
+        /// List the IPC strategies, one name a line, with what each is.
+        List,
         /// List leftover shared-memory files of ipcbench in /dev/shm and
         /// remove those whose creating process is gone.
         Clean {
@@ -82,6 +85,30 @@ mod cli {
             counter: String,
             iters: u64,
         },
+        /// Join a link of any transport as one side and act on it.
+        Link {
+            transport: TransportKind,
+            addr: String,
+            side: Side,
+            /// The largest message the link carries.
+            #[arg(long, default_value_t = LinkOpts::default().max_message)]
+            max_message: usize,
+            #[command(subcommand)]
+            action: LinkAction,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum LinkAction {
+        /// Echo messages until the peer closes (or `--count` were echoed).
+        Echo {
+            #[arg(long)]
+            count: Option<u64>,
+        },
+        /// Send checked messages, then close.
+        Send { n: u64, seed: u64, max_len: usize },
+        /// Receive and check messages, then expect the end of the stream.
+        Recv { n: u64, seed: u64, max_len: usize },
     }
 
     pub fn main() -> ExitCode {
@@ -98,6 +125,12 @@ mod cli {
     fn run(cli: Cli) -> Result<()> {
         match cli.cmd {
             Cmd::Clean { dry_run } => clean(dry_run),
+            Cmd::List => {
+                for k in TransportKind::ALL {
+                    println!("{:<16} {}", k.name(), k.description());
+                }
+                Ok(())
+            }
             Cmd::Peer {
                 deadline_s,
                 op_timeout_ms,
@@ -152,6 +185,27 @@ mod cli {
                 counter,
                 iters,
             } => peer::sem_count(&sem, &counter, iters, t)?,
+            Role::Link {
+                transport,
+                addr,
+                side,
+                max_message,
+                action,
+            } => {
+                let opts = LinkOpts {
+                    max_message,
+                    ..LinkOpts::default()
+                };
+                ipcbench::with_transport!(transport, T => match action {
+                    LinkAction::Echo { count } => peer::link_echo::<T>(&addr, side, &opts, count, t)?,
+                    LinkAction::Send { n, seed, max_len } => {
+                        peer::link_send::<T>(&addr, side, &opts, n, pat(seed, max_len), t)?
+                    }
+                    LinkAction::Recv { n, seed, max_len } => {
+                        peer::link_recv::<T>(&addr, side, &opts, n, pat(seed, max_len), t)?
+                    }
+                })
+            }
         })
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::shm::region::{Kind, Region, RegionError};
 use crate::shm::{Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore};
+use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
 
 /// A SplitMix64 step: a fast, well-mixed function of its input.
 #[inline]
@@ -107,6 +108,9 @@ pub enum PeerError {
     /// A message failed validation.
     #[error("validation failed: {0}")]
     Invalid(String),
+    /// A transport call failed.
+    #[error("{0}")]
+    Transport(crate::transport::TransportError),
 }
 
 /// One line a peer prints on success: `ok key=value …`.
@@ -299,6 +303,120 @@ pub fn sem_count(
         sem.release()?;
     }
     Ok(result_line(&[("iters", iters)]))
+}
+
+// ---------------------------------------------------------------------------
+// Roles over any transport.
+
+impl From<TransportError> for PeerError {
+    fn from(e: TransportError) -> Self {
+        PeerError::Transport(e)
+    }
+}
+
+/// A command that starts `exe peer link …` as side `side` of the link at
+/// `ep`, inheriting the descriptors the link needs.
+pub fn link_command(
+    exe: &std::path::Path,
+    kind: TransportKind,
+    ep: &Endpoint,
+    side: Side,
+    max_message: usize,
+    action: &[String],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["peer", "link", kind.name(), &ep.addr, side.name()])
+        .arg(format!("--max-message={max_message}"))
+        .args(action);
+    crate::transport::fd::inherit_in_child(&mut cmd, ep.inherit.clone());
+    cmd
+}
+
+fn connect<T: Transport>(
+    addr: &str,
+    side: Side,
+    opts: &LinkOpts,
+    timeout: Duration,
+) -> Result<T::Conn, PeerError> {
+    let mut conn = T::connect(&Endpoint::for_child(addr), side, opts)?;
+    conn.set_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+/// Echoes every message until the peer closes, or until `count` messages
+/// were echoed (then closes).
+pub fn link_echo<T: Transport>(
+    addr: &str,
+    side: Side,
+    opts: &LinkOpts,
+    count: Option<u64>,
+    timeout: Duration,
+) -> Result<String, PeerError> {
+    let mut conn = connect::<T>(addr, side, opts, timeout)?;
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    while count.is_none_or(|c| n < c) {
+        match conn.recv(&mut buf) {
+            Ok(_) => conn.send(&buf)?,
+            Err(TransportError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+        n += 1;
+    }
+    conn.close()?;
+    Ok(result_line(&[("messages", n)]))
+}
+
+/// Sends `n` checked messages, then closes.
+pub fn link_send<T: Transport>(
+    addr: &str,
+    side: Side,
+    opts: &LinkOpts,
+    n: u64,
+    pat: Pattern,
+    timeout: Duration,
+) -> Result<String, PeerError> {
+    let mut conn = connect::<T>(addr, side, opts, timeout)?;
+    let mut msg = Vec::new();
+    let mut bytes = 0;
+    for seq in 0..n {
+        msg.resize(pat.len(seq), 0);
+        pat.fill(seq, &mut msg);
+        conn.send(&msg)?;
+        bytes += msg.len() as u64;
+    }
+    conn.close()?;
+    Ok(result_line(&[("messages", n), ("bytes", bytes)]))
+}
+
+/// Receives and checks `n` messages, then expects the end of the stream.
+pub fn link_recv<T: Transport>(
+    addr: &str,
+    side: Side,
+    opts: &LinkOpts,
+    n: u64,
+    pat: Pattern,
+    timeout: Duration,
+) -> Result<String, PeerError> {
+    let mut conn = connect::<T>(addr, side, opts, timeout)?;
+    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for seq in 0..n {
+        conn.recv(&mut buf)?;
+        pat.check(seq, &buf, &mut scratch)
+            .map_err(PeerError::Invalid)?;
+        bytes += buf.len() as u64;
+    }
+    match conn.recv(&mut buf) {
+        Err(TransportError::Closed) => {}
+        Ok(len) => {
+            return Err(PeerError::Invalid(format!(
+                "an extra message of {len} bytes after the last one"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(result_line(&[("messages", n), ("bytes", bytes)]))
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub enum PipeError {
         /// The limit.
         max: usize,
     },
+    /// The other end closed in the middle of a message.
+    #[error("the other end closed in the middle of a message (truncated)")]
+    Truncated,
     /// A ring failed (peer died, memory corrupt, region errors).
     #[error(transparent)]
     Ring(RingError),
@@ -117,6 +120,16 @@ impl Pipe {
         Ok(Pipe { a, b })
     }
 
+    /// Test support: publishes a garbage frame toward end `which` (see
+    /// [`crate::shm::Ring::inject_garbage`]).
+    #[doc(hidden)]
+    pub fn inject_garbage(&self, which: u8, oversized: bool) {
+        match which {
+            0 => self.b.inject_garbage(oversized),
+            _ => self.a.inject_garbage(oversized),
+        }
+    }
+
     /// Attaches as end 0 or end 1 (each may be held by one live handle).
     pub fn end(&self, which: u8) -> Result<PipeEnd, PipeError> {
         let (out, inp) = match which {
@@ -175,9 +188,15 @@ impl PipeEnd {
         let deadline = timeout.map(|t| Instant::now() + t);
         buf.clear();
         let mut too_large = false;
+        let mut first = true;
         loop {
             let start = buf.len();
-            let (len, tag) = self.rx.recv_append(buf, remaining(deadline))?;
+            let (len, tag) = match self.rx.recv_append(buf, remaining(deadline)) {
+                Ok(r) => r,
+                Err(RingError::Closed) if !first => return Err(PipeError::Truncated),
+                Err(e) => return Err(e.into()),
+            };
+            first = false;
             if start + len > self.max_message {
                 // Skip the rest of this message; keep memory bounded.
                 too_large = true;

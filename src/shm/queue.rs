@@ -37,7 +37,7 @@ use super::wait::{Notifier, Wait, WaitCtx, WaitError, block_until};
 
 /// How many processes (handles) the queue can track for liveness.
 pub const MAX_PEERS: usize = 64;
-/// Bytes before a slot's payload: the stamp and the length.
+/// Bytes before a slot's payload: the stamp (8), the length (4) and a tag (4).
 const SLOT_HEADER: usize = 16;
 /// The largest slot.
 pub const MAX_SLOT_SIZE: usize = 1 << 30;
@@ -340,6 +340,12 @@ impl Queue {
 
     #[inline]
     fn try_put(&self, item: &[u8]) -> Result<(), QueueError> {
+        self.try_put_tagged(item, 0)
+    }
+
+    /// Puts with a tag stored beside the length (for fragmenting links).
+    #[inline]
+    fn try_put_tagged(&self, item: &[u8], tag: u32) -> Result<(), QueueError> {
         let cfg = &self.cfg;
         if item.len() > cfg.slot_size {
             return Err(QueueError::TooLarge {
@@ -398,6 +404,7 @@ impl Queue {
         // range is inside the slot (item.len() <= slot_size checked above).
         unsafe {
             self.shared.data.write_u32(base + 8, item.len() as u32);
+            self.shared.data.write_u32(base + 12, tag);
             self.shared.data.write(base + SLOT_HEADER, item);
         }
         // SYNC POINT: item published — the length and bytes written above
@@ -413,7 +420,21 @@ impl Queue {
     /// one frees, the queue closes, or a consumer process dies).
     #[inline]
     pub fn put(&self, item: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
-        match self.put_nowait(item) {
+        self.put_tagged(item, 0, timeout)
+    }
+
+    /// [`Queue::put`] with a tag the getter receives (see `get_tagged`).
+    #[inline]
+    pub(crate) fn put_tagged(
+        &self,
+        item: &[u8],
+        tag: u32,
+        timeout: Option<Duration>,
+    ) -> Result<(), QueueError> {
+        if self.roles.get() & ROLE_PUT == 0 {
+            self.register(ROLE_PUT);
+        }
+        match self.try_put_tagged(item, tag) {
             Err(QueueError::Full) => {}
             other => return other,
         }
@@ -424,7 +445,7 @@ impl Queue {
             timeout,
             dead_peer: || c.dead_peer(ROLE_GET),
         };
-        block_until(ctx, || match self.try_put(item) {
+        block_until(ctx, || match self.try_put_tagged(item, tag) {
             Err(QueueError::Full) => None,
             other => Some(other),
         })?
@@ -441,6 +462,11 @@ impl Queue {
 
     #[inline]
     fn try_get(&self, buf: &mut Vec<u8>) -> Result<usize, QueueError> {
+        self.try_get_tagged(buf).map(|(len, _)| len)
+    }
+
+    #[inline]
+    fn try_get_tagged(&self, buf: &mut Vec<u8>) -> Result<(usize, u32), QueueError> {
         let cfg = &self.cfg;
         let c = self.ctrl();
         let mask = cfg.capacity - 1;
@@ -481,7 +507,12 @@ impl Queue {
         let base = i * cfg.stride;
         // SAFETY: we own slot `i` between the claim and the stamp below, and
         // its contents were published by the stamp we loaded with Acquire.
-        let len = unsafe { self.shared.data.read_u32(base + 8) } as usize;
+        let (len, tag) = unsafe {
+            (
+                self.shared.data.read_u32(base + 8) as usize,
+                self.shared.data.read_u32(base + 12),
+            )
+        };
         let result = if len > cfg.slot_size {
             Err(QueueError::Corrupt("item length exceeds the slot size"))
         } else {
@@ -489,7 +520,7 @@ impl Queue {
             buf.resize(len, 0);
             // SAFETY: as above; `len <= slot_size` keeps it inside the slot.
             unsafe { self.shared.data.read(base + SLOT_HEADER, buf) };
-            Ok(len)
+            Ok((len, tag))
         };
         // SYNC POINT: slot freed (see `try_put`).
         self.shared
@@ -519,7 +550,20 @@ impl Queue {
     /// process dies).
     #[inline]
     pub fn get(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, QueueError> {
-        match self.get_nowait(buf) {
+        self.get_tagged(buf, timeout).map(|(len, _)| len)
+    }
+
+    /// [`Queue::get`] that also returns the item's tag.
+    #[inline]
+    pub(crate) fn get_tagged(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u32), QueueError> {
+        if self.roles.get() & ROLE_GET == 0 {
+            self.register(ROLE_GET);
+        }
+        match self.try_get_tagged(buf) {
             Err(QueueError::Empty) => {}
             other => return other,
         }
@@ -530,7 +574,7 @@ impl Queue {
             timeout,
             dead_peer: || c.dead_peer(ROLE_PUT),
         };
-        block_until(ctx, || match self.try_get(buf) {
+        block_until(ctx, || match self.try_get_tagged(buf) {
             Err(QueueError::Empty) => None,
             other => Some(other),
         })?
@@ -545,6 +589,28 @@ impl Queue {
         c.closed.store(1, Ordering::Release);
         c.not_empty.notify(u32::MAX);
         c.not_full.notify(u32::MAX);
+    }
+
+    /// Test support: stamps the next slot as filled with a length no
+    /// correct producer writes (beyond the slot if `oversized`, else one
+    /// that reads as a fragment whose rest never comes).
+    #[doc(hidden)]
+    pub fn inject_garbage(&self, oversized: bool) {
+        let c = self.ctrl();
+        let pos = c.tail.fetch_add(1, Ordering::AcqRel);
+        let i = (pos & (self.cfg.capacity - 1)) as usize;
+        let base = i * self.cfg.stride;
+        let len = if oversized { u32::MAX - 1 } else { 0 };
+        // SAFETY: slot `i` is ours between the claim above and the stamp
+        // below (as in `try_put`), and the header is inside the slot.
+        unsafe {
+            self.shared.data.write_u32(base + 8, len);
+            self.shared
+                .data
+                .write_u32(base + 12, if oversized { 0 } else { 1 });
+        }
+        self.shared.words.get(i).store(pos + 1, Ordering::Release);
+        c.not_empty.notify(u32::MAX);
     }
 
     /// Whether [`Queue::close`] was called.

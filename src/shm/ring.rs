@@ -395,6 +395,38 @@ impl Ring {
     pub fn wait(&self) -> Wait {
         self.ring.cfg.wait
     }
+
+    /// Test support: publishes a frame header no correct producer writes,
+    /// as a hostile peer with access to the memory could — a length beyond
+    /// the ring's limit (`oversized`), or a plausible length that runs past
+    /// the published tail.
+    #[doc(hidden)]
+    pub fn inject_garbage(&self, oversized: bool) {
+        self.ring.inject_garbage(oversized);
+    }
+}
+
+impl RingRef {
+    pub(crate) fn inject_garbage(&self, oversized: bool) {
+        let ctrl = self.ctrl();
+        let tail = ctrl.tail.load(Ordering::Acquire);
+        let off = (tail & self.cfg.mask()) as usize;
+        let len = if oversized {
+            u32::MAX - 1
+        } else {
+            self.cfg.max_payload() as u32
+        };
+        // SAFETY: the header at the tail is in bounds (8-aligned offset below
+        // the capacity); writing it races with nothing a correct producer
+        // does, which is what a hostile peer would do anyway.
+        unsafe {
+            self.shared.data.write_u32(off, len);
+            self.shared.data.write_u32(off + 4, 0);
+        }
+        ctrl.tail
+            .store(tail + FRAME_HEADER as u64, Ordering::Release);
+        ctrl.readable.notify(u32::MAX);
+    }
 }
 
 /// Where a reserved frame goes.

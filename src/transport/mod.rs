@@ -1,0 +1,266 @@
+//! Every IPC strategy behind one trait.
+//!
+//! A strategy is a [`Transport`]: a coordinator calls [`Transport::setup`],
+//! which makes the kernel objects, regions or server process a link needs
+//! and returns an [`Endpoint`] (an address string plus any file descriptors
+//! the peers must inherit); each of the two peers — in this process or in a
+//! child started with the endpoint — calls [`Transport::connect`] with its
+//! [`Side`] and gets a [`Conn`], a duplex connection of whole messages.
+//!
+//! # The contract every transport meets
+//!
+//! - A message is a whole byte frame of 0 B to at least 16 MiB (up to
+//!   [`LinkOpts::max_message`]); what is sent is received once, intact, in
+//!   order. Transports whose natural unit is smaller fragment and rejoin.
+//! - The receiving side tells an orderly close ([`TransportError::Closed`],
+//!   after every message sent before it was received) from a crashed peer
+//!   ([`TransportError::PeerGone`]); neither hangs. A byte-stream transport
+//!   therefore sends an explicit close frame: a plain end-of-file without one
+//!   means the peer died.
+//! - A malformed frame (a length beyond the limit, a truncated frame) gives
+//!   [`TransportError::Malformed`] or [`TransportError::PeerGone`], never a
+//!   panic, and never makes the receiver allocate more than it has received
+//!   plus one bounded chunk.
+//! - With a timeout set ([`Conn::set_timeout`]) no call blocks longer; with
+//!   none, a call blocks until it completes, the peer closes or the peer dies.
+//! - Hot loops are generic over the transport (dispatched once through the
+//!   registry, never a `dyn` call per message).
+//! - [`Transport::Setup`] owns every resource the link made; dropping it
+//!   removes them (regions, socket files and their directory, server
+//!   processes), so nothing is left in `/dev/shm` or on disk.
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::shm::Wait;
+
+pub mod fd;
+
+pub mod os_pipe;
+
+pub mod registry;
+pub mod shm_pipe;
+pub mod shm_queue;
+pub mod shm_ring;
+pub mod stream;
+pub mod tcp;
+pub mod unix_seqpacket;
+pub mod unix_stream;
+
+pub use registry::TransportKind;
+
+/// Which end of a link a peer holds. Side A is the one that accepts, where
+/// that matters (sockets); otherwise the two are symmetric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The accepting (or first) side.
+    A,
+    /// The connecting (or second) side.
+    B,
+}
+
+impl Side {
+    /// `a` or `b`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+impl std::str::FromStr for Side {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Side, String> {
+        match s {
+            "a" | "A" => Ok(Side::A),
+            "b" | "B" => Ok(Side::B),
+            _ => Err(format!("side `{s}` is neither `a` nor `b`")),
+        }
+    }
+}
+
+/// How peers reach a link.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The transport-specific address (a region name, a socket path, a port,
+    /// file descriptor numbers…). Passed to child peers on their command line.
+    pub addr: String,
+    /// File descriptors child peers must inherit (the harness clears
+    /// close-on-exec on exactly these in the child).
+    pub inherit: Vec<RawFd>,
+    /// Whether this process is a child started with this endpoint: then the
+    /// inherited descriptors of the other side are closed on connect.
+    pub in_child: bool,
+}
+
+impl Endpoint {
+    /// An endpoint a child peer received on its command line.
+    pub fn for_child(addr: &str) -> Endpoint {
+        Endpoint {
+            addr: addr.to_owned(),
+            inherit: Vec::new(),
+            in_child: true,
+        }
+    }
+}
+
+/// Parameters of one link.
+#[derive(Debug, Clone)]
+pub struct LinkOpts {
+    /// How shared-memory transports wait.
+    pub wait: Wait,
+    /// Bytes of buffering per direction where the transport has a choice
+    /// (ring and pipe capacity; queue depth × slot size).
+    pub capacity: usize,
+    /// The largest message the link must carry.
+    pub max_message: usize,
+    /// The `ipcbench` binary, for transports that start helper processes
+    /// (the manager's server).
+    pub exe: PathBuf,
+    /// A prefix for every name the link makes (regions, socket directories).
+    pub label: String,
+}
+
+impl Default for LinkOpts {
+    fn default() -> Self {
+        LinkOpts {
+            wait: Wait::SPIN_PARK,
+            capacity: 1 << 20,
+            max_message: 64 << 20,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ipcbench")),
+            label: "link".to_owned(),
+        }
+    }
+}
+
+/// Why a transport call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer closed in order, and every message it sent was received.
+    #[error("the peer closed the connection (end of stream)")]
+    Closed,
+    /// The peer died or vanished without closing.
+    #[error("the peer is gone: {0}")]
+    PeerGone(String),
+    /// The timeout passed.
+    #[error("timed out")]
+    Timeout,
+    /// A frame that no correct peer sends.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A message larger than the link carries.
+    #[error("message of {len} bytes exceeds the link's limit of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The authentication handshake failed.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The link could not be set up or joined.
+    #[error("{0}")]
+    Setup(String),
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl TransportError {
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> TransportError {
+        TransportError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// One end of a duplex link of whole messages.
+pub trait Conn: Send {
+    /// Sends one message.
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError>;
+    /// Receives one whole message into `buf` (replacing its contents) and
+    /// returns its length; `Closed` once the peer closed and all was read.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError>;
+    /// Bounds every later blocking call (`None`: no bound).
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError>;
+    /// Closes in order: the peer receives what was sent, then `Closed`.
+    /// Dropping a connection does the same, ignoring errors.
+    fn close(self) -> Result<(), TransportError>
+    where
+        Self: Sized;
+}
+
+/// What a coordinator holds for a link.
+///
+/// Order of use: `setup`, start the child peers (passing
+/// [`Endpoint::inherit`]), connect the sides that live in this process, then
+/// [`LinkSetup::children_started`]; drop the setup when the run is over.
+pub trait LinkSetup: Send {
+    /// Every child and in-process side has connected or holds what it
+    /// needs: let go of descriptors only children needed, so that a child's
+    /// death is seen as end-of-file.
+    fn children_started(&mut self) {}
+}
+
+/// Bad input a test feeds a receiver, as a hostile or broken peer would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformation {
+    /// A length (or packet) beyond what the link carries.
+    OversizedLength,
+    /// A frame that announces more bytes than ever arrive.
+    Truncated,
+}
+
+/// Test support: writes a malformed frame toward `victim` on the link at
+/// `ep`, standing in for the other side. Call it before `victim` connects;
+/// drop what it returns to make the stand-in vanish.
+pub trait Inject: Transport {
+    /// Writes the frame; returns whatever keeps the stand-in alive.
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError>;
+}
+
+/// An IPC strategy.
+pub trait Transport: 'static {
+    /// The name the CLI and the results use (`shm-ring`, `tcp`, …).
+    const NAME: &'static str;
+    /// Everything the link made; dropping it removes all of it.
+    type Setup: LinkSetup;
+    /// One end of the link.
+    type Conn: Conn;
+    /// Makes a link.
+    fn setup(opts: &LinkOpts) -> Result<(Self::Setup, Endpoint), TransportError>;
+    /// Joins a link as `side`.
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<Self::Conn, TransportError>;
+}
+
+/// Splits `addr` as `<prefix>:<rest>`, checking the prefix.
+pub(crate) fn addr_rest<'a>(addr: &'a str, prefix: &str) -> Result<&'a str, TransportError> {
+    addr.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(|| {
+            TransportError::Setup(format!("address `{addr}` is not a `{prefix}` address"))
+        })
+}

@@ -1,0 +1,185 @@
+//! `shm-queue`: two bounded MPMC queues in shared memory (the counterpart of
+//! `multiprocessing.Queue`), one per direction.
+//!
+//! Slots hold up to 64 KiB (or [`LinkOpts::max_message`] if smaller); a
+//! larger message is cut into items tagged `MORE` but the last, which keeps
+//! its order only while one process puts into that direction (as in a 1×1
+//! link). Closing a side closes its sending queue: the peer drains it, then
+//! reads the end of the stream.
+
+use std::time::Duration;
+
+use super::shm_ring::{MORE, send_fragmented};
+use super::{
+    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
+    addr_rest,
+};
+use crate::shm::{Queue, QueueError, unique_name};
+
+/// The largest slot a link's queue uses.
+const MAX_SLOT: usize = 64 << 10;
+
+fn truncated() -> TransportError {
+    TransportError::PeerGone("the stream ended in the middle of a message (truncated)".into())
+}
+
+fn queue_err(e: QueueError) -> TransportError {
+    match e {
+        QueueError::Closed => TransportError::Closed,
+        QueueError::Timeout => TransportError::Timeout,
+        QueueError::PeerGone(p) => {
+            TransportError::PeerGone(format!("process {} died while using the queue", p.pid))
+        }
+        QueueError::Corrupt(why) => {
+            TransportError::Malformed(format!("queue memory is corrupt: {why}"))
+        }
+        QueueError::TooLarge { len, max } => TransportError::TooLarge { len, max },
+        e => TransportError::Setup(e.to_string()),
+    }
+}
+
+/// The `shm-queue` strategy.
+pub struct ShmQueue;
+
+/// The two queues, owned by the coordinator (unlinked on drop).
+pub struct ShmQueueSetup {
+    _queues: [Queue; 2],
+}
+
+/// One side: puts into one queue, gets from the other.
+pub struct ShmQueueConn {
+    tx: Queue,
+    rx: Queue,
+    max: usize,
+    timeout: Option<Duration>,
+}
+
+impl LinkSetup for ShmQueueSetup {}
+
+/// The queue names (A→B, B→A) in an address.
+fn queue_names(addr: &str) -> Result<(&str, &str), TransportError> {
+    addr_rest(addr, ShmQueue::NAME)?
+        .split_once(',')
+        .ok_or_else(|| TransportError::Setup(format!("bad shm-queue address `{addr}`")))
+}
+
+impl Inject for ShmQueue {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        let (ab, ba) = queue_names(&ep.addr)?;
+        let inbound = if victim == Side::A { ba } else { ab };
+        let q = Queue::open(inbound).map_err(queue_err)?;
+        q.inject_garbage(what == Malformation::OversizedLength);
+        // Keep the stand-in's registration alive until the test drops it,
+        // as a producer that stalls mid-message would.
+        Ok(Box::new(SendQueue(q)))
+    }
+}
+
+/// The stand-in's queue handle; when it goes, its direction closes, as a
+/// sender that stops in the middle of a message.
+struct SendQueue(Queue);
+
+impl Drop for SendQueue {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl Transport for ShmQueue {
+    const NAME: &'static str = "shm-queue";
+    type Setup = ShmQueueSetup;
+    type Conn = ShmQueueConn;
+
+    fn setup(opts: &LinkOpts) -> Result<(ShmQueueSetup, Endpoint), TransportError> {
+        let slot = opts.max_message.clamp(8, MAX_SLOT);
+        let depth = (opts.capacity / slot).clamp(2, 1 << 16).next_power_of_two();
+        let names = [
+            unique_name(&format!("{}-ab", opts.label)),
+            unique_name(&format!("{}-ba", opts.label)),
+        ];
+        let ab = Queue::create(&names[0], depth, slot, opts.wait).map_err(queue_err)?;
+        let ba = Queue::create(&names[1], depth, slot, opts.wait).map_err(queue_err)?;
+        Ok((
+            ShmQueueSetup { _queues: [ab, ba] },
+            Endpoint {
+                addr: format!("{}:{},{}", Self::NAME, names[0], names[1]),
+                inherit: Vec::new(),
+                in_child: false,
+            },
+        ))
+    }
+
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ShmQueueConn, TransportError> {
+        let (ab, ba) = queue_names(&ep.addr)?;
+        let (out, inp) = match side {
+            Side::A => (ab, ba),
+            Side::B => (ba, ab),
+        };
+        Ok(ShmQueueConn {
+            tx: Queue::open(out).map_err(queue_err)?,
+            rx: Queue::open(inp).map_err(queue_err)?,
+            max: opts.max_message,
+            timeout: None,
+        })
+    }
+}
+
+impl Conn for ShmQueueConn {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        if msg.len() > self.max {
+            return Err(TransportError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        let (tx, t) = (&self.tx, self.timeout);
+        send_fragmented(msg, tx.slot_size(), |c, tag| {
+            tx.put_tagged(c, tag, t).map_err(queue_err)
+        })
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        let (_, mut tag) = self.rx.get_tagged(buf, self.timeout).map_err(queue_err)?;
+        if tag & MORE == 0 {
+            return Ok(buf.len());
+        }
+        let mut part = Vec::new();
+        while tag & MORE != 0 {
+            tag = match self.rx.get_tagged(&mut part, self.timeout) {
+                Ok((_, tag)) => tag,
+                Err(QueueError::Closed) => return Err(truncated()),
+                Err(e) => return Err(queue_err(e)),
+            };
+            buf.extend_from_slice(&part);
+            if buf.len() > self.max {
+                return Err(TransportError::Malformed(format!(
+                    "message grows past the limit of {} bytes",
+                    self.max
+                )));
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+impl Drop for ShmQueueConn {
+    fn drop(&mut self) {
+        // Our direction ends: the peer drains what is queued, then reads Closed.
+        self.tx.close();
+    }
+}

@@ -1,0 +1,187 @@
+//! `shm-ring`: two SPSC frame rings in shared memory, one per direction.
+//!
+//! A message that fits in one frame (half the ring less 8 bytes) is one
+//! frame; a larger one is cut into frames tagged `MORE` but the last. Waiting
+//! follows [`LinkOpts::wait`]. A peer that dies is reported by the ring's
+//! liveness check; dropping a connection closes both its rings' ends.
+
+use std::time::Duration;
+
+use super::{
+    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
+    addr_rest,
+};
+use crate::shm::{Consumer, Producer, Ring, RingError, unique_name};
+
+/// Tag of a frame followed by more of the same message.
+pub(crate) const MORE: u32 = 1;
+
+/// Maps ring errors onto the transport contract.
+pub(crate) fn ring_err(e: RingError) -> TransportError {
+    match e {
+        RingError::Closed => TransportError::Closed,
+        RingError::Timeout => TransportError::Timeout,
+        RingError::PeerGone(p) => {
+            TransportError::PeerGone(format!("process {} died without closing", p.pid))
+        }
+        RingError::Corrupt(why) => {
+            TransportError::Malformed(format!("ring memory is corrupt: {why}"))
+        }
+        RingError::TooLarge { len, max } => TransportError::TooLarge { len, max },
+        e => TransportError::Setup(e.to_string()),
+    }
+}
+
+/// The `shm-ring` strategy.
+pub struct ShmRing;
+
+/// The two rings, owned by the coordinator (unlinked on drop).
+pub struct ShmRingSetup {
+    _rings: [Ring; 2],
+}
+
+/// One side's ends: it sends on one ring and receives on the other.
+pub struct ShmRingConn {
+    tx: Producer,
+    rx: Consumer,
+    max: usize,
+    timeout: Option<Duration>,
+}
+
+impl LinkSetup for ShmRingSetup {}
+
+/// The ring names (A→B, B→A) in an address.
+fn ring_names(addr: &str) -> Result<(&str, &str), TransportError> {
+    addr_rest(addr, ShmRing::NAME)?
+        .split_once(',')
+        .ok_or_else(|| TransportError::Setup(format!("bad shm-ring address `{addr}`")))
+}
+
+impl Inject for ShmRing {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        let (ab, ba) = ring_names(&ep.addr)?;
+        let inbound = if victim == Side::A { ba } else { ab };
+        Ring::open(inbound)
+            .map_err(ring_err)?
+            .inject_garbage(what == Malformation::OversizedLength);
+        Ok(Box::new(()))
+    }
+}
+
+impl Transport for ShmRing {
+    const NAME: &'static str = "shm-ring";
+    type Setup = ShmRingSetup;
+    type Conn = ShmRingConn;
+
+    fn setup(opts: &LinkOpts) -> Result<(ShmRingSetup, Endpoint), TransportError> {
+        let names = [
+            unique_name(&format!("{}-ab", opts.label)),
+            unique_name(&format!("{}-ba", opts.label)),
+        ];
+        let cap = opts.capacity.next_power_of_two().max(4096);
+        let ab = Ring::create(&names[0], cap, opts.wait).map_err(ring_err)?;
+        let ba = Ring::create(&names[1], cap, opts.wait).map_err(ring_err)?;
+        Ok((
+            ShmRingSetup { _rings: [ab, ba] },
+            Endpoint {
+                addr: format!("{}:{},{}", Self::NAME, names[0], names[1]),
+                inherit: Vec::new(),
+                in_child: false,
+            },
+        ))
+    }
+
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ShmRingConn, TransportError> {
+        let (ab, ba) = ring_names(&ep.addr)?;
+        let (out, inp) = match side {
+            Side::A => (ab, ba),
+            Side::B => (ba, ab),
+        };
+        let tx = Ring::open(out)
+            .and_then(|r| r.producer())
+            .map_err(ring_err)?;
+        let rx = Ring::open(inp)
+            .and_then(|r| r.consumer())
+            .map_err(ring_err)?;
+        Ok(ShmRingConn {
+            tx,
+            rx,
+            max: opts.max_message,
+            timeout: None,
+        })
+    }
+}
+
+/// Sends `msg` as frames of at most `frame` bytes over `send(chunk, tag)`.
+#[inline]
+pub(crate) fn send_fragmented(
+    msg: &[u8],
+    frame: usize,
+    mut send: impl FnMut(&[u8], u32) -> Result<(), TransportError>,
+) -> Result<(), TransportError> {
+    if msg.len() <= frame {
+        return send(msg, 0);
+    }
+    let mut chunks = msg.chunks(frame).peekable();
+    while let Some(c) = chunks.next() {
+        send(c, if chunks.peek().is_some() { MORE } else { 0 })?;
+    }
+    Ok(())
+}
+
+impl Conn for ShmRingConn {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        if msg.len() > self.max {
+            return Err(TransportError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        let (tx, t) = (&mut self.tx, self.timeout);
+        send_fragmented(msg, tx.max_payload(), |c, tag| {
+            tx.send_tagged(c, tag, t).map_err(ring_err)
+        })
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        buf.clear();
+        let mut first = true;
+        loop {
+            let (_, tag) = match self.rx.recv_append(buf, self.timeout) {
+                Ok(r) => r,
+                Err(RingError::Closed) if !first => {
+                    return Err(TransportError::PeerGone(
+                        "the stream ended in the middle of a message (truncated)".into(),
+                    ));
+                }
+                Err(e) => return Err(ring_err(e)),
+            };
+            first = false;
+            if buf.len() > self.max {
+                return Err(TransportError::Malformed(format!(
+                    "message grows past the limit of {} bytes",
+                    self.max
+                )));
+            }
+            if tag & MORE == 0 {
+                return Ok(buf.len());
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(self) -> Result<(), TransportError> {
+        // Dropping the producer marks the stream closed for the peer.
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! `unix-stream`: an AF_UNIX stream socket carrying length-prefixed
+//! messages — what `multiprocessing.Pipe()` uses underneath.
+//!
+//! The coordinator binds the listener in a private directory (mode 0700,
+//! socket 0600) and side A inherits it and accepts; side B connects to the
+//! path. Address: `unix-stream:FD:PATH`.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::fd::{PrivateDir, adopt, chmod_owner_only, close_inherited, dup, poll_ready};
+use super::stream::{StreamConn, StreamIo, socket_timeouts};
+use super::{
+    Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError, addr_rest,
+};
+
+/// How long side A waits for side B to connect.
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `unix-stream` strategy.
+pub struct UnixStreamTransport;
+
+/// The directory and the listener.
+pub struct UnixSetup {
+    listener: Option<std::os::fd::OwnedFd>,
+    _dir: PrivateDir,
+}
+
+impl LinkSetup for UnixSetup {
+    fn children_started(&mut self) {
+        self.listener = None;
+    }
+}
+
+impl Inject for UnixStreamTransport {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        if victim != Side::A {
+            return Err(TransportError::Setup(
+                "a stand-in can only connect, so it stands in for side B".into(),
+            ));
+        }
+        let (_, path) = fd_and_rest(&ep.addr, Self::NAME)?;
+        let mut s = UnixStream::connect(path)
+            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
+        s.write_all(&super::stream::malformed_bytes(what))
+            .map_err(|e| TransportError::io("injecting", e))?;
+        Ok(Box::new(s))
+    }
+}
+
+impl StreamIo for UnixStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored(bufs)
+    }
+    fn read_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+    fn write_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+    fn set_kernel_timeout(&mut self, t: Option<Duration>) -> io::Result<bool> {
+        socket_timeouts(
+            |t| self.set_read_timeout(t),
+            |t| self.set_write_timeout(t),
+            t,
+        )
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Parses `PREFIX:FD:REST`.
+pub(crate) fn fd_and_rest<'a>(
+    addr: &'a str,
+    prefix: &str,
+) -> Result<(RawFd, &'a str), TransportError> {
+    let rest = addr_rest(addr, prefix)?;
+    let (fd, rest) = rest
+        .split_once(':')
+        .ok_or_else(|| TransportError::Setup(format!("bad {prefix} address `{addr}`")))?;
+    let fd = fd
+        .parse()
+        .map_err(|_| TransportError::Setup(format!("bad descriptor in `{addr}`")))?;
+    Ok((fd, rest))
+}
+
+/// Side A's listener: adopted in a child, duplicated in the coordinator.
+pub(crate) fn listener_fd(
+    ep: &Endpoint,
+    fd: RawFd,
+    side: Side,
+) -> Result<Option<std::os::fd::OwnedFd>, TransportError> {
+    match (side, ep.in_child) {
+        (Side::A, true) => Ok(Some(adopt(fd)?)),
+        (Side::A, false) => {
+            // SAFETY: the setup owns `fd` and outlives this call; we keep a copy.
+            Ok(Some(dup(&unsafe {
+                std::os::fd::BorrowedFd::borrow_raw(fd)
+            })?))
+        }
+        (Side::B, true) => {
+            close_inherited(fd);
+            Ok(None)
+        }
+        (Side::B, false) => Ok(None),
+    }
+}
+
+/// Waits for the listener to become readable, then accepts.
+pub(crate) fn wait_accept(fd: RawFd) -> Result<(), TransportError> {
+    if !poll_ready(fd, libc::POLLIN, Some(ACCEPT_TIMEOUT))
+        .map_err(|e| TransportError::io("poll", e))?
+    {
+        return Err(TransportError::Setup(format!(
+            "side B did not connect within {} s",
+            ACCEPT_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+impl Transport for UnixStreamTransport {
+    const NAME: &'static str = "unix-stream";
+    type Setup = UnixSetup;
+    type Conn = StreamConn<UnixStream>;
+
+    fn setup(opts: &LinkOpts) -> Result<(UnixSetup, Endpoint), TransportError> {
+        let dir = PrivateDir::new(&opts.label)?;
+        let path = dir.path().join("sock");
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| TransportError::io(format!("binding {}", path.display()), e))?;
+        chmod_owner_only(&path)?;
+        let fd: std::os::fd::OwnedFd = listener.into();
+        let addr = format!("{}:{}:{}", Self::NAME, fd.as_raw_fd(), path.display());
+        let inherit = vec![fd.as_raw_fd()];
+        Ok((
+            UnixSetup {
+                listener: Some(fd),
+                _dir: dir,
+            },
+            Endpoint {
+                addr,
+                inherit,
+                in_child: false,
+            },
+        ))
+    }
+
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<Self::Conn, TransportError> {
+        let (fd, path) = fd_and_rest(&ep.addr, Self::NAME)?;
+        let stream = match listener_fd(ep, fd, side)? {
+            Some(l) => {
+                wait_accept(l.as_raw_fd())?;
+                let listener = UnixListener::from(l);
+                listener
+                    .accept()
+                    .map_err(|e| TransportError::io("accepting", e))?
+                    .0
+            }
+            None => UnixStream::connect(PathBuf::from(path))
+                .map_err(|e| TransportError::io(format!("connecting to {path}"), e))?,
+        };
+        Ok(StreamConn::new(stream, opts.max_message))
+    }
+}

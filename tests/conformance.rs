@@ -1,0 +1,342 @@
+//! One conformance suite, run against every transport: side A lives in the
+//! test process, side B is a real `ipcbench peer link …` child process.
+//!
+//! Each strategy must: carry 0 B, 1 B, 64 KiB and 16 MiB messages intact
+//! both ways; stream 100 000 checked messages either way; report an orderly
+//! close as end-of-stream; report a SIGKILLed peer as gone within a deadline
+//! (never hang); refuse malformed frames with a clear error and no large
+//! allocation; and leave nothing in /dev/shm or the socket directory.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipcbench::peer::{Pattern, link_command};
+use ipcbench::transport::{
+    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
+    TransportKind,
+};
+
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(240);
+
+struct Link<T: Transport> {
+    setup: Option<T::Setup>,
+    ep: Endpoint,
+    opts: LinkOpts,
+    label: String,
+    kind: TransportKind,
+}
+
+fn kind_of<T: Transport>() -> TransportKind {
+    T::NAME.parse().expect("every transport is in the registry")
+}
+
+fn start<T: Transport>(test: &str) -> Link<T> {
+    // Unique per test, so the leftover check looks only at this test's names.
+    let label = format!("conf-{}-{test}", T::NAME);
+    let opts = LinkOpts {
+        exe: bin().into(),
+        label: label.clone(),
+        ..LinkOpts::default()
+    };
+    let (setup, ep) = T::setup(&opts).unwrap_or_else(|e| panic!("{}: setup: {e}", T::NAME));
+    Link {
+        setup: Some(setup),
+        ep,
+        opts,
+        label,
+        kind: kind_of::<T>(),
+    }
+}
+
+impl<T: Transport> Link<T> {
+    fn spawn_b(&self, action: &[String]) -> Child {
+        link_command(
+            bin().as_ref(),
+            self.kind,
+            &self.ep,
+            Side::B,
+            self.opts.max_message,
+            action,
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting side B")
+    }
+
+    /// Connects side A here, then lets go of what only the child needed.
+    fn connect_a(&mut self) -> T::Conn {
+        let mut c = T::connect(&self.ep, Side::A, &self.opts)
+            .unwrap_or_else(|e| panic!("{}: connect A: {e}", T::NAME));
+        c.set_timeout(Some(OP_TIMEOUT)).unwrap();
+        if let Some(s) = self.setup.as_mut() {
+            s.children_started();
+        }
+        c
+    }
+
+    /// Drops the setup and checks that nothing of this link is left.
+    fn finish(mut self) {
+        drop(self.setup.take());
+        for dir in ["/dev/shm".into(), std::env::temp_dir()]
+            .into_iter()
+            .chain(std::env::var_os("XDG_RUNTIME_DIR").map(Into::into))
+        {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.contains(&self.label),
+                    "{}: {} left behind in {}",
+                    T::NAME,
+                    name,
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    let mut m = vec![0; len];
+    Pattern {
+        seed: 11,
+        max_len: 0,
+    }
+    .fill(seq, &mut m);
+    m
+}
+
+fn messages_of_every_size<T: Transport>() {
+    let mut link = start::<T>("sizes");
+    let echo = link.spawn_b(&args!["echo"]);
+    let mut a = link.connect_a();
+    let mut buf = Vec::new();
+    for (i, len) in [0usize, 1, 64 << 10, 16 << 20].into_iter().enumerate() {
+        let msg = message(i as u64, len);
+        a.send(&msg)
+            .unwrap_or_else(|e| panic!("{}: send {len} B: {e}", T::NAME));
+        let got = a
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{}: recv {len} B: {e}", T::NAME));
+        assert_eq!(got, len, "{}: echo length", T::NAME);
+        assert!(buf == msg, "{}: the {len}-byte echo differs", T::NAME);
+    }
+    a.close().unwrap();
+    let f = finish(echo, Instant::now() + DEADLINE, T::NAME);
+    assert_eq!(f.field("messages"), 4, "{}: {}", T::NAME, f.stderr);
+    link.finish();
+}
+
+const STREAM: u64 = 100_000;
+const STREAM_MAX: usize = 512;
+
+fn stream_a_to_b<T: Transport>() {
+    let mut link = start::<T>("stream-ab");
+    let rx = link.spawn_b(&args!["recv", STREAM, 5, STREAM_MAX]);
+    let mut a = link.connect_a();
+    let pat = Pattern {
+        seed: 5,
+        max_len: STREAM_MAX,
+    };
+    let mut msg = Vec::new();
+    for seq in 0..STREAM {
+        msg.resize(pat.len(seq), 0);
+        pat.fill(seq, &mut msg);
+        a.send(&msg)
+            .unwrap_or_else(|e| panic!("{}: send {seq}: {e}", T::NAME));
+    }
+    a.close().unwrap();
+    let f = finish(rx, Instant::now() + DEADLINE, T::NAME);
+    assert_eq!(f.field("messages"), STREAM, "{}", T::NAME);
+    link.finish();
+}
+
+fn stream_b_to_a<T: Transport>() {
+    let mut link = start::<T>("stream-ba");
+    let tx = link.spawn_b(&args!["send", STREAM, 6, STREAM_MAX]);
+    let mut a = link.connect_a();
+    let pat = Pattern {
+        seed: 6,
+        max_len: STREAM_MAX,
+    };
+    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+    for seq in 0..STREAM {
+        a.recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{}: recv {seq}: {e}", T::NAME));
+        pat.check(seq, &buf, &mut scratch)
+            .unwrap_or_else(|e| panic!("{}: {e}", T::NAME));
+    }
+    assert!(
+        matches!(a.recv(&mut buf), Err(TransportError::Closed)),
+        "{}",
+        T::NAME
+    );
+    assert_eq!(
+        finish(tx, Instant::now() + DEADLINE, T::NAME).field("messages"),
+        STREAM
+    );
+    link.finish();
+}
+
+fn orderly_close_is_end_of_stream<T: Transport>() {
+    let mut link = start::<T>("close");
+    let echo = link.spawn_b(&args!["echo", "--count", 1]);
+    let mut a = link.connect_a();
+    let mut buf = Vec::new();
+    a.send(b"only").unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap(), 4);
+    let e = a.recv(&mut buf).unwrap_err();
+    assert!(matches!(e, TransportError::Closed), "{}: {e}", T::NAME);
+    // Closed stays closed.
+    assert!(
+        matches!(a.recv(&mut buf), Err(TransportError::Closed)),
+        "{}",
+        T::NAME
+    );
+    assert_eq!(
+        finish(echo, Instant::now() + DEADLINE, T::NAME).field("messages"),
+        1
+    );
+    drop(a);
+    link.finish();
+}
+
+fn killed_peer_is_reported_not_hung<T: Transport>() {
+    let mut link = start::<T>("kill");
+    let mut tx = link.spawn_b(&args!["send", u64::MAX / 2, 9, 64]);
+    let mut a = link.connect_a();
+    let pat = Pattern {
+        seed: 9,
+        max_len: 64,
+    };
+    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+    for seq in 0..100 {
+        a.recv(&mut buf).unwrap();
+        pat.check(seq, &buf, &mut scratch).unwrap();
+    }
+    tx.kill().unwrap();
+    let killed = Instant::now();
+    tx.wait().unwrap();
+    let e = loop {
+        match a.recv(&mut buf) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(e, TransportError::PeerGone(_)),
+        "{}: a SIGKILLed peer must be reported as gone, got: {e}",
+        T::NAME
+    );
+    assert!(killed.elapsed() < OP_TIMEOUT, "{}", T::NAME);
+    eprintln!(
+        "{}: killed peer reported after {:.1} ms: {e}",
+        T::NAME,
+        killed.elapsed().as_secs_f64() * 1e3
+    );
+    drop(a);
+    link.finish();
+}
+
+fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
+    for what in [Malformation::OversizedLength, Malformation::Truncated] {
+        let mut link = start::<T>(&format!("bad-{what:?}").to_lowercase());
+        let stand_in = T::inject(&link.ep, Side::A, what)
+            .unwrap_or_else(|e| panic!("{}: inject: {e}", T::NAME));
+        let mut a = link.connect_a();
+        if what == Malformation::Truncated {
+            // The stand-in vanishes in the middle of its message.
+            drop(stand_in);
+        } else {
+            std::mem::forget(stand_in);
+        }
+        let mut buf = Vec::new();
+        let e = a.recv(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransportError::Malformed(_) | TransportError::PeerGone(_)
+            ),
+            "{} {what:?}: got {e}",
+            T::NAME
+        );
+        assert!(
+            buf.capacity() <= 4 << 20,
+            "{} {what:?}: the receiver allocated {} bytes for a bad frame",
+            T::NAME,
+            buf.capacity()
+        );
+        eprintln!("{} {what:?}: {e}", T::NAME);
+        drop(a);
+        link.finish();
+    }
+}
+
+macro_rules! conformance {
+    ($($variant:ident, $module:ident => $T:ty;)*) => {
+        /// Exhaustive: a transport added to the registry but not here does
+        /// not compile.
+        #[allow(dead_code)]
+        fn suite_module(k: TransportKind) -> &'static str {
+            match k {
+                $(TransportKind::$variant => stringify!($module),)*
+            }
+        }
+        $(
+        mod $module {
+            use super::*;
+            type T = $T;
+            #[test]
+            fn messages_of_0b_1b_64kib_16mib_arrive_intact() { messages_of_every_size::<T>() }
+            #[test]
+            fn stream_of_100k_checked_messages_a_to_b() { stream_a_to_b::<T>() }
+            #[test]
+            fn stream_of_100k_checked_messages_b_to_a() { stream_b_to_a::<T>() }
+            #[test]
+            fn orderly_close_is_end_of_stream() { super::orderly_close_is_end_of_stream::<T>() }
+            #[test]
+            fn killed_peer_is_reported_not_hung() { super::killed_peer_is_reported_not_hung::<T>() }
+            #[test]
+            fn malformed_frames_are_clear_errors() { super::malformed_frames_are_clear_errors::<T>() }
+        }
+    )*};
+}
+
+conformance! {
+    ShmRing, shm_ring => ipcbench::transport::shm_ring::ShmRing;
+    ShmPipe, shm_pipe => ipcbench::transport::shm_pipe::ShmPipe;
+    ShmQueue, shm_queue => ipcbench::transport::shm_queue::ShmQueue;
+    OsPipe, os_pipe => ipcbench::transport::os_pipe::OsPipe;
+    UnixStream, unix_stream => ipcbench::transport::unix_stream::UnixStreamTransport;
+    UnixSeqpacket, unix_seqpacket => ipcbench::transport::unix_seqpacket::UnixSeqpacket;
+    Tcp, tcp => ipcbench::transport::tcp::Tcp;
+}
+
+#[test]
+fn registry_names_match_the_transports_and_list_prints_them() {
+    let mut names: Vec<&str> = TransportKind::ALL
+        .iter()
+        .map(|k| ipcbench::with_transport!(*k, T => { assert_eq!(T::NAME, k.name()); T::NAME }))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), TransportKind::ALL.len());
+    let out = std::process::Command::new(bin())
+        .arg("list")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for k in TransportKind::ALL {
+        assert!(
+            listed.lines().any(|l| l.starts_with(k.name())),
+            "`ipcbench list` misses {k}"
+        );
+    }
+}
