@@ -85,6 +85,13 @@ mod cli {
             counter: String,
             iters: u64,
         },
+        /// Serve a manager (queues, dict, lock, counter) on `unix:PATH` or
+        /// `tcp:IP:PORT`; the authkey comes from IPCBENCH_AUTHKEY (hex).
+        ManagerServe {
+            listen: String,
+            #[arg(long, default_value_t = LinkOpts::default().max_message)]
+            max_message: usize,
+        },
         /// Join a link of any transport as one side and act on it.
         Link {
             transport: TransportKind,
@@ -185,6 +192,14 @@ mod cli {
                 counter,
                 iters,
             } => peer::sem_count(&sem, &counter, iters, t)?,
+            Role::ManagerServe {
+                listen,
+                max_message,
+            } => {
+                let key = ipcbench::transport::manager::key_from_env()?;
+                ipcbench::transport::manager::serve(&listen, &key, max_message)?;
+                String::new()
+            }
             Role::Link {
                 transport,
                 addr,

@@ -327,7 +327,8 @@ pub fn link_command(
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["peer", "link", kind.name(), &ep.addr, side.name()])
         .arg(format!("--max-message={max_message}"))
-        .args(action);
+        .args(action)
+        .envs(ep.env.iter().map(|(k, v)| (k, v)));
     crate::transport::fd::inherit_in_child(&mut cmd, ep.inherit.clone());
     cmd
 }

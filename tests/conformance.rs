@@ -6,6 +6,7 @@
 //! close as end-of-stream; report a SIGKILLed peer as gone within a deadline
 //! (never hang); refuse malformed frames with a clear error and no large
 //! allocation; and leave nothing in /dev/shm or the socket directory.
+#![cfg(not(loom))]
 
 mod common;
 
@@ -279,8 +280,102 @@ fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
     }
 }
 
+/// The manager's own checks: a wrong or missing authkey is refused and the
+/// server goes on serving; malformed frames and requests get clear errors
+/// and leave the server serving.
+fn manager_refuses_bad_keys_and_bad_requests<F: ipcbench::transport::manager::Family>() {
+    use ipcbench::transport::manager::{Manager, Proxy};
+    type M<F> = Manager<F>;
+    let mut link = start::<M<F>>("auth");
+    let echo = link.spawn_b(&args!["echo"]);
+    // A wrong key and an empty key are refused...
+    for key in [&[7u8; 32][..], &[][..]] {
+        let e = M::<F>::connect_with_key(&link.ep, Side::A, &link.opts, key)
+            .err()
+            .unwrap_or_else(|| panic!("{}: a wrong key was accepted", F::NAME));
+        assert!(matches!(e, TransportError::Auth(_)), "{}: {e}", F::NAME);
+        assert!(e.to_string().contains("refused"), "{}: {e}", F::NAME);
+    }
+    // ...a raw client that sends a frame with an absurd length is dropped...
+    let addr = link.ep.addr.split_once(':').unwrap().1.to_owned();
+    {
+        use ipcbench::transport::stream::StreamIo;
+        let mut raw = F::connect(&addr).unwrap();
+        raw.set_kernel_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = raw.write(&[std::io::IoSlice::new(&(u32::MAX - 1).to_le_bytes())]);
+        let mut sink = [0u8; 64];
+        // The server sends its challenge, then closes on the bad frame.
+        let mut total = 0;
+        loop {
+            match raw.read(&mut sink) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    assert!(
+                        e.kind() != std::io::ErrorKind::WouldBlock,
+                        "{}: the server kept a malformed connection open",
+                        F::NAME
+                    );
+                    break;
+                }
+            }
+        }
+        assert!(
+            total <= 64,
+            "{}: the server said more than its challenge",
+            F::NAME
+        );
+    }
+    // ...and an authenticated client's malformed request gets an error reply
+    // on a connection that stays usable.
+    let key = ipcbench::transport::manager::from_hex(&link.ep.env[0].1).unwrap();
+    let mut proxy = Proxy::new(F::connect(&addr).unwrap(), &key, 1 << 20).unwrap();
+    let e = proxy.raw_request(&[2, 200, 1]).unwrap_err();
+    assert!(
+        matches!(e, TransportError::Malformed(_)),
+        "{}: {e}",
+        F::NAME
+    );
+    assert_eq!(proxy.counter_add(5).unwrap(), 5);
+    proxy.dict_set(b"k", b"v").unwrap();
+    let mut v = Vec::new();
+    assert_eq!(proxy.dict_get(b"k", &mut v).unwrap(), Some(1));
+    assert_eq!(v, b"v");
+    proxy.lock_acquire().unwrap();
+    proxy.lock_release().unwrap();
+    drop(proxy);
+    // The correct client still works.
+    let mut a = link.connect_a();
+    let mut buf = Vec::new();
+    a.send(b"after the intruders").unwrap();
+    a.recv(&mut buf).unwrap();
+    assert_eq!(buf, b"after the intruders");
+    a.close().unwrap();
+    assert_eq!(
+        finish(echo, Instant::now() + DEADLINE, F::NAME).field("messages"),
+        1
+    );
+    link.finish();
+}
+
+macro_rules! extra_tests {
+    (inject, $T:ty) => {
+        #[test]
+        fn malformed_frames_are_clear_errors() {
+            super::malformed_frames_are_clear_errors::<$T>()
+        }
+    };
+    (manager $F:ty, $T:ty) => {
+        #[test]
+        fn wrong_authkey_and_malformed_requests_are_refused_and_serving_goes_on() {
+            super::manager_refuses_bad_keys_and_bad_requests::<$F>()
+        }
+    };
+}
+
 macro_rules! conformance {
-    ($($variant:ident, $module:ident => $T:ty;)*) => {
+    ($($variant:ident, $module:ident => $T:ty, $($extra:ident)+ $(: $F:ty)?;)*) => {
         /// Exhaustive: a transport added to the registry but not here does
         /// not compile.
         #[allow(dead_code)]
@@ -303,20 +398,21 @@ macro_rules! conformance {
             fn orderly_close_is_end_of_stream() { super::orderly_close_is_end_of_stream::<T>() }
             #[test]
             fn killed_peer_is_reported_not_hung() { super::killed_peer_is_reported_not_hung::<T>() }
-            #[test]
-            fn malformed_frames_are_clear_errors() { super::malformed_frames_are_clear_errors::<T>() }
+            extra_tests!($($extra)+ $($F)?, T);
         }
     )*};
 }
 
 conformance! {
-    ShmRing, shm_ring => ipcbench::transport::shm_ring::ShmRing;
-    ShmPipe, shm_pipe => ipcbench::transport::shm_pipe::ShmPipe;
-    ShmQueue, shm_queue => ipcbench::transport::shm_queue::ShmQueue;
-    OsPipe, os_pipe => ipcbench::transport::os_pipe::OsPipe;
-    UnixStream, unix_stream => ipcbench::transport::unix_stream::UnixStreamTransport;
-    UnixSeqpacket, unix_seqpacket => ipcbench::transport::unix_seqpacket::UnixSeqpacket;
-    Tcp, tcp => ipcbench::transport::tcp::Tcp;
+    ShmRing, shm_ring => ipcbench::transport::shm_ring::ShmRing, inject;
+    ShmPipe, shm_pipe => ipcbench::transport::shm_pipe::ShmPipe, inject;
+    ShmQueue, shm_queue => ipcbench::transport::shm_queue::ShmQueue, inject;
+    OsPipe, os_pipe => ipcbench::transport::os_pipe::OsPipe, inject;
+    UnixStream, unix_stream => ipcbench::transport::unix_stream::UnixStreamTransport, inject;
+    UnixSeqpacket, unix_seqpacket => ipcbench::transport::unix_seqpacket::UnixSeqpacket, inject;
+    Tcp, tcp => ipcbench::transport::tcp::Tcp, inject;
+    ManagerUnix, manager_unix => ipcbench::transport::manager::ManagerUnix, manager: ipcbench::transport::manager::UnixFamily;
+    ManagerTcp, manager_tcp => ipcbench::transport::manager::ManagerTcp, manager: ipcbench::transport::manager::TcpFamily;
 }
 
 #[test]

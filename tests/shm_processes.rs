@@ -2,6 +2,7 @@
 //! checked data between separate `ipcbench peer` processes, survives a peer
 //! killed mid-transfer, refuses foreign regions, and leaves nothing behind
 //! in /dev/shm.
+#![cfg(not(loom))]
 
 mod common;
 

@@ -181,7 +181,7 @@ impl<C> Shared<C> {
         words_init: Option<&dyn Fn(usize) -> u64>,
     ) -> Shared<C> {
         let (base, len) = backing.span();
-        assert!(offset % ALIGN == 0 && offset + Self::footprint(data_len) <= len);
+        assert!(offset.is_multiple_of(ALIGN) && offset + Self::footprint(data_len) <= len);
         assert!(slots.count == 0 || slots.count * slots.stride <= data_len);
         // SAFETY: in bounds (asserted).
         let ctrl_ptr = unsafe { base.add(offset) } as *mut C;

@@ -101,7 +101,7 @@ pub struct RegionHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<RegionHeader>() <= HEADER_SIZE);
-const _: () = assert!(HEADER_SIZE % 128 == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(128));
 
 /// Why a region could not be made or opened.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,7 @@ use std::time::Duration;
 use crate::shm::Wait;
 
 pub mod fd;
+pub mod manager;
 
 pub mod os_pipe;
 
@@ -101,15 +102,29 @@ pub struct Endpoint {
     /// Whether this process is a child started with this endpoint: then the
     /// inherited descriptors of the other side are closed on connect.
     pub in_child: bool,
+    /// Environment variables child peers need (secrets, which must not go
+    /// on a command line other users can read).
+    pub env: Vec<(String, String)>,
 }
 
 impl Endpoint {
+    /// An endpoint made by `setup` in this process.
+    pub fn new(addr: String, inherit: Vec<RawFd>) -> Endpoint {
+        Endpoint {
+            addr,
+            inherit,
+            in_child: false,
+            env: Vec::new(),
+        }
+    }
+
     /// An endpoint a child peer received on its command line.
     pub fn for_child(addr: &str) -> Endpoint {
         Endpoint {
             addr: addr.to_owned(),
             inherit: Vec::new(),
             in_child: true,
+            env: Vec::new(),
         }
     }
 }

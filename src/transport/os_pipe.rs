@@ -127,11 +127,7 @@ impl Transport for OsPipe {
             OsPipeSetup {
                 fds: vec![ab_r, ab_w, ba_r, ba_w],
             },
-            Endpoint {
-                addr,
-                inherit,
-                in_child: false,
-            },
+            Endpoint::new(addr, inherit),
         ))
     }
 

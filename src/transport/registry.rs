@@ -69,6 +69,10 @@ registry! {
         "AF_UNIX SOCK_SEQPACKET socket, message boundaries kept by the kernel";
     Tcp => tcp::Tcp, "tcp",
         "TCP over loopback with TCP_NODELAY, length-prefixed";
+    ManagerUnix => manager::ManagerUnix, "manager-unix",
+        "Manager-style proxy server over a Unix socket: a server process owns the queues, every call a request/reply, HMAC authkey";
+    ManagerTcp => manager::ManagerTcp, "manager-tcp",
+        "the same proxy server over TCP loopback (BaseManager served over the network)";
 }
 
 impl fmt::Display for TransportKind {

@@ -65,11 +65,7 @@ impl Transport for ShmPipe {
         let pipe = Pipe::create(&name, cap, opts.wait).map_err(pipe_err)?;
         Ok((
             ShmPipeSetup { _pipe: pipe },
-            Endpoint {
-                addr: format!("{}:{name}", Self::NAME),
-                inherit: Vec::new(),
-                in_child: false,
-            },
+            Endpoint::new(format!("{}:{name}", Self::NAME), Vec::new()),
         ))
     }
 

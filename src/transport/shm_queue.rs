@@ -105,11 +105,10 @@ impl Transport for ShmQueue {
         let ba = Queue::create(&names[1], depth, slot, opts.wait).map_err(queue_err)?;
         Ok((
             ShmQueueSetup { _queues: [ab, ba] },
-            Endpoint {
-                addr: format!("{}:{},{}", Self::NAME, names[0], names[1]),
-                inherit: Vec::new(),
-                in_child: false,
-            },
+            Endpoint::new(
+                format!("{}:{},{}", Self::NAME, names[0], names[1]),
+                Vec::new(),
+            ),
         ))
     }
 

@@ -87,11 +87,10 @@ impl Transport for ShmRing {
         let ba = Ring::create(&names[1], cap, opts.wait).map_err(ring_err)?;
         Ok((
             ShmRingSetup { _rings: [ab, ba] },
-            Endpoint {
-                addr: format!("{}:{},{}", Self::NAME, names[0], names[1]),
-                inherit: Vec::new(),
-                in_child: false,
-            },
+            Endpoint::new(
+                format!("{}:{},{}", Self::NAME, names[0], names[1]),
+                Vec::new(),
+            ),
         ))
     }
 

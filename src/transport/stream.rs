@@ -108,6 +108,12 @@ impl<S: StreamIo> StreamConn<S> {
         }
     }
 
+    /// The same connection with another message limit.
+    pub fn with_max(mut self, max: usize) -> Self {
+        self.max = max.min(CLOSE as usize - 1);
+        self
+    }
+
     /// The stream underneath.
     pub fn io(&self) -> &S {
         &self.io

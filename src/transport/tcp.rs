@@ -88,11 +88,7 @@ impl Transport for Tcp {
         let inherit = vec![fd.as_raw_fd()];
         Ok((
             TcpSetup { listener: Some(fd) },
-            Endpoint {
-                addr,
-                inherit,
-                in_child: false,
-            },
+            Endpoint::new(addr, inherit),
         ))
     }
 

@@ -358,11 +358,7 @@ impl Transport for UnixSeqpacket {
                 listener: Some(fd),
                 _dir: dir,
             },
-            Endpoint {
-                addr,
-                inherit,
-                in_child: false,
-            },
+            Endpoint::new(addr, inherit),
         ))
     }
 

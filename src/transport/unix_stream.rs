@@ -149,11 +149,7 @@ impl Transport for UnixStreamTransport {
                 listener: Some(fd),
                 _dir: dir,
             },
-            Endpoint {
-                addr,
-                inherit,
-                in_child: false,
-            },
+            Endpoint::new(addr, inherit),
         ))
     }
 
