@@ -411,6 +411,7 @@ conformance! {
     UnixStream, unix_stream => ipcbench::transport::unix_stream::UnixStreamTransport, inject;
     UnixSeqpacket, unix_seqpacket => ipcbench::transport::unix_seqpacket::UnixSeqpacket, inject;
     Tcp, tcp => ipcbench::transport::tcp::Tcp, inject;
+    RawSync, raw_sync => ipcbench::transport::raw_sync::RawSync, inject;
     ManagerUnix, manager_unix => ipcbench::transport::manager::ManagerUnix, manager: ipcbench::transport::manager::UnixFamily;
     ManagerTcp, manager_tcp => ipcbench::transport::manager::ManagerTcp, manager: ipcbench::transport::manager::TcpFamily;
 }

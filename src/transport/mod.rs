@@ -39,6 +39,7 @@ pub mod fd;
 pub mod manager;
 
 pub mod os_pipe;
+pub mod raw_sync;
 
 pub mod registry;
 pub mod shm_pipe;

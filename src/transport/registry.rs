@@ -69,6 +69,8 @@ registry! {
         "AF_UNIX SOCK_SEQPACKET socket, message boundaries kept by the kernel";
     Tcp => tcp::Tcp, "tcp",
         "TCP over loopback with TCP_NODELAY, length-prefixed";
+    RawSync => raw_sync::RawSync, "raw-sync",
+        "a shared slot handed over with the raw_sync crate's process-shared pthread Mutex and Events";
     ManagerUnix => manager::ManagerUnix, "manager-unix",
         "Manager-style proxy server over a Unix socket: a server process owns the queues, every call a request/reply, HMAC authkey";
     ManagerTcp => manager::ManagerTcp, "manager-tcp",
