@@ -375,16 +375,17 @@ macro_rules! extra_tests {
 }
 
 macro_rules! conformance {
-    ($($variant:ident, $module:ident => $T:ty, $($extra:ident)+ $(: $F:ty)?;)*) => {
+    ($($(#[$meta:meta])* $variant:ident, $module:ident => $T:ty, $($extra:ident)+ $(: $F:ty)?;)*) => {
         /// Exhaustive: a transport added to the registry but not here does
         /// not compile.
         #[allow(dead_code)]
         fn suite_module(k: TransportKind) -> &'static str {
             match k {
-                $(TransportKind::$variant => stringify!($module),)*
+                $($(#[$meta])* TransportKind::$variant => stringify!($module),)*
             }
         }
         $(
+        $(#[$meta])*
         mod $module {
             use super::*;
             type T = $T;
@@ -414,6 +415,8 @@ conformance! {
     RawSync, raw_sync => ipcbench::transport::raw_sync::RawSync, inject;
     ManagerUnix, manager_unix => ipcbench::transport::manager::ManagerUnix, manager: ipcbench::transport::manager::UnixFamily;
     ManagerTcp, manager_tcp => ipcbench::transport::manager::ManagerTcp, manager: ipcbench::transport::manager::TcpFamily;
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2, iceoryx2 => ipcbench::transport::iceoryx2::Iceoryx2, inject;
 }
 
 #[test]

@@ -36,6 +36,8 @@ use std::time::Duration;
 use crate::shm::Wait;
 
 pub mod fd;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2;
 pub mod manager;
 
 pub mod os_pipe;

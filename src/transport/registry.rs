@@ -8,31 +8,32 @@ use std::str::FromStr;
 /// Declares [`TransportKind`] and the [`with_transport!`] dispatcher from
 /// one table.
 macro_rules! registry {
-    (($d:tt) $( $variant:ident => $module:ident :: $ty:ident, $name:literal, $desc:literal; )*) => {
+    (($d:tt) $( $(#[$meta:meta])* $variant:ident => $module:ident :: $ty:ident, $name:literal, $desc:literal; )*) => {
         /// Every strategy ipcbench measures through the transport trait.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum TransportKind {
             $(
                 #[doc = $desc]
+                $(#[$meta])*
                 $variant,
             )*
         }
 
         impl TransportKind {
             /// Every strategy, in the order `ipcbench list` prints them.
-            pub const ALL: &'static [TransportKind] = &[$(TransportKind::$variant),*];
+            pub const ALL: &'static [TransportKind] = &[$($(#[$meta])* TransportKind::$variant),*];
 
             /// The name the CLI and the results use.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(TransportKind::$variant => $name,)*
+                    $($(#[$meta])* TransportKind::$variant => $name,)*
                 }
             }
 
             /// One line on what it is.
             pub fn description(self) -> &'static str {
                 match self {
-                    $(TransportKind::$variant => $desc,)*
+                    $($(#[$meta])* TransportKind::$variant => $desc,)*
                 }
             }
         }
@@ -43,7 +44,7 @@ macro_rules! registry {
         macro_rules! with_transport {
             ($d kind:expr, $d T:ident => $d body:expr) => {
                 match $d kind {
-                    $($d crate::transport::TransportKind::$variant => {
+                    $($(#[$meta])* $d crate::transport::TransportKind::$variant => {
                         type $d T = $d crate::transport::$module::$ty;
                         $d body
                     })*
@@ -75,6 +76,9 @@ registry! {
         "Manager-style proxy server over a Unix socket: a server process owns the queues, every call a request/reply, HMAC authkey";
     ManagerTcp => manager::ManagerTcp, "manager-tcp",
         "the same proxy server over TCP loopback (BaseManager served over the network)";
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 => iceoryx2::Iceoryx2, "iceoryx2",
+        "Eclipse iceoryx2 zero-copy publish-subscribe, payload written and read in its shared memory";
 }
 
 impl fmt::Display for TransportKind {

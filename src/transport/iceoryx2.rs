@@ -1,0 +1,437 @@
+//! `iceoryx2`: Eclipse iceoryx2's zero-copy publish-subscribe, one service
+//! per direction, used across two processes with the payload written by the
+//! sender into loaned shared memory and read by the receiver from it.
+//!
+//! Each message is one sample of `[u8]` (payload memory grows by powers of
+//! two, so 16 MiB messages fit); a `u64` user header carries the flags
+//! `MORE` (unused: messages are never cut) and `CLOSE`. The services are
+//! reliable: no safe overflow, and a publisher retries until its subscriber
+//! has room. A subscriber polls (`receive`), spinning or yielding as the
+//! link's waiting strategy says; parking strategies yield, since iceoryx2
+//! wakes sleepers through a separate event service that this transport
+//! does not add. A small ipcbench region records each side's process, so a
+//! peer that dies is reported rather than waited for.
+//!
+//! Status: with iceoryx2 0.10.0 this transport fails the conformance suite's
+//! killed-peer test intermittently: when the receiver starts late and its
+//! 16-deep queue fills, the 17th message is not the one sent (lost or out of
+//! order), even with safe overflow off, `RetryUntilDelivered` and a
+//! backpressure handler that always retries. And in the orderly-close test
+//! the last samples a peer publishes just before its process exits are at
+//! times never received (the receiver reads `Closed` or times out): samples
+//! live in the publisher's memory and leave with it, so a reliable close
+//! would have to wait until the peer has read them. So the `iceoryx2`
+//! feature is off by default; `cargo test --features iceoryx2` shows both.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iceoryx2::prelude::*;
+
+use super::{
+    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
+    addr_rest,
+};
+use crate::shm::WaitKind;
+use crate::shm::peer::{PeerId, PeerSlot};
+use crate::shm::region::{Kind, Region};
+use crate::shm::unique_name;
+use crate::transport::unix_stream::ACCEPT_TIMEOUT;
+
+const CLOSE: u64 = 2;
+/// The first payload allocation; larger messages grow it.
+const INITIAL_SLICE: usize = 64 << 10;
+/// How often a waiting receiver checks its peer's life.
+const CHECK_EVERY: Duration = Duration::from_millis(10);
+
+type Svc = ipc::Service;
+type Pub = iceoryx2::port::publisher::Publisher<Svc, [u8], u64>;
+type Sub = iceoryx2::port::subscriber::Subscriber<Svc, [u8], u64>;
+type PubSub = iceoryx2::service::port_factory::publish_subscribe::PortFactory<Svc, [u8], u64>;
+
+fn iox<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> TransportError {
+    move |e| TransportError::Setup(format!("iceoryx2 {what}: {e:?}"))
+}
+
+fn node() -> Result<Node<Svc>, TransportError> {
+    NodeBuilder::new()
+        // Signals stay ours: the harness handles Ctrl-C itself.
+        .signal_handling_mode(SignalHandlingMode::Disabled)
+        .create::<Svc>()
+        .map_err(iox("node"))
+}
+
+fn service(node: &Node<Svc>, name: &str) -> Result<PubSub, TransportError> {
+    let name: ServiceName = name.try_into().map_err(iox("service name"))?;
+    node.service_builder(&name)
+        .publish_subscribe::<[u8]>()
+        .user_header::<u64>()
+        .enable_safe_overflow(false)
+        .history_size(0)
+        .subscriber_max_buffer_size(16)
+        .max_publishers(2)
+        .max_subscribers(2)
+        .open_or_create()
+        .map_err(iox("service"))
+}
+
+/// The `iceoryx2` strategy.
+pub struct Iceoryx2;
+
+/// The services (kept open by the coordinator) and the liveness region.
+pub struct Iceoryx2Setup {
+    _services: [PubSub; 2],
+    node: Node<Svc>,
+    _region: Region,
+}
+
+// SAFETY: the setup is created and dropped by the coordinator and not used
+// in between; iceoryx2's single-threaded handles are only moved, with every
+// clone of their shared state inside this value.
+unsafe impl Send for Iceoryx2Setup {}
+
+impl LinkSetup for Iceoryx2Setup {}
+
+impl Drop for Iceoryx2Setup {
+    fn drop(&mut self) {
+        // Remove what peers that died left in /dev/shm.
+        let _ = self.node.try_cleanup_dead_nodes();
+    }
+}
+
+/// Parses `iceoryx2:REGION,SERVICE_AB,SERVICE_BA`.
+fn parts(addr: &str) -> Result<(&str, &str, &str), TransportError> {
+    let rest = addr_rest(addr, Iceoryx2::NAME)?;
+    let mut it = rest.splitn(3, ',');
+    match (it.next(), it.next(), it.next()) {
+        (Some(r), Some(ab), Some(ba)) => Ok((r, ab, ba)),
+        _ => Err(TransportError::Setup(format!(
+            "bad iceoryx2 address `{addr}`"
+        ))),
+    }
+}
+
+/// One side: publishes on one service and subscribes to the other.
+pub struct Iceoryx2Conn {
+    publisher: Pub,
+    subscriber: Sub,
+    _services: [PubSub; 2],
+    _node: Node<Svc>,
+    region: Arc<Region>,
+    me: PeerId,
+    my_slot: usize,
+    spin: bool,
+    max: usize,
+    timeout: Option<Duration>,
+    closed: bool,
+    peer_closed: bool,
+}
+
+// SAFETY: as for the setup: a connection is used by one thread at a time,
+// and all of iceoryx2's single-threaded shared state it refers to is owned
+// by this value, so moving it whole to another thread is sound.
+unsafe impl Send for Iceoryx2Conn {}
+
+fn slots(region: &Region) -> &[PeerSlot] {
+    // SAFETY: the region's body starts with two peer slots (made in setup).
+    unsafe { std::slice::from_raw_parts(region.body_ptr() as *const PeerSlot, 2) }
+}
+
+impl Iceoryx2Conn {
+    fn publish(&mut self, flags: u64, msg: &[u8]) -> Result<(), TransportError> {
+        let mut sample = self
+            .publisher
+            .loan_slice_uninit(msg.len())
+            .map_err(iox("loan"))?;
+        *sample.user_header_mut() = flags;
+        let sample = sample.write_from_slice(msg);
+        sample
+            .send()
+            .map_err(|e| TransportError::PeerGone(format!("iceoryx2 send: {e:?}")))?;
+        Ok(())
+    }
+}
+
+impl Conn for Iceoryx2Conn {
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        if msg.len() > self.max {
+            return Err(TransportError::TooLarge {
+                len: msg.len(),
+                max: self.max,
+            });
+        }
+        self.publish(0, msg)
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        if self.peer_closed {
+            return Err(TransportError::Closed);
+        }
+        let start = Instant::now();
+        let mut next_check = start + CHECK_EVERY;
+        loop {
+            if let Some(sample) = self.subscriber.receive().map_err(iox("receive"))? {
+                let flags = *sample.user_header();
+                if flags & !CLOSE != 0 {
+                    return Err(TransportError::Malformed(format!(
+                        "unknown sample flags {flags:#x}"
+                    )));
+                }
+                if flags == CLOSE {
+                    self.peer_closed = true;
+                    return Err(TransportError::Closed);
+                }
+                let payload = sample.payload();
+                if payload.len() > self.max {
+                    return Err(TransportError::Malformed(format!(
+                        "sample of {} bytes exceeds the limit of {} bytes",
+                        payload.len(),
+                        self.max
+                    )));
+                }
+                buf.clear();
+                buf.extend_from_slice(payload);
+                return Ok(buf.len());
+            }
+            if self.spin {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            let now = Instant::now();
+            if now >= next_check {
+                next_check = now + CHECK_EVERY;
+                if let Some(p) = slots(&self.region)[1 - self.my_slot].dead_holder() {
+                    return Err(TransportError::PeerGone(format!(
+                        "process {} died without closing",
+                        p.pid
+                    )));
+                }
+                if self.timeout.is_some_and(|t| now - start >= t) {
+                    return Err(TransportError::Timeout);
+                }
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<(), TransportError> {
+        self.close_inner()
+    }
+}
+
+impl Iceoryx2Conn {
+    fn close_inner(&mut self) -> Result<(), TransportError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let r = self.publish(CLOSE, &[]);
+        slots(&self.region)[self.my_slot].release(self.me);
+        r
+    }
+}
+
+impl Drop for Iceoryx2Conn {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}
+
+impl Transport for Iceoryx2 {
+    const NAME: &'static str = "iceoryx2";
+    type Setup = Iceoryx2Setup;
+    type Conn = Iceoryx2Conn;
+
+    fn setup(opts: &LinkOpts) -> Result<(Iceoryx2Setup, Endpoint), TransportError> {
+        let region_name = unique_name(&opts.label);
+        let region = Region::create(&region_name, Kind::Raw, 128, [0; 6])
+            .map_err(|e| TransportError::Setup(e.to_string()))?;
+        region.publish();
+        let base = format!("ipcbench/{region_name}");
+        let (ab, ba) = (format!("{base}/ab"), format!("{base}/ba"));
+        let node = node()?;
+        let services = [service(&node, &ab)?, service(&node, &ba)?];
+        Ok((
+            Iceoryx2Setup {
+                _services: services,
+                node,
+                _region: region,
+            },
+            Endpoint::new(
+                format!("{}:{region_name},{ab},{ba}", Self::NAME),
+                Vec::new(),
+            ),
+        ))
+    }
+
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<Iceoryx2Conn, TransportError> {
+        let (region_name, ab, ba) = parts(&ep.addr)?;
+        let region = Arc::new(
+            Region::open(region_name, Kind::Raw)
+                .map_err(|e| TransportError::Setup(e.to_string()))?,
+        );
+        let my_slot = if side == Side::A { 0 } else { 1 };
+        let me = PeerId::current();
+        slots(&region)[my_slot].claim(me).map_err(|holder| {
+            TransportError::Setup(format!(
+                "side {} is already held by process {}",
+                side.name(),
+                holder.pid
+            ))
+        })?;
+        let node = node()?;
+        let (out_name, in_name) = if side == Side::A { (ab, ba) } else { (ba, ab) };
+        let out = service(&node, out_name)?;
+        let inp = service(&node, in_name)?;
+        let publisher = out
+            .publisher_builder()
+            .initial_max_slice_len(INITIAL_SLICE.min(opts.max_message.max(1)))
+            .allocation_strategy(AllocationStrategy::PowerOfTwo)
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .set_backpressure_handler(|_: &iceoryx2::port::BackpressureInfo| {
+                iceoryx2::port::BackpressureAction::Retry
+            })
+            .create()
+            .map_err(iox("publisher"))?;
+        let subscriber = inp
+            .subscriber_builder()
+            .buffer_size(16)
+            .create()
+            .map_err(iox("subscriber"))?;
+        // Nothing sent before the peer subscribes would reach it: wait for it.
+        let t0 = Instant::now();
+        while out.dynamic_config().number_of_subscribers() == 0 {
+            if t0.elapsed() > ACCEPT_TIMEOUT {
+                return Err(TransportError::Setup(format!(
+                    "side {} did not subscribe within {} s",
+                    side.other().name(),
+                    ACCEPT_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(Iceoryx2Conn {
+            publisher,
+            subscriber,
+            _services: [out, inp],
+            _node: node,
+            region,
+            me,
+            my_slot,
+            spin: opts.wait.kind == WaitKind::Spin,
+            max: opts.max_message,
+            timeout: None,
+            closed: false,
+            peer_closed: false,
+        })
+    }
+}
+
+/// Node, inbound service, its subscriber and publisher, and the outbound
+/// service and subscriber of a stand-in.
+type StandInPorts = (Node<Svc>, PubSub, Sub, Pub, (PubSub, Sub));
+
+/// The stand-in's iceoryx2 handles, kept on the thread that made them.
+struct StandIn {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inject for Iceoryx2 {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        let (region_name, ab, ba) = parts(&ep.addr)?;
+        let (inbound, outbound) = if victim == Side::A {
+            (ba, ab)
+        } else {
+            (ab, ba)
+        };
+        let (inbound, outbound) = (inbound.to_owned(), outbound.to_owned());
+        let region = Region::open(region_name, Kind::Raw)
+            .map_err(|e| TransportError::Setup(e.to_string()))?;
+        // The stand-in registers as a process that has already died.
+        slots(&region)[if victim == Side::A { 1 } else { 0 }].set(Some(PeerId {
+            pid: PeerId::current().pid,
+            start: 1,
+        }));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let run = || -> Result<StandInPorts, TransportError> {
+                let node = node()?;
+                // Subscribe to what the victim sends, as its peer would.
+                let out_svc = service(&node, &outbound)?;
+                let out_sub = out_svc
+                    .subscriber_builder()
+                    .create()
+                    .map_err(iox("subscriber"))?;
+                let svc = service(&node, &inbound)?;
+                let publisher = svc
+                    .publisher_builder()
+                    .initial_max_slice_len(INITIAL_SLICE)
+                    .allocation_strategy(AllocationStrategy::PowerOfTwo)
+                    .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                    .create()
+                    .map_err(iox("publisher"))?;
+                // A subscriber of our own holds the sample until the victim
+                // subscribes; without one, nothing would be delivered.
+                let sub = svc
+                    .subscriber_builder()
+                    .create()
+                    .map_err(iox("subscriber"))?;
+                Ok((node, svc, sub, publisher, (out_svc, out_sub)))
+            };
+            match run() {
+                Ok((node, svc, sub, publisher, outbound)) => {
+                    let _ = ready_tx.send(Ok(()));
+                    // Publish once the victim subscribes (a second subscriber).
+                    let t0 = Instant::now();
+                    while svc.dynamic_config().number_of_subscribers() < 2
+                        && t0.elapsed() < ACCEPT_TIMEOUT
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    // iceoryx2 carries lengths itself; what a broken peer can
+                    // send is a header no correct peer writes.
+                    let (flags, len) = match what {
+                        Malformation::OversizedLength => (u64::MAX, 0),
+                        Malformation::Truncated => (1, 16),
+                    };
+                    if let Ok(mut s) = publisher.loan_slice_uninit(len) {
+                        *s.user_header_mut() = flags;
+                        let _ = s.write_from_slice(&vec![0xAB; len]).send();
+                    }
+                    let _ = stop_rx.recv();
+                    drop((sub, publisher, svc, outbound, node));
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| TransportError::Setup("the iceoryx2 stand-in died".into()))??;
+        Ok(Box::new(StandIn {
+            stop,
+            thread: Some(thread),
+        }))
+    }
+}
