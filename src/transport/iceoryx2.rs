@@ -154,12 +154,7 @@ impl Iceoryx2Conn {
 
 impl Conn for Iceoryx2Conn {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         self.publish(0, msg)
     }
 

@@ -791,12 +791,7 @@ impl<F: Family> Transport for Manager<F> {
 
 impl<S: StreamIo> Conn for ManagerConn<S> {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         self.proxy.put(self.out, msg)
     }
 

@@ -274,6 +274,16 @@ pub trait Transport: 'static {
     fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<Self::Conn, TransportError>;
 }
 
+/// `TooLarge` if a message of `len` bytes exceeds the link's `max`.
+#[inline]
+pub(crate) fn check_len(len: usize, max: usize) -> Result<(), TransportError> {
+    if len > max {
+        Err(TransportError::TooLarge { len, max })
+    } else {
+        Ok(())
+    }
+}
+
 /// Splits `addr` as `<prefix>:<rest>`, checking the prefix.
 pub(crate) fn addr_rest<'a>(addr: &'a str, prefix: &str) -> Result<&'a str, TransportError> {
     addr.strip_prefix(prefix)

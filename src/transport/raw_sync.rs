@@ -242,12 +242,7 @@ impl RawSyncConn {
 
 impl Conn for RawSyncConn {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         let slot = self.tx.slot;
         if msg.len() <= slot {
             return self.send_piece(0, msg);

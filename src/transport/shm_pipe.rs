@@ -90,12 +90,7 @@ impl Transport for ShmPipe {
 impl Conn for ShmPipeConn {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         self.end.send(msg, self.timeout).map_err(pipe_err)
     }
 

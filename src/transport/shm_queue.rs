@@ -130,12 +130,7 @@ impl Transport for ShmQueue {
 impl Conn for ShmQueueConn {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         let (tx, t) = (&self.tx, self.timeout);
         send_fragmented(msg, tx.slot_size(), |c, tag| {
             tx.put_tagged(c, tag, t).map_err(queue_err)

@@ -135,12 +135,7 @@ pub(crate) fn send_fragmented(
 impl Conn for ShmRingConn {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         let (tx, t) = (&mut self.tx, self.timeout);
         send_fragmented(msg, tx.max_payload(), |c, tag| {
             tx.send_tagged(c, tag, t).map_err(ring_err)

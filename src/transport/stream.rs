@@ -243,12 +243,7 @@ impl<S: StreamIo> StreamConn<S> {
 impl<S: StreamIo> super::Conn for StreamConn<S> {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
         self.check_broken()?;
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         let header = (msg.len() as u32).to_le_bytes();
         if msg.len() <= RBUF {
             let mut wbuf = std::mem::take(&mut self.wbuf);
@@ -363,15 +358,39 @@ impl<S: StreamIo> Drop for StreamConn<S> {
     }
 }
 
-/// Socket timeouts through `SO_RCVTIMEO`/`SO_SNDTIMEO` (a zero duration
-/// means "none" to the kernel, so it is raised to 1 µs).
-pub(crate) fn socket_timeouts(
-    set_read: impl FnOnce(Option<Duration>) -> io::Result<()>,
-    set_write: impl FnOnce(Option<Duration>) -> io::Result<()>,
-    t: Option<Duration>,
-) -> io::Result<bool> {
-    let t = t.map(|d| d.max(Duration::from_micros(1)));
-    set_read(t)?;
-    set_write(t)?;
-    Ok(true)
+/// Implements [`StreamIo`] for a std socket stream type: reads and writes
+/// on the socket itself, timeouts through `SO_RCVTIMEO`/`SO_SNDTIMEO` (a
+/// zero duration means "none" to the kernel, so it is raised to 1 µs).
+macro_rules! socket_stream_io {
+    ($t:ty) => {
+        impl $crate::transport::stream::StreamIo for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(self, buf)
+            }
+            fn write(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                std::io::Write::write_vectored(self, bufs)
+            }
+            fn read_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self)
+            }
+            fn write_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self)
+            }
+            fn set_kernel_timeout(
+                &mut self,
+                t: Option<std::time::Duration>,
+            ) -> std::io::Result<bool> {
+                let t = t.map(|d| d.max(std::time::Duration::from_micros(1)));
+                self.set_read_timeout(t)?;
+                self.set_write_timeout(t)?;
+                Ok(true)
+            }
+            fn shutdown_write(&mut self) -> std::io::Result<()> {
+                self.shutdown(std::net::Shutdown::Write)
+            }
+        }
+    };
 }
+
+socket_stream_io!(std::os::unix::net::UnixStream);
+socket_stream_io!(std::net::TcpStream);

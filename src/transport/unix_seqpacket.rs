@@ -12,10 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::fd::{PrivateDir, chmod_owner_only};
-use super::unix_stream::{fd_and_rest, listener_fd, wait_accept};
-use super::{
-    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
-};
+use super::unix_stream::{ListenerSetup, fd_and_rest, listener_fd, wait_accept};
+use super::{Conn, Endpoint, Inject, LinkOpts, Malformation, Side, Transport, TransportError};
 
 /// Payload bytes per packet.
 pub const PACKET: usize = 64 << 10;
@@ -25,18 +23,6 @@ const CLOSE: u32 = 2;
 
 /// The `unix-seqpacket` strategy.
 pub struct UnixSeqpacket;
-
-/// The directory and the listener.
-pub struct SeqpacketSetup {
-    listener: Option<OwnedFd>,
-    _dir: PrivateDir,
-}
-
-impl LinkSetup for SeqpacketSetup {
-    fn children_started(&mut self) {
-        self.listener = None;
-    }
-}
 
 impl Inject for UnixSeqpacket {
     fn inject(
@@ -265,12 +251,7 @@ impl SeqpacketConn {
 
 impl Conn for SeqpacketConn {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
-        if msg.len() > self.max {
-            return Err(TransportError::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
-        }
+        super::check_len(msg.len(), self.max)?;
         if msg.len() <= PACKET {
             return self.send_packet(0, msg);
         }
@@ -338,10 +319,10 @@ impl Drop for SeqpacketConn {
 
 impl Transport for UnixSeqpacket {
     const NAME: &'static str = "unix-seqpacket";
-    type Setup = SeqpacketSetup;
+    type Setup = ListenerSetup;
     type Conn = SeqpacketConn;
 
-    fn setup(opts: &LinkOpts) -> Result<(SeqpacketSetup, Endpoint), TransportError> {
+    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
         let dir = PrivateDir::new(&opts.label)?;
         let path = dir.path().join("sock");
         let (sa, len) = sockaddr(&path)?;
@@ -354,10 +335,7 @@ impl Transport for UnixSeqpacket {
         let addr = format!("{}:{}:{}", Self::NAME, fd.as_raw_fd(), path.display());
         let inherit = vec![fd.as_raw_fd()];
         Ok((
-            SeqpacketSetup {
-                listener: Some(fd),
-                _dir: dir,
-            },
+            ListenerSetup::new(fd, Some(dir)),
             Endpoint::new(addr, inherit),
         ))
     }

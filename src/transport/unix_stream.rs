@@ -5,14 +5,14 @@
 //! socket 0600) and side A inherits it and accepts; side B connects to the
 //! path. Address: `unix-stream:FD:PATH`.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::fd::{PrivateDir, adopt, chmod_owner_only, close_inherited, dup, poll_ready};
-use super::stream::{StreamConn, StreamIo, socket_timeouts};
+use super::stream::StreamConn;
 use super::{
     Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError, addr_rest,
 };
@@ -23,13 +23,24 @@ pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `unix-stream` strategy.
 pub struct UnixStreamTransport;
 
-/// The directory and the listener.
-pub struct UnixSetup {
+/// A listening socket (and the private directory of its socket file, if
+/// any), until every side has connected.
+pub struct ListenerSetup {
     listener: Option<std::os::fd::OwnedFd>,
-    _dir: PrivateDir,
+    _dir: Option<PrivateDir>,
 }
 
-impl LinkSetup for UnixSetup {
+impl ListenerSetup {
+    /// Holds `listener` (and `dir`) for the link's peers.
+    pub(crate) fn new(listener: std::os::fd::OwnedFd, dir: Option<PrivateDir>) -> ListenerSetup {
+        ListenerSetup {
+            listener: Some(listener),
+            _dir: dir,
+        }
+    }
+}
+
+impl LinkSetup for ListenerSetup {
     fn children_started(&mut self) {
         self.listener = None;
     }
@@ -52,31 +63,6 @@ impl Inject for UnixStreamTransport {
         s.write_all(&super::stream::malformed_bytes(what))
             .map_err(|e| TransportError::io("injecting", e))?;
         Ok(Box::new(s))
-    }
-}
-
-impl StreamIo for UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(self, buf)
-    }
-    fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored(bufs)
-    }
-    fn read_fd(&self) -> RawFd {
-        self.as_raw_fd()
-    }
-    fn write_fd(&self) -> RawFd {
-        self.as_raw_fd()
-    }
-    fn set_kernel_timeout(&mut self, t: Option<Duration>) -> io::Result<bool> {
-        socket_timeouts(
-            |t| self.set_read_timeout(t),
-            |t| self.set_write_timeout(t),
-            t,
-        )
-    }
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -132,10 +118,10 @@ pub(crate) fn wait_accept(fd: RawFd) -> Result<(), TransportError> {
 
 impl Transport for UnixStreamTransport {
     const NAME: &'static str = "unix-stream";
-    type Setup = UnixSetup;
+    type Setup = ListenerSetup;
     type Conn = StreamConn<UnixStream>;
 
-    fn setup(opts: &LinkOpts) -> Result<(UnixSetup, Endpoint), TransportError> {
+    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
         let dir = PrivateDir::new(&opts.label)?;
         let path = dir.path().join("sock");
         let listener = UnixListener::bind(&path)
@@ -145,10 +131,7 @@ impl Transport for UnixStreamTransport {
         let addr = format!("{}:{}:{}", Self::NAME, fd.as_raw_fd(), path.display());
         let inherit = vec![fd.as_raw_fd()];
         Ok((
-            UnixSetup {
-                listener: Some(fd),
-                _dir: dir,
-            },
+            ListenerSetup::new(fd, Some(dir)),
             Endpoint::new(addr, inherit),
         ))
     }
