@@ -10,8 +10,11 @@
 // Under loom only the model-checked parts are used.
 #![cfg_attr(loom, allow(dead_code, unused_imports, unused_variables))]
 
-#[cfg(not(loom))]
-pub mod peer;
 pub mod shm;
 #[cfg(not(loom))]
+#[macro_use]
 pub mod transport;
+#[cfg(not(loom))]
+pub mod harness;
+#[cfg(not(loom))]
+pub mod peer;

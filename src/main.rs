@@ -15,7 +15,9 @@ mod cli {
 
     use anyhow::{Context, Result};
     use clap::{Parser, Subcommand};
+    use ipcbench::harness::{self, PeerArgs, Strategy};
     use ipcbench::peer::{self, Pattern};
+    use ipcbench::shm::Wait;
     use ipcbench::shm::region;
     use ipcbench::transport::{LinkOpts, Side, TransportKind};
 
@@ -92,6 +94,22 @@ mod cli {
             #[arg(long, default_value_t = LinkOpts::default().max_message)]
             max_message: usize,
         },
+        /// Measure one side of a benchmark point (started by the harness).
+        Bench {
+            strategy: Strategy,
+            addr: String,
+            side: Side,
+            pattern: harness::Pattern,
+            size: usize,
+            warmup: u64,
+            iters: u64,
+            #[arg(long, default_value = "spin-park")]
+            wait: Wait,
+            #[arg(long)]
+            cpu: Option<usize>,
+            #[arg(long, default_value_t = LinkOpts::default().max_message)]
+            max_message: usize,
+        },
         /// Join a link of any transport as one side and act on it.
         Link {
             transport: TransportKind,
@@ -145,7 +163,9 @@ mod cli {
             } => {
                 arm_peer(Duration::from_secs(deadline_s));
                 let line = run_role(role, Duration::from_millis(op_timeout_ms))?;
-                println!("{line}");
+                if !line.is_empty() {
+                    println!("{line}");
+                }
                 Ok(())
             }
         }
@@ -192,6 +212,42 @@ mod cli {
                 counter,
                 iters,
             } => peer::sem_count(&sem, &counter, iters, t)?,
+            Role::Bench {
+                strategy,
+                addr,
+                side,
+                pattern,
+                size,
+                warmup,
+                iters,
+                wait,
+                cpu,
+                max_message,
+            } => {
+                let args = PeerArgs {
+                    strategy,
+                    addr,
+                    side,
+                    pattern,
+                    size,
+                    warmup,
+                    iters,
+                    wait,
+                    cpu,
+                    max_message,
+                };
+                let report =
+                    harness::run_peer(&args).unwrap_or_else(|e| harness::peer::PeerReport {
+                        error: Some(e),
+                        ..Default::default()
+                    });
+                let failed = report.error.is_some();
+                println!("{}", serde_json::to_string(&report)?);
+                if failed {
+                    std::process::exit(1);
+                }
+                String::new()
+            }
             Role::ManagerServe {
                 listen,
                 max_message,

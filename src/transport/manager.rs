@@ -58,6 +58,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `setup` waits for the server to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Bytes a request adds to its payload: op code, name length, name.
+const REQUEST_OVERHEAD: usize = 2 + 255;
+
 const WELCOME: &[u8] = b"WELCOME";
 const FAILURE: &[u8] = b"FAILURE";
 
@@ -768,7 +771,8 @@ impl<F: Family> Transport for Manager<F> {
         let dir = PrivateDir::new(&opts.label)?;
         let key: [u8; KEY_LEN] = random_bytes()?;
         let (server, addr) =
-            start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message)?;
+            // A request carries the message plus its op code and queue name.
+            start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message.saturating_add(REQUEST_OVERHEAD))?;
         Ok((
             ManagerSetup { server, _dir: dir },
             Endpoint {

@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use crate::shm::Wait;
 
+#[macro_use]
+pub mod registry;
 pub mod fd;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx2;
@@ -43,7 +45,6 @@ pub mod manager;
 pub mod os_pipe;
 pub mod raw_sync;
 
-pub mod registry;
 pub mod shm_pipe;
 pub mod shm_queue;
 pub mod shm_ring;

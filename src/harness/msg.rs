@@ -1,0 +1,228 @@
+//! What every benchmark message carries, and how the receiver checks it.
+//!
+//! A message of `size` bytes (at least [`MIN_SIZE`]):
+//!
+//! - `size >= 32`: `[seq: u64][send time: u64][sum: u64] payload [seq: u64]`.
+//!   `sum` mixes the sequence number, the send time and a checksum of the
+//!   payload; the trailing copy of `seq` catches a message whose end is
+//!   stale (torn). The payload is filled once per run; every byte of it is
+//!   read by the checksum on every receive.
+//! - `8 <= size < 32`: every byte derives from `seq` (`[seq: u32]` then
+//!   bytes of a hash of `seq`), and the receiver compares all of them. Such
+//!   messages carry no send time.
+//!
+//! So a lost, duplicated, reordered, truncated, torn or corrupted message is
+//! a validation error, and the point that saw it is recorded as failed.
+
+use crate::peer::mix64;
+
+/// The smallest message the harness sends.
+pub const MIN_SIZE: usize = 8;
+/// The smallest message that carries a send time.
+pub const STAMPED_SIZE: usize = 32;
+
+/// A checksum of `b` that reads every byte: a sum of 64-bit words, each
+/// xored with its index (so moved words change it), plus the tail bytes.
+/// It vectorizes, so checking costs about as much as reading.
+#[inline]
+pub fn checksum(b: &[u8]) -> u64 {
+    let mut chunks = b.chunks_exact(8);
+    let mut s = 0u64;
+    for (i, c) in (&mut chunks).enumerate() {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        s = s.wrapping_add(w ^ i as u64);
+    }
+    for (i, &t) in chunks.remainder().iter().enumerate() {
+        s = s.wrapping_add(u64::from(t) << (8 * i));
+    }
+    s
+}
+
+fn tiny_byte(seq: u64, i: usize) -> u8 {
+    (mix64(seq) >> (8 * (i % 8))) as u8 ^ (i as u8)
+}
+
+/// Writes and checks the messages of one run of one size.
+#[derive(Debug, Clone)]
+pub struct Codec {
+    size: usize,
+    /// The checksum of the fixed payload (large messages).
+    payload_sum: u64,
+    /// A message buffer with the payload filled in.
+    template: Vec<u8>,
+}
+
+impl Codec {
+    /// A codec for messages of `size` bytes (at least [`MIN_SIZE`]).
+    pub fn new(size: usize) -> Result<Codec, String> {
+        if size < MIN_SIZE {
+            return Err(format!(
+                "message size {size} B is below the harness minimum of {MIN_SIZE} B"
+            ));
+        }
+        let mut template = vec![0u8; size];
+        let mut payload_sum = 0;
+        if size >= STAMPED_SIZE {
+            let payload = &mut template[24..size - 8];
+            let mut state = 0x5eed_u64;
+            for c in payload.chunks_mut(8) {
+                state = mix64(state);
+                let b = state.to_le_bytes();
+                c.copy_from_slice(&b[..c.len()]);
+            }
+            payload_sum = checksum(&template[24..size - 8]);
+        }
+        Ok(Codec {
+            size,
+            payload_sum,
+            template,
+        })
+    }
+
+    /// The message size.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether messages carry a send time.
+    pub fn stamped(&self) -> bool {
+        self.size >= STAMPED_SIZE
+    }
+
+    /// A buffer to send from, with the payload filled in.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.template.clone()
+    }
+
+    /// Makes `buf` (from [`Codec::buffer`]) message `seq`, sent at `ts` (ns).
+    #[inline]
+    pub fn stamp(&self, buf: &mut [u8], seq: u64, ts: u64) {
+        if self.size >= STAMPED_SIZE {
+            let sum = self.payload_sum ^ mix64(seq ^ ts.rotate_left(17));
+            buf[0..8].copy_from_slice(&seq.to_le_bytes());
+            buf[8..16].copy_from_slice(&ts.to_le_bytes());
+            buf[16..24].copy_from_slice(&sum.to_le_bytes());
+            buf[self.size - 8..].copy_from_slice(&seq.to_le_bytes());
+        } else {
+            buf[0..4].copy_from_slice(&(seq as u32).to_le_bytes());
+            for (i, b) in buf[4..].iter_mut().enumerate() {
+                *b = tiny_byte(seq, i);
+            }
+        }
+    }
+
+    /// Checks that `got` is message `seq`; returns its send time (0 if
+    /// unstamped).
+    #[inline]
+    pub fn check(&self, got: &[u8], seq: u64) -> Result<u64, String> {
+        if got.len() != self.size {
+            return Err(format!(
+                "message {seq}: {} bytes where {} were sent",
+                got.len(),
+                self.size
+            ));
+        }
+        if self.size >= STAMPED_SIZE {
+            let word = |at: usize| u64::from_le_bytes(got[at..at + 8].try_into().unwrap_or([0; 8]));
+            let (s, ts, sum, tail) = (word(0), word(8), word(16), word(self.size - 8));
+            if s != seq {
+                return Err(format!(
+                    "expected message {seq}, got message {s} (lost, duplicated or reordered)"
+                ));
+            }
+            if tail != seq {
+                return Err(format!(
+                    "message {seq}: its end belongs to message {tail} (torn)"
+                ));
+            }
+            let want = checksum(&got[24..self.size - 8]) ^ mix64(seq ^ ts.rotate_left(17));
+            if sum != want {
+                return Err(format!("message {seq}: checksum mismatch (corrupted)"));
+            }
+            Ok(ts)
+        } else {
+            let s = u32::from_le_bytes([got[0], got[1], got[2], got[3]]);
+            if s != seq as u32 {
+                return Err(format!(
+                    "expected message {seq}, got message {s} (lost, duplicated or reordered)"
+                ));
+            }
+            if got[4..]
+                .iter()
+                .enumerate()
+                .any(|(i, b)| *b != tiny_byte(seq, i))
+            {
+                return Err(format!("message {seq}: content corrupted"));
+            }
+            Ok(0)
+        }
+    }
+
+    /// The harness's own cost per message, measured here: one stamp and one
+    /// check of a message of this size, in nanoseconds.
+    pub fn calibrate(&self) -> f64 {
+        let mut buf = self.buffer();
+        let rounds: u64 = (64 << 20) / (self.size as u64).max(64);
+        let rounds = rounds.clamp(64, 200_000);
+        let t0 = std::time::Instant::now();
+        for seq in 0..rounds {
+            self.stamp(&mut buf, seq, seq);
+            let r = self.check(std::hint::black_box(&buf), seq);
+            std::hint::black_box(r.ok());
+        }
+        t0.elapsed().as_nanos() as f64 / rounds as f64
+    }
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC`, one clock for every process.
+#[inline]
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec on the stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_damage_is_caught() {
+        for size in [8, 9, 23, 31, 32, 33, 64, 1000, 4096] {
+            let c = Codec::new(size).unwrap();
+            let mut m = c.buffer();
+            c.stamp(&mut m, 7, 123);
+            assert_eq!(c.check(&m, 7).unwrap(), if size >= 32 { 123 } else { 0 });
+            assert!(c.check(&m, 8).unwrap_err().contains("lost"), "{size}");
+            for at in [4, size / 2, size - 1] {
+                let mut bad = m.clone();
+                bad[at] ^= 0x40;
+                assert!(
+                    c.check(&bad, 7).is_err(),
+                    "size {size}: flip at {at} not caught"
+                );
+            }
+            assert!(c.check(&m[..size - 1], 7).is_err());
+            if size >= 32 {
+                // A torn message: the head of 8, the end of 7.
+                let mut other = c.buffer();
+                c.stamp(&mut other, 8, 5);
+                let mut torn = other.clone();
+                torn[size - 8..].copy_from_slice(&m[size - 8..]);
+                assert!(c.check(&torn, 8).unwrap_err().contains("torn"));
+            }
+        }
+        assert!(Codec::new(4).is_err());
+    }
+
+    #[test]
+    fn calibration_is_a_positive_cost() {
+        let c = Codec::new(4096).unwrap();
+        let ns = c.calibrate();
+        assert!(ns > 0.0 && ns < 1e6, "{ns}");
+    }
+}

@@ -1,0 +1,311 @@
+//! The measuring side of a point, run in a child process
+//! (`ipcbench peer bench …`).
+//!
+//! Control channel (not the one under test): the peer connects, prints
+//! `ready` on its standard output, waits for `go` on its standard input, so
+//! no start-up is timed, then measures and prints one JSON [`PeerReport`].
+//! Every message is checked with [`Codec`]; a failed check ends the point.
+
+use std::io::{BufRead, Write};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::msg::{Codec, now_ns};
+use super::record::{Latency, cpu_time_ns};
+use crate::shm::futex::Futex;
+use crate::transport::{Conn, TransportError};
+
+/// What one peer measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Messages (or round trips) measured.
+    pub messages: u64,
+    /// Time they took.
+    pub elapsed_ns: u64,
+    /// RTT (pingpong initiator) or one-way latency (stream receiver).
+    pub latency: Option<Latency>,
+    /// Pingpong: mean RTT of a batch timed as a whole.
+    pub batched_mean_ns: Option<f64>,
+    /// This peer's CPU time over the measured phase.
+    pub cpu_ns: u64,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// Waits at the start barrier: says `ready`, then waits for `go`.
+pub fn barrier() -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("control channel: {e}"))?;
+    match line.trim() {
+        "go" => Ok(()),
+        other => Err(format!("control channel said {other:?} instead of go")),
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns to one hour, three significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn summary(h: &Histogram<u64>) -> Option<Latency> {
+    (!h.is_empty()).then(|| Latency {
+        mean: h.mean(),
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    })
+}
+
+/// Runs `warmup` untimed exchanges, `iters` exchanges each timed into a
+/// histogram, then `iters` more timed as one batch. `exchange(seq)` does one
+/// round trip of message `seq`.
+pub fn timed_exchanges(
+    warmup: u64,
+    iters: u64,
+    mut exchange: impl FnMut(u64) -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    let mut seq = 0;
+    for _ in 0..warmup {
+        exchange(seq)?;
+        seq += 1;
+    }
+    let cpu0 = cpu_time_ns();
+    let mut h = histogram();
+    let start = now_ns();
+    for _ in 0..iters {
+        let t0 = now_ns();
+        exchange(seq)?;
+        h.saturating_record(now_ns() - t0);
+        seq += 1;
+    }
+    let elapsed = now_ns() - start;
+    let tb = now_ns();
+    for _ in 0..iters {
+        exchange(seq)?;
+        seq += 1;
+    }
+    let batched = (now_ns() - tb) as f64 / iters.max(1) as f64;
+    Ok(PeerReport {
+        messages: iters,
+        elapsed_ns: elapsed,
+        latency: summary(&h),
+        batched_mean_ns: Some(batched),
+        cpu_ns: cpu_time_ns() - cpu0,
+        error: None,
+    })
+}
+
+fn terr(e: TransportError) -> String {
+    e.to_string()
+}
+
+/// Pingpong, initiating side: sends message `seq`, waits for its echo.
+pub fn pingpong_initiator<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut out = codec.buffer();
+    let mut back = Vec::with_capacity(codec.size());
+    let r = timed_exchanges(warmup, iters, |seq| {
+        codec.stamp(&mut out, seq, 0);
+        conn.send(&out).map_err(terr)?;
+        conn.recv(&mut back).map_err(terr)?;
+        codec.check(&back, seq).map(drop)
+    })?;
+    conn.close().map_err(terr)?;
+    Ok(r)
+}
+
+/// Pingpong, echoing side: checks each message and sends it back, until
+/// the initiator closes.
+pub fn pingpong_echo<C: Conn>(mut conn: C, codec: &Codec) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let cpu0 = cpu_time_ns();
+    let mut seq = 0;
+    loop {
+        match conn.recv(&mut buf) {
+            Ok(_) => {}
+            Err(TransportError::Closed) => break,
+            Err(e) => return Err(terr(e)),
+        }
+        codec.check(&buf, seq)?;
+        conn.send(&buf).map_err(terr)?;
+        seq += 1;
+    }
+    Ok(PeerReport {
+        messages: seq,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// One message in this many carries a send time (a clock read costs
+/// about as much as a cache-line hand-off).
+pub const STAMP_EVERY: u64 = 16;
+
+/// Stream, sending side: `warmup + iters` messages, then close.
+pub fn stream_send<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut out = codec.buffer();
+    let cpu0 = cpu_time_ns();
+    for seq in 0..warmup + iters {
+        let ts = if codec.stamped() && seq % STAMP_EVERY == 0 {
+            now_ns()
+        } else {
+            0
+        };
+        codec.stamp(&mut out, seq, ts);
+        conn.send(&out).map_err(terr)?;
+    }
+    conn.close().map_err(terr)?;
+    Ok(PeerReport {
+        messages: iters,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Stream, receiving side: checks every message, times the measured ones
+/// from the first to the last, and records one-way latency of the stamped
+/// ones; then expects the end of the stream.
+pub fn stream_recv<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut last) = (0, 0);
+    for seq in 0..warmup + iters {
+        conn.recv(&mut buf).map_err(terr)?;
+        let ts = codec.check(&buf, seq)?;
+        if seq >= warmup {
+            let now = if ts != 0 || seq == warmup || seq + 1 == warmup + iters {
+                now_ns()
+            } else {
+                0
+            };
+            if ts != 0 {
+                h.saturating_record(now.saturating_sub(ts));
+            }
+            if seq == warmup {
+                first = now;
+            }
+            if seq + 1 == warmup + iters {
+                last = now;
+            }
+        }
+    }
+    match conn.recv(&mut buf) {
+        Err(TransportError::Closed) => {}
+        Ok(n) => return Err(format!("an extra message of {n} bytes after the last one")),
+        Err(e) => return Err(terr(e)),
+    }
+    Ok(PeerReport {
+        // Intervals between the first and the last measured message.
+        messages: iters.saturating_sub(1),
+        elapsed_ns: last.saturating_sub(first),
+        latency: summary(&h),
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// The floor with spinning: one cache line bounced between two processes.
+/// Side A writes odd values and waits for the next even one; side B the
+/// reverse. No queue, no framing, no copy.
+pub fn floor_spin(
+    word: &std::sync::atomic::AtomicU64,
+    initiator: bool,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    use std::sync::atomic::Ordering;
+    // Acquire/Release: each hand-off publishes the previous step (the
+    // value itself is all there is).
+    let wait_for = |v: u64| {
+        while word.load(Ordering::Acquire) != v {
+            std::hint::spin_loop();
+        }
+    };
+    if initiator {
+        timed_exchanges(warmup, iters, |seq| {
+            word.store(2 * seq + 1, Ordering::Release);
+            wait_for(2 * seq + 2);
+            Ok(())
+        })
+    } else {
+        let cpu0 = cpu_time_ns();
+        let total = warmup + 2 * iters;
+        for seq in 0..total {
+            wait_for(2 * seq + 1);
+            word.store(2 * seq + 2, Ordering::Release);
+        }
+        Ok(PeerReport {
+            messages: total,
+            cpu_ns: cpu_time_ns() - cpu0,
+            ..PeerReport::default()
+        })
+    }
+}
+
+/// The floor with parking: a futex ping-pong, every hand-off a wake-up.
+pub fn floor_park(
+    ping: &Futex,
+    pong: &Futex,
+    initiator: bool,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    use std::sync::atomic::Ordering;
+    let wait_for = |f: &Futex, v: u32| loop {
+        let cur = f.load();
+        if cur == v {
+            return;
+        }
+        f.wait(cur, None);
+    };
+    if initiator {
+        timed_exchanges(warmup, iters, |seq| {
+            let v = seq as u32 + 1;
+            // Release: publishes the step to the peer's Acquire load.
+            ping.word().store(v, Ordering::Release);
+            ping.wake(1);
+            wait_for(pong, v);
+            Ok(())
+        })
+    } else {
+        let cpu0 = cpu_time_ns();
+        let total = warmup + 2 * iters;
+        for seq in 0..total {
+            let v = seq as u32 + 1;
+            wait_for(ping, v);
+            // Release: as above.
+            pong.word().store(v, Ordering::Release);
+            pong.wake(1);
+        }
+        Ok(PeerReport {
+            messages: total,
+            cpu_ns: cpu_time_ns() - cpu0,
+            ..PeerReport::default()
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! The harness end to end: real peer processes for every strategy and
+//! pattern, at small counts; failures become records, not hangs.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::time::Duration;
+
+use common::bin;
+use ipcbench::harness::{Pattern, PointSpec, RunOpts, Strategy, run_point};
+use ipcbench::shm::Wait;
+use ipcbench::transport::TransportKind;
+
+fn opts() -> RunOpts {
+    RunOpts {
+        exe: bin().into(),
+        warmup: 50,
+        pingpong_iters: 300,
+        stream_bytes: 1 << 20,
+        stream_messages: (500, 5_000),
+        deadline: Duration::from_secs(60),
+        pin: true,
+    }
+}
+
+fn shm_leftovers() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("ipcbench-{}-", std::process::id())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_strategy_and_pattern_measures_and_validates() {
+    let mut specs = vec![
+        PointSpec {
+            strategy: Strategy::Floor,
+            pattern: Pattern::Pingpong,
+            size: 64,
+            wait: Wait::SPIN,
+        },
+        PointSpec {
+            strategy: Strategy::Floor,
+            pattern: Pattern::Pingpong,
+            size: 64,
+            wait: Wait::PARK,
+        },
+    ];
+    for k in TransportKind::ALL {
+        for pattern in Pattern::ALL {
+            for size in [8, 4096] {
+                specs.push(PointSpec {
+                    strategy: Strategy::Transport(*k),
+                    pattern,
+                    size,
+                    wait: Wait::SPIN_PARK,
+                });
+            }
+        }
+    }
+    let o = opts();
+    for spec in &specs {
+        let r = run_point(spec, &o);
+        let what = format!("{} {} {} B {}", r.transport, r.pattern, r.msg_size, r.wait);
+        assert!(r.validated, "{what}: {:?}", r.error);
+        assert!(r.error.is_none(), "{what}");
+        assert!(r.messages > 0 && r.elapsed_ns > 0, "{what}");
+        let t = r
+            .throughput
+            .unwrap_or_else(|| panic!("{what}: no throughput"));
+        assert!(t.msgs_per_s > 0.0, "{what}");
+        if r.pattern == "pingpong" || r.msg_size >= 32 {
+            let l = r.latency_ns.unwrap_or_else(|| panic!("{what}: no latency"));
+            assert!(
+                l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.max,
+                "{what}: {l:?}"
+            );
+        }
+        assert!(r.cpu_ns_per_msg.is_some_and(|c| c > 0.0), "{what}");
+        assert!(r.harness_ns_per_msg.is_some_and(|c| c > 0.0), "{what}");
+        eprintln!(
+            "{what}: p50 {:?} ns, {:.0} msgs/s",
+            r.latency_ns.map(|l| l.p50),
+            t.msgs_per_s
+        );
+    }
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+}
+
+#[test]
+fn a_point_that_misses_its_deadline_is_a_failed_record_not_a_hang() {
+    let o = RunOpts {
+        pingpong_iters: 50_000_000,
+        deadline: Duration::from_millis(1500),
+        ..opts()
+    };
+    let spec = PointSpec {
+        strategy: Strategy::Transport(TransportKind::Tcp),
+        pattern: Pattern::Pingpong,
+        size: 64,
+        wait: Wait::SPIN_PARK,
+    };
+    let t0 = std::time::Instant::now();
+    let r = run_point(&spec, &o);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert!(!r.validated);
+    let e = r.error.unwrap();
+    assert!(e.contains("deadline"), "{e}");
+    assert!(r.latency_ns.is_none() && r.throughput.is_none());
+    assert!(shm_leftovers().is_empty());
+}
+
+#[test]
+fn pattern_and_strategy_names_parse() {
+    assert_eq!("pingpong".parse::<Pattern>().unwrap(), Pattern::Pingpong);
+    assert!(
+        "fan-in"
+            .parse::<Pattern>()
+            .unwrap_err()
+            .contains("pingpong")
+    );
+    assert_eq!("floor".parse::<Strategy>().unwrap(), Strategy::Floor);
+    assert_eq!(
+        "shm-ring".parse::<Strategy>().unwrap(),
+        Strategy::Transport(TransportKind::ShmRing)
+    );
+}
