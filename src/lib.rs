@@ -18,3 +18,5 @@ pub mod transport;
 pub mod harness;
 #[cfg(not(loom))]
 pub mod peer;
+#[cfg(not(loom))]
+pub mod report;

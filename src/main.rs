@@ -31,6 +31,34 @@ mod cli {
 
     #[derive(Subcommand)]
     enum Cmd {
+        /// Measure every strategy (or those selected) between real processes
+        /// and write a results file (JSON, with CSV beside it).
+        Run {
+            /// A short smoke run: one size, short points.
+            #[arg(long, conflicts_with = "full")]
+            quick: bool,
+            /// Longer points, for stable tails.
+            #[arg(long)]
+            full: bool,
+            /// Comma list of strategies (see `ipcbench list`, and `floor`).
+            #[arg(long, value_delimiter = ',')]
+            transports: Vec<Strategy>,
+            /// Comma list of patterns: pingpong, stream.
+            #[arg(long, value_delimiter = ',')]
+            patterns: Vec<harness::Pattern>,
+            /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
+            #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+            sizes: Vec<usize>,
+            /// Comma list of waiting strategies for shared memory.
+            #[arg(long, value_delimiter = ',')]
+            wait: Vec<Wait>,
+            /// Where to write the results (default results/run-<time>.json).
+            #[arg(long)]
+            output: Option<std::path::PathBuf>,
+            /// Do not pin peers to CPUs.
+            #[arg(long)]
+            no_pin: bool,
+        },
         /// List the IPC strategies, one name a line, with what each is.
         List,
         /// List leftover shared-memory files of ipcbench in /dev/shm and
@@ -150,6 +178,18 @@ mod cli {
     fn run(cli: Cli) -> Result<()> {
         match cli.cmd {
             Cmd::Clean { dry_run } => clean(dry_run),
+            Cmd::Run {
+                quick,
+                full,
+                transports,
+                patterns,
+                sizes,
+                wait,
+                output,
+                no_pin,
+            } => run_cmd(
+                quick, full, transports, patterns, sizes, wait, output, no_pin,
+            ),
             Cmd::List => {
                 for k in TransportKind::ALL {
                     println!("{:<16} {}", k.name(), k.description());
@@ -278,6 +318,192 @@ mod cli {
                 })
             }
         })
+    }
+
+    /// `64`, `64B`, `1KiB`, `4KiB`, `1MiB` (also `k`/`K`/`m`/`M`).
+    fn parse_size(s: &str) -> Result<usize, String> {
+        let t = s.trim();
+        let (num, mult) = [
+            ("KiB", 1 << 10),
+            ("MiB", 1 << 20),
+            ("K", 1 << 10),
+            ("k", 1 << 10),
+            ("M", 1 << 20),
+            ("m", 1 << 20),
+            ("B", 1),
+        ]
+        .iter()
+        .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+        .unwrap_or((t, 1));
+        num.trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_mul(mult))
+            .filter(|n| *n >= harness::msg::MIN_SIZE)
+            .ok_or_else(|| {
+                format!("`{s}` is not a message size of at least 8 bytes (e.g. 64, 1KiB, 1MiB)")
+            })
+    }
+
+    fn human_size(n: usize) -> String {
+        match n {
+            n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+            n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+            n => format!("{n} B"),
+        }
+    }
+
+    fn human_ns(ns: f64) -> String {
+        match ns {
+            n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+            n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+            n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
+            n => format!("{n:.0} ns"),
+        }
+    }
+
+    fn human_rate(r: f64) -> String {
+        match r {
+            r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
+            r if r >= 1e3 => format!("{:.1} k/s", r / 1e3),
+            r => format!("{r:.0} /s"),
+        }
+    }
+
+    fn point_line(p: &harness::PointRecord) -> String {
+        let head = format!(
+            "{:<15} {:<8} {:>7} {:<10}",
+            p.transport,
+            p.pattern,
+            human_size(p.msg_size),
+            p.wait
+        );
+        match (&p.error, p.latency_ns, p.throughput) {
+            (Some(e), _, _) => format!("{head} FAILED: {e}"),
+            (None, l, t) => format!(
+                "{head} p50 {:>10}  p99 {:>10}  {:>10}  cpu/msg {:>9}{}",
+                l.map_or("-".into(), |l| human_ns(l.p50 as f64)),
+                l.map_or("-".into(), |l| human_ns(l.p99 as f64)),
+                t.map_or("-".into(), |t| human_rate(t.msgs_per_s)),
+                p.cpu_ns_per_msg.map_or("-".into(), human_ns),
+                if p.oversubscribed {
+                    "  (oversubscribed)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_cmd(
+        quick: bool,
+        full: bool,
+        transports: Vec<Strategy>,
+        patterns: Vec<harness::Pattern>,
+        sizes: Vec<usize>,
+        wait: Vec<Wait>,
+        output: Option<std::path::PathBuf>,
+        no_pin: bool,
+    ) -> Result<()> {
+        use harness::run::{Filters, Profile};
+        use std::io::IsTerminal;
+        let profile = if quick {
+            Profile::Quick
+        } else if full {
+            Profile::Full
+        } else {
+            Profile::Default
+        };
+        let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
+        let mut opts = profile.opts(exe);
+        opts.pin = !no_pin;
+        let filters = Filters {
+            strategies: transports,
+            patterns,
+            sizes,
+            waits: wait,
+        };
+        let points = harness::run::plan(profile, &filters);
+        anyhow::ensure!(!points.is_empty(), "the filters select no point");
+        let output = output.unwrap_or_else(|| {
+            let t = harness::record::rfc3339_now().replace([':', '-'], "");
+            std::path::PathBuf::from(format!("results/run-{}.json", t.trim_end_matches('Z')))
+        });
+        let config = serde_json::json!({
+            "profile": profile.name(),
+            "transports": filters.strategies.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "patterns": filters.patterns.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            "sizes": filters.sizes,
+            "waits": filters.waits.iter().map(|w| w.name()).collect::<Vec<_>>(),
+            "pin": opts.pin,
+            "warmup": opts.warmup,
+            "pingpong_iters": opts.pingpong_iters,
+            "stream_bytes": opts.stream_bytes,
+            "deadline_s": opts.deadline.as_secs(),
+        });
+        harness::run::install_interrupt_handler();
+        let tty = std::io::stderr().is_terminal();
+        let n = points.len();
+        eprintln!(
+            "ipcbench run ({}): {n} points on {} CPUs; results in {}",
+            profile.name(),
+            harness::record::allowed_cpus().len(),
+            output.display()
+        );
+        let run =
+            harness::run::run_all(&points, &opts, config, &output, |i, spec, rec, elapsed| {
+                let eta = if i == 0 {
+                    String::new()
+                } else {
+                    let per = elapsed.as_secs_f64() / i as f64;
+                    format!(" ETA {:.0}s", per * (n - i) as f64)
+                };
+                match rec {
+                    None if tty => eprint!(
+                        "\r\x1b[2K[{:>3}/{n}]{eta} running {} {} {} {}",
+                        i + 1,
+                        spec.strategy.name(),
+                        spec.pattern.name(),
+                        human_size(spec.size),
+                        spec.wait_name()
+                    ),
+                    None => {}
+                    Some(r) => {
+                        if tty {
+                            eprint!("\r\x1b[2K");
+                        }
+                        eprintln!("[{:>3}/{n}] {}", i + 1, point_line(r));
+                    }
+                }
+            })?;
+        println!();
+        println!(
+            "{:<15} {:<8} {:>7} {:<10} (pingpong: round trip; stream: one way)",
+            "transport", "pattern", "size", "wait"
+        );
+        for p in &run.points {
+            println!("{}", point_line(p));
+        }
+        let failed = run.points.iter().filter(|p| !p.validated).count();
+        println!(
+            "\n{} points measured, {failed} failed; results: {} (CSV beside it)",
+            run.points.len(),
+            output.display()
+        );
+        if harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!(
+                "interrupted; the {} points measured are kept in {}",
+                run.points.len(),
+                output.display()
+            );
+        }
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} of {} points failed (see the results file)",
+            run.points.len()
+        );
+        Ok(())
     }
 
     fn clean(dry_run: bool) -> Result<()> {

@@ -20,6 +20,7 @@
 pub mod msg;
 pub mod peer;
 pub mod record;
+pub mod run;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

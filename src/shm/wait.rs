@@ -338,8 +338,12 @@ fn block_slow<R, F: Fn() -> Option<PeerId>>(
             WaitKind::Park => Some(Duration::ZERO),
             WaitKind::SpinYield | WaitKind::SpinPark => Some(ctx.wait.spin),
         };
-        // Phase 1: spin, reading the clock once every 64 pauses.
+        // Phase 1: spin, reading the clock once every 64 pauses (`park`
+        // skips it: it sleeps as soon as the condition is false).
         'spin: loop {
+            if budget == Some(Duration::ZERO) {
+                break 'spin;
+            }
             for _ in 0..64 {
                 if let Some(r) = poll() {
                     return Ok(r);

@@ -1,0 +1,256 @@
+//! A run: the points a profile and the filters select, measured one after
+//! another, with the results file rewritten after every point.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::record::{Machine, SCHEMA_VERSION, rfc3339_now};
+use super::{Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Strategy, run_point};
+use crate::shm::Wait;
+use crate::transport::TransportKind;
+
+/// How much a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A smoke test: one size, short points (under 90 s on 2 cores).
+    Quick,
+    /// The defaults.
+    Default,
+    /// Longer points, for stable tails.
+    Full,
+}
+
+impl Profile {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Default => "default",
+            Profile::Full => "full",
+        }
+    }
+
+    /// Message sizes measured unless `--sizes` says otherwise.
+    pub fn sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default | Profile::Full => vec![8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20],
+        }
+    }
+
+    /// Waiting strategies measured for shared-memory transports.
+    pub fn waits(self) -> Vec<Wait> {
+        match self {
+            Profile::Quick => vec![Wait::SPIN, Wait::PARK],
+            Profile::Default | Profile::Full => Wait::ALL.to_vec(),
+        }
+    }
+
+    /// Counts and deadlines.
+    pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
+        let base = RunOpts {
+            exe,
+            ..RunOpts::default()
+        };
+        match self {
+            Profile::Quick => RunOpts {
+                warmup: 200,
+                pingpong_iters: 2_000,
+                stream_bytes: 8 << 20,
+                stream_messages: (1_000, 50_000),
+                deadline: Duration::from_secs(30),
+                ..base
+            },
+            Profile::Default => RunOpts {
+                warmup: 1_000,
+                pingpong_iters: 10_000,
+                stream_bytes: 64 << 20,
+                stream_messages: (1_000, 300_000),
+                deadline: Duration::from_secs(60),
+                ..base
+            },
+            Profile::Full => RunOpts {
+                warmup: 5_000,
+                pingpong_iters: 100_000,
+                stream_bytes: 512 << 20,
+                stream_messages: (5_000, 2_000_000),
+                deadline: Duration::from_secs(180),
+                ..base
+            },
+        }
+    }
+}
+
+/// What `--transports`, `--patterns`, `--sizes` and `--wait` select.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Strategies (all, and the floors, if empty).
+    pub strategies: Vec<Strategy>,
+    /// Patterns (all if empty).
+    pub patterns: Vec<Pattern>,
+    /// Sizes (the profile's if empty).
+    pub sizes: Vec<usize>,
+    /// Waiting strategies (the profile's if empty).
+    pub waits: Vec<Wait>,
+}
+
+/// The points of a run, floors first.
+pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
+    let strategies: Vec<Strategy> = if f.strategies.is_empty() {
+        std::iter::once(Strategy::Floor)
+            .chain(TransportKind::ALL.iter().map(|k| Strategy::Transport(*k)))
+            .collect()
+    } else {
+        f.strategies.clone()
+    };
+    let patterns = if f.patterns.is_empty() {
+        Pattern::ALL.to_vec()
+    } else {
+        f.patterns.clone()
+    };
+    let sizes = if f.sizes.is_empty() {
+        profile.sizes()
+    } else {
+        f.sizes.clone()
+    };
+    let waits = if f.waits.is_empty() {
+        profile.waits()
+    } else {
+        f.waits.clone()
+    };
+    let mut points = Vec::new();
+    for s in &strategies {
+        if *s == Strategy::Floor {
+            // The floor moves one word: one point per kind of waiting.
+            for w in [Wait::SPIN, Wait::PARK] {
+                if f.waits.is_empty() || waits.iter().any(|x| x.kind == w.kind) {
+                    points.push(PointSpec {
+                        strategy: Strategy::Floor,
+                        pattern: Pattern::Pingpong,
+                        size: 8,
+                        wait: w,
+                    });
+                }
+            }
+            continue;
+        }
+        for p in &patterns {
+            for size in &sizes {
+                let ws: Vec<Wait> = if s.has_wait() {
+                    waits.clone()
+                } else {
+                    vec![Wait::SPIN_PARK]
+                };
+                for w in ws {
+                    points.push(PointSpec {
+                        strategy: *s,
+                        pattern: *p,
+                        size: *size,
+                        wait: w,
+                    });
+                }
+            }
+        }
+    }
+    points
+}
+
+/// Set by the Ctrl-C handler: finish the current point, then stop.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    // Relaxed: a flag read between points; nothing else is published.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes Ctrl-C stop the run after the current point (whose peers, in the
+/// same process group, get the signal too and end it).
+pub fn install_interrupt_handler() {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+/// Measures `points`, rewriting `output` after each; `progress` hears of
+/// each point before (`None`) and after (`Some`) it runs.
+pub fn run_all(
+    points: &[PointSpec],
+    opts: &RunOpts,
+    config: serde_json::Value,
+    output: &Path,
+    mut progress: impl FnMut(usize, &PointSpec, Option<&PointRecord>, Duration),
+) -> Result<RunRecord, crate::report::WriteError> {
+    let started_at = rfc3339_now();
+    let mut run = RunRecord {
+        schema_version: SCHEMA_VERSION,
+        run_id: format!(
+            "{}-{}",
+            started_at.replace([':', '-'], "").trim_end_matches('Z'),
+            std::process::id()
+        ),
+        started_at,
+        machine: Machine::current(),
+        config,
+        points: Vec::new(),
+    };
+    crate::report::write_results(output, &run)?;
+    let t0 = Instant::now();
+    for (i, spec) in points.iter().enumerate() {
+        // Relaxed: see `on_sigint`.
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+        progress(i, spec, None, t0.elapsed());
+        let rec = run_point(spec, opts);
+        progress(i, spec, Some(&rec), t0.elapsed());
+        // Relaxed: see `on_sigint`. An interrupted point is not a result.
+        if INTERRUPTED.load(Ordering::Relaxed) && !rec.validated {
+            break;
+        }
+        run.points.push(rec);
+        crate::report::write_results(output, &run)?;
+    }
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_floors_transports_patterns_sizes_and_waits() {
+        let quick = plan(Profile::Quick, &Filters::default());
+        assert_eq!(
+            quick
+                .iter()
+                .filter(|p| p.strategy == Strategy::Floor)
+                .count(),
+            2
+        );
+        let shm = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmRing))
+            .count();
+        assert_eq!(shm, 2 * 2, "2 patterns × 2 waits");
+        let tcp = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::Tcp))
+            .count();
+        assert_eq!(tcp, 2, "kernel transports have one waiting strategy");
+        let f = Filters {
+            strategies: vec![Strategy::Transport(TransportKind::ShmQueue)],
+            patterns: vec![Pattern::Stream],
+            sizes: vec![8, 1024],
+            waits: vec![Wait::PARK],
+        };
+        let p = plan(Profile::Default, &f);
+        assert_eq!(p.len(), 2);
+        assert!(
+            p.iter()
+                .all(|s| s.pattern == Pattern::Stream && s.wait == Wait::PARK)
+        );
+    }
+}
