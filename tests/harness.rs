@@ -20,6 +20,7 @@ fn opts() -> RunOpts {
         stream_messages: (500, 5_000),
         deadline: Duration::from_secs(60),
         pin: true,
+        fixed_count: None,
     }
 }
 

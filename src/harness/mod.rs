@@ -159,6 +159,9 @@ pub struct RunOpts {
     pub deadline: Duration,
     /// Pin peers to distinct CPUs when there are enough.
     pub pin: bool,
+    /// Measure exactly this many round trips or messages (criterion's
+    /// `iters`), instead of counts derived from the size.
+    pub fixed_count: Option<u64>,
 }
 
 impl Default for RunOpts {
@@ -171,12 +174,16 @@ impl Default for RunOpts {
             stream_messages: (1_000, 1_000_000),
             deadline: Duration::from_secs(60),
             pin: true,
+            fixed_count: None,
         }
     }
 }
 
 impl RunOpts {
     fn counts(&self, spec: &PointSpec) -> (u64, u64) {
+        if let Some(n) = self.fixed_count {
+            return (self.warmup, n.max(2));
+        }
         match spec.pattern {
             Pattern::Pingpong => {
                 // Fewer round trips when each one is slow (large messages).

@@ -1,0 +1,184 @@
+//! `cargo bench`: every strategy between real processes, through the same
+//! harness as `ipcbench run` (benches are thin: set-up and peers outside
+//! timing, `iter_custom` inside).
+//!
+//! - `latency`: pingpong round trips of 64 B messages, and the two floors.
+//! - `throughput`: one-way streams of 64 B and 64 KiB messages.
+//!
+//! Each benchmark's `iter_custom` runs a point of exactly `iters` round
+//! trips or messages and returns the time the peers measured. A strategy
+//! whose short validation point fails is reported and left out, never
+//! timed. At the end the last record of every benchmark is written to
+//! `results/bench-<time>.json` (CSV beside it), in the schema every report
+//! reads. `cargo bench -- <filter>` narrows it as criterion users expect.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use ipcbench::harness::record::{Machine, SCHEMA_VERSION, rfc3339_now};
+use ipcbench::harness::{Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Strategy, run_point};
+use ipcbench::shm::Wait;
+use ipcbench::transport::TransportKind;
+
+static RECORDS: Mutex<Vec<PointRecord>> = Mutex::new(Vec::new());
+
+fn opts() -> RunOpts {
+    RunOpts {
+        exe: env!("CARGO_BIN_EXE_ipcbench").into(),
+        warmup: 200,
+        deadline: Duration::from_secs(120),
+        ..RunOpts::default()
+    }
+}
+
+/// Strategies and the waiting each is measured with.
+fn strategies(with_floor: bool) -> Vec<(Strategy, Wait)> {
+    let mut v = Vec::new();
+    if with_floor {
+        v.push((Strategy::Floor, Wait::SPIN));
+        v.push((Strategy::Floor, Wait::PARK));
+    }
+    for k in TransportKind::ALL {
+        let s = Strategy::Transport(*k);
+        if s.has_wait() {
+            v.push((s, Wait::SPIN));
+            v.push((s, Wait::SPIN_PARK));
+        } else {
+            v.push((s, Wait::SPIN_PARK));
+        }
+    }
+    v
+}
+
+fn label(spec: &PointSpec) -> String {
+    format!("{}/{}", spec.strategy.name(), spec.wait_name())
+}
+
+/// Runs a short point first: a strategy that does not validate is not timed.
+fn validates(spec: &PointSpec) -> bool {
+    let o = RunOpts {
+        fixed_count: Some(200),
+        warmup: 20,
+        ..opts()
+    };
+    let r = run_point(spec, &o);
+    if let Some(e) = &r.error {
+        eprintln!(
+            "skipping {} {} {} B: it failed validation: {e}",
+            label(spec),
+            spec.pattern.name(),
+            spec.size
+        );
+        RECORDS.lock().unwrap().push(r);
+        return false;
+    }
+    true
+}
+
+fn measure(spec: &PointSpec, iters: u64) -> Duration {
+    let o = RunOpts {
+        fixed_count: Some(iters),
+        ..opts()
+    };
+    let r = run_point(spec, &o);
+    if let Some(e) = &r.error {
+        panic!(
+            "{} {} {} B failed while being timed: {e}",
+            label(spec),
+            spec.pattern.name(),
+            spec.size
+        );
+    }
+    let ns = match spec.pattern {
+        // The batch phase: `iters` round trips timed as a whole.
+        Pattern::Pingpong => r.batched_mean_ns.unwrap_or(0.0) * iters as f64,
+        // Receiver side: `iters - 1` intervals between first and last.
+        Pattern::Stream => r.elapsed_ns as f64 * iters as f64 / (iters - 1).max(1) as f64,
+    };
+    let mut recs = RECORDS.lock().unwrap();
+    recs.retain(|p| {
+        !(p.transport == r.transport
+            && p.pattern == r.pattern
+            && p.msg_size == r.msg_size
+            && p.wait == r.wait)
+    });
+    recs.push(r);
+    Duration::from_nanos(ns as u64)
+}
+
+fn latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("latency");
+    g.throughput(Throughput::Elements(1));
+    for (strategy, wait) in strategies(true) {
+        let size = if strategy == Strategy::Floor { 8 } else { 64 };
+        let spec = PointSpec {
+            strategy,
+            pattern: Pattern::Pingpong,
+            size,
+            wait,
+        };
+        if !validates(&spec) {
+            continue;
+        }
+        g.bench_function(BenchmarkId::new(label(&spec), size), |b| {
+            b.iter_custom(|iters| measure(&spec, iters))
+        });
+    }
+    g.finish();
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("throughput");
+    for size in [64usize, 64 << 10] {
+        g.throughput(Throughput::Bytes(size as u64));
+        for (strategy, wait) in strategies(false) {
+            let spec = PointSpec {
+                strategy,
+                pattern: Pattern::Stream,
+                size,
+                wait,
+            };
+            if !validates(&spec) {
+                continue;
+            }
+            g.bench_function(BenchmarkId::new(label(&spec), size), |b| {
+                b.iter_custom(|iters| measure(&spec, iters))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10)
+        .configure_from_args();
+    latency(&mut c);
+    throughput(&mut c);
+    c.final_summary();
+    let points = std::mem::take(&mut *RECORDS.lock().unwrap());
+    if points.is_empty() {
+        return;
+    }
+    let started_at = rfc3339_now();
+    let run = RunRecord {
+        schema_version: SCHEMA_VERSION,
+        run_id: format!(
+            "bench-{}",
+            started_at.replace([':', '-'], "").trim_end_matches('Z')
+        ),
+        started_at,
+        machine: Machine::current(),
+        config: serde_json::json!({ "source": "cargo bench", "warmup": opts().warmup }),
+        points,
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("results/{}.json", run.run_id));
+    match ipcbench::report::write_results(&path, &run) {
+        Ok(()) => eprintln!("results: {} (CSV beside it)", path.display()),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}
