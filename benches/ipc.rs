@@ -94,7 +94,7 @@ fn measure(spec: &PointSpec, iters: u64) -> Duration {
         // The batch phase: `iters` round trips timed as a whole.
         Pattern::Pingpong => r.batched_mean_ns.unwrap_or(0.0) * iters as f64,
         // Receiver side: `iters - 1` intervals between first and last.
-        Pattern::Stream => r.elapsed_ns as f64 * iters as f64 / (iters - 1).max(1) as f64,
+        _ => r.elapsed_ns as f64 * iters as f64 / (iters - 1).max(1) as f64,
     };
     let mut recs = RECORDS.lock().unwrap();
     recs.retain(|p| {
@@ -112,12 +112,7 @@ fn latency(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (strategy, wait) in strategies(true) {
         let size = if strategy == Strategy::Floor { 8 } else { 64 };
-        let spec = PointSpec {
-            strategy,
-            pattern: Pattern::Pingpong,
-            size,
-            wait,
-        };
+        let spec = PointSpec::one_to_one(strategy, Pattern::Pingpong, size, wait);
         if !validates(&spec) {
             continue;
         }
@@ -133,12 +128,7 @@ fn throughput(c: &mut Criterion) {
     for size in [64usize, 64 << 10] {
         g.throughput(Throughput::Bytes(size as u64));
         for (strategy, wait) in strategies(false) {
-            let spec = PointSpec {
-                strategy,
-                pattern: Pattern::Stream,
-                size,
-                wait,
-            };
+            let spec = PointSpec::one_to_one(strategy, Pattern::Stream, size, wait);
             if !validates(&spec) {
                 continue;
             }

@@ -43,7 +43,7 @@ mod cli {
             /// Comma list of strategies (see `ipcbench list`, and `floor`).
             #[arg(long, value_delimiter = ',')]
             transports: Vec<Strategy>,
-            /// Comma list of patterns: pingpong, stream.
+            /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc.
             #[arg(long, value_delimiter = ',')]
             patterns: Vec<harness::Pattern>,
             /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
@@ -137,6 +137,12 @@ mod cli {
             cpu: Option<usize>,
             #[arg(long, default_value_t = LinkOpts::default().max_message)]
             max_message: usize,
+            /// Multi-party: this producer's id.
+            #[arg(long, default_value_t = 0)]
+            id: u64,
+            /// Multi-party: how many producers there are.
+            #[arg(long, default_value_t = 1)]
+            producers: usize,
         },
         /// Join a link of any transport as one side and act on it.
         Link {
@@ -263,6 +269,8 @@ mod cli {
                 wait,
                 cpu,
                 max_message,
+                id,
+                producers,
             } => {
                 let args = PeerArgs {
                     strategy,
@@ -275,6 +283,8 @@ mod cli {
                     wait,
                     cpu,
                     max_message,
+                    id,
+                    producers,
                 };
                 let report =
                     harness::run_peer(&args).unwrap_or_else(|e| harness::peer::PeerReport {
@@ -371,14 +381,20 @@ mod cli {
     }
 
     fn point_line(p: &harness::PointRecord) -> String {
+        let pattern = if p.pattern == "pingpong" || p.pattern == "stream" {
+            p.pattern.clone()
+        } else {
+            format!("{} {}x{}", p.pattern, p.producers, p.consumers)
+        };
         let head = format!(
-            "{:<15} {:<8} {:>7} {:<10}",
+            "{:<15} {:<12} {:>7} {:<10}",
             p.transport,
-            p.pattern,
+            pattern,
             human_size(p.msg_size),
             p.wait
         );
         match (&p.error, p.latency_ns, p.throughput) {
+            (Some(e), _, _) if e.starts_with(harness::SKIPPED) => format!("{head} {e}"),
             (Some(e), _, _) => format!("{head} FAILED: {e}"),
             (None, l, t) => format!(
                 "{head} p50 {:>10}  p99 {:>10}  {:>10}  cpu/msg {:>9}{}",
@@ -485,10 +501,19 @@ mod cli {
         for p in &run.points {
             println!("{}", point_line(p));
         }
-        let failed = run.points.iter().filter(|p| !p.validated).count();
+        let skipped = run
+            .points
+            .iter()
+            .filter(|p| {
+                p.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(harness::SKIPPED))
+            })
+            .count();
+        let failed = run.points.iter().filter(|p| !p.validated).count() - skipped;
         println!(
-            "\n{} points measured, {failed} failed; results: {} (CSV beside it)",
-            run.points.len(),
+            "\n{} points measured, {failed} failed, {skipped} skipped; results: {} (CSV beside it)",
+            run.points.len() - skipped,
             output.display()
         );
         if harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {

@@ -11,6 +11,14 @@ use ipcbench::harness::{Pattern, PointSpec, RunOpts, Strategy, run_point};
 use ipcbench::shm::Wait;
 use ipcbench::transport::TransportKind;
 
+/// These tests start many processes each; on two cores they run one at a
+/// time, which also keeps each test's /dev/shm check its own.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn opts() -> RunOpts {
     RunOpts {
         exe: bin().into(),
@@ -37,29 +45,20 @@ fn shm_leftovers() -> Vec<String> {
 
 #[test]
 fn every_strategy_and_pattern_measures_and_validates() {
+    let _serial = serial();
     let mut specs = vec![
-        PointSpec {
-            strategy: Strategy::Floor,
-            pattern: Pattern::Pingpong,
-            size: 64,
-            wait: Wait::SPIN,
-        },
-        PointSpec {
-            strategy: Strategy::Floor,
-            pattern: Pattern::Pingpong,
-            size: 64,
-            wait: Wait::PARK,
-        },
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 64, Wait::SPIN),
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 64, Wait::PARK),
     ];
     for k in TransportKind::ALL {
-        for pattern in Pattern::ALL {
+        for pattern in [Pattern::Pingpong, Pattern::Stream] {
             for size in [8, 4096] {
-                specs.push(PointSpec {
-                    strategy: Strategy::Transport(*k),
+                specs.push(PointSpec::one_to_one(
+                    Strategy::Transport(*k),
                     pattern,
                     size,
-                    wait: Wait::SPIN_PARK,
-                });
+                    Wait::SPIN_PARK,
+                ));
             }
         }
     }
@@ -94,17 +93,18 @@ fn every_strategy_and_pattern_measures_and_validates() {
 
 #[test]
 fn a_point_that_misses_its_deadline_is_a_failed_record_not_a_hang() {
+    let _serial = serial();
     let o = RunOpts {
         pingpong_iters: 50_000_000,
         deadline: Duration::from_millis(1500),
         ..opts()
     };
-    let spec = PointSpec {
-        strategy: Strategy::Transport(TransportKind::Tcp),
-        pattern: Pattern::Pingpong,
-        size: 64,
-        wait: Wait::SPIN_PARK,
-    };
+    let spec = PointSpec::one_to_one(
+        Strategy::Transport(TransportKind::Tcp),
+        Pattern::Pingpong,
+        64,
+        Wait::SPIN_PARK,
+    );
     let t0 = std::time::Instant::now();
     let r = run_point(&spec, &o);
     assert!(t0.elapsed() < Duration::from_secs(20));
@@ -116,14 +116,103 @@ fn a_point_that_misses_its_deadline_is_a_failed_record_not_a_hang() {
 }
 
 #[test]
+fn fan_in_fan_out_and_mpmc_move_every_message_exactly_once() {
+    let _serial = serial();
+    let o = opts();
+    let kinds = [
+        TransportKind::ShmQueue,
+        TransportKind::ManagerUnix,
+        TransportKind::ManagerTcp,
+    ];
+    let shapes = [
+        (Pattern::FanIn, 3, 1),
+        (Pattern::FanOut, 1, 3),
+        (Pattern::Mpmc, 2, 2),
+        (Pattern::Mpmc, 4, 4),
+    ];
+    for k in kinds {
+        for (pattern, producers, consumers) in shapes {
+            for (size, wait) in [
+                (8, Wait::PARK),
+                (64, Wait::SPIN_PARK),
+                (4096, Wait::SPIN_YIELD),
+            ] {
+                let spec = PointSpec {
+                    strategy: Strategy::Transport(k),
+                    pattern,
+                    size,
+                    wait,
+                    producers,
+                    consumers,
+                };
+                let r = run_point(&spec, &o);
+                let what = format!(
+                    "{k} {} {producers}x{consumers} {size} B {}",
+                    pattern.name(),
+                    r.wait
+                );
+                assert!(r.validated, "{what}: {:?}", r.error);
+                assert_eq!((r.producers, r.consumers), (producers, consumers));
+                assert!(
+                    r.messages >= producers as u64 * 100,
+                    "{what}: {}",
+                    r.messages
+                );
+                assert!(r.throughput.is_some_and(|t| t.msgs_per_s > 0.0), "{what}");
+                if size >= 32 {
+                    assert!(r.latency_ns.is_some(), "{what}");
+                }
+                assert_eq!(
+                    r.oversubscribed,
+                    producers + consumers + usize::from(k != TransportKind::ShmQueue) > r_cores(),
+                    "{what}"
+                );
+            }
+        }
+    }
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+}
+
+fn r_cores() -> usize {
+    ipcbench::harness::record::allowed_cpus().len()
+}
+
+#[test]
+fn pure_spin_oversubscribed_is_skipped_with_the_reason_and_links_refuse_mpmc() {
+    let _serial = serial();
+    let o = opts();
+    let busy = r_cores() + 1;
+    let spec = PointSpec {
+        strategy: Strategy::Transport(TransportKind::ShmQueue),
+        pattern: Pattern::Mpmc,
+        size: 64,
+        wait: Wait::SPIN,
+        producers: busy,
+        consumers: busy,
+    };
+    let r = run_point(&spec, &o);
+    assert!(!r.validated);
+    let e = r.error.unwrap();
+    assert!(
+        e.starts_with(ipcbench::harness::SKIPPED) && e.contains("scheduler"),
+        "{e}"
+    );
+    let spec = PointSpec {
+        strategy: Strategy::Transport(TransportKind::Tcp),
+        producers: 2,
+        consumers: 2,
+        wait: Wait::SPIN_PARK,
+        ..spec
+    };
+    let e = run_point(&spec, &o).error.unwrap();
+    assert!(e.contains("shm-queue and the managers"), "{e}");
+}
+
+#[test]
 fn pattern_and_strategy_names_parse() {
     assert_eq!("pingpong".parse::<Pattern>().unwrap(), Pattern::Pingpong);
-    assert!(
-        "fan-in"
-            .parse::<Pattern>()
-            .unwrap_err()
-            .contains("pingpong")
-    );
+    assert_eq!("fan-in".parse::<Pattern>().unwrap(), Pattern::FanIn);
+    assert!("scatter".parse::<Pattern>().unwrap_err().contains("mpmc"));
     assert_eq!("floor".parse::<Strategy>().unwrap(), Strategy::Floor);
     assert_eq!(
         "shm-ring".parse::<Strategy>().unwrap(),

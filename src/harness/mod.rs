@@ -11,8 +11,12 @@
 //! failed with the reason; so is a point whose messages failed validation.
 //!
 //! Patterns here: `pingpong` (round-trip latency, HdrHistogram percentiles
-//! and a batched mean) and `stream` (one-way throughput, and one-way latency
-//! from send times inside the messages). The floors — `floor` with `spin`
+//! and a batched mean), `stream` (one-way throughput, and one-way latency
+//! from send times inside the messages), and over the strategies where many
+//! processes share one channel (`shm-queue`, the managers) `fan-in` (N→1),
+//! `fan-out` (1→N) and `mpmc` (N×M): aggregate throughput and latency, with
+//! each producer's order checked by every consumer and exactly-once checked
+//! across all of them by the coordinator. The floors — `floor` with `spin`
 //! (one cache line bounced between two processes) and with `park` (a futex
 //! ping-pong) — run in the same way, so every figure can be read as a
 //! multiple of what the hardware and the kernel allow.
@@ -43,18 +47,38 @@ pub enum Pattern {
     Pingpong,
     /// One peer sends, the other receives.
     Stream,
+    /// N producers, one consumer, one shared channel.
+    FanIn,
+    /// One producer, N consumers, one shared channel.
+    FanOut,
+    /// N producers, M consumers, one shared channel.
+    Mpmc,
 }
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 2] = [Pattern::Pingpong, Pattern::Stream];
+    pub const ALL: [Pattern; 5] = [
+        Pattern::Pingpong,
+        Pattern::Stream,
+        Pattern::FanIn,
+        Pattern::FanOut,
+        Pattern::Mpmc,
+    ];
 
     /// The name in results and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Pattern::Pingpong => "pingpong",
             Pattern::Stream => "stream",
+            Pattern::FanIn => "fan-in",
+            Pattern::FanOut => "fan-out",
+            Pattern::Mpmc => "mpmc",
         }
+    }
+
+    /// Whether several processes share one channel.
+    pub fn is_multi(self) -> bool {
+        matches!(self, Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc)
     }
 }
 
@@ -64,7 +88,9 @@ impl std::str::FromStr for Pattern {
         Pattern::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown pattern `{s}`: this build runs pingpong and stream"))
+            .ok_or_else(|| {
+                format!("unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out or mpmc")
+            })
     }
 }
 
@@ -98,7 +124,18 @@ impl Strategy {
         }
     }
 
-    /// Processes busy during a point besides the two peers.
+    /// Whether several processes can send into (and receive from) one of
+    /// its channels, as fan-in, fan-out and mpmc need.
+    pub fn multi_party(self) -> bool {
+        matches!(
+            self,
+            Strategy::Transport(
+                TransportKind::ShmQueue | TransportKind::ManagerUnix | TransportKind::ManagerTcp
+            )
+        )
+    }
+
+    /// Processes busy during a point besides the peers.
     fn helpers(self) -> usize {
         match self {
             Strategy::Transport(TransportKind::ManagerUnix | TransportKind::ManagerTcp) => 1,
@@ -129,9 +166,25 @@ pub struct PointSpec {
     pub size: usize,
     /// How shared-memory strategies wait (ignored by kernel ones).
     pub wait: Wait,
+    /// Sending processes (1 but for fan-in and mpmc).
+    pub producers: usize,
+    /// Receiving processes (1 but for fan-out and mpmc).
+    pub consumers: usize,
 }
 
 impl PointSpec {
+    /// A one-to-one point.
+    pub fn one_to_one(strategy: Strategy, pattern: Pattern, size: usize, wait: Wait) -> PointSpec {
+        PointSpec {
+            strategy,
+            pattern,
+            size,
+            wait,
+            producers: 1,
+            consumers: 1,
+        }
+    }
+
     /// The waiting strategy as results name it (`kernel` for kernel transports).
     pub fn wait_name(&self) -> &'static str {
         if self.strategy.has_wait() {
@@ -191,9 +244,12 @@ impl RunOpts {
                     .clamp(200, self.pingpong_iters);
                 (self.warmup.min(iters), iters)
             }
-            Pattern::Stream => {
+            Pattern::Stream | Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc => {
                 let (lo, hi) = self.stream_messages;
-                let n = (self.stream_bytes / spec.size as u64).clamp(lo, hi);
+                // Multi-party points move the same total, split among producers.
+                let n = (self.stream_bytes / spec.size as u64).clamp(lo, hi)
+                    / spec.producers.max(1) as u64;
+                let n = n.max(100);
                 (self.warmup.min(n / 10).max(1), n)
             }
         }
@@ -223,6 +279,10 @@ pub struct PeerArgs {
     pub cpu: Option<usize>,
     /// The link's message limit.
     pub max_message: usize,
+    /// Multi-party: this producer's id.
+    pub id: u64,
+    /// Multi-party: how many producers there are.
+    pub producers: usize,
 }
 
 impl PeerArgs {
@@ -239,6 +299,8 @@ impl PeerArgs {
             self.iters.to_string(),
             format!("--wait={}", self.wait.name()),
             format!("--max-message={}", self.max_message),
+            format!("--id={}", self.id),
+            format!("--producers={}", self.producers),
         ];
         if let Some(c) = self.cpu {
             v.push(format!("--cpu={c}"));
@@ -296,6 +358,8 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec),
                     (Pattern::Stream, true) => peer::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => peer::stream_recv(conn, &codec, a.warmup, a.iters),
+                    (_, true) => peer::multi_send(conn, &codec, a.id, a.warmup, a.iters),
+                    (_, false) => peer::multi_recv(conn, &codec, a.producers),
                 })
             })
         }
@@ -312,7 +376,7 @@ struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
-    name: &'static str,
+    name: String,
 }
 
 fn spawn(
@@ -320,7 +384,7 @@ fn spawn(
     args: &PeerArgs,
     inherit: &[i32],
     env: &[(String, String)],
-    name: &'static str,
+    name: &str,
 ) -> Result<Running, String> {
     let mut cmd = Command::new(exe);
     cmd.arg("peer")
@@ -351,7 +415,7 @@ fn spawn(
         stdin: child.stdin.take(),
         child,
         lines,
-        name,
+        name: name.to_owned(),
     })
 }
 
@@ -443,19 +507,158 @@ fn run_pair(
     Ok((ra, rb))
 }
 
+/// How a deliberately skipped point's `error` begins.
+pub const SKIPPED: &str = "skipped:";
+
+/// Runs a fan-in, fan-out or mpmc point: producers on side A and consumers
+/// on side B of one shared channel; the coordinator ends the stream once
+/// every producer has left, then checks exactly-once across consumers.
+fn run_multi(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    mut rec: PointRecord,
+    cpus: &[usize],
+    warmup: u64,
+    iters: u64,
+) -> PointRecord {
+    let Strategy::Transport(kind) = spec.strategy else {
+        rec.error = Some("the floor is measured with pingpong".into());
+        return rec;
+    };
+    if !spec.strategy.multi_party() {
+        rec.error = Some(format!(
+            "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
+            kind.name()
+        ));
+        return rec;
+    }
+    let link = LinkOpts {
+        wait: spec.wait,
+        capacity: (spec.size * 256).clamp(64 << 10, 16 << 20),
+        max_message: spec.size,
+        exe: opts.exe.clone(),
+        label: format!("bench-{}", kind.name()),
+    };
+    let (np, nc) = (spec.producers, spec.consumers);
+    let pinned = !rec.cpus.is_empty();
+    let args = |addr: &str, side: Side, i: usize| PeerArgs {
+        strategy: spec.strategy,
+        addr: addr.to_owned(),
+        side,
+        pattern: spec.pattern,
+        size: spec.size,
+        warmup,
+        iters,
+        wait: spec.wait,
+        cpu: pinned.then(|| cpus[if side == Side::A { i } else { np + i }]),
+        max_message: spec.size,
+        id: i as u64,
+        producers: np,
+    };
+    let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), String> = with_transport!(kind, T => {
+        match T::setup(&link) {
+            Err(e) => Err(format!("setting up the link: {e}")),
+            Ok((mut setup, ep)) => (|| {
+                let deadline = Instant::now() + opts.deadline;
+                let mut consumers = (0..nc)
+                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::B, i), &ep.inherit, &ep.env, &format!("consumer {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut producers = (0..np)
+                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::A, i), &ep.inherit, &ep.env, &format!("producer {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for p in consumers.iter_mut().chain(producers.iter_mut()) {
+                    let l = p.expect_line(deadline, "ready")?;
+                    if l != "ready" {
+                        return Err(format!("peer {} said {l:?} instead of ready", p.name));
+                    }
+                }
+                setup.children_started();
+                for p in consumers.iter_mut().chain(producers.iter_mut()) {
+                    p.go()?;
+                }
+                let mut sent = Vec::new();
+                for p in &mut producers {
+                    let r = p.report(deadline)?;
+                    if let Some(e) = &r.error {
+                        return Err(format!("peer {}: {e}", p.name));
+                    }
+                    sent.push(r);
+                }
+                setup.end_stream().map_err(|e| format!("ending the stream: {e}"))?;
+                let mut got = Vec::new();
+                for p in &mut consumers {
+                    let r = p.report(deadline)?;
+                    if let Some(e) = &r.error {
+                        return Err(format!("peer {}: {e}", p.name));
+                    }
+                    got.push(r);
+                }
+                Ok((sent, got))
+            })(),
+        }
+    });
+    match outcome {
+        Err(e) => rec.error = Some(e),
+        Ok((sent, got)) => {
+            let per = warmup + iters;
+            let expected: u64 = (0..np as u64)
+                .flat_map(|id| (0..per).map(move |i| peer::tagged_seq(id, i)))
+                .fold(0u64, |acc, s| acc.wrapping_add(crate::peer::mix64(s)));
+            let received: u64 = got.iter().map(|r| r.messages).sum();
+            let digest = got.iter().fold(0u64, |acc, r| acc.wrapping_add(r.digest));
+            if received != np as u64 * per {
+                rec.error = Some(format!(
+                    "consumers received {received} messages where {} were sent (lost or duplicated)",
+                    np as u64 * per
+                ));
+                return rec;
+            }
+            if digest != expected {
+                rec.error = Some(
+                    "every message count is right but not every message arrived exactly once"
+                        .into(),
+                );
+                return rec;
+            }
+            rec.validated = true;
+            let first = got
+                .iter()
+                .filter(|r| r.messages > 0)
+                .map(|r| r.first_ns)
+                .min()
+                .unwrap_or(0);
+            let last = got.iter().map(|r| r.last_ns).max().unwrap_or(0);
+            rec.messages = received;
+            rec.elapsed_ns = last.saturating_sub(first);
+            if rec.elapsed_ns > 0 {
+                let per_s = received.saturating_sub(1) as f64 * 1e9 / rec.elapsed_ns as f64;
+                rec.throughput = Some(Throughput {
+                    msgs_per_s: per_s,
+                    bytes_per_s: per_s * spec.size as f64,
+                });
+            }
+            let hists: Vec<&[(u64, u64)]> = got.iter().map(|r| r.latency_hist.as_slice()).collect();
+            rec.latency_ns = peer::merged_latency(&hists);
+            let cpu: u64 = sent.iter().chain(&got).map(|r| r.cpu_ns).sum();
+            rec.cpu_ns_per_msg = Some(cpu as f64 / received.max(1) as f64);
+        }
+    }
+    rec
+}
+
 /// Measures one point. A failure is recorded in the result, never as a number.
 pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let cpus = record::allowed_cpus();
-    let busy = 2 + spec.strategy.helpers();
+    let busy = spec.producers + spec.consumers + spec.strategy.helpers();
     let oversubscribed = busy > cpus.len();
-    let pinned = opts.pin && cpus.len() >= 2;
+    let pinned = opts.pin && spec.producers + spec.consumers <= cpus.len();
     let (warmup, iters) = opts.counts(spec);
     let mut rec = PointRecord {
         transport: spec.strategy.name().to_owned(),
         pattern: spec.pattern.name().to_owned(),
         msg_size: spec.size,
-        producers: 1,
-        consumers: 1,
+        producers: spec.producers,
+        consumers: spec.consumers,
         wait: spec.wait_name().to_owned(),
         pinned,
         oversubscribed,
@@ -469,11 +672,19 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         batched_mean_ns: None,
         harness_ns_per_msg: Codec::new(spec.size).ok().map(|c| c.calibrate()),
         cpus: if pinned {
-            cpus[..2].to_vec()
+            cpus[..spec.producers + spec.consumers].to_vec()
         } else {
             Vec::new()
         },
     };
+    if oversubscribed && spec.strategy.has_wait() && spec.wait.kind == WaitKind::Spin {
+        rec.error = Some(format!(
+            "{SKIPPED} pure spin with {busy} busy processes on {} CPUs measures the scheduler, not the channel; \
+             see the spin-yield, spin-park and park points",
+            cpus.len()
+        ));
+        return rec;
+    }
     let make_args = |addr: &str, side: Side| PeerArgs {
         strategy: spec.strategy,
         addr: addr.to_owned(),
@@ -485,7 +696,12 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         wait: spec.wait,
         cpu: pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]),
         max_message: spec.size,
+        id: 0,
+        producers: 1,
     };
+    if spec.pattern.is_multi() {
+        return run_multi(spec, opts, rec, &cpus, warmup, iters);
+    }
     let result = match spec.strategy {
         Strategy::Floor => {
             if spec.pattern != Pattern::Pingpong {
@@ -534,7 +750,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             rec.validated = true;
             let measured = match spec.pattern {
                 Pattern::Pingpong => &a,
-                Pattern::Stream => &b,
+                _ => &b,
             };
             rec.messages = measured.messages;
             rec.elapsed_ns = measured.elapsed_ns;
@@ -550,7 +766,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             // Both peers' CPU over the messages each side handled.
             let total_msgs = match spec.pattern {
                 Pattern::Pingpong => (a.messages * 2).max(1),
-                Pattern::Stream => measured.messages.max(1),
+                _ => measured.messages.max(1),
             };
             rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
         }

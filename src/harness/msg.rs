@@ -158,6 +158,27 @@ impl Codec {
         }
     }
 
+    /// Reads the sequence number a message carries and checks the message
+    /// against it (for receivers that cannot know which message comes next,
+    /// as in fan-in and MPMC); returns `(seq, send time)`. Small messages
+    /// carry only the low 32 bits of the sequence number.
+    #[inline]
+    pub fn check_any(&self, got: &[u8]) -> Result<(u64, u64), String> {
+        if got.len() != self.size {
+            return Err(format!(
+                "a message of {} bytes where {} were sent",
+                got.len(),
+                self.size
+            ));
+        }
+        let seq = if self.size >= STAMPED_SIZE {
+            u64::from_le_bytes(got[0..8].try_into().unwrap_or([0; 8]))
+        } else {
+            u64::from(u32::from_le_bytes([got[0], got[1], got[2], got[3]]))
+        };
+        self.check(got, seq).map(|ts| (seq, ts))
+    }
+
     /// The harness's own cost per message, measured here: one stamp and one
     /// check of a message of this size, in nanoseconds.
     pub fn calibrate(&self) -> f64 {

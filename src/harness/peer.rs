@@ -31,6 +31,22 @@ pub struct PeerReport {
     pub cpu_ns: u64,
     /// What went wrong, if anything.
     pub error: Option<String>,
+    /// Multi-party receivers: the sum of a hash of every sequence number
+    /// received, so the coordinator can check that each message arrived
+    /// exactly once across all receivers.
+    #[serde(default)]
+    pub digest: u64,
+    /// Multi-party receivers: `CLOCK_MONOTONIC` times of the first and last
+    /// message received (one clock for every process).
+    #[serde(default)]
+    pub first_ns: u64,
+    /// See `first_ns`.
+    #[serde(default)]
+    pub last_ns: u64,
+    /// Multi-party receivers: the one-way latency histogram as
+    /// (value, count) pairs, merged by the coordinator.
+    #[serde(default)]
+    pub latency_hist: Vec<(u64, u64)>,
 }
 
 /// Waits at the start barrier: says `ready`, then waits for `go`.
@@ -101,7 +117,7 @@ pub fn timed_exchanges(
         latency: summary(&h),
         batched_mean_ns: Some(batched),
         cpu_ns: cpu_time_ns() - cpu0,
-        error: None,
+        ..PeerReport::default()
     })
 }
 
@@ -227,6 +243,120 @@ pub fn stream_recv<C: Conn>(
         cpu_ns: cpu_time_ns() - cpu0,
         ..PeerReport::default()
     })
+}
+
+/// Bits of a multi-party sequence number below the producer's id.
+pub const PRODUCER_SHIFT: u32 = 24;
+
+/// The sequence number of message `i` of producer `id`.
+pub fn tagged_seq(id: u64, i: u64) -> u64 {
+    (id << PRODUCER_SHIFT) | i
+}
+
+/// Multi-party, sending side: producer `id` sends `warmup + iters` messages
+/// into the shared channel, then leaves (the stream goes on for others).
+pub fn multi_send<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    id: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    if warmup + iters >= 1 << PRODUCER_SHIFT {
+        return Err(format!(
+            "at most {} messages per producer",
+            (1u64 << PRODUCER_SHIFT) - 1
+        ));
+    }
+    let mut out = codec.buffer();
+    let cpu0 = cpu_time_ns();
+    for i in 0..warmup + iters {
+        let seq = tagged_seq(id, i);
+        let ts = if codec.stamped() && i % STAMP_EVERY == 0 {
+            now_ns()
+        } else {
+            0
+        };
+        codec.stamp(&mut out, seq, ts);
+        conn.send(&out).map_err(terr)?;
+    }
+    conn.leave().map_err(terr)?;
+    Ok(PeerReport {
+        messages: warmup + iters,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Multi-party, receiving side: receives until the stream ends, checking
+/// every message and that each producer's messages come in order; reports
+/// a digest of what it received for the exactly-once check.
+pub fn multi_recv<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    producers: usize,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let mut last_seen: Vec<Option<u64>> = vec![None; producers];
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut last, mut count, mut digest) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        match conn.recv(&mut buf) {
+            Ok(_) => {}
+            Err(TransportError::Closed) => break,
+            Err(e) => return Err(terr(e)),
+        }
+        let (seq, ts) = codec.check_any(&buf)?;
+        let (id, i) = (
+            (seq >> PRODUCER_SHIFT) as usize,
+            seq & ((1 << PRODUCER_SHIFT) - 1),
+        );
+        let prev = last_seen
+            .get_mut(id)
+            .ok_or_else(|| format!("message {seq:#x} names producer {id} of {producers}"))?;
+        if prev.is_some_and(|p| i <= p) {
+            return Err(format!(
+                "producer {id}: message {i} after message {} (duplicated or reordered)",
+                prev.unwrap_or(0)
+            ));
+        }
+        *prev = Some(i);
+        let now = now_ns();
+        if count == 0 {
+            first = now;
+        }
+        last = now;
+        if ts != 0 {
+            h.saturating_record(now.saturating_sub(ts));
+        }
+        count += 1;
+        digest = digest.wrapping_add(crate::peer::mix64(seq));
+    }
+    Ok(PeerReport {
+        messages: count,
+        elapsed_ns: last - first,
+        cpu_ns: cpu_time_ns() - cpu0,
+        digest,
+        first_ns: first,
+        last_ns: last,
+        latency_hist: h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect(),
+        ..PeerReport::default()
+    })
+}
+
+/// Merges (value, count) pairs into latency percentiles.
+pub fn merged_latency(parts: &[&[(u64, u64)]]) -> Option<Latency> {
+    let mut h = histogram();
+    for part in parts {
+        for &(v, c) in *part {
+            h.saturating_record_n(v.max(1), c);
+        }
+    }
+    summary(&h)
 }
 
 /// The floor with spinning: one cache line bounced between two processes.

@@ -47,6 +47,23 @@ impl Profile {
         }
     }
 
+    /// Process counts (producers, consumers) of a multi-party pattern.
+    pub fn counts(self, p: Pattern) -> Vec<(usize, usize)> {
+        let ns: &[usize] = match self {
+            Profile::Quick => &[2],
+            Profile::Default | Profile::Full => &[2, 4, 8],
+        };
+        match p {
+            Pattern::FanIn => ns.iter().map(|&n| (n, 1)).collect(),
+            Pattern::FanOut => ns.iter().map(|&n| (1, n)).collect(),
+            Pattern::Mpmc => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, n))
+                .collect(),
+            _ => vec![(1, 1)],
+        }
+    }
+
     /// Counts and deadlines.
     pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
         let base = RunOpts {
@@ -125,17 +142,25 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             // The floor moves one word: one point per kind of waiting.
             for w in [Wait::SPIN, Wait::PARK] {
                 if f.waits.is_empty() || waits.iter().any(|x| x.kind == w.kind) {
-                    points.push(PointSpec {
-                        strategy: Strategy::Floor,
-                        pattern: Pattern::Pingpong,
-                        size: 8,
-                        wait: w,
-                    });
+                    points.push(PointSpec::one_to_one(
+                        Strategy::Floor,
+                        Pattern::Pingpong,
+                        8,
+                        w,
+                    ));
                 }
             }
             continue;
         }
         for p in &patterns {
+            if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            let counts = if p.is_multi() {
+                profile.counts(*p)
+            } else {
+                vec![(1, 1)]
+            };
             for size in &sizes {
                 let ws: Vec<Wait> = if s.has_wait() {
                     waits.clone()
@@ -143,12 +168,16 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                     vec![Wait::SPIN_PARK]
                 };
                 for w in ws {
-                    points.push(PointSpec {
-                        strategy: *s,
-                        pattern: *p,
-                        size: *size,
-                        wait: w,
-                    });
+                    for &(producers, consumers) in &counts {
+                        points.push(PointSpec {
+                            strategy: *s,
+                            pattern: *p,
+                            size: *size,
+                            wait: w,
+                            producers,
+                            consumers,
+                        });
+                    }
                 }
             }
         }
@@ -234,12 +263,24 @@ mod tests {
             .iter()
             .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmRing))
             .count();
-        assert_eq!(shm, 2 * 2, "2 patterns × 2 waits");
+        assert_eq!(shm, 2 * 2, "2 one-to-one patterns × 2 waits");
+        let queue = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmQueue))
+            .count();
+        assert_eq!(
+            queue,
+            2 * (2 + 1 + 1 + 2),
+            "2 waits × (pingpong, stream, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2)"
+        );
         let tcp = quick
             .iter()
             .filter(|p| p.strategy == Strategy::Transport(TransportKind::Tcp))
             .count();
-        assert_eq!(tcp, 2, "kernel transports have one waiting strategy");
+        assert_eq!(
+            tcp, 2,
+            "kernel transports have one waiting strategy, and no shared channel"
+        );
         let f = Filters {
             strategies: vec![Strategy::Transport(TransportKind::ShmQueue)],
             patterns: vec![Pattern::Stream],

@@ -667,13 +667,21 @@ pub type ManagerUnix = Manager<UnixFamily>;
 /// `manager-tcp`.
 pub type ManagerTcp = Manager<TcpFamily>;
 
+/// Ends a queue on the server (a proxy call made by the coordinator).
+type Ender = Box<dyn FnMut(&[u8]) -> Result<(), TransportError> + Send>;
+
 /// The server process and its directory; dropping kills and reaps it.
 pub struct ManagerSetup {
     server: Child,
+    ender: Ender,
     _dir: PrivateDir,
 }
 
-impl LinkSetup for ManagerSetup {}
+impl LinkSetup for ManagerSetup {
+    fn end_stream(&mut self) -> Result<(), TransportError> {
+        (self.ender)(b"ab")
+    }
+}
 
 impl Drop for ManagerSetup {
     fn drop(&mut self) {
@@ -773,8 +781,18 @@ impl<F: Family> Transport for Manager<F> {
         let (server, addr) =
             // A request carries the message plus its op code and queue name.
             start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message.saturating_add(REQUEST_OVERHEAD))?;
+        let (ender_addr, ender_key, ender_max) = (addr.clone(), key, opts.max_message);
+        let ender: Ender = Box::new(move |queue| {
+            let rest = addr_rest(&ender_addr, F::NAME)?;
+            let mut proxy = Proxy::new(F::connect(rest)?, &ender_key, ender_max)?;
+            proxy.close_queue(queue)
+        });
         Ok((
-            ManagerSetup { server, _dir: dir },
+            ManagerSetup {
+                server,
+                ender,
+                _dir: dir,
+            },
             Endpoint {
                 addr,
                 inherit: Vec::new(),
@@ -810,6 +828,12 @@ impl<S: StreamIo> Conn for ManagerConn<S> {
     fn close(mut self) -> Result<(), TransportError> {
         self.closed = true;
         self.proxy.close_queue(self.out)
+    }
+
+    fn leave(mut self) -> Result<(), TransportError> {
+        // Disconnect in order without closing the queue others still use.
+        self.closed = true;
+        Ok(())
     }
 }
 

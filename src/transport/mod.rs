@@ -226,6 +226,17 @@ pub trait Conn: Send {
     fn close(self) -> Result<(), TransportError>
     where
         Self: Sized;
+
+    /// Leaves without ending the stream for others: on transports where
+    /// several processes send into one channel (a queue), one sender
+    /// finishing is not the end of the stream (see
+    /// [`LinkSetup::end_stream`]). Elsewhere it is [`Conn::close`].
+    fn leave(self) -> Result<(), TransportError>
+    where
+        Self: Sized,
+    {
+        self.close()
+    }
 }
 
 /// What a coordinator holds for a link.
@@ -238,6 +249,15 @@ pub trait LinkSetup: Send {
     /// needs: let go of descriptors only children needed, so that a child's
     /// death is seen as end-of-file.
     fn children_started(&mut self) {}
+
+    /// Ends the A→B direction for every receiver (they drain it, then read
+    /// `Closed`), once every sender has left. Only transports where many
+    /// processes share one channel support it.
+    fn end_stream(&mut self) -> Result<(), TransportError> {
+        Err(TransportError::Setup(
+            "this transport links two processes; it has no shared stream to end".into(),
+        ))
+    }
 }
 
 /// Bad input a test feeds a receiver, as a hostile or broken peer would.

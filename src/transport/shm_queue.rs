@@ -52,9 +52,17 @@ pub struct ShmQueueConn {
     rx: Queue,
     max: usize,
     timeout: Option<Duration>,
+    /// Close our sending queue when dropped (a 1×1 link); not when this
+    /// side only leaves a queue others still send into.
+    close_on_drop: bool,
 }
 
-impl LinkSetup for ShmQueueSetup {}
+impl LinkSetup for ShmQueueSetup {
+    fn end_stream(&mut self) -> Result<(), TransportError> {
+        self._queues[0].close();
+        Ok(())
+    }
+}
 
 /// The queue names (A→B, B→A) in an address.
 fn queue_names(addr: &str) -> Result<(&str, &str), TransportError> {
@@ -123,6 +131,7 @@ impl Transport for ShmQueue {
             rx: Queue::open(inp).map_err(queue_err)?,
             max: opts.max_message,
             timeout: None,
+            close_on_drop: true,
         })
     }
 }
@@ -169,11 +178,18 @@ impl Conn for ShmQueueConn {
     fn close(self) -> Result<(), TransportError> {
         Ok(())
     }
+
+    fn leave(mut self) -> Result<(), TransportError> {
+        self.close_on_drop = false;
+        Ok(())
+    }
 }
 
 impl Drop for ShmQueueConn {
     fn drop(&mut self) {
         // Our direction ends: the peer drains what is queued, then reads Closed.
-        self.tx.close();
+        if self.close_on_drop {
+            self.tx.close();
+        }
     }
 }
