@@ -173,6 +173,41 @@ fn fan_in_fan_out_and_mpmc_move_every_message_exactly_once() {
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }
 
+#[test]
+fn reqrep_clients_call_the_managers_and_every_reply_is_checked() {
+    let _serial = serial();
+    let o = opts();
+    for k in [TransportKind::ManagerUnix, TransportKind::ManagerTcp] {
+        for clients in [1, 3] {
+            let spec = PointSpec {
+                strategy: Strategy::Transport(k),
+                pattern: Pattern::Reqrep,
+                size: 64,
+                wait: Wait::SPIN_PARK,
+                producers: clients,
+                consumers: 1,
+            };
+            let r = run_point(&spec, &o);
+            assert!(r.validated, "{k} reqrep {clients}: {:?}", r.error);
+            // Two calls (set, get) per round, `iters` rounds per client.
+            assert_eq!(r.messages % 2, 0);
+            assert!(r.messages >= 2 * 100 * clients as u64, "{}", r.messages);
+            let l = r.latency_ns.unwrap();
+            assert!(l.p50 > 0 && l.p50 <= l.max);
+            eprintln!("{k} reqrep {clients} clients: p50 {} ns per call", l.p50);
+        }
+    }
+    let spec = PointSpec {
+        strategy: Strategy::Transport(TransportKind::ShmQueue),
+        pattern: Pattern::Reqrep,
+        size: 64,
+        wait: Wait::SPIN_PARK,
+        producers: 1,
+        consumers: 1,
+    };
+    assert!(run_point(&spec, &o).error.unwrap().contains("manager"));
+}
+
 fn r_cores() -> usize {
     ipcbench::harness::record::allowed_cpus().len()
 }

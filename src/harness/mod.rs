@@ -53,16 +53,19 @@ pub enum Pattern {
     FanOut,
     /// N producers, M consumers, one shared channel.
     Mpmc,
+    /// N clients calling a server's objects, each call a request and a reply.
+    Reqrep,
 }
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 5] = [
+    pub const ALL: [Pattern; 6] = [
         Pattern::Pingpong,
         Pattern::Stream,
         Pattern::FanIn,
         Pattern::FanOut,
         Pattern::Mpmc,
+        Pattern::Reqrep,
     ];
 
     /// The name in results and on the command line.
@@ -73,12 +76,16 @@ impl Pattern {
             Pattern::FanIn => "fan-in",
             Pattern::FanOut => "fan-out",
             Pattern::Mpmc => "mpmc",
+            Pattern::Reqrep => "reqrep",
         }
     }
 
-    /// Whether several processes share one channel.
+    /// Whether several processes share one channel (or server).
     pub fn is_multi(self) -> bool {
-        matches!(self, Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc)
+        matches!(
+            self,
+            Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc | Pattern::Reqrep
+        )
     }
 }
 
@@ -89,7 +96,9 @@ impl std::str::FromStr for Pattern {
             .into_iter()
             .find(|p| p.name() == s)
             .ok_or_else(|| {
-                format!("unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out or mpmc")
+                format!(
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc or reqrep"
+                )
             })
     }
 }
@@ -238,6 +247,10 @@ impl RunOpts {
             return (self.warmup, n.max(2));
         }
         match spec.pattern {
+            Pattern::Reqrep => {
+                let iters = (self.pingpong_iters / spec.producers.max(1) as u64).max(100);
+                (self.warmup.min(iters / 10).max(1), iters)
+            }
             Pattern::Pingpong => {
                 // Fewer round trips when each one is slow (large messages).
                 let iters = (self.pingpong_iters * 64 / (spec.size as u64).max(64))
@@ -358,11 +371,47 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec),
                     (Pattern::Stream, true) => peer::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => peer::stream_recv(conn, &codec, a.warmup, a.iters),
+                    (Pattern::Reqrep, _) => {
+                        drop(conn);
+                        reqrep_client(kind, &a.addr, &opts, &codec, a)
+                    }
                     (_, true) => peer::multi_send(conn, &codec, a.id, a.warmup, a.iters),
                     (_, false) => peer::multi_recv(conn, &codec, a.producers),
                 })
             })
         }
+    }
+}
+
+/// A reqrep client's calls, through the manager's proxy.
+fn reqrep_client(
+    kind: TransportKind,
+    addr: &str,
+    opts: &LinkOpts,
+    codec: &Codec,
+    a: &PeerArgs,
+) -> Result<PeerReport, String> {
+    use crate::transport::manager::{ManagerTcp, ManagerUnix};
+    let ep = crate::transport::Endpoint::for_child(addr);
+    let e = |e: crate::transport::TransportError| format!("connecting: {e}");
+    match kind {
+        TransportKind::ManagerUnix => peer::reqrep_client(
+            ManagerUnix::proxy(&ep, opts).map_err(e)?,
+            codec,
+            a.id,
+            a.warmup,
+            a.iters,
+        ),
+        TransportKind::ManagerTcp => peer::reqrep_client(
+            ManagerTcp::proxy(&ep, opts).map_err(e)?,
+            codec,
+            a.id,
+            a.warmup,
+            a.iters,
+        ),
+        other => Err(format!(
+            "reqrep calls a manager's objects; {other} has none"
+        )),
     }
 }
 
@@ -525,6 +574,14 @@ fn run_multi(
         rec.error = Some("the floor is measured with pingpong".into());
         return rec;
     };
+    let reqrep = spec.pattern == Pattern::Reqrep;
+    if reqrep && !matches!(kind, TransportKind::ManagerUnix | TransportKind::ManagerTcp) {
+        rec.error = Some(format!(
+            "reqrep calls a manager's objects; {} has none",
+            kind.name()
+        ));
+        return rec;
+    }
     if !spec.strategy.multi_party() {
         rec.error = Some(format!(
             "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
@@ -539,7 +596,7 @@ fn run_multi(
         exe: opts.exe.clone(),
         label: format!("bench-{}", kind.name()),
     };
-    let (np, nc) = (spec.producers, spec.consumers);
+    let (np, nc) = (spec.producers, if reqrep { 0 } else { spec.consumers });
     let pinned = !rec.cpus.is_empty();
     let args = |addr: &str, side: Side, i: usize| PeerArgs {
         strategy: spec.strategy,
@@ -584,6 +641,9 @@ fn run_multi(
                     }
                     sent.push(r);
                 }
+                if reqrep {
+                    return Ok((sent, Vec::new()));
+                }
                 setup.end_stream().map_err(|e| format!("ending the stream: {e}"))?;
                 let mut got = Vec::new();
                 for p in &mut consumers {
@@ -599,6 +659,27 @@ fn run_multi(
     });
     match outcome {
         Err(e) => rec.error = Some(e),
+        Ok((clients, _)) if reqrep => {
+            // Every call was checked by its client.
+            rec.validated = true;
+            let calls: u64 = clients.iter().map(|r| r.messages).sum();
+            let first = clients.iter().map(|r| r.first_ns).min().unwrap_or(0);
+            let last = clients.iter().map(|r| r.last_ns).max().unwrap_or(0);
+            rec.messages = calls;
+            rec.elapsed_ns = last.saturating_sub(first);
+            if rec.elapsed_ns > 0 {
+                let per_s = calls as f64 * 1e9 / rec.elapsed_ns as f64;
+                rec.throughput = Some(Throughput {
+                    msgs_per_s: per_s,
+                    bytes_per_s: per_s * spec.size as f64,
+                });
+            }
+            let hists: Vec<&[(u64, u64)]> =
+                clients.iter().map(|r| r.latency_hist.as_slice()).collect();
+            rec.latency_ns = peer::merged_latency(&hists);
+            let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum();
+            rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
+        }
         Ok((sent, got)) => {
             let per = warmup + iters;
             let expected: u64 = (0..np as u64)
@@ -649,9 +730,16 @@ fn run_multi(
 /// Measures one point. A failure is recorded in the result, never as a number.
 pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let cpus = record::allowed_cpus();
-    let busy = spec.producers + spec.consumers + spec.strategy.helpers();
+    // Peer processes (a reqrep point's only peers are its clients; its
+    // server is the manager's own process, counted among the helpers).
+    let peers = if spec.pattern == Pattern::Reqrep {
+        spec.producers
+    } else {
+        spec.producers + spec.consumers
+    };
+    let busy = peers + spec.strategy.helpers();
     let oversubscribed = busy > cpus.len();
-    let pinned = opts.pin && spec.producers + spec.consumers <= cpus.len();
+    let pinned = opts.pin && peers <= cpus.len();
     let (warmup, iters) = opts.counts(spec);
     let mut rec = PointRecord {
         transport: spec.strategy.name().to_owned(),
@@ -672,7 +760,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         batched_mean_ns: None,
         harness_ns_per_msg: Codec::new(spec.size).ok().map(|c| c.calibrate()),
         cpus: if pinned {
-            cpus[..spec.producers + spec.consumers].to_vec()
+            cpus[..peers].to_vec()
         } else {
             Vec::new()
         },

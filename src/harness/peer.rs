@@ -348,6 +348,64 @@ pub fn multi_recv<C: Conn>(
     })
 }
 
+/// Request/response, a client of a manager: `warmup + iters` rounds of two
+/// calls, `dict[k] = message` then `dict[k]`, each call timed; the value
+/// read back must be the message written.
+pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
+    mut proxy: crate::transport::manager::Proxy<S>,
+    codec: &Codec,
+    id: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    if warmup + iters >= 1 << PRODUCER_SHIFT {
+        return Err(format!(
+            "at most {} calls per client",
+            (1u64 << PRODUCER_SHIFT) - 1
+        ));
+    }
+    let key = format!("client-{id}");
+    let mut out = codec.buffer();
+    let mut back = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut calls) = (0, 0);
+    for i in 0..warmup + iters {
+        let seq = tagged_seq(id, i);
+        codec.stamp(&mut out, seq, 0);
+        let t0 = now_ns();
+        if i == warmup {
+            first = t0;
+        }
+        proxy.dict_set(key.as_bytes(), &out).map_err(terr)?;
+        let t1 = now_ns();
+        let found = proxy.dict_get(key.as_bytes(), &mut back).map_err(terr)?;
+        let t2 = now_ns();
+        if found.is_none() {
+            return Err(format!("call {i}: the value just written is missing"));
+        }
+        codec.check(&back, seq)?;
+        if i >= warmup {
+            h.saturating_record(t1 - t0);
+            h.saturating_record(t2 - t1);
+            calls += 2;
+        }
+    }
+    let last = now_ns();
+    Ok(PeerReport {
+        messages: calls,
+        elapsed_ns: last - first,
+        cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
+        last_ns: last,
+        latency_hist: h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect(),
+        ..PeerReport::default()
+    })
+}
+
 /// Merges (value, count) pairs into latency percentiles.
 pub fn merged_latency(parts: &[&[(u64, u64)]]) -> Option<Latency> {
     let mut h = histogram();

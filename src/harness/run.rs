@@ -60,6 +60,10 @@ impl Profile {
                 .chain(ns.iter().copied())
                 .map(|n| (n, n))
                 .collect(),
+            Pattern::Reqrep => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, 1))
+                .collect(),
             _ => vec![(1, 1)],
         }
     }
@@ -154,6 +158,14 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         }
         for p in &patterns {
             if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            if *p == Pattern::Reqrep
+                && !matches!(
+                    s,
+                    Strategy::Transport(TransportKind::ManagerUnix | TransportKind::ManagerTcp)
+                )
+            {
                 continue;
             }
             let counts = if p.is_multi() {

@@ -747,6 +747,16 @@ pub struct ManagerConn<S: StreamIo> {
 }
 
 impl<F: Family> Manager<F> {
+    /// A proxy to the server at `ep`, with the link's key.
+    pub fn proxy(ep: &Endpoint, opts: &LinkOpts) -> Result<Proxy<F::Stream>, TransportError> {
+        let key = match ep.env.iter().find(|(k, _)| k == AUTHKEY_ENV) {
+            Some((_, hex)) => from_hex(hex)?,
+            None => key_from_env()?,
+        };
+        let rest = addr_rest(&ep.addr, F::NAME)?;
+        Proxy::new(F::connect(rest)?, &key, opts.max_message)
+    }
+
     /// Connects side `side` with an explicit key (a wrong one is refused).
     pub fn connect_with_key(
         ep: &Endpoint,
