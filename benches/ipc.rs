@@ -4,6 +4,10 @@
 //!
 //! - `latency`: pingpong round trips of 64 B messages, and the two floors.
 //! - `throughput`: one-way streams of 64 B and 64 KiB messages.
+//! - `scaling`: aggregate throughput of 64 B messages, N producers × N
+//!   consumers on one shared channel (shm-queue, manager-unix), N = 1…8;
+//!   points with more busy processes than CPUs are oversubscribed, as the
+//!   results file records.
 //!
 //! Each benchmark's `iter_custom` runs a point of exactly `iters` round
 //! trips or messages and returns the time the peers measured. A strategy
@@ -77,8 +81,10 @@ fn validates(spec: &PointSpec) -> bool {
 }
 
 fn measure(spec: &PointSpec, iters: u64) -> Duration {
+    // Multi-party points: `iters` messages in all, split among producers.
+    let per = (iters / spec.producers as u64).max(2);
     let o = RunOpts {
-        fixed_count: Some(iters),
+        fixed_count: Some(per),
         ..opts()
     };
     let r = run_point(spec, &o);
@@ -94,7 +100,7 @@ fn measure(spec: &PointSpec, iters: u64) -> Duration {
         // The batch phase: `iters` round trips timed as a whole.
         Pattern::Pingpong => r.batched_mean_ns.unwrap_or(0.0) * iters as f64,
         // Receiver side: `iters - 1` intervals between first and last.
-        _ => r.elapsed_ns as f64 * iters as f64 / (iters - 1).max(1) as f64,
+        _ => r.elapsed_ns as f64 * iters as f64 / r.messages.max(2).saturating_sub(1) as f64,
     };
     let mut recs = RECORDS.lock().unwrap();
     recs.retain(|p| {
@@ -140,6 +146,42 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+fn scaling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scaling");
+    g.throughput(Throughput::Elements(1));
+    for (kind, wait) in [
+        (TransportKind::ShmQueue, Wait::SPIN_PARK),
+        (TransportKind::ManagerUnix, Wait::SPIN_PARK),
+    ] {
+        for n in [1usize, 2, 4, 8] {
+            let spec = PointSpec {
+                strategy: Strategy::Transport(kind),
+                pattern: Pattern::Mpmc,
+                size: 64,
+                wait,
+                producers: n,
+                consumers: n,
+            };
+            if !validates(&spec) {
+                continue;
+            }
+            let id = format!(
+                "{}/{}",
+                label(&spec),
+                if n == 1 {
+                    "1x1".to_owned()
+                } else {
+                    format!("{n}x{n}")
+                }
+            );
+            g.bench_function(BenchmarkId::new(id, 64), |b| {
+                b.iter_custom(|iters| measure(&spec, iters))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -148,6 +190,7 @@ fn main() {
         .configure_from_args();
     latency(&mut c);
     throughput(&mut c);
+    scaling(&mut c);
     c.final_summary();
     let points = std::mem::take(&mut *RECORDS.lock().unwrap());
     if points.is_empty() {
