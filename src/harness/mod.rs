@@ -589,6 +589,15 @@ fn run_multi(
         ));
         return rec;
     }
+    if kind == TransportKind::ShmQueue
+        && spec.size > crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+    {
+        rec.error = Some(format!(
+            "shm-queue shared by several processes carries messages of at most {} bytes (one slot each)",
+            crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+        ));
+        return rec;
+    }
     let link = LinkOpts {
         wait: spec.wait,
         capacity: (spec.size * 256).clamp(64 << 10, 16 << 20),

@@ -47,6 +47,16 @@ impl Profile {
         }
     }
 
+    /// Sizes multi-party patterns run at unless `--sizes` says otherwise
+    /// (each of their points starts up to 17 processes).
+    pub fn multi_sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default => vec![64, 4 << 10],
+            Profile::Full => vec![64, 4 << 10, 64 << 10],
+        }
+    }
+
     /// Process counts (producers, consumers) of a multi-party pattern.
     pub fn counts(self, p: Pattern) -> Vec<(usize, usize)> {
         let ns: &[usize] = match self {
@@ -174,6 +184,9 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                 vec![(1, 1)]
             };
             for size in &sizes {
+                if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
+                    continue;
+                }
                 let ws: Vec<Wait> = if s.has_wait() {
                     waits.clone()
                 } else {

@@ -1,10 +1,11 @@
 //! `shm-queue`: two bounded MPMC queues in shared memory (the counterpart of
 //! `multiprocessing.Queue`), one per direction.
 //!
-//! Slots hold up to 64 KiB (or [`LinkOpts::max_message`] if smaller); a
+//! Slots hold up to 1 MiB (or [`LinkOpts::max_message`] if smaller); a
 //! larger message is cut into items tagged `MORE` but the last, which keeps
-//! its order only while one process puts into that direction (as in a 1×1
-//! link). Closing a side closes its sending queue: the peer drains it, then
+//! its order only while one process puts into and one gets from that
+//! direction (as in a 1×1 link). Where several processes share a queue,
+//! messages must fit in a slot: [`ShmQueue::SLOT_LIMIT`]. Closing a side closes its sending queue: the peer drains it, then
 //! reads the end of the stream.
 
 use std::time::Duration;
@@ -17,7 +18,13 @@ use super::{
 use crate::shm::{Queue, QueueError, unique_name};
 
 /// The largest slot a link's queue uses.
-const MAX_SLOT: usize = 64 << 10;
+const MAX_SLOT: usize = 1 << 20;
+
+impl ShmQueue {
+    /// The largest message several processes can share a queue for (it is
+    /// never cut into items, which other consumers would take).
+    pub const SLOT_LIMIT: usize = MAX_SLOT;
+}
 
 fn truncated() -> TransportError {
     TransportError::PeerGone("the stream ended in the middle of a message (truncated)".into())
