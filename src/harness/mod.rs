@@ -556,6 +556,18 @@ fn run_pair(
     Ok((ra, rb))
 }
 
+/// Messages (or calls) per second and payload bytes per second, when
+/// `measured` says there is something to divide.
+fn throughput_of(measured: bool, per_s: impl FnOnce() -> f64, size: usize) -> Option<Throughput> {
+    measured.then(|| {
+        let per_s = per_s();
+        Throughput {
+            msgs_per_s: per_s,
+            bytes_per_s: per_s * size as f64,
+        }
+    })
+}
+
 /// How a deliberately skipped point's `error` begins.
 pub const SKIPPED: &str = "skipped:";
 
@@ -676,13 +688,11 @@ fn run_multi(
             let last = clients.iter().map(|r| r.last_ns).max().unwrap_or(0);
             rec.messages = calls;
             rec.elapsed_ns = last.saturating_sub(first);
-            if rec.elapsed_ns > 0 {
-                let per_s = calls as f64 * 1e9 / rec.elapsed_ns as f64;
-                rec.throughput = Some(Throughput {
-                    msgs_per_s: per_s,
-                    bytes_per_s: per_s * spec.size as f64,
-                });
-            }
+            rec.throughput = throughput_of(
+                rec.elapsed_ns > 0,
+                || calls as f64 * 1e9 / rec.elapsed_ns as f64,
+                spec.size,
+            );
             let hists: Vec<&[(u64, u64)]> =
                 clients.iter().map(|r| r.latency_hist.as_slice()).collect();
             rec.latency_ns = peer::merged_latency(&hists);
@@ -720,13 +730,11 @@ fn run_multi(
             let last = got.iter().map(|r| r.last_ns).max().unwrap_or(0);
             rec.messages = received;
             rec.elapsed_ns = last.saturating_sub(first);
-            if rec.elapsed_ns > 0 {
-                let per_s = received.saturating_sub(1) as f64 * 1e9 / rec.elapsed_ns as f64;
-                rec.throughput = Some(Throughput {
-                    msgs_per_s: per_s,
-                    bytes_per_s: per_s * spec.size as f64,
-                });
-            }
+            rec.throughput = throughput_of(
+                rec.elapsed_ns > 0,
+                || received.saturating_sub(1) as f64 * 1e9 / rec.elapsed_ns as f64,
+                spec.size,
+            );
             let hists: Vec<&[(u64, u64)]> = got.iter().map(|r| r.latency_hist.as_slice()).collect();
             rec.latency_ns = peer::merged_latency(&hists);
             let cpu: u64 = sent.iter().chain(&got).map(|r| r.cpu_ns).sum();
@@ -853,13 +861,11 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             rec.elapsed_ns = measured.elapsed_ns;
             rec.latency_ns = measured.latency;
             rec.batched_mean_ns = a.batched_mean_ns;
-            if measured.elapsed_ns > 0 && measured.messages > 0 {
-                let per_s = measured.messages as f64 * 1e9 / measured.elapsed_ns as f64;
-                rec.throughput = Some(Throughput {
-                    msgs_per_s: per_s,
-                    bytes_per_s: per_s * spec.size as f64,
-                });
-            }
+            rec.throughput = throughput_of(
+                measured.elapsed_ns > 0 && measured.messages > 0,
+                || measured.messages as f64 * 1e9 / measured.elapsed_ns as f64,
+                spec.size,
+            );
             // Both peers' CPU over the messages each side handled.
             let total_msgs = match spec.pattern {
                 Pattern::Pingpong => (a.messages * 2).max(1),

@@ -71,6 +71,13 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// A histogram as (value, count) pairs, for the coordinator to merge.
+fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
 fn summary(h: &Histogram<u64>) -> Option<Latency> {
     (!h.is_empty()).then(|| Latency {
         mean: h.mean(),
@@ -340,10 +347,7 @@ pub fn multi_recv<C: Conn>(
         digest,
         first_ns: first,
         last_ns: last,
-        latency_hist: h
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect(),
+        latency_hist: pairs(&h),
         ..PeerReport::default()
     })
 }
@@ -398,10 +402,7 @@ pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
         cpu_ns: cpu_time_ns() - cpu0,
         first_ns: first,
         last_ns: last,
-        latency_hist: h
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect(),
+        latency_hist: pairs(&h),
         ..PeerReport::default()
     })
 }
