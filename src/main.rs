@@ -123,27 +123,7 @@ mod cli {
             max_message: usize,
         },
         /// Measure one side of a benchmark point (started by the harness).
-        Bench {
-            strategy: Strategy,
-            addr: String,
-            side: Side,
-            pattern: harness::Pattern,
-            size: usize,
-            warmup: u64,
-            iters: u64,
-            #[arg(long, default_value = "spin-park")]
-            wait: Wait,
-            #[arg(long)]
-            cpu: Option<usize>,
-            #[arg(long, default_value_t = LinkOpts::default().max_message)]
-            max_message: usize,
-            /// Multi-party: this producer's id.
-            #[arg(long, default_value_t = 0)]
-            id: u64,
-            /// Multi-party: how many producers there are.
-            #[arg(long, default_value_t = 1)]
-            producers: usize,
-        },
+        Bench(PeerArgs),
         /// Join a link of any transport as one side and act on it.
         Link {
             transport: TransportKind,
@@ -258,34 +238,7 @@ mod cli {
                 counter,
                 iters,
             } => peer::sem_count(&sem, &counter, iters, t)?,
-            Role::Bench {
-                strategy,
-                addr,
-                side,
-                pattern,
-                size,
-                warmup,
-                iters,
-                wait,
-                cpu,
-                max_message,
-                id,
-                producers,
-            } => {
-                let args = PeerArgs {
-                    strategy,
-                    addr,
-                    side,
-                    pattern,
-                    size,
-                    warmup,
-                    iters,
-                    wait,
-                    cpu,
-                    max_message,
-                    id,
-                    producers,
-                };
+            Role::Bench(args) => {
                 let report =
                     harness::run_peer(&args).unwrap_or_else(|e| harness::peer::PeerReport {
                         error: Some(e),

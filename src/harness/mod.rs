@@ -269,8 +269,9 @@ impl RunOpts {
     }
 }
 
-/// The arguments of `ipcbench peer bench`, as the coordinator writes them.
-#[derive(Debug, Clone)]
+/// The arguments of `ipcbench peer bench`: the coordinator writes them
+/// with [`PeerArgs::to_args`], the peer's command line parses them back.
+#[derive(Debug, Clone, clap::Args)]
 pub struct PeerArgs {
     /// What to measure.
     pub strategy: Strategy,
@@ -286,19 +287,50 @@ pub struct PeerArgs {
     pub warmup: u64,
     /// Measured count.
     pub iters: u64,
-    /// The floor's waiting (spin or park).
+    /// The waiting strategy (shared memory and the floor).
+    #[arg(long, default_value = "spin-park")]
     pub wait: Wait,
     /// The CPU to pin to.
+    #[arg(long)]
     pub cpu: Option<usize>,
     /// The link's message limit.
+    #[arg(long, default_value_t = LinkOpts::default().max_message)]
     pub max_message: usize,
     /// Multi-party: this producer's id.
+    #[arg(long, default_value_t = 0)]
     pub id: u64,
     /// Multi-party: how many producers there are.
+    #[arg(long, default_value_t = 1)]
     pub producers: usize,
 }
 
 impl PeerArgs {
+    /// Side `side`'s arguments for `spec` (producer or consumer `id` of a
+    /// multi-party point), pinned to `cpu` if given.
+    pub fn for_point(
+        spec: &PointSpec,
+        addr: &str,
+        side: Side,
+        id: usize,
+        (warmup, iters): (u64, u64),
+        cpu: Option<usize>,
+    ) -> PeerArgs {
+        PeerArgs {
+            strategy: spec.strategy,
+            addr: addr.to_owned(),
+            side,
+            pattern: spec.pattern,
+            size: spec.size,
+            warmup,
+            iters,
+            wait: spec.wait,
+            cpu,
+            max_message: spec.size,
+            id: id as u64,
+            producers: spec.producers,
+        }
+    }
+
     /// The command line after `ipcbench peer`.
     pub fn to_args(&self) -> Vec<String> {
         let mut v = vec![
@@ -619,19 +651,9 @@ fn run_multi(
     };
     let (np, nc) = (spec.producers, if reqrep { 0 } else { spec.consumers });
     let pinned = !rec.cpus.is_empty();
-    let args = |addr: &str, side: Side, i: usize| PeerArgs {
-        strategy: spec.strategy,
-        addr: addr.to_owned(),
-        side,
-        pattern: spec.pattern,
-        size: spec.size,
-        warmup,
-        iters,
-        wait: spec.wait,
-        cpu: pinned.then(|| cpus[if side == Side::A { i } else { np + i }]),
-        max_message: spec.size,
-        id: i as u64,
-        producers: np,
+    let args = |addr: &str, side: Side, i: usize| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
+        PeerArgs::for_point(spec, addr, side, i, (warmup, iters), cpu)
     };
     let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), String> = with_transport!(kind, T => {
         match T::setup(&link) {
@@ -790,19 +812,9 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         ));
         return rec;
     }
-    let make_args = |addr: &str, side: Side| PeerArgs {
-        strategy: spec.strategy,
-        addr: addr.to_owned(),
-        side,
-        pattern: spec.pattern,
-        size: spec.size,
-        warmup,
-        iters,
-        wait: spec.wait,
-        cpu: pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]),
-        max_message: spec.size,
-        id: 0,
-        producers: 1,
+    let make_args = |addr: &str, side: Side| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
+        PeerArgs::for_point(spec, addr, side, 0, (warmup, iters), cpu)
     };
     if spec.pattern.is_multi() {
         return run_multi(spec, opts, rec, &cpus, warmup, iters);

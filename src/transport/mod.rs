@@ -281,6 +281,17 @@ pub trait Inject: Transport {
     ) -> Result<Box<dyn Send>, TransportError>;
 }
 
+/// Checks that a stand-in, which can only connect, stands in for side B.
+pub(crate) fn stand_in_for_b(victim: Side) -> Result<(), TransportError> {
+    if victim == Side::A {
+        Ok(())
+    } else {
+        Err(TransportError::Setup(
+            "a stand-in can only connect, so it stands in for side B".into(),
+        ))
+    }
+}
+
 /// An IPC strategy.
 pub trait Transport: 'static {
     /// The name the CLI and the results use (`shm-ring`, `tcp`, …).

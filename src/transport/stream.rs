@@ -36,6 +36,20 @@ pub fn malformed_bytes(what: super::Malformation) -> Vec<u8> {
     }
 }
 
+/// A stand-in that connects like side B (with `connect`) and writes the
+/// malformed bytes (see [`super::Inject`]); only side A can be its victim.
+pub fn inject_stream<S: std::io::Write + Send + 'static>(
+    victim: super::Side,
+    what: super::Malformation,
+    connect: impl FnOnce() -> io::Result<S>,
+) -> Result<Box<dyn Send>, TransportError> {
+    super::stand_in_for_b(victim)?;
+    let mut s = connect().map_err(|e| TransportError::io("connecting the stand-in", e))?;
+    s.write_all(&malformed_bytes(what))
+        .map_err(|e| TransportError::io("injecting", e))?;
+    Ok(Box::new(s))
+}
+
 /// The byte stream under a [`StreamConn`].
 pub trait StreamIo: Send {
     /// One `read`.

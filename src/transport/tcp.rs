@@ -4,7 +4,6 @@
 //! The coordinator binds the listener on 127.0.0.1 (a free port); side A
 //! inherits it and accepts, side B connects. Address: `tcp:FD:IP:PORT`.
 
-use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
@@ -21,17 +20,8 @@ impl Inject for Tcp {
         victim: Side,
         what: Malformation,
     ) -> Result<Box<dyn Send>, TransportError> {
-        if victim != Side::A {
-            return Err(TransportError::Setup(
-                "a stand-in can only connect, so it stands in for side B".into(),
-            ));
-        }
         let (_, sockaddr) = fd_and_rest(&ep.addr, Self::NAME)?;
-        let mut s = TcpStream::connect(sockaddr)
-            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
-        s.write_all(&super::stream::malformed_bytes(what))
-            .map_err(|e| TransportError::io("injecting", e))?;
-        Ok(Box::new(s))
+        super::stream::inject_stream(victim, what, || TcpStream::connect(sockaddr))
     }
 }
 

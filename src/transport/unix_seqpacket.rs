@@ -30,11 +30,7 @@ impl Inject for UnixSeqpacket {
         victim: Side,
         what: Malformation,
     ) -> Result<Box<dyn Send>, TransportError> {
-        if victim != Side::A {
-            return Err(TransportError::Setup(
-                "a stand-in can only connect, so it stands in for side B".into(),
-            ));
-        }
+        super::stand_in_for_b(victim)?;
         let (_, path) = fd_and_rest(&ep.addr, Self::NAME)?;
         let fd = socket()?;
         let (sa, len) = sockaddr(Path::new(path))?;

@@ -5,7 +5,6 @@
 //! socket 0600) and side A inherits it and accepts; side B connects to the
 //! path. Address: `unix-stream:FD:PATH`.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -52,17 +51,8 @@ impl Inject for UnixStreamTransport {
         victim: Side,
         what: Malformation,
     ) -> Result<Box<dyn Send>, TransportError> {
-        if victim != Side::A {
-            return Err(TransportError::Setup(
-                "a stand-in can only connect, so it stands in for side B".into(),
-            ));
-        }
         let (_, path) = fd_and_rest(&ep.addr, Self::NAME)?;
-        let mut s = UnixStream::connect(path)
-            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
-        s.write_all(&super::stream::malformed_bytes(what))
-            .map_err(|e| TransportError::io("injecting", e))?;
-        Ok(Box::new(s))
+        super::stream::inject_stream(victim, what, || UnixStream::connect(path))
     }
 }
 
