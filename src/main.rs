@@ -485,6 +485,22 @@ mod cli {
     }
 
     fn clean(dry_run: bool) -> Result<()> {
+        #[cfg(feature = "iceoryx2")]
+        {
+            let c = ipcbench::transport::iceoryx2::cleanup(dry_run)
+                .context("cleaning up iceoryx2's files")?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "iceoryx2: {verb} the files of {} dead node(s){}; {} node(s) running",
+                c.dead_nodes,
+                if c.global_segment {
+                    " and its global segment"
+                } else {
+                    ""
+                },
+                c.alive_nodes
+            );
+        }
         let leftovers = region::list_leftovers().context("listing /dev/shm")?;
         if leftovers.is_empty() {
             println!("/dev/shm holds no ipcbench files");

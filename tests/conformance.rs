@@ -183,6 +183,7 @@ fn stream_b_to_a<T: Transport>() {
         finish(tx, Instant::now() + DEADLINE, T::NAME).field("messages"),
         STREAM
     );
+    drop(a);
     link.finish();
 }
 
@@ -252,11 +253,10 @@ fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
         let stand_in = T::inject(&link.ep, Side::A, what)
             .unwrap_or_else(|e| panic!("{}: inject: {e}", T::NAME));
         let mut a = link.connect_a();
+        let mut stand_in = Some(stand_in);
         if what == Malformation::Truncated {
             // The stand-in vanishes in the middle of its message.
-            drop(stand_in);
-        } else {
-            std::mem::forget(stand_in);
+            drop(stand_in.take());
         }
         let mut buf = Vec::new();
         let e = a.recv(&mut buf).unwrap_err();
@@ -276,6 +276,7 @@ fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
         );
         eprintln!("{} {what:?}: {e}", T::NAME);
         drop(a);
+        drop(stand_in);
         link.finish();
     }
 }

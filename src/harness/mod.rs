@@ -126,11 +126,35 @@ impl Strategy {
     pub fn has_wait(self) -> bool {
         match self {
             Strategy::Floor => true,
+            #[cfg(feature = "iceoryx2")]
+            Strategy::Transport(TransportKind::Iceoryx2) => true,
             Strategy::Transport(k) => matches!(
                 k,
                 TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
             ),
         }
+    }
+
+    /// The waiting strategies of `asked` this strategy measures: iceoryx2's
+    /// subscriber polls, spinning or yielding, so every strategy but pure
+    /// spin becomes `spin-yield` for it.
+    pub fn waits_of(self, asked: &[Wait]) -> Vec<Wait> {
+        #[cfg(feature = "iceoryx2")]
+        if self == Strategy::Transport(TransportKind::Iceoryx2) {
+            let mut out: Vec<Wait> = Vec::new();
+            for w in asked {
+                let w = if w.kind == crate::shm::WaitKind::Spin {
+                    *w
+                } else {
+                    Wait::SPIN_YIELD
+                };
+                if !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+            return out;
+        }
+        asked.to_vec()
     }
 
     /// Whether several processes can send into (and receive from) one of

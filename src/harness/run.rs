@@ -188,7 +188,7 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                     continue;
                 }
                 let ws: Vec<Wait> = if s.has_wait() {
-                    waits.clone()
+                    s.waits_of(&waits)
                 } else {
                     vec![Wait::SPIN_PARK]
                 };

@@ -4,26 +4,25 @@
 //!
 //! Each message is one sample of `[u8]` (payload memory grows by powers of
 //! two, so 16 MiB messages fit); a `u64` user header carries the flags
-//! `MORE` (unused: messages are never cut) and `CLOSE`. The services are
-//! reliable: no safe overflow, and a publisher retries until its subscriber
-//! has room. A subscriber polls (`receive`), spinning or yielding as the
-//! link's waiting strategy says; parking strategies yield, since iceoryx2
-//! wakes sleepers through a separate event service that this transport
-//! does not add. A small ipcbench region records each side's process, so a
-//! peer that dies is reported rather than waited for.
+//! `MORE` (unused: messages are never cut) and `CLOSE`. A subscriber polls
+//! (`receive`), spinning or yielding as the link's waiting strategy says;
+//! parking strategies yield, since iceoryx2 wakes sleepers through a
+//! separate event service that this transport does not add.
 //!
-//! Status: with iceoryx2 0.10.0 this transport fails the conformance suite's
-//! killed-peer test intermittently: when the receiver starts late and its
-//! 16-deep queue fills, the 17th message is not the one sent (lost or out of
-//! order), even with safe overflow off, `RetryUntilDelivered` and a
-//! backpressure handler that always retries. And in the orderly-close test
-//! the last samples a peer publishes just before its process exits are at
-//! times never received (the receiver reads `Closed` or times out): samples
-//! live in the publisher's memory and leave with it, so a reliable close
-//! would have to wait until the peer has read them. So the `iceoryx2`
-//! feature is off by default; `cargo test --features iceoryx2` shows both.
+//! A small ipcbench region beside the services records each side's process,
+//! so a peer that dies is reported rather than waited for, and counts the
+//! samples each side has taken. Two things of iceoryx2 0.10's
+//! publish-subscribe make that count necessary for a link that loses
+//! nothing: a subscriber whose buffer is full does not always get the next
+//! sample a publisher sends (seen here with safe overflow off and
+//! `RetryUntilDelivered`: the 17th message into a 16-deep buffer went
+//! missing), and samples live in the publisher's memory, so what a process
+//! publishes just before it exits may never be read. So a sender keeps at
+//! most [`WINDOW`] samples unread (never more than the buffer holds), and
+//! `close` waits until the peer has taken everything, the close included.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
@@ -41,8 +40,16 @@ use crate::transport::unix_stream::ACCEPT_TIMEOUT;
 const CLOSE: u64 = 2;
 /// The first payload allocation; larger messages grow it.
 const INITIAL_SLICE: usize = 64 << 10;
-/// How often a waiting receiver checks its peer's life.
+/// How often a waiting side checks its peer's life.
 const CHECK_EVERY: Duration = Duration::from_millis(10);
+/// Samples a sender keeps unread at most: the subscribers' buffer size.
+const WINDOW: u64 = 16;
+/// How long `close` waits for the peer to take what was sent.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// The region's body: two peer slots, then one taken-counter per direction,
+/// each on a cache line of its own.
+const BODY: usize = 192;
+const TAKEN_AT: [usize; 2] = [64, 128];
 
 type Svc = ipc::Service;
 type Pub = iceoryx2::port::publisher::Publisher<Svc, [u8], u64>;
@@ -53,12 +60,100 @@ fn iox<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> TransportErr
     move |e| TransportError::Setup(format!("iceoryx2 {what}: {e:?}"))
 }
 
+/// The prefix of every file iceoryx2 makes for this suite in /dev/shm (not
+/// [`NAME_PREFIX`](crate::shm::region::NAME_PREFIX): these files have no
+/// ipcbench header, and only iceoryx2 knows whether they are in use).
+pub const FILE_PREFIX: &str = "ipcbench_iox2_";
+/// Where iceoryx2 keeps its node and service descriptions for this suite.
+pub const ROOT_DIR: &str = "/tmp/ipcbench-iox2/";
+
+/// iceoryx2's configuration for this suite: its own file prefix and root
+/// directory, so its files are told apart from other iceoryx2 users'.
+fn config() -> &'static Config {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let mut c = Config::default();
+        c.global.prefix = FileName::new(FILE_PREFIX.as_bytes()).expect("a valid file name");
+        c.global
+            .set_root_path(&Path::new(ROOT_DIR.as_bytes()).expect("a valid path"));
+        c
+    })
+}
+
 fn node() -> Result<Node<Svc>, TransportError> {
     NodeBuilder::new()
+        .config(config())
         // Signals stay ours: the harness handles Ctrl-C itself.
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .create::<Svc>()
         .map_err(iox("node"))
+}
+
+/// What [`cleanup`] did.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// Dead nodes whose resources iceoryx2 removed.
+    pub dead_nodes: u64,
+    /// Nodes still running (whose files stay).
+    pub alive_nodes: u64,
+    /// Whether the global management segment was removed.
+    pub global_segment: bool,
+}
+
+/// Removes what iceoryx2 left for this suite, through its own API: the
+/// resources of dead nodes, and, once no node of the suite is left, the
+/// global management segment (which iceoryx2 keeps for the life of the
+/// machine otherwise). With `dry_run`, only counts.
+pub fn cleanup(dry_run: bool) -> Result<Cleanup, TransportError> {
+    let mut out = Cleanup::default();
+    let mut states = Vec::new();
+    Node::<Svc>::list(config(), |s| {
+        states.push(matches!(s, NodeState::Alive(_)));
+        CallbackProgression::Continue
+    })
+    .map_err(iox("listing nodes"))?;
+    out.alive_nodes = states.iter().filter(|&&a| a).count() as u64;
+    let dead = states.len() as u64 - out.alive_nodes;
+    if dry_run {
+        out.dead_nodes = dead;
+        out.global_segment = out.alive_nodes == 0 && global_segment_exists();
+        return Ok(out);
+    }
+    if dead > 0 {
+        // A node of our own does the cleaning (creating it cleans already),
+        // then goes.
+        let _ = node()?.try_cleanup_dead_nodes();
+    }
+    let (mut alive, mut still_dead) = (0, 0);
+    Node::<Svc>::list(config(), |s| {
+        match s {
+            NodeState::Alive(_) => alive += 1,
+            _ => still_dead += 1,
+        }
+        CallbackProgression::Continue
+    })
+    .map_err(iox("listing nodes"))?;
+    out.alive_nodes = alive;
+    out.dead_nodes = dead.saturating_sub(still_dead);
+    if alive == 0 && global_segment_exists() {
+        // SAFETY: no node of this suite's iceoryx2 domain is running (just
+        // listed); one starting this instant would make a new segment, and
+        // one that had mapped the old one keeps its mapping.
+        out.global_segment =
+            unsafe { iceoryx2::testing::remove_global_mgmt_segment::<Svc>(config()) }
+                .map_err(iox("removing the global segment"))?;
+    }
+    Ok(out)
+}
+
+fn global_segment_exists() -> bool {
+    std::fs::read_dir("/dev/shm").is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(FILE_PREFIX) && n.ends_with(".global_mgmt")
+        })
+    })
 }
 
 fn service(node: &Node<Svc>, name: &str) -> Result<PubSub, TransportError> {
@@ -68,7 +163,7 @@ fn service(node: &Node<Svc>, name: &str) -> Result<PubSub, TransportError> {
         .user_header::<u64>()
         .enable_safe_overflow(false)
         .history_size(0)
-        .subscriber_max_buffer_size(16)
+        .subscriber_max_buffer_size(WINDOW as usize)
         .max_publishers(2)
         .max_subscribers(2)
         .open_or_create()
@@ -80,8 +175,8 @@ pub struct Iceoryx2;
 
 /// The services (kept open by the coordinator) and the liveness region.
 pub struct Iceoryx2Setup {
-    _services: [PubSub; 2],
-    node: Node<Svc>,
+    services: Option<[PubSub; 2]>,
+    node: Option<Node<Svc>>,
     _region: Region,
 }
 
@@ -94,8 +189,13 @@ impl LinkSetup for Iceoryx2Setup {}
 
 impl Drop for Iceoryx2Setup {
     fn drop(&mut self) {
-        // Remove what peers that died left in /dev/shm.
-        let _ = self.node.try_cleanup_dead_nodes();
+        // Remove what peers that died left in /dev/shm, and, once no node
+        // runs, the global segment.
+        self.services = None;
+        if let Some(node) = self.node.take() {
+            let _ = node.try_cleanup_dead_nodes();
+        }
+        let _ = cleanup(false);
     }
 }
 
@@ -120,6 +220,8 @@ pub struct Iceoryx2Conn {
     region: Arc<Region>,
     me: PeerId,
     my_slot: usize,
+    /// Samples this side has published.
+    sent: u64,
     spin: bool,
     max: usize,
     timeout: Option<Duration>,
@@ -137,8 +239,74 @@ fn slots(region: &Region) -> &[PeerSlot] {
     unsafe { std::slice::from_raw_parts(region.body_ptr() as *const PeerSlot, 2) }
 }
 
+/// The count of samples taken by the receiver of direction `dir` (0: A to B).
+fn taken(region: &Region, dir: usize) -> &AtomicU64 {
+    // SAFETY: the body is `BODY` bytes, zeroed at creation, and
+    // `TAKEN_AT[dir] + 8 <= BODY` with 8-byte alignment; the counters are
+    // only ever accessed atomically.
+    unsafe { &*(region.body_ptr().add(TAKEN_AT[dir]) as *const AtomicU64) }
+}
+
 impl Iceoryx2Conn {
+    /// The direction this side sends on.
+    fn out_dir(&self) -> usize {
+        self.my_slot
+    }
+
+    /// Waits, spinning or yielding, until `done` holds; checks the peer's
+    /// life every [`CHECK_EVERY`]. While `draining`, samples that arrive are
+    /// taken and dropped (a closing side reads nothing more, but a peer
+    /// closing at the same time waits for its close to be taken).
+    fn wait_for(
+        &mut self,
+        timeout: Option<Duration>,
+        draining: bool,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<(), TransportError> {
+        let start = Instant::now();
+        let mut next_check = start + CHECK_EVERY;
+        while !done(self) {
+            if draining && self.subscriber.receive().map_err(iox("receive"))?.is_some() {
+                taken(&self.region, 1 - self.out_dir()).fetch_add(1, Ordering::Release);
+                continue;
+            }
+            if self.spin {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            let now = Instant::now();
+            if now >= next_check {
+                next_check = now + CHECK_EVERY;
+                let peer = &slots(&self.region)[1 - self.my_slot];
+                if let Some(p) = peer.dead_holder() {
+                    return Err(TransportError::PeerGone(format!(
+                        "process {} died without closing",
+                        p.pid
+                    )));
+                }
+                if peer.get().is_none() {
+                    return Err(TransportError::PeerGone(
+                        "the peer closed without reading what was sent".into(),
+                    ));
+                }
+                if timeout.is_some_and(|t| now - start >= t) {
+                    return Err(TransportError::Timeout);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn publish(&mut self, flags: u64, msg: &[u8]) -> Result<(), TransportError> {
+        // Never more unread samples than the peer's buffer holds.
+        let dir = self.out_dir();
+        if self.sent - taken(&self.region, dir).load(Ordering::Acquire) >= WINDOW {
+            let (sent, timeout) = (self.sent, self.timeout);
+            self.wait_for(timeout, false, |c| {
+                sent - taken(&c.region, dir).load(Ordering::Acquire) < WINDOW
+            })?;
+        }
         let mut sample = self
             .publisher
             .loan_slice_uninit(msg.len())
@@ -148,6 +316,7 @@ impl Iceoryx2Conn {
         sample
             .send()
             .map_err(|e| TransportError::PeerGone(format!("iceoryx2 send: {e:?}")))?;
+        self.sent += 1;
         Ok(())
     }
 }
@@ -166,6 +335,7 @@ impl Conn for Iceoryx2Conn {
         let mut next_check = start + CHECK_EVERY;
         loop {
             if let Some(sample) = self.subscriber.receive().map_err(iox("receive"))? {
+                taken(&self.region, 1 - self.out_dir()).fetch_add(1, Ordering::Release);
                 let flags = *sample.user_header();
                 if flags & !CLOSE != 0 {
                     return Err(TransportError::Malformed(format!(
@@ -225,7 +395,19 @@ impl Iceoryx2Conn {
             return Ok(());
         }
         self.closed = true;
-        let r = self.publish(CLOSE, &[]);
+        // A peer that closed first reads nothing more: no close to send.
+        let r = if self.peer_closed {
+            Ok(())
+        } else {
+            self.publish(CLOSE, &[]).and_then(|()| {
+                // The samples live in this process: stay until the peer took
+                // them all.
+                let (dir, sent) = (self.out_dir(), self.sent);
+                self.wait_for(Some(CLOSE_WAIT), true, |c| {
+                    taken(&c.region, dir).load(Ordering::Acquire) >= sent
+                })
+            })
+        };
         slots(&self.region)[self.my_slot].release(self.me);
         r
     }
@@ -244,7 +426,7 @@ impl Transport for Iceoryx2 {
 
     fn setup(opts: &LinkOpts) -> Result<(Iceoryx2Setup, Endpoint), TransportError> {
         let region_name = unique_name(&opts.label);
-        let region = Region::create(&region_name, Kind::Raw, 128, [0; 6])
+        let region = Region::create(&region_name, Kind::Raw, BODY, [0; 6])
             .map_err(|e| TransportError::Setup(e.to_string()))?;
         region.publish();
         let base = format!("ipcbench/{region_name}");
@@ -253,8 +435,8 @@ impl Transport for Iceoryx2 {
         let services = [service(&node, &ab)?, service(&node, &ba)?];
         Ok((
             Iceoryx2Setup {
-                _services: services,
-                node,
+                services: Some(services),
+                node: Some(node),
                 _region: region,
             },
             Endpoint::new(
@@ -295,7 +477,7 @@ impl Transport for Iceoryx2 {
             .map_err(iox("publisher"))?;
         let subscriber = inp
             .subscriber_builder()
-            .buffer_size(16)
+            .buffer_size(WINDOW as usize)
             .create()
             .map_err(iox("subscriber"))?;
         // Nothing sent before the peer subscribes would reach it: wait for it.
@@ -318,6 +500,7 @@ impl Transport for Iceoryx2 {
             region,
             me,
             my_slot,
+            sent: 0,
             spin: opts.wait.kind == WaitKind::Spin,
             max: opts.max_message,
             timeout: None,
