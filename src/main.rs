@@ -333,6 +333,22 @@ mod cli {
         }
     }
 
+    /// `[#####.....]`: `done` of `n` in `width` cells.
+    fn bar(done: usize, n: usize, width: usize) -> String {
+        let full = (done * width).checked_div(n).unwrap_or(width);
+        format!("[{}{}]", "#".repeat(full), ".".repeat(width - full))
+    }
+
+    /// Seconds as `42s`, `3m05s` or `1h02m`.
+    fn human_secs(s: f64) -> String {
+        let s = s.max(0.0).round() as u64;
+        match s {
+            s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+            s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+            s => format!("{s}s"),
+        }
+    }
+
     fn point_line(p: &harness::PointRecord) -> String {
         let pattern = if p.pattern == "pingpong" || p.pattern == "stream" {
             p.pattern.clone()
@@ -423,15 +439,17 @@ mod cli {
         let run =
             harness::run::run_all(&points, &opts, config, &output, |i, spec, rec, elapsed| {
                 let eta = if i == 0 {
-                    String::new()
+                    "ETA -".to_owned()
                 } else {
                     let per = elapsed.as_secs_f64() / i as f64;
-                    format!(" ETA {:.0}s", per * (n - i) as f64)
+                    format!("ETA {}", human_secs(per * (n - i) as f64))
                 };
                 match rec {
                     None if tty => eprint!(
-                        "\r\x1b[2K[{:>3}/{n}]{eta} running {} {} {} {}",
+                        "\r\x1b[2K{} {:>3}/{n} {} {eta} | {} {} {} {}",
+                        bar(i, n, 24),
                         i + 1,
+                        human_secs(elapsed.as_secs_f64()),
                         spec.strategy.name(),
                         spec.pattern.name(),
                         human_size(spec.size),
