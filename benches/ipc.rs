@@ -14,7 +14,8 @@
 //! whose short validation point fails is reported and left out, never
 //! timed. At the end the last record of every benchmark is written to
 //! `results/bench-<time>.json` (CSV beside it), in the schema every report
-//! reads. `cargo bench -- <filter>` narrows it as criterion users expect.
+//! reads, and its report to `reports/bench-<time>/`. `cargo bench --
+//! <filter>` narrows it as criterion users expect.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -213,5 +214,12 @@ fn main() {
     match ipcbench::report::write_results(&path, &run) {
         Ok(()) => eprintln!("results: {} (CSV beside it)", path.display()),
         Err(e) => eprintln!("error: {e}"),
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("reports")
+        .join(&run.run_id);
+    match ipcbench::report::write_report(&run, &dir) {
+        Ok(index) => eprintln!("report: {}", index.display()),
+        Err(e) => eprintln!("error: the report could not be written: {e}"),
     }
 }

@@ -58,6 +58,32 @@ mod cli {
             /// Do not pin peers to CPUs.
             #[arg(long)]
             no_pin: bool,
+            /// Where to write the report (default reports/<run id>/).
+            #[arg(long, conflicts_with = "no_report")]
+            report: Option<std::path::PathBuf>,
+            /// Write no report.
+            #[arg(long)]
+            no_report: bool,
+        },
+        /// Write the report of a results file: REPORT.md, index.html (plots
+        /// inline, readable offline) and the plots as SVG.
+        Report {
+            /// A results file of `ipcbench run` or `cargo bench`.
+            results: std::path::PathBuf,
+            /// The directory to write (default reports/<run id>/).
+            #[arg(long)]
+            out: Option<std::path::PathBuf>,
+        },
+        /// Compare two results files point by point; exits with status 2
+        /// when a point got worse beyond the noise (or fails in B only).
+        Compare {
+            /// The baseline.
+            a: std::path::PathBuf,
+            /// The run compared with it.
+            b: std::path::PathBuf,
+            /// Relative change taken for noise (0.25 = 25%).
+            #[arg(long, default_value_t = ipcbench::report::compare::DEFAULT_THRESHOLD)]
+            threshold: f64,
         },
         /// List the IPC strategies, one name a line, with what each is.
         List,
@@ -150,10 +176,19 @@ mod cli {
         Recv { n: u64, seed: u64, max_len: usize },
     }
 
+    /// `compare` found a regression (exit status 2).
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0} point(s) regressed")]
+    struct Regressed(usize);
+
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         match run(cli) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.downcast_ref::<Regressed>().is_some() => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
@@ -173,9 +208,50 @@ mod cli {
                 wait,
                 output,
                 no_pin,
+                report,
+                no_report,
             } => run_cmd(
-                quick, full, transports, patterns, sizes, wait, output, no_pin,
+                quick,
+                full,
+                transports,
+                patterns,
+                sizes,
+                wait,
+                output,
+                no_pin,
+                (!no_report).then_some(report),
             ),
+            Cmd::Report { results, out } => {
+                let run = ipcbench::report::read_results(&results).map_err(anyhow::Error::msg)?;
+                let dir = out.unwrap_or_else(|| ipcbench::report::default_report_dir(&run));
+                let index = ipcbench::report::write_report(&run, &dir)?;
+                println!(
+                    "report: {} (REPORT.md and plots beside it)",
+                    index.display()
+                );
+                Ok(())
+            }
+            Cmd::Compare { a, b, threshold } => {
+                anyhow::ensure!(
+                    threshold >= 0.0 && threshold.is_finite(),
+                    "--threshold must be a fraction such as 0.25, not {threshold}"
+                );
+                let ra = ipcbench::report::read_results(&a).map_err(anyhow::Error::msg)?;
+                let rb = ipcbench::report::read_results(&b).map_err(anyhow::Error::msg)?;
+                let c = ipcbench::report::compare::compare(&ra, &rb, threshold);
+                print!(
+                    "{}",
+                    ipcbench::report::compare::render(
+                        &c,
+                        &a.display().to_string(),
+                        &b.display().to_string()
+                    )
+                );
+                if c.regressions() > 0 {
+                    return Err(Regressed(c.regressions()).into());
+                }
+                Ok(())
+            }
             Cmd::List => {
                 for k in TransportKind::ALL {
                     println!("{:<16} {}", k.name(), k.description());
@@ -308,30 +384,7 @@ mod cli {
             })
     }
 
-    fn human_size(n: usize) -> String {
-        match n {
-            n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
-            n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
-            n => format!("{n} B"),
-        }
-    }
-
-    fn human_ns(ns: f64) -> String {
-        match ns {
-            n if n >= 1e9 => format!("{:.2} s", n / 1e9),
-            n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
-            n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
-            n => format!("{n:.0} ns"),
-        }
-    }
-
-    fn human_rate(r: f64) -> String {
-        match r {
-            r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
-            r if r >= 1e3 => format!("{:.1} k/s", r / 1e3),
-            r => format!("{r:.0} /s"),
-        }
-    }
+    use ipcbench::report::analysis::{human_ns, human_rate, human_size};
 
     /// `[#####.....]`: `done` of `n` in `width` cells.
     fn bar(done: usize, n: usize, width: usize) -> String {
@@ -390,6 +443,7 @@ mod cli {
         wait: Vec<Wait>,
         output: Option<std::path::PathBuf>,
         no_pin: bool,
+        report: Option<Option<std::path::PathBuf>>,
     ) -> Result<()> {
         use harness::run::{Filters, Profile};
         use std::io::IsTerminal;
@@ -487,6 +541,12 @@ mod cli {
             run.points.len() - skipped,
             output.display()
         );
+        if let Some(dir) = report {
+            let dir = dir.unwrap_or_else(|| ipcbench::report::default_report_dir(&run));
+            let index = ipcbench::report::write_report(&run, &dir)
+                .with_context(|| format!("the results are kept in {}", output.display()))?;
+            println!("report: {}", index.display());
+        }
         if harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
             anyhow::bail!(
                 "interrupted; the {} points measured are kept in {}",

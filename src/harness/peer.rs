@@ -85,6 +85,7 @@ fn summary(h: &Histogram<u64>) -> Option<Latency> {
         p90: h.value_at_quantile(0.90),
         p99: h.value_at_quantile(0.99),
         p999: h.value_at_quantile(0.999),
+        p9999: Some(h.value_at_quantile(0.9999)),
         max: h.max(),
     })
 }

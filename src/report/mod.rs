@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::RunRecord;
 
+pub mod analysis;
+pub mod compare;
+pub mod page;
+pub mod plots;
+
 /// The run as pretty JSON.
 pub fn to_json(run: &RunRecord) -> String {
     // Serializing plain data with string keys cannot fail.
@@ -19,7 +24,7 @@ pub fn to_csv(run: &RunRecord) -> String {
     let mut s = String::from(
         "transport,pattern,msg_size,producers,consumers,wait,pinned,oversubscribed,messages,elapsed_ns,validated,error,\
          latency_mean_ns,latency_p50_ns,latency_p90_ns,latency_p99_ns,latency_p999_ns,latency_max_ns,\
-         msgs_per_s,bytes_per_s,cpu_ns_per_msg,batched_mean_ns,harness_ns_per_msg\n",
+         msgs_per_s,bytes_per_s,cpu_ns_per_msg,batched_mean_ns,harness_ns_per_msg,latency_p9999_ns\n",
     );
     let opt = |v: Option<String>| v.unwrap_or_default();
     for p in &run.points {
@@ -48,6 +53,7 @@ pub fn to_csv(run: &RunRecord) -> String {
             opt(p.cpu_ns_per_msg.map(|c| format!("{c:.1}"))),
             opt(p.batched_mean_ns.map(|c| format!("{c:.1}"))),
             opt(p.harness_ns_per_msg.map(|c| format!("{c:.1}"))),
+            opt(l.and_then(|l| l.p9999).map(|v| v.to_string())),
         ];
         s.push_str(&cells.join(","));
         s.push('\n');
@@ -106,6 +112,44 @@ pub fn write_results(path: &Path, run: &RunRecord) -> Result<(), WriteError> {
     write_atomic(&path.with_extension("csv"), &to_csv(run))
 }
 
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A plot could not be drawn.
+    #[error("{0}")]
+    Plot(String),
+    /// A file could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// The report of `run` as files: (name, contents). `REPORT.md`,
+/// `index.html` (plots inline) and one SVG per plot.
+pub fn report_files(run: &RunRecord) -> Result<Vec<(String, String)>, ReportError> {
+    let plots = plots::all(run).map_err(ReportError::Plot)?;
+    let blocks = page::blocks(run);
+    let mut files = vec![
+        ("REPORT.md".to_owned(), page::markdown(&blocks)),
+        ("index.html".to_owned(), page::html(&blocks, &plots)),
+    ];
+    files.extend(plots.into_iter().map(|(f, svg)| (f.to_owned(), svg)));
+    Ok(files)
+}
+
+/// The directory a run's report goes to by default: `reports/<run id>`.
+pub fn default_report_dir(run: &RunRecord) -> PathBuf {
+    PathBuf::from("reports").join(&run.run_id)
+}
+
+/// Writes the report of `run` into `dir` (each file atomically); returns
+/// the path of its `index.html`.
+pub fn write_report(run: &RunRecord, dir: &Path) -> Result<PathBuf, ReportError> {
+    for (name, contents) in report_files(run)? {
+        write_atomic(&dir.join(name), &contents)?;
+    }
+    Ok(dir.join("index.html"))
+}
+
 /// Reads a results file.
 pub fn read_results(path: &Path) -> Result<RunRecord, String> {
     let text =
@@ -153,6 +197,7 @@ mod tests {
                         p90: 95,
                         p99: 120,
                         p999: 130,
+                        p9999: Some(135),
                         max: 140,
                     }),
                     throughput: Some(Throughput {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Opens a report's index.html in headless Chromium and checks that every
+# plot renders: each <figure data-plot> holds an <svg> whose drawing has a
+# size and whose text (axis labels, legend) is laid out. Also saves a
+# screenshot of the page beside the report (screenshot.png).
+#
+#   scripts/check-report-html.sh reports/<run>/index.html
+#
+# Needs Debian's chromium (apt-get install chromium); not run by CI.
+set -euo pipefail
+
+page=${1:?usage: $0 path/to/index.html}
+[ -f "$page" ] || { echo "no such file: $page" >&2; exit 1; }
+chromium=$(command -v chromium || command -v chromium-browser || true)
+[ -n "$chromium" ] || { echo "chromium not found: apt-get install chromium" >&2; exit 1; }
+
+page=$(realpath "$page")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A wrapper page loads the report in a frame and writes what it finds into
+# its own DOM, which --dump-dom prints once scripts have run.
+cat > "$work/check.html" <<HTML
+<!DOCTYPE html><html><body><pre id="out">pending</pre>
+<iframe id="f" src="file://$page" style="width:1200px;height:900px"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', () => {
+  const lines = [];
+  let doc;
+  try { doc = document.getElementById('f').contentDocument; }
+  catch (e) { lines.push('FAIL cannot read the page: ' + e); }
+  if (doc) {
+    const figs = doc.querySelectorAll('figure[data-plot]');
+    if (figs.length === 0) lines.push('FAIL no plots on the page');
+    figs.forEach(f => {
+      const name = f.dataset.plot;
+      const svg = f.querySelector('svg');
+      if (!svg) { lines.push('FAIL ' + name + ': no svg'); return; }
+      const box = svg.getBBox();
+      const texts = [...svg.querySelectorAll('text')];
+      const laidOut = texts.filter(t => t.getComputedTextLength() > 0).length;
+      const shapes = svg.querySelectorAll('polyline, circle, rect, polygon, path').length;
+      const ok = box.width > 100 && box.height > 100 && laidOut > 3 && shapes > 3;
+      lines.push((ok ? 'ok   ' : 'FAIL ') + name + ': ' + Math.round(box.width) + 'x' +
+                 Math.round(box.height) + ' px, ' + laidOut + '/' + texts.length +
+                 ' texts laid out, ' + shapes + ' shapes');
+    });
+    const tables = doc.querySelectorAll('table').length;
+    lines.push((tables > 0 ? 'ok   ' : 'FAIL ') + tables + ' tables');
+  }
+  document.getElementById('out').textContent = lines.join('\n') + '\nDONE';
+});
+</script></body></html>
+HTML
+
+flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
+       --disable-background-networking --disable-component-update --disable-sync
+       --allow-file-access-from-files --user-data-dir="$work/profile")
+out=$("$chromium" "${flags[@]}" --virtual-time-budget=10000 --dump-dom "file://$work/check.html" 2>/dev/null)
+result=$(python3 -c '
+import html, re, sys
+m = re.search(r"<pre id=\"out\">(.*?)</pre>", sys.stdin.read(), re.S)
+print(html.unescape(m.group(1)) if m else "FAIL no result from the page")
+' <<<"$out")
+echo "$result"
+"$chromium" "${flags[@]}" --window-size=1200,3000 --hide-scrollbars \
+    --screenshot="$(dirname "$page")/screenshot.png" "file://$page" >/dev/null 2>&1 &&
+    echo "screenshot: $(dirname "$page")/screenshot.png"
+grep -q DONE <<<"$result" && ! grep -q '^FAIL' <<<"$result"

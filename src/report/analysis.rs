@@ -1,0 +1,495 @@
+//! What a report says, computed from a run's records alone: which strategy
+//! wins each pattern and size, how each compares with the floor, os-pipe
+//! and its Python counterpart, and what the reader should be warned of.
+//! Pure functions: the same records give the same answers.
+
+use crate::harness::{PointRecord, RunRecord};
+
+/// Each Rust strategy's Python `multiprocessing` counterpart.
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 5] = [
+    ("shm-queue", "py-queue"),
+    ("shm-pipe", "py-pipe"),
+    ("shm-ring", "py-shared-memory"),
+    ("manager-unix", "py-manager-queue"),
+    ("manager-tcp", "py-basemanager-tcp"),
+];
+
+/// The Python counterpart of `transport`, if it has one.
+pub fn python_counterpart(transport: &str) -> Option<&'static str> {
+    PYTHON_COUNTERPARTS
+        .iter()
+        .find(|(r, _)| *r == transport)
+        .map(|(_, p)| *p)
+}
+
+/// `1 KiB`, `64 B`, `1 MiB`.
+pub fn human_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+/// `320 ns`, `1.25 µs`, `3.10 ms`.
+pub fn human_ns(ns: f64) -> String {
+    match ns {
+        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
+        n => format!("{n:.0} ns"),
+    }
+}
+
+/// `14.20 M/s`, `58.3 k/s`.
+pub fn human_rate(r: f64) -> String {
+    match r {
+        r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
+        r if r >= 1e3 => format!("{:.1} k/s", r / 1e3),
+        r => format!("{r:.0} /s"),
+    }
+}
+
+/// `2.10 GB/s`, `350 MB/s`.
+pub fn human_bytes_rate(r: f64) -> String {
+    match r {
+        r if r >= 1e9 => format!("{:.2} GB/s", r / 1e9),
+        r if r >= 1e6 => format!("{:.0} MB/s", r / 1e6),
+        r => format!("{:.0} kB/s", r / 1e3),
+    }
+}
+
+/// `2.7×`, `140×`.
+pub fn human_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}×")
+    } else if r >= 10.0 {
+        format!("{r:.1}×")
+    } else {
+        format!("{r:.2}×")
+    }
+}
+
+/// Whether a smaller figure is better for `pattern` (latency) or a larger
+/// one (throughput).
+pub fn lower_is_better(pattern: &str) -> bool {
+    pattern == "pingpong"
+}
+
+/// The figure a point is judged by: pingpong's median round trip, every
+/// other pattern's messages (or calls) per second.
+pub fn key_figure(p: &PointRecord) -> Option<f64> {
+    if !p.validated {
+        return None;
+    }
+    if lower_is_better(&p.pattern) {
+        p.latency_ns.map(|l| l.p50 as f64)
+    } else {
+        p.throughput.map(|t| t.msgs_per_s)
+    }
+}
+
+/// `a` is better than `b` for `pattern`.
+fn better(pattern: &str, a: f64, b: f64) -> bool {
+    if lower_is_better(pattern) {
+        a < b
+    } else {
+        a > b
+    }
+}
+
+/// How much better `best` is than `other` (≥ 1).
+pub fn lead(pattern: &str, best: f64, other: f64) -> f64 {
+    if lower_is_better(pattern) {
+        other / best
+    } else {
+        best / other
+    }
+}
+
+/// The measured points of a run (validated, with figures).
+pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
+    run.points
+        .iter()
+        .filter(|p| p.validated && key_figure(p).is_some())
+}
+
+/// A point's process count as the report writes it: `2x2`, or empty for
+/// one-to-one patterns.
+pub fn counts(p: &PointRecord) -> String {
+    if p.pattern == "pingpong" || p.pattern == "stream" {
+        String::new()
+    } else {
+        format!("{}x{}", p.producers, p.consumers)
+    }
+}
+
+/// The name a strategy goes by in tables and legends: `shm-ring (spin)`.
+pub fn label(transport: &str, wait: &str) -> String {
+    if wait == "kernel" || wait.is_empty() {
+        transport.to_owned()
+    } else {
+        format!("{transport} ({wait})")
+    }
+}
+
+/// The transports of a run in the order first measured, floor excluded.
+pub fn transports(run: &RunRecord) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in &run.points {
+        if p.transport != "floor" && !out.contains(&p.transport) {
+            out.push(p.transport.clone());
+        }
+    }
+    out
+}
+
+/// The waiting strategy that serves `transport` best for `pattern`: the one
+/// with the best figure at the size closest to 64 B (then any size).
+pub fn best_wait(run: &RunRecord, transport: &str, pattern: &str) -> Option<String> {
+    let pts: Vec<&PointRecord> = measured(run)
+        .filter(|p| p.transport == transport && p.pattern == pattern)
+        .collect();
+    let size = pts
+        .iter()
+        .map(|p| p.msg_size)
+        .min_by_key(|s| s.abs_diff(64))?;
+    pts.iter()
+        .filter(|p| p.msg_size == size)
+        .filter_map(|p| Some((p, key_figure(p)?)))
+        .reduce(|a, b| if better(pattern, b.1, a.1) { b } else { a })
+        .map(|(p, _)| p.wait.clone())
+}
+
+/// The point of `transport`/`wait`/`pattern` at `size` (one-to-one).
+pub fn point<'a>(
+    run: &'a RunRecord,
+    transport: &str,
+    wait: &str,
+    pattern: &str,
+    size: usize,
+) -> Option<&'a PointRecord> {
+    measured(run).find(|p| {
+        p.transport == transport && p.wait == wait && p.pattern == pattern && p.msg_size == size
+    })
+}
+
+/// A floor point (`spin` or `park`).
+pub fn floor<'a>(run: &'a RunRecord, wait: &str) -> Option<&'a PointRecord> {
+    measured(run).find(|p| p.transport == "floor" && p.wait == wait)
+}
+
+/// One row of the verdict: the winner of a pattern at a size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The pattern.
+    pub pattern: String,
+    /// Bytes per message.
+    pub size: usize,
+    /// The winning point.
+    pub best: PointRecord,
+    /// The best point of the next strategy, if any other was measured.
+    pub runner_up: Option<PointRecord>,
+    /// How many strategies competed.
+    pub contenders: usize,
+}
+
+impl Verdict {
+    /// How much better the winner is than the runner-up.
+    pub fn lead(&self) -> Option<f64> {
+        let r = self.runner_up.as_ref()?;
+        Some(lead(&self.pattern, key_figure(&self.best)?, key_figure(r)?))
+    }
+}
+
+/// The patterns in the order reports show them.
+pub const PATTERNS: [&str; 6] = ["pingpong", "stream", "fan-in", "fan-out", "mpmc", "reqrep"];
+
+/// For each pattern and size measured: the fastest strategy (its best
+/// waiting strategy and process count) and the next one. Floors and points
+/// with more busy processes than CPUs do not compete (the latter only when
+/// the pattern has points that are not oversubscribed).
+pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for pattern in PATTERNS {
+        let pts: Vec<&PointRecord> = measured(run)
+            .filter(|p| p.pattern == pattern && p.transport != "floor")
+            .collect();
+        let mut sizes: Vec<usize> = pts.iter().map(|p| p.msg_size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for size in sizes {
+            let at: Vec<&PointRecord> =
+                pts.iter().copied().filter(|p| p.msg_size == size).collect();
+            let fair: Vec<&PointRecord> = if at.iter().any(|p| !p.oversubscribed) {
+                at.iter().copied().filter(|p| !p.oversubscribed).collect()
+            } else {
+                at
+            };
+            // The best point of each transport.
+            let mut per: Vec<(&PointRecord, f64)> = Vec::new();
+            for p in fair {
+                let Some(f) = key_figure(p) else { continue };
+                match per.iter_mut().find(|(q, _)| q.transport == p.transport) {
+                    Some(e) if better(pattern, f, e.1) => *e = (p, f),
+                    Some(_) => {}
+                    None => per.push((p, f)),
+                }
+            }
+            per.sort_by(|a, b| {
+                if better(pattern, a.1, b.1) {
+                    std::cmp::Ordering::Less
+                } else if better(pattern, b.1, a.1) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    a.0.transport.cmp(&b.0.transport)
+                }
+            });
+            if let Some((best, _)) = per.first() {
+                out.push(Verdict {
+                    pattern: pattern.to_owned(),
+                    size,
+                    best: (*best).clone(),
+                    runner_up: per.get(1).map(|(p, _)| (*p).clone()),
+                    contenders: per.len(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One row of the pingpong ratio table (64 B, each strategy at its best
+/// waiting strategy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ratio {
+    /// The strategy's point.
+    pub point: PointRecord,
+    /// Median round trip over the spin floor's.
+    pub vs_spin_floor: Option<f64>,
+    /// Median round trip over the park floor's.
+    pub vs_park_floor: Option<f64>,
+    /// Median round trip over os-pipe's (os-pipe over this one's: > 1 means faster).
+    pub speedup_vs_os_pipe: Option<f64>,
+    /// Speedup over the Python counterpart.
+    pub speedup_vs_python: Option<(String, f64)>,
+}
+
+/// The size the ratio tables compare at: 64 B when measured, else the
+/// smallest pingpong size.
+pub fn ratio_size(run: &RunRecord) -> Option<usize> {
+    let sizes: Vec<usize> = measured(run)
+        .filter(|p| p.pattern == "pingpong" && p.transport != "floor")
+        .map(|p| p.msg_size)
+        .collect();
+    if sizes.contains(&64) {
+        Some(64)
+    } else {
+        sizes.into_iter().min()
+    }
+}
+
+/// Each strategy's figure for `pattern` at `size` against the floors,
+/// os-pipe and its Python counterpart (each at its own best waiting).
+pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
+    let best = |t: &str| -> Option<&PointRecord> {
+        let w = best_wait(run, t, pattern)?;
+        point(run, t, &w, pattern, size)
+    };
+    let fig = |p: Option<&PointRecord>| p.and_then(key_figure);
+    let spin = fig(floor(run, "spin"));
+    let park = fig(floor(run, "park"));
+    let os_pipe = fig(best("os-pipe"));
+    let mut out = Vec::new();
+    for t in transports(run) {
+        let Some(p) = best(&t) else { continue };
+        let Some(f) = key_figure(p) else { continue };
+        let latency = lower_is_better(pattern);
+        // The park floor is the yardstick of strategies that sleep.
+        let sleeps = matches!(p.wait.as_str(), "park" | "kernel");
+        out.push(Ratio {
+            vs_spin_floor: spin.filter(|_| latency).map(|s| f / s),
+            vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
+            speedup_vs_os_pipe: os_pipe.map(|o| lead(pattern, f, o)),
+            speedup_vs_python: python_counterpart(&t)
+                .and_then(|py| Some((py.to_owned(), lead(pattern, f, fig(best(py))?)))),
+            point: p.clone(),
+        });
+    }
+    out.sort_by(|a, b| {
+        let (x, y) = (key_figure(&a.point), key_figure(&b.point));
+        let (x, y) = (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN));
+        if better(pattern, x, y) {
+            std::cmp::Ordering::Less
+        } else if better(pattern, y, x) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
+    out
+}
+
+/// A warning for the reader, with what to do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// One line.
+    pub what: String,
+    /// What to make of it, or do.
+    pub advice: String,
+    /// The points concerned (labels), a few at most.
+    pub points: Vec<String>,
+}
+
+/// A point named for warnings: `shm-ring pingpong 64 B spin`.
+pub fn point_name(p: &PointRecord) -> String {
+    let c = counts(p);
+    format!(
+        "{} {}{} {} {}",
+        p.transport,
+        p.pattern,
+        if c.is_empty() {
+            String::new()
+        } else {
+            format!(" {c}")
+        },
+        human_size(p.msg_size),
+        p.wait
+    )
+}
+
+/// A p99 this many times the median marks a point as noisy.
+pub const NOISY_SPREAD: f64 = 10.0;
+/// Fewer measured messages than this is too few to trust a tail.
+pub const FEW_SAMPLES: u64 = 1000;
+
+/// What the reader should know before trusting the figures.
+pub fn warnings(run: &RunRecord) -> Vec<Warning> {
+    const SHOWN: usize = 8;
+    let names = |v: Vec<&PointRecord>| -> Vec<String> {
+        let n = v.len();
+        let mut out: Vec<String> = v.into_iter().take(SHOWN).map(point_name).collect();
+        if n > SHOWN {
+            out.push(format!("… and {} more", n - SHOWN));
+        }
+        out
+    };
+    let mut out = Vec::new();
+    let failed: Vec<&PointRecord> = run
+        .points
+        .iter()
+        .filter(|p| !p.validated && !is_skipped(p))
+        .collect();
+    if !failed.is_empty() {
+        out.push(Warning {
+            what: format!(
+                "{} point(s) failed validation and have no figures",
+                failed.len()
+            ),
+            advice: "a failed point is a wrong or lost message, a dead peer or a missed deadline; \
+                     its error is in the results file and in the table of all points"
+                .into(),
+            points: failed
+                .iter()
+                .take(SHOWN)
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        point_name(p),
+                        p.error.as_deref().unwrap_or("no error recorded")
+                    )
+                })
+                .collect(),
+        });
+    }
+    let skipped: Vec<&PointRecord> = run.points.iter().filter(|p| is_skipped(p)).collect();
+    if !skipped.is_empty() {
+        out.push(Warning {
+            what: format!("{} point(s) were skipped on purpose", skipped.len()),
+            advice: "pure spinning with more busy processes than CPUs measures the scheduler; \
+                     the same points with spin-yield, spin-park and park are measured"
+                .into(),
+            points: names(skipped),
+        });
+    }
+    let over: Vec<&PointRecord> = measured(run).filter(|p| p.oversubscribed).collect();
+    if !over.is_empty() {
+        out.push(Warning {
+            what: format!(
+                "{} point(s) ran more busy processes than the {} CPU(s) of this machine",
+                over.len(),
+                run.machine.cores
+            ),
+            advice: "read them as behaviour under contention (time slicing, wake-ups), not as the \
+                     channel's speed; they do not compete in the verdict when points that fit the \
+                     CPUs exist"
+                .into(),
+            points: names(over),
+        });
+    }
+    let noisy: Vec<&PointRecord> = measured(run)
+        .filter(|p| {
+            p.latency_ns
+                .is_some_and(|l| l.p50 > 0 && l.p99 as f64 > NOISY_SPREAD * l.p50 as f64)
+        })
+        .collect();
+    if !noisy.is_empty() {
+        out.push(Warning {
+            what: format!(
+                "{} point(s) have a wide spread (p99 more than {NOISY_SPREAD}× the median)",
+                noisy.len()
+            ),
+            advice: "their tails were shaped by something else on the machine or by queueing \
+                     (a stream's producer running ahead); compare medians, and rerun on a quiet \
+                     machine before trusting a tail"
+                .into(),
+            points: names(noisy),
+        });
+    }
+    let few: Vec<&PointRecord> = measured(run).filter(|p| p.messages < FEW_SAMPLES).collect();
+    if !few.is_empty() {
+        out.push(Warning {
+            what: format!(
+                "{} point(s) rest on fewer than {FEW_SAMPLES} messages",
+                few.len()
+            ),
+            advice: "their percentiles beyond p99 are a handful of samples; the default and full \
+                     profiles measure more"
+                .into(),
+            points: names(few),
+        });
+    }
+    if measured(run).any(|p| !p.pinned && !p.oversubscribed) {
+        out.push(Warning {
+            what: "some peers were not pinned to CPUs".into(),
+            advice: "without pinning the scheduler may put both peers on one CPU; run without \
+                     --no-pin for comparable figures"
+                .into(),
+            points: Vec::new(),
+        });
+    }
+    out
+}
+
+/// Whether a point was skipped on purpose.
+pub fn is_skipped(p: &PointRecord) -> bool {
+    p.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with(crate::harness::SKIPPED))
+}
+
+/// Mean CPU time per message of each strategy's one-to-one points at `size`
+/// for `pattern`, at its best waiting strategy.
+pub fn cpu_per_message(run: &RunRecord, pattern: &str, size: usize) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for t in transports(run) {
+        let Some(w) = best_wait(run, &t, pattern) else {
+            continue;
+        };
+        if let Some(c) = point(run, &t, &w, pattern, size).and_then(|p| p.cpu_ns_per_msg) {
+            out.push((label(&t, &w), c));
+        }
+    }
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}

@@ -1,0 +1,199 @@
+//! `ipcbench compare A.json B.json`: the same points of two runs side by
+//! side, and which changed beyond the noise.
+
+use super::analysis::{human_ns, human_rate, key_figure, lower_is_better, point_name};
+use crate::harness::{PointRecord, RunRecord};
+
+/// The change below which a difference is taken for noise: absolute
+/// timings drift by this much between runs of one machine (seen here: the
+/// same round trip measured 0.31, 0.37 and 1.0 µs in three runs).
+pub const DEFAULT_THRESHOLD: f64 = 0.25;
+
+/// What happened to one point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Within the noise.
+    Same,
+    /// Better beyond the noise.
+    Improved,
+    /// Worse beyond the noise, or failing where it passed.
+    Regressed,
+}
+
+/// One point present in both runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The point's name.
+    pub point: String,
+    /// The figure compared (`p50 round trip` or `msgs/s`).
+    pub metric: &'static str,
+    /// A's figure, if A measured it.
+    pub a: Option<f64>,
+    /// B's figure, if B measured it.
+    pub b: Option<f64>,
+    /// How much better B is than A (> 1 better, < 1 worse).
+    pub speedup: Option<f64>,
+    /// The verdict.
+    pub change: Change,
+    /// Why, for a point that failed in either run.
+    pub note: String,
+}
+
+/// Two runs compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Points present in both, in A's order.
+    pub rows: Vec<Row>,
+    /// Points only A has.
+    pub only_a: Vec<String>,
+    /// Points only B has.
+    pub only_b: Vec<String>,
+    /// The threshold used.
+    pub threshold: f64,
+}
+
+impl Comparison {
+    /// The rows that regressed.
+    pub fn regressions(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.change == Change::Regressed)
+            .count()
+    }
+
+    /// The rows that improved.
+    pub fn improvements(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.change == Change::Improved)
+            .count()
+    }
+}
+
+fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str) {
+    (
+        &p.transport,
+        &p.pattern,
+        p.msg_size,
+        p.producers,
+        p.consumers,
+        &p.wait,
+    )
+}
+
+/// Compares `b` against `a`; a change beyond `threshold` (0.25 = 25%) in
+/// the point's key figure is flagged, and so is a point that validated in
+/// `a` and fails in `b`. Skipped points are left out.
+pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
+    let skipped = |p: &PointRecord| super::analysis::is_skipped(p);
+    let mut rows = Vec::new();
+    let mut only_a = Vec::new();
+    for pa in a.points.iter().filter(|p| !skipped(p)) {
+        let Some(pb) = b.points.iter().find(|p| !skipped(p) && key(p) == key(pa)) else {
+            only_a.push(point_name(pa));
+            continue;
+        };
+        let (fa, fb) = (key_figure(pa), key_figure(pb));
+        let lower = lower_is_better(&pa.pattern);
+        let speedup = match (fa, fb) {
+            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => Some(if lower { x / y } else { y / x }),
+            _ => None,
+        };
+        let (change, note) = match (pa.validated, pb.validated) {
+            (true, false) => (
+                Change::Regressed,
+                format!("fails in B: {}", pb.error.as_deref().unwrap_or("-")),
+            ),
+            (false, true) => (Change::Improved, "failed in A, passes in B".to_owned()),
+            (false, false) => (Change::Same, "fails in both".to_owned()),
+            (true, true) => match speedup {
+                Some(s) if s < 1.0 / (1.0 + threshold) => (Change::Regressed, String::new()),
+                Some(s) if s > 1.0 + threshold => (Change::Improved, String::new()),
+                _ => (Change::Same, String::new()),
+            },
+        };
+        rows.push(Row {
+            point: point_name(pa),
+            metric: if lower { "p50 round trip" } else { "msgs/s" },
+            a: fa,
+            b: fb,
+            speedup,
+            change,
+            note,
+        });
+    }
+    let only_b = b
+        .points
+        .iter()
+        .filter(|p| !skipped(p) && !a.points.iter().any(|q| key(q) == key(p)))
+        .map(point_name)
+        .collect();
+    Comparison {
+        rows,
+        only_a,
+        only_b,
+        threshold,
+    }
+}
+
+/// The comparison as a plain-text table with a summary line.
+pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
+    let fmt = |metric: &str, v: Option<f64>| match v {
+        None => "-".to_owned(),
+        Some(v) if metric == "msgs/s" => human_rate(v),
+        Some(v) => human_ns(v),
+    };
+    let mut s = format!(
+        "A = {a_name}\nB = {b_name}\nchanges beyond ±{:.0}% are flagged; speedup > 1 means B is faster\n\n",
+        c.threshold * 100.0
+    );
+    let w = c
+        .rows
+        .iter()
+        .map(|r| r.point.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    s.push_str(&format!(
+        "{:<w$}  {:<14}  {:>11}  {:>11}  {:>8}  {}\n",
+        "point", "figure", "A", "B", "speedup", "change"
+    ));
+    for r in &c.rows {
+        let flag = match r.change {
+            Change::Same => "",
+            Change::Improved => "improved",
+            Change::Regressed => "REGRESSION",
+        };
+        s.push_str(
+            format!(
+                "{:<w$}  {:<14}  {:>11}  {:>11}  {:>8}  {flag}{}{}\n",
+                r.point,
+                r.metric,
+                fmt(r.metric, r.a),
+                fmt(r.metric, r.b),
+                r.speedup.map_or("-".into(), |x| format!("{x:.2}×")),
+                if flag.is_empty() || r.note.is_empty() {
+                    ""
+                } else {
+                    ": "
+                },
+                r.note
+            )
+            .trim_end(),
+        );
+        s.push('\n');
+    }
+    for (name, v) in [("only in A", &c.only_a), ("only in B", &c.only_b)] {
+        if !v.is_empty() {
+            s.push_str(&format!("\n{name} ({}): {}\n", v.len(), v.join("; ")));
+        }
+    }
+    s.push_str(&format!(
+        "\n{} points compared: {} regressed, {} improved, {} within the noise\n",
+        c.rows.len(),
+        c.regressions(),
+        c.improvements(),
+        c.rows.len() - c.regressions() - c.improvements()
+    ));
+    s
+}

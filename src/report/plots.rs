@@ -1,0 +1,555 @@
+//! The report's plots, as SVG text made with plotters. Each is a pure
+//! function of a run's records. Lines are told apart by colour and marker
+//! shape; the legend sits beside the plot, never over the data.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::analysis::{
+    self, best_wait, floor, human_ns, human_rate, human_size, key_figure, label, measured,
+    transports,
+};
+use crate::harness::RunRecord;
+
+/// The plot files of a report, with their titles.
+pub const PLOTS: [(&str, &str); 5] = [
+    ("latency.svg", "Round-trip latency vs message size"),
+    ("throughput.svg", "Stream throughput vs message size"),
+    ("scaling.svg", "Scaling: mpmc throughput vs process count"),
+    ("spectrum.svg", "Latency percentile spectrum at 64 B"),
+    ("floor.svg", "Each strategy as a multiple of the floor"),
+];
+
+const W: u32 = 960;
+const H: u32 = 540;
+const LEGEND_W: u32 = 250;
+
+/// Ten colours far enough apart to tell lines apart (and print in grey).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(80, 80, 80),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One line of a plot.
+#[derive(Debug, Clone)]
+struct Series {
+    name: String,
+    /// (x, y, optional band top, marked)
+    points: Vec<(f64, f64, Option<f64>, bool)>,
+}
+
+/// A plotting failure (plotters' errors, as text).
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("plotting: {e:?}")
+}
+
+fn style(i: usize) -> (RGBColor, usize) {
+    (PALETTE[i % PALETTE.len()], i / PALETTE.len() % 3)
+}
+
+/// Draws marker `shape` (0 circle, 1 triangle, 2 square) at `c`.
+fn marker(
+    area: &DrawingArea<SVGBackend, Shift>,
+    shape: usize,
+    c: (i32, i32),
+    color: RGBColor,
+    hollow: bool,
+) -> Result<(), String> {
+    let st = if hollow {
+        color.stroke_width(2)
+    } else {
+        color.filled()
+    };
+    match shape {
+        0 => area.draw(&Circle::new(c, 4, st)),
+        1 => area.draw(&TriangleMarker::new(c, 5, st)),
+        _ => area.draw(&Rectangle::new(
+            [(c.0 - 4, c.1 - 4), (c.0 + 4, c.1 + 4)],
+            st,
+        )),
+    }
+    .map_err(err)
+}
+
+fn legend(
+    area: &DrawingArea<SVGBackend, Shift>,
+    series: &[Series],
+    extra: &[(String, RGBColor)],
+) -> Result<(), String> {
+    let font = ("sans-serif", 13).into_font();
+    for (i, s) in series.iter().enumerate() {
+        let (color, shape) = style(i);
+        let y = 24 + i as i32 * 20;
+        area.draw(&PathElement::new(
+            vec![(6, y), (34, y)],
+            color.stroke_width(2),
+        ))
+        .map_err(err)?;
+        marker(area, shape, (20, y), color, false)?;
+        area.draw(&Text::new(s.name.clone(), (42, y - 7), font.clone()))
+            .map_err(err)?;
+    }
+    for (j, (name, color)) in extra.iter().enumerate() {
+        let y = 24 + (series.len() + j) as i32 * 20 + 6;
+        area.draw(&PathElement::new(
+            vec![(6, y), (34, y)],
+            color.stroke_width(1),
+        ))
+        .map_err(err)?;
+        area.draw(&Text::new(name.clone(), (42, y - 7), font.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Axis bounds on a log scale with some room.
+fn log_bounds(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = vals
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (1.0, 10.0);
+    }
+    (lo / 1.6, hi * 1.6)
+}
+
+struct Axes<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_fmt: &'a dyn Fn(f64) -> String,
+    y_fmt: &'a dyn Fn(f64) -> String,
+    /// Horizontal reference lines (name, y).
+    hlines: Vec<(String, f64)>,
+    /// Shade x beyond this (oversubscribed region) with a caption.
+    shade_from: Option<(f64, String)>,
+    empty_note: &'a str,
+}
+
+/// A line chart: one line per series, an optional band per point (p50 to
+/// p99), hollow markers for marked points.
+fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (plot, side) = root.split_horizontally(W - LEGEND_W);
+        let (x_lo, x_hi) = log_bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+        let (y_lo, y_hi) = log_bounds(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().flat_map(|p| [Some(p.1), p.2]).flatten())
+                .chain(ax.hlines.iter().map(|h| h.1)),
+        );
+        let mut b = ChartBuilder::on(&plot);
+        b.caption(ax.title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(78);
+        // Ticks where the data are (message sizes, process counts).
+        let mut xs: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        if xs.is_empty() {
+            xs = vec![x_lo, x_hi];
+        }
+        let mut chart = b
+            .build_cartesian_2d(
+                (x_lo..x_hi).log_scale().with_key_points(xs),
+                (y_lo..y_hi).log_scale(),
+            )
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(ax.x_desc)
+            .y_desc(ax.y_desc)
+            .x_label_formatter(&|v| (ax.x_fmt)(*v))
+            .y_label_formatter(&|v| (ax.y_fmt)(*v))
+            .axis_desc_style(("sans-serif", 15))
+            .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .draw()
+            .map_err(err)?;
+        if let Some((from, caption)) = &ax.shade_from
+            && *from < x_hi
+        {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(from.max(x_lo), y_lo), (x_hi, y_hi)],
+                    RGBColor(120, 120, 120).mix(0.12).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    caption.clone(),
+                    (from.max(x_lo) * 1.05, y_hi / 1.3),
+                    ("sans-serif", 13).into_font().color(&RGBColor(90, 90, 90)),
+                )))
+                .map_err(err)?;
+        }
+        for (name, y) in &ax.hlines {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x_lo, *y), (x_hi, *y)],
+                    6,
+                    4,
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    name.clone(),
+                    (x_lo * 1.05, *y * 1.12),
+                    ("sans-serif", 12),
+                )))
+                .map_err(err)?;
+        }
+        for (i, s) in series.iter().enumerate() {
+            let (color, shape) = style(i);
+            // The band: p99 above, p50 below.
+            let top: Vec<(f64, f64)> = s.points.iter().filter_map(|p| Some((p.0, p.2?))).collect();
+            if top.len() == s.points.len() && top.len() >= 2 {
+                let mut poly = top.clone();
+                poly.extend(s.points.iter().rev().map(|p| (p.0, p.1)));
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        poly,
+                        color.mix(0.12).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+            for p in &s.points {
+                let c = chart.backend_coord(&(p.0, p.1));
+                marker(&plot, shape, c, color, p.3)?;
+            }
+        }
+        if series.is_empty() {
+            plot.draw(&Text::new(
+                ax.empty_note.to_owned(),
+                (40, H as i32 / 2),
+                ("sans-serif", 16),
+            ))
+            .map_err(err)?;
+        }
+        let extra: Vec<(String, RGBColor)> = Vec::new();
+        legend(&side, series, &extra)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Each transport's series for `pattern` over message sizes, at its best
+/// waiting strategy; `y` picks the figure and the band top.
+fn size_series(
+    run: &RunRecord,
+    pattern: &str,
+    y: impl Fn(&crate::harness::PointRecord) -> Option<(f64, Option<f64>)>,
+) -> Vec<Series> {
+    let mut out = Vec::new();
+    for t in transports(run) {
+        let Some(w) = best_wait(run, &t, pattern) else {
+            continue;
+        };
+        let mut pts: Vec<(f64, f64, Option<f64>, bool)> = measured(run)
+            .filter(|p| {
+                p.transport == t
+                    && p.wait == w
+                    && p.pattern == pattern
+                    && p.producers == 1
+                    && p.consumers == 1
+            })
+            .filter_map(|p| {
+                let (v, top) = y(p)?;
+                Some((p.msg_size as f64, v, top, p.oversubscribed))
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !pts.is_empty() {
+            out.push(Series {
+                name: label(&t, &w),
+                points: pts,
+            });
+        }
+    }
+    out
+}
+
+fn size_fmt(v: f64) -> String {
+    human_size(v.round() as usize)
+}
+
+/// Latency vs message size: pingpong p50 with a band up to p99, the floors
+/// as dashed lines.
+pub fn latency(run: &RunRecord) -> Result<String, String> {
+    let series = size_series(run, "pingpong", |p| {
+        let l = p.latency_ns?;
+        Some((l.p50 as f64, Some(l.p99 as f64)))
+    });
+    let hlines = ["spin", "park"]
+        .iter()
+        .filter_map(|w| {
+            let f = floor(run, w)?;
+            Some((
+                format!("floor ({w}) {}", human_ns(key_figure(f)?)),
+                key_figure(f)?,
+            ))
+        })
+        .collect();
+    line_chart(
+        &series,
+        &Axes {
+            title: "Round-trip latency (pingpong): median, band to p99",
+            x_desc: "message size",
+            y_desc: "round trip",
+            x_fmt: &size_fmt,
+            y_fmt: &|v| human_ns(v),
+            hlines,
+            shade_from: None,
+            empty_note: "no pingpong points in this run",
+        },
+    )
+}
+
+/// Stream throughput (payload bytes per second) vs message size.
+pub fn throughput(run: &RunRecord) -> Result<String, String> {
+    let series = size_series(run, "stream", |p| Some((p.throughput?.bytes_per_s, None)));
+    line_chart(
+        &series,
+        &Axes {
+            title: "Stream throughput, one producer to one consumer",
+            x_desc: "message size",
+            y_desc: "payload bytes per second",
+            x_fmt: &size_fmt,
+            y_fmt: &|v| analysis::human_bytes_rate(v),
+            hlines: Vec::new(),
+            shade_from: None,
+            empty_note: "no stream points in this run",
+        },
+    )
+}
+
+/// Aggregate mpmc throughput vs processes (producers + consumers), one line
+/// per transport and waiting strategy, at the smallest size measured;
+/// oversubscribed points hollow, in a shaded region.
+pub fn scaling(run: &RunRecord) -> Result<String, String> {
+    let pts: Vec<_> = measured(run).filter(|p| p.pattern == "mpmc").collect();
+    let size = pts
+        .iter()
+        .map(|p| p.msg_size)
+        .min_by_key(|s| s.abs_diff(64));
+    let mut series: Vec<Series> = Vec::new();
+    for p in pts.iter().filter(|p| Some(p.msg_size) == size) {
+        let name = label(&p.transport, &p.wait);
+        let pt = (
+            (p.producers + p.consumers) as f64,
+            p.throughput.map_or(0.0, |t| t.msgs_per_s),
+            None,
+            p.oversubscribed,
+        );
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push(pt),
+            None => series.push(Series {
+                name,
+                points: vec![pt],
+            }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let cores = run.machine.cores as f64;
+    let title = format!(
+        "mpmc N×N at {}: messages per second, all consumers together",
+        size.map_or("-".into(), human_size)
+    );
+    line_chart(
+        &series,
+        &Axes {
+            title: &title,
+            x_desc: "processes (producers + consumers); hollow = more busy than CPUs",
+            y_desc: "messages per second",
+            x_fmt: &|v| format!("{v:.0}"),
+            y_fmt: &|v| human_rate(v),
+            hlines: Vec::new(),
+            shade_from: Some((
+                cores + 0.5,
+                format!("oversubscribed (> {} CPUs)", run.machine.cores),
+            )),
+            empty_note: "no mpmc points in this run",
+        },
+    )
+}
+
+/// Percentiles p50 … max of each transport's pingpong at 64 B (or the
+/// ratio tables' size), one line each.
+pub fn spectrum(run: &RunRecord) -> Result<String, String> {
+    const NAMES: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
+    let size = analysis::ratio_size(run).unwrap_or(64);
+    let mut series = Vec::new();
+    let mut add = |name: String, l: crate::harness::Latency| {
+        let vals = [
+            Some(l.p50),
+            Some(l.p90),
+            Some(l.p99),
+            Some(l.p999),
+            l.p9999,
+            Some(l.max),
+        ];
+        let points = vals
+            .iter()
+            .enumerate()
+            // Evenly spaced on the log axis: x = 10^i.
+            .filter_map(|(i, v)| Some((10f64.powi(i as i32), (*v)? as f64, None, false)))
+            .collect();
+        series.push(Series { name, points });
+    };
+    for w in ["spin", "park"] {
+        if let Some(l) = floor(run, w).and_then(|f| f.latency_ns) {
+            add(format!("floor ({w})"), l);
+        }
+    }
+    for t in transports(run) {
+        let Some(w) = best_wait(run, &t, "pingpong") else {
+            continue;
+        };
+        if let Some(l) = analysis::point(run, &t, &w, "pingpong", size).and_then(|p| p.latency_ns) {
+            add(label(&t, &w), l);
+        }
+    }
+    let title = format!("Round-trip percentiles at {} (pingpong)", human_size(size));
+    line_chart(
+        &series,
+        &Axes {
+            title: &title,
+            x_desc: "percentile",
+            y_desc: "round trip",
+            x_fmt: &|v| {
+                let l = v.log10();
+                let i = l.round();
+                if (l - i).abs() < 0.01 && (0.0..NAMES.len() as f64).contains(&i) {
+                    NAMES[i as usize].to_owned()
+                } else {
+                    String::new()
+                }
+            },
+            y_fmt: &|v| human_ns(v),
+            hlines: Vec::new(),
+            shade_from: None,
+            empty_note: "no pingpong points in this run",
+        },
+    )
+}
+
+/// Horizontal bars: each transport's median round trip at 64 B over the
+/// spin floor's (log scale), best first.
+pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
+    let size = analysis::ratio_size(run).unwrap_or(64);
+    let rows: Vec<(String, f64, f64)> = analysis::ratios(run, "pingpong", size)
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                label(&r.point.transport, &r.point.wait),
+                r.vs_spin_floor?,
+                key_figure(&r.point)?,
+            ))
+        })
+        .collect();
+    let mut svg = String::new();
+    {
+        let h = (90 + rows.len() as u32 * 26).max(240);
+        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let hi = rows.iter().map(|r| r.1).fold(2.0, f64::max) * 3.0;
+        let n = rows.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Median round trip at {} as a multiple of the spin floor (1× = a raw cache-line ping-pong)",
+                    human_size(size)
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(230)
+            .build_cartesian_2d((0.8f64..hi).log_scale(), 0f64..n)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc("multiple of the spin floor's round trip (log scale)")
+            .x_label_formatter(&|v| format!("{v:.0}×"))
+            .axis_desc_style(("sans-serif", 15))
+            .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        let right = ("sans-serif", 13).into_font().into_text_style(&root).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Right,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
+        for (i, (name, mult, ns)) in rows.iter().enumerate() {
+            // Row i spans [n-1-i, n-i): best on top.
+            let y = n - i as f64 - 1.0;
+            let (px, py) = chart.backend_coord(&(0.8, y + 0.5));
+            root.draw(&Text::new(name.clone(), (px - 8, py), right.clone()))
+                .map_err(err)?;
+            let (color, _) = style(i);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.8, y + 0.18), (mult.max(0.81), y + 0.82)],
+                    color.filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{} ({})", analysis::human_ratio(*mult), human_ns(*ns)),
+                    (mult.max(0.81) * 1.08, y + 0.62),
+                    ("sans-serif", 12),
+                )))
+                .map_err(err)?;
+        }
+        if rows.is_empty() {
+            root.draw(&Text::new(
+                "no floor or pingpong points in this run".to_owned(),
+                (40, h as i32 / 2),
+                ("sans-serif", 16),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Every plot of a run: (file name, SVG).
+pub fn all(run: &RunRecord) -> Result<Vec<(&'static str, String)>, String> {
+    Ok(vec![
+        (PLOTS[0].0, latency(run)?),
+        (PLOTS[1].0, throughput(run)?),
+        (PLOTS[2].0, scaling(run)?),
+        (PLOTS[3].0, spectrum(run)?),
+        (PLOTS[4].0, floor_bars(run)?),
+    ])
+}

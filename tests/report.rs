@@ -1,0 +1,254 @@
+//! Reports and comparisons of the fixed results files in `tests/data/`:
+//! what they conclude, and snapshots of every file they write. After an
+//! intended change, `UPDATE_SNAPSHOTS=1 cargo test --test report` rewrites
+//! the snapshots in `tests/snapshots/`; review the diff before committing.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use ipcbench::harness::RunRecord;
+use ipcbench::report::{self, analysis, compare};
+
+fn data(name: &str) -> RunRecord {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    report::read_results(&p).unwrap()
+}
+
+fn snapshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
+}
+
+/// Compares `got` with the snapshot `name`, or rewrites it on request.
+fn check_snapshot(name: &str, got: &str) {
+    let path = snapshot_dir().join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(snapshot_dir()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "snapshot {} missing ({e}); run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    if want != got {
+        let new = path.with_extension(format!(
+            "{}.new",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
+        std::fs::write(&new, got).unwrap();
+        let line = want
+            .lines()
+            .zip(got.lines())
+            .position(|(a, b)| a != b)
+            .map_or(want.lines().count().min(got.lines().count()) + 1, |i| i + 1);
+        panic!(
+            "{name} differs from its snapshot from line {line}; the new output is in {} \
+             (UPDATE_SNAPSHOTS=1 accepts it)",
+            new.display()
+        );
+    }
+}
+
+#[test]
+fn the_verdict_names_the_fastest_strategy_and_its_lead() {
+    let run = data("run-a.json");
+    let v = analysis::verdicts(&run);
+    let ping64 = v
+        .iter()
+        .find(|v| v.pattern == "pingpong" && v.size == 64)
+        .unwrap();
+    // shm-queue spin 251 ns beats shm-ring spin 320 ns in this file.
+    assert_eq!(ping64.best.transport, "shm-queue");
+    assert_eq!(ping64.best.wait, "spin");
+    assert_eq!(ping64.runner_up.as_ref().unwrap().transport, "shm-ring");
+    let lead = ping64.lead().unwrap();
+    assert!((lead - 320.0 / 251.0).abs() < 1e-9, "{lead}");
+    // Oversubscribed mpmc points do not beat the 1×1 point that fits.
+    let mpmc = v.iter().find(|v| v.pattern == "mpmc").unwrap();
+    assert!(!mpmc.best.oversubscribed);
+    // The failed tcp stream point never wins anything.
+    assert!(
+        v.iter()
+            .all(|v| v.best.validated && v.best.transport != "tcp")
+    );
+    // Floors are yardsticks, not contenders.
+    assert!(v.iter().all(|v| v.best.transport != "floor"));
+}
+
+#[test]
+fn ratios_are_against_the_floors_and_os_pipe() {
+    let run = data("run-a.json");
+    let r = analysis::ratios(&run, "pingpong", 64);
+    let ring = r.iter().find(|r| r.point.transport == "shm-ring").unwrap();
+    // 320 ns over the spin floor's 120 ns; os-pipe's 58.27 µs over 320 ns.
+    assert!((ring.vs_spin_floor.unwrap() - 320.0 / 120.0).abs() < 1e-9);
+    assert!(
+        ring.vs_park_floor.is_none(),
+        "spinning is not judged by the park floor"
+    );
+    let pipe_speedup = ring.speedup_vs_os_pipe.unwrap();
+    assert!(
+        pipe_speedup > 150.0 && pipe_speedup < 200.0,
+        "{pipe_speedup}"
+    );
+    let os = r.iter().find(|r| r.point.transport == "os-pipe").unwrap();
+    assert_eq!(os.speedup_vs_os_pipe, Some(1.0));
+    assert!(os.vs_park_floor.is_some());
+    // Best first.
+    let p50s: Vec<u64> = r.iter().map(|r| r.point.latency_ns.unwrap().p50).collect();
+    assert!(p50s.windows(2).all(|w| w[0] <= w[1]), "{p50s:?}");
+}
+
+#[test]
+fn warnings_name_failed_skipped_and_oversubscribed_points() {
+    let w = analysis::warnings(&data("run-a.json"));
+    let text: Vec<String> = w.iter().map(|w| w.what.clone()).collect();
+    assert!(
+        text.iter().any(|t| t.starts_with("1 point(s) failed")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("3 point(s) were skipped")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("more busy processes")),
+        "{text:?}"
+    );
+    let failed = w.iter().find(|w| w.what.contains("failed")).unwrap();
+    assert!(
+        failed.points[0].contains("message 4711"),
+        "{:?}",
+        failed.points
+    );
+}
+
+#[test]
+fn report_files_match_their_snapshots() {
+    let run = data("run-a.json");
+    let files = report::report_files(&run).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "REPORT.md",
+            "index.html",
+            "latency.svg",
+            "throughput.svg",
+            "scaling.svg",
+            "spectrum.svg",
+            "floor.svg"
+        ]
+    );
+    for (name, contents) in &files {
+        check_snapshot(name, contents);
+    }
+    // The page stands alone: every plot inline, nothing fetched.
+    let html = &files[1].1;
+    assert_eq!(html.matches("<svg").count(), 5);
+    for (name, _) in &files[2..] {
+        assert!(html.contains(&format!("data-plot=\"{name}\"")), "{name}");
+    }
+    let external = html
+        .match_indices("src=\"")
+        .chain(html.match_indices("href=\"http"))
+        .count();
+    assert_eq!(external, 0, "the page must not load anything");
+    // Each line plot names its axes and every line in its legend.
+    let latency = &files[2].1;
+    assert!(latency.contains("message size") && latency.contains("round trip"));
+    for t in [
+        "shm-ring (spin)",
+        "shm-queue (spin)",
+        "os-pipe",
+        "unix-stream",
+        "manager-unix",
+    ] {
+        assert!(
+            latency.contains(&format!("\n{t}\n</text>")),
+            "latency legend lacks {t}"
+        );
+    }
+    assert!(files[4].1.contains("oversubscribed (&gt; 2 CPUs)"));
+}
+
+#[test]
+fn compare_flags_regressions_improvements_and_new_failures() {
+    let (a, b) = (data("run-a.json"), data("run-b.json"));
+    let c = compare::compare(&a, &b, compare::DEFAULT_THRESHOLD);
+    let flagged = |change| {
+        c.rows
+            .iter()
+            .filter(|r| r.change == change)
+            .map(|r| r.point.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        flagged(compare::Change::Regressed),
+        ["shm-ring pingpong 64 B spin", "shm-queue stream 64 B spin"]
+    );
+    assert_eq!(
+        flagged(compare::Change::Improved),
+        ["os-pipe stream 64 B kernel"]
+    );
+    assert_eq!(c.only_a, ["unix-stream pingpong 8 B kernel"]);
+    assert!(c.only_b.is_empty());
+    // A run compared with itself changes nothing.
+    let same = compare::compare(&a, &a, compare::DEFAULT_THRESHOLD);
+    assert_eq!(same.regressions() + same.improvements(), 0);
+    check_snapshot(
+        "compare.txt",
+        &compare::render(&c, "run-a.json", "run-b.json"),
+    );
+}
+
+#[test]
+fn the_cli_writes_reports_and_gates_on_regressions() {
+    let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("report-cli"));
+    let a = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
+    let b = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "report",
+            a.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["REPORT.md", "index.html", "latency.svg", "floor.svg"] {
+        assert!(dir.join(f).is_file(), "{f} not written");
+    }
+    let cmp = |x: &Path, y: &Path| {
+        std::process::Command::new(common::bin())
+            .args(["compare", x.to_str().unwrap(), y.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let same = cmp(&a, &a);
+    assert_eq!(same.status.code(), Some(0));
+    let worse = cmp(&a, &b);
+    assert_eq!(
+        worse.status.code(),
+        Some(2),
+        "a regression must fail the command"
+    );
+    assert!(String::from_utf8_lossy(&worse.stdout).contains("REGRESSION"));
+    // A file that is not a results file is a clear error, not a panic.
+    let bad = cmp(&a, &dir.join("REPORT.md"));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an ipcbench results file"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
