@@ -40,9 +40,10 @@ mod cli {
             /// Longer points, for stable tails.
             #[arg(long)]
             full: bool,
-            /// Comma list of strategies (see `ipcbench list`, and `floor`).
+            /// Comma list of strategies (see `ipcbench list`), `floor`, and
+            /// Python's (py-pipe, py-queue, …; see `ipcbench list`).
             #[arg(long, value_delimiter = ',')]
-            transports: Vec<Strategy>,
+            transports: Vec<String>,
             /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc.
             #[arg(long, value_delimiter = ',')]
             patterns: Vec<harness::Pattern>,
@@ -64,6 +65,13 @@ mod cli {
             /// Write no report.
             #[arg(long)]
             no_report: bool,
+            /// Leave out the Python multiprocessing baseline (run when
+            /// python3 is found).
+            #[arg(long)]
+            no_python: bool,
+            /// How the Python baseline starts its processes.
+            #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
+            py_start_method: Option<String>,
         },
         /// Write the report of a results file: REPORT.md, index.html (plots
         /// inline, readable offline) and the plots as SVG.
@@ -176,6 +184,24 @@ mod cli {
         Recv { n: u64, seed: u64, max_len: usize },
     }
 
+    /// The Python baseline's transports, as `ipcbench list` shows them.
+    const PY_DESCRIPTIONS: [(&str, &str); 8] = [
+        ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
+        ("py-queue", "Queue(), unbounded"),
+        ("py-queue-bounded", "Queue(maxsize=64)"),
+        ("py-simplequeue", "SimpleQueue()"),
+        ("py-manager-queue", "Manager().Queue() proxies"),
+        ("py-manager-dict", "Manager().dict() proxies, set then get"),
+        (
+            "py-basemanager-tcp",
+            "a BaseManager serving queues and a dict over TCP loopback, with an authkey",
+        ),
+        (
+            "py-shared-memory",
+            "shared_memory by hand: a slot per direction, a spinning flag",
+        ),
+    ];
+
     /// `compare` found a regression (exit status 2).
     #[derive(Debug, thiserror::Error)]
     #[error("{0} point(s) regressed")]
@@ -210,6 +236,8 @@ mod cli {
                 no_pin,
                 report,
                 no_report,
+                no_python,
+                py_start_method,
             } => run_cmd(
                 quick,
                 full,
@@ -220,6 +248,7 @@ mod cli {
                 output,
                 no_pin,
                 (!no_report).then_some(report),
+                (!no_python).then_some(py_start_method),
             ),
             Cmd::Report { results, out } => {
                 let run = ipcbench::report::read_results(&results).map_err(anyhow::Error::msg)?;
@@ -254,7 +283,10 @@ mod cli {
             }
             Cmd::List => {
                 for k in TransportKind::ALL {
-                    println!("{:<16} {}", k.name(), k.description());
+                    println!("{:<18} {}", k.name(), k.description());
+                }
+                for (name, what) in PY_DESCRIPTIONS {
+                    println!("{name:<18} Python multiprocessing: {what}");
                 }
                 Ok(())
             }
@@ -409,7 +441,7 @@ mod cli {
             format!("{} {}x{}", p.pattern, p.producers, p.consumers)
         };
         let head = format!(
-            "{:<15} {:<12} {:>7} {:<10}",
+            "{:<18} {:<12} {:>7} {:<10}",
             p.transport,
             pattern,
             human_size(p.msg_size),
@@ -437,14 +469,40 @@ mod cli {
     fn run_cmd(
         quick: bool,
         full: bool,
-        transports: Vec<Strategy>,
+        transports: Vec<String>,
         patterns: Vec<harness::Pattern>,
         sizes: Vec<usize>,
         wait: Vec<Wait>,
         output: Option<std::path::PathBuf>,
         no_pin: bool,
         report: Option<Option<std::path::PathBuf>>,
+        python: Option<Option<String>>,
     ) -> Result<()> {
+        use harness::python;
+        let (py_names, rust_names): (Vec<String>, Vec<String>) = transports
+            .iter()
+            .cloned()
+            .partition(|t| python::is_python(t));
+        let strategies = rust_names
+            .iter()
+            .map(|t| {
+                t.parse::<Strategy>().map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (Python's transports are {})",
+                        python::TRANSPORTS.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Named transports select; naming only one language leaves out the other.
+        let rust_wanted = transports.is_empty() || !strategies.is_empty();
+        let py_patterns: Vec<String> = patterns
+            .iter()
+            .map(|p| p.name().to_owned())
+            .filter(|p| python::PATTERNS.contains(&p.as_str()))
+            .collect();
+        let py_wanted = (transports.is_empty() || !py_names.is_empty())
+            && (patterns.is_empty() || !py_patterns.is_empty());
         use harness::run::{Filters, Profile};
         use std::io::IsTerminal;
         let profile = if quick {
@@ -458,13 +516,32 @@ mod cli {
         let mut opts = profile.opts(exe);
         opts.pin = !no_pin;
         let filters = Filters {
-            strategies: transports,
+            strategies,
             patterns,
             sizes,
             waits: wait,
         };
-        let points = harness::run::plan(profile, &filters);
-        anyhow::ensure!(!points.is_empty(), "the filters select no point");
+        let points = if rust_wanted {
+            harness::run::plan(profile, &filters)
+        } else {
+            Vec::new()
+        };
+        let py = match (&python, py_wanted) {
+            (Some(_), true) => match python::find() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!(
+                        "note: {e}; the run goes on without the Python baseline (--no-python silences this)"
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        anyhow::ensure!(
+            !points.is_empty() || py.is_some(),
+            "the filters select no point"
+        );
         let output = output.unwrap_or_else(|| {
             let t = harness::record::rfc3339_now().replace([':', '-'], "");
             std::path::PathBuf::from(format!("results/run-{}.json", t.trim_end_matches('Z')))
@@ -490,7 +567,7 @@ mod cli {
             harness::record::allowed_cpus().len(),
             output.display()
         );
-        let run =
+        let mut run =
             harness::run::run_all(&points, &opts, config, &output, |i, spec, rec, elapsed| {
                 let eta = if i == 0 {
                     "ETA -".to_owned()
@@ -518,9 +595,41 @@ mod cli {
                     }
                 }
             })?;
+        let interrupted = || harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
+        if let (Some(py), Some(start_method)) = (&py, &python)
+            && !interrupted()
+        {
+            eprintln!(
+                "python: Python {} multiprocessing baseline ({})",
+                py.version,
+                start_method.as_deref().unwrap_or("fork")
+            );
+            let sel = python::Selection {
+                transports: py_names,
+                patterns: py_patterns,
+                sizes: filters.sizes.clone(),
+                count: None,
+                start_method: start_method.clone(),
+            };
+            let cpus = if opts.pin {
+                harness::record::allowed_cpus()
+            } else {
+                Vec::new()
+            };
+            match python::run(py, profile, &sel, &cpus, Duration::from_secs(3600)) {
+                Ok(out) => {
+                    run.points.extend(out.points);
+                    if let Some(c) = run.config.as_object_mut() {
+                        c.insert("python".into(), out.config);
+                    }
+                    ipcbench::report::write_results(&output, &run)?;
+                }
+                Err(e) => eprintln!("warning: the Python baseline failed: {e}"),
+            }
+        }
         println!();
         println!(
-            "{:<15} {:<8} {:>7} {:<10} (pingpong: round trip; stream: one way)",
+            "{:<18} {:<12} {:>7} {:<10} (pingpong: round trip; stream: one way)",
             "transport", "pattern", "size", "wait"
         );
         for p in &run.points {

@@ -23,6 +23,7 @@
 
 pub mod msg;
 pub mod peer;
+pub mod python;
 pub mod record;
 pub mod run;
 

@@ -493,3 +493,57 @@ pub fn cpu_per_message(run: &RunRecord, pattern: &str, size: usize) -> Vec<(Stri
     out.sort_by(|a, b| a.1.total_cmp(&b.1));
     out
 }
+
+/// The Python counterpart of `transport` for `pattern`: reqrep calls a
+/// dictionary, so manager-unix's counterpart there is Manager().dict().
+pub fn python_counterpart_for(transport: &str, pattern: &str) -> Option<&'static str> {
+    match (transport, pattern) {
+        ("manager-unix", "reqrep") => Some("py-manager-dict"),
+        _ => python_counterpart(transport),
+    }
+}
+
+/// One Rust strategy beside its Python counterpart at one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speedup {
+    /// The Rust point (its best waiting strategy).
+    pub rust: PointRecord,
+    /// The Python point.
+    pub python: PointRecord,
+    /// How many times faster the Rust strategy is.
+    pub speedup: f64,
+}
+
+/// Each Rust strategy against its Python counterpart, at every pattern,
+/// size and process count both measured.
+pub fn python_speedups(run: &RunRecord) -> Vec<Speedup> {
+    let mut out = Vec::new();
+    for pattern in PATTERNS {
+        for (rust, _) in PYTHON_COUNTERPARTS {
+            let Some(py) = python_counterpart_for(rust, pattern) else {
+                continue;
+            };
+            for p in measured(run).filter(|p| p.transport == py && p.pattern == pattern) {
+                // The Rust strategy's best point of the same shape.
+                let best = measured(run)
+                    .filter(|r| {
+                        r.transport == rust
+                            && r.pattern == pattern
+                            && r.msg_size == p.msg_size
+                            && r.producers == p.producers
+                            && r.consumers == p.consumers
+                    })
+                    .filter_map(|r| Some((r, key_figure(r)?)))
+                    .reduce(|a, b| if better(pattern, b.1, a.1) { b } else { a });
+                if let (Some((r, f)), Some(pf)) = (best, key_figure(p)) {
+                    out.push(Speedup {
+                        rust: r.clone(),
+                        python: p.clone(),
+                        speedup: lead(pattern, f, pf),
+                    });
+                }
+            }
+        }
+    }
+    out
+}

@@ -221,6 +221,44 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         ));
     }
 
+    let speedups = analysis::python_speedups(run);
+    if !speedups.is_empty() {
+        b.push(Block::Heading(2, "Against Python's multiprocessing".into()));
+        b.push(Block::Para(
+            "Each Rust strategy beside its Python counterpart, measured in this run with the same \
+             patterns, sizes, process counts, pinning and message checks: how many times faster \
+             (lower round trip, or more messages or calls per second) the Rust strategy is."
+                .into(),
+        ));
+        b.push(Block::Table(
+            [
+                "pattern",
+                "size",
+                "Rust",
+                "its figure",
+                "Python",
+                "its figure",
+                "speedup",
+            ]
+            .map(String::from)
+            .to_vec(),
+            speedups
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.rust.pattern.clone(),
+                        human_size(s.rust.msg_size),
+                        strategy_text(&s.rust),
+                        figure_text(&s.rust),
+                        strategy_text(&s.python),
+                        figure_text(&s.python),
+                        format!("**{}**", human_ratio(s.speedup)),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+
     b.push(Block::Heading(2, "Plots".into()));
     for (file, title) in super::plots::PLOTS {
         b.push(Block::Plot(file.into(), title.into()));

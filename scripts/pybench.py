@@ -1,0 +1,973 @@
+#!/usr/bin/env python3
+"""ipcbench's Python baseline: Python's own multiprocessing, run for real.
+
+Runs the harness's patterns over multiprocessing's transports, checks every
+message (sequence number and checksum), and writes a results file in
+ipcbench's schema (docs/results-schema.md), so one report shows Python
+beside the Rust strategies. Standard library only; Python 3.9 or later.
+
+    python3 scripts/pybench.py --profile quick --output py.json
+    python3 scripts/pybench.py --transports py-pipe --patterns pingpong \\
+        --sizes 64 --count 300 --output /tmp/py.json
+
+`ipcbench run` runs this script itself when python3 is found (--no-python
+leaves it out).
+
+Transports (multiprocessing's counterpart of each ipcbench strategy):
+  py-pipe             Pipe() with send_bytes/recv_bytes         (shm-pipe)
+  py-queue            Queue(), unbounded                        (shm-queue)
+  py-queue-bounded    Queue(maxsize=64)
+  py-simplequeue      SimpleQueue()
+  py-manager-queue    Manager().Queue() proxies                 (manager-unix)
+  py-manager-dict     Manager().dict() proxies, set then get    (reqrep)
+  py-basemanager-tcp  a BaseManager serving queues and a dict over TCP
+                      loopback with an authkey                  (manager-tcp)
+  py-shared-memory    multiprocessing.shared_memory by hand, a slot per
+                      direction and a spinning flag             (shm-ring)
+
+A message of `size` bytes (at least 8):
+  size >= 32: [seq u64][send time u64][sum u64] payload [seq u64], where sum
+              ties the sequence number and send time to a CRC-32 of the
+              payload, which the receiver recomputes over every byte;
+  size <  32: every byte derives from seq, and the receiver compares them all.
+"""
+
+import argparse
+import datetime
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import secrets
+import struct
+import sys
+import time
+import traceback
+import zlib
+from multiprocessing import shared_memory
+from multiprocessing.managers import BaseManager
+
+SCHEMA_VERSION = 1
+MIN_SIZE = 8
+STAMPED_SIZE = 32
+MASK = (1 << 64) - 1
+HEAD = struct.Struct("<QQQ")
+TAIL = struct.Struct("<Q")
+PRODUCER_SHIFT = 24
+STAMP_EVERY = 16
+
+TRANSPORTS = {
+    "py-pipe": "Pipe() with send_bytes/recv_bytes",
+    "py-queue": "Queue(), unbounded",
+    "py-queue-bounded": "Queue(maxsize=64)",
+    "py-simplequeue": "SimpleQueue()",
+    "py-manager-queue": "Manager().Queue() proxies",
+    "py-manager-dict": "Manager().dict() proxies, set then get",
+    "py-basemanager-tcp": "BaseManager serving queues and a dict over TCP loopback, authkey",
+    "py-shared-memory": "shared_memory by hand, a slot per direction and a spinning flag",
+}
+# Patterns each transport can do.
+CAN = {
+    "py-pipe": {"pingpong", "stream"},
+    "py-queue": {"pingpong", "stream", "mpmc"},
+    "py-queue-bounded": {"pingpong", "stream", "mpmc"},
+    "py-simplequeue": {"pingpong", "stream", "mpmc"},
+    "py-manager-queue": {"pingpong", "stream", "mpmc"},
+    "py-manager-dict": {"reqrep"},
+    "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
+    "py-shared-memory": {"pingpong", "stream"},
+}
+PATTERNS = ["pingpong", "stream", "mpmc", "reqrep"]
+SIZES_ALL = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20]
+PROFILES = {
+    # sizes, multi-party sizes, process counts, seconds per point
+    "quick": ([64], [64], [1, 2], 0.25),
+    "default": (SIZES_ALL, [64, 4 << 10], [1, 2, 4, 8], 1.0),
+    "full": (SIZES_ALL, [64, 4 << 10, 64 << 10], [1, 2, 4, 8], 3.0),
+}
+DEADLINE_S = 120.0
+
+
+def mix64(z):
+    z = (z + 0x9E3779B97F4A7C15) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+class CheckError(Exception):
+    pass
+
+
+class Codec:
+    """Writes and checks the messages of one size."""
+
+    def __init__(self, size, corrupt_at=None):
+        if size < MIN_SIZE:
+            raise ValueError(f"message size {size} B is below the minimum of {MIN_SIZE} B")
+        self.size = size
+        self.corrupt_at = corrupt_at
+        if size >= STAMPED_SIZE:
+            n = size - HEAD.size - TAIL.size
+            state, words = 0x5EED, []
+            for _ in range((n + 7) // 8):
+                state = mix64(state)
+                words.append(state.to_bytes(8, "little"))
+            self.payload = b"".join(words)[:n]
+            self.payload_crc = zlib.crc32(self.payload)
+
+    def _sum(self, seq, ts, crc):
+        return (mix64(seq) ^ ts ^ (crc << 32 | crc)) & MASK
+
+    def make(self, seq, ts=0):
+        if self.size < STAMPED_SIZE:
+            h = mix64(seq).to_bytes(8, "little")
+            m = (seq & 0xFFFFFFFF).to_bytes(4, "little") + (h * 4)[: self.size - 4]
+        else:
+            m = (
+                HEAD.pack(seq, ts, self._sum(seq, ts, self.payload_crc))
+                + self.payload
+                + TAIL.pack(seq)
+            )
+        if seq == self.corrupt_at:
+            # A fault injected on request: the receiver must catch it.
+            b = bytearray(m)
+            b[len(b) // 2] ^= 0x40
+            m = bytes(b)
+        return m
+
+    def check(self, m, seq):
+        """Raises CheckError unless `m` is message `seq`; returns its send time."""
+        if len(m) != self.size:
+            raise CheckError(f"message {seq}: {len(m)} bytes where {self.size} were sent")
+        if self.size < STAMPED_SIZE:
+            if m != self.make(seq) or seq == self.corrupt_at:
+                got = int.from_bytes(m[:4], "little")
+                raise CheckError(f"message {seq}: wrong bytes (starts like message {got})")
+            return 0
+        got, ts, s = HEAD.unpack_from(m)
+        if got != seq:
+            raise CheckError(f"message {seq}: carries sequence number {got} (lost, duplicated or reordered)")
+        (tail,) = TAIL.unpack_from(m, self.size - TAIL.size)
+        if tail != seq:
+            raise CheckError(f"message {seq}: its end belongs to message {tail} (torn)")
+        crc = zlib.crc32(memoryview(m)[HEAD.size : self.size - TAIL.size])
+        if s != self._sum(seq, ts, crc):
+            raise CheckError(f"message {seq}: checksum mismatch (corrupted payload)")
+        return ts
+
+    def seq_of(self, m):
+        if len(m) < 4:
+            raise CheckError(f"a {len(m)}-byte message")
+        if self.size < STAMPED_SIZE:
+            return int.from_bytes(m[:4], "little")
+        return HEAD.unpack_from(m)[0]
+
+
+def tagged(pid, i):
+    return (pid << PRODUCER_SHIFT) | i
+
+
+def now_ns():
+    # CLOCK_MONOTONIC, as the Rust harness: one clock for every process.
+    return time.monotonic_ns()
+
+
+def cpu_ns():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+
+
+def percentiles(samples):
+    if not samples:
+        return None
+    s = sorted(samples)
+    n = len(s)
+
+    def q(x):
+        return s[min(n - 1, max(0, int(x * n + 0.5) - 1))]
+
+    return {
+        "mean": sum(s) / n,
+        "p50": q(0.50),
+        "p90": q(0.90),
+        "p99": q(0.99),
+        "p999": q(0.999),
+        "p9999": q(0.9999),
+        "max": s[-1],
+    }
+
+
+# ---------------------------------------------------------------- channels
+
+
+class TcpManager(BaseManager):
+    """The network form: a server process owns queues and a dict."""
+
+
+_tcp_objects = {}
+
+
+def _tcp_queue(name):
+    import queue
+
+    return _tcp_objects.setdefault("q:" + name, queue.Queue())
+
+
+def _tcp_dict():
+    return _tcp_objects.setdefault("dict", {})
+
+
+TcpManager.register("get_queue", callable=_tcp_queue)
+TcpManager.register("get_dict", callable=_tcp_dict, exposed=("__setitem__", "__getitem__", "get"))
+
+
+def tcp_client(address, authkey):
+    m = TcpManager(address=tuple(address), authkey=authkey)
+    m.connect()
+    return m
+
+
+class Slot:
+    """One direction of py-shared-memory: [flag u64][len u64] data.
+
+    The two words are read and written through a memoryview cast to 'Q': one
+    8-byte load or store each. (struct.pack_into would not do: it zero-fills
+    the field before writing it, so a peer can read 0, a flag that says
+    "empty", in the middle of a store.)"""
+
+    def __init__(self, name, offset, cap, spin):
+        self.name, self.offset, self.cap, self.spin = name, offset, cap, spin
+        self.shm = None
+
+    def __getstate__(self):
+        return (self.name, self.offset, self.cap, self.spin)
+
+    def __setstate__(self, s):
+        self.name, self.offset, self.cap, self.spin = s
+        self.shm = None
+
+    def _buf(self):
+        if self.shm is None:
+            # Peers share the coordinator's resource tracker (fork and spawn
+            # alike), which forgets the name when the creator unlinks it.
+            self.shm = shared_memory.SharedMemory(name=self.name)
+            self.words = self.shm.buf.cast("Q")
+        return self.shm.buf
+
+    def send(self, m, seq):
+        buf = self._buf()
+        o, w = self.offset, self.words
+        f = o // 8
+        # Wait until the reader took the previous message (flag even).
+        while w[f] & 1:
+            self.spin()
+        buf[o + 16 : o + 16 + len(m)] = m
+        w[f + 1] = len(m)
+        # Payload and length first, then the flag (x86 keeps stores in order).
+        w[f] = (seq << 1) | 1
+
+    def recv(self):
+        buf = self._buf()
+        o, w = self.offset, self.words
+        f = o // 8
+        while True:
+            flag = w[f]
+            if flag & 1:
+                break
+            self.spin()
+        n = w[f + 1]
+        m = bytes(buf[o + 16 : o + 16 + n])
+        w[f] = flag & ~1
+        return m
+
+    def close(self):
+        if self.shm is not None:
+            self.words.release()
+            self.shm.close()
+            self.shm = None
+
+
+def _nop():
+    pass
+
+
+class End:
+    """One side of a one-to-one channel, or a client of a shared one."""
+
+    def __init__(self, kind, out, inp):
+        self.kind, self.out, self.inp = kind, out, inp
+        self.seq = 0
+
+    def open(self):
+        if self.kind == "py-basemanager-tcp" and isinstance(self.out, tuple):
+            address, authkey, out_name, in_name = self.out
+            m = tcp_client(address, authkey)
+            self.manager = m
+            self.out = m.get_queue(out_name) if out_name else None
+            self.inp = m.get_queue(in_name) if in_name else None
+        return self
+
+    def send(self, m):
+        if self.kind == "py-pipe":
+            self.out.send_bytes(m)
+        elif self.kind == "py-shared-memory":
+            self.seq += 1
+            self.out.send(m, self.seq)
+        else:
+            self.out.put(m)
+
+    def recv(self):
+        if self.kind == "py-pipe":
+            return self.inp.recv_bytes()
+        if self.kind == "py-shared-memory":
+            return self.inp.recv()
+        return self.inp.get()
+
+    def flush(self):
+        """Waits until what was sent is in the channel (a Queue's feeder
+        thread may still hold it), so a later end-of-stream comes after it."""
+        if self.kind in ("py-queue", "py-queue-bounded"):
+            self.out.close()
+            self.out.join_thread()
+
+    def close(self):
+        for x in (self.out, self.inp):
+            if isinstance(x, Slot):
+                x.close()
+
+
+class Channel:
+    """What the coordinator makes for a point, and takes down after it."""
+
+    def __init__(self, ctx, kind, size):
+        self.kind, self.size = kind, size
+        self.cleanup = []
+        if kind == "py-pipe":
+            a, b = ctx.Pipe()
+            self.ends = (End(kind, a, a), End(kind, b, b))
+        elif kind in ("py-queue", "py-queue-bounded", "py-simplequeue"):
+            def make():
+                if kind == "py-simplequeue":
+                    return ctx.SimpleQueue()
+                return ctx.Queue(64 if kind == "py-queue-bounded" else 0)
+
+            ab, ba = make(), make()
+            self.ends = (End(kind, ab, ba), End(kind, ba, ab))
+            self.shared = ab
+        elif kind in ("py-manager-queue", "py-manager-dict"):
+            m = ctx.Manager()
+            # Held: a manager shuts its server down when collected.
+            self.manager = m
+            self.cleanup.append(m.shutdown)
+            if kind == "py-manager-dict":
+                self.dict = m.dict()
+                self.ends = (None, None)
+            else:
+                ab, ba = m.Queue(), m.Queue()
+                self.ends = (End(kind, ab, ba), End(kind, ba, ab))
+                self.shared = ab
+        elif kind == "py-basemanager-tcp":
+            authkey = secrets.token_bytes(32)
+            m = TcpManager(address=("127.0.0.1", 0), authkey=authkey, ctx=ctx)
+            m.start()
+            self.manager = m
+            self.cleanup.append(m.shutdown)
+            address = m.address
+            self.ends = (
+                End(kind, (address, authkey, "ab", "ba"), None),
+                End(kind, (address, authkey, "ba", "ab"), None),
+            )
+            self.tcp = (address, authkey)
+            self.shared = End(kind, (address, authkey, "ab", None), None)
+        elif kind == "py-shared-memory":
+            cap = 16 + (max(size, 8) + 7) // 8 * 8
+            # Named like ipcbench's own files, so `ipcbench clean` finds leftovers.
+            name = f"ipcbench-py-{os.getpid()}-{secrets.token_hex(4)}"
+            shm = shared_memory.SharedMemory(name=name, create=True, size=2 * cap)
+            shm.buf[:] = bytes(2 * cap)
+            self.cleanup.append(shm.unlink)
+            self.cleanup.append(shm.close)
+            ab = Slot(shm.name, 0, cap, _nop)
+            ba = Slot(shm.name, cap, cap, _nop)
+            self.ends = (End(kind, ab, ba), End(kind, ba, ab))
+        else:
+            raise ValueError(f"unknown transport {kind}")
+
+    def stop_message(self):
+        return b""
+
+    def close(self):
+        for f in reversed(self.cleanup):
+            try:
+                f()
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------- peers
+
+
+def pin(cpu):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def measured(a, start):
+    """The measured message numbers from `start`: exactly `count` of them
+    when given, else as many as fit in the point's time budget (at least
+    100, at most `max_iters`)."""
+    if a.get("count"):
+        yield from range(start, start + a["count"])
+        return
+    end = time.perf_counter_ns() + int(a["budget"] * 1e9)
+    hi = start + a["max_iters"]
+    i = start
+    while i < hi and (i - start < 100 or time.perf_counter_ns() < end):
+        yield i
+        i += 1
+
+
+def peer_main(role, args, ctl, go):
+    """Runs in a child: report 'ready', wait for go, do `role`, send the report."""
+    try:
+        pin(args.get("cpu"))
+        codec = Codec(args["size"], args.get("corrupt_at"))
+        obj = args["end"]
+        if isinstance(obj, End):
+            obj.open()
+        ctl.send("ready")
+        if not go.wait(DEADLINE_S):
+            raise RuntimeError("no go from the coordinator")
+        report = ROLES[role](obj, codec, args)
+        if isinstance(obj, End):
+            obj.close()
+        ctl.send(report)
+    except CheckError as e:
+        ctl.send({"error": str(e)})
+    except BaseException as e:  # noqa: BLE001 - reported, not swallowed
+        ctl.send({"error": f"{type(e).__name__}: {e} ({traceback.format_exc(limit=2).strip().splitlines()[-1]})"})
+
+
+def role_ping(end, codec, a):
+    warm = a["warmup"]
+    for i in range(warm):
+        end.send(codec.make(i))
+        codec.check(end.recv(), i)
+    samples = []
+    c0 = cpu_ns()
+    t_start = time.perf_counter_ns()
+    for i in measured(a, warm):
+        m = codec.make(i)
+        t0 = time.perf_counter_ns()
+        end.send(m)
+        r = end.recv()
+        samples.append(time.perf_counter_ns() - t0)
+        codec.check(r, i)
+    elapsed = time.perf_counter_ns() - t_start
+    cpu = cpu_ns() - c0
+    end.send(b"")
+    return {"messages": len(samples), "elapsed_ns": elapsed, "latency": percentiles(samples),
+            "cpu_ns": cpu}
+
+
+def role_echo(end, codec, a):
+    c0 = cpu_ns()
+    n = 0
+    while True:
+        m = end.recv()
+        if not m:
+            break
+        end.send(m)
+        n += 1
+    return {"messages": n, "cpu_ns": cpu_ns() - c0}
+
+
+def role_send(end, codec, a):
+    warm = a["warmup"]
+    for i in range(warm):
+        end.send(codec.make(i))
+    c0 = cpu_ns()
+    stamped = codec.size >= STAMPED_SIZE
+    n = 0
+    for i in measured(a, warm):
+        end.send(codec.make(i, now_ns() if stamped and i % STAMP_EVERY == 0 else 0))
+        n += 1
+    end.send(b"")
+    return {"messages": n, "cpu_ns": cpu_ns() - c0}
+
+
+def role_recv(end, codec, a):
+    warm = a["warmup"]
+    for i in range(warm):
+        codec.check(end.recv(), i)
+    c0 = cpu_ns()
+    samples, i, first, last = [], warm, 0, 0
+    while True:
+        m = end.recv()
+        if not m:
+            break
+        t = now_ns()
+        ts = codec.check(m, i)
+        if i == warm:
+            first = t
+        last = t
+        if ts:
+            samples.append(t - ts)
+        i += 1
+    n = i - warm
+    return {"messages": n, "elapsed_ns": last - first, "latency": percentiles(samples),
+            "cpu_ns": cpu_ns() - c0, "intervals": max(0, n - 1)}
+
+
+def role_produce(end, codec, a):
+    pid, warm = a["id"], a["warmup"]
+    for i in range(warm):
+        end.send(codec.make(tagged(pid, i)))
+    c0 = cpu_ns()
+    stamped = codec.size >= STAMPED_SIZE
+    n = 0
+    for i in measured(a, warm):
+        end.send(codec.make(tagged(pid, i), now_ns() if stamped and i % STAMP_EVERY == 0 else 0))
+        n += 1
+    end.flush()
+    return {"messages": warm + n, "cpu_ns": cpu_ns() - c0}
+
+
+def role_consume(end, codec, a):
+    c0 = cpu_ns()
+    last_of = {}
+    digest, n, first, last, samples = 0, 0, 0, 0, []
+    while True:
+        m = end.recv()
+        if not m:
+            break
+        t = now_ns()
+        tag = codec.seq_of(m)
+        ts = codec.check(m, tag)
+        pid, i = tag >> PRODUCER_SHIFT, tag & ((1 << PRODUCER_SHIFT) - 1)
+        if i <= last_of.get(pid, -1):
+            raise CheckError(f"producer {pid}: message {i} after message {last_of[pid]} (reordered or duplicated)")
+        last_of[pid] = i
+        digest = (digest + mix64(tag)) & MASK
+        if n == 0:
+            first = t
+        last = t
+        n += 1
+        if ts:
+            samples.append(t - ts)
+    return {"messages": n, "digest": digest, "first_ns": first, "last_ns": last,
+            "samples": samples, "cpu_ns": cpu_ns() - c0}
+
+
+def role_client(end, codec, a):
+    """reqrep: set then get on the manager's dict; each a call."""
+    if a["kind"] == "py-basemanager-tcp":
+        d = tcp_client(*end).get_dict()
+    else:
+        d = end
+    pid, warm, key = a["id"], a["warmup"], f"client-{a['id']}"
+
+    for i in range(warm):
+        seq = tagged(pid, i)
+        d[key] = codec.make(seq)
+        codec.check(d[key], seq)
+    samples = []
+    c0 = cpu_ns()
+    first = now_ns()
+    for i in measured(a, warm):
+        seq = tagged(pid, i)
+        m = codec.make(seq)
+        t0 = time.perf_counter_ns()
+        d[key] = m
+        t1 = time.perf_counter_ns()
+        back = d[key]
+        t2 = time.perf_counter_ns()
+        codec.check(back, seq)
+        samples += [t1 - t0, t2 - t1]
+    return {"messages": len(samples), "first_ns": first, "last_ns": now_ns(), "samples": samples,
+            "cpu_ns": cpu_ns() - c0}
+
+
+ROLES = {
+    "ping": role_ping,
+    "echo": role_echo,
+    "send": role_send,
+    "recv": role_recv,
+    "produce": role_produce,
+    "consume": role_consume,
+    "client": role_client,
+}
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+class PointFailed(Exception):
+    pass
+
+
+def run_peers(ctx, peers, deadline_s):
+    """Starts (role, args) peers, lines them up, says go; returns reports in order."""
+    go = ctx.Event()
+    procs, ctls = [], []
+    try:
+        for role, args in peers:
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=peer_main, args=(role, args, child, go), daemon=True)
+            p.start()
+            child.close()
+            procs.append(p)
+            ctls.append(parent)
+        deadline = time.monotonic() + deadline_s
+        for i, c in enumerate(ctls):
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise PointFailed(f"peer {i} ({peers[i][0]}) missed its deadline before ready")
+            msg = c.recv()
+            if msg != "ready":
+                raise PointFailed(f"peer {i} ({peers[i][0]}): {msg.get('error', msg)}")
+        go.set()
+        return procs, ctls, deadline
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.join()
+        raise
+
+
+_early = {}
+_taken = set()
+
+
+def collect(procs, ctls, idx, deadline, peers):
+    """Peer `idx`'s report. A peer that fails meanwhile ends the point at
+    once, whichever it is (its partner may be waiting on it forever)."""
+
+    def take(i):
+        if i in _early:
+            return _early.pop(i)
+        try:
+            return ctls[i].recv() if ctls[i].poll(0) else None
+        except EOFError:
+            code = procs[i].exitcode
+            return {"error": f"exited with status {code} without a report"}
+
+    while True:
+        r = take(idx)
+        if r is not None:
+            break
+        for j in range(len(ctls)):
+            if j != idx and j not in _early and j not in _taken:
+                other = take(j)
+                if other is not None:
+                    if other.get("error"):
+                        _early.clear()
+                        raise PointFailed(f"peer {j} ({peers[j][0]}): {other['error']}")
+                    _early[j] = other
+        if time.monotonic() >= deadline:
+            _early.clear()
+            raise PointFailed(f"peer {idx} ({peers[idx][0]}) missed its deadline")
+        if not procs[idx].is_alive() and not ctls[idx].poll(0.05):
+            _early.clear()
+            code = procs[idx].exitcode
+            raise PointFailed(f"peer {idx} ({peers[idx][0]}) exited with status {code} without a report")
+        ctls[idx].poll(0.02)
+    if r.get("error"):
+        _early.clear()
+        raise PointFailed(f"peer {idx} ({peers[idx][0]}): {r['error']}")
+    _taken.add(idx)
+    return r
+
+
+def finish(procs):
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def point_record(o, kind, pattern, size, producers, consumers, wait, cpus):
+    return {
+        "transport": kind, "pattern": pattern, "msg_size": size,
+        "producers": producers, "consumers": consumers, "wait": wait,
+        "pinned": bool(cpus), "oversubscribed": False, "messages": 0, "elapsed_ns": 0,
+        "validated": False, "error": None, "latency_ns": None, "throughput": None,
+        "cpu_ns_per_msg": None, "batched_mean_ns": None, "harness_ns_per_msg": None,
+        "cpus": cpus,
+    }
+
+
+def harness_cost(size):
+    """The script's own cost to make and check one message (calibration)."""
+    c = Codec(size)
+    n = max(20, min(2000, (4 << 20) // size))
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        c.check(c.make(i, 1), i)
+    return (time.perf_counter_ns() - t0) / n
+
+
+def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
+    helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
+    n_peers = n_prod if pattern == "reqrep" else n_prod + n_cons
+    busy = n_peers + helpers
+    cpus_all = o.cpus
+    pinned = (not o.no_pin) and n_peers <= len(cpus_all)
+    cpus = cpus_all[:n_peers] if pinned else []
+    wait = "spin" if kind == "py-shared-memory" else "kernel"
+    rec = point_record(o, kind, pattern, size, n_prod, n_cons, wait, cpus)
+    rec["oversubscribed"] = busy > len(cpus_all)
+    rec["harness_ns_per_msg"] = harness_cost(size)
+    base = {
+        "size": size, "warmup": o.warmup, "budget": o.budget, "count": o.count,
+        "max_iters": o.max_iters(pattern, size), "corrupt_at": o.corrupt_at, "kind": kind,
+    }
+    cpu_of = lambda i: cpus[i] if cpus else None  # noqa: E731
+    ch = Channel(ctx, kind, size)
+    procs = []
+    try:
+        if pattern in ("pingpong", "stream"):
+            roles = ("ping", "echo") if pattern == "pingpong" else ("send", "recv")
+            peers = [
+                (roles[0], dict(base, end=ch.ends[0], cpu=cpu_of(0))),
+                (roles[1], dict(base, end=ch.ends[1], cpu=cpu_of(1))),
+            ]
+            procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
+            ra = collect(procs, ctls, 0, deadline, peers)
+            rb = collect(procs, ctls, 1, deadline, peers)
+            if pattern == "pingpong":
+                rec["messages"] = ra["messages"]
+                rec["elapsed_ns"] = ra["elapsed_ns"]
+                rec["latency_ns"] = ra["latency"]
+                per_s = ra["messages"] * 1e9 / max(1, ra["elapsed_ns"])
+                rec["cpu_ns_per_msg"] = (ra["cpu_ns"] + rb["cpu_ns"]) / max(1, 2 * ra["messages"])
+            else:
+                if rb["messages"] != ra["messages"]:
+                    raise PointFailed(f"{ra['messages']} messages sent, {rb['messages']} received")
+                rec["messages"] = rb["intervals"]
+                rec["elapsed_ns"] = rb["elapsed_ns"]
+                rec["latency_ns"] = rb["latency"]
+                per_s = rb["intervals"] * 1e9 / max(1, rb["elapsed_ns"])
+                rec["cpu_ns_per_msg"] = (ra["cpu_ns"] + rb["cpu_ns"]) / max(1, rb["messages"])
+        elif pattern == "mpmc":
+            if kind == "py-basemanager-tcp":
+                address, authkey = ch.tcp
+                prod_end = lambda: End(kind, (address, authkey, "ab", None), None)  # noqa: E731
+                cons_end = lambda: End(kind, (address, authkey, None, "ab"), None)  # noqa: E731
+            else:
+                prod_end = lambda: End(kind, ch.shared, None)  # noqa: E731
+                cons_end = lambda: End(kind, None, ch.shared)  # noqa: E731
+            peers = [("consume", dict(base, end=cons_end(), cpu=cpu_of(n_prod + j))) for j in range(n_cons)]
+            peers += [("produce", dict(base, end=prod_end(), id=i, cpu=cpu_of(i))) for i in range(n_prod)]
+            procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
+            sent = [collect(procs, ctls, n_cons + i, deadline, peers) for i in range(n_prod)]
+            # Every producer is done: one end-of-stream per consumer.
+            closer = prod_end().open()
+            for _ in range(n_cons):
+                closer.send(b"")
+            got = [collect(procs, ctls, j, deadline, peers) for j in range(n_cons)]
+            expected = 0
+            for i, r in enumerate(sent):
+                for k in range(r["messages"]):
+                    expected = (expected + mix64(tagged(i, k))) & MASK
+            total_sent = sum(r["messages"] for r in sent)
+            received = sum(r["messages"] for r in got)
+            if received != total_sent:
+                raise PointFailed(f"consumers received {received} messages where {total_sent} were sent (lost or duplicated)")
+            digest = 0
+            for r in got:
+                digest = (digest + r["digest"]) & MASK
+            if digest != expected:
+                raise PointFailed("every message count is right but not every message arrived exactly once")
+            first = min(r["first_ns"] for r in got if r["messages"])
+            last = max(r["last_ns"] for r in got)
+            rec["messages"] = received
+            rec["elapsed_ns"] = last - first
+            rec["latency_ns"] = percentiles([s for r in got for s in r["samples"]])
+            per_s = max(0, received - 1) * 1e9 / max(1, last - first)
+            rec["cpu_ns_per_msg"] = sum(r["cpu_ns"] for r in sent + got) / max(1, received)
+        elif pattern == "reqrep":
+            if kind == "py-basemanager-tcp":
+                ends = [ch.tcp for _ in range(n_prod)]
+            else:
+                ends = [ch.dict for _ in range(n_prod)]
+            peers = [("client", dict(base, end=ends[i], id=i, cpu=cpu_of(i))) for i in range(n_prod)]
+            procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
+            got = [collect(procs, ctls, i, deadline, peers) for i in range(n_prod)]
+            calls = sum(r["messages"] for r in got)
+            first = min(r["first_ns"] for r in got)
+            last = max(r["last_ns"] for r in got)
+            rec["messages"] = calls
+            rec["elapsed_ns"] = last - first
+            rec["latency_ns"] = percentiles([s for r in got for s in r["samples"]])
+            per_s = calls * 1e9 / max(1, last - first)
+            rec["cpu_ns_per_msg"] = sum(r["cpu_ns"] for r in got) / max(1, calls)
+        else:
+            raise PointFailed(f"unknown pattern {pattern}")
+        rec["validated"] = True
+        rec["throughput"] = {"msgs_per_s": per_s, "bytes_per_s": per_s * size}
+        if rec["latency_ns"] is None and pattern != "stream":
+            raise PointFailed("no latency samples")
+    except PointFailed as e:
+        rec.update(validated=False, error=str(e), latency_ns=None, throughput=None,
+                   cpu_ns_per_msg=None, batched_mean_ns=None)
+    finally:
+        _early.clear()
+        _taken.clear()
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        finish(procs)
+        ch.close()
+    return rec
+
+
+class Opts:
+    def __init__(self, a):
+        sizes, multi_sizes, counts, budget = PROFILES[a.profile]
+        self.profile = a.profile
+        self.sizes = a.sizes or sizes
+        self.multi_sizes = a.sizes or multi_sizes
+        self.counts = counts
+        self.budget = budget
+        self.count = a.count
+        self.warmup = min(100, a.count) if a.count else 100
+        self.corrupt_at = a.corrupt_at
+        self.no_pin = a.no_pin
+        self.deadline = a.deadline
+        self.cpus = sorted(os.sched_getaffinity(0)) if not a.cpus else a.cpus
+
+    def max_iters(self, pattern, size):
+        if pattern in ("pingpong", "reqrep"):
+            return 20_000
+        return max(200, min(1_000_000, (256 << 20) // size))
+
+
+def plan(o, transports, patterns):
+    pts = []
+    for t in transports:
+        for p in patterns:
+            if p not in CAN[t]:
+                continue
+            if p in ("pingpong", "stream"):
+                pts += [(t, p, s, 1, 1) for s in o.sizes]
+            elif p == "mpmc":
+                pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
+            else:
+                pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
+    return pts
+
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    pretty = ""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    pretty = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "os": f"{platform.system()} {pretty}".strip(),
+        "rustc": f"CPython {platform.python_version()}",
+        "git_commit": "-",
+    }
+
+
+def write_atomic(path, text):
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def human(p):
+    if p.get("error"):
+        return "FAILED: " + p["error"]
+    t = p["throughput"]["msgs_per_s"]
+    lat = p["latency_ns"]
+    l = f"p50 {lat['p50'] / 1e3:9.2f} µs" if lat else "p50         -"
+    return f"{l}  {t / 1e3:10.1f} k/s"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    ap.add_argument("--output", required=True, help="results file to write (JSON)")
+    ap.add_argument("--transports", type=lambda s: s.split(","), default=None)
+    ap.add_argument("--patterns", type=lambda s: s.split(","), default=None)
+    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--count", type=int, default=None, help="exactly this many messages per peer (tests)")
+    ap.add_argument("--start-method", choices=["fork", "spawn", "forkserver"], default="fork")
+    ap.add_argument("--cpus", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds a point may take")
+    ap.add_argument("--corrupt-at", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--list", action="store_true", help="list the transports and exit")
+    a = ap.parse_args(argv)
+    if a.list:
+        for k, v in TRANSPORTS.items():
+            print(f"{k:<20} {v}")
+        return 0
+    transports = a.transports or list(TRANSPORTS)
+    patterns = a.patterns or PATTERNS
+    for t in transports:
+        if t not in TRANSPORTS:
+            ap.error(f"unknown transport {t!r}; known: {', '.join(TRANSPORTS)}")
+    for p in patterns:
+        if p not in PATTERNS:
+            ap.error(f"unknown pattern {p!r}; known: {', '.join(PATTERNS)}")
+    for s in a.sizes or []:
+        if s < MIN_SIZE:
+            ap.error(f"message size {s} is below {MIN_SIZE} bytes")
+    o = Opts(a)
+    ctx = mp.get_context(a.start_method)
+    points = plan(o, transports, patterns)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": "py-" + started.replace("-", "").replace(":", "").rstrip("Z") + f"-{os.getpid()}",
+        "started_at": started,
+        "machine": machine(),
+        "config": {
+            "source": "python", "python": platform.python_version(),
+            "start_method": a.start_method, "profile": a.profile,
+            "seconds_per_point": o.budget, "count": a.count, "pin": not a.no_pin,
+        },
+        "points": [],
+    }
+    failed = 0
+    t0 = time.monotonic()
+    for i, (t, p, s, np_, nc) in enumerate(points):
+        rec = run_point(ctx, o, t, p, s, np_, nc)
+        run["points"].append(rec)
+        failed += not rec["validated"]
+        write_atomic(a.output, json.dumps(run, indent=1))
+        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep") else ""
+        print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
+              file=sys.stderr, flush=True)
+    print(f"python: {len(points)} points in {time.monotonic() - t0:.0f} s, {failed} failed; "
+          f"results: {a.output}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+//! Python's multiprocessing, measured by `scripts/pybench.py` (built into
+//! the binary, so a run needs only `python3` on the PATH) into the same
+//! results schema, and merged into the run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::record::PointRecord;
+use super::run::Profile;
+
+/// The script, as shipped in `scripts/pybench.py`.
+pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
+
+/// The Python transports, as the script names them.
+pub const TRANSPORTS: [&str; 8] = [
+    "py-pipe",
+    "py-queue",
+    "py-queue-bounded",
+    "py-simplequeue",
+    "py-manager-queue",
+    "py-manager-dict",
+    "py-basemanager-tcp",
+    "py-shared-memory",
+];
+
+/// The patterns the script measures.
+pub const PATTERNS: [&str; 4] = ["pingpong", "stream", "mpmc", "reqrep"];
+
+/// Whether `name` is a Python transport.
+pub fn is_python(name: &str) -> bool {
+    TRANSPORTS.contains(&name)
+}
+
+/// The interpreter found on the PATH, with its version.
+#[derive(Debug, Clone)]
+pub struct Python {
+    /// The command.
+    pub exe: PathBuf,
+    /// `3.11.7`.
+    pub version: String,
+}
+
+/// Finds `python3` (3.9 or later), or says why not.
+pub fn find() -> Result<Python, String> {
+    let exe = PathBuf::from("python3");
+    let out = Command::new(&exe)
+        .args([
+            "-c",
+            "import sys, platform; print(platform.python_version()); sys.exit(sys.version_info < (3, 9))",
+        ])
+        .output()
+        .map_err(|e| format!("python3 was not found ({e})"))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "python3 is {version}; the baseline needs 3.9 or later"
+        ));
+    }
+    Ok(Python { exe, version })
+}
+
+/// What the script is asked to measure.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Python transports (empty: all).
+    pub transports: Vec<String>,
+    /// Patterns (empty: all the script knows).
+    pub patterns: Vec<String>,
+    /// Sizes (empty: the profile's).
+    pub sizes: Vec<usize>,
+    /// Exactly this many messages per peer (tests).
+    pub count: Option<u64>,
+    /// `fork` (default), `spawn` or `forkserver`.
+    pub start_method: Option<String>,
+}
+
+/// The script's results: its points and its configuration.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The points measured, in the suite's schema.
+    pub points: Vec<PointRecord>,
+    /// The script's `config` (Python version, start method, …).
+    pub config: serde_json::Value,
+}
+
+/// Runs the script with `profile` and `sel`, pinning to `cpus` unless
+/// empty; its progress goes to this process's standard error. The script's
+/// own per-point deadline ends a stuck point; `deadline` bounds the whole.
+pub fn run(
+    py: &Python,
+    profile: Profile,
+    sel: &Selection,
+    cpus: &[usize],
+    deadline: Duration,
+) -> Result<Outcome, String> {
+    let dir = std::env::temp_dir().join(crate::shm::unique_name("pybench"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let result = run_in(py, profile, sel, cpus, deadline, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(
+    py: &Python,
+    profile: Profile,
+    sel: &Selection,
+    cpus: &[usize],
+    deadline: Duration,
+    dir: &Path,
+) -> Result<Outcome, String> {
+    let script = dir.join("pybench.py");
+    let output = dir.join("python.json");
+    std::fs::File::create(&script)
+        .and_then(|mut f| f.write_all(SCRIPT.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", script.display()))?;
+    let mut cmd = Command::new(&py.exe);
+    cmd.arg(&script)
+        .arg("--profile")
+        .arg(profile.name())
+        .arg("--output")
+        .arg(&output)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let list = |v: &[String]| v.join(",");
+    if !sel.transports.is_empty() {
+        cmd.arg("--transports").arg(list(&sel.transports));
+    }
+    if !sel.patterns.is_empty() {
+        cmd.arg("--patterns").arg(list(&sel.patterns));
+    }
+    if !sel.sizes.is_empty() {
+        let s: Vec<String> = sel.sizes.iter().map(|s| s.to_string()).collect();
+        cmd.arg("--sizes").arg(s.join(","));
+    }
+    if let Some(n) = sel.count {
+        cmd.arg("--count").arg(n.to_string());
+    }
+    if let Some(m) = &sel.start_method {
+        cmd.arg("--start-method").arg(m);
+    }
+    if cpus.is_empty() {
+        cmd.arg("--no-pin");
+    } else {
+        let c: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
+        cmd.arg("--cpus").arg(c.join(","));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", py.exe.display()))?;
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if t0.elapsed() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for python3: {e}")),
+        }
+    };
+    // The script writes its results after every point: whatever it
+    // measured is kept, even if it was stopped.
+    let text = std::fs::read_to_string(&output).map_err(|e| {
+        format!(
+            "the Python baseline wrote no results ({e}); exit status {}",
+            status.map_or("-".into(), |s| s.to_string())
+        )
+    })?;
+    let run: crate::harness::RunRecord = serde_json::from_str(&text)
+        .map_err(|e| format!("the Python baseline's results do not match the schema: {e}"))?;
+    if status.is_none() {
+        eprintln!(
+            "python: stopped after {} s; {} points kept",
+            deadline.as_secs(),
+            run.points.len()
+        );
+    }
+    Ok(Outcome {
+        points: run.points,
+        config: run.config,
+    })
+}

@@ -1,0 +1,135 @@
+//! The Python baseline (`scripts/pybench.py`) at a tiny size: every
+//! transport and pattern it has, its output valid against the results
+//! schema, every message checked — and a corrupted message caught.
+#![cfg(not(loom))]
+
+use std::time::Duration;
+
+use ipcbench::harness::python::{self, Selection};
+use ipcbench::harness::run::Profile;
+
+fn py() -> python::Python {
+    python::find().unwrap_or_else(|e| {
+        panic!("these tests run Python's multiprocessing and need python3 ≥ 3.9 on the PATH: {e}")
+    })
+}
+
+fn leftovers() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ipcbench-py-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_python_transport_runs_and_validates() {
+    let py = py();
+    let sel = Selection {
+        count: Some(300),
+        ..Selection::default()
+    };
+    let before = leftovers();
+    let out = python::run(&py, Profile::Quick, &sel, &[], Duration::from_secs(300)).unwrap();
+    assert_eq!(out.config["source"], "python");
+    assert!(
+        out.config["python"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('3'))
+    );
+    let failed: Vec<String> = out
+        .points
+        .iter()
+        .filter(|p| !p.validated)
+        .map(|p| format!("{} {}: {:?}", p.transport, p.pattern, p.error))
+        .collect();
+    assert!(failed.is_empty(), "failed points: {failed:#?}");
+    for t in python::TRANSPORTS {
+        assert!(
+            out.points.iter().any(|p| p.transport == t),
+            "{t} was not measured"
+        );
+    }
+    for pattern in python::PATTERNS {
+        assert!(out.points.iter().any(|p| p.pattern == pattern), "{pattern}");
+    }
+    for p in &out.points {
+        let what = format!(
+            "{} {} {}x{}",
+            p.transport, p.pattern, p.producers, p.consumers
+        );
+        assert!(p.throughput.is_some_and(|t| t.msgs_per_s > 0.0), "{what}");
+        assert!(p.cpu_ns_per_msg.is_some(), "{what}");
+        match p.pattern.as_str() {
+            // 300 round trips or calls per client (two calls per set-get).
+            "pingpong" => assert_eq!(p.messages, 300, "{what}"),
+            "reqrep" => assert_eq!(p.messages, 600 * p.producers as u64, "{what}"),
+            // Stream: intervals between 300 messages.
+            "stream" => assert_eq!(p.messages, 299, "{what}"),
+            // Every message of every producer (100 warm-up, 300 measured),
+            // exactly once.
+            "mpmc" => assert_eq!(p.messages, 400 * p.producers as u64, "{what}"),
+            other => panic!("unexpected pattern {other}"),
+        }
+        if p.pattern != "stream" {
+            assert!(p.latency_ns.is_some(), "{what}");
+        }
+    }
+    let left: Vec<String> = leftovers()
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+#[test]
+fn a_corrupted_python_message_fails_its_point() {
+    let py = py();
+    let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("pybench-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("pybench.py");
+    std::fs::write(&script, python::SCRIPT).unwrap();
+    let out = dir.join("out.json");
+    let status = std::process::Command::new(&py.exe)
+        .arg(&script)
+        .args([
+            "--transports",
+            "py-pipe,py-queue,py-shared-memory,py-manager-dict",
+            "--sizes",
+            "8,64",
+            "--count",
+            "200",
+            "--corrupt-at",
+            "150",
+            "--deadline",
+            "30",
+            "--no-pin",
+            "--output",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "a failed point must fail the script");
+    let run = ipcbench::report::read_results(&out).unwrap();
+    assert!(!run.points.is_empty());
+    for p in &run.points {
+        assert!(
+            !p.validated,
+            "{} {} {} B passed with a corrupted message",
+            p.transport, p.pattern, p.msg_size
+        );
+        let e = p.error.as_deref().unwrap();
+        assert!(
+            e.contains("message 150") || e.contains("150"),
+            "{} {}: {e}",
+            p.transport,
+            p.pattern
+        );
+        assert!(p.throughput.is_none() && p.latency_ns.is_none());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
