@@ -9,10 +9,13 @@
 //!   points with more busy processes than CPUs are oversubscribed, as the
 //!   results file records.
 //!
-//! Each benchmark's `iter_custom` runs a point of exactly `iters` round
-//! trips or messages and returns the time the peers measured. A strategy
-//! whose short validation point fails is reported and left out, never
-//! timed. At the end the last record of every benchmark is written to
+//! `latency` and `throughput` start each benchmark's two peers once (a
+//! harness session): every `iter_custom` call is one more round of exactly
+//! `iters` round trips or messages, every message checked, and returns the
+//! time the peers measured. `scaling` runs a point of `iters` messages per
+//! call (up to 17 processes: its peers start for each sample, outside the
+//! timing). A strategy whose short validation point fails is reported and
+//! left out, never timed. At the end the last record of every benchmark is written to
 //! `results/bench-<time>.json` (CSV beside it), in the schema every report
 //! reads, and its report to `reports/bench-<time>/`. `cargo bench --
 //! <filter>` narrows it as criterion users expect.
@@ -22,7 +25,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use ipcbench::harness::record::{Machine, SCHEMA_VERSION, rfc3339_now};
-use ipcbench::harness::{Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Strategy, run_point};
+use ipcbench::harness::{
+    Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Session, Strategy, run_point,
+};
 use ipcbench::shm::Wait;
 use ipcbench::transport::TransportKind;
 
@@ -81,6 +86,54 @@ fn validates(spec: &PointSpec) -> bool {
     true
 }
 
+/// Keeps `r` as the benchmark's last record.
+fn keep(r: PointRecord) {
+    let mut recs = RECORDS.lock().unwrap();
+    recs.retain(|p| {
+        !(p.transport == r.transport
+            && p.pattern == r.pattern
+            && p.msg_size == r.msg_size
+            && p.wait == r.wait
+            && p.producers == r.producers
+            && p.consumers == r.consumers)
+    });
+    recs.push(r);
+}
+
+/// Benchmarks `spec` with peers started once: each `iter_custom` call is a
+/// round of `iters`.
+fn bench_session(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    spec: &PointSpec,
+) {
+    if !validates(spec) {
+        return;
+    }
+    let mut session = match Session::start(spec, &opts()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipping {}: its peers did not start: {e}", label(spec));
+            return;
+        }
+    };
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let r = session.round(iters).unwrap_or_else(|e| {
+                panic!(
+                    "{} {} {} B failed while being timed: {e}",
+                    label(spec),
+                    spec.pattern.name(),
+                    spec.size
+                )
+            });
+            let d = Session::duration(&r, iters.max(2));
+            keep(r);
+            d
+        })
+    });
+}
+
 fn measure(spec: &PointSpec, iters: u64) -> Duration {
     // Multi-party points: `iters` messages in all, split among producers.
     let per = (iters / spec.producers as u64).max(2);
@@ -97,20 +150,9 @@ fn measure(spec: &PointSpec, iters: u64) -> Duration {
             spec.size
         );
     }
-    let ns = match spec.pattern {
-        // The batch phase: `iters` round trips timed as a whole.
-        Pattern::Pingpong => r.batched_mean_ns.unwrap_or(0.0) * iters as f64,
-        // Receiver side: `iters - 1` intervals between first and last.
-        _ => r.elapsed_ns as f64 * iters as f64 / r.messages.max(2).saturating_sub(1) as f64,
-    };
-    let mut recs = RECORDS.lock().unwrap();
-    recs.retain(|p| {
-        !(p.transport == r.transport
-            && p.pattern == r.pattern
-            && p.msg_size == r.msg_size
-            && p.wait == r.wait)
-    });
-    recs.push(r);
+    // Receiver side: first to last message, over all consumers.
+    let ns = r.elapsed_ns as f64 * iters as f64 / r.messages.max(2).saturating_sub(1) as f64;
+    keep(r);
     Duration::from_nanos(ns as u64)
 }
 
@@ -120,12 +162,7 @@ fn latency(c: &mut Criterion) {
     for (strategy, wait) in strategies(true) {
         let size = if strategy == Strategy::Floor { 8 } else { 64 };
         let spec = PointSpec::one_to_one(strategy, Pattern::Pingpong, size, wait);
-        if !validates(&spec) {
-            continue;
-        }
-        g.bench_function(BenchmarkId::new(label(&spec), size), |b| {
-            b.iter_custom(|iters| measure(&spec, iters))
-        });
+        bench_session(&mut g, BenchmarkId::new(label(&spec), size), &spec);
     }
     g.finish();
 }
@@ -136,12 +173,7 @@ fn throughput(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         for (strategy, wait) in strategies(false) {
             let spec = PointSpec::one_to_one(strategy, Pattern::Stream, size, wait);
-            if !validates(&spec) {
-                continue;
-            }
-            g.bench_function(BenchmarkId::new(label(&spec), size), |b| {
-                b.iter_custom(|iters| measure(&spec, iters))
-            });
+            bench_session(&mut g, BenchmarkId::new(label(&spec), size), &spec);
         }
     }
     g.finish();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::bin;
-use ipcbench::harness::{Pattern, PointSpec, RunOpts, Strategy, run_point};
+use ipcbench::harness::{Pattern, PointSpec, RunOpts, Session, Strategy, run_point};
 use ipcbench::shm::Wait;
 use ipcbench::transport::TransportKind;
 
@@ -253,4 +253,75 @@ fn pattern_and_strategy_names_parse() {
         "shm-ring".parse::<Strategy>().unwrap(),
         Strategy::Transport(TransportKind::ShmRing)
     );
+}
+
+#[test]
+fn a_session_measures_rounds_with_peers_started_once() {
+    let _serial = serial();
+    let o = opts();
+    let specs = [
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 8, Wait::SPIN),
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 8, Wait::PARK),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmRing),
+            Pattern::Pingpong,
+            64,
+            Wait::SPIN,
+        ),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmQueue),
+            Pattern::Stream,
+            4096,
+            Wait::SPIN_PARK,
+        ),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::Tcp),
+            Pattern::Pingpong,
+            64,
+            Wait::SPIN_PARK,
+        ),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::UnixStream),
+            Pattern::Stream,
+            64,
+            Wait::SPIN_PARK,
+        ),
+    ];
+    for spec in &specs {
+        let mut s = Session::start(spec, &o)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", spec.strategy.name(), spec.pattern.name()));
+        let pids = s.peer_pids();
+        for n in [10u64, 1000, 37] {
+            let r = s.round(n).unwrap();
+            let what = format!("{} {} round of {n}", r.transport, r.pattern);
+            assert!(r.validated, "{what}");
+            // Pingpong: n round trips in the histogram; stream: n - 1
+            // intervals between n messages.
+            let want = if r.pattern == "pingpong" { n } else { n - 1 };
+            assert_eq!(r.messages, want, "{what}");
+            assert!(Session::duration(&r, n) > Duration::ZERO, "{what}");
+            // The same two processes measured every round.
+            assert_eq!(s.peer_pids(), pids, "{what}");
+        }
+        drop(s);
+        for pid in pids {
+            // Reaped: the pid no longer names a child of ours.
+            // SAFETY: waitpid on a pid with WNOHANG only queries.
+            let r = unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+            assert_eq!(r, -1, "peer {pid} was not reaped");
+        }
+    }
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+    // Multi-party points are not sessions.
+    let mpmc = PointSpec {
+        producers: 2,
+        consumers: 2,
+        ..PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmQueue),
+            Pattern::Mpmc,
+            64,
+            Wait::PARK,
+        )
+    };
+    assert!(Session::start(&mpmc, &o).is_err());
 }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use crate::shm::region::{Kind, Region};
 use crate::shm::{Wait, WaitKind, unique_name};
 #[allow(unused_imports)]
-use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
+use crate::transport::{Conn, LinkOpts, LinkSetup, Side, Transport, TransportKind};
 use msg::Codec;
 use peer::PeerReport;
 pub use record::{Latency, Machine, PointRecord, RunRecord, Throughput};
@@ -327,6 +327,10 @@ pub struct PeerArgs {
     /// Multi-party: how many producers there are.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
+    /// A session: after `go`, measure one round per `round N` line on the
+    /// control channel (a report line each) until `end`.
+    #[arg(long)]
+    pub rounds: bool,
 }
 
 impl PeerArgs {
@@ -353,6 +357,7 @@ impl PeerArgs {
             max_message: spec.size,
             id: id as u64,
             producers: spec.producers,
+            rounds: false,
         }
     }
 
@@ -375,6 +380,9 @@ impl PeerArgs {
         if let Some(c) = self.cpu {
             v.push(format!("--cpu={c}"));
         }
+        if self.rounds {
+            v.push("--rounds".into());
+        }
         v
     }
 }
@@ -386,6 +394,9 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
     }
     let codec = Codec::new(a.size)?;
     let initiator = a.side == Side::A;
+    if a.rounds {
+        return run_rounds(a, &codec);
+    }
     match a.strategy {
         Strategy::Floor => {
             let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
@@ -435,6 +446,144 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     (_, true) => peer::multi_send(conn, &codec, a.id, a.warmup, a.iters),
                     (_, false) => peer::multi_recv(conn, &codec, a.producers),
                 })
+            })
+        }
+    }
+}
+
+/// What the coordinator says to a peer in a session.
+enum Control {
+    Round(u64),
+    End,
+}
+
+fn read_control() -> Result<Control, String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("control channel: {e}"))?;
+    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        _ if n == 0 => Ok(Control::End),
+        ["end"] => Ok(Control::End),
+        ["round", n] => n
+            .parse()
+            .map(Control::Round)
+            .map_err(|_| format!("control channel: bad round count {n:?}")),
+        _ => Err(format!("control channel said {:?}", line.trim())),
+    }
+}
+
+/// Prints one report line (a session's round) and flushes it.
+fn say(r: &PeerReport) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(r).map_err(|e| e.to_string())?
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| format!("control channel: {e}"))
+}
+
+/// A session's peer: one-to-one pingpong or stream (or the floor), one
+/// round per `round N`, sequence numbers going on across rounds; each
+/// round a report line. `end` (or the coordinator's going) closes.
+fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
+    if !matches!(a.pattern, Pattern::Pingpong | Pattern::Stream) {
+        return Err(format!(
+            "sessions measure pingpong and stream, not {}",
+            a.pattern.name()
+        ));
+    }
+    let initiator = a.side == Side::A;
+    // Sequence numbers (pingpong: exchanges) used so far.
+    let mut next = 0u64;
+    let mut rounds = |mut round: Box<dyn FnMut(u64, u64) -> Result<PeerReport, String> + '_>| {
+        peer::barrier()?;
+        loop {
+            match read_control()? {
+                Control::End => return Ok(PeerReport::default()),
+                Control::Round(n) => {
+                    let r = round(next, n).unwrap_or_else(|e| PeerReport {
+                        error: Some(e),
+                        ..PeerReport::default()
+                    });
+                    let failed = r.error.clone();
+                    say(&r)?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    // Pingpong rounds time two phases of n exchanges.
+                    next += if a.pattern == Pattern::Pingpong {
+                        2 * n
+                    } else {
+                        n
+                    };
+                }
+            }
+        }
+    };
+    match a.strategy {
+        Strategy::Floor => {
+            if a.pattern != Pattern::Pingpong {
+                return Err("the floor is measured with pingpong".into());
+            }
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if region.body_len() < 256 {
+                return Err("floor region too small".into());
+            }
+            let base = region.body_ptr();
+            if a.wait.kind == WaitKind::Park {
+                // SAFETY: as in `run_peer`: two futex words 128 bytes apart
+                // in a body of at least 256 bytes that `region` keeps mapped.
+                let (ping, pong) = unsafe {
+                    (
+                        &*(base as *const crate::shm::futex::Futex),
+                        &*(base.add(128) as *const crate::shm::futex::Futex),
+                    )
+                };
+                rounds(Box::new(|first, n| {
+                    peer::floor_park_from(ping, pong, initiator, first, 0, n)
+                }))
+            } else {
+                // SAFETY: as in `run_peer`: an aligned u64 at the start of
+                // the body, alive with `region`.
+                let word = unsafe { &*(base as *const std::sync::atomic::AtomicU64) };
+                rounds(Box::new(|first, n| {
+                    peer::floor_spin_from(word, initiator, first, 0, n)
+                }))
+            }
+        }
+        Strategy::Transport(kind) => {
+            let opts = LinkOpts {
+                max_message: a.max_message,
+                wait: a.wait,
+                ..LinkOpts::default()
+            };
+            with_transport!(kind, T => {
+                let mut conn = T::connect(&crate::transport::Endpoint::for_child(&a.addr), a.side, &opts)
+                    .map_err(|e| format!("connecting: {e}"))?;
+                let mut out = codec.buffer();
+                let mut back = Vec::with_capacity(codec.size());
+                let r = {
+                    let conn = &mut conn;
+                    rounds(Box::new(move |first, n| match (a.pattern, initiator) {
+                        (Pattern::Pingpong, true) => peer::timed_exchanges_from(first, 0, n, |seq| {
+                            codec.stamp(&mut out, seq, 0);
+                            conn.send(&out).map_err(|e| e.to_string())?;
+                            conn.recv(&mut back).map_err(|e| e.to_string())?;
+                            codec.check(&back, seq).map(drop)
+                        }),
+                        (Pattern::Pingpong, false) => peer::echo_seqs(conn, codec, first..first + 2 * n),
+                        (_, true) => peer::send_seqs(conn, codec, first..first + n),
+                        (_, false) => peer::recv_seqs(conn, codec, first..first + n, first),
+                    }))
+                };
+                let _ = conn.close();
+                r
             })
         }
     }
@@ -791,8 +940,8 @@ fn run_multi(
     rec
 }
 
-/// Measures one point. A failure is recorded in the result, never as a number.
-pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
+/// A point's record before it is measured, and the CPUs its peers may use.
+fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<usize>) {
     let cpus = record::allowed_cpus();
     // Peer processes (a reqrep point's only peers are its clients; its
     // server is the manager's own process, counted among the helpers).
@@ -804,8 +953,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let busy = peers + spec.strategy.helpers();
     let oversubscribed = busy > cpus.len();
     let pinned = opts.pin && peers <= cpus.len();
-    let (warmup, iters) = opts.counts(spec);
-    let mut rec = PointRecord {
+    let rec = PointRecord {
         transport: spec.strategy.name().to_owned(),
         pattern: spec.pattern.name().to_owned(),
         msg_size: spec.size,
@@ -829,7 +977,41 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             Vec::new()
         },
     };
-    if oversubscribed && spec.strategy.has_wait() && spec.wait.kind == WaitKind::Spin {
+    (rec, cpus)
+}
+
+/// Fills a one-to-one point's figures from its peers' reports (A, B).
+fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerReport) {
+    rec.validated = true;
+    rec.error = None;
+    let measured = match spec.pattern {
+        Pattern::Pingpong => a,
+        _ => b,
+    };
+    rec.messages = measured.messages;
+    rec.elapsed_ns = measured.elapsed_ns;
+    rec.latency_ns = measured.latency;
+    rec.batched_mean_ns = a.batched_mean_ns;
+    rec.throughput = throughput_of(
+        measured.elapsed_ns > 0 && measured.messages > 0,
+        || measured.messages as f64 * 1e9 / measured.elapsed_ns as f64,
+        spec.size,
+    );
+    // Both peers' CPU over the messages each side handled.
+    let total_msgs = match spec.pattern {
+        Pattern::Pingpong => (a.messages * 2).max(1),
+        _ => measured.messages.max(1),
+    };
+    rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
+}
+
+/// Measures one point. A failure is recorded in the result, never as a number.
+pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
+    let (mut rec, cpus) = new_record(spec, opts);
+    let pinned = !rec.cpus.is_empty();
+    let busy = rec.producers + rec.consumers + spec.strategy.helpers();
+    let (warmup, iters) = opts.counts(spec);
+    if rec.oversubscribed && spec.strategy.has_wait() && spec.wait.kind == WaitKind::Spin {
         rec.error = Some(format!(
             "{SKIPPED} pure spin with {busy} busy processes on {} CPUs measures the scheduler, not the channel; \
              see the spin-yield, spin-park and park points",
@@ -888,28 +1070,153 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     };
     match result {
         Err(e) => rec.error = Some(e),
-        Ok((a, b)) => {
-            rec.validated = true;
-            let measured = match spec.pattern {
-                Pattern::Pingpong => &a,
-                _ => &b,
-            };
-            rec.messages = measured.messages;
-            rec.elapsed_ns = measured.elapsed_ns;
-            rec.latency_ns = measured.latency;
-            rec.batched_mean_ns = a.batched_mean_ns;
-            rec.throughput = throughput_of(
-                measured.elapsed_ns > 0 && measured.messages > 0,
-                || measured.messages as f64 * 1e9 / measured.elapsed_ns as f64,
-                spec.size,
-            );
-            // Both peers' CPU over the messages each side handled.
-            let total_msgs = match spec.pattern {
-                Pattern::Pingpong => (a.messages * 2).max(1),
-                _ => measured.messages.max(1),
-            };
-            rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
-        }
+        Ok((a, b)) => fill_pair(&mut rec, spec, &a, &b),
     }
     rec
+}
+
+/// A point measured in rounds by peers started once, as criterion's
+/// `iter_custom` wants: [`Session::start`] starts and lines up the peers
+/// and runs a warm-up round; each [`Session::round`] measures `n` more
+/// exchanges or messages, checked as always; dropping it ends the peers.
+/// One-to-one pingpong and stream, and the floors.
+pub struct Session {
+    spec: PointSpec,
+    opts: RunOpts,
+    rec: PointRecord,
+    peers: Vec<Running>,
+    // Kept alive while the peers use it (the link, or the floor's region).
+    _link: Box<dyn std::any::Any>,
+}
+
+impl Session {
+    /// Starts the peers of `spec` and runs `opts.warmup` exchanges or
+    /// messages untimed.
+    pub fn start(spec: &PointSpec, opts: &RunOpts) -> Result<Session, String> {
+        if spec.pattern.is_multi() || spec.pattern == Pattern::Reqrep {
+            return Err(format!(
+                "sessions measure pingpong and stream, not {}",
+                spec.pattern.name()
+            ));
+        }
+        let (rec, cpus) = new_record(spec, opts);
+        let pinned = !rec.cpus.is_empty();
+        let args = |addr: &str, side: Side| {
+            let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
+            let mut a = PeerArgs::for_point(spec, addr, side, 0, (0, 0), cpu);
+            a.rounds = true;
+            a
+        };
+        let deadline = Instant::now() + opts.deadline;
+        let line_up = |addr: &str, inherit: &[i32], env: &[(String, String)]| {
+            let b = spawn(&opts.exe, &args(addr, Side::B), inherit, env, "B")?;
+            let a = spawn(&opts.exe, &args(addr, Side::A), inherit, env, "A")?;
+            // Reports come back in this order: A, then B.
+            let mut peers = vec![a, b];
+            for p in &mut peers {
+                let l = p.expect_line(deadline, "ready")?;
+                if l != "ready" {
+                    return Err(format!("peer {} said {l:?} instead of ready", p.name));
+                }
+            }
+            Ok::<_, String>(peers)
+        };
+        let (peers, link): (Vec<Running>, Box<dyn std::any::Any>) = match spec.strategy {
+            Strategy::Floor => {
+                let name = unique_name("floor");
+                let region =
+                    Region::create(&name, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
+                region.publish();
+                (line_up(&name, &[], &[])?, Box::new(region))
+            }
+            Strategy::Transport(kind) => {
+                let link = LinkOpts {
+                    wait: spec.wait,
+                    capacity: (spec.size * 16).clamp(64 << 10, 16 << 20),
+                    max_message: spec.size,
+                    exe: opts.exe.clone(),
+                    label: format!("bench-{}", kind.name()),
+                };
+                with_transport!(kind, T => {
+                    let (mut setup, ep) = T::setup(&link).map_err(|e| format!("setting up the link: {e}"))?;
+                    let peers = line_up(&ep.addr, &ep.inherit, &ep.env)?;
+                    setup.children_started();
+                    (peers, Box::new(setup) as Box<dyn std::any::Any>)
+                })
+            }
+        };
+        let mut s = Session {
+            spec: *spec,
+            opts: opts.clone(),
+            rec,
+            peers,
+            _link: link,
+        };
+        for p in &mut s.peers {
+            p.go()?;
+        }
+        s.round(opts.warmup.max(1))?;
+        Ok(s)
+    }
+
+    /// Measures `n` round trips (pingpong: `n` timed one by one into the
+    /// histogram, then `n` timed as one batch) or `n` messages (stream).
+    pub fn round(&mut self, n: u64) -> Result<PointRecord, String> {
+        let n = n.max(2);
+        let deadline = Instant::now() + self.opts.deadline;
+        for p in &mut self.peers {
+            let stdin = p.stdin.as_mut().ok_or("control channel closed")?;
+            writeln!(stdin, "round {n}")
+                .and_then(|()| stdin.flush())
+                .map_err(|e| format!("telling peer {} to go on: {e}", p.name))?;
+        }
+        let mut reports = Vec::new();
+        for p in &mut self.peers {
+            let r = p.report(deadline)?;
+            if let Some(e) = &r.error {
+                return Err(format!("peer {}: {e}", p.name));
+            }
+            reports.push(r);
+        }
+        let mut rec = self.rec.clone();
+        fill_pair(&mut rec, &self.spec, &reports[0], &reports[1]);
+        Ok(rec)
+    }
+
+    /// The peers' process ids (A, B).
+    pub fn peer_pids(&self) -> Vec<u32> {
+        self.peers.iter().map(|p| p.child.id()).collect()
+    }
+
+    /// The time `n` exchanges or messages took in `rec` (a round of `n`):
+    /// pingpong's batch phase; a stream's first-to-last, per interval, times `n`.
+    pub fn duration(rec: &PointRecord, n: u64) -> Duration {
+        let ns = match rec.pattern.as_str() {
+            "pingpong" => rec.batched_mean_ns.unwrap_or(0.0) * n as f64,
+            _ => rec.elapsed_ns as f64 * n as f64 / rec.messages.max(1) as f64,
+        };
+        Duration::from_nanos(ns as u64)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Ask the peers to close and leave; each Running reaps (or kills)
+        // its process when dropped.
+        for p in &mut self.peers {
+            if let Some(stdin) = p.stdin.as_mut() {
+                let _ = writeln!(stdin, "end").and_then(|()| stdin.flush());
+            }
+            p.stdin = None;
+        }
+        let t0 = Instant::now();
+        for p in &mut self.peers {
+            while t0.elapsed() < Duration::from_secs(2) {
+                if matches!(p.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }

@@ -96,9 +96,20 @@ fn summary(h: &Histogram<u64>) -> Option<Latency> {
 pub fn timed_exchanges(
     warmup: u64,
     iters: u64,
+    exchange: impl FnMut(u64) -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    timed_exchanges_from(0, warmup, iters, exchange)
+}
+
+/// [`timed_exchanges`] with sequence numbers from `first` (a session's
+/// rounds go on where the last one stopped): `warmup + 2 * iters` in all.
+pub fn timed_exchanges_from(
+    first: u64,
+    warmup: u64,
+    iters: u64,
     mut exchange: impl FnMut(u64) -> Result<(), String>,
 ) -> Result<PeerReport, String> {
-    let mut seq = 0;
+    let mut seq = first;
     for _ in 0..warmup {
         exchange(seq)?;
         seq += 1;
@@ -152,6 +163,28 @@ pub fn pingpong_initiator<C: Conn>(
     Ok(r)
 }
 
+/// Pingpong, echoing side of a session's round: checks messages `seqs` and
+/// sends each back.
+pub fn echo_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let cpu0 = cpu_time_ns();
+    let n = seqs.end - seqs.start;
+    for seq in seqs {
+        conn.recv(&mut buf).map_err(terr)?;
+        codec.check(&buf, seq)?;
+        conn.send(&buf).map_err(terr)?;
+    }
+    Ok(PeerReport {
+        messages: n,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
 /// Pingpong, echoing side: checks each message and sends it back, until
 /// the initiator closes.
 pub fn pingpong_echo<C: Conn>(mut conn: C, codec: &Codec) -> Result<PeerReport, String> {
@@ -179,16 +212,17 @@ pub fn pingpong_echo<C: Conn>(mut conn: C, codec: &Codec) -> Result<PeerReport, 
 /// about as much as a cache-line hand-off).
 pub const STAMP_EVERY: u64 = 16;
 
-/// Stream, sending side: `warmup + iters` messages, then close.
-pub fn stream_send<C: Conn>(
-    mut conn: C,
+/// Stream, sending side: messages `seqs`, one in [`STAMP_EVERY`] stamped
+/// with its send time.
+pub fn send_seqs<C: Conn>(
+    conn: &mut C,
     codec: &Codec,
-    warmup: u64,
-    iters: u64,
+    seqs: std::ops::Range<u64>,
 ) -> Result<PeerReport, String> {
     let mut out = codec.buffer();
     let cpu0 = cpu_time_ns();
-    for seq in 0..warmup + iters {
+    let n = seqs.end - seqs.start;
+    for seq in seqs {
         let ts = if codec.stamped() && seq % STAMP_EVERY == 0 {
             now_ns()
         } else {
@@ -197,12 +231,24 @@ pub fn stream_send<C: Conn>(
         codec.stamp(&mut out, seq, ts);
         conn.send(&out).map_err(terr)?;
     }
-    conn.close().map_err(terr)?;
     Ok(PeerReport {
-        messages: iters,
+        messages: n,
         cpu_ns: cpu_time_ns() - cpu0,
         ..PeerReport::default()
     })
+}
+
+/// Stream, sending side: `warmup + iters` messages, then close.
+pub fn stream_send<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut r = send_seqs(&mut conn, codec, 0..warmup + iters)?;
+    conn.close().map_err(terr)?;
+    r.messages = iters;
+    Ok(r)
 }
 
 /// Stream, receiving side: checks every message, times the measured ones
@@ -214,15 +260,35 @@ pub fn stream_recv<C: Conn>(
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
+    let r = recv_seqs(&mut conn, codec, 0..warmup + iters, warmup)?;
+    let mut buf = Vec::new();
+    match conn.recv(&mut buf) {
+        Err(TransportError::Closed) => {}
+        Ok(n) => return Err(format!("an extra message of {n} bytes after the last one")),
+        Err(e) => return Err(terr(e)),
+    }
+    Ok(r)
+}
+
+/// Stream, receiving side: checks messages `seqs`, times those from
+/// `measured` on from the first to the last, and records the one-way
+/// latency of the stamped ones.
+pub fn recv_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+    measured: u64,
+) -> Result<PeerReport, String> {
     let mut buf = Vec::with_capacity(codec.size());
     let mut h = histogram();
     let cpu0 = cpu_time_ns();
     let (mut first, mut last) = (0, 0);
-    for seq in 0..warmup + iters {
+    let end = seqs.end;
+    for seq in seqs {
         conn.recv(&mut buf).map_err(terr)?;
         let ts = codec.check(&buf, seq)?;
-        if seq >= warmup {
-            let now = if ts != 0 || seq == warmup || seq + 1 == warmup + iters {
+        if seq >= measured {
+            let now = if ts != 0 || seq == measured || seq + 1 == end {
                 now_ns()
             } else {
                 0
@@ -230,22 +296,17 @@ pub fn stream_recv<C: Conn>(
             if ts != 0 {
                 h.saturating_record(now.saturating_sub(ts));
             }
-            if seq == warmup {
+            if seq == measured {
                 first = now;
             }
-            if seq + 1 == warmup + iters {
+            if seq + 1 == end {
                 last = now;
             }
         }
     }
-    match conn.recv(&mut buf) {
-        Err(TransportError::Closed) => {}
-        Ok(n) => return Err(format!("an extra message of {n} bytes after the last one")),
-        Err(e) => return Err(terr(e)),
-    }
     Ok(PeerReport {
         // Intervals between the first and the last measured message.
-        messages: iters.saturating_sub(1),
+        messages: end.saturating_sub(measured).saturating_sub(1),
         elapsed_ns: last.saturating_sub(first),
         latency: summary(&h),
         cpu_ns: cpu_time_ns() - cpu0,
@@ -428,6 +489,17 @@ pub fn floor_spin(
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
+    floor_spin_from(word, initiator, 0, warmup, iters)
+}
+
+/// [`floor_spin`] from exchange `first` (a session's later rounds).
+pub fn floor_spin_from(
+    word: &std::sync::atomic::AtomicU64,
+    initiator: bool,
+    first: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
     use std::sync::atomic::Ordering;
     // Acquire/Release: each hand-off publishes the previous step (the
     // value itself is all there is).
@@ -437,7 +509,7 @@ pub fn floor_spin(
         }
     };
     if initiator {
-        timed_exchanges(warmup, iters, |seq| {
+        timed_exchanges_from(first, warmup, iters, |seq| {
             word.store(2 * seq + 1, Ordering::Release);
             wait_for(2 * seq + 2);
             Ok(())
@@ -445,7 +517,7 @@ pub fn floor_spin(
     } else {
         let cpu0 = cpu_time_ns();
         let total = warmup + 2 * iters;
-        for seq in 0..total {
+        for seq in first..first + total {
             wait_for(2 * seq + 1);
             word.store(2 * seq + 2, Ordering::Release);
         }
@@ -465,6 +537,18 @@ pub fn floor_park(
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
+    floor_park_from(ping, pong, initiator, 0, warmup, iters)
+}
+
+/// [`floor_park`] from exchange `first` (a session's later rounds).
+pub fn floor_park_from(
+    ping: &Futex,
+    pong: &Futex,
+    initiator: bool,
+    first: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
     use std::sync::atomic::Ordering;
     let wait_for = |f: &Futex, v: u32| loop {
         let cur = f.load();
@@ -474,7 +558,7 @@ pub fn floor_park(
         f.wait(cur, None);
     };
     if initiator {
-        timed_exchanges(warmup, iters, |seq| {
+        timed_exchanges_from(first, warmup, iters, |seq| {
             let v = seq as u32 + 1;
             // Release: publishes the step to the peer's Acquire load.
             ping.word().store(v, Ordering::Release);
@@ -485,7 +569,7 @@ pub fn floor_park(
     } else {
         let cpu0 = cpu_time_ns();
         let total = warmup + 2 * iters;
-        for seq in 0..total {
+        for seq in first..first + total {
             let v = seq as u32 + 1;
             wait_for(ping, v);
             // Release: as above.
