@@ -66,6 +66,10 @@ TRANSPORTS = {
     "py-manager-dict": "Manager().dict() proxies, set then get",
     "py-basemanager-tcp": "BaseManager serving queues and a dict over TCP loopback, authkey",
     "py-shared-memory": "shared_memory by hand, a slot per direction and a spinning flag",
+    "py-lock": "Lock() around an increment of a RawValue",
+    "py-semaphore": "Semaphore(1) around an increment of a RawValue",
+    "py-value": "Value('q') incremented under its get_lock()",
+    "py-event": "two Events handing a turn back and forth",
 }
 # Patterns each transport can do.
 CAN = {
@@ -77,8 +81,13 @@ CAN = {
     "py-manager-dict": {"reqrep"},
     "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
     "py-shared-memory": {"pingpong", "stream"},
+    "py-lock": {"lock-increment"},
+    "py-semaphore": {"lock-increment"},
+    "py-value": {"lock-increment"},
+    "py-event": {"event-pingpong"},
 }
-PATTERNS = ["pingpong", "stream", "mpmc", "reqrep"]
+PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong"]
+SYNC_PATTERNS = ("lock-increment", "event-pingpong")
 SIZES_ALL = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20]
 PROFILES = {
     # sizes, multi-party sizes, process counts, seconds per point
@@ -590,7 +599,93 @@ def role_client(end, codec, a):
             "cpu_ns": cpu_ns() - c0}
 
 
+def role_incr(prims, codec, a):
+    """lock-increment: take the primitive, add one to a shared counter
+    (a plain read and write), give it back; each cycle timed."""
+    kind, prim, counter = prims
+    if a.get("no_lock"):
+        # A fault injected on request: no exclusion, so increments get lost.
+        def cycle():
+            counter.value += 1
+    elif kind == "py-value":
+        def cycle():
+            with prim.get_lock():
+                prim.value += 1
+    elif kind == "py-semaphore":
+        def cycle():
+            prim.acquire()
+            counter.value += 1
+            prim.release()
+    else:
+        def cycle():
+            with prim:
+                counter.value += 1
+    warm = a["warmup"]
+    for _ in range(warm):
+        cycle()
+    samples = []
+    c0 = cpu_ns()
+    first = t = now_ns()
+    for _ in measured(a, 0):
+        cycle()
+        now = now_ns()
+        samples.append(now - t)
+        t = now
+    return {"messages": len(samples), "total": warm + len(samples), "first_ns": first,
+            "last_ns": t, "samples": samples, "cpu_ns": cpu_ns() - c0}
+
+
+def role_turn(prims, codec, a):
+    """event-pingpong: side 0 writes its turn, sets `ping`, waits for `pong`;
+    side 1 waits for `ping`, checks the turn, answers it and sets `pong`."""
+    ping, pong, turns = prims
+    me = a["id"]
+    warm = a["warmup"]
+    state = {"turn": 0}
+
+    def wait(ev):
+        if not ev.wait(30):
+            raise CheckError("the other side never set its event")
+        ev.clear()
+
+    def cycle0():
+        state["turn"] += 1
+        t = state["turn"]
+        turns[0] = t
+        ping.set()
+        wait(pong)
+        if turns[1] != t:
+            raise CheckError(f"turn {t}: the answer was for turn {turns[1]}")
+
+    def cycle1():
+        state["turn"] += 1
+        t = state["turn"]
+        wait(ping)
+        if turns[0] != t:
+            raise CheckError(f"turn {t}: got turn {turns[0]}")
+        turns[1] = t
+        pong.set()
+
+    cycle = cycle0 if me == 0 else cycle1
+    for _ in range(warm):
+        cycle()
+    samples = []
+    c0 = cpu_ns()
+    first = t = now_ns()
+    # Side 1 answers exactly as many turns as side 0 takes (told in `count`).
+    n = a["turns"]
+    for _ in range(n):
+        cycle()
+        now = now_ns()
+        samples.append(now - t)
+        t = now
+    return {"messages": len(samples), "first_ns": first, "last_ns": t,
+            "samples": samples, "cpu_ns": cpu_ns() - c0}
+
+
 ROLES = {
+    "incr": role_incr,
+    "turn": role_turn,
     "ping": role_ping,
     "echo": role_echo,
     "send": role_send,
@@ -711,7 +806,7 @@ def harness_cost(size):
 
 def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
-    n_peers = n_prod if pattern == "reqrep" else n_prod + n_cons
+    n_peers = n_prod if pattern in ("reqrep",) + SYNC_PATTERNS else n_prod + n_cons
     busy = n_peers + helpers
     cpus_all = o.cpus
     pinned = (not o.no_pin) and n_peers <= len(cpus_all)
@@ -723,8 +818,11 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
     base = {
         "size": size, "warmup": o.warmup, "budget": o.budget, "count": o.count,
         "max_iters": o.max_iters(pattern, size), "corrupt_at": o.corrupt_at, "kind": kind,
+        "no_lock": o.no_lock,
     }
     cpu_of = lambda i: cpus[i] if cpus else None  # noqa: E731
+    if pattern in SYNC_PATTERNS:
+        return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
     ch = Channel(ctx, kind, size)
     procs = []
     try:
@@ -824,6 +922,60 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
     return rec
 
 
+def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
+    """lock-increment (procs processes, the counter checked exact) or
+    event-pingpong (two processes, every turn checked)."""
+    rec["msg_size"] = 8
+    rec["harness_ns_per_msg"] = None
+    procs_ = []
+    try:
+        if pattern == "lock-increment":
+            counter = ctx.RawValue("q", 0)
+            if kind == "py-value":
+                prim = ctx.Value("q", 0)
+                counter = prim
+            elif kind == "py-semaphore":
+                prim = ctx.Semaphore(1)
+            else:
+                prim = ctx.Lock()
+            peers = [("incr", dict(base, end=(kind, prim, counter if kind != "py-value" else None),
+                                   id=i, cpu=cpu_of(i))) for i in range(procs)]
+        else:
+            turns = o.count or int(o.budget * 10_000)
+            ping, pong, data = ctx.Event(), ctx.Event(), ctx.RawArray("q", 2)
+            peers = [("turn", dict(base, end=(ping, pong, data), id=i, turns=turns, cpu=cpu_of(i)))
+                     for i in range(2)]
+        procs_, ctls, deadline = run_peers(ctx, peers, o.deadline)
+        got = [collect(procs_, ctls, i, deadline, peers) for i in range(len(peers))]
+        if pattern == "lock-increment":
+            want = sum(r["total"] for r in got)
+            value = counter.value
+            if value != want:
+                raise PointFailed(f"the counter ended at {value}, not {want}: increments were lost")
+            cycles = sum(r["messages"] for r in got)
+            samples = [s for r in got for s in r["samples"]]
+        else:
+            cycles = got[0]["messages"]
+            samples = got[0]["samples"]
+        first = min(r["first_ns"] for r in got)
+        last = max(r["last_ns"] for r in got)
+        per_s = cycles * 1e9 / max(1, last - first)
+        rec.update(validated=True, messages=cycles, elapsed_ns=last - first,
+                   latency_ns=percentiles(samples),
+                   throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * 8},
+                   cpu_ns_per_msg=sum(r["cpu_ns"] for r in got) / max(1, cycles))
+    except PointFailed as e:
+        rec.update(validated=False, error=str(e))
+    finally:
+        _early.clear()
+        _taken.clear()
+        for p in procs_:
+            if p.is_alive():
+                p.kill()
+        finish(procs_)
+    return rec
+
+
 class Opts:
     def __init__(self, a):
         sizes, multi_sizes, counts, budget = PROFILES[a.profile]
@@ -835,6 +987,7 @@ class Opts:
         self.count = a.count
         self.warmup = min(100, a.count) if a.count else 100
         self.corrupt_at = a.corrupt_at
+        self.no_lock = a.no_lock
         self.no_pin = a.no_pin
         self.deadline = a.deadline
         self.cpus = sorted(os.sched_getaffinity(0)) if not a.cpus else a.cpus
@@ -855,6 +1008,10 @@ def plan(o, transports, patterns):
                 pts += [(t, p, s, 1, 1) for s in o.sizes]
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
+            elif p == "lock-increment":
+                pts += [(t, p, 8, n, 1) for n in o.counts if n <= 4]
+            elif p == "event-pingpong":
+                pts += [(t, p, 8, 2, 1)]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
     return pts
@@ -921,6 +1078,7 @@ def main(argv=None):
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds a point may take")
     ap.add_argument("--corrupt-at", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-lock", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--list", action="store_true", help="list the transports and exit")
     a = ap.parse_args(argv)
     if a.list:
@@ -961,7 +1119,7 @@ def main(argv=None):
         run["points"].append(rec)
         failed += not rec["validated"]
         write_atomic(a.output, json.dumps(run, indent=1))
-        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep") else ""
+        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment") else ""
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
     print(f"python: {len(points)} points in {time.monotonic() - t0:.0f} s, {failed} failed; "

@@ -158,6 +158,8 @@ mod cli {
         },
         /// Measure one side of a benchmark point (started by the harness).
         Bench(PeerArgs),
+        /// One process of a synchronisation-primitive point.
+        Sync(harness::sync::SyncArgs),
         /// Join a link of any transport as one side and act on it.
         Link {
             transport: TransportKind,
@@ -185,7 +187,7 @@ mod cli {
     }
 
     /// The Python baseline's transports, as `ipcbench list` shows them.
-    const PY_DESCRIPTIONS: [(&str, &str); 8] = [
+    const PY_DESCRIPTIONS: [(&str, &str); 12] = [
         ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
         ("py-queue", "Queue(), unbounded"),
         ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -200,6 +202,13 @@ mod cli {
             "py-shared-memory",
             "shared_memory by hand: a slot per direction, a spinning flag",
         ),
+        ("py-lock", "Lock() around an increment of a RawValue"),
+        (
+            "py-semaphore",
+            "Semaphore(1) around an increment of a RawValue",
+        ),
+        ("py-value", "Value('q') incremented under its get_lock()"),
+        ("py-event", "two Events handing a turn back and forth"),
     ];
 
     /// `compare` found a regression (exit status 2).
@@ -285,6 +294,9 @@ mod cli {
                 for k in TransportKind::ALL {
                     println!("{:<18} {}", k.name(), k.description());
                 }
+                for p in harness::sync::Prim::ALL {
+                    println!("{:<18} {}", p.name(), p.description());
+                }
                 for (name, what) in PY_DESCRIPTIONS {
                     println!("{name:<18} Python multiprocessing: {what}");
                 }
@@ -323,6 +335,20 @@ mod cli {
         });
     }
 
+    /// Prints a measuring peer's report for its coordinator; a failed peer
+    /// exits with status 1 after saying why.
+    fn report_line(result: Result<harness::peer::PeerReport, String>) -> Result<String> {
+        let report = result.unwrap_or_else(|e| harness::peer::PeerReport {
+            error: Some(e),
+            ..Default::default()
+        });
+        println!("{}", serde_json::to_string(&report)?);
+        if report.error.is_some() {
+            std::process::exit(1);
+        }
+        Ok(String::new())
+    }
+
     fn run_role(role: Role, t: Duration) -> Result<String> {
         let pat = |seed, max_len| Pattern { seed, max_len };
         Ok(match role {
@@ -346,19 +372,8 @@ mod cli {
                 counter,
                 iters,
             } => peer::sem_count(&sem, &counter, iters, t)?,
-            Role::Bench(args) => {
-                let report =
-                    harness::run_peer(&args).unwrap_or_else(|e| harness::peer::PeerReport {
-                        error: Some(e),
-                        ..Default::default()
-                    });
-                let failed = report.error.is_some();
-                println!("{}", serde_json::to_string(&report)?);
-                if failed {
-                    std::process::exit(1);
-                }
-                String::new()
-            }
+            Role::Bench(args) => report_line(harness::run_peer(&args))?,
+            Role::Sync(args) => report_line(harness::sync::run_peer(&args))?,
             Role::ManagerServe {
                 listen,
                 max_message,
@@ -435,13 +450,14 @@ mod cli {
     }
 
     fn point_line(p: &harness::PointRecord) -> String {
-        let pattern = if p.pattern == "pingpong" || p.pattern == "stream" {
+        let c = ipcbench::report::analysis::counts(p);
+        let pattern = if c.is_empty() {
             p.pattern.clone()
         } else {
-            format!("{} {}x{}", p.pattern, p.producers, p.consumers)
+            format!("{} {c}", p.pattern)
         };
         let head = format!(
-            "{:<18} {:<12} {:>7} {:<10}",
+            "{:<18} {:<22} {:>7} {:<10}",
             p.transport,
             pattern,
             human_size(p.msg_size),
@@ -479,10 +495,13 @@ mod cli {
         python: Option<Option<String>>,
     ) -> Result<()> {
         use harness::python;
-        let (py_names, rust_names): (Vec<String>, Vec<String>) = transports
+        let (py_names, rest): (Vec<String>, Vec<String>) = transports
             .iter()
             .cloned()
             .partition(|t| python::is_python(t));
+        let (sync_names, rust_names): (Vec<String>, Vec<String>) = rest
+            .into_iter()
+            .partition(|t| t.parse::<harness::sync::Prim>().is_ok());
         let strategies = rust_names
             .iter()
             .map(|t| {
@@ -494,8 +513,20 @@ mod cli {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // Named transports select; naming only one language leaves out the other.
+        // Named transports select; naming only one kind leaves out the others.
         let rust_wanted = transports.is_empty() || !strategies.is_empty();
+        let sync_points: Vec<harness::sync::SyncSpec> = if (transports.is_empty()
+            || !sync_names.is_empty())
+            && patterns.is_empty()
+        {
+            harness::sync::plan(quick)
+                .into_iter()
+                .filter(|s| sync_names.is_empty() || sync_names.iter().any(|n| n == s.prim.name()))
+                .filter(|s| wait.is_empty() || wait.contains(&s.wait))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let py_patterns: Vec<String> = patterns
             .iter()
             .map(|p| p.name().to_owned())
@@ -539,7 +570,7 @@ mod cli {
             _ => None,
         };
         anyhow::ensure!(
-            !points.is_empty() || py.is_some(),
+            !points.is_empty() || py.is_some() || !sync_points.is_empty(),
             "the filters select no point"
         );
         let output = output.unwrap_or_else(|| {
@@ -596,6 +627,15 @@ mod cli {
                 }
             })?;
         let interrupted = || harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
+        for (i, s) in sync_points.iter().enumerate() {
+            if interrupted() {
+                break;
+            }
+            let rec = harness::sync::run_point(s, &opts);
+            eprintln!("[{:>3}/{}] {}", i + 1, sync_points.len(), point_line(&rec));
+            run.points.push(rec);
+            ipcbench::report::write_results(&output, &run)?;
+        }
         if let (Some(py), Some(start_method)) = (&py, &python)
             && !interrupted()
         {
@@ -629,7 +669,7 @@ mod cli {
         }
         println!();
         println!(
-            "{:<18} {:<12} {:>7} {:<10} (pingpong: round trip; stream: one way)",
+            "{:<18} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
             "transport", "pattern", "size", "wait"
         );
         for p in &run.points {

@@ -325,3 +325,54 @@ fn a_session_measures_rounds_with_peers_started_once() {
     };
     assert!(Session::start(&mpmc, &o).is_err());
 }
+
+#[test]
+fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
+    use ipcbench::harness::sync::{self, Prim, SyncSpec};
+    let _serial = serial();
+    let o = RunOpts {
+        fixed_count: Some(20_000),
+        ..opts()
+    };
+    for prim in Prim::ALL {
+        for procs in [1, 2, 4] {
+            if prim == Prim::Event && procs != 2 {
+                continue;
+            }
+            let spec = SyncSpec {
+                prim,
+                procs,
+                wait: Wait::SPIN_PARK,
+                permits: 1,
+            };
+            let r = sync::run_point(&spec, &o);
+            let what = format!("{} {procs} procs", prim.name());
+            assert!(r.validated, "{what}: {:?}", r.error);
+            let want = if prim == Prim::Event {
+                20_000
+            } else {
+                20_000 * procs as u64
+            };
+            assert_eq!(r.messages, want, "{what}");
+            assert!(r.latency_ns.is_some() && r.throughput.is_some(), "{what}");
+        }
+    }
+    // A semaphore that lets two in at once loses increments: the point fails.
+    let broken = SyncSpec {
+        prim: Prim::Semaphore,
+        procs: 2,
+        wait: Wait::SPIN_PARK,
+        permits: 2,
+    };
+    let r = sync::run_point(
+        &broken,
+        &RunOpts {
+            fixed_count: Some(200_000),
+            ..opts()
+        },
+    );
+    assert!(!r.validated, "two permits cannot exclude");
+    let e = r.error.unwrap();
+    assert!(e.contains("did not exclude"), "{e}");
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+}

@@ -72,6 +72,11 @@ fn every_python_transport_runs_and_validates() {
             // Every message of every producer (100 warm-up, 300 measured),
             // exactly once.
             "mpmc" => assert_eq!(p.messages, 400 * p.producers as u64, "{what}"),
+            // Timed cycles of every process (the counter, warm-up included,
+            // was checked exact by the script).
+            "lock-increment" => assert_eq!(p.messages, 300 * p.producers as u64, "{what}"),
+            // Turns taken by the side that starts them.
+            "event-pingpong" => assert_eq!(p.messages, 300, "{what}"),
             other => panic!("unexpected pattern {other}"),
         }
         if p.pattern != "stream" {
@@ -131,5 +136,31 @@ fn a_corrupted_python_message_fails_its_point() {
         );
         assert!(p.throughput.is_none() && p.latency_ns.is_none());
     }
+    // Without the lock, two processes lose increments: that point fails.
+    let status = std::process::Command::new(&py.exe)
+        .arg(&script)
+        .args([
+            "--profile",
+            "quick",
+            "--transports",
+            "py-lock",
+            "--count",
+            "50000",
+            "--no-lock",
+            "--output",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let run = ipcbench::report::read_results(&out).unwrap();
+    let two = run.points.iter().find(|p| p.producers == 2).unwrap();
+    assert!(!two.validated, "two processes without a lock kept every increment");
+    assert!(
+        two.error.as_deref().unwrap().contains("increments were lost"),
+        "{:?}",
+        two.error
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -26,6 +26,7 @@ pub mod peer;
 pub mod python;
 pub mod record;
 pub mod run;
+pub mod sync;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -641,9 +642,24 @@ fn spawn(
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, String> {
+    spawn_with(exe, args.to_args(), inherit, env, name)
+}
+
+/// Starts `ipcbench peer <args>` with nothing inherited.
+fn spawn_args(exe: &PathBuf, args: Vec<String>, name: &str) -> Result<Running, String> {
+    spawn_with(exe, args, &[], &[], name)
+}
+
+fn spawn_with(
+    exe: &PathBuf,
+    args: Vec<String>,
+    inherit: &[i32],
+    env: &[(String, String)],
+    name: &str,
+) -> Result<Running, String> {
     let mut cmd = Command::new(exe);
     cmd.arg("peer")
-        .args(args.to_args())
+        .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -140,6 +140,39 @@ pub fn timed_exchanges_from(
     })
 }
 
+/// Runs `warmup` untimed cycles, then `iters` cycles each timed into a
+/// histogram (sent whole, for the coordinator to merge across processes),
+/// with `CLOCK_MONOTONIC` times of the first and last timed cycle.
+pub fn timed_cycles(
+    warmup: u64,
+    iters: u64,
+    mut cycle: impl FnMut() -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    for _ in 0..warmup {
+        cycle()?;
+    }
+    let cpu0 = cpu_time_ns();
+    let mut h = histogram();
+    let first = now_ns();
+    let mut t = first;
+    for _ in 0..iters {
+        cycle()?;
+        let now = now_ns();
+        h.saturating_record(now - t);
+        t = now;
+    }
+    Ok(PeerReport {
+        messages: iters,
+        elapsed_ns: t - first,
+        latency: summary(&h),
+        cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
+        last_ns: t,
+        latency_hist: pairs(&h),
+        ..PeerReport::default()
+    })
+}
+
 fn terr(e: TransportError) -> String {
     e.to_string()
 }

@@ -14,7 +14,7 @@ use super::run::Profile;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 8] = [
+pub const TRANSPORTS: [&str; 12] = [
     "py-pipe",
     "py-queue",
     "py-queue-bounded",
@@ -23,10 +23,21 @@ pub const TRANSPORTS: [&str; 8] = [
     "py-manager-dict",
     "py-basemanager-tcp",
     "py-shared-memory",
+    "py-lock",
+    "py-semaphore",
+    "py-value",
+    "py-event",
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 4] = ["pingpong", "stream", "mpmc", "reqrep"];
+pub const PATTERNS: [&str; 6] = [
+    "pingpong",
+    "stream",
+    "mpmc",
+    "reqrep",
+    "lock-increment",
+    "event-pingpong",
+];
 
 /// Whether `name` is a Python transport.
 pub fn is_python(name: &str) -> bool {

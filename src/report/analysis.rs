@@ -5,13 +5,19 @@
 
 use crate::harness::{PointRecord, RunRecord};
 
-/// Each Rust strategy's Python `multiprocessing` counterpart.
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 5] = [
+/// Each Rust strategy's Python `multiprocessing` counterparts (the first
+/// is the one ratio tables use).
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 10] = [
     ("shm-queue", "py-queue"),
     ("shm-pipe", "py-pipe"),
     ("shm-ring", "py-shared-memory"),
     ("manager-unix", "py-manager-queue"),
+    ("manager-unix", "py-manager-dict"),
     ("manager-tcp", "py-basemanager-tcp"),
+    ("shm-lock", "py-lock"),
+    ("shm-lock", "py-value"),
+    ("shm-semaphore", "py-semaphore"),
+    ("shm-event", "py-event"),
 ];
 
 /// The Python counterpart of `transport`, if it has one.
@@ -73,7 +79,7 @@ pub fn human_ratio(r: f64) -> String {
 /// Whether a smaller figure is better for `pattern` (latency) or a larger
 /// one (throughput).
 pub fn lower_is_better(pattern: &str) -> bool {
-    pattern == "pingpong"
+    pattern == "pingpong" || pattern == "event-pingpong"
 }
 
 /// The figure a point is judged by: pingpong's median round trip, every
@@ -117,10 +123,11 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 /// A point's process count as the report writes it: `2x2`, or empty for
 /// one-to-one patterns.
 pub fn counts(p: &PointRecord) -> String {
-    if p.pattern == "pingpong" || p.pattern == "stream" {
-        String::new()
-    } else {
-        format!("{}x{}", p.producers, p.consumers)
+    match p.pattern.as_str() {
+        "pingpong" | "stream" | "event-pingpong" => String::new(),
+        "lock-increment" if p.producers == 1 => "1 proc".to_owned(),
+        "lock-increment" => format!("{} procs", p.producers),
+        _ => format!("{}x{}", p.producers, p.consumers),
     }
 }
 
@@ -203,7 +210,16 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 6] = ["pingpong", "stream", "fan-in", "fan-out", "mpmc", "reqrep"];
+pub const PATTERNS: [&str; 8] = [
+    "pingpong",
+    "stream",
+    "fan-in",
+    "fan-out",
+    "mpmc",
+    "reqrep",
+    "lock-increment",
+    "event-pingpong",
+];
 
 /// For each pattern and size measured: the fastest strategy (its best
 /// waiting strategy and process count) and the next one. Floors and points
@@ -494,15 +510,6 @@ pub fn cpu_per_message(run: &RunRecord, pattern: &str, size: usize) -> Vec<(Stri
     out
 }
 
-/// The Python counterpart of `transport` for `pattern`: reqrep calls a
-/// dictionary, so manager-unix's counterpart there is Manager().dict().
-pub fn python_counterpart_for(transport: &str, pattern: &str) -> Option<&'static str> {
-    match (transport, pattern) {
-        ("manager-unix", "reqrep") => Some("py-manager-dict"),
-        _ => python_counterpart(transport),
-    }
-}
-
 /// One Rust strategy beside its Python counterpart at one point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speedup {
@@ -519,10 +526,7 @@ pub struct Speedup {
 pub fn python_speedups(run: &RunRecord) -> Vec<Speedup> {
     let mut out = Vec::new();
     for pattern in PATTERNS {
-        for (rust, _) in PYTHON_COUNTERPARTS {
-            let Some(py) = python_counterpart_for(rust, pattern) else {
-                continue;
-            };
+        for (rust, py) in PYTHON_COUNTERPARTS {
             for p in measured(run).filter(|p| p.transport == py && p.pattern == pattern) {
                 // The Rust strategy's best point of the same shape.
                 let best = measured(run)

@@ -1,0 +1,426 @@
+//! Synchronisation primitives between processes: the core's `Lock`,
+//! `Semaphore` and `Event`, measured the way Python's multiprocessing users
+//! use theirs (the Python baseline measures those with the same patterns):
+//!
+//! - `lock-increment`: N processes each take the primitive, add one to a
+//!   plain (non-atomic) counter in shared memory, and give it back, K times;
+//!   the counter must end at exactly N × K, which only mutual exclusion
+//!   gives. N = 1 is the uncontended cost, 2 and 4 contended. Figures:
+//!   acquire-increment-release cycles per second (all processes together)
+//!   and the latency of one cycle.
+//! - `event-pingpong`: two processes hand a turn back and forth with two
+//!   events (set, wait, clear), as a `multiprocessing.Event` ping-pong;
+//!   each turn carries a number the other side checks. Figure: the round
+//!   trip.
+
+use std::time::Instant;
+
+use super::peer::{self, PeerReport};
+use super::record::{self, PointRecord};
+use super::{RunOpts, Running, SKIPPED, spawn_args};
+use crate::shm::region::{Kind, Region};
+use crate::shm::semaphore::{Event, Lock, Semaphore};
+use crate::shm::{Wait, WaitKind, unique_name};
+
+/// A primitive of the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prim {
+    /// `Lock` (a semaphore of one permit that knows its holder).
+    Lock,
+    /// `Semaphore` of one permit.
+    Semaphore,
+    /// Two `Event`s.
+    Event,
+}
+
+impl Prim {
+    /// Every primitive.
+    pub const ALL: [Prim; 3] = [Prim::Lock, Prim::Semaphore, Prim::Event];
+
+    /// The name in results (`transport`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Prim::Lock => "shm-lock",
+            Prim::Semaphore => "shm-semaphore",
+            Prim::Event => "shm-event",
+        }
+    }
+
+    /// What it is, for `ipcbench list`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Prim::Lock => {
+                "the core's Lock (lock-increment: acquire, bump a shared counter, release)"
+            }
+            Prim::Semaphore => "the core's Semaphore of one permit (lock-increment)",
+            Prim::Event => {
+                "two of the core's Events handing a turn back and forth (event-pingpong)"
+            }
+        }
+    }
+
+    /// The pattern it is measured with.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            Prim::Event => "event-pingpong",
+            _ => "lock-increment",
+        }
+    }
+}
+
+impl std::str::FromStr for Prim {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Prim, String> {
+        Prim::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown primitive `{s}`"))
+    }
+}
+
+/// One point: a primitive, how many processes, how they wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyncSpec {
+    /// The primitive.
+    pub prim: Prim,
+    /// Processes (2 for the event ping-pong).
+    pub procs: usize,
+    /// The waiting strategy.
+    pub wait: Wait,
+    /// The semaphore's permits: 1 makes it a mutex. With more, that many
+    /// processes are inside at once and lock-increment fails, as it must.
+    pub permits: u32,
+}
+
+/// The patterns' names.
+pub const PATTERNS: [&str; 2] = ["lock-increment", "event-pingpong"];
+
+/// The points of a profile: locks by 1, 2 and 4 processes (1 and 2 in the
+/// quick profile), the event ping-pong; waiting with spin-park and park.
+pub fn plan(quick: bool) -> Vec<SyncSpec> {
+    let counts: &[usize] = if quick { &[1, 2] } else { &[1, 2, 4] };
+    let waits: &[Wait] = if quick {
+        &[Wait::SPIN_PARK]
+    } else {
+        &[Wait::SPIN_PARK, Wait::PARK]
+    };
+    let mut out = Vec::new();
+    for prim in Prim::ALL {
+        for &wait in waits {
+            if prim == Prim::Event {
+                out.push(SyncSpec {
+                    prim,
+                    procs: 2,
+                    wait,
+                    permits: 1,
+                });
+            } else {
+                for &procs in counts {
+                    out.push(SyncSpec {
+                        prim,
+                        procs,
+                        wait,
+                        permits: 1,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Cycles (or round trips) per process at most, and the time a point aims at.
+const MAX_ITERS: u64 = 200_000;
+
+/// The arguments of `ipcbench peer sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// The primitive.
+    pub prim: Prim,
+    /// The primitive's region (the lock or semaphore; the first event).
+    pub region: String,
+    /// The second region: the counter (lock-increment) or the second
+    /// event (event-pingpong).
+    pub other: String,
+    /// The data region: the turn numbers of the event ping-pong.
+    pub data: String,
+    /// This process's number (0 starts the event ping-pong).
+    pub id: usize,
+    /// Untimed cycles.
+    pub warmup: u64,
+    /// Timed cycles.
+    pub iters: u64,
+    /// The CPU to pin to.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}
+
+impl SyncArgs {
+    fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "sync".to_owned(),
+            self.prim.name().to_owned(),
+            self.region.clone(),
+            self.other.clone(),
+            self.data.clone(),
+            self.id.to_string(),
+            self.warmup.to_string(),
+            self.iters.to_string(),
+        ];
+        if let Some(c) = self.cpu {
+            v.push(format!("--cpu={c}"));
+        }
+        v
+    }
+}
+
+/// A word of a raw region, shared by processes.
+fn word(region: &Region, i: usize) -> &std::sync::atomic::AtomicU64 {
+    assert!(region.body_len() >= (i + 1) * 64, "region too small");
+    // SAFETY: the body is at least (i + 1) * 64 bytes (checked), 128-byte
+    // aligned, zeroed at creation; atomics are valid for any bits.
+    unsafe { &*(region.body_ptr().add(i * 64) as *const std::sync::atomic::AtomicU64) }
+}
+
+/// Runs one process of a sync point (in a child).
+pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
+    if let Some(cpu) = a.cpu {
+        record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+    }
+    let e = |e: crate::shm::semaphore::SemError| e.to_string();
+    let timeout = Some(std::time::Duration::from_secs(30));
+    match a.prim {
+        Prim::Lock | Prim::Semaphore => {
+            let counter = Region::open(&a.other, Kind::Raw).map_err(|e| e.to_string())?;
+            let count = word(&counter, 0);
+            // The increment is a plain load and store (Relaxed atomics, no
+            // read-modify-write): without mutual exclusion, increments
+            // of different processes overwrite each other and the total
+            // comes out short.
+            let bump = || count.store(count.load(Relaxed) + 1, Relaxed);
+            use std::sync::atomic::Ordering::Relaxed;
+            let cycle: Box<dyn FnMut() -> Result<(), String>> = match a.prim {
+                Prim::Lock => {
+                    let l = Lock::open(&a.region).map_err(e)?;
+                    Box::new(move || {
+                        let _g = l.lock(timeout).map_err(e)?;
+                        bump();
+                        Ok(())
+                    })
+                }
+                _ => {
+                    let s = Semaphore::open(&a.region).map_err(e)?;
+                    Box::new(move || {
+                        s.acquire(timeout).map_err(e)?;
+                        bump();
+                        s.release().map_err(e)
+                    })
+                }
+            };
+            peer::barrier()?;
+            peer::timed_cycles(a.warmup, a.iters, cycle)
+        }
+        Prim::Event => {
+            let (ping, pong) = (
+                Event::open(&a.region).map_err(e)?,
+                Event::open(&a.other).map_err(e)?,
+            );
+            let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
+            let (there, back) = (word(&data, 0), word(&data, 1));
+            use std::sync::atomic::Ordering::{Acquire, Release};
+            let wait = |ev: &Event| -> Result<(), String> {
+                if !ev.wait(timeout).map_err(e)? {
+                    return Err("the other side never set its event".into());
+                }
+                ev.clear();
+                Ok(())
+            };
+            peer::barrier()?;
+            let mut turn = 0u64;
+            if a.id == 0 {
+                peer::timed_cycles(a.warmup, a.iters, || {
+                    turn += 1;
+                    there.store(turn, Release);
+                    ping.set();
+                    wait(&pong)?;
+                    match back.load(Acquire) {
+                        t if t == turn => Ok(()),
+                        t => Err(format!("turn {turn}: the answer was for turn {t}")),
+                    }
+                })
+            } else {
+                peer::timed_cycles(a.warmup, a.iters, || {
+                    turn += 1;
+                    wait(&ping)?;
+                    match there.load(Acquire) {
+                        t if t == turn => {}
+                        t => return Err(format!("turn {turn}: got turn {t}")),
+                    }
+                    back.store(turn, Release);
+                    pong.set();
+                    Ok(())
+                })
+            }
+        }
+    }
+}
+
+/// Measures one sync point. A failure is recorded, never a number.
+pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
+    let cpus = record::allowed_cpus();
+    let oversubscribed = spec.procs > cpus.len();
+    let pinned = opts.pin && !oversubscribed;
+    let mut rec = PointRecord {
+        transport: spec.prim.name().to_owned(),
+        pattern: spec.prim.pattern().to_owned(),
+        msg_size: 8,
+        producers: spec.procs,
+        consumers: 1,
+        wait: spec.wait.name().to_owned(),
+        pinned,
+        oversubscribed,
+        messages: 0,
+        elapsed_ns: 0,
+        validated: false,
+        error: None,
+        latency_ns: None,
+        throughput: None,
+        cpu_ns_per_msg: None,
+        batched_mean_ns: None,
+        harness_ns_per_msg: None,
+        cpus: if pinned {
+            cpus[..spec.procs].to_vec()
+        } else {
+            Vec::new()
+        },
+    };
+    if oversubscribed && spec.wait.kind == WaitKind::Spin {
+        rec.error = Some(format!(
+            "{SKIPPED} pure spin with {} processes on {} CPUs",
+            spec.procs,
+            cpus.len()
+        ));
+        return rec;
+    }
+    let iters = opts
+        .fixed_count
+        .unwrap_or((opts.pingpong_iters * 5).min(MAX_ITERS) / spec.procs as u64)
+        .max(10);
+    let warmup = opts.warmup.min(iters);
+    match measure(spec, opts, &rec.cpus, warmup, iters) {
+        Err(e) => rec.error = Some(e),
+        Ok(reports) => {
+            let per = reports.iter().map(|r| r.messages).sum::<u64>();
+            let first = reports.iter().map(|r| r.first_ns).min().unwrap_or(0);
+            let last = reports.iter().map(|r| r.last_ns).max().unwrap_or(0);
+            let hists: Vec<&[(u64, u64)]> =
+                reports.iter().map(|r| r.latency_hist.as_slice()).collect();
+            let cycles = if spec.prim == Prim::Event {
+                // One side's turns are the round trips.
+                reports[0].messages
+            } else {
+                per
+            };
+            rec.validated = true;
+            rec.messages = cycles;
+            rec.elapsed_ns = last.saturating_sub(first);
+            rec.latency_ns = if spec.prim == Prim::Event {
+                peer::merged_latency(&hists[..1])
+            } else {
+                peer::merged_latency(&hists)
+            };
+            rec.throughput = super::throughput_of(
+                rec.elapsed_ns > 0,
+                || cycles as f64 * 1e9 / rec.elapsed_ns as f64,
+                8,
+            );
+            let cpu: u64 = reports.iter().map(|r| r.cpu_ns).sum();
+            rec.cpu_ns_per_msg = Some(cpu as f64 / cycles.max(1) as f64);
+        }
+    }
+    rec
+}
+
+fn measure(
+    spec: &SyncSpec,
+    opts: &RunOpts,
+    cpus: &[usize],
+    warmup: u64,
+    iters: u64,
+) -> Result<Vec<PeerReport>, String> {
+    let e = |e: crate::shm::semaphore::SemError| e.to_string();
+    let names = [
+        unique_name("sync-a"),
+        unique_name("sync-b"),
+        unique_name("sync-d"),
+    ];
+    // Kept alive (and unlinked when dropped) until the peers are done.
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    match spec.prim {
+        Prim::Lock => keep.push(Box::new(Lock::create(&names[0], spec.wait).map_err(e)?)),
+        Prim::Semaphore => keep.push(Box::new(
+            Semaphore::create(&names[0], spec.permits, spec.permits, spec.wait).map_err(e)?,
+        )),
+        Prim::Event => {
+            keep.push(Box::new(Event::create(&names[0], spec.wait).map_err(e)?));
+            keep.push(Box::new(Event::create(&names[1], spec.wait).map_err(e)?));
+        }
+    }
+    let raw = |n: &str| -> Result<Region, String> {
+        let r = Region::create(n, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
+        r.publish();
+        Ok(r)
+    };
+    let counter = if spec.prim == Prim::Event {
+        None
+    } else {
+        Some(raw(&names[1])?)
+    };
+    let data = raw(&names[2])?;
+    let deadline = Instant::now() + opts.deadline;
+    let mut peers: Vec<Running> = (0..spec.procs)
+        .map(|id| {
+            let a = SyncArgs {
+                prim: spec.prim,
+                region: names[0].clone(),
+                other: names[1].clone(),
+                data: names[2].clone(),
+                id,
+                warmup,
+                iters,
+                cpu: cpus.get(id).copied(),
+            };
+            spawn_args(&opts.exe, a.to_args(), &format!("process {id}"))
+        })
+        .collect::<Result<_, _>>()?;
+    for p in &mut peers {
+        let l = p.expect_line(deadline, "ready")?;
+        if l != "ready" {
+            return Err(format!("peer {} said {l:?} instead of ready", p.name));
+        }
+    }
+    for p in &mut peers {
+        p.go()?;
+    }
+    let mut reports = Vec::new();
+    for p in &mut peers {
+        let r = p.report(deadline)?;
+        if let Some(err) = &r.error {
+            return Err(format!("peer {}: {err}", p.name));
+        }
+        reports.push(r);
+    }
+    if let Some(c) = &counter {
+        let got = word(c, 0).load(std::sync::atomic::Ordering::Acquire);
+        let want = spec.procs as u64 * (warmup + iters);
+        if got != want {
+            return Err(format!(
+                "the counter ended at {got}, not {want}: increments were lost, so the {} did not exclude",
+                spec.prim.name()
+            ));
+        }
+    }
+    drop(data);
+    drop(keep);
+    Ok(reports)
+}
