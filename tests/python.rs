@@ -156,9 +156,15 @@ fn a_corrupted_python_message_fails_its_point() {
     assert!(!status.success());
     let run = ipcbench::report::read_results(&out).unwrap();
     let two = run.points.iter().find(|p| p.producers == 2).unwrap();
-    assert!(!two.validated, "two processes without a lock kept every increment");
     assert!(
-        two.error.as_deref().unwrap().contains("increments were lost"),
+        !two.validated,
+        "two processes without a lock kept every increment"
+    );
+    assert!(
+        two.error
+            .as_deref()
+            .unwrap()
+            .contains("increments were lost"),
         "{:?}",
         two.error
     );
