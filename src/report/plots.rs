@@ -70,6 +70,8 @@ fn marker(
     };
     match shape {
         0 => area.draw(&Circle::new(c, 4, st)),
+        // A thin outline, or a hollow triangle reads as a filled one.
+        1 if hollow => area.draw(&TriangleMarker::new(c, 6, color.stroke_width(1))),
         1 => area.draw(&TriangleMarker::new(c, 5, st)),
         _ => area.draw(&Rectangle::new(
             [(c.0 - 4, c.1 - 4), (c.0 + 4, c.1 + 4)],
