@@ -29,50 +29,55 @@ mod cli {
         cmd: Cmd,
     }
 
+    /// The options of `ipcbench run`.
+    #[derive(clap::Args)]
+    struct RunArgs {
+        /// A short smoke run: one size, short points.
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// Longer points, for stable tails.
+        #[arg(long)]
+        full: bool,
+        /// Comma list of strategies (see `ipcbench list`), `floor`, and
+        /// Python's (py-pipe, py-queue, …; see `ipcbench list`).
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<String>,
+        /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc,
+        /// reqrep (the synchronisation primitives run when none is given).
+        #[arg(long, value_delimiter = ',')]
+        patterns: Vec<harness::Pattern>,
+        /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
+        #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+        sizes: Vec<usize>,
+        /// Comma list of waiting strategies for shared memory.
+        #[arg(long, value_delimiter = ',')]
+        wait: Vec<Wait>,
+        /// Where to write the results (default results/run-<time>.json).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+        /// Do not pin peers to CPUs.
+        #[arg(long)]
+        no_pin: bool,
+        /// Where to write the report (default reports/<run id>/).
+        #[arg(long, conflicts_with = "no_report")]
+        report: Option<std::path::PathBuf>,
+        /// Write no report.
+        #[arg(long)]
+        no_report: bool,
+        /// Leave out the Python multiprocessing baseline (run when
+        /// python3 is found).
+        #[arg(long)]
+        no_python: bool,
+        /// How the Python baseline starts its processes.
+        #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
+        py_start_method: Option<String>,
+    }
+
     #[derive(Subcommand)]
     enum Cmd {
         /// Measure every strategy (or those selected) between real processes
         /// and write a results file (JSON, with CSV beside it).
-        Run {
-            /// A short smoke run: one size, short points.
-            #[arg(long, conflicts_with = "full")]
-            quick: bool,
-            /// Longer points, for stable tails.
-            #[arg(long)]
-            full: bool,
-            /// Comma list of strategies (see `ipcbench list`), `floor`, and
-            /// Python's (py-pipe, py-queue, …; see `ipcbench list`).
-            #[arg(long, value_delimiter = ',')]
-            transports: Vec<String>,
-            /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc.
-            #[arg(long, value_delimiter = ',')]
-            patterns: Vec<harness::Pattern>,
-            /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
-            #[arg(long, value_delimiter = ',', value_parser = parse_size)]
-            sizes: Vec<usize>,
-            /// Comma list of waiting strategies for shared memory.
-            #[arg(long, value_delimiter = ',')]
-            wait: Vec<Wait>,
-            /// Where to write the results (default results/run-<time>.json).
-            #[arg(long)]
-            output: Option<std::path::PathBuf>,
-            /// Do not pin peers to CPUs.
-            #[arg(long)]
-            no_pin: bool,
-            /// Where to write the report (default reports/<run id>/).
-            #[arg(long, conflicts_with = "no_report")]
-            report: Option<std::path::PathBuf>,
-            /// Write no report.
-            #[arg(long)]
-            no_report: bool,
-            /// Leave out the Python multiprocessing baseline (run when
-            /// python3 is found).
-            #[arg(long)]
-            no_python: bool,
-            /// How the Python baseline starts its processes.
-            #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
-            py_start_method: Option<String>,
-        },
+        Run(RunArgs),
         /// Write the report of a results file: REPORT.md, index.html (plots
         /// inline, readable offline) and the plots as SVG.
         Report {
@@ -234,31 +239,7 @@ mod cli {
     fn run(cli: Cli) -> Result<()> {
         match cli.cmd {
             Cmd::Clean { dry_run } => clean(dry_run),
-            Cmd::Run {
-                quick,
-                full,
-                transports,
-                patterns,
-                sizes,
-                wait,
-                output,
-                no_pin,
-                report,
-                no_report,
-                no_python,
-                py_start_method,
-            } => run_cmd(
-                quick,
-                full,
-                transports,
-                patterns,
-                sizes,
-                wait,
-                output,
-                no_pin,
-                (!no_report).then_some(report),
-                (!no_python).then_some(py_start_method),
-            ),
+            Cmd::Run(args) => run_cmd(args),
             Cmd::Report { results, out } => {
                 let run = ipcbench::report::read_results(&results).map_err(anyhow::Error::msg)?;
                 let dir = out.unwrap_or_else(|| ipcbench::report::default_report_dir(&run));
@@ -481,19 +462,23 @@ mod cli {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_cmd(
-        quick: bool,
-        full: bool,
-        transports: Vec<String>,
-        patterns: Vec<harness::Pattern>,
-        sizes: Vec<usize>,
-        wait: Vec<Wait>,
-        output: Option<std::path::PathBuf>,
-        no_pin: bool,
-        report: Option<Option<std::path::PathBuf>>,
-        python: Option<Option<String>>,
-    ) -> Result<()> {
+    fn run_cmd(args: RunArgs) -> Result<()> {
+        let RunArgs {
+            quick,
+            full,
+            transports,
+            patterns,
+            sizes,
+            wait,
+            output,
+            no_pin,
+            report,
+            no_report,
+            no_python,
+            py_start_method,
+        } = args;
+        let report = (!no_report).then_some(report);
+        let python = (!no_python).then_some(py_start_method);
         use harness::python;
         let (py_names, rest): (Vec<String>, Vec<String>) = transports
             .iter()

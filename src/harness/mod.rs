@@ -969,30 +969,19 @@ fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<usize>) {
     let busy = peers + spec.strategy.helpers();
     let oversubscribed = busy > cpus.len();
     let pinned = opts.pin && peers <= cpus.len();
-    let rec = PointRecord {
-        transport: spec.strategy.name().to_owned(),
-        pattern: spec.pattern.name().to_owned(),
-        msg_size: spec.size,
-        producers: spec.producers,
-        consumers: spec.consumers,
-        wait: spec.wait_name().to_owned(),
-        pinned,
-        oversubscribed,
-        messages: 0,
-        elapsed_ns: 0,
-        validated: false,
-        error: None,
-        latency_ns: None,
-        throughput: None,
-        cpu_ns_per_msg: None,
-        batched_mean_ns: None,
-        harness_ns_per_msg: Codec::new(spec.size).ok().map(|c| c.calibrate()),
-        cpus: if pinned {
-            cpus[..peers].to_vec()
-        } else {
-            Vec::new()
-        },
-    };
+    let mut rec = PointRecord::unmeasured(
+        spec.strategy.name(),
+        spec.pattern.name(),
+        spec.size,
+        (spec.producers, spec.consumers),
+        spec.wait_name(),
+    );
+    rec.pinned = pinned;
+    rec.oversubscribed = oversubscribed;
+    rec.harness_ns_per_msg = Codec::new(spec.size).ok().map(|c| c.calibrate());
+    if pinned {
+        rec.cpus = cpus[..peers].to_vec();
+    }
     (rec, cpus)
 }
 

@@ -117,6 +117,38 @@ pub struct PointRecord {
     pub cpus: Vec<usize>,
 }
 
+impl PointRecord {
+    /// A point about to be measured: what it is, nothing measured yet.
+    pub fn unmeasured(
+        transport: &str,
+        pattern: &str,
+        msg_size: usize,
+        (producers, consumers): (usize, usize),
+        wait: &str,
+    ) -> PointRecord {
+        PointRecord {
+            transport: transport.to_owned(),
+            pattern: pattern.to_owned(),
+            msg_size,
+            producers,
+            consumers,
+            wait: wait.to_owned(),
+            pinned: false,
+            oversubscribed: false,
+            messages: 0,
+            elapsed_ns: 0,
+            validated: false,
+            error: None,
+            latency_ns: None,
+            throughput: None,
+            cpu_ns_per_msg: None,
+            batched_mean_ns: None,
+            harness_ns_per_msg: None,
+            cpus: Vec::new(),
+        }
+    }
+}
+
 fn first_line(path: &str, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()

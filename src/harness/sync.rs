@@ -270,30 +270,18 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
     let cpus = record::allowed_cpus();
     let oversubscribed = spec.procs > cpus.len();
     let pinned = opts.pin && !oversubscribed;
-    let mut rec = PointRecord {
-        transport: spec.prim.name().to_owned(),
-        pattern: spec.prim.pattern().to_owned(),
-        msg_size: 8,
-        producers: spec.procs,
-        consumers: 1,
-        wait: spec.wait.name().to_owned(),
-        pinned,
-        oversubscribed,
-        messages: 0,
-        elapsed_ns: 0,
-        validated: false,
-        error: None,
-        latency_ns: None,
-        throughput: None,
-        cpu_ns_per_msg: None,
-        batched_mean_ns: None,
-        harness_ns_per_msg: None,
-        cpus: if pinned {
-            cpus[..spec.procs].to_vec()
-        } else {
-            Vec::new()
-        },
-    };
+    let mut rec = PointRecord::unmeasured(
+        spec.prim.name(),
+        spec.prim.pattern(),
+        8,
+        (spec.procs, 1),
+        spec.wait.name(),
+    );
+    rec.pinned = pinned;
+    rec.oversubscribed = oversubscribed;
+    if pinned {
+        rec.cpus = cpus[..spec.procs].to_vec();
+    }
     if oversubscribed && spec.wait.kind == WaitKind::Spin {
         rec.error = Some(format!(
             "{SKIPPED} pure spin with {} processes on {} CPUs",
