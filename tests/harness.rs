@@ -312,18 +312,56 @@ fn a_session_measures_rounds_with_peers_started_once() {
         }
     }
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
-    // Multi-party points are not sessions.
-    let mpmc = PointSpec {
+    // Multi-party sessions: rounds of n messages in all, split among the
+    // producers, and every message exactly once when the session finishes.
+    for (kind, pattern, np, nc) in [
+        (TransportKind::ShmQueue, Pattern::Mpmc, 2, 2),
+        (TransportKind::ShmQueue, Pattern::FanOut, 1, 3),
+        (TransportKind::ManagerUnix, Pattern::FanIn, 2, 1),
+    ] {
+        let spec = PointSpec {
+            producers: np,
+            consumers: nc,
+            ..PointSpec::one_to_one(Strategy::Transport(kind), pattern, 64, Wait::SPIN_PARK)
+        };
+        let mut s = Session::start(&spec, &o).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let pids = s.peer_pids();
+        assert_eq!(pids.len(), np + nc);
+        for n in [100u64, 5000, 33] {
+            let r = s.round(n).unwrap();
+            let what = format!("{} {} {np}x{nc} round of {n}", r.transport, r.pattern);
+            assert!(r.validated, "{what}");
+            assert_eq!(r.messages, (n / np as u64).max(1) * np as u64, "{what}");
+            assert!(Session::duration(&r, n) > Duration::ZERO, "{what}");
+            assert_eq!(s.peer_pids(), pids, "{what}");
+        }
+        s.finish()
+            .unwrap_or_else(|e| panic!("{kind:?} {pattern:?}: {e}"));
+    }
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+    // reqrep is not a session; a two-process link cannot be shared.
+    let reqrep = PointSpec {
+        producers: 2,
+        consumers: 1,
+        ..PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ManagerUnix),
+            Pattern::Reqrep,
+            64,
+            Wait::PARK,
+        )
+    };
+    assert!(Session::start(&reqrep, &o).is_err());
+    let tcp_mpmc = PointSpec {
         producers: 2,
         consumers: 2,
         ..PointSpec::one_to_one(
-            Strategy::Transport(TransportKind::ShmQueue),
+            Strategy::Transport(TransportKind::Tcp),
             Pattern::Mpmc,
             64,
             Wait::PARK,
         )
     };
-    assert!(Session::start(&mpmc, &o).is_err());
+    assert!(Session::start(&tcp_mpmc, &o).is_err());
 }
 
 #[test]

@@ -332,6 +332,9 @@ pub struct PeerArgs {
     /// control channel (a report line each) until `end`.
     #[arg(long)]
     pub rounds: bool,
+    /// A session's consumer: publish progress in this region, slot `id`.
+    #[arg(long)]
+    pub progress: Option<String>,
 }
 
 impl PeerArgs {
@@ -359,6 +362,7 @@ impl PeerArgs {
             id: id as u64,
             producers: spec.producers,
             rounds: false,
+            progress: None,
         }
     }
 
@@ -383,6 +387,9 @@ impl PeerArgs {
         }
         if self.rounds {
             v.push("--rounds".into());
+        }
+        if let Some(p) = &self.progress {
+            v.push(format!("--progress={p}"));
         }
         v
     }
@@ -445,7 +452,14 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                         reqrep_client(kind, &a.addr, &opts, &codec, a)
                     }
                     (_, true) => peer::multi_send(conn, &codec, a.id, a.warmup, a.iters),
-                    (_, false) => peer::multi_recv(conn, &codec, a.producers),
+                    (_, false) => match &a.progress {
+                        None => peer::multi_recv(conn, &codec, a.producers),
+                        Some(name) => {
+                            let region = Region::open(name, Kind::Raw).map_err(|e| e.to_string())?;
+                            let (count, last_ns) = progress_slot(&region, a.id as usize)?;
+                            peer::multi_recv_progress(conn, &codec, a.producers, Some(peer::Progress { count, last_ns }))
+                        }
+                    },
                 })
             })
         }
@@ -493,10 +507,12 @@ fn say(r: &PeerReport) -> Result<(), String> {
 /// round per `round N`, sequence numbers going on across rounds; each
 /// round a report line. `end` (or the coordinator's going) closes.
 fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
-    if !matches!(a.pattern, Pattern::Pingpong | Pattern::Stream) {
+    let multi = a.pattern.is_multi();
+    if a.pattern == Pattern::Reqrep || (multi && a.side != Side::A) {
         return Err(format!(
-            "sessions measure pingpong and stream, not {}",
-            a.pattern.name()
+            "sessions run pingpong, stream, and the producers of fan-in, fan-out and mpmc, not {} {}",
+            a.pattern.name(),
+            a.side.name()
         ));
     }
     let initiator = a.side == Side::A;
@@ -579,14 +595,37 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
                             codec.check(&back, seq).map(drop)
                         }),
                         (Pattern::Pingpong, false) => peer::echo_seqs(conn, codec, first..first + 2 * n),
+                        (_, true) if multi => peer::multi_send_seqs(conn, codec, a.id, first..first + n),
                         (_, true) => peer::send_seqs(conn, codec, first..first + n),
                         (_, false) => peer::recv_seqs(conn, codec, first..first + n, first),
                     }))
                 };
-                let _ = conn.close();
+                // A producer leaves the shared stream to the others.
+                let _ = if multi { conn.leave() } else { conn.close() };
                 r
             })
         }
+    }
+}
+
+/// A consumer's progress slot in a session's progress region: the count
+/// and the last time, each on a cache line of its own.
+fn progress_slot(
+    region: &Region,
+    slot: usize,
+) -> Result<(&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64), String> {
+    if region.body_len() < (slot + 1) * 128 {
+        return Err(format!("progress region has no slot {slot}"));
+    }
+    // SAFETY: two u64 words at 128 * slot and 128 * slot + 64 inside the
+    // body (checked), 8-aligned, zeroed at creation, alive with `region`;
+    // only ever accessed atomically.
+    unsafe {
+        let base = region.body_ptr().add(slot * 128);
+        Ok((
+            &*(base as *const std::sync::atomic::AtomicU64),
+            &*(base.add(64) as *const std::sync::atomic::AtomicU64),
+        ))
     }
 }
 
@@ -913,8 +952,13 @@ fn run_multi(
         }
         Ok((sent, got)) => {
             let per = warmup + iters;
+            let Ok(codec) = Codec::new(spec.size) else {
+                rec.error = Some(format!("no messages of {} bytes", spec.size));
+                return rec;
+            };
             let expected: u64 = (0..np as u64)
-                .flat_map(|id| (0..per).map(move |i| peer::tagged_seq(id, i)))
+                .flat_map(|id| (0..per).map(move |i| (id, i)))
+                .map(|(id, i)| peer::tagged_seq(&codec, id, i))
                 .fold(0u64, |acc, s| acc.wrapping_add(crate::peer::mix64(s)));
             let received: u64 = got.iter().map(|r| r.messages).sum();
             let digest = got.iter().fold(0u64, |acc, r| acc.wrapping_add(r.digest));
@@ -1083,61 +1127,123 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
 /// A point measured in rounds by peers started once, as criterion's
 /// `iter_custom` wants: [`Session::start`] starts and lines up the peers
 /// and runs a warm-up round; each [`Session::round`] measures `n` more
-/// exchanges or messages, checked as always; dropping it ends the peers.
-/// One-to-one pingpong and stream, and the floors.
+/// exchanges or messages, checked as always; [`Session::finish`] (or
+/// dropping it) ends the peers. One-to-one pingpong and stream, the floors,
+/// and fan-in, fan-out and mpmc (whose consumers publish their progress in
+/// shared memory, so the coordinator sees a round end; every message is
+/// checked exactly once when the session finishes).
 pub struct Session {
     spec: PointSpec,
     opts: RunOpts,
     rec: PointRecord,
+    /// One-to-one: A and B. Multi-party: the producers.
     peers: Vec<Running>,
-    // Kept alive while the peers use it (the link, or the floor's region).
-    _link: Box<dyn std::any::Any>,
+    /// Multi-party: the consumers.
+    consumers: Vec<Running>,
+    /// Multi-party: where the consumers publish what they received.
+    progress: Option<Region>,
+    /// Multi-party: messages each producer has sent.
+    sent: u64,
+    link: SessionLink,
+    finished: bool,
+}
+
+/// What a session's peers use, kept until they are done.
+enum SessionLink {
+    Floor(#[allow(dead_code)] Region),
+    Transport(Box<dyn LinkSetup>),
 }
 
 impl Session {
     /// Starts the peers of `spec` and runs `opts.warmup` exchanges or
     /// messages untimed.
     pub fn start(spec: &PointSpec, opts: &RunOpts) -> Result<Session, String> {
-        if spec.pattern.is_multi() || spec.pattern == Pattern::Reqrep {
+        if spec.pattern == Pattern::Reqrep {
+            return Err("reqrep is not measured in sessions".into());
+        }
+        let multi = spec.pattern.is_multi();
+        if multi && !spec.strategy.multi_party() {
             return Err(format!(
-                "sessions measure pingpong and stream, not {}",
-                spec.pattern.name()
+                "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
+                spec.strategy.name()
             ));
         }
         let (rec, cpus) = new_record(spec, opts);
         let pinned = !rec.cpus.is_empty();
-        let args = |addr: &str, side: Side| {
-            let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
-            let mut a = PeerArgs::for_point(spec, addr, side, 0, (0, 0), cpu);
-            a.rounds = true;
+        let (np, nc) = (spec.producers, spec.consumers);
+        let progress = if multi {
+            let r = Region::create(&unique_name("progress"), Kind::Raw, 128 * nc, [0; 6])
+                .map_err(|e| e.to_string())?;
+            r.publish();
+            Some(r)
+        } else {
+            None
+        };
+        let progress_name = progress.as_ref().map(|r| r.name().to_owned());
+        // Producers (or A) take rounds; multi-party consumers publish progress.
+        let args = |addr: &str, side: Side, i: usize| {
+            let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
+            let mut a = PeerArgs::for_point(spec, addr, side, i, (0, 0), cpu);
+            if multi && side == Side::B {
+                a.progress = progress_name.clone();
+            } else {
+                a.rounds = true;
+            }
             a
         };
         let deadline = Instant::now() + opts.deadline;
         let line_up = |addr: &str, inherit: &[i32], env: &[(String, String)]| {
-            let b = spawn(&opts.exe, &args(addr, Side::B), inherit, env, "B")?;
-            let a = spawn(&opts.exe, &args(addr, Side::A), inherit, env, "A")?;
-            // Reports come back in this order: A, then B.
-            let mut peers = vec![a, b];
-            for p in &mut peers {
+            let mut bs = (0..nc)
+                .map(|i| {
+                    spawn(
+                        &opts.exe,
+                        &args(addr, Side::B, i),
+                        inherit,
+                        env,
+                        &format!("B{i}"),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut as_ = (0..np)
+                .map(|i| {
+                    spawn(
+                        &opts.exe,
+                        &args(addr, Side::A, i),
+                        inherit,
+                        env,
+                        &format!("A{i}"),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for p in bs.iter_mut().chain(as_.iter_mut()) {
                 let l = p.expect_line(deadline, "ready")?;
                 if l != "ready" {
                     return Err(format!("peer {} said {l:?} instead of ready", p.name));
                 }
             }
-            Ok::<_, String>(peers)
+            if !multi {
+                // Reports come back in this order: A, then B.
+                as_.append(&mut bs);
+            }
+            Ok::<_, String>((as_, bs))
         };
-        let (peers, link): (Vec<Running>, Box<dyn std::any::Any>) = match spec.strategy {
+        let ((peers, consumers), link) = match spec.strategy {
             Strategy::Floor => {
                 let name = unique_name("floor");
                 let region =
                     Region::create(&name, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
                 region.publish();
-                (line_up(&name, &[], &[])?, Box::new(region))
+                (line_up(&name, &[], &[])?, SessionLink::Floor(region))
             }
             Strategy::Transport(kind) => {
+                let capacity = if multi {
+                    spec.size * 256
+                } else {
+                    spec.size * 16
+                };
                 let link = LinkOpts {
                     wait: spec.wait,
-                    capacity: (spec.size * 16).clamp(64 << 10, 16 << 20),
+                    capacity: capacity.clamp(64 << 10, 16 << 20),
                     max_message: spec.size,
                     exe: opts.exe.clone(),
                     label: format!("bench-{}", kind.name()),
@@ -1146,7 +1252,7 @@ impl Session {
                     let (mut setup, ep) = T::setup(&link).map_err(|e| format!("setting up the link: {e}"))?;
                     let peers = line_up(&ep.addr, &ep.inherit, &ep.env)?;
                     setup.children_started();
-                    (peers, Box::new(setup) as Box<dyn std::any::Any>)
+                    (peers, SessionLink::Transport(Box::new(setup)))
                 })
             }
         };
@@ -1155,20 +1261,21 @@ impl Session {
             opts: opts.clone(),
             rec,
             peers,
-            _link: link,
+            consumers,
+            progress,
+            sent: 0,
+            link,
+            finished: false,
         };
-        for p in &mut s.peers {
+        for p in s.consumers.iter_mut().chain(s.peers.iter_mut()) {
             p.go()?;
         }
         s.round(opts.warmup.max(1))?;
         Ok(s)
     }
 
-    /// Measures `n` round trips (pingpong: `n` timed one by one into the
-    /// histogram, then `n` timed as one batch) or `n` messages (stream).
-    pub fn round(&mut self, n: u64) -> Result<PointRecord, String> {
-        let n = n.max(2);
-        let deadline = Instant::now() + self.opts.deadline;
+    /// Tells every round-taking peer `round n` and collects their reports.
+    fn tell_round(&mut self, n: u64, deadline: Instant) -> Result<Vec<PeerReport>, String> {
         for p in &mut self.peers {
             let stdin = p.stdin.as_mut().ok_or("control channel closed")?;
             writeln!(stdin, "round {n}")
@@ -1183,31 +1290,86 @@ impl Session {
             }
             reports.push(r);
         }
+        Ok(reports)
+    }
+
+    /// Measures `n` round trips (pingpong: `n` timed one by one into the
+    /// histogram, then `n` timed as one batch), `n` messages (stream), or
+    /// about `n` messages in all, split among the producers (multi-party:
+    /// from the first producer's start to the last message any consumer
+    /// received).
+    pub fn round(&mut self, n: u64) -> Result<PointRecord, String> {
+        let n = n.max(2);
+        let deadline = Instant::now() + self.opts.deadline;
+        if self.progress.is_none() {
+            let reports = self.tell_round(n, deadline)?;
+            let mut rec = self.rec.clone();
+            fill_pair(&mut rec, &self.spec, &reports[0], &reports[1]);
+            return Ok(rec);
+        }
+        let np = self.spec.producers as u64;
+        let per = (n / np).max(1);
+        let reports = self.tell_round(per, deadline)?;
+        self.sent += per;
+        let want = np * self.sent;
+        let region = self.progress.as_ref().expect("multi-party");
+        let slots = (0..self.spec.consumers)
+            .map(|j| progress_slot(region, j))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Acquire: pairs with each consumer's Release store of its count.
+        let received = || -> u64 {
+            slots
+                .iter()
+                .map(|(c, _)| c.load(std::sync::atomic::Ordering::Acquire))
+                .sum()
+        };
+        loop {
+            let got = received();
+            if got == want {
+                break;
+            }
+            if got > want {
+                return Err(format!(
+                    "consumers received {got} messages where {want} were sent (duplicated)"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "consumers received {got} of {want} messages by the deadline (lost or stuck)"
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let first = reports.iter().map(|r| r.first_ns).min().unwrap_or(0);
+        let last = slots
+            .iter()
+            .map(|(_, l)| l.load(std::sync::atomic::Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
         let mut rec = self.rec.clone();
-        fill_pair(&mut rec, &self.spec, &reports[0], &reports[1]);
+        rec.validated = true;
+        rec.messages = np * per;
+        rec.elapsed_ns = last.saturating_sub(first);
+        rec.throughput = throughput_of(
+            rec.elapsed_ns > 0,
+            || rec.messages as f64 * 1e9 / rec.elapsed_ns as f64,
+            self.spec.size,
+        );
+        let cpu: u64 = reports.iter().map(|r| r.cpu_ns).sum();
+        // Producers' CPU only: the consumers report theirs at the end.
+        rec.cpu_ns_per_msg = Some(cpu as f64 / rec.messages as f64);
         Ok(rec)
     }
 
-    /// The peers' process ids (A, B).
-    pub fn peer_pids(&self) -> Vec<u32> {
-        self.peers.iter().map(|p| p.child.id()).collect()
+    /// Ends the session: the peers close and exit. Multi-party: the stream
+    /// ends, and every message sent must have been received exactly once
+    /// across the consumers (their counts and digests of sequence numbers).
+    pub fn finish(mut self) -> Result<(), String> {
+        self.finished = true;
+        self.end()
     }
 
-    /// The time `n` exchanges or messages took in `rec` (a round of `n`):
-    /// pingpong's batch phase; a stream's first-to-last, per interval, times `n`.
-    pub fn duration(rec: &PointRecord, n: u64) -> Duration {
-        let ns = match rec.pattern.as_str() {
-            "pingpong" => rec.batched_mean_ns.unwrap_or(0.0) * n as f64,
-            _ => rec.elapsed_ns as f64 * n as f64 / rec.messages.max(1) as f64,
-        };
-        Duration::from_nanos(ns as u64)
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Ask the peers to close and leave; each Running reaps (or kills)
-        // its process when dropped.
+    fn end(&mut self) -> Result<(), String> {
         for p in &mut self.peers {
             if let Some(stdin) = p.stdin.as_mut() {
                 let _ = writeln!(stdin, "end").and_then(|()| stdin.flush());
@@ -1222,6 +1384,72 @@ impl Drop for Session {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
+        }
+        if self.progress.is_none() {
+            return Ok(());
+        }
+        if let SessionLink::Transport(setup) = &mut self.link {
+            setup
+                .end_stream()
+                .map_err(|e| format!("ending the stream: {e}"))?;
+        }
+        let deadline = Instant::now() + self.opts.deadline;
+        let (mut count, mut digest) = (0u64, 0u64);
+        for p in &mut self.consumers {
+            let r = p.report(deadline)?;
+            if let Some(e) = &r.error {
+                return Err(format!("peer {}: {e}", p.name));
+            }
+            count += r.messages;
+            digest = digest.wrapping_add(r.digest);
+        }
+        let np = self.spec.producers as u64;
+        let codec = Codec::new(self.spec.size)?;
+        let mut want = 0u64;
+        for id in 0..np {
+            for i in 0..self.sent {
+                want = want.wrapping_add(crate::peer::mix64(peer::tagged_seq(&codec, id, i)));
+            }
+        }
+        if count != np * self.sent {
+            return Err(format!(
+                "consumers received {count} messages where {} were sent",
+                np * self.sent
+            ));
+        }
+        if digest != want {
+            return Err("every count is right but not every message arrived exactly once".into());
+        }
+        Ok(())
+    }
+
+    /// The peers' process ids (one-to-one: A, B; multi-party: producers,
+    /// then consumers).
+    pub fn peer_pids(&self) -> Vec<u32> {
+        self.peers
+            .iter()
+            .chain(&self.consumers)
+            .map(|p| p.child.id())
+            .collect()
+    }
+
+    /// The time `n` exchanges or messages took in `rec` (a round of `n`):
+    /// pingpong's batch phase; otherwise first to last, per message (or
+    /// interval), times `n`.
+    pub fn duration(rec: &PointRecord, n: u64) -> Duration {
+        let ns = match rec.pattern.as_str() {
+            "pingpong" => rec.batched_mean_ns.unwrap_or(0.0) * n as f64,
+            _ => rec.elapsed_ns as f64 * n as f64 / rec.messages.max(1) as f64,
+        };
+        Duration::from_nanos(ns as u64)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Best effort: the peers are reaped (or killed) either way.
+            let _ = self.end();
         }
     }
 }

@@ -347,12 +347,25 @@ pub fn recv_seqs<C: Conn>(
     })
 }
 
-/// Bits of a multi-party sequence number below the producer's id.
+/// Bits of a multi-party sequence number below the producer's id, in
+/// messages under 32 bytes (their sequence number is 32 bits).
 pub const PRODUCER_SHIFT: u32 = 24;
+/// The same in larger messages (a 64-bit sequence number): room for a
+/// long session's rounds.
+pub const PRODUCER_SHIFT_WIDE: u32 = 40;
+
+/// Bits below the producer's id in messages of `codec`.
+pub fn producer_shift(codec: &Codec) -> u32 {
+    if codec.stamped() {
+        PRODUCER_SHIFT_WIDE
+    } else {
+        PRODUCER_SHIFT
+    }
+}
 
 /// The sequence number of message `i` of producer `id`.
-pub fn tagged_seq(id: u64, i: u64) -> u64 {
-    (id << PRODUCER_SHIFT) | i
+pub fn tagged_seq(codec: &Codec, id: u64, i: u64) -> u64 {
+    (id << producer_shift(codec)) | i
 }
 
 /// Multi-party, sending side: producer `id` sends `warmup + iters` messages
@@ -364,16 +377,32 @@ pub fn multi_send<C: Conn>(
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
-    if warmup + iters >= 1 << PRODUCER_SHIFT {
+    let r = multi_send_seqs(&mut conn, codec, id, 0..warmup + iters)?;
+    conn.leave().map_err(terr)?;
+    Ok(r)
+}
+
+/// Multi-party, sending side of a round: producer `id`'s messages `seqs`.
+/// `first_ns` is when it started.
+pub fn multi_send_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    id: u64,
+    seqs: std::ops::Range<u64>,
+) -> Result<PeerReport, String> {
+    if seqs.end >= 1 << producer_shift(codec) {
         return Err(format!(
-            "at most {} messages per producer",
-            (1u64 << PRODUCER_SHIFT) - 1
+            "at most {} messages per producer at {} bytes",
+            (1u64 << producer_shift(codec)) - 1,
+            codec.size()
         ));
     }
     let mut out = codec.buffer();
     let cpu0 = cpu_time_ns();
-    for i in 0..warmup + iters {
-        let seq = tagged_seq(id, i);
+    let first = now_ns();
+    let n = seqs.end - seqs.start;
+    for i in seqs {
+        let seq = tagged_seq(codec, id, i);
         let ts = if codec.stamped() && i % STAMP_EVERY == 0 {
             now_ns()
         } else {
@@ -382,22 +411,38 @@ pub fn multi_send<C: Conn>(
         codec.stamp(&mut out, seq, ts);
         conn.send(&out).map_err(terr)?;
     }
-    conn.leave().map_err(terr)?;
     Ok(PeerReport {
-        messages: warmup + iters,
+        messages: n,
         cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
         ..PeerReport::default()
     })
+}
+
+/// Where a consumer of a session publishes what it received: a count and
+/// the time of the last message, for the coordinator to see a round end.
+pub struct Progress<'a> {
+    /// Messages received so far.
+    pub count: &'a std::sync::atomic::AtomicU64,
+    /// `CLOCK_MONOTONIC` time of the last one.
+    pub last_ns: &'a std::sync::atomic::AtomicU64,
 }
 
 /// Multi-party, receiving side: receives until the stream ends, checking
 /// every message and that each producer's messages come in order; reports
 /// a digest of what it received for the exactly-once check.
-pub fn multi_recv<C: Conn>(
+pub fn multi_recv<C: Conn>(conn: C, codec: &Codec, producers: usize) -> Result<PeerReport, String> {
+    multi_recv_progress(conn, codec, producers, None)
+}
+
+/// [`multi_recv`], publishing its progress after every message.
+pub fn multi_recv_progress<C: Conn>(
     mut conn: C,
     codec: &Codec,
     producers: usize,
+    progress: Option<Progress<'_>>,
 ) -> Result<PeerReport, String> {
+    let shift = producer_shift(codec);
     let mut buf = Vec::with_capacity(codec.size());
     let mut h = histogram();
     let mut last_seen: Vec<Option<u64>> = vec![None; producers];
@@ -410,10 +455,7 @@ pub fn multi_recv<C: Conn>(
             Err(e) => return Err(terr(e)),
         }
         let (seq, ts) = codec.check_any(&buf)?;
-        let (id, i) = (
-            (seq >> PRODUCER_SHIFT) as usize,
-            seq & ((1 << PRODUCER_SHIFT) - 1),
-        );
+        let (id, i) = ((seq >> shift) as usize, seq & ((1 << shift) - 1));
         let prev = last_seen
             .get_mut(id)
             .ok_or_else(|| format!("message {seq:#x} names producer {id} of {producers}"))?;
@@ -434,6 +476,12 @@ pub fn multi_recv<C: Conn>(
         }
         count += 1;
         digest = digest.wrapping_add(crate::peer::mix64(seq));
+        if let Some(p) = &progress {
+            use std::sync::atomic::Ordering;
+            // Relaxed: the count is published (Release) after it.
+            p.last_ns.store(now, Ordering::Relaxed);
+            p.count.store(count, Ordering::Release);
+        }
     }
     Ok(PeerReport {
         messages: count,
@@ -457,10 +505,10 @@ pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
-    if warmup + iters >= 1 << PRODUCER_SHIFT {
+    if warmup + iters >= 1 << producer_shift(codec) {
         return Err(format!(
             "at most {} calls per client",
-            (1u64 << PRODUCER_SHIFT) - 1
+            (1u64 << producer_shift(codec)) - 1
         ));
     }
     let key = format!("client-{id}");
@@ -470,7 +518,7 @@ pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
     let cpu0 = cpu_time_ns();
     let (mut first, mut calls) = (0, 0);
     for i in 0..warmup + iters {
-        let seq = tagged_seq(id, i);
+        let seq = tagged_seq(codec, id, i);
         codec.stamp(&mut out, seq, 0);
         let t0 = now_ns();
         if i == warmup {
