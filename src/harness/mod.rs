@@ -366,6 +366,15 @@ impl PeerArgs {
         }
     }
 
+    /// The link options a peer connects with.
+    pub fn link_opts(&self) -> LinkOpts {
+        LinkOpts {
+            max_message: self.max_message,
+            wait: self.wait,
+            ..LinkOpts::default()
+        }
+    }
+
     /// The command line after `ipcbench peer`.
     pub fn to_args(&self) -> Vec<String> {
         let mut v = vec![
@@ -434,14 +443,9 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             })
         }
         Strategy::Transport(kind) => {
-            let opts = LinkOpts {
-                max_message: a.max_message,
-                wait: a.wait,
-                ..LinkOpts::default()
-            };
+            let opts = a.link_opts();
             with_transport!(kind, T => {
-                let conn = T::connect(&crate::transport::Endpoint::for_child(&a.addr), a.side, &opts)
-                    .map_err(|e| format!("connecting: {e}"))?;
+                let conn = connect_side::<T>(a, &opts)?;
                 barrier_then(|| match (a.pattern, initiator) {
                     (Pattern::Pingpong, true) => peer::pingpong_initiator(conn, &codec, a.warmup, a.iters),
                     (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec),
@@ -464,6 +468,16 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             })
         }
     }
+}
+
+/// Joins the link at `a.addr` as `a.side`.
+fn connect_side<T: Transport>(a: &PeerArgs, opts: &LinkOpts) -> Result<T::Conn, String> {
+    T::connect(
+        &crate::transport::Endpoint::for_child(&a.addr),
+        a.side,
+        opts,
+    )
+    .map_err(|e| format!("connecting: {e}"))
 }
 
 /// What the coordinator says to a peer in a session.
@@ -575,14 +589,8 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
             }
         }
         Strategy::Transport(kind) => {
-            let opts = LinkOpts {
-                max_message: a.max_message,
-                wait: a.wait,
-                ..LinkOpts::default()
-            };
             with_transport!(kind, T => {
-                let mut conn = T::connect(&crate::transport::Endpoint::for_child(&a.addr), a.side, &opts)
-                    .map_err(|e| format!("connecting: {e}"))?;
+                let mut conn = connect_side::<T>(a, &a.link_opts())?;
                 let mut out = codec.buffer();
                 let mut back = Vec::with_capacity(codec.size());
                 let r = {
