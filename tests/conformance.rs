@@ -441,3 +441,34 @@ fn registry_names_match_the_transports_and_list_prints_them() {
         );
     }
 }
+
+/// Any local process can connect to a loopback port: strangers who connect
+/// before side B (one silent, one with a wrong token, one sending frames)
+/// are dropped, and side B's connection, which presents the link's token,
+/// is the one side A gets.
+#[test]
+fn tcp_drops_strangers_who_connect_first() {
+    use ipcbench::transport::tcp::Tcp;
+    use std::io::Write;
+    let mut link = start::<Tcp>("strangers");
+    // tcp:FD:IP:PORT
+    let sockaddr = link.ep.addr.splitn(3, ':').nth(2).unwrap().to_owned();
+    let _silent = std::net::TcpStream::connect(&sockaddr).unwrap();
+    let mut wrong = std::net::TcpStream::connect(&sockaddr).unwrap();
+    wrong.write_all(&[0u8; 16]).unwrap();
+    let mut framer = std::net::TcpStream::connect(&sockaddr).unwrap();
+    framer.write_all(&4u32.to_le_bytes()).unwrap();
+    framer.write_all(b"evil").unwrap();
+    let echo = link.spawn_b(&args!["echo", "--count", 1]);
+    let mut a = link.connect_a();
+    let mut buf = Vec::new();
+    a.send(b"only").unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"only");
+    assert_eq!(
+        finish(echo, Instant::now() + DEADLINE, "tcp").field("messages"),
+        1
+    );
+    drop(a);
+    link.finish();
+}
