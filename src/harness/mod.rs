@@ -776,10 +776,23 @@ impl Running {
             .map_err(|e| format!("telling peer {} to go: {e}", self.name))
     }
 
+    /// Waits for the peer's `ready`.
+    fn ready(&mut self, deadline: Instant) -> Result<(), String> {
+        match self.expect_line(deadline, "ready")? {
+            l if l == "ready" => Ok(()),
+            l => Err(format!("peer {} said {l:?} instead of ready", self.name)),
+        }
+    }
+
+    /// The peer's next report; a report of a failure is an error.
     fn report(&mut self, deadline: Instant) -> Result<PeerReport, String> {
         let line = self.expect_line(deadline, "its report")?;
-        serde_json::from_str(&line)
-            .map_err(|e| format!("peer {} sent a bad report ({e}): {line}", self.name))
+        let r: PeerReport = serde_json::from_str(&line)
+            .map_err(|e| format!("peer {} sent a bad report ({e}): {line}", self.name))?;
+        match &r.error {
+            Some(e) => Err(format!("peer {}: {e}", self.name)),
+            None => Ok(r),
+        }
     }
 }
 
@@ -805,23 +818,14 @@ fn run_pair(
     let mut b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
     let mut a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
     for p in [&mut b, &mut a] {
-        let l = p.expect_line(deadline, "ready")?;
-        if l != "ready" {
-            return Err(format!("peer {} said {l:?} instead of ready", p.name));
-        }
+        p.ready(deadline)?;
     }
     after_ready();
     b.go()?;
     a.go()?;
     // A failed peer ends the point at once (the other is killed on drop).
     let ra = a.report(deadline)?;
-    if let Some(e) = &ra.error {
-        return Err(format!("peer A: {e}"));
-    }
     let rb = b.report(deadline)?;
-    if let Some(e) = &rb.error {
-        return Err(format!("peer B: {e}"));
-    }
     Ok((ra, rb))
 }
 
@@ -904,10 +908,7 @@ fn run_multi(
                     .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::A, i), &ep.inherit, &ep.env, &format!("producer {i}")))
                     .collect::<Result<Vec<_>, _>>()?;
                 for p in consumers.iter_mut().chain(producers.iter_mut()) {
-                    let l = p.expect_line(deadline, "ready")?;
-                    if l != "ready" {
-                        return Err(format!("peer {} said {l:?} instead of ready", p.name));
-                    }
+                    p.ready(deadline)?;
                 }
                 setup.children_started();
                 for p in consumers.iter_mut().chain(producers.iter_mut()) {
@@ -916,9 +917,6 @@ fn run_multi(
                 let mut sent = Vec::new();
                 for p in &mut producers {
                     let r = p.report(deadline)?;
-                    if let Some(e) = &r.error {
-                        return Err(format!("peer {}: {e}", p.name));
-                    }
                     sent.push(r);
                 }
                 if reqrep {
@@ -928,9 +926,6 @@ fn run_multi(
                 let mut got = Vec::new();
                 for p in &mut consumers {
                     let r = p.report(deadline)?;
-                    if let Some(e) = &r.error {
-                        return Err(format!("peer {}: {e}", p.name));
-                    }
                     got.push(r);
                 }
                 Ok((sent, got))
@@ -1224,10 +1219,7 @@ impl Session {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             for p in bs.iter_mut().chain(as_.iter_mut()) {
-                let l = p.expect_line(deadline, "ready")?;
-                if l != "ready" {
-                    return Err(format!("peer {} said {l:?} instead of ready", p.name));
-                }
+                p.ready(deadline)?;
             }
             if !multi {
                 // Reports come back in this order: A, then B.
@@ -1293,9 +1285,6 @@ impl Session {
         let mut reports = Vec::new();
         for p in &mut self.peers {
             let r = p.report(deadline)?;
-            if let Some(e) = &r.error {
-                return Err(format!("peer {}: {e}", p.name));
-            }
             reports.push(r);
         }
         Ok(reports)
@@ -1405,9 +1394,6 @@ impl Session {
         let (mut count, mut digest) = (0u64, 0u64);
         for p in &mut self.consumers {
             let r = p.report(deadline)?;
-            if let Some(e) = &r.error {
-                return Err(format!("peer {}: {e}", p.name));
-            }
             count += r.messages;
             digest = digest.wrapping_add(r.digest);
         }

@@ -211,6 +211,24 @@ fn parts(addr: &str) -> Result<(&str, &str, &str), TransportError> {
     }
 }
 
+/// Where a wait stands: when it began, when to look at the peer next.
+struct Waiting {
+    start: Instant,
+    next_check: Instant,
+    timeout: Option<Duration>,
+}
+
+impl Waiting {
+    fn new(timeout: Option<Duration>) -> Waiting {
+        let start = Instant::now();
+        Waiting {
+            start,
+            next_check: start + CHECK_EVERY,
+            timeout,
+        }
+    }
+}
+
 /// One side: publishes on one service and subscribes to the other.
 pub struct Iceoryx2Conn {
     publisher: Pub,
@@ -263,37 +281,45 @@ impl Iceoryx2Conn {
         draining: bool,
         mut done: impl FnMut(&Self) -> bool,
     ) -> Result<(), TransportError> {
-        let start = Instant::now();
-        let mut next_check = start + CHECK_EVERY;
+        let mut w = Waiting::new(timeout);
         while !done(self) {
             if draining && self.subscriber.receive().map_err(iox("receive"))?.is_some() {
                 taken(&self.region, 1 - self.out_dir()).fetch_add(1, Ordering::Release);
                 continue;
             }
-            if self.spin {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-            let now = Instant::now();
-            if now >= next_check {
-                next_check = now + CHECK_EVERY;
-                let peer = &slots(&self.region)[1 - self.my_slot];
-                if let Some(p) = peer.dead_holder() {
-                    return Err(TransportError::PeerGone(format!(
-                        "process {} died without closing",
-                        p.pid
-                    )));
-                }
-                if peer.get().is_none() {
-                    return Err(TransportError::PeerGone(
-                        "the peer closed without reading what was sent".into(),
-                    ));
-                }
-                if timeout.is_some_and(|t| now - start >= t) {
-                    return Err(TransportError::Timeout);
-                }
-            }
+            self.idle(&mut w, true)?;
+        }
+        Ok(())
+    }
+
+    /// One idle step of a wait: spin or yield; every [`CHECK_EVERY`], fail
+    /// if the peer died, if it closed (when `closed_is_gone`: it will read
+    /// nothing more), or if the timeout passed.
+    fn idle(&self, w: &mut Waiting, closed_is_gone: bool) -> Result<(), TransportError> {
+        if self.spin {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        let now = Instant::now();
+        if now < w.next_check {
+            return Ok(());
+        }
+        w.next_check = now + CHECK_EVERY;
+        let peer = &slots(&self.region)[1 - self.my_slot];
+        if let Some(p) = peer.dead_holder() {
+            return Err(TransportError::PeerGone(format!(
+                "process {} died without closing",
+                p.pid
+            )));
+        }
+        if closed_is_gone && peer.get().is_none() {
+            return Err(TransportError::PeerGone(
+                "the peer closed without reading what was sent".into(),
+            ));
+        }
+        if w.timeout.is_some_and(|t| now - w.start >= t) {
+            return Err(TransportError::Timeout);
         }
         Ok(())
     }
@@ -331,8 +357,7 @@ impl Conn for Iceoryx2Conn {
         if self.peer_closed {
             return Err(TransportError::Closed);
         }
-        let start = Instant::now();
-        let mut next_check = start + CHECK_EVERY;
+        let mut w = Waiting::new(self.timeout);
         loop {
             if let Some(sample) = self.subscriber.receive().map_err(iox("receive"))? {
                 taken(&self.region, 1 - self.out_dir()).fetch_add(1, Ordering::Release);
@@ -358,24 +383,8 @@ impl Conn for Iceoryx2Conn {
                 buf.extend_from_slice(payload);
                 return Ok(buf.len());
             }
-            if self.spin {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-            let now = Instant::now();
-            if now >= next_check {
-                next_check = now + CHECK_EVERY;
-                if let Some(p) = slots(&self.region)[1 - self.my_slot].dead_holder() {
-                    return Err(TransportError::PeerGone(format!(
-                        "process {} died without closing",
-                        p.pid
-                    )));
-                }
-                if self.timeout.is_some_and(|t| now - start >= t) {
-                    return Err(TransportError::Timeout);
-                }
-            }
+            // A peer that closed sent its close first: keep reading.
+            self.idle(&mut w, false)?;
         }
     }
 
