@@ -174,10 +174,14 @@ fn fan_in_fan_out_and_mpmc_move_every_message_exactly_once() {
 }
 
 #[test]
-fn reqrep_clients_call_the_managers_and_every_reply_is_checked() {
+fn reqrep_clients_call_a_server_and_every_reply_is_checked() {
     let _serial = serial();
     let o = opts();
-    for k in [TransportKind::ManagerUnix, TransportKind::ManagerTcp] {
+    for k in [
+        TransportKind::ManagerUnix,
+        TransportKind::ManagerTcp,
+        TransportKind::ShmQueue,
+    ] {
         for clients in [1, 3] {
             let spec = PointSpec {
                 strategy: Strategy::Transport(k),
@@ -198,14 +202,20 @@ fn reqrep_clients_call_the_managers_and_every_reply_is_checked() {
         }
     }
     let spec = PointSpec {
-        strategy: Strategy::Transport(TransportKind::ShmQueue),
+        strategy: Strategy::Transport(TransportKind::ShmRing),
         pattern: Pattern::Reqrep,
         size: 64,
         wait: Wait::SPIN_PARK,
         producers: 1,
         consumers: 1,
     };
-    assert!(run_point(&spec, &o).error.unwrap().contains("manager"));
+    assert!(
+        run_point(&spec, &o)
+            .error
+            .unwrap()
+            .contains("shm-ring has none")
+    );
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }
 
 fn r_cores() -> usize {

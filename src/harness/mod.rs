@@ -16,7 +16,9 @@
 //! processes share one channel (`shm-queue`, the managers) `fan-in` (N→1),
 //! `fan-out` (1→N) and `mpmc` (N×M): aggregate throughput and latency, with
 //! each producer's order checked by every consumer and exactly-once checked
-//! across all of them by the coordinator. The floors — `floor` with `spin`
+//! across all of them by the coordinator; and `reqrep`, N clients calling
+//! a server's dictionary (a manager's, or [`shm_dict`]'s over shm queues).
+//! The floors — `floor` with `spin`
 //! (one cache line bounced between two processes) and with `park` (a futex
 //! ping-pong) — run in the same way, so every figure can be read as a
 //! multiple of what the hardware and the kernel allow.
@@ -26,6 +28,7 @@ pub mod peer;
 pub mod python;
 pub mod record;
 pub mod run;
+pub mod shm_dict;
 pub mod sync;
 
 use std::io::{BufRead, BufReader, Write};
@@ -441,6 +444,15 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     peer::floor_spin(word, initiator, a.warmup, a.iters)
                 }
             })
+        }
+        Strategy::Transport(TransportKind::ShmQueue) if a.pattern == Pattern::Reqrep => {
+            match a.side {
+                Side::A => {
+                    let client = shm_dict::Client::connect(&a.addr, a.id as usize)?;
+                    barrier_then(|| peer::reqrep_client(client, &codec, a.id, a.warmup, a.iters))
+                }
+                Side::B => shm_dict::serve(&a.addr),
+            }
         }
         Strategy::Transport(kind) => {
             let opts = a.link_opts();
@@ -860,9 +872,12 @@ fn run_multi(
         return rec;
     };
     let reqrep = spec.pattern == Pattern::Reqrep;
+    if reqrep && kind == TransportKind::ShmQueue {
+        return run_shm_reqrep(spec, opts, rec, cpus, warmup, iters);
+    }
     if reqrep && !matches!(kind, TransportKind::ManagerUnix | TransportKind::ManagerTcp) {
         rec.error = Some(format!(
-            "reqrep calls a manager's objects; {} has none",
+            "reqrep calls a server's objects: a manager's, or shm-queue's dictionary; {} has none",
             kind.name()
         ));
         return rec;
@@ -934,25 +949,8 @@ fn run_multi(
     });
     match outcome {
         Err(e) => rec.error = Some(e),
-        Ok((clients, _)) if reqrep => {
-            // Every call was checked by its client.
-            rec.validated = true;
-            let calls: u64 = clients.iter().map(|r| r.messages).sum();
-            let first = clients.iter().map(|r| r.first_ns).min().unwrap_or(0);
-            let last = clients.iter().map(|r| r.last_ns).max().unwrap_or(0);
-            rec.messages = calls;
-            rec.elapsed_ns = last.saturating_sub(first);
-            rec.throughput = throughput_of(
-                rec.elapsed_ns > 0,
-                || calls as f64 * 1e9 / rec.elapsed_ns as f64,
-                spec.size,
-            );
-            let hists: Vec<&[(u64, u64)]> =
-                clients.iter().map(|r| r.latency_hist.as_slice()).collect();
-            rec.latency_ns = peer::merged_latency(&hists);
-            let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum();
-            rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
-        }
+        // Every call was checked by its client.
+        Ok((clients, _)) if reqrep => fill_reqrep(&mut rec, spec, &clients, 0),
         Ok((sent, got)) => {
             let per = warmup + iters;
             let Ok(codec) = Codec::new(spec.size) else {
@@ -1003,12 +1001,103 @@ fn run_multi(
     rec
 }
 
+/// A reqrep point's figures from its clients' reports (each call checked
+/// by its client) and the server's CPU time, if it is a peer.
+fn fill_reqrep(rec: &mut PointRecord, spec: &PointSpec, clients: &[PeerReport], server_cpu: u64) {
+    rec.validated = true;
+    let calls: u64 = clients.iter().map(|r| r.messages).sum();
+    let first = clients.iter().map(|r| r.first_ns).min().unwrap_or(0);
+    let last = clients.iter().map(|r| r.last_ns).max().unwrap_or(0);
+    rec.messages = calls;
+    rec.elapsed_ns = last.saturating_sub(first);
+    rec.throughput = throughput_of(
+        rec.elapsed_ns > 0,
+        || calls as f64 * 1e9 / rec.elapsed_ns as f64,
+        spec.size,
+    );
+    let hists: Vec<&[(u64, u64)]> = clients.iter().map(|r| r.latency_hist.as_slice()).collect();
+    rec.latency_ns = peer::merged_latency(&hists);
+    let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum::<u64>() + server_cpu;
+    rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
+}
+
+/// reqrep over shared memory: a server peer owns a dictionary that N
+/// client peers call through shm queues ([`shm_dict`]). Beyond each
+/// client's checks, the server must have served exactly the calls the
+/// clients made.
+fn run_shm_reqrep(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    mut rec: PointRecord,
+    cpus: &[usize],
+    warmup: u64,
+    iters: u64,
+) -> PointRecord {
+    let np = spec.producers;
+    let setup = match shm_dict::Setup::create(np, spec.size, spec.wait) {
+        Ok(s) => s,
+        Err(e) => {
+            rec.error = Some(e);
+            return rec;
+        }
+    };
+    let pinned = !rec.cpus.is_empty();
+    let args = |side: Side, i: usize| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
+        PeerArgs::for_point(spec, &setup.addr, side, i, (warmup, iters), cpu)
+    };
+    let outcome = (|| {
+        let deadline = Instant::now() + opts.deadline;
+        let mut server = spawn(&opts.exe, &args(Side::B, 0), &[], &[], "server")?;
+        let mut clients = (0..np)
+            .map(|i| {
+                spawn(
+                    &opts.exe,
+                    &args(Side::A, i),
+                    &[],
+                    &[],
+                    &format!("client {i}"),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
+            p.ready(deadline)?;
+        }
+        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
+            p.go()?;
+        }
+        let reports = clients
+            .iter_mut()
+            .map(|p| p.report(deadline))
+            .collect::<Result<Vec<_>, _>>()?;
+        setup.close();
+        let served = server.report(deadline)?;
+        Ok::<_, String>((reports, served))
+    })();
+    match outcome {
+        Err(e) => rec.error = Some(e),
+        Ok((clients, served)) => {
+            let made = np as u64 * 2 * (warmup + iters);
+            if served.messages != made {
+                rec.error = Some(format!(
+                    "the server answered {} calls where the clients made {made}",
+                    served.messages
+                ));
+                return rec;
+            }
+            fill_reqrep(&mut rec, spec, &clients, served.cpu_ns);
+        }
+    }
+    rec
+}
+
 /// A point's record before it is measured, and the CPUs its peers may use.
 fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<usize>) {
     let cpus = record::allowed_cpus();
-    // Peer processes (a reqrep point's only peers are its clients; its
-    // server is the manager's own process, counted among the helpers).
-    let peers = if spec.pattern == Pattern::Reqrep {
+    // Peer processes (a manager's reqrep point's only peers are its
+    // clients; its server is the manager's own process, counted among the
+    // helpers; shm-queue's server is a peer).
+    let peers = if spec.pattern == Pattern::Reqrep && spec.strategy.helpers() > 0 {
         spec.producers
     } else {
         spec.producers + spec.consumers
@@ -1061,7 +1150,11 @@ fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerRe
 pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let (mut rec, cpus) = new_record(spec, opts);
     let pinned = !rec.cpus.is_empty();
-    let busy = rec.producers + rec.consumers + spec.strategy.helpers();
+    let busy = if spec.pattern == Pattern::Reqrep && spec.strategy.helpers() > 0 {
+        rec.producers + spec.strategy.helpers()
+    } else {
+        rec.producers + rec.consumers + spec.strategy.helpers()
+    };
     let (warmup, iters) = opts.counts(spec);
     if rec.oversubscribed && spec.strategy.has_wait() && spec.wait.kind == WaitKind::Spin {
         rec.error = Some(format!(

@@ -495,11 +495,30 @@ pub fn multi_recv_progress<C: Conn>(
     })
 }
 
-/// Request/response, a client of a manager: `warmup + iters` rounds of two
-/// calls, `dict[k] = message` then `dict[k]`, each call timed; the value
-/// read back must be the message written.
-pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
-    mut proxy: crate::transport::manager::Proxy<S>,
+/// A dictionary a server owns, called by a client: a manager's proxy, or
+/// the shared-memory dictionary.
+pub trait DictCalls {
+    /// `dict[key] = value`.
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// `dict.get(key)` into `out`; false when the key is missing.
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
+}
+
+impl<S: crate::transport::stream::StreamIo> DictCalls for crate::transport::manager::Proxy<S> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.dict_set(key, value).map_err(terr)
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        self.dict_get(key, out).map(|f| f.is_some()).map_err(terr)
+    }
+}
+
+/// Request/response, a client of a server's dictionary: `warmup + iters`
+/// rounds of two calls, `dict[k] = message` then `dict[k]`, each call
+/// timed; the value read back must be the message written.
+pub fn reqrep_client(
+    mut proxy: impl DictCalls,
     codec: &Codec,
     id: u64,
     warmup: u64,
@@ -524,11 +543,11 @@ pub fn reqrep_client<S: crate::transport::stream::StreamIo>(
         if i == warmup {
             first = t0;
         }
-        proxy.dict_set(key.as_bytes(), &out).map_err(terr)?;
+        proxy.set(key.as_bytes(), &out)?;
         let t1 = now_ns();
-        let found = proxy.dict_get(key.as_bytes(), &mut back).map_err(terr)?;
+        let found = proxy.get(key.as_bytes(), &mut back)?;
         let t2 = now_ns();
-        if found.is_none() {
+        if !found {
             return Err(format!("call {i}: the value just written is missing"));
         }
         codec.check(&back, seq)?;

@@ -173,7 +173,11 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             if *p == Pattern::Reqrep
                 && !matches!(
                     s,
-                    Strategy::Transport(TransportKind::ManagerUnix | TransportKind::ManagerTcp)
+                    Strategy::Transport(
+                        TransportKind::ManagerUnix
+                            | TransportKind::ManagerTcp
+                            | TransportKind::ShmQueue
+                    )
                 )
             {
                 continue;

@@ -7,8 +7,9 @@ use crate::harness::{PointRecord, RunRecord};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 10] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 11] = [
     ("shm-queue", "py-queue"),
+    ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
     ("shm-ring", "py-shared-memory"),
     ("manager-unix", "py-manager-queue"),
