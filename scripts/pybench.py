@@ -69,6 +69,7 @@ TRANSPORTS = {
     "py-lock": "Lock() around an increment of a RawValue",
     "py-semaphore": "Semaphore(1) around an increment of a RawValue",
     "py-value": "Value('q') incremented under its get_lock()",
+    "py-array": "Array('d', 16), every element bumped under its get_lock()",
     "py-event": "two Events handing a turn back and forth",
 }
 # Patterns each transport can do.
@@ -84,10 +85,13 @@ CAN = {
     "py-lock": {"lock-increment"},
     "py-semaphore": {"lock-increment"},
     "py-value": {"lock-increment"},
+    "py-array": {"lock-increment"},
     "py-event": {"event-pingpong"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong"]
 SYNC_PATTERNS = ("lock-increment", "event-pingpong")
+# Elements of py-array's array (as shm-array's): 8 bytes each.
+ARRAY_LEN = 16
 SIZES_ALL = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20]
 PROFILES = {
     # sizes, multi-party sizes, process counts, seconds per point
@@ -603,14 +607,29 @@ def role_incr(prims, codec, a):
     """lock-increment: take the primitive, add one to a shared counter
     (a plain read and write), give it back; each cycle timed."""
     kind, prim, counter = prims
-    if a.get("no_lock"):
+    if a.get("no_lock") and kind == "py-array":
         # A fault injected on request: no exclusion, so increments get lost.
+        raw = prim.get_obj()
+
         def cycle():
-            counter.value += 1
+            for i in range(ARRAY_LEN):
+                raw[i] += 1.0
+    elif a.get("no_lock"):
+        target = prim.get_obj() if kind == "py-value" else counter
+
+        def cycle():
+            target.value += 1
     elif kind == "py-value":
         def cycle():
             with prim.get_lock():
                 prim.value += 1
+    elif kind == "py-array":
+        raw = prim.get_obj()  # index it under the lock taken once, not per element
+
+        def cycle():
+            with prim.get_lock():
+                for i in range(ARRAY_LEN):
+                    raw[i] += 1.0
     elif kind == "py-semaphore":
         def cycle():
             prim.acquire()
@@ -925,7 +944,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
 def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
     """lock-increment (procs processes, the counter checked exact) or
     event-pingpong (two processes, every turn checked)."""
-    rec["msg_size"] = 8
+    rec["msg_size"] = 8 * ARRAY_LEN if kind == "py-array" else 8
     rec["harness_ns_per_msg"] = None
     procs_ = []
     try:
@@ -934,11 +953,14 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
             if kind == "py-value":
                 prim = ctx.Value("q", 0)
                 counter = prim
+            elif kind == "py-array":
+                prim = ctx.Array("d", ARRAY_LEN)
+                counter = prim
             elif kind == "py-semaphore":
                 prim = ctx.Semaphore(1)
             else:
                 prim = ctx.Lock()
-            peers = [("incr", dict(base, end=(kind, prim, counter if kind != "py-value" else None),
+            peers = [("incr", dict(base, end=(kind, prim, counter if kind not in ("py-value", "py-array") else None),
                                    id=i, cpu=cpu_of(i))) for i in range(procs)]
         else:
             turns = o.count or int(o.budget * 10_000)
@@ -949,7 +971,10 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
         got = [collect(procs_, ctls, i, deadline, peers) for i in range(len(peers))]
         if pattern == "lock-increment":
             want = sum(r["total"] for r in got)
-            value = counter.value
+            if kind == "py-array":
+                value = next((x for x in counter[:] if x != want), want)
+            else:
+                value = counter.value
             if value != want:
                 raise PointFailed(f"the counter ended at {value}, not {want}: increments were lost")
             cycles = sum(r["messages"] for r in got)
@@ -1009,7 +1034,8 @@ def plan(o, transports, patterns):
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
             elif p == "lock-increment":
-                pts += [(t, p, 8, n, 1) for n in o.counts if n <= 4]
+                size = 8 * ARRAY_LEN if t == "py-array" else 8
+                pts += [(t, p, size, n, 1) for n in o.counts if n <= 4]
             elif p == "event-pingpong":
                 pts += [(t, p, 8, 2, 1)]
             else:

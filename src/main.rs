@@ -192,7 +192,7 @@ mod cli {
     }
 
     /// The Python baseline's transports, as `ipcbench list` shows them.
-    const PY_DESCRIPTIONS: [(&str, &str); 12] = [
+    const PY_DESCRIPTIONS: [(&str, &str); 13] = [
         ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
         ("py-queue", "Queue(), unbounded"),
         ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -213,6 +213,10 @@ mod cli {
             "Semaphore(1) around an increment of a RawValue",
         ),
         ("py-value", "Value('q') incremented under its get_lock()"),
+        (
+            "py-array",
+            "Array('d', 16), every element bumped under its get_lock()",
+        ),
         ("py-event", "two Events handing a turn back and forth"),
     ];
 

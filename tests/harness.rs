@@ -422,5 +422,24 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
     assert!(!r.validated, "two permits cannot exclude");
     let e = r.error.unwrap();
     assert!(e.contains("did not exclude"), "{e}");
+    // The same for a value or an array bumped without its lock, and an
+    // "atomic" add made of a load and a store.
+    for prim in [Prim::Value, Prim::Array, Prim::Atomic] {
+        let r = sync::run_point(
+            &SyncSpec {
+                prim,
+                procs: 2,
+                wait: Wait::SPIN_PARK,
+                permits: 0,
+            },
+            &RunOpts {
+                fixed_count: Some(200_000),
+                ..opts()
+            },
+        );
+        assert!(!r.validated, "{} without its lock", prim.name());
+        let e = r.error.unwrap();
+        assert!(e.contains("increments were lost"), "{e}");
+    }
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }

@@ -143,7 +143,7 @@ fn a_corrupted_python_message_fails_its_point() {
             "--profile",
             "quick",
             "--transports",
-            "py-lock",
+            "py-lock,py-value,py-array",
             "--count",
             "50000",
             "--no-lock",
@@ -155,18 +155,24 @@ fn a_corrupted_python_message_fails_its_point() {
         .unwrap();
     assert!(!status.success());
     let run = ipcbench::report::read_results(&out).unwrap();
-    let two = run.points.iter().find(|p| p.producers == 2).unwrap();
-    assert!(
-        !two.validated,
-        "two processes without a lock kept every increment"
-    );
-    assert!(
-        two.error
-            .as_deref()
-            .unwrap()
-            .contains("increments were lost"),
-        "{:?}",
-        two.error
-    );
+    for t in ["py-lock", "py-value", "py-array"] {
+        let two = run
+            .points
+            .iter()
+            .find(|p| p.producers == 2 && p.transport == t)
+            .unwrap();
+        assert!(
+            !two.validated,
+            "{t}: two processes without a lock kept every increment"
+        );
+        assert!(
+            two.error
+                .as_deref()
+                .unwrap()
+                .contains("increments were lost"),
+            "{t}: {:?}",
+            two.error
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -14,7 +14,7 @@ use super::run::Profile;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 12] = [
+pub const TRANSPORTS: [&str; 13] = [
     "py-pipe",
     "py-queue",
     "py-queue-bounded",
@@ -26,6 +26,7 @@ pub const TRANSPORTS: [&str; 12] = [
     "py-lock",
     "py-semaphore",
     "py-value",
+    "py-array",
     "py-event",
 ];
 

@@ -299,8 +299,8 @@ mod tests {
             .count();
         assert_eq!(
             queue,
-            2 * (2 + 1 + 1 + 2),
-            "2 waits × (pingpong, stream, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2)"
+            2 * (2 + 1 + 1 + 2 + 2),
+            "2 waits × (pingpong, stream, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2, reqrep 1 and 2 clients)"
         );
         let tcp = quick
             .iter()

@@ -7,7 +7,13 @@
 //!   the counter must end at exactly N × K, which only mutual exclusion
 //!   gives. N = 1 is the uncontended cost, 2 and 4 contended. Figures:
 //!   acquire-increment-release cycles per second (all processes together)
-//!   and the latency of one cycle.
+//!   and the latency of one cycle. Over the core's `Lock`, `Semaphore`,
+//!   and its typed shared memory: `shm-value` (`Value('q')` under its
+//!   lock) and `shm-array` (`Array('d', 16)` under its lock, every element
+//!   bumped each cycle: 128 bytes touched, the point's size).
+//! - `atomic-increment`: the lock-free alternative, `shm-atomic`: N
+//!   processes add one to a shared `Value('q')` with an atomic
+//!   read-modify-write; the total must be exact as well.
 //! - `event-pingpong`: two processes hand a turn back and forth with two
 //!   events (set, wait, clear), as a `multiprocessing.Event` ping-pong;
 //!   each turn carries a number the other side checks. Figure: the round
@@ -20,7 +26,10 @@ use super::record::{self, PointRecord};
 use super::{RunOpts, Running, SKIPPED, spawn_args};
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
-use crate::shm::{Wait, WaitKind, unique_name};
+use crate::shm::{Array, Value, Wait, WaitKind, unique_name};
+
+/// Elements of `shm-array`'s (and Python's `py-array`'s) array.
+pub const ARRAY_LEN: usize = 16;
 
 /// A primitive of the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +40,24 @@ pub enum Prim {
     Semaphore,
     /// Two `Event`s.
     Event,
+    /// A `Value<i64>` with its lock.
+    Value,
+    /// An `Array<f64>` of [`ARRAY_LEN`] with its lock.
+    Array,
+    /// A `Value<i64>` without a lock, incremented atomically.
+    Atomic,
 }
 
 impl Prim {
     /// Every primitive.
-    pub const ALL: [Prim; 3] = [Prim::Lock, Prim::Semaphore, Prim::Event];
+    pub const ALL: [Prim; 6] = [
+        Prim::Lock,
+        Prim::Semaphore,
+        Prim::Event,
+        Prim::Value,
+        Prim::Array,
+        Prim::Atomic,
+    ];
 
     /// The name in results (`transport`).
     pub fn name(self) -> &'static str {
@@ -43,6 +65,9 @@ impl Prim {
             Prim::Lock => "shm-lock",
             Prim::Semaphore => "shm-semaphore",
             Prim::Event => "shm-event",
+            Prim::Value => "shm-value",
+            Prim::Array => "shm-array",
+            Prim::Atomic => "shm-atomic",
         }
     }
 
@@ -56,6 +81,11 @@ impl Prim {
             Prim::Event => {
                 "two of the core's Events handing a turn back and forth (event-pingpong)"
             }
+            Prim::Value => "the core's Value<i64>, bumped under its lock (lock-increment)",
+            Prim::Array => {
+                "the core's Array<f64> of 16, every element bumped under its lock (lock-increment, 128 B)"
+            }
+            Prim::Atomic => "the core's Value<i64> without a lock, atomic adds (atomic-increment)",
         }
     }
 
@@ -63,7 +93,16 @@ impl Prim {
     pub fn pattern(self) -> &'static str {
         match self {
             Prim::Event => "event-pingpong",
+            Prim::Atomic => "atomic-increment",
             _ => "lock-increment",
+        }
+    }
+
+    /// The bytes of shared data one cycle touches (the point's size).
+    pub fn size(self) -> usize {
+        match self {
+            Prim::Array => ARRAY_LEN * 8,
+            _ => 8,
         }
     }
 }
@@ -89,11 +128,13 @@ pub struct SyncSpec {
     pub wait: Wait,
     /// The semaphore's permits: 1 makes it a mutex. With more, that many
     /// processes are inside at once and lock-increment fails, as it must.
+    /// For `shm-value`, `shm-array` and `shm-atomic`, 0 injects the same
+    /// fault: no lock taken, or a plain load and store for the atomic add.
     pub permits: u32,
 }
 
 /// The patterns' names.
-pub const PATTERNS: [&str; 2] = ["lock-increment", "event-pingpong"];
+pub const PATTERNS: [&str; 3] = ["lock-increment", "atomic-increment", "event-pingpong"];
 
 /// The points of a profile: locks by 1, 2 and 4 processes (1 and 2 in the
 /// quick profile), the event ping-pong; waiting with spin-park and park.
@@ -107,6 +148,10 @@ pub fn plan(quick: bool) -> Vec<SyncSpec> {
     let mut out = Vec::new();
     for prim in Prim::ALL {
         for &wait in waits {
+            if prim == Prim::Atomic && wait != waits[0] {
+                // Lock-free: nothing waits, one point per count.
+                continue;
+            }
             if prim == Prim::Event {
                 out.push(SyncSpec {
                     prim,
@@ -153,6 +198,9 @@ pub struct SyncArgs {
     /// The CPU to pin to.
     #[arg(long)]
     pub cpu: Option<usize>,
+    /// A fault, for tests: increment without the lock (or not atomically).
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 impl SyncArgs {
@@ -169,6 +217,9 @@ impl SyncArgs {
         ];
         if let Some(c) = self.cpu {
             v.push(format!("--cpu={c}"));
+        }
+        if self.no_lock {
+            v.push("--no-lock".into());
         }
         v
     }
@@ -219,6 +270,44 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             };
             peer::barrier()?;
             peer::timed_cycles(a.warmup, a.iters, cycle)
+        }
+        Prim::Value | Prim::Atomic => {
+            let v = Value::<i64>::open(&a.region).map_err(|e| e.to_string())?;
+            peer::barrier()?;
+            if a.no_lock {
+                peer::timed_cycles(a.warmup, a.iters, || {
+                    v.set_value(v.value() + 1);
+                    Ok(())
+                })
+            } else if a.prim == Prim::Atomic {
+                peer::timed_cycles(a.warmup, a.iters, || {
+                    v.fetch_add(0, 1);
+                    Ok(())
+                })
+            } else {
+                let l = v.get_lock().ok_or("the value has no lock")?;
+                peer::timed_cycles(a.warmup, a.iters, || {
+                    let _g = l.lock(timeout).map_err(e)?;
+                    v.set_value(v.value() + 1);
+                    Ok(())
+                })
+            }
+        }
+        Prim::Array => {
+            let arr = Array::<f64>::open(&a.region).map_err(|e| e.to_string())?;
+            let l = arr.get_lock().ok_or("the array has no lock")?;
+            peer::barrier()?;
+            peer::timed_cycles(a.warmup, a.iters, || {
+                let _g = if a.no_lock {
+                    None
+                } else {
+                    Some(l.lock(timeout).map_err(e)?)
+                };
+                for i in 0..arr.len() {
+                    arr.set(i, arr.get(i) + 1.0);
+                }
+                Ok(())
+            })
         }
         Prim::Event => {
             let (ping, pong) = (
@@ -273,9 +362,13 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
     let mut rec = PointRecord::unmeasured(
         spec.prim.name(),
         spec.prim.pattern(),
-        8,
+        spec.prim.size(),
         (spec.procs, 1),
-        spec.wait.name(),
+        if spec.prim == Prim::Atomic {
+            "lock-free"
+        } else {
+            spec.wait.name()
+        },
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;
@@ -320,7 +413,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
             rec.throughput = super::throughput_of(
                 rec.elapsed_ns > 0,
                 || cycles as f64 * 1e9 / rec.elapsed_ns as f64,
-                8,
+                spec.prim.size(),
             );
             let cpu: u64 = reports.iter().map(|r| r.cpu_ns).sum();
             rec.cpu_ns_per_msg = Some(cpu as f64 / cycles.max(1) as f64);
@@ -353,16 +446,31 @@ fn measure(
             keep.push(Box::new(Event::create(&names[0], spec.wait).map_err(e)?));
             keep.push(Box::new(Event::create(&names[1], spec.wait).map_err(e)?));
         }
+        Prim::Value | Prim::Atomic | Prim::Array => {}
     }
+    let ve = |e: crate::shm::ValueError| e.to_string();
+    let value = match spec.prim {
+        Prim::Value | Prim::Atomic => Some(
+            Value::<i64>::create_value(&names[0], 0, spec.prim == Prim::Value, spec.wait)
+                .map_err(ve)?,
+        ),
+        _ => None,
+    };
+    let array = match spec.prim {
+        Prim::Array => {
+            Some(Array::<f64>::create(&names[0], &[0.0; ARRAY_LEN], true, spec.wait).map_err(ve)?)
+        }
+        _ => None,
+    };
     let raw = |n: &str| -> Result<Region, String> {
         let r = Region::create(n, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
         r.publish();
         Ok(r)
     };
-    let counter = if spec.prim == Prim::Event {
-        None
-    } else {
+    let counter = if matches!(spec.prim, Prim::Lock | Prim::Semaphore) {
         Some(raw(&names[1])?)
+    } else {
+        None
     };
     let data = raw(&names[2])?;
     let deadline = Instant::now() + opts.deadline;
@@ -377,6 +485,8 @@ fn measure(
                 warmup,
                 iters,
                 cpu: cpus.get(id).copied(),
+                no_lock: spec.permits == 0
+                    && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic),
             };
             spawn_args(&opts.exe, a.to_args(), &format!("process {id}"))
         })
@@ -392,15 +502,38 @@ fn measure(
         let r = p.report(deadline)?;
         reports.push(r);
     }
+    let want = spec.procs as u64 * (warmup + iters);
+    let lost = |got: String| {
+        Err(format!(
+            "the counter ended at {got}, not {want}: increments were lost, so the {} {}",
+            spec.prim.name(),
+            if spec.prim == Prim::Atomic {
+                "adds were not atomic"
+            } else {
+                "did not exclude"
+            }
+        ))
+    };
     if let Some(c) = &counter {
         let got = word(c, 0).load(std::sync::atomic::Ordering::Acquire);
-        let want = spec.procs as u64 * (warmup + iters);
         if got != want {
-            return Err(format!(
-                "the counter ended at {got}, not {want}: increments were lost, so the {} did not exclude",
-                spec.prim.name()
-            ));
+            return lost(got.to_string());
         }
+    }
+    if let Some(v) = &value {
+        // Every peer reported after its last increment: nothing races.
+        if v.value() != want as i64 {
+            return lost(v.value().to_string());
+        }
+    }
+    let wrong = array.as_ref().and_then(|a| {
+        a.to_vec()
+            .into_iter()
+            .enumerate()
+            .find(|(_, x)| *x != want as f64)
+    });
+    if let Some((i, x)) = wrong {
+        return lost(format!("{x} in element {i}"));
     }
     drop(data);
     drop(keep);

@@ -7,7 +7,7 @@ use crate::harness::{PointRecord, RunRecord};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 11] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 13] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
@@ -17,6 +17,8 @@ pub const PYTHON_COUNTERPARTS: [(&str, &str); 11] = [
     ("manager-tcp", "py-basemanager-tcp"),
     ("shm-lock", "py-lock"),
     ("shm-lock", "py-value"),
+    ("shm-value", "py-value"),
+    ("shm-array", "py-array"),
     ("shm-semaphore", "py-semaphore"),
     ("shm-event", "py-event"),
 ];
@@ -126,8 +128,8 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
         "pingpong" | "stream" | "event-pingpong" => String::new(),
-        "lock-increment" if p.producers == 1 => "1 proc".to_owned(),
-        "lock-increment" => format!("{} procs", p.producers),
+        "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
+        "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
         _ => format!("{}x{}", p.producers, p.consumers),
     }
 }
@@ -211,7 +213,7 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 8] = [
+pub const PATTERNS: [&str; 9] = [
     "pingpong",
     "stream",
     "fan-in",
@@ -219,6 +221,7 @@ pub const PATTERNS: [&str; 8] = [
     "mpmc",
     "reqrep",
     "lock-increment",
+    "atomic-increment",
     "event-pingpong",
 ];
 

@@ -26,7 +26,7 @@ fn figure_text(p: &PointRecord) -> String {
     match key_figure(p) {
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
         Some(f) if p.pattern == "reqrep" => format!("{} calls/s", per_s(f)),
-        Some(f) if p.pattern == "lock-increment" => format!("{} cycles/s", per_s(f)),
+        Some(f) if p.pattern.ends_with("-increment") => format!("{} cycles/s", per_s(f)),
         Some(f) => format!("{} msgs/s", per_s(f)),
         None => "-".into(),
     }

@@ -8,6 +8,8 @@
 //! - [`queue`]: the bounded MPMC queue (`multiprocessing.Queue`).
 //! - [`pipe`]: the duplex pipe of whole messages (`multiprocessing.Pipe`).
 //! - [`semaphore`]: the counting semaphore, `Lock` and `Event`.
+//! - [`value`]: typed shared values and arrays with an optional lock
+//!   (`multiprocessing.Value` and `Array`).
 //!
 //! Each structure can live on the heap (threads, unit tests, loom models) or
 //! in a region (processes); the code is the same.
@@ -22,6 +24,8 @@ pub mod region;
 pub mod ring;
 pub mod semaphore;
 pub(crate) mod sync;
+#[cfg(not(loom))]
+pub mod value;
 pub mod wait;
 
 pub use peer::PeerId;
@@ -31,4 +35,6 @@ pub use queue::{Queue, QueueError};
 pub use region::{Region, RegionError, unique_name};
 pub use ring::{Consumer, Producer, Ring, RingError};
 pub use semaphore::{Event, Lock, SemError, Semaphore};
+#[cfg(not(loom))]
+pub use value::{Array, Value, ValueError};
 pub use wait::{Wait, WaitKind};
