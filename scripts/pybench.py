@@ -71,6 +71,7 @@ TRANSPORTS = {
     "py-value": "Value('q') incremented under its get_lock()",
     "py-array": "Array('d', 16), every element bumped under its get_lock()",
     "py-event": "two Events handing a turn back and forth",
+    "py-joinable-queue": "JoinableQueue(): 64 items put then join(), each got and task_done()",
 }
 # Patterns each transport can do.
 CAN = {
@@ -87,9 +88,13 @@ CAN = {
     "py-value": {"lock-increment"},
     "py-array": {"lock-increment"},
     "py-event": {"event-pingpong"},
+    "py-joinable-queue": {"joinable"},
 }
-PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong"]
-SYNC_PATTERNS = ("lock-increment", "event-pingpong")
+PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
+            "joinable"]
+SYNC_PATTERNS = ("lock-increment", "event-pingpong", "joinable")
+# Items put between two joins (as the Rust side's).
+JOIN_BATCH = 64
 # Elements of py-array's array (as shm-array's): 8 bytes each.
 ARRAY_LEN = 16
 SIZES_ALL = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20]
@@ -702,8 +707,60 @@ def role_turn(prims, codec, a):
             "samples": samples, "cpu_ns": cpu_ns() - c0}
 
 
+def role_jprod(prims, codec, a):
+    """joinable, producer: rounds of JOIN_BATCH numbered items put, then
+    join(); after each join every item put so far must be processed."""
+    q, processed = prims
+    state = {"next": 0}
+
+    def rnd():
+        n = state["next"]
+        for i in range(n, n + JOIN_BATCH):
+            q.put(i)
+        n += JOIN_BATCH
+        state["next"] = n
+        q.join()
+        if processed.value != n:
+            raise CheckError(f"join returned with {processed.value} of {n} items processed")
+
+    for _ in range(max(1, a["warmup"] // 10)):
+        rnd()
+    samples = []
+    c0 = cpu_ns()
+    first = t = now_ns()
+    for _ in measured(a, 0):
+        rnd()
+        now = now_ns()
+        samples.append(now - t)
+        t = now
+    q.put(None)  # the end, for the consumer
+    return {"messages": len(samples) * JOIN_BATCH, "total": state["next"], "first_ns": first,
+            "last_ns": t, "samples": samples, "cpu_ns": cpu_ns() - c0}
+
+
+def role_jcons(prims, codec, a):
+    """joinable, consumer: gets each item, checks its number, counts it
+    processed, then calls task_done(); None ends."""
+    q, processed = prims
+    n = 0
+    c0 = cpu_ns()
+    while True:
+        x = q.get()
+        if x is None:
+            q.task_done()
+            break
+        if x != n:
+            raise CheckError(f"item {n}: got item {x!r}")
+        n += 1
+        processed.value = n
+        q.task_done()
+    return {"messages": n, "first_ns": 0, "last_ns": 0, "samples": [], "cpu_ns": cpu_ns() - c0}
+
+
 ROLES = {
     "incr": role_incr,
+    "jprod": role_jprod,
+    "jcons": role_jcons,
     "turn": role_turn,
     "ping": role_ping,
     "echo": role_echo,
@@ -962,6 +1019,10 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
                 prim = ctx.Lock()
             peers = [("incr", dict(base, end=(kind, prim, counter if kind not in ("py-value", "py-array") else None),
                                    id=i, cpu=cpu_of(i))) for i in range(procs)]
+        elif pattern == "joinable":
+            q, processed = ctx.JoinableQueue(), ctx.RawValue("q", 0)
+            peers = [("jprod", dict(base, end=(q, processed), id=0, cpu=cpu_of(0))),
+                     ("jcons", dict(base, end=(q, processed), id=1, cpu=cpu_of(1)))]
         else:
             turns = o.count or int(o.budget * 10_000)
             ping, pong, data = ctx.Event(), ctx.Event(), ctx.RawArray("q", 2)
@@ -979,6 +1040,13 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
                 raise PointFailed(f"the counter ended at {value}, not {want}: increments were lost")
             cycles = sum(r["messages"] for r in got)
             samples = [s for r in got for s in r["samples"]]
+        elif pattern == "joinable":
+            if got[1]["messages"] != got[0]["total"]:
+                raise PointFailed(f"the consumer processed {got[1]['messages']} items "
+                                  f"where {got[0]['total']} were put")
+            cycles = got[0]["messages"]
+            samples = got[0]["samples"]
+            got = got[:1]  # the consumer keeps no times
         else:
             cycles = got[0]["messages"]
             samples = got[0]["samples"]
@@ -1036,7 +1104,7 @@ def plan(o, transports, patterns):
             elif p == "lock-increment":
                 size = 8 * ARRAY_LEN if t == "py-array" else 8
                 pts += [(t, p, size, n, 1) for n in o.counts if n <= 4]
-            elif p == "event-pingpong":
+            elif p in ("event-pingpong", "joinable"):
                 pts += [(t, p, 8, 2, 1)]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]

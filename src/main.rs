@@ -192,7 +192,7 @@ mod cli {
     }
 
     /// The Python baseline's transports, as `ipcbench list` shows them.
-    const PY_DESCRIPTIONS: [(&str, &str); 13] = [
+    const PY_DESCRIPTIONS: [(&str, &str); 14] = [
         ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
         ("py-queue", "Queue(), unbounded"),
         ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -218,6 +218,10 @@ mod cli {
             "Array('d', 16), every element bumped under its get_lock()",
         ),
         ("py-event", "two Events handing a turn back and forth"),
+        (
+            "py-joinable-queue",
+            "JoinableQueue(): 64 items put then join(), each got and task_done()",
+        ),
     ];
 
     /// `compare` found a regression (exit status 2).

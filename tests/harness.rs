@@ -384,7 +384,7 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
     };
     for prim in Prim::ALL {
         for procs in [1, 2, 4] {
-            if prim == Prim::Event && procs != 2 {
+            if matches!(prim, Prim::Event | Prim::Joinable) && procs != 2 {
                 continue;
             }
             let spec = SyncSpec {
@@ -398,6 +398,9 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
             assert!(r.validated, "{what}: {:?}", r.error);
             let want = if prim == Prim::Event {
                 20_000
+            } else if prim == Prim::Joinable {
+                // Rounds of a batch, each joined and checked.
+                20_000 * sync::JOIN_BATCH
             } else {
                 20_000 * procs as u64
             };

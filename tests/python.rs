@@ -77,6 +77,9 @@ fn every_python_transport_runs_and_validates() {
             "lock-increment" => assert_eq!(p.messages, 300 * p.producers as u64, "{what}"),
             // Turns taken by the side that starts them.
             "event-pingpong" => assert_eq!(p.messages, 300, "{what}"),
+            // Items of 300 rounds of 64, each processed before its join
+            // returned (checked by the script).
+            "joinable" => assert_eq!(p.messages, 300 * 64, "{what}"),
             other => panic!("unexpected pattern {other}"),
         }
         if p.pattern != "stream" {

@@ -14,7 +14,7 @@ use super::run::Profile;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 13] = [
+pub const TRANSPORTS: [&str; 14] = [
     "py-pipe",
     "py-queue",
     "py-queue-bounded",
@@ -28,16 +28,18 @@ pub const TRANSPORTS: [&str; 13] = [
     "py-value",
     "py-array",
     "py-event",
+    "py-joinable-queue",
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 6] = [
+pub const PATTERNS: [&str; 7] = [
     "pingpong",
     "stream",
     "mpmc",
     "reqrep",
     "lock-increment",
     "event-pingpong",
+    "joinable",
 ];
 
 /// Whether `name` is a Python transport.

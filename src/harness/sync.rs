@@ -11,6 +11,13 @@
 //!   and its typed shared memory: `shm-value` (`Value('q')` under its
 //!   lock) and `shm-array` (`Array('d', 16)` under its lock, every element
 //!   bumped each cycle: 128 bytes touched, the point's size).
+//! - `joinable`: a producer puts [`JOIN_BATCH`] numbered items into the
+//!   core's `JoinableQueue` and joins; the consumer gets each, checks its
+//!   number, counts it processed in shared memory and calls `task_done`.
+//!   After every join the producer checks that the consumer processed
+//!   every item put so far (a join that returned early fails the point).
+//!   Figures: items per second; latency per round of a batch put, done
+//!   and joined.
 //! - `atomic-increment`: the lock-free alternative, `shm-atomic`: N
 //!   processes add one to a shared `Value('q')` with an atomic
 //!   read-modify-write; the total must be exact as well.
@@ -26,10 +33,12 @@ use super::record::{self, PointRecord};
 use super::{RunOpts, Running, SKIPPED, spawn_args};
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
-use crate::shm::{Array, Value, Wait, WaitKind, unique_name};
+use crate::shm::{Array, JoinableQueue, Value, Wait, WaitKind, unique_name};
 
 /// Elements of `shm-array`'s (and Python's `py-array`'s) array.
 pub const ARRAY_LEN: usize = 16;
+/// Items put between two joins in `joinable` (as in the Python baseline).
+pub const JOIN_BATCH: u64 = 64;
 
 /// A primitive of the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +55,20 @@ pub enum Prim {
     Array,
     /// A `Value<i64>` without a lock, incremented atomically.
     Atomic,
+    /// A `JoinableQueue`: batches put and joined, each item marked done.
+    Joinable,
 }
 
 impl Prim {
     /// Every primitive.
-    pub const ALL: [Prim; 6] = [
+    pub const ALL: [Prim; 7] = [
         Prim::Lock,
         Prim::Semaphore,
         Prim::Event,
         Prim::Value,
         Prim::Array,
         Prim::Atomic,
+        Prim::Joinable,
     ];
 
     /// The name in results (`transport`).
@@ -68,6 +80,7 @@ impl Prim {
             Prim::Value => "shm-value",
             Prim::Array => "shm-array",
             Prim::Atomic => "shm-atomic",
+            Prim::Joinable => "shm-joinable-queue",
         }
     }
 
@@ -86,6 +99,9 @@ impl Prim {
                 "the core's Array<f64> of 16, every element bumped under its lock (lock-increment, 128 B)"
             }
             Prim::Atomic => "the core's Value<i64> without a lock, atomic adds (atomic-increment)",
+            Prim::Joinable => {
+                "the core's JoinableQueue: 64 items put then join, each got and task_done (joinable)"
+            }
         }
     }
 
@@ -94,6 +110,7 @@ impl Prim {
         match self {
             Prim::Event => "event-pingpong",
             Prim::Atomic => "atomic-increment",
+            Prim::Joinable => "joinable",
             _ => "lock-increment",
         }
     }
@@ -134,7 +151,12 @@ pub struct SyncSpec {
 }
 
 /// The patterns' names.
-pub const PATTERNS: [&str; 3] = ["lock-increment", "atomic-increment", "event-pingpong"];
+pub const PATTERNS: [&str; 4] = [
+    "lock-increment",
+    "atomic-increment",
+    "event-pingpong",
+    "joinable",
+];
 
 /// The points of a profile: locks by 1, 2 and 4 processes (1 and 2 in the
 /// quick profile), the event ping-pong; waiting with spin-park and park.
@@ -152,7 +174,7 @@ pub fn plan(quick: bool) -> Vec<SyncSpec> {
                 // Lock-free: nothing waits, one point per count.
                 continue;
             }
-            if prim == Prim::Event {
+            if matches!(prim, Prim::Event | Prim::Joinable) {
                 out.push(SyncSpec {
                     prim,
                     procs: 2,
@@ -309,6 +331,58 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                 Ok(())
             })
         }
+        Prim::Joinable => {
+            let q = JoinableQueue::open(&a.region).map_err(|e| e.to_string())?;
+            let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
+            let processed = word(&data, 0);
+            peer::barrier()?;
+            use std::sync::atomic::Ordering::Relaxed;
+            let qe = |e: crate::shm::QueueError| e.to_string();
+            if a.id == 0 {
+                let mut next = 0u64;
+                let report = peer::timed_cycles(a.warmup, a.iters, || {
+                    for _ in 0..JOIN_BATCH {
+                        q.put(&next.to_le_bytes(), timeout).map_err(qe)?;
+                        next += 1;
+                    }
+                    q.join(timeout).map_err(qe)?;
+                    // Ordered by task_done's Release and join's Acquire.
+                    match processed.load(Relaxed) {
+                        n if n == next => Ok(()),
+                        n => Err(format!("join returned with {n} of {next} items processed")),
+                    }
+                })?;
+                Ok(PeerReport {
+                    messages: report.messages * JOIN_BATCH,
+                    ..report
+                })
+            } else {
+                let mut buf = Vec::with_capacity(8);
+                let cpu0 = record::cpu_time_ns();
+                let mut n = 0u64;
+                loop {
+                    match q.get(&mut buf, None) {
+                        Ok(_) => {}
+                        Err(crate::shm::QueueError::Closed) => break,
+                        Err(e) => return Err(qe(e)),
+                    }
+                    match <[u8; 8]>::try_from(buf.as_slice()).map(u64::from_le_bytes) {
+                        Ok(seq) if seq == n => {}
+                        Ok(seq) => return Err(format!("item {n}: got item {seq}")),
+                        Err(_) => return Err(format!("item {n}: {} bytes", buf.len())),
+                    }
+                    n += 1;
+                    // One consumer: a plain store; task_done publishes it.
+                    processed.store(n, Relaxed);
+                    q.task_done().map_err(qe)?;
+                }
+                Ok(PeerReport {
+                    messages: n,
+                    cpu_ns: record::cpu_time_ns() - cpu0,
+                    ..PeerReport::default()
+                })
+            }
+        }
         Prim::Event => {
             let (ping, pong) = (
                 Event::open(&a.region).map_err(e)?,
@@ -385,19 +459,30 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
     }
     let iters = opts
         .fixed_count
-        .unwrap_or((opts.pingpong_iters * 5).min(MAX_ITERS) / spec.procs as u64)
+        .unwrap_or(match spec.prim {
+            // A round is a batch of items.
+            Prim::Joinable => (opts.pingpong_iters * 5).min(MAX_ITERS) / JOIN_BATCH,
+            _ => (opts.pingpong_iters * 5).min(MAX_ITERS) / spec.procs as u64,
+        })
         .max(10);
     let warmup = opts.warmup.min(iters);
     match measure(spec, opts, &rec.cpus, warmup, iters) {
         Err(e) => rec.error = Some(e),
         Ok(reports) => {
             let per = reports.iter().map(|r| r.messages).sum::<u64>();
-            let first = reports.iter().map(|r| r.first_ns).min().unwrap_or(0);
-            let last = reports.iter().map(|r| r.last_ns).max().unwrap_or(0);
+            // The joinable queue's consumer keeps no times: the producer's.
+            let timed = if spec.prim == Prim::Joinable {
+                &reports[..1]
+            } else {
+                &reports[..]
+            };
+            let first = timed.iter().map(|r| r.first_ns).min().unwrap_or(0);
+            let last = timed.iter().map(|r| r.last_ns).max().unwrap_or(0);
             let hists: Vec<&[(u64, u64)]> =
                 reports.iter().map(|r| r.latency_hist.as_slice()).collect();
-            let cycles = if spec.prim == Prim::Event {
-                // One side's turns are the round trips.
+            let cycles = if matches!(spec.prim, Prim::Event | Prim::Joinable) {
+                // One side's turns are the round trips; the producer's
+                // items are the joinable queue's.
                 reports[0].messages
             } else {
                 per
@@ -405,7 +490,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
             rec.validated = true;
             rec.messages = cycles;
             rec.elapsed_ns = last.saturating_sub(first);
-            rec.latency_ns = if spec.prim == Prim::Event {
+            rec.latency_ns = if matches!(spec.prim, Prim::Event | Prim::Joinable) {
                 peer::merged_latency(&hists[..1])
             } else {
                 peer::merged_latency(&hists)
@@ -446,6 +531,10 @@ fn measure(
             keep.push(Box::new(Event::create(&names[0], spec.wait).map_err(e)?));
             keep.push(Box::new(Event::create(&names[1], spec.wait).map_err(e)?));
         }
+        Prim::Joinable => keep.push(Box::new(
+            JoinableQueue::create(&names[0], 2 * JOIN_BATCH as usize, 8, spec.wait)
+                .map_err(|e| e.to_string())?,
+        )),
         Prim::Value | Prim::Atomic | Prim::Array => {}
     }
     let ve = |e: crate::shm::ValueError| e.to_string();
@@ -498,9 +587,24 @@ fn measure(
         p.go()?;
     }
     let mut reports = Vec::new();
-    for p in &mut peers {
+    for (i, p) in peers.iter_mut().enumerate() {
+        if spec.prim == Prim::Joinable && i == 1 {
+            // The producer is done: the consumer drains, then stops.
+            if let Some(q) = keep[0].downcast_ref::<JoinableQueue>() {
+                q.close();
+            }
+        }
         let r = p.report(deadline)?;
         reports.push(r);
+    }
+    if spec.prim == Prim::Joinable
+        && reports[1].messages != reports[0].messages + warmup * JOIN_BATCH
+    {
+        return Err(format!(
+            "the consumer processed {} items where {} were put",
+            reports[1].messages,
+            reports[0].messages + warmup * JOIN_BATCH
+        ));
     }
     let want = spec.procs as u64 * (warmup + iters);
     let lost = |got: String| {

@@ -7,7 +7,7 @@ use crate::harness::{PointRecord, RunRecord};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 13] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 14] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
@@ -21,6 +21,7 @@ pub const PYTHON_COUNTERPARTS: [(&str, &str); 13] = [
     ("shm-array", "py-array"),
     ("shm-semaphore", "py-semaphore"),
     ("shm-event", "py-event"),
+    ("shm-joinable-queue", "py-joinable-queue"),
 ];
 
 /// The Python counterpart of `transport`, if it has one.
@@ -127,7 +128,7 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 /// one-to-one patterns.
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
-        "pingpong" | "stream" | "event-pingpong" => String::new(),
+        "pingpong" | "stream" | "event-pingpong" | "joinable" => String::new(),
         "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
         "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
         _ => format!("{}x{}", p.producers, p.consumers),
@@ -213,7 +214,7 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 9] = [
+pub const PATTERNS: [&str; 10] = [
     "pingpong",
     "stream",
     "fan-in",
@@ -223,6 +224,7 @@ pub const PATTERNS: [&str; 9] = [
     "lock-increment",
     "atomic-increment",
     "event-pingpong",
+    "joinable",
 ];
 
 /// For each pattern and size measured: the fastest strategy (its best

@@ -5,7 +5,8 @@
 //! - [`futex`] and [`wait`]: sleeping and waking across processes, and the
 //!   waiting strategies (`spin`, `spin-yield`, `spin-park`, `park`).
 //! - [`ring`]: the SPSC ring of variable-length frames (the fast path).
-//! - [`queue`]: the bounded MPMC queue (`multiprocessing.Queue`).
+//! - [`queue`]: the bounded MPMC queue (`multiprocessing.Queue`), and
+//!   [`joinable`] on it (`JoinableQueue`: `task_done` and `join`).
 //! - [`pipe`]: the duplex pipe of whole messages (`multiprocessing.Pipe`).
 //! - [`semaphore`]: the counting semaphore, `Lock` and `Event`.
 //! - [`value`]: typed shared values and arrays with an optional lock
@@ -15,6 +16,8 @@
 //! in a region (processes); the code is the same.
 
 pub mod futex;
+#[cfg(not(loom))]
+pub mod joinable;
 pub(crate) mod mem;
 pub mod peer;
 pub mod pipe;
@@ -28,6 +31,8 @@ pub(crate) mod sync;
 pub mod value;
 pub mod wait;
 
+#[cfg(not(loom))]
+pub use joinable::JoinableQueue;
 pub use peer::PeerId;
 pub use pipe::{Pipe, PipeEnd, PipeError};
 pub use queue::{Queue, QueueError};

@@ -132,6 +132,9 @@ pub enum QueueError {
         /// Bytes per slot asked for.
         slot_size: usize,
     },
+    /// `task_done` was called more times than items were put.
+    #[error("task_done() called more times than items were put")]
+    TooManyTaskDone,
     /// The region could not be made or opened.
     #[cfg(not(loom))]
     #[error(transparent)]
@@ -327,6 +330,11 @@ impl Queue {
         self.roles.set(self.roles.get() | role);
         // Relaxed: read only by liveness checks, which tolerate staleness.
         c.roles[idx].fetch_or(role, Ordering::Relaxed);
+    }
+
+    /// A process that got from the queue and died without leaving.
+    pub(crate) fn dead_getter(&self) -> Option<PeerId> {
+        self.ctrl().dead_peer(ROLE_GET)
     }
 
     /// Puts `item` if a slot is free now.
