@@ -72,6 +72,9 @@ TRANSPORTS = {
     "py-array": "Array('d', 16), every element bumped under its get_lock()",
     "py-event": "two Events handing a turn back and forth",
     "py-joinable-queue": "JoinableQueue(): 64 items put then join(), each got and task_done()",
+    "py-start-fork": "Process(...).start() with the fork start method, to its first message",
+    "py-start-forkserver": "Process(...).start() with forkserver, to its first message",
+    "py-start-spawn": "Process(...).start() with spawn, to its first message",
 }
 # Patterns each transport can do.
 CAN = {
@@ -89,9 +92,14 @@ CAN = {
     "py-array": {"lock-increment"},
     "py-event": {"event-pingpong"},
     "py-joinable-queue": {"joinable"},
+    "py-start-fork": {"startup"},
+    "py-start-forkserver": {"startup"},
+    "py-start-spawn": {"startup"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
-            "joinable"]
+            "joinable", "startup"]
+# Starts measured at most when a count is given (a spawn takes ~50 ms).
+STARTUP_MAX_COUNT = 20
 SYNC_PATTERNS = ("lock-increment", "event-pingpong", "joinable")
 # Items put between two joins (as the Rust side's).
 JOIN_BATCH = 64
@@ -880,6 +888,68 @@ def harness_cost(size):
     return (time.perf_counter_ns() - t0) / n
 
 
+def _hello(conn, value):
+    """A started process's first message: its number, 8 bytes."""
+    conn.send_bytes(value.to_bytes(8, "little"))
+    conn.close()
+
+
+def run_startup_point(o, rec, kind):
+    """startup: from Process(...).start() to the child's first message (its
+    number, checked), for one start method; the child is joined untimed."""
+    ctx = mp.get_context(kind[len("py-start-"):])
+    rec["harness_ns_per_msg"] = None
+    warm = 2  # forkserver starts its server on first use
+    want = min(o.count, STARTUP_MAX_COUNT) if o.count else None
+    samples = []
+    c0 = cpu_ns()
+    first = None
+    end = None
+    i = 0
+    try:
+        while True:
+            done = i - warm
+            if done == 0:
+                first = now_ns()
+                end = time.perf_counter_ns() + int(o.budget * 1e9)
+            if want is not None and done >= want:
+                break
+            if want is None and done >= 5 and (done >= 1000 or time.perf_counter_ns() >= end):
+                break
+            r, w = ctx.Pipe(duplex=False)
+            t0 = now_ns()
+            p = ctx.Process(target=_hello, args=(w, i + 1), daemon=True)
+            p.start()
+            try:
+                if not r.poll(o.deadline):
+                    raise PointFailed(f"start {i}: no message within {o.deadline} s")
+                got = int.from_bytes(r.recv_bytes(), "little")
+                t1 = now_ns()
+            finally:
+                w.close()
+                p.join(o.deadline)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+                r.close()
+            if p.exitcode != 0:
+                raise PointFailed(f"start {i}: the child exited with {p.exitcode}")
+            if got != i + 1:
+                raise PointFailed(f"start {i}: the child wrote {got}, not {i + 1}")
+            if done >= 0:
+                samples.append(t1 - t0)
+            i += 1
+        elapsed = now_ns() - first
+        per_s = len(samples) * 1e9 / max(1, elapsed)
+        rec.update(validated=True, messages=len(samples), elapsed_ns=elapsed,
+                   latency_ns=percentiles(samples),
+                   throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * 8},
+                   cpu_ns_per_msg=(cpu_ns() - c0) / max(1, len(samples)))
+    except PointFailed as e:
+        rec.update(validated=False, error=str(e))
+    return rec
+
+
 def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
     n_peers = n_prod if pattern in ("reqrep",) + SYNC_PATTERNS else n_prod + n_cons
@@ -897,6 +967,9 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
         "no_lock": o.no_lock,
     }
     cpu_of = lambda i: cpus[i] if cpus else None  # noqa: E731
+    if pattern == "startup":
+        rec["pinned"] = False
+        return run_startup_point(o, rec, kind)
     if pattern in SYNC_PATTERNS:
         return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
     ch = Channel(ctx, kind, size)
@@ -1106,6 +1179,8 @@ def plan(o, transports, patterns):
                 pts += [(t, p, size, n, 1) for n in o.counts if n <= 4]
             elif p in ("event-pingpong", "joinable"):
                 pts += [(t, p, 8, 2, 1)]
+            elif p == "startup":
+                pts += [(t, p, 8, 1, 1)]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
     return pts

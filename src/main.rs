@@ -165,6 +165,9 @@ mod cli {
         Bench(PeerArgs),
         /// One process of a synchronisation-primitive point.
         Sync(harness::sync::SyncArgs),
+        /// A started process's first message: write VALUE (8 bytes,
+        /// little-endian) into descriptor FD, then exit.
+        Hello { fd: i32, value: u64 },
         /// Join a link of any transport as one side and act on it.
         Link {
             transport: TransportKind,
@@ -192,7 +195,7 @@ mod cli {
     }
 
     /// The Python baseline's transports, as `ipcbench list` shows them.
-    const PY_DESCRIPTIONS: [(&str, &str); 14] = [
+    const PY_DESCRIPTIONS: [(&str, &str); 17] = [
         ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
         ("py-queue", "Queue(), unbounded"),
         ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -221,6 +224,18 @@ mod cli {
         (
             "py-joinable-queue",
             "JoinableQueue(): 64 items put then join(), each got and task_done()",
+        ),
+        (
+            "py-start-fork",
+            "Process(...).start() with the fork start method, to its first message",
+        ),
+        (
+            "py-start-forkserver",
+            "Process(...).start() with forkserver, to its first message",
+        ),
+        (
+            "py-start-spawn",
+            "Process(...).start() with spawn, to its first message",
         ),
     ];
 
@@ -285,6 +300,9 @@ mod cli {
                 }
                 for p in harness::sync::Prim::ALL {
                     println!("{:<18} {}", p.name(), p.description());
+                }
+                for m in harness::startup::Method::ALL {
+                    println!("{:<18} {}", m.name(), m.description());
                 }
                 for (name, what) in PY_DESCRIPTIONS {
                     println!("{name:<18} Python multiprocessing: {what}");
@@ -363,6 +381,10 @@ mod cli {
             } => peer::sem_count(&sem, &counter, iters, t)?,
             Role::Bench(args) => report_line(harness::run_peer(&args))?,
             Role::Sync(args) => report_line(harness::sync::run_peer(&args))?,
+            Role::Hello { fd, value } => {
+                harness::startup::hello(fd, value).map_err(anyhow::Error::msg)?;
+                String::new()
+            }
             Role::ManagerServe {
                 listen,
                 max_message,
@@ -492,9 +514,12 @@ mod cli {
             .iter()
             .cloned()
             .partition(|t| python::is_python(t));
-        let (sync_names, rust_names): (Vec<String>, Vec<String>) = rest
+        let (sync_names, rest): (Vec<String>, Vec<String>) = rest
             .into_iter()
             .partition(|t| t.parse::<harness::sync::Prim>().is_ok());
+        let (start_names, rust_names): (Vec<String>, Vec<String>) = rest
+            .into_iter()
+            .partition(|t| t.parse::<harness::startup::Method>().is_ok());
         let strategies = rust_names
             .iter()
             .map(|t| {
@@ -516,6 +541,19 @@ mod cli {
                 .into_iter()
                 .filter(|s| sync_names.is_empty() || sync_names.iter().any(|n| n == s.prim.name()))
                 .filter(|s| wait.is_empty() || wait.contains(&s.wait))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Start-up methods: with the primitives, when no pattern is named.
+        let start_points: Vec<harness::startup::Method> = if (transports.is_empty()
+            || !start_names.is_empty())
+            && patterns.is_empty()
+            && wait.is_empty()
+        {
+            harness::startup::Method::ALL
+                .into_iter()
+                .filter(|m| start_names.is_empty() || start_names.iter().any(|n| n == m.name()))
                 .collect()
         } else {
             Vec::new()
@@ -563,7 +601,10 @@ mod cli {
             _ => None,
         };
         anyhow::ensure!(
-            !points.is_empty() || py.is_some() || !sync_points.is_empty(),
+            !points.is_empty()
+                || py.is_some()
+                || !sync_points.is_empty()
+                || !start_points.is_empty(),
             "the filters select no point"
         );
         let output = output.unwrap_or_else(|| {
@@ -626,6 +667,15 @@ mod cli {
             }
             let rec = harness::sync::run_point(s, &opts);
             eprintln!("[{:>3}/{}] {}", i + 1, sync_points.len(), point_line(&rec));
+            run.points.push(rec);
+            ipcbench::report::write_results(&output, &run)?;
+        }
+        for (i, m) in start_points.iter().enumerate() {
+            if interrupted() {
+                break;
+            }
+            let rec = harness::startup::run_point(*m, &opts);
+            eprintln!("[{:>3}/{}] {}", i + 1, start_points.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;
         }

@@ -446,3 +446,34 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
     }
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }
+
+#[test]
+fn process_starts_are_timed_to_a_checked_first_message() {
+    use ipcbench::harness::startup::{self, Method};
+    let _serial = serial();
+    let o = RunOpts {
+        fixed_count: Some(10),
+        warmup: 2,
+        ..opts()
+    };
+    for m in Method::ALL {
+        let r = startup::run_point(m, &o);
+        assert!(r.validated, "{}: {:?}", m.name(), r.error);
+        assert_eq!(r.messages, 10, "{}", m.name());
+        let l = r.latency_ns.unwrap();
+        assert!(l.p50 > 1_000 && l.p50 <= l.max, "{}: {l:?}", m.name());
+    }
+    // A program that cannot be started fails its point, at once.
+    let bad = RunOpts {
+        exe: "/nonexistent/ipcbench".into(),
+        ..o
+    };
+    for m in [Method::ForkExec, Method::PosixSpawn] {
+        let t = std::time::Instant::now();
+        let r = startup::run_point(m, &bad);
+        assert!(!r.validated, "{}", m.name());
+        assert!(r.error.is_some() && r.latency_ns.is_none(), "{}", m.name());
+        assert!(t.elapsed() < Duration::from_secs(5));
+        eprintln!("{}: {}", m.name(), r.error.unwrap());
+    }
+}

@@ -29,6 +29,7 @@ pub mod python;
 pub mod record;
 pub mod run;
 pub mod shm_dict;
+pub mod startup;
 pub mod sync;
 
 use std::io::{BufRead, BufReader, Write};

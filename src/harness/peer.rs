@@ -78,6 +78,15 @@ fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Percentiles of `samples` (nanoseconds).
+pub fn latency_of(samples: &[u64]) -> Option<Latency> {
+    let mut h = histogram();
+    for &s in samples {
+        h.saturating_record(s.max(1));
+    }
+    summary(&h)
+}
+
 fn summary(h: &Histogram<u64>) -> Option<Latency> {
     (!h.is_empty()).then(|| Latency {
         mean: h.mean(),

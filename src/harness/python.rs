@@ -14,7 +14,7 @@ use super::run::Profile;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 14] = [
+pub const TRANSPORTS: [&str; 17] = [
     "py-pipe",
     "py-queue",
     "py-queue-bounded",
@@ -29,10 +29,13 @@ pub const TRANSPORTS: [&str; 14] = [
     "py-array",
     "py-event",
     "py-joinable-queue",
+    "py-start-fork",
+    "py-start-forkserver",
+    "py-start-spawn",
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 7] = [
+pub const PATTERNS: [&str; 8] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -40,6 +43,7 @@ pub const PATTERNS: [&str; 7] = [
     "lock-increment",
     "event-pingpong",
     "joinable",
+    "startup",
 ];
 
 /// Whether `name` is a Python transport.

@@ -7,7 +7,7 @@ use crate::harness::{PointRecord, RunRecord};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 14] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 17] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
@@ -22,6 +22,9 @@ pub const PYTHON_COUNTERPARTS: [(&str, &str); 14] = [
     ("shm-semaphore", "py-semaphore"),
     ("shm-event", "py-event"),
     ("shm-joinable-queue", "py-joinable-queue"),
+    ("start-fork", "py-start-fork"),
+    ("start-fork", "py-start-forkserver"),
+    ("start-posix-spawn", "py-start-spawn"),
 ];
 
 /// The Python counterpart of `transport`, if it has one.
@@ -83,7 +86,7 @@ pub fn human_ratio(r: f64) -> String {
 /// Whether a smaller figure is better for `pattern` (latency) or a larger
 /// one (throughput).
 pub fn lower_is_better(pattern: &str) -> bool {
-    pattern == "pingpong" || pattern == "event-pingpong"
+    matches!(pattern, "pingpong" | "event-pingpong" | "startup")
 }
 
 /// The figure a point is judged by: pingpong's median round trip, every
@@ -128,7 +131,7 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 /// one-to-one patterns.
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
-        "pingpong" | "stream" | "event-pingpong" | "joinable" => String::new(),
+        "pingpong" | "stream" | "event-pingpong" | "joinable" | "startup" => String::new(),
         "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
         "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
         _ => format!("{}x{}", p.producers, p.consumers),
@@ -214,7 +217,7 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 10] = [
+pub const PATTERNS: [&str; 11] = [
     "pingpong",
     "stream",
     "fan-in",
@@ -225,6 +228,7 @@ pub const PATTERNS: [&str; 10] = [
     "atomic-increment",
     "event-pingpong",
     "joinable",
+    "startup",
 ];
 
 /// For each pattern and size measured: the fastest strategy (its best

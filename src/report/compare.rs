@@ -114,7 +114,11 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
         };
         rows.push(Row {
             point: point_name(pa),
-            metric: if lower { "p50 round trip" } else { "msgs/s" },
+            metric: match (lower, pa.pattern.as_str()) {
+                (true, "startup") => "p50 start-up",
+                (true, _) => "p50 round trip",
+                _ => "msgs/s",
+            },
             a: fa,
             b: fb,
             speedup,

@@ -24,6 +24,7 @@ pub enum Block {
 
 fn figure_text(p: &PointRecord) -> String {
     match key_figure(p) {
+        Some(f) if p.pattern == "startup" => format!("{} to first message", human_ns(f)),
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
         Some(f) if p.pattern == "reqrep" => format!("{} calls/s", per_s(f)),
         Some(f) if p.pattern.ends_with("-increment") => format!("{} cycles/s", per_s(f)),
