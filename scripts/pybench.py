@@ -75,6 +75,10 @@ TRANSPORTS = {
     "py-start-fork": "Process(...).start() with the fork start method, to its first message",
     "py-start-forkserver": "Process(...).start() with forkserver, to its first message",
     "py-start-spawn": "Process(...).start() with spawn, to its first message",
+    "py-pool-map": "Pool(W).map(task, tasks), default chunksize",
+    "py-pool-map-chunk1": "Pool(W).map(task, tasks, chunksize=1)",
+    "py-pool-apply-async": "Pool(W).apply_async(task) for every task, then every get()",
+    "py-basemanager-pool": "BaseManager over TCP serving a task and a result queue to W workers",
 }
 # Patterns each transport can do.
 CAN = {
@@ -95,9 +99,18 @@ CAN = {
     "py-start-fork": {"startup"},
     "py-start-forkserver": {"startup"},
     "py-start-spawn": {"startup"},
+    "py-pool-map": {"pool", "pool-cpu"},
+    "py-pool-map-chunk1": {"pool", "pool-cpu"},
+    "py-pool-apply-async": {"pool", "pool-cpu"},
+    "py-basemanager-pool": {"pool", "pool-cpu"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
-            "joinable", "startup"]
+            "joinable", "startup", "pool", "pool-cpu"]
+# Task farms (as the Rust side's): 64-byte tasks, 50 µs of CPU each in
+# pool-cpu, at most 4 per worker in flight where the master paces them.
+POOL_TASK = 64
+POOL_WORK_NS = 50_000
+POOL_WINDOW = 4
 # Starts measured at most when a count is given (a spawn takes ~50 ms).
 STARTUP_MAX_COUNT = 20
 SYNC_PATTERNS = ("lock-increment", "event-pingpong", "joinable")
@@ -894,6 +907,163 @@ def _hello(conn, value):
     conn.close()
 
 
+def _burn(ns):
+    """Keeps this thread busy for `ns` of its own CPU time."""
+    if ns:
+        t0 = time.thread_time_ns()
+        while time.thread_time_ns() - t0 < ns:
+            pass
+
+
+def _pool_task(task):
+    """A task: check it, do its work, answer with its number and send time."""
+    m, work_ns = task
+    codec = _pool_codec()
+    seq = codec.seq_of(m)
+    ts = codec.check(m, seq)
+    _burn(work_ns)
+    return codec.make(seq, ts)
+
+
+_codec_cache = []
+
+
+def _pool_codec():
+    if not _codec_cache:
+        _codec_cache.append(Codec(POOL_TASK))
+    return _codec_cache[0]
+
+
+def _pool_mgr_worker(address, authkey, work_ns, ctl):
+    """A BaseManager farm's worker: tasks until None, each answered."""
+    try:
+        m = tcp_client(address, authkey)
+        tasks, results = m.get_queue("pool-tasks"), m.get_queue("pool-results")
+        n = 0
+        c0 = cpu_ns()
+        while True:
+            t = tasks.get()
+            if t is None:
+                break
+            results.put(_pool_task((t, work_ns)))
+            n += 1
+        ctl.send({"messages": n, "cpu_ns": cpu_ns() - c0})
+    except BaseException as e:  # noqa: BLE001 - reported to the coordinator
+        ctl.send({"error": f"{type(e).__name__}: {e}"})
+
+
+def run_pool_point(ctx, o, rec, kind, pattern, workers):
+    """pool / pool-cpu: N numbered tasks through W workers, every answer
+    checked and every number seen exactly once."""
+    rec["pinned"] = False
+    rec["cpus"] = []
+    rec["oversubscribed"] = workers + 1 > len(o.cpus)
+    work_ns = POOL_WORK_NS if pattern == "pool-cpu" else 0
+    n = o.count or ((2000 if o.profile == "quick" else 5000) // (5 if work_ns else 1))
+    codec = _pool_codec()
+    seen = bytearray(n)
+    samples = []
+
+    def take(m, now):
+        seq = codec.seq_of(m)
+        ts = codec.check(m, seq)
+        if seq >= n:
+            raise CheckError(f"a result for task {seq}, which was never sent")
+        if seen[seq]:
+            raise CheckError(f"task {seq} came back twice")
+        seen[seq] = 1
+        if now is not None:
+            samples.append(now - ts)
+
+    cleanup = []
+    c0 = cpu_ns()
+    try:
+        if kind == "py-basemanager-pool":
+            authkey = secrets.token_bytes(32)
+            m = TcpManager(address=("127.0.0.1", 0), authkey=authkey, ctx=ctx)
+            m.start()
+            cleanup.append(m.shutdown)
+            tasks, results = m.get_queue("pool-tasks"), m.get_queue("pool-results")
+            procs, ctls = [], []
+            for _ in range(workers):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=_pool_mgr_worker, args=(m.address, authkey, work_ns, child),
+                                daemon=True)
+                p.start()
+                child.close()
+                procs.append(p)
+                ctls.append(parent)
+
+            def stop_workers():
+                for p in procs:
+                    if p.is_alive():
+                        p.kill()
+                    p.join()
+
+            cleanup.append(stop_workers)
+            sent = got = 0
+            window = POOL_WINDOW * workers
+            first = now_ns()
+            while got < n:
+                while sent < n and sent - got < window:
+                    tasks.put(codec.make(sent, now_ns()))
+                    sent += 1
+                take(results.get(timeout=o.deadline), now_ns())
+                got += 1
+            last = now_ns()
+            for _ in procs:
+                tasks.put(None)
+            done = 0
+            for i, c in enumerate(ctls):
+                if not c.poll(o.deadline):
+                    raise PointFailed(f"worker {i} missed its deadline")
+                r = c.recv()
+                if r.get("error"):
+                    raise PointFailed(f"worker {i}: {r['error']}")
+                done += r["messages"]
+            for p in procs:
+                p.join(o.deadline)
+            if done != n:
+                raise PointFailed(f"the workers did {done} tasks where {n} were sent")
+        else:
+            with ctx.Pool(workers) as pool:
+                pool.map(_pool_task, [(codec.make(i), 0) for i in range(workers * 2)])  # start-up
+                if kind == "py-pool-apply-async":
+                    first = now_ns()
+
+                    def done_cb(m):
+                        samples.append(now_ns() - codec.check(m, codec.seq_of(m)))
+
+                    pending = [pool.apply_async(_pool_task, ((codec.make(i, now_ns()), work_ns),),
+                                                callback=done_cb) for i in range(n)]
+                    out = [r.get(o.deadline) for r in pending]
+                    last = now_ns()
+                    for m in out:
+                        take(m, None)
+                else:
+                    chunk = 1 if kind == "py-pool-map-chunk1" else None
+                    first = now_ns()
+                    tasks = [(codec.make(i, now_ns()), work_ns) for i in range(n)]
+                    out = pool.map(_pool_task, tasks, chunksize=chunk)
+                    last = now_ns()
+                    # map hands every result back at once: no per-task latency.
+                    for m in out:
+                        take(m, None)
+        if not all(seen):
+            raise PointFailed(f"task {seen.index(0)} never came back")
+        per_s = n * 1e9 / max(1, last - first)
+        rec.update(validated=True, messages=n, elapsed_ns=last - first,
+                   latency_ns=percentiles(samples) if samples else None,
+                   throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * POOL_TASK},
+                   cpu_ns_per_msg=(cpu_ns() - c0) / n)
+    except (PointFailed, CheckError) as e:
+        rec.update(validated=False, error=str(e))
+    finally:
+        for f in reversed(cleanup):
+            f()
+    return rec
+
+
 def run_startup_point(o, rec, kind):
     """startup: from Process(...).start() to the child's first message (its
     number, checked), for one start method; the child is joined untimed."""
@@ -970,6 +1140,8 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
     if pattern == "startup":
         rec["pinned"] = False
         return run_startup_point(o, rec, kind)
+    if pattern in ("pool", "pool-cpu"):
+        return run_pool_point(ctx, o, rec, kind, pattern, n_cons)
     if pattern in SYNC_PATTERNS:
         return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
     ch = Channel(ctx, kind, size)
@@ -1181,6 +1353,8 @@ def plan(o, transports, patterns):
                 pts += [(t, p, 8, 2, 1)]
             elif p == "startup":
                 pts += [(t, p, 8, 1, 1)]
+            elif p in ("pool", "pool-cpu"):
+                pts += [(t, p, POOL_TASK, 1, w) for w in o.counts]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
     return pts
@@ -1288,7 +1462,7 @@ def main(argv=None):
         run["points"].append(rec)
         failed += not rec["validated"]
         write_atomic(a.output, json.dumps(run, indent=1))
-        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment") else ""
+        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment", "pool", "pool-cpu") else ""
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
     print(f"python: {len(points)} points in {time.monotonic() - t0:.0f} s, {failed} failed; "

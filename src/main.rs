@@ -43,9 +43,10 @@ mod cli {
         #[arg(long, value_delimiter = ',')]
         transports: Vec<String>,
         /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc,
-        /// reqrep (the synchronisation primitives run when none is given).
+        /// reqrep, pool, pool-cpu, lock-increment, atomic-increment,
+        /// event-pingpong, joinable, startup (all when none is given).
         #[arg(long, value_delimiter = ',')]
-        patterns: Vec<harness::Pattern>,
+        patterns: Vec<String>,
         /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
         #[arg(long, value_delimiter = ',', value_parser = parse_size)]
         sizes: Vec<usize>,
@@ -165,6 +166,8 @@ mod cli {
         Bench(PeerArgs),
         /// One process of a synchronisation-primitive point.
         Sync(harness::sync::SyncArgs),
+        /// A task-farm worker: takes tasks until there are none, answers each.
+        PoolWorker(harness::pool::WorkerArgs),
         /// A started process's first message: write VALUE (8 bytes,
         /// little-endian) into descriptor FD, then exit.
         Hello { fd: i32, value: u64 },
@@ -195,7 +198,7 @@ mod cli {
     }
 
     /// The Python baseline's transports, as `ipcbench list` shows them.
-    const PY_DESCRIPTIONS: [(&str, &str); 17] = [
+    const PY_DESCRIPTIONS: [(&str, &str); 21] = [
         ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
         ("py-queue", "Queue(), unbounded"),
         ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -236,6 +239,19 @@ mod cli {
         (
             "py-start-spawn",
             "Process(...).start() with spawn, to its first message",
+        ),
+        ("py-pool-map", "Pool(W).map(task, tasks), default chunksize"),
+        (
+            "py-pool-map-chunk1",
+            "Pool(W).map(task, tasks, chunksize=1)",
+        ),
+        (
+            "py-pool-apply-async",
+            "Pool(W).apply_async(task) for every task, then every get()",
+        ),
+        (
+            "py-basemanager-pool",
+            "BaseManager over TCP serving a task and a result queue to W workers",
         ),
     ];
 
@@ -381,6 +397,7 @@ mod cli {
             } => peer::sem_count(&sem, &counter, iters, t)?,
             Role::Bench(args) => report_line(harness::run_peer(&args))?,
             Role::Sync(args) => report_line(harness::sync::run_peer(&args))?,
+            Role::PoolWorker(args) => report_line(harness::pool::run_worker(&args))?,
             Role::Hello { fd, value } => {
                 harness::startup::hello(fd, value).map_err(anyhow::Error::msg)?;
                 String::new()
@@ -531,14 +548,38 @@ mod cli {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Patterns of the one-to-one and multi-party harness, and the others
+        // (primitives, start-up, task farms), each measured by its own part.
+        let pattern_names = patterns;
+        let mut patterns: Vec<harness::Pattern> = Vec::new();
+        let mut others: Vec<String> = Vec::new();
+        for p in &pattern_names {
+            match p.parse::<harness::Pattern>() {
+                Ok(p) => patterns.push(p),
+                Err(_)
+                    if harness::sync::PATTERNS.contains(&p.as_str())
+                        || harness::pool::PATTERNS.contains(&p.as_str())
+                        || p == harness::startup::PATTERN =>
+                {
+                    others.push(p.clone())
+                }
+                Err(_) => anyhow::bail!(
+                    "unknown pattern `{p}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, \
+                     pool, pool-cpu, lock-increment, atomic-increment, event-pingpong, joinable or startup"
+                ),
+            }
+        }
+        let named = !pattern_names.is_empty();
+        let other_wanted = |p: &str| !named || others.iter().any(|o| o == p);
         // Named transports select; naming only one kind leaves out the others.
-        let rust_wanted = transports.is_empty() || !strategies.is_empty();
-        let sync_points: Vec<harness::sync::SyncSpec> = if (transports.is_empty()
-            || !sync_names.is_empty())
-            && patterns.is_empty()
+        let rust_wanted =
+            (transports.is_empty() || !strategies.is_empty()) && (!named || !patterns.is_empty());
+        let sync_points: Vec<harness::sync::SyncSpec> = if transports.is_empty()
+            || !sync_names.is_empty()
         {
             harness::sync::plan(quick)
                 .into_iter()
+                .filter(|s| other_wanted(s.prim.pattern()))
                 .filter(|s| sync_names.is_empty() || sync_names.iter().any(|n| n == s.prim.name()))
                 .filter(|s| wait.is_empty() || wait.contains(&s.wait))
                 .collect()
@@ -548,7 +589,7 @@ mod cli {
         // Start-up methods: with the primitives, when no pattern is named.
         let start_points: Vec<harness::startup::Method> = if (transports.is_empty()
             || !start_names.is_empty())
-            && patterns.is_empty()
+            && other_wanted(harness::startup::PATTERN)
             && wait.is_empty()
         {
             harness::startup::Method::ALL
@@ -558,13 +599,30 @@ mod cli {
         } else {
             Vec::new()
         };
-        let py_patterns: Vec<String> = patterns
+        // Task farms: over the named transports that can run one.
+        let pool_points: Vec<harness::pool::PoolSpec> =
+            if transports.is_empty() || !strategies.is_empty() {
+                harness::pool::plan(quick)
+                    .into_iter()
+                    .filter(|p| other_wanted(p.pattern()))
+                    .filter(|p| {
+                        if transports.is_empty() {
+                            return true;
+                        }
+                        strategies.contains(&Strategy::Transport(p.kind))
+                    })
+                    .filter(|p| wait.is_empty() || wait.contains(&p.wait))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let py_patterns: Vec<String> = pattern_names
             .iter()
-            .map(|p| p.name().to_owned())
             .filter(|p| python::PATTERNS.contains(&p.as_str()))
+            .cloned()
             .collect();
-        let py_wanted = (transports.is_empty() || !py_names.is_empty())
-            && (patterns.is_empty() || !py_patterns.is_empty());
+        let py_wanted =
+            (transports.is_empty() || !py_names.is_empty()) && (!named || !py_patterns.is_empty());
         use harness::run::{Filters, Profile};
         use std::io::IsTerminal;
         let profile = if quick {
@@ -604,7 +662,8 @@ mod cli {
             !points.is_empty()
                 || py.is_some()
                 || !sync_points.is_empty()
-                || !start_points.is_empty(),
+                || !start_points.is_empty()
+                || !pool_points.is_empty(),
             "the filters select no point"
         );
         let output = output.unwrap_or_else(|| {
@@ -614,7 +673,7 @@ mod cli {
         let config = serde_json::json!({
             "profile": profile.name(),
             "transports": filters.strategies.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            "patterns": filters.patterns.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            "patterns": pattern_names,
             "sizes": filters.sizes,
             "waits": filters.waits.iter().map(|w| w.name()).collect::<Vec<_>>(),
             "pin": opts.pin,
@@ -667,6 +726,15 @@ mod cli {
             }
             let rec = harness::sync::run_point(s, &opts);
             eprintln!("[{:>3}/{}] {}", i + 1, sync_points.len(), point_line(&rec));
+            run.points.push(rec);
+            ipcbench::report::write_results(&output, &run)?;
+        }
+        for (i, p) in pool_points.iter().enumerate() {
+            if interrupted() {
+                break;
+            }
+            let rec = harness::pool::run_point(p, &opts);
+            eprintln!("[{:>3}/{}] {}", i + 1, pool_points.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;
         }

@@ -477,3 +477,42 @@ fn process_starts_are_timed_to_a_checked_first_message() {
         eprintln!("{}: {}", m.name(), r.error.unwrap());
     }
 }
+
+#[test]
+fn task_farms_hand_out_every_task_once_over_every_kind() {
+    use ipcbench::harness::pool::{self, PoolSpec};
+    let _serial = serial();
+    let o = RunOpts {
+        fixed_count: Some(600),
+        ..opts()
+    };
+    for kind in pool::KINDS {
+        for (cpu_work, workers) in [(false, 1), (false, 3), (true, 2)] {
+            let spec = PoolSpec {
+                kind,
+                cpu_work,
+                workers,
+                wait: Wait::SPIN_PARK,
+            };
+            let t = std::time::Instant::now();
+            let r = pool::run_point(&spec, &o);
+            let what = format!("{kind} {} {workers} workers", spec.pattern());
+            assert!(r.validated, "{what}: {:?}", r.error);
+            assert_eq!(r.messages, 600, "{what}");
+            assert_eq!((r.producers, r.consumers), (1, workers), "{what}");
+            let l = r.latency_ns.unwrap();
+            assert!(l.p50 > 0 && l.p50 <= l.max, "{what}");
+            if cpu_work {
+                // Each task costs the worker 50 µs of CPU.
+                assert!(l.p50 >= pool::WORK_NS, "{what}: {l:?}");
+            }
+            eprintln!(
+                "{what}: {:.0} tasks/s, p50 {} ns, {:?}",
+                r.throughput.unwrap().msgs_per_s,
+                l.p50,
+                t.elapsed()
+            );
+        }
+    }
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+}

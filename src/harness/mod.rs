@@ -25,6 +25,7 @@
 
 pub mod msg;
 pub mod peer;
+pub mod pool;
 pub mod python;
 pub mod record;
 pub mod run;

@@ -78,6 +78,11 @@ fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Percentiles of a histogram of nanoseconds.
+pub fn latency_from(h: &Histogram<u64>) -> Option<Latency> {
+    summary(h)
+}
+
 /// Percentiles of `samples` (nanoseconds).
 pub fn latency_of(samples: &[u64]) -> Option<Latency> {
     let mut h = histogram();

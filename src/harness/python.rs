@@ -14,7 +14,7 @@ use super::run::Profile;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 17] = [
+pub const TRANSPORTS: [&str; 21] = [
     "py-pipe",
     "py-queue",
     "py-queue-bounded",
@@ -32,10 +32,14 @@ pub const TRANSPORTS: [&str; 17] = [
     "py-start-fork",
     "py-start-forkserver",
     "py-start-spawn",
+    "py-pool-map",
+    "py-pool-map-chunk1",
+    "py-pool-apply-async",
+    "py-basemanager-pool",
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 8] = [
+pub const PATTERNS: [&str; 10] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -44,6 +48,8 @@ pub const PATTERNS: [&str; 8] = [
     "event-pingpong",
     "joinable",
     "startup",
+    "pool",
+    "pool-cpu",
 ];
 
 /// Whether `name` is a Python transport.

@@ -207,16 +207,22 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Pins the calling process to `cpu`.
+/// Pins the calling process (its calling thread, in a process with
+/// several) to `cpu`.
 pub fn pin_to(cpu: usize) -> std::io::Result<()> {
+    set_cpus(&[cpu])
+}
+
+/// Lets the calling thread run on `cpus` only.
+pub fn set_cpus(cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: cpu_set_t is plain data.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes into the set; `cpu` is below CPU_SETSIZE (checked).
-    unsafe {
+    for &cpu in cpus {
         if cpu >= libc::CPU_SETSIZE as usize {
             return Err(std::io::Error::other(format!("cpu {cpu} is out of range")));
         }
-        libc::CPU_SET(cpu, &mut set);
+        // SAFETY: CPU_SET writes into the set; `cpu` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
     }
     // SAFETY: a valid cpu_set_t of the size given.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {

@@ -7,7 +7,7 @@ use crate::harness::{PointRecord, RunRecord};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 17] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 21] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
@@ -25,6 +25,10 @@ pub const PYTHON_COUNTERPARTS: [(&str, &str); 17] = [
     ("start-fork", "py-start-fork"),
     ("start-fork", "py-start-forkserver"),
     ("start-posix-spawn", "py-start-spawn"),
+    ("shm-queue", "py-pool-map"),
+    ("shm-queue", "py-pool-map-chunk1"),
+    ("shm-queue", "py-pool-apply-async"),
+    ("manager-tcp", "py-basemanager-pool"),
 ];
 
 /// The Python counterpart of `transport`, if it has one.
@@ -134,6 +138,8 @@ pub fn counts(p: &PointRecord) -> String {
         "pingpong" | "stream" | "event-pingpong" | "joinable" | "startup" => String::new(),
         "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
         "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
+        "pool" | "pool-cpu" if p.consumers == 1 => "1 worker".to_owned(),
+        "pool" | "pool-cpu" => format!("{} workers", p.consumers),
         _ => format!("{}x{}", p.producers, p.consumers),
     }
 }
@@ -217,13 +223,15 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 11] = [
+pub const PATTERNS: [&str; 13] = [
     "pingpong",
     "stream",
     "fan-in",
     "fan-out",
     "mpmc",
     "reqrep",
+    "pool",
+    "pool-cpu",
     "lock-increment",
     "atomic-increment",
     "event-pingpong",
@@ -529,6 +537,49 @@ pub struct Speedup {
     pub python: PointRecord,
     /// How many times faster the Rust strategy is.
     pub speedup: f64,
+}
+
+/// A task farm's rows: one strategy (and wait) and pattern, its tasks per
+/// second by worker count, and the speedup over its own one-worker point.
+#[derive(Debug, Clone)]
+pub struct PoolScaling {
+    /// `pool` or `pool-cpu`.
+    pub pattern: String,
+    /// The strategy's label.
+    pub strategy: String,
+    /// (workers, tasks/s, speedup over 1 worker if measured).
+    pub points: Vec<(usize, f64, Option<f64>)>,
+}
+
+/// Every task farm measured, grouped by strategy, workers in order.
+pub fn pool_scaling(run: &RunRecord) -> Vec<PoolScaling> {
+    let mut out: Vec<PoolScaling> = Vec::new();
+    for pattern in ["pool", "pool-cpu"] {
+        let mut pts: Vec<&PointRecord> = measured(run).filter(|p| p.pattern == pattern).collect();
+        pts.sort_by_key(|p| (p.transport.clone(), p.wait.clone(), p.consumers));
+        for p in pts {
+            let strategy = label(&p.transport, &p.wait);
+            let Some(rate) = key_figure(p) else { continue };
+            let row = match out.last_mut() {
+                Some(r) if r.pattern == pattern && r.strategy == strategy => r,
+                _ => {
+                    out.push(PoolScaling {
+                        pattern: pattern.into(),
+                        strategy,
+                        points: Vec::new(),
+                    });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            let one = row
+                .points
+                .iter()
+                .find(|(w, _, _)| *w == 1)
+                .map(|(_, r, _)| *r);
+            row.points.push((p.consumers, rate, one.map(|o| rate / o)));
+        }
+    }
+    out
 }
 
 /// Each Rust strategy against its Python counterpart, at every pattern,

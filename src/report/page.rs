@@ -27,6 +27,7 @@ fn figure_text(p: &PointRecord) -> String {
         Some(f) if p.pattern == "startup" => format!("{} to first message", human_ns(f)),
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
         Some(f) if p.pattern == "reqrep" => format!("{} calls/s", per_s(f)),
+        Some(f) if p.pattern.starts_with("pool") => format!("{} tasks/s", per_s(f)),
         Some(f) if p.pattern.ends_with("-increment") => format!("{} cycles/s", per_s(f)),
         Some(f) => format!("{} msgs/s", per_s(f)),
         None => "-".into(),
@@ -221,6 +222,52 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             .to_vec(),
             rows,
         ));
+    }
+
+    let farms = analysis::pool_scaling(run);
+    if !farms.is_empty() {
+        let ws: Vec<usize> = {
+            let mut v: Vec<usize> = farms
+                .iter()
+                .flat_map(|f| f.points.iter().map(|(w, _, _)| *w))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        b.push(Block::Heading(2, "Task farms".into()));
+        b.push(Block::Para(format!(
+            "A master hands numbered 64-byte tasks to W worker processes and reads every result \
+             (`pool`: no work, the IPC's own cost; `pool-cpu`: {} µs of CPU per task, so \
+             the question is whether the IPC keeps the workers busy). Tasks per second, and in \
+             brackets the speedup over the same strategy with one worker; this machine has {} \
+             CPUs, so beyond that the workers share them.",
+            crate::harness::pool::WORK_NS / 1000,
+            run.machine.cores
+        )));
+        let mut header = vec!["pattern".to_owned(), "strategy".to_owned()];
+        header.extend(
+            ws.iter()
+                .map(|w| format!("{w} worker{}", if *w == 1 { "" } else { "s" })),
+        );
+        let rows = farms
+            .iter()
+            .map(|f| {
+                let mut row = vec![f.pattern.clone(), f.strategy.clone()];
+                row.extend(
+                    ws.iter()
+                        .map(|w| match f.points.iter().find(|(x, _, _)| x == w) {
+                            Some((_, r, Some(s))) if *w != 1 => {
+                                format!("{} ({})", human_rate(*r), human_ratio(*s))
+                            }
+                            Some((_, r, _)) => human_rate(*r),
+                            None => "-".into(),
+                        }),
+                );
+                row
+            })
+            .collect();
+        b.push(Block::Table(header, rows));
     }
 
     let speedups = analysis::python_speedups(run);

@@ -1,0 +1,719 @@
+//! Task farms, as `multiprocessing.Pool` and the classic manager/worker
+//! example run them: a master hands N numbered tasks to W worker processes
+//! and collects N results.
+//!
+//! The master is the coordinator itself (as a Pool's parent is); workers
+//! are `ipcbench peer pool-worker` children. Over a channel many processes
+//! share (`shm-queue`, the managers) there is one task queue and one result
+//! queue; over a two-process link (`os-pipe`, `unix-stream`, `tcp`, …) one
+//! link per worker, each served by a master thread that takes the next task
+//! number from a shared counter. Either way at most [`WINDOW`] tasks per
+//! worker are in flight, so a task's latency is its service plus a short
+//! queue, not the whole backlog.
+//!
+//! Every task is a 64-byte message stamped with its number and its send
+//! time and checked by the worker; the worker does the task's work, then
+//! answers with the same number and time, checked by the master, which
+//! also checks that every number came back exactly once, and that the
+//! workers together did exactly N tasks. Patterns: `pool` (no work: the
+//! IPC's own cost) and `pool-cpu` ([`WORK_NS`] of CPU per task, timed on
+//! the worker's thread CPU clock, so Rust and Python workers do equal work:
+//! does the IPC keep the workers busy?). Figures: tasks per second, the
+//! latency of a task from its sending to its result read, and the report's
+//! speedup over one worker.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::msg::{Codec, now_ns};
+use super::peer::PeerReport;
+use super::record::{self, PointRecord};
+use super::{RunOpts, Running, SKIPPED, spawn_with};
+use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
+use crate::transport::{Conn, LinkOpts, LinkSetup, Side, Transport, TransportError, TransportKind};
+
+/// The patterns' names.
+pub const PATTERNS: [&str; 2] = ["pool", "pool-cpu"];
+/// Bytes of a task and of a result.
+pub const TASK_SIZE: usize = 64;
+/// CPU time of one task's work in `pool-cpu`.
+pub const WORK_NS: u64 = 50_000;
+/// Tasks in flight per worker.
+pub const WINDOW: u64 = 4;
+/// Worker counts of the default profile (the quick one stops at 2).
+pub const WORKERS: [usize; 4] = [1, 2, 4, 8];
+/// The manager's queues.
+const TASKS: &[u8] = b"pool-tasks";
+const RESULTS: &[u8] = b"pool-results";
+
+/// One point: how tasks travel, whether they carry work, how many workers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolSpec {
+    /// The transport.
+    pub kind: TransportKind,
+    /// `pool-cpu` (work in every task) rather than `pool`.
+    pub cpu_work: bool,
+    /// Worker processes.
+    pub workers: usize,
+    /// The waiting strategy (shared memory).
+    pub wait: Wait,
+}
+
+impl PoolSpec {
+    /// The pattern's name.
+    pub fn pattern(&self) -> &'static str {
+        if self.cpu_work {
+            PATTERNS[1]
+        } else {
+            PATTERNS[0]
+        }
+    }
+}
+
+/// The transports a task farm runs over.
+pub const KINDS: [TransportKind; 6] = [
+    TransportKind::ShmQueue,
+    TransportKind::OsPipe,
+    TransportKind::UnixStream,
+    TransportKind::Tcp,
+    TransportKind::ManagerUnix,
+    TransportKind::ManagerTcp,
+];
+
+/// The points of a profile.
+pub fn plan(quick: bool) -> Vec<PoolSpec> {
+    let ws: &[usize] = if quick { &WORKERS[..2] } else { &WORKERS };
+    let mut out = Vec::new();
+    for cpu_work in [false, true] {
+        for kind in KINDS {
+            // Shared memory waits spinning first or parking at once (the
+            // master and the workers share the CPUs); the kernel blocks.
+            let waits: &[Wait] = if kind == TransportKind::ShmQueue {
+                &[Wait::SPIN_PARK, Wait::PARK]
+            } else {
+                &[Wait::PARK]
+            };
+            for &wait in waits {
+                for &workers in ws {
+                    out.push(PoolSpec {
+                        kind,
+                        cpu_work,
+                        workers,
+                        wait,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The arguments of `ipcbench peer pool-worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// How tasks travel.
+    pub kind: TransportKind,
+    /// The address: the two queues' names, the manager's, or the link's.
+    pub addr: String,
+    /// The worker's number.
+    pub id: usize,
+    /// CPU time of each task's work, in nanoseconds.
+    pub work_ns: u64,
+    /// The CPU to pin to.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}
+
+impl WorkerArgs {
+    fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "pool-worker".to_owned(),
+            self.kind.name().to_owned(),
+            self.addr.clone(),
+            self.id.to_string(),
+            self.work_ns.to_string(),
+        ];
+        if let Some(c) = self.cpu {
+            v.push(format!("--cpu={c}"));
+        }
+        v
+    }
+}
+
+/// This thread's CPU time.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Keeps this thread's CPU busy for `ns` of its own CPU time (time spent
+/// descheduled does not count), and returns a value the work computed.
+pub fn work(ns: u64, seed: u64) -> u64 {
+    let mut x = seed;
+    if ns == 0 {
+        return x;
+    }
+    let t0 = thread_cpu_ns();
+    loop {
+        for _ in 0..64 {
+            x = crate::peer::mix64(x);
+        }
+        if thread_cpu_ns() - t0 >= ns {
+            return std::hint::black_box(x);
+        }
+    }
+}
+
+fn qerr(e: QueueError) -> String {
+    match e {
+        QueueError::PeerGone(p) => format!("process {} died while using the queue", p.pid),
+        e => e.to_string(),
+    }
+}
+
+fn terr(e: TransportError) -> String {
+    e.to_string()
+}
+
+/// The names of a shm farm's two queues.
+fn shm_names(addr: &str) -> Result<(&str, &str), String> {
+    addr.split_once(',')
+        .ok_or_else(|| format!("bad pool address `{addr}`"))
+}
+
+/// One task: checks it, does its work, stamps the answer into `out`.
+fn answer(codec: &Codec, work_ns: u64, task: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let (seq, ts) = codec.check_any(task)?;
+    work(work_ns, seq);
+    codec.stamp(out, seq, ts);
+    Ok(())
+}
+
+/// A worker over a manager's queues: (tasks done, CPU time at the start).
+fn manager_worker<S: crate::transport::stream::StreamIo>(
+    mut proxy: crate::transport::manager::Proxy<S>,
+    codec: &Codec,
+    work_ns: u64,
+) -> Result<(u64, u64), String> {
+    let (mut buf, mut out) = (Vec::with_capacity(TASK_SIZE), codec.buffer());
+    super::peer::barrier()?;
+    let cpu0 = record::cpu_time_ns();
+    let mut done = 0;
+    loop {
+        match proxy.get(TASKS, &mut buf) {
+            Ok(_) => {}
+            Err(TransportError::Closed) => return Ok((done, cpu0)),
+            Err(e) => return Err(terr(e)),
+        }
+        answer(codec, work_ns, &buf, &mut out)?;
+        proxy.put(RESULTS, &out).map_err(terr)?;
+        done += 1;
+    }
+}
+
+/// A worker: takes tasks until there are no more, works, answers.
+pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
+    if let Some(cpu) = a.cpu {
+        record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+    }
+    let codec = Codec::new(TASK_SIZE)?;
+    let (mut buf, mut out) = (Vec::with_capacity(TASK_SIZE), codec.buffer());
+    let link = LinkOpts {
+        max_message: TASK_SIZE,
+        ..LinkOpts::default()
+    };
+    let ep = crate::transport::Endpoint::for_child(&a.addr);
+    let (done, cpu0) = match a.kind {
+        TransportKind::ShmQueue => {
+            let (t, r) = shm_names(&a.addr)?;
+            let tasks = Queue::open(t).map_err(qerr)?;
+            let results = Queue::open(r).map_err(qerr)?;
+            super::peer::barrier()?;
+            let cpu0 = record::cpu_time_ns();
+            let mut done = 0u64;
+            loop {
+                match tasks.get(&mut buf, None) {
+                    Ok(_) => {}
+                    Err(QueueError::Closed) => break,
+                    Err(e) => return Err(qerr(e)),
+                }
+                answer(&codec, a.work_ns, &buf, &mut out)?;
+                results.put(&out, None).map_err(qerr)?;
+                done += 1;
+            }
+            (done, cpu0)
+        }
+        TransportKind::ManagerUnix => {
+            let p = crate::transport::manager::ManagerUnix::proxy(&ep, &link).map_err(terr)?;
+            manager_worker(p, &codec, a.work_ns)?
+        }
+        TransportKind::ManagerTcp => {
+            let p = crate::transport::manager::ManagerTcp::proxy(&ep, &link).map_err(terr)?;
+            manager_worker(p, &codec, a.work_ns)?
+        }
+        kind => with_transport!(kind, T => {
+            let mut conn = T::connect(&ep, Side::B, &link).map_err(|e| format!("connecting: {e}"))?;
+            super::peer::barrier()?;
+            let cpu0 = record::cpu_time_ns();
+            let mut done = 0u64;
+            loop {
+                match conn.recv(&mut buf) {
+                    Ok(_) => {}
+                    Err(TransportError::Closed) => break,
+                    Err(e) => return Err(terr(e)),
+                }
+                answer(&codec, a.work_ns, &buf, &mut out)?;
+                conn.send(&out).map_err(terr)?;
+                done += 1;
+            }
+            let _ = conn.close();
+            (done, cpu0)
+        }),
+    };
+    Ok(PeerReport {
+        messages: done,
+        cpu_ns: record::cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// What the master saw: the results' latencies, and when it started and
+/// read the last result.
+struct Collected {
+    hist: Histogram<u64>,
+    first: u64,
+    last: u64,
+}
+
+/// The master's bookkeeping of which task numbers came back.
+struct Seen {
+    bits: Vec<AtomicBool>,
+}
+
+impl Seen {
+    fn new(n: u64) -> Seen {
+        Seen {
+            bits: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Records result `seq`; an unknown or repeated number is an error.
+    fn mark(&self, seq: u64) -> Result<(), String> {
+        let bit = self
+            .bits
+            .get(seq as usize)
+            .ok_or_else(|| format!("a result for task {seq}, which was never sent"))?;
+        // Relaxed: only the flag's own value matters.
+        if bit.swap(true, Ordering::Relaxed) {
+            return Err(format!("task {seq} came back twice"));
+        }
+        Ok(())
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The master over one task queue and one result queue: keeps at most
+/// `window` tasks in flight, reads every result.
+fn master_shared(
+    n: u64,
+    window: u64,
+    codec: &Codec,
+    seen: &Seen,
+    mut put: impl FnMut(&[u8]) -> Result<(), String>,
+    mut get: impl FnMut(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<Collected, String> {
+    let mut task = codec.buffer();
+    let mut buf = Vec::with_capacity(TASK_SIZE);
+    let mut hist = histogram();
+    let (mut sent, mut got) = (0u64, 0u64);
+    let first = now_ns();
+    while got < n {
+        while sent < n && sent - got < window {
+            codec.stamp(&mut task, sent, now_ns());
+            put(&task)?;
+            sent += 1;
+        }
+        get(&mut buf)?;
+        let (seq, ts) = codec.check_any(&buf)?;
+        seen.mark(seq)?;
+        hist.saturating_record(now_ns().saturating_sub(ts).max(1));
+        got += 1;
+    }
+    Ok(Collected {
+        hist,
+        first,
+        last: now_ns(),
+    })
+}
+
+/// The master's thread for one link: takes task numbers from `next` while
+/// there are any, keeps `window` in flight, checks each result in order.
+fn master_link<C: Conn>(
+    conn: &mut C,
+    n: u64,
+    window: u64,
+    next: &AtomicU64,
+    seen: &Seen,
+) -> Result<Histogram<u64>, String> {
+    let codec = Codec::new(TASK_SIZE)?;
+    let mut task = codec.buffer();
+    let mut buf = Vec::with_capacity(TASK_SIZE);
+    let mut hist = histogram();
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while (in_flight.len() as u64) < window {
+            // Relaxed: the counter only hands out distinct numbers.
+            let seq = next.fetch_add(1, Ordering::Relaxed);
+            if seq >= n {
+                break;
+            }
+            codec.stamp(&mut task, seq, now_ns());
+            conn.send(&task).map_err(terr)?;
+            in_flight.push_back(seq);
+        }
+        let Some(want) = in_flight.pop_front() else {
+            return Ok(hist);
+        };
+        conn.recv(&mut buf).map_err(terr)?;
+        let (seq, ts) = codec.check_any(&buf)?;
+        if seq != want {
+            return Err(format!("task {want}'s result was for task {seq}"));
+        }
+        seen.mark(seq)?;
+        hist.saturating_record(now_ns().saturating_sub(ts).max(1));
+    }
+}
+
+/// Tasks of a point.
+fn task_count(spec: &PoolSpec, opts: &RunOpts) -> u64 {
+    opts.fixed_count.unwrap_or(if spec.cpu_work {
+        // ~50 µs each: a fifth of the round trips' count.
+        (opts.pingpong_iters / 5).max(100)
+    } else {
+        opts.pingpong_iters.max(100)
+    })
+}
+
+/// Measures one task-farm point. A failure is recorded, never a number.
+pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
+    let cpus = record::allowed_cpus();
+    let w = spec.workers;
+    // The master is busy too.
+    let oversubscribed = w + 1 > cpus.len();
+    let pinned = opts.pin && w < cpus.len();
+    let wait_name = if spec.kind == TransportKind::ShmQueue {
+        spec.wait.name()
+    } else {
+        "kernel"
+    };
+    let mut rec = PointRecord::unmeasured(
+        spec.kind.name(),
+        spec.pattern(),
+        TASK_SIZE,
+        (1, w),
+        wait_name,
+    );
+    rec.oversubscribed = oversubscribed;
+    rec.pinned = pinned;
+    // Workers on the CPUs after the first, which the master keeps.
+    let worker_cpu = |i: usize| pinned.then(|| cpus[1 + i]);
+    if pinned {
+        rec.cpus = (0..=w).map(|i| cpus[i]).collect();
+    }
+    if oversubscribed && spec.kind == TransportKind::ShmQueue && spec.wait.kind == WaitKind::Spin {
+        rec.error = Some(format!(
+            "{SKIPPED} pure spin with {} busy processes on {} CPUs",
+            w + 1,
+            cpus.len()
+        ));
+        return rec;
+    }
+    let n = task_count(spec, opts);
+    let work_ns = if spec.cpu_work { WORK_NS } else { 0 };
+    let codec = match Codec::new(TASK_SIZE) {
+        Ok(c) => c,
+        Err(e) => {
+            rec.error = Some(e);
+            return rec;
+        }
+    };
+    rec.harness_ns_per_msg = Some(codec.calibrate());
+    let seen = Seen::new(n);
+    let deadline = Instant::now() + opts.deadline;
+    let cpu0 = record::cpu_time_ns();
+    // The master (this thread, and the threads it starts) on the first CPU,
+    // the workers on the others; the thread's own CPUs back afterwards.
+    if pinned {
+        let _ = record::pin_to(cpus[0]);
+    }
+    let outcome = farm(spec, opts, n, work_ns, &codec, &seen, deadline, &worker_cpu);
+    if pinned {
+        let _ = record::set_cpus(&cpus);
+    }
+    match outcome {
+        Err(e) => rec.error = Some(e),
+        Ok((c, reports)) => {
+            let done: u64 = reports.iter().map(|r| r.messages).sum();
+            if done != n {
+                rec.error = Some(format!(
+                    "the workers did {done} tasks where {n} were sent (lost or duplicated)"
+                ));
+                return rec;
+            }
+            if let Some(missing) = seen.bits.iter().position(|b| !b.load(Ordering::Relaxed)) {
+                rec.error = Some(format!("task {missing} never came back"));
+                return rec;
+            }
+            rec.validated = true;
+            rec.messages = n;
+            rec.elapsed_ns = c.last.saturating_sub(c.first);
+            rec.latency_ns = super::peer::latency_from(&c.hist);
+            rec.throughput = super::throughput_of(
+                rec.elapsed_ns > 0,
+                || n as f64 * 1e9 / rec.elapsed_ns as f64,
+                TASK_SIZE,
+            );
+            let workers_cpu: u64 = reports.iter().map(|r| r.cpu_ns).sum();
+            let master_cpu = record::cpu_time_ns() - cpu0;
+            rec.cpu_ns_per_msg = Some((workers_cpu + master_cpu) as f64 / n as f64);
+        }
+    }
+    rec
+}
+
+/// Starts the workers, runs the master, ends the farm; the master's
+/// figures and the workers' reports.
+#[allow(clippy::too_many_arguments)]
+fn farm(
+    spec: &PoolSpec,
+    opts: &RunOpts,
+    n: u64,
+    work_ns: u64,
+    codec: &Codec,
+    seen: &Seen,
+    deadline: Instant,
+    worker_cpu: &dyn Fn(usize) -> Option<usize>,
+) -> Result<(Collected, Vec<PeerReport>), String> {
+    let w = spec.workers;
+    let window = WINDOW * w as u64;
+    let op_timeout = Some(opts.deadline);
+    let args = |addr: &str, i: usize| WorkerArgs {
+        kind: spec.kind,
+        addr: addr.to_owned(),
+        id: i,
+        work_ns,
+        cpu: worker_cpu(i),
+    };
+    let start = |addr: &str, inherit: &[i32], env: &[(String, String)], i: usize| {
+        spawn_with(
+            &opts.exe,
+            args(addr, i).to_args(),
+            inherit,
+            env,
+            &format!("worker {i}"),
+        )
+    };
+    let go_all = |workers: &mut [Running]| -> Result<(), String> {
+        for p in workers.iter_mut() {
+            p.ready(deadline)?;
+        }
+        for p in workers.iter_mut() {
+            p.go()?;
+        }
+        Ok(())
+    };
+    let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, String> {
+        workers.iter_mut().map(|p| p.report(deadline)).collect()
+    };
+    match spec.kind {
+        TransportKind::ShmQueue => {
+            let (tn, rn) = (unique_name("pool-tasks"), unique_name("pool-results"));
+            let depth = (window as usize).next_power_of_two().max(2);
+            let tasks = Queue::create(&tn, depth, TASK_SIZE, spec.wait).map_err(qerr)?;
+            let results = Queue::create(&rn, depth, TASK_SIZE, spec.wait).map_err(qerr)?;
+            let addr = format!("{tn},{rn}");
+            let mut workers = (0..w)
+                .map(|i| start(&addr, &[], &[], i))
+                .collect::<Result<Vec<_>, _>>()?;
+            go_all(&mut workers)?;
+            let c = master_shared(
+                n,
+                window,
+                codec,
+                seen,
+                |t| tasks.put(t, op_timeout).map_err(qerr),
+                |b| results.get(b, op_timeout).map(drop).map_err(qerr),
+            )?;
+            tasks.close();
+            Ok((c, reports(&mut workers)?))
+        }
+        TransportKind::ManagerUnix | TransportKind::ManagerTcp => {
+            let link = LinkOpts {
+                max_message: TASK_SIZE,
+                exe: opts.exe.clone(),
+                label: format!("pool-{}", spec.kind.name()),
+                ..LinkOpts::default()
+            };
+            with_transport!(spec.kind, T => {
+                let (_setup, ep) = T::setup(&link).map_err(|e| format!("starting the manager: {e}"))?;
+                let mut workers = (0..w)
+                    .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                go_all(&mut workers)?;
+                let mut proxy = manager_proxy(spec.kind, &ep, &link)?;
+                let c = proxy.run(n, window, codec, seen, op_timeout)?;
+                Ok((c, reports(&mut workers)?))
+            })
+        }
+        kind => {
+            let link = LinkOpts {
+                max_message: TASK_SIZE,
+                exe: opts.exe.clone(),
+                label: format!("pool-{}", kind.name()),
+                ..LinkOpts::default()
+            };
+            with_transport!(kind, T => {
+                let mut setups = Vec::new();
+                let mut workers = Vec::new();
+                let mut eps = Vec::new();
+                for i in 0..w {
+                    let (s, ep) = T::setup(&link).map_err(|e| format!("setting up link {i}: {e}"))?;
+                    workers.push(start(&ep.addr, &ep.inherit, &ep.env, i)?);
+                    setups.push(s);
+                    eps.push(ep);
+                }
+                let mut conns = Vec::new();
+                for (i, ep) in eps.iter().enumerate() {
+                    let mut c = T::connect(ep, Side::A, &link).map_err(|e| format!("connecting to worker {i}: {e}"))?;
+                    c.set_timeout(op_timeout).map_err(terr)?;
+                    conns.push(c);
+                }
+                for s in &mut setups {
+                    s.children_started();
+                }
+                go_all(&mut workers)?;
+                let next = AtomicU64::new(0);
+                let first = now_ns();
+                let hists: Vec<Result<Histogram<u64>, String>> = std::thread::scope(|sc| {
+                    let handles: Vec<_> = conns
+                        .into_iter()
+                        .map(|mut c| {
+                            let next = &next;
+                            sc.spawn(move || {
+                                let r = master_link(&mut c, n, WINDOW, next, seen);
+                                // Its worker reads the end, reports and exits.
+                                let _ = c.close();
+                                r
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|_| Err("a master thread panicked".into())))
+                        .collect()
+                });
+                let last = now_ns();
+                let mut hist = histogram();
+                for h in hists {
+                    hist.add(h?).map_err(|e| e.to_string())?;
+                }
+                Ok((Collected { hist, first, last }, reports(&mut workers)?))
+            })
+        }
+    }
+}
+
+/// The master's proxies to a manager (one for tasks, one for results).
+enum ManagerMaster {
+    Unix(crate::transport::manager::Proxy<std::os::unix::net::UnixStream>),
+    Tcp(crate::transport::manager::Proxy<std::net::TcpStream>),
+}
+
+fn manager_proxy(
+    kind: TransportKind,
+    ep: &crate::transport::Endpoint,
+    link: &LinkOpts,
+) -> Result<ManagerMaster, String> {
+    use crate::transport::manager::{ManagerTcp, ManagerUnix};
+    let e = |e: TransportError| format!("connecting to the manager: {e}");
+    Ok(match kind {
+        TransportKind::ManagerUnix => ManagerMaster::Unix(ManagerUnix::proxy(ep, link).map_err(e)?),
+        _ => ManagerMaster::Tcp(ManagerTcp::proxy(ep, link).map_err(e)?),
+    })
+}
+
+impl ManagerMaster {
+    fn run(
+        &mut self,
+        n: u64,
+        window: u64,
+        codec: &Codec,
+        seen: &Seen,
+        timeout: Option<Duration>,
+    ) -> Result<Collected, String> {
+        macro_rules! drive {
+            ($p:expr) => {{
+                let p = $p;
+                p.set_timeout(timeout).map_err(terr)?;
+                // One proxy makes both calls, in turn: a put never waits
+                // (the manager's queues are unbounded).
+                let p = std::cell::RefCell::new(p);
+                let c = master_shared(
+                    n,
+                    window,
+                    codec,
+                    seen,
+                    |t| p.borrow_mut().put(TASKS, t).map_err(terr),
+                    |b| p.borrow_mut().get(RESULTS, b).map(drop).map_err(terr),
+                )?;
+                p.borrow_mut().close_queue(TASKS).map_err(terr)?;
+                Ok(c)
+            }};
+        }
+        match self {
+            ManagerMaster::Unix(p) => drive!(p),
+            ManagerMaster::Tcp(p) => drive!(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_takes_the_cpu_time_asked() {
+        let t0 = thread_cpu_ns();
+        work(2_000_000, 1);
+        let spent = thread_cpu_ns() - t0;
+        assert!((2_000_000..20_000_000).contains(&spent), "{spent}");
+        assert_eq!(work(0, 7), 7);
+    }
+
+    #[test]
+    fn seen_refuses_repeats_and_strangers() {
+        let s = Seen::new(3);
+        s.mark(0).unwrap();
+        s.mark(2).unwrap();
+        assert!(s.mark(2).unwrap_err().contains("twice"));
+        assert!(s.mark(3).unwrap_err().contains("never sent"));
+    }
+
+    #[test]
+    fn plans_cover_every_kind_and_worker_count() {
+        let p = plan(false);
+        // shm-queue twice: spin-park and park.
+        assert_eq!(p.len(), 2 * (KINDS.len() + 1) * WORKERS.len());
+        assert_eq!(plan(true).len(), 2 * (KINDS.len() + 1) * 2);
+    }
+}
