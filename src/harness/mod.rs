@@ -835,12 +835,54 @@ fn run_pair(
         p.ready(deadline)?;
     }
     after_ready();
-    b.go()?;
-    a.go()?;
-    // A failed peer ends the point at once (the other is killed on drop).
-    let ra = a.report(deadline)?;
-    let rb = b.report(deadline)?;
-    Ok((ra, rb))
+    let mut both = || -> Result<(PeerReport, PeerReport), String> {
+        b.go()?;
+        a.go()?;
+        // A failed peer ends the point at once (the other is killed on drop).
+        let ra = a.report(deadline)?;
+        let rb = b.report(deadline)?;
+        Ok((ra, rb))
+    };
+    both().map_err(|e| blame([&mut a, &mut b], e))
+}
+
+/// A point's error, with the peers that a signal ended (a crash, or a
+/// kill from outside) named: the peer that lost its partner often fails
+/// first, with an error that names only a pid or an end of file.
+fn blame<'a>(peers: impl IntoIterator<Item = &'a mut Running>, err: String) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let grace = Instant::now() + Duration::from_millis(200);
+    let mut killed = Vec::new();
+    for p in peers {
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(status)) => {
+                    if let Some(sig) = status.signal() {
+                        killed.push(format!(
+                            "peer {} (pid {}) was ended by signal {sig}{}",
+                            p.name,
+                            p.child.id(),
+                            if sig == libc::SIGKILL {
+                                " (SIGKILL)"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                    break;
+                }
+                Ok(None) if Instant::now() < grace => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => break,
+            }
+        }
+    }
+    if killed.is_empty() {
+        err
+    } else {
+        format!("{}: {err}", killed.join("; "))
+    }
 }
 
 /// Messages (or calls) per second and payload bytes per second, when
@@ -1371,16 +1413,24 @@ impl Session {
 
     /// Tells every round-taking peer `round n` and collects their reports.
     fn tell_round(&mut self, n: u64, deadline: Instant) -> Result<Vec<PeerReport>, String> {
-        for p in &mut self.peers {
-            let stdin = p.stdin.as_mut().ok_or("control channel closed")?;
-            writeln!(stdin, "round {n}")
-                .and_then(|()| stdin.flush())
-                .map_err(|e| format!("telling peer {} to go on: {e}", p.name))?;
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            let told = match p.stdin.as_mut() {
+                None => Err("control channel closed".to_owned()),
+                Some(stdin) => writeln!(stdin, "round {n}")
+                    .and_then(|()| stdin.flush())
+                    .map_err(|e| format!("telling peer {} to go on: {e}", p.name)),
+            };
+            if let Err(e) = told {
+                return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
+            }
         }
         let mut reports = Vec::new();
-        for p in &mut self.peers {
-            let r = p.report(deadline)?;
-            reports.push(r);
+        for i in 0..self.peers.len() {
+            match self.peers[i].report(deadline) {
+                Ok(r) => reports.push(r),
+                Err(e) => return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e)),
+            }
         }
         Ok(reports)
     }
@@ -1429,6 +1479,18 @@ impl Session {
                 return Err(format!(
                     "consumers received {got} of {want} messages by the deadline (lost or stuck)"
                 ));
+            }
+            // A consumer that exited will not catch up.
+            if let Some(i) = self
+                .consumers
+                .iter_mut()
+                .position(|c| matches!(c.child.try_wait(), Ok(Some(_))))
+            {
+                let e = format!(
+                    "{} exited with {got} of {want} messages received",
+                    self.consumers[i].name
+                );
+                return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
             }
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -1519,6 +1581,16 @@ impl Session {
             .iter()
             .chain(&self.consumers)
             .map(|p| p.child.id())
+            .collect()
+    }
+
+    /// The peers' names in errors (`A`, `B`, `producer 0`, …), in the
+    /// order of [`Session::peer_pids`].
+    pub fn peer_names(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .chain(&self.consumers)
+            .map(|p| p.name.clone())
             .collect()
     }
 

@@ -1,0 +1,285 @@
+//! Faults: a peer killed with SIGKILL at a random moment, many times over
+//! each family of strategies (shared memory, kernel, manager, iceoryx2),
+//! and the coordinator itself killed. The point must fail with the killed
+//! peer named, well within its deadline; nothing may hang, no process may
+//! be left running or unreaped, nothing may be left in /dev/shm.
+//!
+//! `IPCBENCH_KILLS` sets the kills per family (50 by default).
+#![cfg(not(loom))]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::bin;
+use ipcbench::harness::{Pattern, PointSpec, RunOpts, Session, Strategy};
+use ipcbench::shm::Wait;
+use ipcbench::transport::TransportKind;
+
+/// The deadline of every point here: a fault must be reported well before.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn opts() -> RunOpts {
+    RunOpts {
+        exe: bin().into(),
+        warmup: 20,
+        pingpong_iters: 300,
+        stream_bytes: 1 << 20,
+        stream_messages: (500, 5_000),
+        deadline: DEADLINE,
+        pin: true,
+        fixed_count: None,
+    }
+}
+
+fn kills() -> u64 {
+    std::env::var("IPCBENCH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn shm_leftovers(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Family {
+    name: &'static str,
+    specs: Vec<(PointSpec, u64)>,
+}
+
+fn pingpong(kind: TransportKind, wait: Wait) -> PointSpec {
+    PointSpec::one_to_one(Strategy::Transport(kind), Pattern::Pingpong, 64, wait)
+}
+
+fn families() -> Vec<Family> {
+    let mut f = vec![
+        Family {
+            name: "shm",
+            specs: vec![
+                (pingpong(TransportKind::ShmRing, Wait::SPIN_PARK), 2_000),
+                (pingpong(TransportKind::ShmPipe, Wait::PARK), 500),
+                (
+                    PointSpec {
+                        strategy: Strategy::Transport(TransportKind::ShmQueue),
+                        pattern: Pattern::Mpmc,
+                        size: 64,
+                        wait: Wait::SPIN_PARK,
+                        producers: 2,
+                        consumers: 2,
+                    },
+                    4_000,
+                ),
+            ],
+        },
+        Family {
+            name: "kernel",
+            specs: vec![
+                (pingpong(TransportKind::OsPipe, Wait::PARK), 200),
+                (pingpong(TransportKind::UnixStream, Wait::PARK), 200),
+                (pingpong(TransportKind::Tcp, Wait::PARK), 200),
+            ],
+        },
+        Family {
+            name: "manager",
+            specs: vec![
+                (pingpong(TransportKind::ManagerUnix, Wait::PARK), 100),
+                (pingpong(TransportKind::ManagerTcp, Wait::PARK), 100),
+            ],
+        },
+    ];
+    #[cfg(feature = "iceoryx2")]
+    f.push(Family {
+        name: "iceoryx2",
+        specs: vec![(pingpong(TransportKind::Iceoryx2, Wait::SPIN_YIELD), 500)],
+    });
+    f
+}
+
+/// A small generator for the moments and the victims.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = ipcbench::peer::mix64(self.0);
+        self.0
+    }
+}
+
+#[test]
+fn a_peer_killed_at_a_random_moment_fails_its_point_with_its_name() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("seed {seed}");
+    let mut rng = Rng(seed);
+    let o = opts();
+    let per = kills();
+    for family in families() {
+        let t = Instant::now();
+        let mut slowest = Duration::ZERO;
+        for i in 0..per {
+            let (spec, n) = family.specs[i as usize % family.specs.len()];
+            let what = format!(
+                "{} kill {i} ({} {})",
+                family.name,
+                spec.strategy.name(),
+                spec.pattern.name()
+            );
+            let mut s = Session::start(&spec, &o).unwrap_or_else(|e| panic!("{what}: start: {e}"));
+            let pids = s.peer_pids();
+            let names = s.peer_names();
+            let v = (rng.next() % pids.len() as u64) as usize;
+            let victim = pids[v];
+            let delay = Duration::from_micros(rng.next() % 20_000);
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                // SAFETY: a signal to our own child.
+                unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+                Instant::now()
+            });
+            let started = Instant::now();
+            let err = loop {
+                match s.round(n) {
+                    Ok(_) => assert!(
+                        started.elapsed() < DEADLINE,
+                        "{what}: rounds go on after the kill"
+                    ),
+                    Err(e) => break e,
+                }
+            };
+            let killed_at = killer.join().unwrap();
+            let took = killed_at.elapsed();
+            slowest = slowest.max(took);
+            drop(s);
+            assert!(
+                err.contains(&format!("peer {} (pid {victim})", names[v]))
+                    && err.contains("SIGKILL"),
+                "{what}: the error does not name the killed peer {} (pid {victim}): {err}",
+                names[v]
+            );
+            assert!(
+                took < DEADLINE / 2,
+                "{what}: reported {took:?} after the kill"
+            );
+            for p in &pids {
+                assert!(
+                    !alive(*p),
+                    "{what}: peer pid {p} still there (running or unreaped)"
+                );
+            }
+        }
+        eprintln!(
+            "{}: {per} kills in {:?}, slowest report {slowest:?} after its kill",
+            family.name,
+            t.elapsed()
+        );
+    }
+    let mine = format!("ipcbench-{}-", std::process::id());
+    assert!(
+        shm_leftovers(&mine).is_empty(),
+        "{:?}",
+        shm_leftovers(&mine)
+    );
+    assert!(
+        shm_leftovers("ipcbench_iox2_").is_empty(),
+        "{:?}",
+        shm_leftovers("ipcbench_iox2_")
+    );
+}
+
+/// The coordinator killed in the middle of a run: its peers notice (the
+/// parent-death signal) and are gone within a second; `ipcbench clean`
+/// removes what the coordinator left in /dev/shm.
+#[test]
+fn peers_of_a_killed_coordinator_exit_and_clean_removes_what_is_left() {
+    let out = std::env::temp_dir().join(format!("ipcbench-faults-{}.json", std::process::id()));
+    let mut run = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--quick",
+            "--no-python",
+            "--no-report",
+            "--transports",
+            "shm-ring,shm-queue",
+            "--patterns",
+            "stream,mpmc",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let coordinator = run.id();
+    // Wait until it has peers (children), then kill it.
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let t = Instant::now();
+    let peers = loop {
+        let c = children(coordinator);
+        if !c.is_empty() {
+            break c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the run started no peer"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed = Instant::now();
+    for p in &peers {
+        while alive(*p) {
+            // Reaped by init once they exit; a zombie would still answer
+            // signal 0, so poll the state.
+            let state = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "peer {p} still running a second after its coordinator was killed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    eprintln!(
+        "{} peers gone {:?} after the coordinator",
+        peers.len(),
+        killed.elapsed()
+    );
+    let left = shm_leftovers(&format!("ipcbench-{coordinator}-"));
+    let clean = std::process::Command::new(bin())
+        .arg("clean")
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "{clean:?}");
+    let after = shm_leftovers(&format!("ipcbench-{coordinator}-"));
+    eprintln!(
+        "the killed coordinator left {} file(s) in /dev/shm; clean removed them",
+        left.len()
+    );
+    assert!(after.is_empty(), "clean left {after:?} (before: {left:?})");
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out.with_extension("csv"));
+}
