@@ -384,7 +384,7 @@ impl Queue {
                 // data is ordered by the stamps.
                 match c.tail.compare_exchange_weak(
                     pos,
-                    pos + 1,
+                    pos.wrapping_add(1),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
@@ -417,7 +417,10 @@ impl Queue {
         }
         // SYNC POINT: item published — the length and bytes written above
         // become visible to the consumer that loads this stamp with Acquire.
-        self.shared.words.get(i).store(pos + 1, Ordering::Release);
+        self.shared
+            .words
+            .get(i)
+            .store(pos.wrapping_add(1), Ordering::Release);
         if cfg.wait.parks() {
             c.not_empty.notify(1);
         }
@@ -487,12 +490,12 @@ impl Queue {
                 .words
                 .get((pos & mask) as usize)
                 .load(Ordering::Acquire);
-            let diff = stamp.wrapping_sub(pos + 1) as i64;
+            let diff = stamp.wrapping_sub(pos.wrapping_add(1)) as i64;
             if diff == 0 {
                 // Relaxed: as for the producers' CAS.
                 match c.head.compare_exchange_weak(
                     pos,
-                    pos + 1,
+                    pos.wrapping_add(1),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
@@ -534,7 +537,7 @@ impl Queue {
         self.shared
             .words
             .get(i)
-            .store(pos + cfg.capacity, Ordering::Release);
+            .store(pos.wrapping_add(cfg.capacity), Ordering::Release);
         if cfg.wait.parks() {
             c.not_full.notify(1);
         }
@@ -617,7 +620,10 @@ impl Queue {
                 .data
                 .write_u32(base + 12, if oversized { 0 } else { 1 });
         }
-        self.shared.words.get(i).store(pos + 1, Ordering::Release);
+        self.shared
+            .words
+            .get(i)
+            .store(pos.wrapping_add(1), Ordering::Release);
         c.not_empty.notify(u32::MAX);
     }
 
