@@ -1,0 +1,156 @@
+//! Results are never lost: a results file is replaced atomically, a write
+//! that fails (no room, a path that cannot be a directory) says so clearly
+//! and keeps the last complete file, and Ctrl-C keeps what was measured.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::bin;
+
+fn scratch(what: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ipcbench-io-{}-{what}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn points_in(path: &Path) -> usize {
+    ipcbench::report::read_results(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .points
+        .len()
+}
+
+fn run_args(out: &Path) -> Vec<String> {
+    [
+        "run",
+        "--quick",
+        "--no-python",
+        "--no-report",
+        "--transports",
+        "shm-ring,shm-pipe,os-pipe,unix-stream",
+        "--patterns",
+        "pingpong,stream",
+        "--output",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(out.display().to_string()))
+    .collect()
+}
+
+#[test]
+fn a_path_that_cannot_be_written_is_a_clear_error_and_nothing_is_lost() {
+    let d = scratch("notdir");
+    // A file where a directory should be: no write can succeed, even as root.
+    let blocker = d.join("results");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let run = ipcbench::report::read_results(Path::new("tests/data/run-a.json")).unwrap();
+    let e = ipcbench::report::write_results(&blocker.join("run.json"), &run).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cannot write") && msg.contains("--output"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&blocker).unwrap(),
+        "not a directory"
+    );
+
+    // Over an existing file: replaced whole, or not at all.
+    let out = d.join("run.json");
+    ipcbench::report::write_results(&out, &run).unwrap();
+    let before = std::fs::read_to_string(&out).unwrap();
+    let mut bigger = run.clone();
+    bigger.points.extend(run.points.iter().cloned());
+    ipcbench::report::write_results(&out, &bigger).unwrap();
+    assert_eq!(points_in(&out), 2 * run.points.len());
+    assert_ne!(std::fs::read_to_string(&out).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_full_disk_mid_run_keeps_the_last_complete_results() {
+    let d = scratch("full");
+    let out = d.join("run.json");
+    // Files of at most 8 KiB (ulimit -f counts 512-byte blocks), the
+    // signal that would kill the writer ignored: writes past the limit fail
+    // with EFBIG, as on a full disk.
+    let script = "trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\"";
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .args(run_args(&out))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the run did not notice its full disk");
+    assert!(
+        err.contains("cannot write") && err.contains("previous complete file"),
+        "{err}"
+    );
+    // The last complete file is there, whole, with the points before the failure.
+    let kept = points_in(&out);
+    assert!(kept >= 1, "nothing kept");
+    eprintln!(
+        "full disk: {kept} points kept; said: {}",
+        err.lines().last().unwrap_or("")
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
+    let d = scratch("sigint");
+    let out = d.join("run.json");
+    let child = Command::new(bin())
+        .args(run_args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once two points are on disk, press Ctrl-C.
+    let t = Instant::now();
+    loop {
+        if out.exists() && ipcbench::report::read_results(&out).is_ok_and(|r| r.points.len() >= 2) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no point written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = child.id();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(stopped.elapsed() < Duration::from_secs(20));
+    let kept = points_in(&out);
+    assert!(kept >= 2, "{kept} points kept");
+    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("ipcbench-{pid}-")))
+        .collect();
+    assert!(shm.is_empty(), "{shm:?}");
+    eprintln!(
+        "Ctrl-C: {kept} points kept, stopped in {:?}",
+        stopped.elapsed()
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
