@@ -53,6 +53,10 @@ mod cli {
         /// Comma list of waiting strategies for shared memory.
         #[arg(long, value_delimiter = ',')]
         wait: Vec<Wait>,
+        /// Comma list of process counts, producers x consumers (1x1, 4x4,
+        /// 8x1, …); task farms read 1xW as W workers.
+        #[arg(long, value_delimiter = ',', value_parser = parse_procs)]
+        procs: Vec<(usize, usize)>,
         /// Where to write the results (default results/run-<time>.json).
         #[arg(long)]
         output: Option<std::path::PathBuf>,
@@ -435,6 +439,15 @@ mod cli {
     }
 
     /// `64`, `64B`, `1KiB`, `4KiB`, `1MiB` (also `k`/`K`/`m`/`M`).
+    fn parse_procs(s: &str) -> Result<(usize, usize), String> {
+        let bad = || format!("bad process count `{s}`: write producers x consumers, as 4x4");
+        let (n, m) = s.trim().split_once(['x', 'X', '×']).ok_or_else(bad)?;
+        match (n.trim().parse(), m.trim().parse()) {
+            (Ok(n), Ok(m)) if n >= 1 && m >= 1 && n <= 64 && m <= 64 => Ok((n, m)),
+            _ => Err(bad()),
+        }
+    }
+
     fn parse_size(s: &str) -> Result<usize, String> {
         let t = s.trim();
         let (num, mult) = [
@@ -517,6 +530,7 @@ mod cli {
             patterns,
             sizes,
             wait,
+            procs,
             output,
             no_pin,
             report,
@@ -580,6 +594,7 @@ mod cli {
             harness::sync::plan(quick)
                 .into_iter()
                 .filter(|s| other_wanted(s.prim.pattern()))
+                .filter(|s| procs.is_empty() || procs.contains(&(s.procs, 1)))
                 .filter(|s| sync_names.is_empty() || sync_names.iter().any(|n| n == s.prim.name()))
                 .filter(|s| wait.is_empty() || wait.contains(&s.wait))
                 .collect()
@@ -591,6 +606,7 @@ mod cli {
             || !start_names.is_empty())
             && other_wanted(harness::startup::PATTERN)
             && wait.is_empty()
+            && (procs.is_empty() || procs.contains(&(1, 1)))
         {
             harness::startup::Method::ALL
                 .into_iter()
@@ -605,6 +621,7 @@ mod cli {
                 harness::pool::plan(quick)
                     .into_iter()
                     .filter(|p| other_wanted(p.pattern()))
+                    .filter(|p| procs.is_empty() || procs.contains(&(1, p.workers)))
                     .filter(|p| {
                         if transports.is_empty() {
                             return true;
@@ -640,6 +657,7 @@ mod cli {
             patterns,
             sizes,
             waits: wait,
+            procs: procs.clone(),
         };
         let points = if rust_wanted {
             harness::run::plan(profile, &filters)

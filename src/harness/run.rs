@@ -124,6 +124,11 @@ pub struct Filters {
     pub sizes: Vec<usize>,
     /// Waiting strategies (the profile's if empty).
     pub waits: Vec<Wait>,
+    /// Process counts, producers × consumers (the profile's if empty):
+    /// multi-party patterns run at those of the pattern's shape (fan-in
+    /// N×1, fan-out 1×N, reqrep N×1, mpmc any), one-to-one ones only if
+    /// 1×1 is among them.
+    pub procs: Vec<(usize, usize)>,
 }
 
 /// The points of a run, floors first.
@@ -151,7 +156,11 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         f.waits.clone()
     };
     let mut points = Vec::new();
+    let one_to_one = f.procs.is_empty() || f.procs.contains(&(1, 1));
     for s in &strategies {
+        if *s == Strategy::Floor && !one_to_one {
+            continue;
+        }
         if *s == Strategy::Floor {
             // The floor moves one word: one point per kind of waiting.
             for w in [Wait::SPIN, Wait::PARK] {
@@ -182,10 +191,26 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             {
                 continue;
             }
-            let counts = if p.is_multi() {
+            let counts = if !f.procs.is_empty() && p.is_multi() {
+                f.procs
+                    .iter()
+                    .copied()
+                    .filter(|&(n, m)| {
+                        n >= 1
+                            && m >= 1
+                            && match p {
+                                Pattern::FanIn | Pattern::Reqrep => m == 1,
+                                Pattern::FanOut => n == 1,
+                                _ => true,
+                            }
+                    })
+                    .collect()
+            } else if p.is_multi() {
                 profile.counts(*p)
-            } else {
+            } else if one_to_one {
                 vec![(1, 1)]
+            } else {
+                Vec::new()
             };
             for size in &sizes {
                 if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
@@ -315,6 +340,7 @@ mod tests {
             patterns: vec![Pattern::Stream],
             sizes: vec![8, 1024],
             waits: vec![Wait::PARK],
+            procs: Vec::new(),
         };
         let p = plan(Profile::Default, &f);
         assert_eq!(p.len(), 2);
