@@ -49,6 +49,8 @@ fn every_strategy_and_pattern_measures_and_validates() {
     let mut specs = vec![
         PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 64, Wait::SPIN),
         PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 64, Wait::PARK),
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, 8, Wait::SPIN),
+        PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, 4096, Wait::SPIN),
     ];
     for k in TransportKind::ALL {
         for pattern in [Pattern::Pingpong, Pattern::Stream] {

@@ -420,6 +420,19 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
         return run_rounds(a, &codec);
     }
     match a.strategy {
+        Strategy::Floor if a.pattern == Pattern::Stream => {
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if region.body_len() < peer::floor_stream_len(a.size) {
+                return Err("floor region too small for its messages".into());
+            }
+            let base = region.body_ptr();
+            // SAFETY: the body holds floor_stream_len(size) bytes (checked),
+            // 64-byte aligned, zeroed at creation, mapped while `region`
+            // lives; side A sends, side B receives, one each.
+            barrier_then(|| unsafe {
+                peer::floor_stream(base, a.size, initiator, a.warmup, a.iters)
+            })
+        }
         Strategy::Floor => {
             let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
             if region.body_len() < 256 {
@@ -1217,11 +1230,18 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     }
     let result = match spec.strategy {
         Strategy::Floor => {
-            if spec.pattern != Pattern::Pingpong {
-                Err("the floor is measured with pingpong".to_owned())
+            if !matches!(spec.pattern, Pattern::Pingpong | Pattern::Stream)
+                || (spec.pattern == Pattern::Stream && spec.wait.kind != WaitKind::Spin)
+            {
+                Err("the floor is measured with pingpong, and with stream when it spins".to_owned())
             } else {
                 let name = unique_name("floor");
-                Region::create(&name, Kind::Raw, 256, [0; 6])
+                let body = if spec.pattern == Pattern::Stream {
+                    peer::floor_stream_len(spec.size)
+                } else {
+                    256
+                };
+                Region::create(&name, Kind::Raw, body, [0; 6])
                     .map_err(|e| e.to_string())
                     .and_then(|region| {
                         region.publish();

@@ -643,6 +643,160 @@ pub fn floor_spin_from(
     }
 }
 
+/// Slots of the copy floor's stream for messages of `size`: about 4 MiB
+/// of buffering (deeper buffers than that spill out of the caches and make
+/// the floor slower, not faster), at least 4 slots and at most 1024.
+pub fn floor_slots(size: usize) -> usize {
+    ((4 << 20) / size.max(1)).clamp(4, 1024)
+}
+
+/// The bytes of the copy floor's region for messages of `size`.
+pub fn floor_stream_len(size: usize) -> usize {
+    floor_slots(size) * floor_stride(size)
+}
+
+fn floor_stride(size: usize) -> usize {
+    64 + size.div_ceil(64) * 64
+}
+
+/// The floor of a stream: one process copies each message from its own
+/// buffer into one of the shared slots and flags it; the other
+/// copies it out into its own buffer and frees the slot. No framing, no
+/// checksum: a plain copy in and a plain copy out, the least a copying
+/// channel does. The slots: [`floor_slots`]. The receiver checks each message's number (its first and
+/// last 8 bytes) and that the flag is the one expected.
+///
+/// # Safety
+///
+/// `base` must point to [`floor_stream_len`]`(size)` bytes of shared
+/// memory, 64-byte aligned, zeroed before either side starts, alive for
+/// the call, used by exactly one sender and one receiver.
+pub unsafe fn floor_stream(
+    base: *mut u8,
+    size: usize,
+    sender: bool,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let stride = floor_stride(size);
+    let slots = floor_slots(size);
+    let slot = |i: u64| {
+        let at = (i as usize % slots) * stride;
+        // SAFETY: `at + stride` is within the region (the caller's
+        // promise); the flag and the time are aligned words, only used
+        // atomically; the data follows them.
+        unsafe {
+            (
+                &*(base.add(at) as *const AtomicU64),
+                &*(base.add(at + 8) as *const AtomicU64),
+                base.add(at + 64),
+            )
+        }
+    };
+    let total = warmup + iters;
+    let cpu0 = cpu_time_ns();
+    let mut buf = vec![0x5Au8; size.max(8)];
+    let tag = |buf: &mut [u8], i: u64| {
+        let n = buf.len();
+        buf[..8].copy_from_slice(&i.to_le_bytes());
+        buf[n - 8..].copy_from_slice(&i.to_le_bytes());
+    };
+    let read_tag = |buf: &[u8]| {
+        let n = buf.len();
+        (
+            u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(buf[n - 8..].try_into().unwrap_or([0; 8])),
+        )
+    };
+    if sender {
+        let first = now_ns();
+        for i in 0..total {
+            let (flag, ts, data) = slot(i);
+            // SYNC POINT: slot freed — Acquire pairs with the receiver's
+            // Release after its copy out.
+            while flag.load(Ordering::Acquire) != 0 {
+                std::hint::spin_loop();
+            }
+            tag(&mut buf, i);
+            // SAFETY: the slot is ours until the flag below; `size` bytes
+            // of data follow its header line.
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), data, size) };
+            let t = if i >= warmup && i % STAMP_EVERY == 0 {
+                now_ns()
+            } else {
+                0
+            };
+            // Relaxed: published by the flag.
+            ts.store(t, Ordering::Relaxed);
+            // SYNC POINT: slot filled.
+            flag.store(i + 1, Ordering::Release);
+        }
+        return Ok(PeerReport {
+            messages: total,
+            elapsed_ns: now_ns() - first,
+            cpu_ns: cpu_time_ns() - cpu0,
+            ..PeerReport::default()
+        });
+    }
+    let mut h = histogram();
+    let (mut first, mut last) = (0, 0);
+    for i in 0..total {
+        let (flag, ts, data) = slot(i);
+        // SYNC POINT: slot filled — Acquire pairs with the sender's Release.
+        let f = loop {
+            match flag.load(Ordering::Acquire) {
+                0 => std::hint::spin_loop(),
+                f => break f,
+            }
+        };
+        if f != i + 1 {
+            return Err(format!(
+                "slot flagged with message {} where {i} was due",
+                f - 1
+            ));
+        }
+        // SAFETY: the slot is ours until we free it below.
+        unsafe { std::ptr::copy_nonoverlapping(data, buf.as_mut_ptr(), size) };
+        let t = ts.load(Ordering::Relaxed);
+        // SYNC POINT: slot freed.
+        flag.store(0, Ordering::Release);
+        if size >= 8 {
+            match read_tag(&buf[..size]) {
+                (a, b) if a == i && b == i => {}
+                (a, b) => {
+                    return Err(format!(
+                        "message {i}: carries {a} at its start and {b} at its end"
+                    ));
+                }
+            }
+        }
+        if i >= warmup {
+            let now = if t != 0 || i == warmup || i + 1 == total {
+                now_ns()
+            } else {
+                0
+            };
+            if t != 0 {
+                h.saturating_record(now.saturating_sub(t).max(1));
+            }
+            if i == warmup {
+                first = now;
+            }
+            if i + 1 == total {
+                last = now;
+            }
+        }
+    }
+    Ok(PeerReport {
+        messages: iters.saturating_sub(1),
+        elapsed_ns: last.saturating_sub(first),
+        latency: summary(&h),
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
 /// The floor with parking: a futex ping-pong, every hand-off a wake-up.
 pub fn floor_park(
     ping: &Futex,

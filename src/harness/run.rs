@@ -173,6 +173,20 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                     ));
                 }
             }
+            // The copy floor of a stream, at every stream size, spinning.
+            if patterns.contains(&Pattern::Stream)
+                && (f.waits.is_empty()
+                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Spin))
+            {
+                for size in &sizes {
+                    points.push(PointSpec::one_to_one(
+                        Strategy::Floor,
+                        Pattern::Stream,
+                        *size,
+                        Wait::SPIN,
+                    ));
+                }
+            }
             continue;
         }
         for p in &patterns {
@@ -306,12 +320,13 @@ mod tests {
     #[test]
     fn plans_cover_floors_transports_patterns_sizes_and_waits() {
         let quick = plan(Profile::Quick, &Filters::default());
+        // Spin and park round trips, and the copy stream at each size.
         assert_eq!(
             quick
                 .iter()
                 .filter(|p| p.strategy == Strategy::Floor)
                 .count(),
-            2
+            2 + Profile::Quick.sizes().len()
         );
         let shm = quick
             .iter()

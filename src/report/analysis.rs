@@ -196,7 +196,7 @@ pub fn point<'a>(
 
 /// A floor point (`spin` or `park`).
 pub fn floor<'a>(run: &'a RunRecord, wait: &str) -> Option<&'a PointRecord> {
-    measured(run).find(|p| p.transport == "floor" && p.wait == wait)
+    measured(run).find(|p| p.transport == "floor" && p.pattern == "pingpong" && p.wait == wait)
 }
 
 /// One row of the verdict: the winner of a pattern at a size.
@@ -303,6 +303,8 @@ pub struct Ratio {
     pub vs_spin_floor: Option<f64>,
     /// Median round trip over the park floor's.
     pub vs_park_floor: Option<f64>,
+    /// Stream: messages per second over the copy floor's at this size.
+    pub of_copy_floor: Option<f64>,
     /// Median round trip over os-pipe's (os-pipe over this one's: > 1 means faster).
     pub speedup_vs_os_pipe: Option<f64>,
     /// Speedup over the Python counterpart.
@@ -333,6 +335,9 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
     let fig = |p: Option<&PointRecord>| p.and_then(key_figure);
     let spin = fig(floor(run, "spin"));
     let park = fig(floor(run, "park"));
+    let copy = fig(measured(run)
+        .find(|p| p.transport == "floor" && p.pattern == "stream" && p.msg_size == size))
+    .filter(|_| pattern == "stream");
     let os_pipe = fig(best("os-pipe"));
     let mut out = Vec::new();
     for t in transports(run) {
@@ -344,6 +349,7 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
         out.push(Ratio {
             vs_spin_floor: spin.filter(|_| latency).map(|s| f / s),
             vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
+            of_copy_floor: copy.map(|c| f / c),
             speedup_vs_os_pipe: os_pipe.map(|o| lead(pattern, f, o)),
             speedup_vs_python: python_counterpart(&t)
                 .and_then(|py| Some((py.to_owned(), lead(pattern, f, fig(best(py))?)))),

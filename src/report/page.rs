@@ -202,6 +202,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     label(&r.point.transport, &r.point.wait),
                     human_rate(t.msgs_per_s),
                     human_bytes_rate(t.bytes_per_s),
+                    r.of_copy_floor
+                        .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
                     r.speedup_vs_os_pipe.map_or("-".into(), human_ratio),
                     r.speedup_vs_python
                         .map_or("-".into(), |(py, x)| format!("{} vs {py}", human_ratio(x))),
@@ -214,6 +216,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                 "strategy",
                 "messages/s",
                 "payload/s",
+                "of the copy floor",
                 "speedup vs os-pipe",
                 "speedup vs Python",
                 "CPU per message",
