@@ -63,6 +63,10 @@ mod cli {
         /// Do not pin peers to CPUs.
         #[arg(long)]
         no_pin: bool,
+        /// Measure every point this many times and keep the median (each
+        /// repeat's figure is kept in the results).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+        repeat: u32,
         /// Where to write the report (default reports/<run id>/).
         #[arg(long, conflicts_with = "no_report")]
         report: Option<std::path::PathBuf>,
@@ -533,6 +537,7 @@ mod cli {
             procs,
             output,
             no_pin,
+            repeat,
             report,
             no_report,
             no_python,
@@ -699,6 +704,8 @@ mod cli {
             "pingpong_iters": opts.pingpong_iters,
             "stream_bytes": opts.stream_bytes,
             "deadline_s": opts.deadline.as_secs(),
+            "procs": filters.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect::<Vec<_>>(),
+            "repeat": repeat,
         });
         harness::run::install_interrupt_handler();
         let tty = std::io::stderr().is_terminal();
@@ -709,8 +716,13 @@ mod cli {
             harness::record::allowed_cpus().len(),
             output.display()
         );
-        let mut run =
-            harness::run::run_all(&points, &opts, config, &output, |i, spec, rec, elapsed| {
+        let mut run = harness::run::run_all(
+            &points,
+            &opts,
+            repeat as usize,
+            config,
+            &output,
+            |i, spec, rec, elapsed| {
                 let eta = if i == 0 {
                     "ETA -".to_owned()
                 } else {
@@ -736,13 +748,15 @@ mod cli {
                         eprintln!("[{:>3}/{n}] {}", i + 1, point_line(r));
                     }
                 }
-            })?;
+            },
+        )?;
         let interrupted = || harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
         for (i, s) in sync_points.iter().enumerate() {
             if interrupted() {
                 break;
             }
-            let rec = harness::sync::run_point(s, &opts);
+            let rec =
+                harness::run::median_of(repeat as usize, || harness::sync::run_point(s, &opts));
             eprintln!("[{:>3}/{}] {}", i + 1, sync_points.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;
@@ -751,7 +765,8 @@ mod cli {
             if interrupted() {
                 break;
             }
-            let rec = harness::pool::run_point(p, &opts);
+            let rec =
+                harness::run::median_of(repeat as usize, || harness::pool::run_point(p, &opts));
             eprintln!("[{:>3}/{}] {}", i + 1, pool_points.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;
@@ -760,7 +775,8 @@ mod cli {
             if interrupted() {
                 break;
             }
-            let rec = harness::startup::run_point(*m, &opts);
+            let rec =
+                harness::run::median_of(repeat as usize, || harness::startup::run_point(*m, &opts));
             eprintln!("[{:>3}/{}] {}", i + 1, start_points.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;

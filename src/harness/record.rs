@@ -115,6 +115,11 @@ pub struct PointRecord {
     /// Peer CPUs, when pinned.
     #[serde(default)]
     pub cpus: Vec<usize>,
+    /// When the point was measured several times (`--repeat`): the key
+    /// figure of each repeat, in order (median round trip in ns, or
+    /// messages per second); the figures above are the median repeat's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<f64>,
 }
 
 impl PointRecord {
@@ -145,6 +150,7 @@ impl PointRecord {
             batched_mean_ns: None,
             harness_ns_per_msg: None,
             cpus: Vec::new(),
+            repeats: Vec::new(),
         }
     }
 }

@@ -271,11 +271,38 @@ pub fn install_interrupt_handler() {
     }
 }
 
-/// Measures `points`, rewriting `output` after each; `progress` hears of
-/// each point before (`None`) and after (`Some`) it runs.
+/// Measures a point `n` times (`measure`) and keeps the median repeat, by
+/// its key figure, with every repeat's figure in `repeats`. A repeat that
+/// fails makes the point fail: a failure is never averaged away.
+pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRecord {
+    let mut recs = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let r = measure();
+        if !r.validated || n <= 1 {
+            return r;
+        }
+        recs.push(r);
+        // Relaxed: see `on_sigint`.
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    let figure = |r: &PointRecord| crate::report::analysis::key_figure(r).unwrap_or(f64::NAN);
+    let figures: Vec<f64> = recs.iter().map(figure).collect();
+    let mut order: Vec<usize> = (0..recs.len()).collect();
+    order.sort_by(|&a, &b| figures[a].total_cmp(&figures[b]));
+    let mut median = recs.swap_remove(order[order.len() / 2]);
+    median.repeats = figures;
+    median
+}
+
+/// Measures `points`, each `repeats` times (the median kept), rewriting
+/// `output` after each; `progress` hears of each point before (`None`) and
+/// after (`Some`) it runs.
 pub fn run_all(
     points: &[PointSpec],
     opts: &RunOpts,
+    repeats: usize,
     config: serde_json::Value,
     output: &Path,
     mut progress: impl FnMut(usize, &PointSpec, Option<&PointRecord>, Duration),
@@ -301,7 +328,7 @@ pub fn run_all(
             break;
         }
         progress(i, spec, None, t0.elapsed());
-        let rec = run_point(spec, opts);
+        let rec = median_of(repeats, || run_point(spec, opts));
         progress(i, spec, Some(&rec), t0.elapsed());
         // Relaxed: see `on_sigint`. An interrupted point is not a result.
         if INTERRUPTED.load(Ordering::Relaxed) && !rec.validated {
@@ -316,6 +343,41 @@ pub fn run_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeats_keep_the_median_and_a_failure_fails() {
+        let rec = |p50: u64| {
+            let mut r = PointRecord::unmeasured("shm-ring", "pingpong", 64, (1, 1), "spin");
+            r.validated = true;
+            r.latency_ns = Some(crate::harness::Latency {
+                mean: p50 as f64,
+                p50,
+                p90: p50,
+                p99: p50,
+                p999: p50,
+                p9999: None,
+                max: p50,
+            });
+            r
+        };
+        let mut figures = [300, 100, 200].into_iter();
+        let m = median_of(3, || rec(figures.next().unwrap()));
+        assert_eq!(m.latency_ns.unwrap().p50, 200);
+        assert_eq!(m.repeats, vec![300.0, 100.0, 200.0]);
+        let mut n = 0;
+        let failed = median_of(3, || {
+            n += 1;
+            let mut r = rec(100);
+            if n == 2 {
+                r.validated = false;
+                r.error = Some("checksum mismatch".into());
+            }
+            r
+        });
+        assert!(!failed.validated && failed.error.is_some());
+        assert_eq!(n, 2, "a failed repeat ends the point");
+        assert!(median_of(1, || rec(5)).repeats.is_empty());
+    }
 
     #[test]
     fn plans_cover_floors_transports_patterns_sizes_and_waits() {

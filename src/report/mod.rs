@@ -208,6 +208,7 @@ mod tests {
                     batched_mean_ns: Some(99.0),
                     harness_ns_per_msg: Some(3.0),
                     cpus: vec![0, 1],
+                    repeats: vec![],
                 },
                 PointRecord {
                     transport: "tcp".into(),
@@ -228,6 +229,7 @@ mod tests {
                     batched_mean_ns: None,
                     harness_ns_per_msg: None,
                     cpus: vec![],
+                    repeats: vec![],
                 },
             ],
         }
