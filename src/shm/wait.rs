@@ -44,7 +44,7 @@ pub enum WaitKind {
     Spin,
     /// Spin for the budget, then yield the CPU between checks.
     SpinYield,
-    /// Spin for the budget, then sleep on a futex.
+    /// Spin for the budget, yield for as long again, then sleep on a futex.
     SpinPark,
     /// Sleep on a futex at once.
     Park,
@@ -358,7 +358,28 @@ fn block_slow<R, F: Fn() -> Option<PeerId>>(
                 break 'spin;
             }
         }
-        // Phase 2: yield or park.
+        // Phase 2 of spin-park: yield the CPU, up to the budget again,
+        // before sleeping. When more processes are busy than there are
+        // CPUs, the one that will end this wait is often waiting for this
+        // CPU: yielding lets it run, and most waits end here, without a
+        // sleep and the wake-up system call it costs the other side.
+        if ctx.wait.kind == WaitKind::SpinPark {
+            let until = Instant::now() + ctx.wait.spin;
+            loop {
+                for _ in 0..4 {
+                    yield_now();
+                    if let Some(r) = poll() {
+                        return Ok(r);
+                    }
+                }
+                let now = Instant::now();
+                check(now)?;
+                if now >= until {
+                    break;
+                }
+            }
+        }
+        // Phase 3: yield or park.
         loop {
             match ctx.wait.kind {
                 WaitKind::Spin => unreachable!("spin has no budget"),
