@@ -10,9 +10,11 @@
 #
 #   scripts/soak.sh                 # 10 minutes
 #   DURATION=60 scripts/soak.sh     # one minute
+#   WAITS=park scripts/soak.sh      # one waiting strategy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-600}
+waits=${WAITS:-spin-yield,spin-park,park}
 cargo build --release --quiet
 bin=target/release/ipcbench
 dir=$(mktemp -d "${TMPDIR:-/tmp}/ipcbench-soak.XXXXXX")
@@ -22,7 +24,7 @@ i=0
 while ((SECONDS < end)); do
     i=$((i + 1))
     "$bin" run --no-python --no-report --transports shm-queue --patterns mpmc \
-        --procs 8x8 --sizes 64 --wait spin-yield,spin-park,park \
+        --procs 8x8 --sizes 64 --wait "$waits" \
         --output "$dir/run-$i.json" >"$dir/run-$i.log" 2>&1 || true
     printf '\rsoak: run %d, %d s left ' "$i" $((end > SECONDS ? end - SECONDS : 0)) >&2
 done

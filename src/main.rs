@@ -320,16 +320,16 @@ mod cli {
             }
             Cmd::List => {
                 for k in TransportKind::ALL {
-                    println!("{:<18} {}", k.name(), k.description());
+                    println!("{:<19} {}", k.name(), k.description());
                 }
                 for p in harness::sync::Prim::ALL {
-                    println!("{:<18} {}", p.name(), p.description());
+                    println!("{:<19} {}", p.name(), p.description());
                 }
                 for m in harness::startup::Method::ALL {
-                    println!("{:<18} {}", m.name(), m.description());
+                    println!("{:<19} {}", m.name(), m.description());
                 }
                 for (name, what) in PY_DESCRIPTIONS {
-                    println!("{name:<18} Python multiprocessing: {what}");
+                    println!("{name:<19} Python multiprocessing: {what}");
                 }
                 Ok(())
             }

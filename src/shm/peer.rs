@@ -136,10 +136,11 @@ impl PeerSlot {
 
     /// Frees the slot if `me` holds it.
     pub fn release(&self, me: PeerId) {
-        // Relaxed: as above.
+        // Release: a process that frees its slot and then exits has freed
+        // it before anyone can see it gone (see `dead_holder`).
         let _ = self
             .word
-            .compare_exchange(me.pack(), 0, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(me.pack(), 0, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Records `holder` unconditionally (for a lock, whose holder is known
@@ -158,7 +159,15 @@ impl PeerSlot {
 
     /// The holder if it has died without freeing the slot.
     pub fn dead_holder(&self) -> Option<PeerId> {
-        self.get().filter(|p| !p.is_alive())
+        let holder = self.get()?;
+        if holder.is_alive() {
+            return None;
+        }
+        // The holder may have freed the slot and exited between our read
+        // and our look at it: that is a process that left, not one that
+        // died holding the slot. Its exit, which we just saw, came after
+        // its release; Acquire pairs with that Release.
+        (PeerId::unpack(self.word.load(Ordering::Acquire)) == Some(holder)).then_some(holder)
     }
 }
 

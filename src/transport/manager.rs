@@ -240,6 +240,43 @@ struct State {
     changed: Condvar,
 }
 
+/// Handles `requests` in order, as the server does for one connection, and
+/// returns the replies; requests that would wait are made not to (a get
+/// waits 0 ms, a lock this connection holds is not taken again). For
+/// fuzzing the protocol without sockets (the targets in `fuzz/`).
+#[doc(hidden)]
+pub fn handle_requests_for_fuzzing(requests: &[&[u8]]) -> Vec<Vec<u8>> {
+    let state = State::default();
+    let mut held = false;
+    let mut out = Vec::new();
+    requests
+        .iter()
+        .map(|req| {
+            let mut r = req.to_vec();
+            let code = r.first().copied();
+            if code == Some(op::GET) {
+                // [op][name length][name][wait in ms: u32]: wait 0 ms.
+                let payload_at = 2 + r.get(1).copied().unwrap_or(0) as usize;
+                if r.len() == payload_at + 4 {
+                    r[payload_at..].copy_from_slice(&0u32.to_le_bytes());
+                }
+            }
+            if code == Some(op::LOCK_ACQUIRE) && held {
+                return Vec::new();
+            }
+            state.handle(0, &r, &mut out);
+            if out.first() == Some(&status::OK) {
+                match code {
+                    Some(op::LOCK_ACQUIRE) => held = true,
+                    Some(op::LOCK_RELEASE) => held = false,
+                    _ => {}
+                }
+            }
+            out.clone()
+        })
+        .collect()
+}
+
 impl State {
     fn lock(&self) -> MutexGuard<'_, Objects> {
         // A handler that panicked cannot leave the objects half-changed in a
