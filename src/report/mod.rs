@@ -71,20 +71,19 @@ fn csv_quote(v: &str) -> String {
 
 /// Why results could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {source} (the previous complete file, if any, is kept; free space or choose another --output)", .path.display())]
+#[error("cannot write {}: {io} (the previous complete file, if any, is kept; free space or choose another --output)", .path.display())]
 pub struct WriteError {
     /// The file.
     pub path: PathBuf,
-    /// The error.
-    #[source]
-    pub source: std::io::Error,
+    /// The error, said in the message (not repeated as its cause).
+    pub io: std::io::Error,
 }
 
 /// Writes `contents` to `path` atomically.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
-    let err = |source| WriteError {
+    let err = |io| WriteError {
         path: path.to_owned(),
-        source,
+        io,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
