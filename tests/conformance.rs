@@ -472,3 +472,45 @@ fn tcp_drops_strangers_who_connect_first() {
     drop(a);
     link.finish();
 }
+
+/// `recv_with` hands the same messages as `recv`: in place for the ring's
+/// one-frame messages, put together for fragmented ones; and the default
+/// (a copy first) for another transport.
+#[test]
+fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
+    use ipcbench::transport::shm_pipe::ShmPipe;
+    use ipcbench::transport::shm_ring::ShmRing;
+    fn check<T: Transport>() {
+        let opts = LinkOpts {
+            capacity: 64 << 10,
+            max_message: 200_000,
+            label: format!("recvwith-{}", T::NAME),
+            ..LinkOpts::default()
+        };
+        let (_setup, ep) = T::setup(&opts).unwrap();
+        let mut a = T::connect(&ep, Side::A, &opts).unwrap();
+        let mut b = T::connect(&ep, Side::B, &opts).unwrap();
+        // Past the ring's largest frame (half its capacity): fragmented.
+        let sizes = [0usize, 1, 64, 40_000, 150_000, 7];
+        let sender = std::thread::spawn(move || {
+            for (i, n) in sizes.iter().enumerate() {
+                a.send(&message(i as u64, *n)).unwrap();
+            }
+            a
+        });
+        let mut buf = Vec::new();
+        for (i, n) in sizes.iter().enumerate() {
+            let same = b
+                .recv_with(&mut buf, |m| m == message(i as u64, *n).as_slice())
+                .unwrap();
+            assert!(same, "{}: message {i} of {n} bytes differs", T::NAME);
+        }
+        drop(sender.join().unwrap());
+        assert!(matches!(
+            b.recv_with(&mut buf, |m| m.len()),
+            Err(TransportError::Closed)
+        ));
+    }
+    check::<ShmRing>();
+    check::<ShmPipe>();
+}

@@ -332,8 +332,10 @@ pub fn recv_seqs<C: Conn>(
     let (mut first, mut last) = (0, 0);
     let end = seqs.end;
     for seq in seqs {
-        conn.recv(&mut buf).map_err(terr)?;
-        let ts = codec.check(&buf, seq)?;
+        // Checked where it lies when the transport can (no copy out).
+        let ts = conn
+            .recv_with(&mut buf, |m| codec.check(m, seq))
+            .map_err(terr)??;
         if seq >= measured {
             let now = if ts != 0 || seq == measured || seq + 1 == end {
                 now_ns()

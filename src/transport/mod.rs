@@ -219,6 +219,22 @@ pub trait Conn: Send {
     /// Receives one whole message into `buf` (replacing its contents) and
     /// returns its length; `Closed` once the peer closed and all was read.
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError>;
+
+    /// Receives the next message and hands it to `f` where it lies when
+    /// the transport can (the shared-memory ring: no copy out), else after
+    /// a [`Conn::recv`] into `buf`. Errors as `recv`.
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError>
+    where
+        Self: Sized,
+    {
+        let n = self.recv(buf)?;
+        Ok(f(&buf[..n]))
+    }
     /// Bounds every later blocking call (`None`: no bound).
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError>;
     /// Closes in order: the peer receives what was sent, then `Closed`.

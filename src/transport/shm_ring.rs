@@ -145,7 +145,57 @@ impl Conn for ShmRingConn {
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
         buf.clear();
-        let mut first = true;
+        self.recv_rest(buf, true)
+    }
+
+    /// A message of one frame is handed to `f` in the ring, no copy out;
+    /// a fragmented one is put together in `buf` first.
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        let g = self.rx.read(self.timeout).map_err(ring_err)?;
+        if g.tag() & MORE == 0 {
+            if g.len() > self.max {
+                return Err(TransportError::Malformed(format!(
+                    "a message of {} bytes past the limit of {}",
+                    g.len(),
+                    self.max
+                )));
+            }
+            return Ok(f(&g));
+        }
+        buf.clear();
+        buf.extend_from_slice(&g);
+        drop(g);
+        let n = self.recv_rest(buf, false)?;
+        Ok(f(&buf[..n]))
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(self) -> Result<(), TransportError> {
+        // Dropping the producer marks the stream closed for the peer.
+        Ok(())
+    }
+}
+
+impl ShmRingConn {
+    /// Appends frames to `buf` until the last of a message (`first`: none
+    /// of this message read yet); the message's length.
+    #[inline]
+    fn recv_rest(&mut self, buf: &mut Vec<u8>, mut first: bool) -> Result<usize, TransportError> {
+        if !first && buf.len() > self.max {
+            return Err(TransportError::Malformed(format!(
+                "message grows past the limit of {} bytes",
+                self.max
+            )));
+        }
         loop {
             let (_, tag) = match self.rx.recv_append(buf, self.timeout) {
                 Ok(r) => r,
@@ -167,15 +217,5 @@ impl Conn for ShmRingConn {
                 return Ok(buf.len());
             }
         }
-    }
-
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.timeout = timeout;
-        Ok(())
-    }
-
-    fn close(self) -> Result<(), TransportError> {
-        // Dropping the producer marks the stream closed for the peer.
-        Ok(())
     }
 }
