@@ -751,33 +751,29 @@ mod cli {
             },
         )?;
         let interrupted = || harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
-        for (i, s) in sync_points.iter().enumerate() {
+        // The points measured outside the harness's own plan, in order:
+        // primitives, task farms, start-ups.
+        type Measure<'a> = Box<dyn Fn() -> harness::PointRecord + 'a>;
+        let others: Vec<Measure> = sync_points
+            .iter()
+            .map(|s| Box::new(|| harness::sync::run_point(s, &opts)) as Measure)
+            .chain(
+                pool_points
+                    .iter()
+                    .map(|p| Box::new(|| harness::pool::run_point(p, &opts)) as Measure),
+            )
+            .chain(
+                start_points
+                    .iter()
+                    .map(|m| Box::new(|| harness::startup::run_point(*m, &opts)) as Measure),
+            )
+            .collect();
+        for (i, measure) in others.iter().enumerate() {
             if interrupted() {
                 break;
             }
-            let rec =
-                harness::run::median_of(repeat as usize, || harness::sync::run_point(s, &opts));
-            eprintln!("[{:>3}/{}] {}", i + 1, sync_points.len(), point_line(&rec));
-            run.points.push(rec);
-            ipcbench::report::write_results(&output, &run)?;
-        }
-        for (i, p) in pool_points.iter().enumerate() {
-            if interrupted() {
-                break;
-            }
-            let rec =
-                harness::run::median_of(repeat as usize, || harness::pool::run_point(p, &opts));
-            eprintln!("[{:>3}/{}] {}", i + 1, pool_points.len(), point_line(&rec));
-            run.points.push(rec);
-            ipcbench::report::write_results(&output, &run)?;
-        }
-        for (i, m) in start_points.iter().enumerate() {
-            if interrupted() {
-                break;
-            }
-            let rec =
-                harness::run::median_of(repeat as usize, || harness::startup::run_point(*m, &opts));
-            eprintln!("[{:>3}/{}] {}", i + 1, start_points.len(), point_line(&rec));
+            let rec = harness::run::median_of(repeat as usize, measure);
+            eprintln!("[{:>3}/{}] {}", i + 1, others.len(), point_line(&rec));
             run.points.push(rec);
             ipcbench::report::write_results(&output, &run)?;
         }

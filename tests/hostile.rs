@@ -119,28 +119,96 @@ struct Tally {
     kinds: std::collections::BTreeSet<String>,
 }
 
-#[test]
-fn garbage_in_a_ring_is_an_error_never_a_crash_or_a_hang() {
-    watchdog("ring");
-    let mut rng = Rng(0x5eed_0001);
+/// How one call on a structure under garbage ended.
+enum Outcome {
+    Ok,
+    /// A timeout, or full / empty.
+    Wait,
+    /// "memory is corrupt".
+    Corrupt,
+    /// Any other error (closed by the garbage, a peer that seems dead).
+    Other(String),
+}
+
+impl Tally {
+    /// Counts `o`; whether the structure is done for.
+    fn add(&mut self, o: Outcome) -> bool {
+        match o {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Wait => self.timeouts += 1,
+            Outcome::Corrupt => {
+                self.corrupt += 1;
+                return true;
+            }
+            Outcome::Other(e) => {
+                self.other += 1;
+                self.kinds.insert(e);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// [`ROUNDS`] rounds of garbage, each a scribble on the file of a
+/// structure `make` made (named by it) and one `step`: a send and a
+/// receive, checked by `step`, and how each ended. A fresh structure every
+/// 500 rounds, or once one is done for. The garbage must be noticed.
+fn garbage_rounds<S>(
+    what: &str,
+    seed: u64,
+    mut make: impl FnMut() -> (String, S),
+    mut step: impl FnMut(&mut S, &mut Rng, &mut Vec<u8>) -> [Outcome; 2],
+) {
+    let mut rng = Rng(seed);
     let mut tally = Tally::default();
     let mut round = 0;
     while round < ROUNDS {
-        let name = unique_name("hostile-ring");
-        let ring = Ring::create(&name, 4096, Wait::SPIN_PARK).unwrap();
-        let max = ring.max_payload();
-        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let (name, mut it) = make();
         let mut s = Scribbler::new(&name);
         let mut buf = Vec::new();
-        let mut broken = false;
-        // A fresh ring every 500 rounds, or once it said it is corrupt.
         for _ in 0..500 {
             round += 1;
             s.scribble(&mut rng);
+            let [a, b] = step(&mut it, &mut rng, &mut buf);
+            // Both counted, then a structure done for is replaced.
+            if tally.add(a) | tally.add(b) {
+                break;
+            }
+        }
+        tally.rebuilt += 1;
+    }
+    eprintln!("{what}: {ROUNDS} rounds of garbage: {tally:?}");
+    assert!(
+        tally.corrupt > 0,
+        "garbage was never noticed: the test aims badly"
+    );
+}
+
+#[test]
+fn garbage_in_a_ring_is_an_error_never_a_crash_or_a_hang() {
+    watchdog("ring");
+    let outcome = |r: Result<(), RingError>| match r {
+        Ok(()) => Outcome::Ok,
+        Err(RingError::Timeout) => Outcome::Wait,
+        Err(RingError::Corrupt(_)) => Outcome::Corrupt,
+        Err(e) => Outcome::Other(e.to_string()),
+    };
+    garbage_rounds(
+        "ring",
+        0x5eed_0001,
+        || {
+            let name = unique_name("hostile-ring");
+            let ring = Ring::create(&name, 4096, Wait::SPIN_PARK).unwrap();
+            let ends = (ring.producer().unwrap(), ring.consumer().unwrap());
+            (name, (ring, ends))
+        },
+        |(ring, (tx, rx)), rng, buf| {
+            let max = ring.max_payload();
             let len = (rng.next() % (max as u64 + 1)) as usize;
             let msg = vec![0xA5; len];
             let sent = bounded("send", || tx.send(&msg, T));
-            let got = bounded("recv", || rx.recv(&mut buf, T));
+            let got = bounded("recv", || rx.recv(buf, T));
             assert!(
                 buf.len() <= max,
                 "recv returned {} bytes, past {max}",
@@ -151,89 +219,40 @@ fn garbage_in_a_ring_is_an_error_never_a_crash_or_a_hang() {
                 "recv allocated {}",
                 buf.capacity()
             );
-            for r in [sent.map(drop), got.map(drop)] {
-                match r {
-                    Ok(()) => tally.ok += 1,
-                    Err(RingError::Timeout) => tally.timeouts += 1,
-                    Err(RingError::Corrupt(_)) => {
-                        tally.corrupt += 1;
-                        broken = true;
-                    }
-                    Err(e) => {
-                        // Closed by the garbage (or a peer that seems
-                        // dead): this one is done, take a fresh one.
-                        tally.other += 1;
-                        tally.kinds.insert(e.to_string());
-                        broken = true;
-                    }
-                }
-            }
-            if broken {
-                break;
-            }
-        }
-        tally.rebuilt += 1;
-    }
-    eprintln!("ring: {ROUNDS} rounds of garbage: {tally:?}");
-    assert!(
-        tally.corrupt > 0,
-        "garbage was never noticed: the test aims badly"
+            [outcome(sent), outcome(got.map(drop))]
+        },
     );
 }
 
 #[test]
 fn garbage_in_a_queue_is_an_error_never_a_crash_or_a_hang() {
     watchdog("queue");
-    let mut rng = Rng(0x5eed_0002);
-    let mut tally = Tally::default();
-    let mut round = 0;
-    while round < ROUNDS {
-        let name = unique_name("hostile-queue");
-        let q = Queue::create(&name, 16, 256, Wait::SPIN_PARK).unwrap();
-        let mut s = Scribbler::new(&name);
-        let mut buf = Vec::new();
-        let mut broken = false;
-        for _ in 0..500 {
-            round += 1;
-            s.scribble(&mut rng);
+    let outcome = |r: Result<(), QueueError>| match r {
+        Ok(()) => Outcome::Ok,
+        Err(QueueError::Timeout | QueueError::Full | QueueError::Empty) => Outcome::Wait,
+        Err(QueueError::Corrupt(_)) => Outcome::Corrupt,
+        Err(e) => Outcome::Other(e.to_string()),
+    };
+    garbage_rounds(
+        "queue",
+        0x5eed_0002,
+        || {
+            let name = unique_name("hostile-queue");
+            let q = Queue::create(&name, 16, 256, Wait::SPIN_PARK).unwrap();
+            (name, q)
+        },
+        |q, rng, buf| {
             let len = (rng.next() % 257) as usize;
             let put = bounded("put", || q.put(&vec![0x5A; len], T));
-            let got = bounded("get", || q.get(&mut buf, T));
+            let got = bounded("get", || q.get(buf, T));
             assert!(
                 buf.len() <= 256,
                 "get returned {} bytes, past the slot",
                 buf.len()
             );
             assert!(buf.capacity() <= 512, "get allocated {}", buf.capacity());
-            for r in [put.map(drop), got.map(drop)] {
-                match r {
-                    Ok(()) => tally.ok += 1,
-                    Err(QueueError::Timeout | QueueError::Full | QueueError::Empty) => {
-                        tally.timeouts += 1
-                    }
-                    Err(QueueError::Corrupt(_)) => {
-                        tally.corrupt += 1;
-                        broken = true;
-                    }
-                    Err(e) => {
-                        // Closed by the garbage (or a peer that seems
-                        // dead): this one is done, take a fresh one.
-                        tally.other += 1;
-                        tally.kinds.insert(e.to_string());
-                        broken = true;
-                    }
-                }
-            }
-            if broken {
-                break;
-            }
-        }
-        tally.rebuilt += 1;
-    }
-    eprintln!("queue: {ROUNDS} rounds of garbage: {tally:?}");
-    assert!(
-        tally.corrupt > 0,
-        "garbage was never noticed: the test aims badly"
+            [outcome(put), outcome(got.map(drop))]
+        },
     );
 }
 

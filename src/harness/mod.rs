@@ -1354,28 +1354,16 @@ impl Session {
         };
         let deadline = Instant::now() + opts.deadline;
         let line_up = |addr: &str, inherit: &[i32], env: &[(String, String)]| {
-            let mut bs = (0..nc)
-                .map(|i| {
-                    spawn(
-                        &opts.exe,
-                        &args(addr, Side::B, i),
-                        inherit,
-                        env,
-                        &format!("B{i}"),
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut as_ = (0..np)
-                .map(|i| {
-                    spawn(
-                        &opts.exe,
-                        &args(addr, Side::A, i),
-                        inherit,
-                        env,
-                        &format!("A{i}"),
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let side = |side: Side, n: usize| {
+                (0..n)
+                    .map(|i| {
+                        let name = format!("{}{i}", side.name().to_uppercase());
+                        spawn(&opts.exe, &args(addr, side, i), inherit, env, &name)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let mut bs = side(Side::B, nc)?;
+            let mut as_ = side(Side::A, np)?;
             for p in bs.iter_mut().chain(as_.iter_mut()) {
                 p.ready(deadline)?;
             }
@@ -1486,6 +1474,10 @@ impl Session {
                 .map(|(c, _)| c.load(std::sync::atomic::Ordering::Acquire))
                 .sum()
         };
+        // Consumers' liveness is looked at every few milliseconds, not on
+        // every poll: each look is a system call per consumer, taken from
+        // the CPUs the consumers are being measured on.
+        let mut next_look = Instant::now();
         loop {
             let got = received();
             if got == want {
@@ -1502,11 +1494,16 @@ impl Session {
                 ));
             }
             // A consumer that exited will not catch up.
-            if let Some(i) = self
-                .consumers
-                .iter_mut()
-                .position(|c| matches!(c.child.try_wait(), Ok(Some(_))))
-            {
+            let now = Instant::now();
+            let exited = if now >= next_look {
+                next_look = now + crate::shm::wait::LIVENESS_CHECK_EVERY;
+                self.consumers
+                    .iter_mut()
+                    .position(|c| matches!(c.child.try_wait(), Ok(Some(_))))
+            } else {
+                None
+            };
+            if let Some(i) = exited {
                 let e = format!(
                     "{} exited with {got} of {want} messages received",
                     self.consumers[i].name

@@ -66,7 +66,7 @@ pub fn barrier() -> Result<(), String> {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     // 1 ns to one hour, three significant digits.
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -187,7 +187,7 @@ pub fn timed_cycles(
     })
 }
 
-fn terr(e: TransportError) -> String {
+pub(super) fn terr(e: TransportError) -> String {
     e.to_string()
 }
 

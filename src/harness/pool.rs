@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::msg::{Codec, now_ns};
-use super::peer::PeerReport;
+use super::peer::{PeerReport, histogram, terr};
 use super::record::{self, PointRecord};
 use super::{RunOpts, Running, SKIPPED, spawn_with};
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
@@ -178,10 +178,6 @@ fn qerr(e: QueueError) -> String {
     }
 }
 
-fn terr(e: TransportError) -> String {
-    e.to_string()
-}
-
 /// The names of a shm farm's two queues.
 fn shm_names(addr: &str) -> Result<(&str, &str), String> {
     addr.split_once(',')
@@ -318,8 +314,41 @@ impl Seen {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+/// One task queue and one result queue, as the master sees them.
+trait TaskQueues {
+    /// Puts a task.
+    fn put(&mut self, task: &[u8]) -> Result<(), String>;
+    /// Takes the next result into `buf`.
+    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// The two shared-memory queues, each call bounded by `timeout`.
+struct ShmQueues<'a> {
+    tasks: &'a Queue,
+    results: &'a Queue,
+    timeout: Option<Duration>,
+}
+
+impl TaskQueues for ShmQueues<'_> {
+    fn put(&mut self, task: &[u8]) -> Result<(), String> {
+        self.tasks.put(task, self.timeout).map_err(qerr)
+    }
+    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
+        self.results.get(buf, self.timeout).map(drop).map_err(qerr)
+    }
+}
+
+/// A manager's two queues through one proxy, which makes both calls in
+/// turn: a put never waits (the manager's queues are unbounded).
+impl<S: crate::transport::stream::StreamIo> TaskQueues for crate::transport::manager::Proxy<S> {
+    fn put(&mut self, task: &[u8]) -> Result<(), String> {
+        crate::transport::manager::Proxy::put(self, TASKS, task).map_err(terr)
+    }
+    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
+        crate::transport::manager::Proxy::get(self, RESULTS, buf)
+            .map(drop)
+            .map_err(terr)
+    }
 }
 
 /// The master over one task queue and one result queue: keeps at most
@@ -329,8 +358,7 @@ fn master_shared(
     window: u64,
     codec: &Codec,
     seen: &Seen,
-    mut put: impl FnMut(&[u8]) -> Result<(), String>,
-    mut get: impl FnMut(&mut Vec<u8>) -> Result<(), String>,
+    q: &mut impl TaskQueues,
 ) -> Result<Collected, String> {
     let mut task = codec.buffer();
     let mut buf = Vec::with_capacity(TASK_SIZE);
@@ -340,10 +368,10 @@ fn master_shared(
     while got < n {
         while sent < n && sent - got < window {
             codec.stamp(&mut task, sent, now_ns());
-            put(&task)?;
+            q.put(&task)?;
             sent += 1;
         }
-        get(&mut buf)?;
+        q.get(&mut buf)?;
         let (seq, ts) = codec.check_any(&buf)?;
         seen.mark(seq)?;
         hist.saturating_record(now_ns().saturating_sub(ts).max(1));
@@ -546,14 +574,12 @@ fn farm(
                 .map(|i| start(&addr, &[], &[], i))
                 .collect::<Result<Vec<_>, _>>()?;
             go_all(&mut workers)?;
-            let c = master_shared(
-                n,
-                window,
-                codec,
-                seen,
-                |t| tasks.put(t, op_timeout).map_err(qerr),
-                |b| results.get(b, op_timeout).map(drop).map_err(qerr),
-            )?;
+            let mut q = ShmQueues {
+                tasks: &tasks,
+                results: &results,
+                timeout: op_timeout,
+            };
+            let c = master_shared(n, window, codec, seen, &mut q)?;
             tasks.close();
             Ok((c, reports(&mut workers)?))
         }
@@ -570,8 +596,12 @@ fn farm(
                     .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
                     .collect::<Result<Vec<_>, _>>()?;
                 go_all(&mut workers)?;
-                let mut proxy = manager_proxy(spec.kind, &ep, &link)?;
-                let c = proxy.run(n, window, codec, seen, op_timeout)?;
+                use crate::transport::manager::{ManagerTcp, ManagerUnix};
+                let c = if spec.kind == TransportKind::ManagerUnix {
+                    manager_master(ManagerUnix::proxy(&ep, &link), n, window, codec, seen, op_timeout)?
+                } else {
+                    manager_master(ManagerTcp::proxy(&ep, &link), n, window, codec, seen, op_timeout)?
+                };
                 Ok((c, reports(&mut workers)?))
             })
         }
@@ -633,58 +663,21 @@ fn farm(
     }
 }
 
-/// The master's proxies to a manager (one for tasks, one for results).
-enum ManagerMaster {
-    Unix(crate::transport::manager::Proxy<std::os::unix::net::UnixStream>),
-    Tcp(crate::transport::manager::Proxy<std::net::TcpStream>),
-}
-
-fn manager_proxy(
-    kind: TransportKind,
-    ep: &crate::transport::Endpoint,
-    link: &LinkOpts,
-) -> Result<ManagerMaster, String> {
-    use crate::transport::manager::{ManagerTcp, ManagerUnix};
-    let e = |e: TransportError| format!("connecting to the manager: {e}");
-    Ok(match kind {
-        TransportKind::ManagerUnix => ManagerMaster::Unix(ManagerUnix::proxy(ep, link).map_err(e)?),
-        _ => ManagerMaster::Tcp(ManagerTcp::proxy(ep, link).map_err(e)?),
-    })
-}
-
-impl ManagerMaster {
-    fn run(
-        &mut self,
-        n: u64,
-        window: u64,
-        codec: &Codec,
-        seen: &Seen,
-        timeout: Option<Duration>,
-    ) -> Result<Collected, String> {
-        macro_rules! drive {
-            ($p:expr) => {{
-                let p = $p;
-                p.set_timeout(timeout).map_err(terr)?;
-                // One proxy makes both calls, in turn: a put never waits
-                // (the manager's queues are unbounded).
-                let p = std::cell::RefCell::new(p);
-                let c = master_shared(
-                    n,
-                    window,
-                    codec,
-                    seen,
-                    |t| p.borrow_mut().put(TASKS, t).map_err(terr),
-                    |b| p.borrow_mut().get(RESULTS, b).map(drop).map_err(terr),
-                )?;
-                p.borrow_mut().close_queue(TASKS).map_err(terr)?;
-                Ok(c)
-            }};
-        }
-        match self {
-            ManagerMaster::Unix(p) => drive!(p),
-            ManagerMaster::Tcp(p) => drive!(p),
-        }
-    }
+/// The master over a manager's queues (through `proxy`, once connected);
+/// the task queue is closed at the end, which ends the workers.
+fn manager_master<S: crate::transport::stream::StreamIo>(
+    proxy: Result<crate::transport::manager::Proxy<S>, TransportError>,
+    n: u64,
+    window: u64,
+    codec: &Codec,
+    seen: &Seen,
+    timeout: Option<Duration>,
+) -> Result<Collected, String> {
+    let mut p = proxy.map_err(|e| format!("connecting to the manager: {e}"))?;
+    p.set_timeout(timeout).map_err(terr)?;
+    let c = master_shared(n, window, codec, seen, &mut p)?;
+    p.close_queue(TASKS).map_err(terr)?;
+    Ok(c)
 }
 
 #[cfg(test)]

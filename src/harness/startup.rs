@@ -127,8 +127,16 @@ impl Program {
     }
 }
 
-/// Starts one child with `method`, which writes `value` into `w`.
-fn start(method: Method, exe: &std::path::Path, w: &OwnedFd, value: u64) -> Result<i32, String> {
+/// Starts one child with `method`, which writes `value` into `w`; an
+/// exec'd child is `prog` with arguments `argv` (made by the caller before
+/// its clock starts).
+fn start(
+    method: Method,
+    prog: &Program,
+    argv: &[*const libc::c_char],
+    w: &OwnedFd,
+    value: u64,
+) -> Result<i32, String> {
     let wfd = w.as_raw_fd();
     match method {
         Method::Fork => {
@@ -146,9 +154,6 @@ fn start(method: Method, exe: &std::path::Path, w: &OwnedFd, value: u64) -> Resu
             }
         }
         Method::ForkExec => {
-            // Everything the child needs is made before the fork.
-            let prog = Program::new(exe, value)?;
-            let argv = prog.argv();
             // SAFETY: between fork and exec the child calls only dup2,
             // execv and _exit, all async-signal-safe, on memory prepared
             // before the fork.
@@ -167,8 +172,6 @@ fn start(method: Method, exe: &std::path::Path, w: &OwnedFd, value: u64) -> Resu
             }
         }
         Method::PosixSpawn => {
-            let prog = Program::new(exe, value)?;
-            let argv = prog.argv();
             let mut pid: libc::pid_t = 0;
             // SAFETY: the file actions are initialised before use and
             // destroyed after; argv is NUL-terminated and outlives the
@@ -282,8 +285,12 @@ fn one(
     deadline: Instant,
 ) -> Result<u64, String> {
     let (r, w) = pipe()?;
+    // What an exec'd child needs is made before the clock starts (and
+    // before any fork).
+    let prog = Program::new(exe, value)?;
+    let argv = prog.argv();
     let t0 = now_ns();
-    let pid = start(method, exe, &w, value)?;
+    let pid = start(method, &prog, &argv, &w, value)?;
     // Only the child's copy stays open: a child that ends without writing
     // is an end of file, not a wait until the deadline.
     drop(w);

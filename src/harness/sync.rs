@@ -531,12 +531,15 @@ fn measure(
             keep.push(Box::new(Event::create(&names[0], spec.wait).map_err(e)?));
             keep.push(Box::new(Event::create(&names[1], spec.wait).map_err(e)?));
         }
-        Prim::Joinable => keep.push(Box::new(
+        Prim::Joinable | Prim::Value | Prim::Atomic | Prim::Array => {}
+    }
+    let joinable = match spec.prim {
+        Prim::Joinable => Some(
             JoinableQueue::create(&names[0], 2 * JOIN_BATCH as usize, 8, spec.wait)
                 .map_err(|e| e.to_string())?,
-        )),
-        Prim::Value | Prim::Atomic | Prim::Array => {}
-    }
+        ),
+        _ => None,
+    };
     let ve = |e: crate::shm::ValueError| e.to_string();
     let value = match spec.prim {
         Prim::Value | Prim::Atomic => Some(
@@ -588,11 +591,9 @@ fn measure(
     }
     let mut reports = Vec::new();
     for (i, p) in peers.iter_mut().enumerate() {
-        if spec.prim == Prim::Joinable && i == 1 {
+        if let (Some(q), 1) = (&joinable, i) {
             // The producer is done: the consumer drains, then stops.
-            if let Some(q) = keep[0].downcast_ref::<JoinableQueue>() {
-                q.close();
-            }
+            q.close();
         }
         let r = p.report(deadline)?;
         reports.push(r);
