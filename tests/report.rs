@@ -106,6 +106,42 @@ fn ratios_are_against_the_floors_and_os_pipe() {
 }
 
 #[test]
+fn a_floor_measured_beside_a_point_is_its_yardstick_when_steady() {
+    let mut run = data("run-a.json");
+    let ring = |run: &RunRecord| {
+        analysis::ratios(run, "pingpong", 64)
+            .into_iter()
+            .find(|r| r.point.transport == "shm-ring")
+            .unwrap()
+    };
+    let at = run
+        .points
+        .iter()
+        .position(|p| {
+            p.transport == "shm-ring"
+                && p.pattern == "pingpong"
+                && p.msg_size == 64
+                && p.wait == "spin"
+        })
+        .unwrap();
+    // 320 ns beside floors of 150 and 170 ns: 2×, not 320/120 from the run's floor.
+    run.points[at].adjacent_floors = vec![150.0, 170.0];
+    let r = ring(&run);
+    assert!(
+        (r.vs_spin_floor.unwrap() - 2.0).abs() < 1e-9,
+        "{:?}",
+        r.vs_spin_floor
+    );
+    assert!(r.floor_beside);
+    // Floors 100 and 200 ns apart: the machine moved; the run's floor is used, and said so.
+    run.points[at].adjacent_floors = vec![100.0, 200.0];
+    let r = ring(&run);
+    assert!((r.vs_spin_floor.unwrap() - 320.0 / 120.0).abs() < 1e-9);
+    assert!(!r.floor_beside);
+    assert_eq!(analysis::vs_adjacent_floor(&run.points[at]), None);
+}
+
+#[test]
 fn warnings_name_failed_skipped_and_oversubscribed_points() {
     let w = analysis::warnings(&data("run-a.json"));
     let text: Vec<String> = w.iter().map(|w| w.what.clone()).collect();

@@ -1229,6 +1229,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     if spec.pattern.is_multi() {
         return run_multi(spec, opts, rec, &cpus, warmup, iters);
     }
+    let before = adjacent_floor(spec, opts, &rec.cpus);
     let result = match spec.strategy {
         Strategy::Floor => {
             if !matches!(spec.pattern, Pattern::Pingpong | Pattern::Stream)
@@ -1236,26 +1237,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             {
                 Err("the floor is measured with pingpong, and with stream when it spins".to_owned())
             } else {
-                let name = unique_name("floor");
-                let body = if spec.pattern == Pattern::Stream {
-                    peer::floor_stream_len(spec.size)
-                } else {
-                    256
-                };
-                Region::create(&name, Kind::Raw, body, [0; 6])
-                    .map_err(|e| e.to_string())
-                    .and_then(|region| {
-                        region.publish();
-                        let r = run_pair(
-                            opts,
-                            [make_args(&name, Side::A), make_args(&name, Side::B)],
-                            &[],
-                            &[],
-                            &mut || {},
-                        );
-                        drop(region);
-                        r
-                    })
+                run_floor(spec, opts, make_args)
             }
         }
         Strategy::Transport(kind) => {
@@ -1282,7 +1264,80 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         Err(e) => rec.error = Some(e),
         Ok((a, b)) => fill_pair(&mut rec, spec, &a, &b),
     }
+    if let Some(before) = before
+        && rec.validated
+        && let Some(after) = adjacent_floor(spec, opts, &rec.cpus)
+    {
+        rec.adjacent_floors = vec![before, after];
+    }
     rec
+}
+
+/// Both peers of a floor point (`spec.strategy` is the floor).
+fn run_floor(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    make_args: impl Fn(&str, Side) -> PeerArgs,
+) -> Result<(PeerReport, PeerReport), String> {
+    let name = unique_name("floor");
+    let body = if spec.pattern == Pattern::Stream {
+        peer::floor_stream_len(spec.size)
+    } else {
+        256
+    };
+    let region = Region::create(&name, Kind::Raw, body, [0; 6]).map_err(|e| e.to_string())?;
+    region.publish();
+    let r = run_pair(
+        opts,
+        [make_args(&name, Side::A), make_args(&name, Side::B)],
+        &[],
+        &[],
+        &mut || {},
+    );
+    drop(region);
+    r
+}
+
+/// The key figure of the floor that matches a one-to-one pingpong or
+/// stream point (the spin floor's median round trip; the copy floor's
+/// messages per second at the point's size), measured briefly on the
+/// point's CPUs. `None` for other points, unpinned ones, or when the
+/// floor could not be measured (the point stands without it).
+fn adjacent_floor(spec: &PointSpec, opts: &RunOpts, cpus: &[usize]) -> Option<f64> {
+    let Strategy::Transport(_) = spec.strategy else {
+        return None;
+    };
+    if cpus.len() != 2 || opts.fixed_count.is_some() {
+        return None;
+    }
+    let floor = match spec.pattern {
+        Pattern::Pingpong => {
+            PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 8, Wait::SPIN)
+        }
+        Pattern::Stream => {
+            PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, spec.size, Wait::SPIN)
+        }
+        _ => return None,
+    };
+    // An eighth of a point's count: long enough for a median, short
+    // enough to sit right beside the point.
+    let (_, iters) = opts.counts(&floor);
+    let cap = if spec.pattern == Pattern::Pingpong {
+        5_000
+    } else {
+        100_000
+    };
+    let iters = (iters / 8).clamp(200, cap);
+    let warmup = (iters / 4).max(1);
+    let make_args = |addr: &str, side: Side| {
+        let cpu = cpus[if side == Side::A { 0 } else { 1 }];
+        PeerArgs::for_point(&floor, addr, side, 0, (warmup, iters), Some(cpu))
+    };
+    let (a, b) = run_floor(&floor, opts, make_args).ok()?;
+    let mut rec =
+        PointRecord::unmeasured("floor", floor.pattern.name(), floor.size, (1, 1), "spin");
+    fill_pair(&mut rec, &floor, &a, &b);
+    crate::report::analysis::key_figure(&rec)
 }
 
 /// A point measured in rounds by peers started once, as criterion's

@@ -120,6 +120,14 @@ pub struct PointRecord {
     /// messages per second); the figures above are the median repeat's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repeats: Vec<f64>,
+    /// One-to-one pingpong and stream between pinned peers: the key figure
+    /// of the matching floor (the spin floor's median round trip, or the
+    /// copy floor's messages per second at this size) measured on the same
+    /// CPUs just before and just after this point. On machines whose
+    /// cross-core latency shifts while they run (virtual CPUs moved between
+    /// physical cores), only these make a trustworthy ratio.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjacent_floors: Vec<f64>,
 }
 
 impl PointRecord {
@@ -151,6 +159,7 @@ impl PointRecord {
             harness_ns_per_msg: None,
             cpus: Vec::new(),
             repeats: Vec::new(),
+            adjacent_floors: Vec::new(),
         }
     }
 }

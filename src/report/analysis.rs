@@ -106,6 +106,25 @@ pub fn key_figure(p: &PointRecord) -> Option<f64> {
     }
 }
 
+/// How far apart the floors measured just before and just after a point
+/// may be for them to stand beside it.
+pub const STEADY_FLOORS: f64 = 1.25;
+
+/// A one-to-one pingpong or stream point's key figure over the floor
+/// measured on its CPUs just before and after it (pingpong: × the spin
+/// floor; stream: the fraction of the copy floor), when those two agree
+/// within [`STEADY_FLOORS`]. `None` otherwise: the machine's cross-core
+/// latency moved while the point ran, or no floor was measured beside it.
+pub fn vs_adjacent_floor(p: &PointRecord) -> Option<f64> {
+    let [a, b] = p.adjacent_floors[..] else {
+        return None;
+    };
+    if !(a > 0.0 && b > 0.0) || a.max(b) / a.min(b) > STEADY_FLOORS {
+        return None;
+    }
+    key_figure(p).map(|f| f / ((a + b) / 2.0))
+}
+
 /// `a` is better than `b` for `pattern`.
 fn better(pattern: &str, a: f64, b: f64) -> bool {
     if lower_is_better(pattern) {
@@ -305,6 +324,9 @@ pub struct Ratio {
     pub vs_park_floor: Option<f64>,
     /// Stream: messages per second over the copy floor's at this size.
     pub of_copy_floor: Option<f64>,
+    /// Whether the floor ratio above is against the floor measured beside
+    /// the point ([`vs_adjacent_floor`]) rather than the run's floor point.
+    pub floor_beside: bool,
     /// Median round trip over os-pipe's (os-pipe over this one's: > 1 means faster).
     pub speedup_vs_os_pipe: Option<f64>,
     /// Speedup over the Python counterpart.
@@ -346,10 +368,16 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
         let latency = lower_is_better(pattern);
         // The park floor is the yardstick of strategies that sleep.
         let sleeps = matches!(p.wait.as_str(), "park" | "kernel");
+        let beside = vs_adjacent_floor(p);
         out.push(Ratio {
-            vs_spin_floor: spin.filter(|_| latency).map(|s| f / s),
+            vs_spin_floor: beside
+                .filter(|_| pattern == "pingpong")
+                .or(spin.filter(|_| latency).map(|s| f / s)),
             vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
-            of_copy_floor: copy.map(|c| f / c),
+            of_copy_floor: beside
+                .filter(|_| pattern == "stream")
+                .or(copy.map(|c| f / c)),
+            floor_beside: beside.is_some() && matches!(pattern, "pingpong" | "stream"),
             speedup_vs_os_pipe: os_pipe.map(|o| lead(pattern, f, o)),
             speedup_vs_python: python_counterpart(&t)
                 .and_then(|py| Some((py.to_owned(), lead(pattern, f, fig(best(py))?)))),

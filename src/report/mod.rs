@@ -208,6 +208,7 @@ mod tests {
                     harness_ns_per_msg: Some(3.0),
                     cpus: vec![0, 1],
                     repeats: vec![],
+                    adjacent_floors: vec![],
                 },
                 PointRecord {
                     transport: "tcp".into(),
@@ -229,6 +230,7 @@ mod tests {
                     harness_ns_per_msg: None,
                     cpus: vec![],
                     repeats: vec![],
+                    adjacent_floors: vec![],
                 },
             ],
         }

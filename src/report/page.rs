@@ -132,7 +132,11 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             "The floors are a raw cache-line ping-pong between two processes (spin) and a raw \
              futex ping-pong (park): what the hardware and the kernel allow. A multiple of 1.5× \
              the spin floor is 50% slower than the hardware; a speedup of 100× over os-pipe is a \
-             hundred times faster. CPU is both peers' user + system time per round trip."
+             hundred times faster. CPU is both peers' user + system time per round trip. \
+             A strategy's multiple of the spin floor is taken against the floor measured on the \
+             same CPUs just before and just after it when those agree within 25% (the distance \
+             between two virtual CPUs can change while a run goes on); one marked * had floors \
+             beside it that disagreed, and is against the run's floor point."
                 .into(),
         ));
         let floors: Vec<Vec<String>> = ["spin", "park"]
@@ -160,7 +164,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     label(&r.point.transport, &r.point.wait),
                     human_ns(l.p50 as f64),
                     human_ns(l.p99 as f64),
-                    r.vs_spin_floor.map_or("-".into(), human_ratio),
+                    r.vs_spin_floor.map_or("-".into(), |x| {
+                        format!("{}{}", human_ratio(x), unsteady_mark(&r))
+                    }),
                     r.vs_park_floor.map_or("-".into(), human_ratio),
                     r.speedup_vs_os_pipe.map_or("-".into(), human_ratio),
                     r.speedup_vs_python
@@ -189,11 +195,21 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         .into_iter()
         .filter(|s| analysis::measured(run).any(|p| p.pattern == "stream" && p.msg_size == *s))
         .collect();
-    for size in stream_sizes {
+    for (i, size) in stream_sizes.into_iter().enumerate() {
         b.push(Block::Heading(
             2,
             format!("Streams of {} messages", human_size(size)),
         ));
+        b.push(Block::Para(if i > 0 {
+            "The copy floor and its * as above.".into()
+        } else {
+            "The copy floor: one process copies each message into shared slots, the other \
+             copies it out, nothing else. A strategy's share of it is taken against the copy \
+             floor measured on the same CPUs just before and just after it when those agree within \
+             25%; one marked * had floors beside it that disagreed, and is against the run's \
+             copy floor point."
+                .into()
+        }));
         let rows = analysis::ratios(run, "stream", size)
             .into_iter()
             .map(|r| {
@@ -202,8 +218,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     label(&r.point.transport, &r.point.wait),
                     human_rate(t.msgs_per_s),
                     human_bytes_rate(t.bytes_per_s),
-                    r.of_copy_floor
-                        .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+                    r.of_copy_floor.map_or("-".into(), |x| {
+                        format!("{:.0}%{}", 100.0 * x, unsteady_mark(&r))
+                    }),
                     r.speedup_vs_os_pipe.map_or("-".into(), human_ratio),
                     r.speedup_vs_python
                         .map_or("-".into(), |(py, x)| format!("{} vs {py}", human_ratio(x))),
@@ -535,4 +552,14 @@ pub fn html(blocks: &[Block], plots: &[(&str, String)]) -> String {
     }
     s.push_str("</body>\n</html>\n");
     s
+}
+
+/// `*` for a ratio taken against the run's floor because the floors
+/// measured beside its point disagreed.
+fn unsteady_mark(r: &analysis::Ratio) -> &'static str {
+    if !r.floor_beside && !r.point.adjacent_floors.is_empty() {
+        "*"
+    } else {
+        ""
+    }
 }
