@@ -314,6 +314,7 @@ impl RingRef {
             st: ConsState {
                 head,
                 tail_cache: head,
+                last: 0,
             },
             me,
             _not_sync: PhantomData,
@@ -709,6 +710,9 @@ struct ConsState {
     head: u64,
     /// The producer's tail as last loaded; may be stale (only ever behind).
     tail_cache: u64,
+    /// Bytes of the last frame read (its header included): the likely size
+    /// of the next one.
+    last: usize,
 }
 
 impl ConsState {
@@ -757,6 +761,7 @@ impl ConsState {
             }
             // SAFETY: in bounds and published (checked above).
             let tag = unsafe { data.read_u32(off + 4) };
+            self.last = rec;
             return Ok(Frame {
                 off: off + FRAME_HEADER,
                 len,
@@ -764,6 +769,16 @@ impl ConsState {
                 next: self.head + rec as u64,
             });
         }
+    }
+
+    /// Asks for the next frame's first cache line and, if it is the size
+    /// of the last one, its last, so that they are fetched alongside the
+    /// tail rather than one after the other once the tail shows the frame.
+    #[inline(always)]
+    fn prefetch_next(&self, ring: &RingRef) {
+        let off = (self.head & ring.cfg.mask()) as usize;
+        ring.shared.data.prefetch(off);
+        ring.shared.data.prefetch(off + self.last.saturating_sub(1));
     }
 
     /// Hands a frame's space back to the producer.
@@ -831,12 +846,24 @@ impl Consumer {
             timeout,
             dead_peer: || ring.ctrl().ends.producer.dead_holder(),
         };
-        block_until(ctx, || match st.peek(ring) {
-            Err(RingError::Empty) => match st.empty_or_closed(ring) {
-                RingError::Empty => None,
-                e => Some(Err(e)),
-            },
-            other => Some(other),
+        // A consumer that has waited a few looks is waiting for a frame
+        // that is not being written yet (a reply, the next request): it asks
+        // for the frame's lines with every look, so they arrive with the
+        // tail. One that keeps finding frames at once (a flowing stream)
+        // does not: it would pull lines the producer is still filling.
+        let mut looks = 0u32;
+        block_until(ctx, || {
+            looks += 1;
+            if looks > 2 {
+                st.prefetch_next(ring);
+            }
+            match st.peek(ring) {
+                Err(RingError::Empty) => match st.empty_or_closed(ring) {
+                    RingError::Empty => None,
+                    e => Some(Err(e)),
+                },
+                other => Some(other),
+            }
         })?
     }
 

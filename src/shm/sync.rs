@@ -152,6 +152,25 @@ impl Bytes {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
     }
 
+    /// Asks the CPU to bring the cache line holding byte `off` close (a
+    /// hint: no memory is read in the language's sense, so it cannot race
+    /// with a writer). Out-of-range offsets are ignored. No-op under loom
+    /// and off x86-64.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, off: usize) {
+        #[cfg(all(not(loom), target_arch = "x86_64"))]
+        if off < self.len {
+            // SAFETY: `_mm_prefetch` has no memory-safety requirements (it
+            // never faults); the address is in bounds anyway.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(self.ptr.add(off) as *const i8);
+            }
+        }
+        #[cfg(any(loom, not(target_arch = "x86_64")))]
+        let _ = off;
+    }
+
     /// A shared slice of `off..off+len` for zero-copy reads.
     ///
     /// # Safety
