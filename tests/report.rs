@@ -246,6 +246,37 @@ fn compare_flags_regressions_improvements_and_new_failures() {
 }
 
 #[test]
+fn compare_reads_a_slower_machine_off_the_floors_beside_the_points() {
+    let a = data("run-a.json");
+    let mut b = a.clone();
+    let at = a
+        .points
+        .iter()
+        .position(|p| p.transport == "shm-queue" && p.pattern == "pingpong" && p.validated)
+        .unwrap();
+    // B's machine was 60% slower: the point and the floors beside it alike.
+    let mut l = b.points[at].latency_ns.unwrap();
+    l.p50 = l.p50 * 8 / 5;
+    b.points[at].latency_ns = Some(l);
+    let name = ipcbench::report::analysis::point_name(&a.points[at]);
+    let row = |c: &compare::Comparison| c.rows.iter().find(|r| r.point == name).unwrap().clone();
+    // Without floors beside them, that is a regression...
+    let c = compare::compare(&a, &b, compare::DEFAULT_THRESHOLD);
+    assert_eq!(row(&c).change, compare::Change::Regressed);
+    assert!(!row(&c).against_floors);
+    // ...with them, the same ratio to the floor: no change.
+    let mut a2 = a.clone();
+    a2.points[at].adjacent_floors = vec![120.0, 125.0];
+    b.points[at].adjacent_floors = vec![192.0, 200.0];
+    let c = compare::compare(&a2, &b, compare::DEFAULT_THRESHOLD);
+    let r = row(&c);
+    assert_eq!(r.change, compare::Change::Same, "{r:?}");
+    assert!(r.against_floors);
+    assert!((r.speedup.unwrap() - 1.0).abs() < 0.01, "{r:?}");
+    assert!(compare::render(&c, "a", "b").contains("~1.00×"));
+}
+
+#[test]
 fn the_cli_writes_reports_and_gates_on_regressions() {
     let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("report-cli"));
     let a = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");

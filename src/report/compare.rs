@@ -1,7 +1,9 @@
 //! `ipcbench compare A.json B.json`: the same points of two runs side by
 //! side, and which changed beyond the noise.
 
-use super::analysis::{human_ns, human_rate, key_figure, lower_is_better, point_name};
+use super::analysis::{
+    human_ns, human_rate, key_figure, lower_is_better, point_name, vs_adjacent_floor,
+};
 use crate::harness::{PointRecord, RunRecord};
 
 /// The change below which a difference is taken for noise: absolute
@@ -33,6 +35,10 @@ pub struct Row {
     pub b: Option<f64>,
     /// How much better B is than A (> 1 better, < 1 worse).
     pub speedup: Option<f64>,
+    /// Whether `speedup` compares the two figures as multiples of the
+    /// floors measured beside each (both points had steady ones), which
+    /// takes out a machine that got faster or slower between the runs.
+    pub against_floors: bool,
     /// The verdict.
     pub change: Change,
     /// Why, for a point that failed in either run.
@@ -95,8 +101,11 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
         };
         let (fa, fb) = (key_figure(pa), key_figure(pb));
         let lower = lower_is_better(&pa.pattern);
-        let speedup = match (fa, fb) {
-            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => Some(if lower { x / y } else { y / x }),
+        // Against the floors beside each point when both have steady ones:
+        // the same ratio of figure to floor, whatever the machine did.
+        let beside = vs_adjacent_floor(pa).zip(vs_adjacent_floor(pb));
+        let speedup = match beside.or(fa.zip(fb)) {
+            Some((x, y)) if x > 0.0 && y > 0.0 => Some(if lower { x / y } else { y / x }),
             _ => None,
         };
         let (change, note) = match (pa.validated, pb.validated) {
@@ -122,6 +131,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             a: fa,
             b: fb,
             speedup,
+            against_floors: beside.is_some(),
             change,
             note,
         });
@@ -148,7 +158,8 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
         Some(v) => human_ns(v),
     };
     let mut s = format!(
-        "A = {a_name}\nB = {b_name}\nchanges beyond ±{:.0}% are flagged; speedup > 1 means B is faster\n\n",
+        "A = {a_name}\nB = {b_name}\nchanges beyond ±{:.0}% are flagged; speedup > 1 means B is faster; \
+         a speedup marked ~ compares each figure as a multiple of the floor measured beside it\n\n",
         c.threshold * 100.0
     );
     let w = c
@@ -175,7 +186,10 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
                 r.metric,
                 fmt(r.metric, r.a),
                 fmt(r.metric, r.b),
-                r.speedup.map_or("-".into(), |x| format!("{x:.2}×")),
+                r.speedup.map_or("-".into(), |x| format!(
+                    "{}{x:.2}×",
+                    if r.against_floors { "~" } else { "" }
+                )),
                 if flag.is_empty() || r.note.is_empty() {
                     ""
                 } else {
