@@ -43,8 +43,9 @@ mod cli {
         #[arg(long, value_delimiter = ',')]
         transports: Vec<String>,
         /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc,
-        /// reqrep, pool, pool-cpu, lock-increment, atomic-increment,
-        /// event-pingpong, joinable, startup (all when none is given).
+        /// reqrep, pingpong-late, pool, pool-cpu, lock-increment,
+        /// atomic-increment, event-pingpong, joinable, startup (all when
+        /// none is given).
         #[arg(long, value_delimiter = ',')]
         patterns: Vec<String>,
         /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
@@ -584,7 +585,7 @@ mod cli {
                 }
                 Err(_) => anyhow::bail!(
                     "unknown pattern `{p}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, \
-                     pool, pool-cpu, lock-increment, atomic-increment, event-pingpong, joinable or startup"
+                     pingpong-late, pool, pool-cpu, lock-increment, atomic-increment, event-pingpong, joinable or startup"
                 ),
             }
         }

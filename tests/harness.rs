@@ -130,6 +130,41 @@ fn a_point_that_misses_its_deadline_is_a_failed_record_not_a_hang() {
 }
 
 #[test]
+fn a_late_answer_is_waited_for_and_checked() {
+    let _serial = serial();
+    let o = opts();
+    let late = ipcbench::harness::peer::LATE_REPLY_NS;
+    for spec in [
+        PointSpec::one_to_one(Strategy::Floor, Pattern::PingpongLate, 64, Wait::PARK),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmRing),
+            Pattern::PingpongLate,
+            64,
+            Wait::SPIN_PARK,
+        ),
+        PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmQueue),
+            Pattern::PingpongLate,
+            64,
+            Wait::PARK,
+        ),
+    ] {
+        let r = run_point(&spec, &o);
+        let what = format!("{} {} {}", r.transport, r.pattern, r.wait);
+        assert!(r.validated, "{what}: {:?}", r.error);
+        let l = r.latency_ns.unwrap();
+        // Every round trip waited for the echo's work, and not forever.
+        assert!(l.p50 >= late && l.p50 < 20 * late, "{what}: {l:?}");
+        assert!(r.messages >= 50, "{what}");
+    }
+    // The late floor parks; a spinning one is refused, not measured.
+    let spin = PointSpec::one_to_one(Strategy::Floor, Pattern::PingpongLate, 64, Wait::SPIN);
+    let r = run_point(&spin, &o);
+    assert!(!r.validated && r.error.unwrap().contains("pingpong-late when it parks"));
+    assert!(shm_leftovers().is_empty());
+}
+
+#[test]
 fn fan_in_fan_out_and_mpmc_move_every_message_exactly_once() {
     let _serial = serial();
     let o = opts();

@@ -142,6 +142,60 @@ fn a_floor_measured_beside_a_point_is_its_yardstick_when_steady() {
 }
 
 #[test]
+fn a_late_answer_is_judged_by_its_wait_against_the_late_park_floor() {
+    let mut run = data("run-a.json");
+    let base = run
+        .points
+        .iter()
+        .find(|p| p.pattern == "pingpong" && p.validated)
+        .unwrap()
+        .clone();
+    let late = |transport: &str, wait: &str, p50: u64| {
+        let mut p = base.clone();
+        p.transport = transport.into();
+        p.pattern = "pingpong-late".into();
+        p.msg_size = 64;
+        p.wait = wait.into();
+        let mut l = p.latency_ns.unwrap();
+        l.p50 = p50;
+        p.latency_ns = Some(l);
+        p
+    };
+    run.points.push(late("shm-ring", "park", 260_000));
+    run.points.push(late("floor", "park", 250_000));
+    run.points.push(late("shm-ring", "spin-park", 230_000));
+    let rows = analysis::late_answers(&run);
+    let got: Vec<(String, String, f64, Option<f64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.point.transport.clone(),
+                r.point.wait.clone(),
+                r.wait_cost_ns,
+                r.vs_park_floor,
+            )
+        })
+        .collect();
+    // The echo's 200 µs of work taken off; the floor first, then cheapest wait first.
+    assert_eq!(
+        got,
+        [
+            ("floor".into(), "park".into(), 50_000.0, Some(1.0)),
+            ("shm-ring".into(), "spin-park".into(), 30_000.0, Some(0.6)),
+            ("shm-ring".into(), "park".into(), 60_000.0, Some(1.2)),
+        ]
+    );
+    // Its own section of the report, and no say in the verdicts.
+    let md = report::page::markdown(&report::page::blocks(&run));
+    assert!(md.contains("## When the answer is late (64 B)"), "{md}");
+    assert!(
+        analysis::verdicts(&run)
+            .iter()
+            .all(|v| v.pattern != "pingpong-late")
+    );
+}
+
+#[test]
 fn warnings_name_failed_skipped_and_oversubscribed_points() {
     let w = analysis::warnings(&data("run-a.json"));
     let text: Vec<String> = w.iter().map(|w| w.what.clone()).collect();

@@ -62,17 +62,22 @@ pub enum Pattern {
     Mpmc,
     /// N clients calling a server's objects, each call a request and a reply.
     Reqrep,
+    /// Pingpong whose echo works [`peer::LATE_REPLY_NS`] on each message
+    /// before answering: what waiting costs when the answer is slow (the
+    /// round trip includes that time).
+    PingpongLate,
 }
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 6] = [
+    pub const ALL: [Pattern; 7] = [
         Pattern::Pingpong,
         Pattern::Stream,
         Pattern::FanIn,
         Pattern::FanOut,
         Pattern::Mpmc,
         Pattern::Reqrep,
+        Pattern::PingpongLate,
     ];
 
     /// The name in results and on the command line.
@@ -84,6 +89,7 @@ impl Pattern {
             Pattern::FanOut => "fan-out",
             Pattern::Mpmc => "mpmc",
             Pattern::Reqrep => "reqrep",
+            Pattern::PingpongLate => "pingpong-late",
         }
     }
 
@@ -104,7 +110,7 @@ impl std::str::FromStr for Pattern {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc or reqrep"
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep or pingpong-late"
                 )
             })
     }
@@ -282,6 +288,12 @@ impl RunOpts {
                 let iters = (self.pingpong_iters / spec.producers.max(1) as u64).max(100);
                 (self.warmup.min(iters / 10).max(1), iters)
             }
+            Pattern::PingpongLate => {
+                // Each round trip takes the echo's work and more: a few
+                // hundred of them give a median and a p99.
+                let iters = (self.pingpong_iters / 20).clamp(50, 1_000);
+                (self.warmup.min(iters / 10).max(1), iters)
+            }
             Pattern::Pingpong => {
                 // Fewer round trips when each one is slow (large messages).
                 let iters = (self.pingpong_iters * 64 / (spec.size as u64).max(64))
@@ -450,7 +462,12 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                             &*(base.add(128) as *const crate::shm::futex::Futex),
                         )
                     };
-                    peer::floor_park(ping, pong, initiator, a.warmup, a.iters)
+                    let think = if a.pattern == Pattern::PingpongLate {
+                        peer::LATE_REPLY_NS
+                    } else {
+                        0
+                    };
+                    peer::floor_park(ping, pong, initiator, a.warmup, a.iters, think)
                 }
                 _ => {
                     // SAFETY: an aligned u64 at the start of the body, alive
@@ -474,8 +491,9 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             with_transport!(kind, T => {
                 let conn = connect_side::<T>(a, &opts)?;
                 barrier_then(|| match (a.pattern, initiator) {
-                    (Pattern::Pingpong, true) => peer::pingpong_initiator(conn, &codec, a.warmup, a.iters),
-                    (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec),
+                    (Pattern::Pingpong | Pattern::PingpongLate, true) => peer::pingpong_initiator(conn, &codec, a.warmup, a.iters),
+                    (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec, 0),
+                    (Pattern::PingpongLate, false) => peer::pingpong_echo(conn, &codec, peer::LATE_REPLY_NS),
                     (Pattern::Stream, true) => peer::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => peer::stream_recv(conn, &codec, a.warmup, a.iters),
                     (Pattern::Reqrep, _) => {
@@ -1184,7 +1202,7 @@ fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerRe
     rec.validated = true;
     rec.error = None;
     let measured = match spec.pattern {
-        Pattern::Pingpong => a,
+        Pattern::Pingpong | Pattern::PingpongLate => a,
         _ => b,
     };
     rec.messages = measured.messages;
@@ -1198,7 +1216,7 @@ fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerRe
     );
     // Both peers' CPU over the messages each side handled.
     let total_msgs = match spec.pattern {
-        Pattern::Pingpong => (a.messages * 2).max(1),
+        Pattern::Pingpong | Pattern::PingpongLate => (a.messages * 2).max(1),
         _ => measured.messages.max(1),
     };
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
@@ -1232,10 +1250,17 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let before = adjacent_floor(spec, opts, &rec.cpus);
     let result = match spec.strategy {
         Strategy::Floor => {
-            if !matches!(spec.pattern, Pattern::Pingpong | Pattern::Stream)
-                || (spec.pattern == Pattern::Stream && spec.wait.kind != WaitKind::Spin)
+            if !matches!(
+                spec.pattern,
+                Pattern::Pingpong | Pattern::Stream | Pattern::PingpongLate
+            ) || (spec.pattern == Pattern::Stream && spec.wait.kind != WaitKind::Spin)
+                || (spec.pattern == Pattern::PingpongLate && spec.wait.kind != WaitKind::Park)
             {
-                Err("the floor is measured with pingpong, and with stream when it spins".to_owned())
+                Err(
+                    "the floor is measured with pingpong, with stream when it spins, and with \
+                     pingpong-late when it parks"
+                        .to_owned(),
+                )
             } else {
                 run_floor(spec, opts, make_args)
             }

@@ -233,9 +233,31 @@ pub fn echo_seqs<C: Conn>(
     })
 }
 
-/// Pingpong, echoing side: checks each message and sends it back, until
-/// the initiator closes.
-pub fn pingpong_echo<C: Conn>(mut conn: C, codec: &Codec) -> Result<PeerReport, String> {
+/// How long the echo of `pingpong-late` works on each message before it
+/// answers: longer than a `spin-park` wait's spin and yield phases (50 µs
+/// each by default), so the waiting side has gone to sleep.
+pub const LATE_REPLY_NS: u64 = 200_000;
+
+/// Keeps this CPU busy for `ns` nanoseconds (a peer "working" on a
+/// message; a sleep would add the timer's slack).
+pub fn busy_for(ns: u64) {
+    if ns == 0 {
+        return;
+    }
+    let until = now_ns() + ns;
+    while now_ns() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Pingpong, echoing side: checks each message, works on it for
+/// `think_ns` (0 for plain pingpong) and sends it back, until the
+/// initiator closes.
+pub fn pingpong_echo<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    think_ns: u64,
+) -> Result<PeerReport, String> {
     let mut buf = Vec::with_capacity(codec.size());
     let cpu0 = cpu_time_ns();
     let mut seq = 0;
@@ -246,6 +268,7 @@ pub fn pingpong_echo<C: Conn>(mut conn: C, codec: &Codec) -> Result<PeerReport, 
             Err(e) => return Err(terr(e)),
         }
         codec.check(&buf, seq)?;
+        busy_for(think_ns);
         conn.send(&buf).map_err(terr)?;
         seq += 1;
     }
@@ -801,14 +824,17 @@ pub unsafe fn floor_stream(
 }
 
 /// The floor with parking: a futex ping-pong, every hand-off a wake-up.
+/// The echoing side works `think_ns` on each step before it answers (0
+/// but for `pingpong-late`).
 pub fn floor_park(
     ping: &Futex,
     pong: &Futex,
     initiator: bool,
     warmup: u64,
     iters: u64,
+    think_ns: u64,
 ) -> Result<PeerReport, String> {
-    floor_park_from(ping, pong, initiator, 0, warmup, iters)
+    floor_park_inner(ping, pong, initiator, 0, (warmup, iters), think_ns)
 }
 
 /// [`floor_park`] from exchange `first` (a session's later rounds).
@@ -819,6 +845,17 @@ pub fn floor_park_from(
     first: u64,
     warmup: u64,
     iters: u64,
+) -> Result<PeerReport, String> {
+    floor_park_inner(ping, pong, initiator, first, (warmup, iters), 0)
+}
+
+fn floor_park_inner(
+    ping: &Futex,
+    pong: &Futex,
+    initiator: bool,
+    first: u64,
+    (warmup, iters): (u64, u64),
+    think_ns: u64,
 ) -> Result<PeerReport, String> {
     use std::sync::atomic::Ordering;
     let wait_for = |f: &Futex, v: u32| loop {
@@ -843,6 +880,7 @@ pub fn floor_park_from(
         for seq in first..first + total {
             let v = seq as u32 + 1;
             wait_for(ping, v);
+            busy_for(think_ns);
             // Release: as above.
             pong.word().store(v, Ordering::Release);
             pong.wake(1);

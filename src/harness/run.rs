@@ -131,6 +131,16 @@ pub struct Filters {
     pub procs: Vec<(usize, usize)>,
 }
 
+/// The one size `pingpong-late` is measured at: 64 B when asked for, else
+/// the smallest.
+fn late_size(sizes: &[usize]) -> usize {
+    if sizes.contains(&64) {
+        64
+    } else {
+        sizes.iter().copied().min().unwrap_or(64)
+    }
+}
+
 /// The points of a run, floors first.
 pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
     let strategies: Vec<Strategy> = if f.strategies.is_empty() {
@@ -173,6 +183,19 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                     ));
                 }
             }
+            // The late answer's yardstick: a futex ping-pong whose echo
+            // works as long before answering.
+            if patterns.contains(&Pattern::PingpongLate)
+                && (f.waits.is_empty()
+                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Park))
+            {
+                points.push(PointSpec::one_to_one(
+                    Strategy::Floor,
+                    Pattern::PingpongLate,
+                    late_size(&sizes),
+                    Wait::PARK,
+                ));
+            }
             // The copy floor of a stream, at every stream size, spinning.
             if patterns.contains(&Pattern::Stream)
                 && (f.waits.is_empty()
@@ -191,6 +214,18 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         }
         for p in &patterns {
             if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            // A late answer asks how each waiting strategy of the
+            // shared-memory core waits; one size says it.
+            if *p == Pattern::PingpongLate
+                && !matches!(
+                    s,
+                    Strategy::Transport(
+                        TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
+                    )
+                )
+            {
                 continue;
             }
             if *p == Pattern::Reqrep
@@ -228,6 +263,9 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             };
             for size in &sizes {
                 if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
+                    continue;
+                }
+                if *p == Pattern::PingpongLate && *size != late_size(&sizes) {
                     continue;
                 }
                 let ws: Vec<Wait> = if s.has_wait() {
@@ -389,27 +427,47 @@ mod tests {
     #[test]
     fn plans_cover_floors_transports_patterns_sizes_and_waits() {
         let quick = plan(Profile::Quick, &Filters::default());
-        // Spin and park round trips, and the copy stream at each size.
+        // Spin and park round trips, the copy stream at each size, and the
+        // park floor of a late answer.
         assert_eq!(
             quick
                 .iter()
                 .filter(|p| p.strategy == Strategy::Floor)
                 .count(),
-            2 + Profile::Quick.sizes().len()
+            2 + Profile::Quick.sizes().len() + 1
         );
         let shm = quick
             .iter()
             .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmRing))
             .count();
-        assert_eq!(shm, 2 * 2, "2 one-to-one patterns × 2 waits");
+        assert_eq!(
+            shm,
+            3 * 2,
+            "3 one-to-one patterns (pingpong, stream, pingpong-late) × 2 waits"
+        );
+        // A late answer: the shared-memory core only, at one size.
+        let all = plan(Profile::Default, &Filters::default());
+        let late: Vec<&PointSpec> = all
+            .iter()
+            .filter(|p| p.pattern == Pattern::PingpongLate)
+            .collect();
+        assert!(late.iter().all(|p| p.size == 64));
+        assert!(late.iter().all(|p| matches!(
+            p.strategy,
+            Strategy::Floor
+                | Strategy::Transport(
+                    TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
+                )
+        )));
+        assert_eq!(late.len(), 1 + 3 * Profile::Default.waits().len());
         let queue = quick
             .iter()
             .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmQueue))
             .count();
         assert_eq!(
             queue,
-            2 * (2 + 1 + 1 + 2 + 2),
-            "2 waits × (pingpong, stream, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2, reqrep 1 and 2 clients)"
+            2 * (3 + 1 + 1 + 2 + 2),
+            "2 waits × (pingpong, stream, pingpong-late, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2, reqrep 1 and 2 clients)"
         );
         let tcp = quick
             .iter()

@@ -90,7 +90,10 @@ pub fn human_ratio(r: f64) -> String {
 /// Whether a smaller figure is better for `pattern` (latency) or a larger
 /// one (throughput).
 pub fn lower_is_better(pattern: &str) -> bool {
-    matches!(pattern, "pingpong" | "event-pingpong" | "startup")
+    matches!(
+        pattern,
+        "pingpong" | "pingpong-late" | "event-pingpong" | "startup"
+    )
 }
 
 /// The figure a point is judged by: pingpong's median round trip, every
@@ -154,7 +157,9 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 /// one-to-one patterns.
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
-        "pingpong" | "stream" | "event-pingpong" | "joinable" | "startup" => String::new(),
+        "pingpong" | "pingpong-late" | "stream" | "event-pingpong" | "joinable" | "startup" => {
+            String::new()
+        }
         "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
         "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
         "pool" | "pool-cpu" if p.consumers == 1 => "1 worker".to_owned(),
@@ -583,6 +588,50 @@ pub struct PoolScaling {
     pub strategy: String,
     /// (workers, tasks/s, speedup over 1 worker if measured).
     pub points: Vec<(usize, f64, Option<f64>)>,
+}
+
+/// One strategy's `pingpong-late` point: how it waits for an answer that
+/// comes [`LATE_REPLY_NS`](crate::harness::peer::LATE_REPLY_NS) after the
+/// question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateAnswer {
+    /// The point (the park floor's first, if measured).
+    pub point: PointRecord,
+    /// The median round trip less the echo's work: what the waiting cost.
+    pub wait_cost_ns: f64,
+    /// That cost over the park floor's, made to wait the same way.
+    pub vs_park_floor: Option<f64>,
+}
+
+/// Every `pingpong-late` point, the park floor first, then by wait cost.
+pub fn late_answers(run: &RunRecord) -> Vec<LateAnswer> {
+    let think = crate::harness::peer::LATE_REPLY_NS as f64;
+    let cost = |p: &PointRecord| key_figure(p).map(|f| f - think);
+    let pts: Vec<&PointRecord> = measured(run)
+        .filter(|p| p.pattern == "pingpong-late")
+        .collect();
+    let floor = pts
+        .iter()
+        .find(|p| p.transport == "floor")
+        .and_then(|p| cost(p))
+        .filter(|c| *c > 0.0);
+    let mut out: Vec<LateAnswer> = pts
+        .iter()
+        .filter_map(|p| {
+            let c = cost(p)?;
+            Some(LateAnswer {
+                point: (*p).clone(),
+                wait_cost_ns: c,
+                vs_park_floor: floor.map(|f| c / f),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (b.point.transport == "floor")
+            .cmp(&(a.point.transport == "floor"))
+            .then(a.wait_cost_ns.total_cmp(&b.wait_cost_ns))
+    });
+    out
 }
 
 /// Every task farm measured, grouped by strategy, workers in order.

@@ -244,6 +244,54 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         ));
     }
 
+    let late = analysis::late_answers(run);
+    if !late.is_empty() {
+        b.push(Block::Heading(
+            2,
+            format!(
+                "When the answer is late ({})",
+                human_size(late[0].point.msg_size)
+            ),
+        ));
+        b.push(Block::Para(format!(
+            "pingpong-late: the echo works {} on each message before it answers, so a waiting \
+             side that spins burns that time and one that parks sleeps through it. The wait's \
+             cost is the round trip less those {}; its yardstick is the park floor made to wait \
+             the same way. CPU is both peers' per round trip, the echo's work included.",
+            human_ns(crate::harness::peer::LATE_REPLY_NS as f64),
+            human_ns(crate::harness::peer::LATE_REPLY_NS as f64),
+        )));
+        let rows = late
+            .iter()
+            .map(|r| {
+                let l = r.point.latency_ns.unwrap_or_default();
+                vec![
+                    if r.point.transport == "floor" {
+                        format!("floor ({})", r.point.wait)
+                    } else {
+                        label(&r.point.transport, &r.point.wait)
+                    },
+                    human_ns(l.p50 as f64),
+                    human_ns(r.wait_cost_ns),
+                    r.vs_park_floor.map_or("-".into(), human_ratio),
+                    r.point.cpu_ns_per_msg.map_or("-".into(), human_ns),
+                ]
+            })
+            .collect();
+        b.push(Block::Table(
+            [
+                "strategy",
+                "round trip p50",
+                "wait cost",
+                "× park floor's",
+                "CPU per round trip",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        ));
+    }
+
     let farms = analysis::pool_scaling(run);
     if !farms.is_empty() {
         let ws: Vec<usize> = {
