@@ -93,6 +93,22 @@ impl Pattern {
         }
     }
 
+    /// Whether one side sends and the other answers each message
+    /// (pingpong, late or not): the initiator's figures are the point's.
+    pub fn round_trips(self) -> bool {
+        matches!(self, Pattern::Pingpong | Pattern::PingpongLate)
+    }
+
+    /// How long the answering side works on each message before it
+    /// answers: [`peer::LATE_REPLY_NS`] for `pingpong-late`, else 0.
+    pub fn echo_work_ns(self) -> u64 {
+        if self == Pattern::PingpongLate {
+            peer::LATE_REPLY_NS
+        } else {
+            0
+        }
+    }
+
     /// Whether several processes share one channel (or server).
     pub fn is_multi(self) -> bool {
         matches!(
@@ -462,11 +478,7 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                             &*(base.add(128) as *const crate::shm::futex::Futex),
                         )
                     };
-                    let think = if a.pattern == Pattern::PingpongLate {
-                        peer::LATE_REPLY_NS
-                    } else {
-                        0
-                    };
+                    let think = a.pattern.echo_work_ns();
                     peer::floor_park(ping, pong, initiator, a.warmup, a.iters, think)
                 }
                 _ => {
@@ -491,9 +503,8 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             with_transport!(kind, T => {
                 let conn = connect_side::<T>(a, &opts)?;
                 barrier_then(|| match (a.pattern, initiator) {
-                    (Pattern::Pingpong | Pattern::PingpongLate, true) => peer::pingpong_initiator(conn, &codec, a.warmup, a.iters),
-                    (Pattern::Pingpong, false) => peer::pingpong_echo(conn, &codec, 0),
-                    (Pattern::PingpongLate, false) => peer::pingpong_echo(conn, &codec, peer::LATE_REPLY_NS),
+                    (p, true) if p.round_trips() => peer::pingpong_initiator(conn, &codec, a.warmup, a.iters),
+                    (p, false) if p.round_trips() => peer::pingpong_echo(conn, &codec, p.echo_work_ns()),
                     (Pattern::Stream, true) => peer::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => peer::stream_recv(conn, &codec, a.warmup, a.iters),
                     (Pattern::Reqrep, _) => {
@@ -1201,10 +1212,7 @@ fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<usize>) {
 fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerReport) {
     rec.validated = true;
     rec.error = None;
-    let measured = match spec.pattern {
-        Pattern::Pingpong | Pattern::PingpongLate => a,
-        _ => b,
-    };
+    let measured = if spec.pattern.round_trips() { a } else { b };
     rec.messages = measured.messages;
     rec.elapsed_ns = measured.elapsed_ns;
     rec.latency_ns = measured.latency;
@@ -1215,9 +1223,10 @@ fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerRe
         spec.size,
     );
     // Both peers' CPU over the messages each side handled.
-    let total_msgs = match spec.pattern {
-        Pattern::Pingpong | Pattern::PingpongLate => (a.messages * 2).max(1),
-        _ => measured.messages.max(1),
+    let total_msgs = if spec.pattern.round_trips() {
+        (a.messages * 2).max(1)
+    } else {
+        measured.messages.max(1)
     };
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
 }
@@ -1258,12 +1267,13 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let before = adjacent_floor(spec, opts, &rec.cpus);
     let result = match spec.strategy {
         Strategy::Floor => {
-            if !matches!(
-                spec.pattern,
-                Pattern::Pingpong | Pattern::Stream | Pattern::PingpongLate
-            ) || (spec.pattern == Pattern::Stream && spec.wait.kind != WaitKind::Spin)
-                || (spec.pattern == Pattern::PingpongLate && spec.wait.kind != WaitKind::Park)
-            {
+            let measurable = match spec.pattern {
+                Pattern::Pingpong => true,
+                Pattern::Stream => spec.wait.kind == WaitKind::Spin,
+                Pattern::PingpongLate => spec.wait.kind == WaitKind::Park,
+                _ => false,
+            };
+            if !measurable {
                 Err(
                     "the floor is measured with pingpong, with stream when it spins, and with \
                      pingpong-late when it parks"
@@ -1470,14 +1480,9 @@ impl Session {
                 (line_up(&name, &[], &[])?, SessionLink::Floor(region))
             }
             Strategy::Transport(kind) => {
-                let capacity = if multi {
-                    spec.size * 256
-                } else {
-                    spec.size * 16
-                };
                 let link = LinkOpts {
                     wait: spec.wait,
-                    capacity: link_capacity(capacity, 1),
+                    capacity: link_capacity(spec.size, if multi { 256 } else { 16 }),
                     max_message: spec.size,
                     exe: opts.exe.clone(),
                     label: format!("bench-{}", kind.name()),

@@ -253,13 +253,13 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                 human_size(late[0].point.msg_size)
             ),
         ));
+        let work = human_ns(crate::harness::peer::LATE_REPLY_NS as f64);
         b.push(Block::Para(format!(
-            "pingpong-late: the echo works {} on each message before it answers, so a waiting \
-             side that spins burns that time and one that parks sleeps through it. The wait's \
-             cost is the round trip less those {}; its yardstick is the park floor made to wait \
-             the same way. CPU is both peers' per round trip, the echo's work included.",
-            human_ns(crate::harness::peer::LATE_REPLY_NS as f64),
-            human_ns(crate::harness::peer::LATE_REPLY_NS as f64),
+            "pingpong-late: the echo works {work} on each message before it answers, so a \
+             waiting side that spins burns that time and one that parks sleeps through it. The \
+             wait's cost is the round trip less those {work}; its yardstick is the park floor \
+             made to wait the same way. CPU is both peers' per round trip, the echo's work \
+             included."
         )));
         let rows = late
             .iter()

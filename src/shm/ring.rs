@@ -777,8 +777,11 @@ impl ConsState {
     #[inline(always)]
     fn prefetch_next(&self, ring: &RingRef) {
         let off = (self.head & ring.cfg.mask()) as usize;
+        let end = off + self.last.saturating_sub(1);
         ring.shared.data.prefetch(off);
-        ring.shared.data.prefetch(off + self.last.saturating_sub(1));
+        if end / 64 != off / 64 {
+            ring.shared.data.prefetch(end);
+        }
     }
 
     /// Hands a frame's space back to the producer.
