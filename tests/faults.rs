@@ -283,3 +283,47 @@ fn peers_of_a_killed_coordinator_exit_and_clean_removes_what_is_left() {
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(out.with_extension("csv"));
 }
+
+/// A producer killed in the middle of a long mpmc round: the consumers see
+/// it die and stop, which leaves the other producer waiting for room that
+/// never comes. The round must end at once with the killed producer named,
+/// not at its deadline.
+#[test]
+fn a_producer_killed_mid_round_is_reported_though_its_partner_waits() {
+    let spec = PointSpec {
+        strategy: Strategy::Transport(TransportKind::ShmQueue),
+        pattern: Pattern::Mpmc,
+        size: 64,
+        wait: Wait::SPIN_PARK,
+        producers: 2,
+        consumers: 2,
+    };
+    let mut s = Session::start(&spec, &opts()).expect("session");
+    let (pids, names) = (s.peer_pids(), s.peer_names());
+    let victim = pids[1];
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        Instant::now()
+    });
+    // Far more messages than 30 ms carry: the kill lands inside the round.
+    let err = s
+        .round(200_000_000)
+        .expect_err("a round with a producer killed");
+    let took = killer.join().unwrap().elapsed();
+    drop(s);
+    eprintln!("reported {took:?} after the kill: {err}");
+    assert!(
+        err.contains(&format!("peer {} (pid {victim})", names[1])) && err.contains("SIGKILL"),
+        "the error does not name the killed {}: {err}",
+        names[1]
+    );
+    assert!(
+        took < DEADLINE / 2,
+        "reported {took:?} after the kill: {err}"
+    );
+    for p in &pids {
+        assert!(!alive(*p), "peer pid {p} still there");
+    }
+}

@@ -737,6 +737,11 @@ struct Running {
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     name: String,
+    /// A line read while looking at a peer that exited, given back by the
+    /// next read.
+    held: Option<String>,
+    /// What the peer wrote to stderr so far.
+    said: Vec<String>,
 }
 
 fn spawn(
@@ -791,36 +796,63 @@ fn spawn_with(
         child,
         lines,
         name: name.to_owned(),
+        held: None,
+        said: Vec::new(),
     })
 }
 
 impl Running {
-    /// The next line that is not stderr noise, by `deadline`.
-    fn expect_line(&mut self, deadline: Instant, what: &str) -> Result<String, String> {
-        let mut errors = Vec::new();
+    /// The next line that is not stderr noise, if one comes by `until`; an
+    /// error, with what the peer wrote to stderr, if its output ended first.
+    fn next_line(&mut self, until: Instant, what: &str) -> Result<Option<String>, String> {
+        if let Some(l) = self.held.take() {
+            return Ok(Some(l));
+        }
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with("stderr: ") => errors.push(l["stderr: ".len()..].to_owned()),
-                Ok(l) => return Ok(l),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "peer {} missed its deadline waiting for {what}",
-                        self.name
-                    ));
+                Ok(l) if l.starts_with("stderr: ") => {
+                    self.said.push(l["stderr: ".len()..].to_owned());
                 }
+                Ok(l) => return Ok(Some(l)),
+                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let _ = self.child.wait();
                     return Err(format!(
                         "peer {} exited before {what}: {}",
                         self.name,
-                        if errors.is_empty() {
+                        if self.said.is_empty() {
                             "no message".to_owned()
                         } else {
-                            errors.join("; ")
+                            self.said.join("; ")
                         }
                     ));
                 }
+            }
+        }
+    }
+
+    /// The next line that is not stderr noise, by `deadline`.
+    fn expect_line(&mut self, deadline: Instant, what: &str) -> Result<String, String> {
+        self.next_line(deadline, what)?
+            .ok_or_else(|| format!("peer {} missed its deadline waiting for {what}", self.name))
+    }
+
+    /// Why this peer will not answer, if its process has ended: the error
+    /// it reported, or the end of its output. A good report it wrote before
+    /// exiting is kept for [`Running::report`].
+    fn gone(&mut self) -> Option<String> {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        // Its output ends as soon as the reader threads have drained it.
+        match self.next_line(Instant::now() + Duration::from_millis(200), "its report") {
+            Err(e) => Some(e),
+            Ok(None) => None,
+            Ok(Some(line)) => {
+                let failed = self.parse_report(&line).err();
+                self.held = Some(line);
+                failed
             }
         }
     }
@@ -844,7 +876,11 @@ impl Running {
     /// The peer's next report; a report of a failure is an error.
     fn report(&mut self, deadline: Instant) -> Result<PeerReport, String> {
         let line = self.expect_line(deadline, "its report")?;
-        let r: PeerReport = serde_json::from_str(&line)
+        self.parse_report(&line)
+    }
+
+    fn parse_report(&self, line: &str) -> Result<PeerReport, String> {
+        let r: PeerReport = serde_json::from_str(line)
             .map_err(|e| format!("peer {} sent a bad report ({e}): {line}", self.name))?;
         match &r.error {
             Some(e) => Err(format!("peer {}: {e}", self.name)),
@@ -863,6 +899,45 @@ impl Drop for Running {
     }
 }
 
+/// One report from each of `waited`, in their order. While a report is
+/// awaited, the processes of the others and of `watched` are looked at
+/// every [`LIVENESS_CHECK_EVERY`]: one that ended without a good report ends
+/// the wait at once with its own last words, instead of leaving the
+/// coordinator on a peer that waits for the dead one, or for nothing.
+///
+/// [`LIVENESS_CHECK_EVERY`]: crate::shm::wait::LIVENESS_CHECK_EVERY
+fn reports(
+    waited: &mut [Running],
+    watched: &mut [Running],
+    deadline: Instant,
+) -> Result<Vec<PeerReport>, String> {
+    let mut out = Vec::with_capacity(waited.len());
+    for i in 0..waited.len() {
+        let (p, rest) = waited[i..].split_first_mut().expect("i < len");
+        let line = loop {
+            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
+            if let Some(l) = p.next_line(step, "its report")? {
+                break l;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "peer {} missed its deadline waiting for its report",
+                    p.name
+                ));
+            }
+            if let Some(e) = rest
+                .iter_mut()
+                .chain(watched.iter_mut())
+                .find_map(Running::gone)
+            {
+                return Err(e);
+            }
+        };
+        out.push(p.parse_report(&line)?);
+    }
+    Ok(out)
+}
+
 /// Runs both peers of a point and returns their reports (A, B).
 fn run_pair(
     opts: &RunOpts,
@@ -872,21 +947,21 @@ fn run_pair(
     after_ready: &mut dyn FnMut(),
 ) -> Result<(PeerReport, PeerReport), String> {
     let deadline = Instant::now() + opts.deadline;
-    let mut b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
-    let mut a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
-    for p in [&mut b, &mut a] {
+    let b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
+    let a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
+    let mut ab = [a, b];
+    for p in ab.iter_mut().rev() {
         p.ready(deadline)?;
     }
     after_ready();
-    let mut both = || -> Result<(PeerReport, PeerReport), String> {
-        b.go()?;
-        a.go()?;
+    let both = |ab: &mut [Running]| -> Result<(PeerReport, PeerReport), String> {
+        ab[1].go()?;
+        ab[0].go()?;
         // A failed peer ends the point at once (the other is killed on drop).
-        let ra = a.report(deadline)?;
-        let rb = b.report(deadline)?;
-        Ok((ra, rb))
+        let mut r = reports(ab, &mut [], deadline)?.into_iter();
+        Ok((r.next().expect("A's"), r.next().expect("B's")))
     };
-    both().map_err(|e| blame([&mut a, &mut b], e))
+    both(&mut ab).map_err(|e| blame(&mut ab, e))
 }
 
 /// A point's error, with the peers that a signal ended (a crash, or a
@@ -1016,20 +1091,12 @@ fn run_multi(
                 for p in consumers.iter_mut().chain(producers.iter_mut()) {
                     p.go()?;
                 }
-                let mut sent = Vec::new();
-                for p in &mut producers {
-                    let r = p.report(deadline)?;
-                    sent.push(r);
-                }
+                let sent = reports(&mut producers, &mut consumers, deadline)?;
                 if reqrep {
                     return Ok((sent, Vec::new()));
                 }
                 setup.end_stream().map_err(|e| format!("ending the stream: {e}"))?;
-                let mut got = Vec::new();
-                for p in &mut consumers {
-                    let r = p.report(deadline)?;
-                    got.push(r);
-                }
+                let got = reports(&mut consumers, &mut [], deadline)?;
                 Ok((sent, got))
             })(),
         }
@@ -1153,10 +1220,7 @@ fn run_shm_reqrep(
         for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
             p.go()?;
         }
-        let reports = clients
-            .iter_mut()
-            .map(|p| p.report(deadline))
-            .collect::<Result<Vec<_>, _>>()?;
+        let reports = reports(&mut clients, std::slice::from_mut(&mut server), deadline)?;
         setup.close();
         let served = server.report(deadline)?;
         Ok::<_, String>((reports, served))
@@ -1527,14 +1591,8 @@ impl Session {
                 return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
             }
         }
-        let mut reports = Vec::new();
-        for i in 0..self.peers.len() {
-            match self.peers[i].report(deadline) {
-                Ok(r) => reports.push(r),
-                Err(e) => return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e)),
-            }
-        }
-        Ok(reports)
+        reports(&mut self.peers, &mut self.consumers, deadline)
+            .map_err(|e| blame(self.peers.iter_mut().chain(&mut self.consumers), e))
     }
 
     /// Measures `n` round trips (pingpong: `n` timed one by one into the

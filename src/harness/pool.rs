@@ -561,7 +561,7 @@ fn farm(
         Ok(())
     };
     let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, String> {
-        workers.iter_mut().map(|p| p.report(deadline)).collect()
+        super::reports(workers, &mut [], deadline)
     };
     match spec.kind {
         TransportKind::ShmQueue => {
