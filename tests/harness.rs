@@ -51,6 +51,8 @@ fn every_strategy_and_pattern_measures_and_validates() {
         PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 64, Wait::PARK),
         PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, 8, Wait::SPIN),
         PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, 4096, Wait::SPIN),
+        PointSpec::one_to_one(Strategy::FloorCopy, Pattern::Pingpong, 8, Wait::SPIN),
+        PointSpec::one_to_one(Strategy::FloorCopy, Pattern::Pingpong, 4096, Wait::SPIN),
     ];
     for k in TransportKind::ALL {
         for pattern in [Pattern::Pingpong, Pattern::Stream] {
@@ -86,7 +88,7 @@ fn every_strategy_and_pattern_measures_and_validates() {
         assert!(r.harness_ns_per_msg.is_some_and(|c| c > 0.0), "{what}");
         // A strategy's one-to-one point between two pinned peers has its
         // floor measured beside it, before and after; a floor has none.
-        if r.transport != "floor" && r.pinned && r.cpus.len() == 2 {
+        if !r.transport.starts_with("floor") && r.pinned && r.cpus.len() == 2 {
             assert_eq!(r.adjacent_floors.len(), 2, "{what}");
             assert!(
                 r.adjacent_floors.iter().all(|f| f.is_finite() && *f > 0.0),
@@ -161,6 +163,17 @@ fn a_late_answer_is_waited_for_and_checked() {
     let spin = PointSpec::one_to_one(Strategy::Floor, Pattern::PingpongLate, 64, Wait::SPIN);
     let r = run_point(&spin, &o);
     assert!(!r.validated && r.error.unwrap().contains("pingpong-late when it parks"));
+    // The copy floor of a round trip spins through pingpong, nothing else.
+    for (pattern, wait) in [
+        (Pattern::Stream, Wait::SPIN),
+        (Pattern::Pingpong, Wait::PARK),
+    ] {
+        let r = run_point(
+            &PointSpec::one_to_one(Strategy::FloorCopy, pattern, 64, wait),
+            &o,
+        );
+        assert!(!r.validated && r.error.unwrap().contains("with pingpong, spinning"));
+    }
     assert!(shm_leftovers().is_empty());
 }
 
@@ -308,6 +321,10 @@ fn pattern_and_strategy_names_parse() {
     assert_eq!("fan-in".parse::<Pattern>().unwrap(), Pattern::FanIn);
     assert!("scatter".parse::<Pattern>().unwrap_err().contains("mpmc"));
     assert_eq!("floor".parse::<Strategy>().unwrap(), Strategy::Floor);
+    assert_eq!(
+        "floor-copy".parse::<Strategy>().unwrap(),
+        Strategy::FloorCopy
+    );
     assert_eq!(
         "shm-ring".parse::<Strategy>().unwrap(),
         Strategy::Transport(TransportKind::ShmRing)

@@ -106,6 +106,46 @@ fn ratios_are_against_the_floors_and_os_pipe() {
 }
 
 #[test]
+fn round_trips_are_against_the_copy_floor_of_a_round_trip_which_never_wins() {
+    let mut run = data("run-a.json");
+    let mut copy = run
+        .points
+        .iter()
+        .find(|p| p.transport == "shm-ring" && p.pattern == "pingpong" && p.msg_size == 64)
+        .unwrap()
+        .clone();
+    copy.transport = "floor-copy".into();
+    copy.wait = "spin".into();
+    copy.adjacent_floors.clear();
+    let l = copy.latency_ns.as_mut().unwrap();
+    // Faster than every strategy of the run: it still must not win.
+    (l.p50, l.p99) = (200, 210);
+    run.points.push(copy);
+    let r = analysis::ratios(&run, "pingpong", 64);
+    let ring = r.iter().find(|r| r.point.transport == "shm-ring").unwrap();
+    assert!((ring.vs_copy_floor.unwrap() - 320.0 / 200.0).abs() < 1e-9);
+    let floor = r
+        .iter()
+        .find(|r| r.point.transport == "floor-copy")
+        .unwrap();
+    assert_eq!(floor.vs_copy_floor, Some(1.0));
+    assert!((floor.vs_spin_floor.unwrap() - 200.0 / 120.0).abs() < 1e-9);
+    // Streams have their own copy floor.
+    assert!(
+        analysis::ratios(&run, "stream", 64)
+            .iter()
+            .all(|r| r.vs_copy_floor.is_none())
+    );
+    let v = analysis::verdicts(&run);
+    assert!(v.iter().all(|v| !analysis::is_floor(&v.best.transport)));
+    assert!(v.iter().all(|v| {
+        v.runner_up
+            .as_ref()
+            .is_none_or(|r| !analysis::is_floor(&r.transport))
+    }));
+}
+
+#[test]
 fn a_floor_measured_beside_a_point_is_its_yardstick_when_steady() {
     let mut run = data("run-a.json");
     let ring = |run: &RunRecord| {

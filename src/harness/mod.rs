@@ -132,11 +132,15 @@ impl std::str::FromStr for Pattern {
     }
 }
 
-/// What is measured: a transport, or the floor.
+/// What is measured: a transport, or a floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Strategy {
-    /// The raw floor (cache line with `spin`, futex with `park`).
+    /// The raw floor (cache line with `spin`, futex with `park`, the copy
+    /// floor of a stream).
     Floor,
+    /// The copy floor of a round trip: a slot per direction, the message
+    /// copied in and out ([`peer::floor_copy_pingpong`]).
+    FloorCopy,
     /// A transport.
     Transport(TransportKind),
 }
@@ -146,6 +150,7 @@ impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Floor => "floor",
+            Strategy::FloorCopy => "floor-copy",
             Strategy::Transport(k) => k.name(),
         }
     }
@@ -154,7 +159,7 @@ impl Strategy {
     /// otherwise it blocks in the kernel.
     pub fn has_wait(self) -> bool {
         match self {
-            Strategy::Floor => true,
+            Strategy::Floor | Strategy::FloorCopy => true,
             #[cfg(feature = "iceoryx2")]
             Strategy::Transport(TransportKind::Iceoryx2) => true,
             Strategy::Transport(k) => matches!(
@@ -211,6 +216,8 @@ impl std::str::FromStr for Strategy {
     fn from_str(s: &str) -> Result<Strategy, String> {
         if s == "floor" {
             Ok(Strategy::Floor)
+        } else if s == "floor-copy" {
+            Ok(Strategy::FloorCopy)
         } else {
             s.parse().map(Strategy::Transport)
         }
@@ -461,6 +468,19 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                 peer::floor_stream(base, a.size, initiator, a.warmup, a.iters)
             })
         }
+        Strategy::FloorCopy => {
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if a.size < 8 || region.body_len() < peer::floor_copy_len(a.size) {
+                return Err("floor region too small for its messages".into());
+            }
+            let base = region.body_ptr();
+            // SAFETY: the body holds floor_copy_len(size) bytes (checked),
+            // 128-byte aligned, zeroed at creation, mapped while `region`
+            // lives; one side A and one side B; size ≥ 8 (checked).
+            barrier_then(|| unsafe {
+                peer::floor_copy_pingpong(base, a.size, initiator, a.warmup, a.iters)
+            })
+        }
         Strategy::Floor => {
             let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
             if region.body_len() < 256 {
@@ -614,6 +634,7 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
         }
     };
     match a.strategy {
+        Strategy::FloorCopy => Err("the copy floor of a round trip is measured in points".into()),
         Strategy::Floor => {
             if a.pattern != Pattern::Pingpong {
                 return Err("the floor is measured with pingpong".into());
@@ -1347,6 +1368,13 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
                 run_floor(spec, opts, make_args)
             }
         }
+        Strategy::FloorCopy => {
+            if spec.pattern == Pattern::Pingpong && spec.wait.kind == WaitKind::Spin {
+                run_floor(spec, opts, make_args)
+            } else {
+                Err("the copy floor of a round trip is measured with pingpong, spinning".to_owned())
+            }
+        }
         Strategy::Transport(kind) => {
             let link = LinkOpts {
                 wait: spec.wait,
@@ -1380,14 +1408,16 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     rec
 }
 
-/// Both peers of a floor point (`spec.strategy` is the floor).
+/// Both peers of a floor point (`spec.strategy` is a floor).
 fn run_floor(
     spec: &PointSpec,
     opts: &RunOpts,
     make_args: impl Fn(&str, Side) -> PeerArgs,
 ) -> Result<(PeerReport, PeerReport), String> {
     let name = unique_name("floor");
-    let body = if spec.pattern == Pattern::Stream {
+    let body = if spec.strategy == Strategy::FloorCopy {
+        peer::floor_copy_len(spec.size)
+    } else if spec.pattern == Pattern::Stream {
         peer::floor_stream_len(spec.size)
     } else {
         256
@@ -1536,6 +1566,9 @@ impl Session {
             Ok::<_, String>((as_, bs))
         };
         let ((peers, consumers), link) = match spec.strategy {
+            Strategy::FloorCopy => {
+                return Err("the copy floor of a round trip is measured in points".into());
+            }
             Strategy::Floor => {
                 let name = unique_name("floor");
                 let region =

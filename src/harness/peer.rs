@@ -823,6 +823,111 @@ pub unsafe fn floor_stream(
     })
 }
 
+/// The bytes of one direction's slot of the copy floor of a round trip:
+/// a flag word and the message after it, in the flag's cache line when it
+/// fits, each slot on lines of its own.
+fn floor_copy_stride(size: usize) -> usize {
+    (8 + size).div_ceil(128) * 128
+}
+
+/// The bytes of the copy floor of a round trip's region for messages of
+/// `size`: a slot each way.
+pub fn floor_copy_len(size: usize) -> usize {
+    2 * floor_copy_stride(size)
+}
+
+/// The copy floor of a round trip: one slot per direction, as any duplex
+/// channel made of two one-way channels has, each a flag word followed by
+/// the message. Side A copies message `seq` from its own buffer into the
+/// A→B slot and flags it; side B waits for the flag, copies the message
+/// out, checks its number (its first and last 8 bytes), copies it into the
+/// B→A slot and flags that; A waits, copies the echo out and checks it. No
+/// framing, no checksum, no positions: the least a round trip of `size`
+/// bytes over two one-way channels moves. (The spin floor is one word that
+/// both directions share, which no pair of channels can be.)
+///
+/// # Safety
+///
+/// `base` must point to [`floor_copy_len`]`(size)` bytes of shared memory,
+/// 128-byte aligned, zeroed before either side starts, alive for the call,
+/// used by exactly one side A and one side B; `size` is at least 8.
+pub unsafe fn floor_copy_pingpong(
+    base: *mut u8,
+    size: usize,
+    initiator: bool,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let stride = floor_copy_stride(size);
+    let slot = |dir: usize| {
+        // SAFETY: slot `dir` (0: A→B, 1: B→A) lies within the region (the
+        // caller's promise); its flag is an aligned word used only
+        // atomically, its message follows it.
+        unsafe {
+            let at = base.add(dir * stride);
+            (&*(at as *const AtomicU64), at.add(8))
+        }
+    };
+    let (out, inp) = if initiator {
+        (slot(0), slot(1))
+    } else {
+        (slot(1), slot(0))
+    };
+    let mut buf = vec![0x5Au8; size];
+    let n = size;
+    // Message `seq` is flagged `seq + 1` each way.
+    let send = |buf: &[u8], seq: u64| {
+        // SAFETY: the peer reads this slot only after our flag below, and
+        // is done with the last message in it (its flag, which we saw,
+        // came after its copy out).
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.1, n) };
+        // SYNC POINT: message in its slot.
+        out.0.store(seq + 1, Ordering::Release);
+    };
+    let recv = |buf: &mut [u8], seq: u64| -> Result<(), String> {
+        // SYNC POINT: message in its slot — Acquire pairs with the
+        // sender's Release.
+        loop {
+            match inp.0.load(Ordering::Acquire) {
+                f if f == seq + 1 => break,
+                f if f <= seq => std::hint::spin_loop(),
+                f => return Err(format!("slot flagged {f} where {} was due", seq + 1)),
+            }
+        }
+        // SAFETY: the slot is ours to read until we answer.
+        unsafe { std::ptr::copy_nonoverlapping(inp.1, buf.as_mut_ptr(), n) };
+        let first = u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8]));
+        let last = u64::from_le_bytes(buf[n - 8..].try_into().unwrap_or([0; 8]));
+        if first != seq || last != seq {
+            return Err(format!(
+                "message {seq}: carries {first} at its start and {last} at its end"
+            ));
+        }
+        Ok(())
+    };
+    if initiator {
+        timed_exchanges(warmup, iters, |seq| {
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            buf[n - 8..].copy_from_slice(&seq.to_le_bytes());
+            send(&buf, seq);
+            recv(&mut buf, seq)
+        })
+    } else {
+        let cpu0 = cpu_time_ns();
+        let total = warmup + 2 * iters;
+        for seq in 0..total {
+            recv(&mut buf, seq)?;
+            send(&buf, seq);
+        }
+        Ok(PeerReport {
+            messages: total,
+            cpu_ns: cpu_time_ns() - cpu0,
+            ..PeerReport::default()
+        })
+    }
+}
+
 /// The floor with parking: a futex ping-pong, every hand-off a wake-up.
 /// The echoing side works `think_ns` on each step before it answers (0
 /// but for `pingpong-late`).
@@ -890,5 +995,67 @@ fn floor_park_inner(
             cpu_ns: cpu_time_ns() - cpu0,
             ..PeerReport::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Zeroed, 128-byte aligned memory standing in for a floor's region.
+    struct Block(Vec<[u8; 128]>);
+
+    impl Block {
+        fn new(len: usize) -> Block {
+            Block(vec![[0; 128]; len.div_ceil(128)])
+        }
+        fn addr(&mut self) -> usize {
+            self.0.as_mut_ptr() as usize
+        }
+    }
+
+    #[test]
+    fn the_copy_floor_of_a_round_trip_checks_every_echo() {
+        for size in [8, 64, 1000] {
+            let mut mem = Block::new(floor_copy_len(size));
+            let base = mem.addr();
+            // SAFETY: `mem` outlives both sides (joined below), holds
+            // floor_copy_len(size) zeroed, aligned bytes; one side each.
+            let echo = std::thread::spawn(move || unsafe {
+                floor_copy_pingpong(base as *mut u8, size, false, 10, 100)
+            });
+            // SAFETY: as above.
+            let a = unsafe { floor_copy_pingpong(base as *mut u8, size, true, 10, 100) }.unwrap();
+            let b = echo.join().unwrap().unwrap();
+            assert_eq!((a.messages, b.messages), (100, 210), "{size} B");
+            assert!(a.latency.is_some() && a.batched_mean_ns.is_some());
+        }
+        // An echo that answers with the wrong message fails the initiator.
+        let size = 64;
+        let mut mem = Block::new(floor_copy_len(size));
+        let base = mem.addr();
+        let stride = floor_copy_len(size) / 2;
+        let rogue = std::thread::spawn(move || {
+            // SAFETY: the A→B flag and the B→A slot of `mem`, alive until
+            // joined; the flag is only used atomically.
+            let (ab, ba) = unsafe {
+                let p = base as *mut u8;
+                (
+                    &*(p as *const AtomicU64),
+                    (&*(p.add(stride) as *const AtomicU64), p.add(stride + 8)),
+                )
+            };
+            while ab.load(Ordering::Acquire) != 1 {
+                std::hint::spin_loop();
+            }
+            // SAFETY: the B→A message area, ours until flagged.
+            unsafe { std::ptr::write_bytes(ba.1, 7, size) };
+            ba.0.store(1, Ordering::Release);
+        });
+        // SAFETY: as above; the rogue plays side B.
+        let e = unsafe { floor_copy_pingpong(base as *mut u8, size, true, 0, 10) }.unwrap_err();
+        rogue.join().unwrap();
+        assert!(e.contains("message 0"), "{e}");
     }
 }

@@ -143,13 +143,20 @@ fn late_size(sizes: &[usize]) -> usize {
 
 /// The points of a run, floors first.
 pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
-    let strategies: Vec<Strategy> = if f.strategies.is_empty() {
-        std::iter::once(Strategy::Floor)
+    let mut strategies: Vec<Strategy> = if f.strategies.is_empty() {
+        [Strategy::Floor, Strategy::FloorCopy]
+            .into_iter()
             .chain(TransportKind::ALL.iter().map(|k| Strategy::Transport(*k)))
             .collect()
     } else {
         f.strategies.clone()
     };
+    // `floor` asks for every floor.
+    if let Some(i) = strategies.iter().position(|s| *s == Strategy::Floor)
+        && !strategies.contains(&Strategy::FloorCopy)
+    {
+        strategies.insert(i + 1, Strategy::FloorCopy);
+    }
     let patterns = if f.patterns.is_empty() {
         Pattern::ALL.to_vec()
     } else {
@@ -168,7 +175,24 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
     let mut points = Vec::new();
     let one_to_one = f.procs.is_empty() || f.procs.contains(&(1, 1));
     for s in &strategies {
-        if *s == Strategy::Floor && !one_to_one {
+        if matches!(s, Strategy::Floor | Strategy::FloorCopy) && !one_to_one {
+            continue;
+        }
+        if *s == Strategy::FloorCopy {
+            // The copy floor of a round trip, at every pingpong size, spinning.
+            if patterns.contains(&Pattern::Pingpong)
+                && (f.waits.is_empty()
+                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Spin))
+            {
+                for size in &sizes {
+                    points.push(PointSpec::one_to_one(
+                        Strategy::FloorCopy,
+                        Pattern::Pingpong,
+                        *size,
+                        Wait::SPIN,
+                    ));
+                }
+            }
             continue;
         }
         if *s == Strategy::Floor {
@@ -368,7 +392,7 @@ pub fn run_all(
         progress(i, spec, None, t0.elapsed());
         // Every ratio in a report hangs on the floors, and they cost little:
         // the median of at least three.
-        let n = if spec.strategy == Strategy::Floor {
+        let n = if matches!(spec.strategy, Strategy::Floor | Strategy::FloorCopy) {
             repeats.max(3)
         } else {
             repeats
@@ -435,6 +459,14 @@ mod tests {
                 .filter(|p| p.strategy == Strategy::Floor)
                 .count(),
             2 + Profile::Quick.sizes().len() + 1
+        );
+        // The copy floor of a round trip at each size.
+        assert_eq!(
+            quick
+                .iter()
+                .filter(|p| p.strategy == Strategy::FloorCopy)
+                .count(),
+            Profile::Quick.sizes().len()
         );
         let shm = quick
             .iter()

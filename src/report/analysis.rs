@@ -177,7 +177,14 @@ pub fn label(transport: &str, wait: &str) -> String {
     }
 }
 
-/// The transports of a run in the order first measured, floor excluded.
+/// Whether `transport` is one of the floors (which never win a verdict).
+pub fn is_floor(transport: &str) -> bool {
+    matches!(transport, "floor" | "floor-copy")
+}
+
+/// The transports of a run in the order first measured, `floor` excluded;
+/// `floor-copy`, the copy floor of a round trip, is listed beside them as
+/// the yardstick of channels made of two one-way ones.
 pub fn transports(run: &RunRecord) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in &run.points {
@@ -271,7 +278,7 @@ pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
     let mut out = Vec::new();
     for pattern in PATTERNS {
         let pts: Vec<&PointRecord> = measured(run)
-            .filter(|p| p.pattern == pattern && p.transport != "floor")
+            .filter(|p| p.pattern == pattern && !is_floor(&p.transport))
             .collect();
         let mut sizes: Vec<usize> = pts.iter().map(|p| p.msg_size).collect();
         sizes.sort_unstable();
@@ -327,6 +334,9 @@ pub struct Ratio {
     pub vs_spin_floor: Option<f64>,
     /// Median round trip over the park floor's.
     pub vs_park_floor: Option<f64>,
+    /// Pingpong: median round trip over the copy floor of a round trip's
+    /// (`floor-copy`) at this size.
+    pub vs_copy_floor: Option<f64>,
     /// Stream: messages per second over the copy floor's at this size.
     pub of_copy_floor: Option<f64>,
     /// Whether the floor ratio above is against the floor measured beside
@@ -342,7 +352,7 @@ pub struct Ratio {
 /// smallest pingpong size.
 pub fn ratio_size(run: &RunRecord) -> Option<usize> {
     let sizes: Vec<usize> = measured(run)
-        .filter(|p| p.pattern == "pingpong" && p.transport != "floor")
+        .filter(|p| p.pattern == "pingpong" && !is_floor(&p.transport))
         .map(|p| p.msg_size)
         .collect();
     if sizes.contains(&64) {
@@ -365,6 +375,8 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
     let copy = fig(measured(run)
         .find(|p| p.transport == "floor" && p.pattern == "stream" && p.msg_size == size))
     .filter(|_| pattern == "stream");
+    let round_trip_copy =
+        fig(point(run, "floor-copy", "spin", "pingpong", size)).filter(|_| pattern == "pingpong");
     let os_pipe = fig(best("os-pipe"));
     let mut out = Vec::new();
     for t in transports(run) {
@@ -379,6 +391,7 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
                 .filter(|_| pattern == "pingpong")
                 .or(spin.filter(|_| latency).map(|s| f / s)),
             vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
+            vs_copy_floor: round_trip_copy.map(|c| f / c),
             of_copy_floor: beside
                 .filter(|_| pattern == "stream")
                 .or(copy.map(|c| f / c)),

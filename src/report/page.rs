@@ -132,7 +132,11 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             "The floors are a raw cache-line ping-pong between two processes (spin) and a raw \
              futex ping-pong (park): what the hardware and the kernel allow. A multiple of 1.5× \
              the spin floor is 50% slower than the hardware; a speedup of 100× over os-pipe is a \
-             hundred times faster. CPU is both peers' user + system time per round trip. \
+             hundred times faster. × copy floor is against the copy floor of a round trip at the same \
+             size (floor-copy: a slot per direction, each a flag word and the message, copied in \
+             and out): the least a channel made of two one-way channels does for a message that \
+             size, and the yardstick where a message spans more than a few cache lines. \
+             CPU is both peers' user + system time per round trip. \
              A strategy's multiple of the spin floor is taken against the floor measured on the \
              same CPUs just before and just after it when those agree within 25% (the distance \
              between two virtual CPUs can change while a run goes on); one marked * had floors \
@@ -152,6 +156,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     String::new(),
                     String::new(),
                     String::new(),
+                    String::new(),
                     f.cpu_ns_per_msg.map_or("-".into(), human_ns),
                 ]
             })
@@ -168,6 +173,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                         format!("{}{}", human_ratio(x), unsteady_mark(&r))
                     }),
                     r.vs_park_floor.map_or("-".into(), human_ratio),
+                    r.vs_copy_floor.map_or("-".into(), human_ratio),
                     r.speedup_vs_os_pipe.map_or("-".into(), human_ratio),
                     r.speedup_vs_python
                         .map_or("-".into(), |(py, x)| format!("{} vs {py}", human_ratio(x))),
@@ -181,6 +187,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                 "p99",
                 "× spin floor",
                 "× park floor",
+                "× copy floor",
                 "speedup vs os-pipe",
                 "speedup vs Python",
                 "CPU per round trip",
