@@ -64,6 +64,17 @@ fn pingpong(kind: TransportKind, wait: Wait) -> PointSpec {
     PointSpec::one_to_one(Strategy::Transport(kind), Pattern::Pingpong, 64, wait)
 }
 
+fn mpmc_2x2() -> PointSpec {
+    PointSpec {
+        strategy: Strategy::Transport(TransportKind::ShmQueue),
+        pattern: Pattern::Mpmc,
+        size: 64,
+        wait: Wait::SPIN_PARK,
+        producers: 2,
+        consumers: 2,
+    }
+}
+
 fn families() -> Vec<Family> {
     let mut f = vec![
         Family {
@@ -71,17 +82,7 @@ fn families() -> Vec<Family> {
             specs: vec![
                 (pingpong(TransportKind::ShmRing, Wait::SPIN_PARK), 2_000),
                 (pingpong(TransportKind::ShmPipe, Wait::PARK), 500),
-                (
-                    PointSpec {
-                        strategy: Strategy::Transport(TransportKind::ShmQueue),
-                        pattern: Pattern::Mpmc,
-                        size: 64,
-                        wait: Wait::SPIN_PARK,
-                        producers: 2,
-                        consumers: 2,
-                    },
-                    4_000,
-                ),
+                (mpmc_2x2(), 4_000),
             ],
         },
         Family {
@@ -290,15 +291,7 @@ fn peers_of_a_killed_coordinator_exit_and_clean_removes_what_is_left() {
 /// not at its deadline.
 #[test]
 fn a_producer_killed_mid_round_is_reported_though_its_partner_waits() {
-    let spec = PointSpec {
-        strategy: Strategy::Transport(TransportKind::ShmQueue),
-        pattern: Pattern::Mpmc,
-        size: 64,
-        wait: Wait::SPIN_PARK,
-        producers: 2,
-        consumers: 2,
-    };
-    let mut s = Session::start(&spec, &opts()).expect("session");
+    let mut s = Session::start(&mpmc_2x2(), &opts()).expect("session");
     let (pids, names) = (s.peer_pids(), s.peer_names());
     let victim = pids[1];
     let killer = std::thread::spawn(move || {

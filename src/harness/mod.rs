@@ -752,6 +752,9 @@ fn barrier_then(f: impl FnOnce() -> Result<PeerReport, String>) -> Result<PeerRe
     f()
 }
 
+/// How many of a peer's last stderr lines an error about it quotes.
+const SAID: usize = 20;
+
 /// A started peer: its process, its control input, and its output lines.
 struct Running {
     child: Child,
@@ -761,7 +764,7 @@ struct Running {
     /// A line read while looking at a peer that exited, given back by the
     /// next read.
     held: Option<String>,
-    /// What the peer wrote to stderr so far.
+    /// The last lines the peer wrote to stderr (at most [`SAID`]).
     said: Vec<String>,
 }
 
@@ -833,6 +836,9 @@ impl Running {
             let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) if l.starts_with("stderr: ") => {
+                    if self.said.len() == SAID {
+                        self.said.remove(0);
+                    }
                     self.said.push(l["stderr: ".len()..].to_owned());
                 }
                 Ok(l) => return Ok(Some(l)),

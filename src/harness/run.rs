@@ -174,31 +174,29 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
     };
     let mut points = Vec::new();
     let one_to_one = f.procs.is_empty() || f.procs.contains(&(1, 1));
+    let allows =
+        |kind: crate::shm::WaitKind| f.waits.is_empty() || waits.iter().any(|x| x.kind == kind);
+    // A floor of `pattern`, spinning, at every size.
+    let at_every_size = |points: &mut Vec<PointSpec>, strategy, pattern| {
+        for size in &sizes {
+            points.push(PointSpec::one_to_one(strategy, pattern, *size, Wait::SPIN));
+        }
+    };
     for s in &strategies {
         if matches!(s, Strategy::Floor | Strategy::FloorCopy) && !one_to_one {
             continue;
         }
         if *s == Strategy::FloorCopy {
-            // The copy floor of a round trip, at every pingpong size, spinning.
-            if patterns.contains(&Pattern::Pingpong)
-                && (f.waits.is_empty()
-                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Spin))
-            {
-                for size in &sizes {
-                    points.push(PointSpec::one_to_one(
-                        Strategy::FloorCopy,
-                        Pattern::Pingpong,
-                        *size,
-                        Wait::SPIN,
-                    ));
-                }
+            // The copy floor of a round trip.
+            if patterns.contains(&Pattern::Pingpong) && allows(crate::shm::WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::FloorCopy, Pattern::Pingpong);
             }
             continue;
         }
         if *s == Strategy::Floor {
             // The floor moves one word: one point per kind of waiting.
             for w in [Wait::SPIN, Wait::PARK] {
-                if f.waits.is_empty() || waits.iter().any(|x| x.kind == w.kind) {
+                if allows(w.kind) {
                     points.push(PointSpec::one_to_one(
                         Strategy::Floor,
                         Pattern::Pingpong,
@@ -209,10 +207,7 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             }
             // The late answer's yardstick: a futex ping-pong whose echo
             // works as long before answering.
-            if patterns.contains(&Pattern::PingpongLate)
-                && (f.waits.is_empty()
-                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Park))
-            {
+            if patterns.contains(&Pattern::PingpongLate) && allows(crate::shm::WaitKind::Park) {
                 points.push(PointSpec::one_to_one(
                     Strategy::Floor,
                     Pattern::PingpongLate,
@@ -220,19 +215,9 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                     Wait::PARK,
                 ));
             }
-            // The copy floor of a stream, at every stream size, spinning.
-            if patterns.contains(&Pattern::Stream)
-                && (f.waits.is_empty()
-                    || waits.iter().any(|x| x.kind == crate::shm::WaitKind::Spin))
-            {
-                for size in &sizes {
-                    points.push(PointSpec::one_to_one(
-                        Strategy::Floor,
-                        Pattern::Stream,
-                        *size,
-                        Wait::SPIN,
-                    ));
-                }
+            // The copy floor of a stream.
+            if patterns.contains(&Pattern::Stream) && allows(crate::shm::WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::Floor, Pattern::Stream);
             }
             continue;
         }
