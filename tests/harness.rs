@@ -86,9 +86,10 @@ fn every_strategy_and_pattern_measures_and_validates() {
         }
         assert!(r.cpu_ns_per_msg.is_some_and(|c| c > 0.0), "{what}");
         assert!(r.harness_ns_per_msg.is_some_and(|c| c > 0.0), "{what}");
-        // A strategy's one-to-one point between two pinned peers has its
-        // floor measured beside it, before and after; a floor has none.
-        if !r.transport.starts_with("floor") && r.pinned && r.cpus.len() == 2 {
+        // A strategy's (or the copy floor of a round trip's) one-to-one
+        // point between two pinned peers has its floor measured beside
+        // it, before and after; the floor has none.
+        if r.transport != "floor" && r.pinned && r.cpus.len() == 2 {
             assert_eq!(r.adjacent_floors.len(), 2, "{what}");
             assert!(
                 r.adjacent_floors.iter().all(|f| f.is_finite() && *f > 0.0),

@@ -136,6 +136,27 @@ fn round_trips_are_against_the_copy_floor_of_a_round_trip_which_never_wins() {
             .iter()
             .all(|r| r.vs_copy_floor.is_none())
     );
+    // Both with steady spin floors beside them: the copy floor read 2×
+    // its floor, the ring 2× its own: the same, whatever the machine did
+    // between the two.
+    let at = |run: &RunRecord, t: &str| {
+        run.points
+            .iter()
+            .position(|p| {
+                p.transport == t && p.pattern == "pingpong" && p.msg_size == 64 && p.wait == "spin"
+            })
+            .unwrap()
+    };
+    let (fc, ring) = (at(&run, "floor-copy"), at(&run, "shm-ring"));
+    run.points[fc].adjacent_floors = vec![100.0, 100.0];
+    run.points[ring].adjacent_floors = vec![150.0, 170.0];
+    let r = analysis::ratios(&run, "pingpong", 64);
+    let v = r.iter().find(|r| r.point.transport == "shm-ring").unwrap();
+    assert!(
+        (v.vs_copy_floor.unwrap() - 1.0).abs() < 1e-9,
+        "{:?}",
+        v.vs_copy_floor
+    );
     let v = analysis::verdicts(&run);
     assert!(v.iter().all(|v| !analysis::is_floor(&v.best.transport)));
     assert!(v.iter().all(|v| {

@@ -1447,9 +1447,12 @@ fn run_floor(
 /// point's CPUs. `None` for other points, unpinned ones, or when the
 /// floor could not be measured (the point stands without it).
 fn adjacent_floor(spec: &PointSpec, opts: &RunOpts, cpus: &[usize]) -> Option<f64> {
-    let Strategy::Transport(_) = spec.strategy else {
+    // The copy floor of a round trip has the spin floor beside it too, so
+    // that a strategy's multiple of it can be read off the two ratios to
+    // the spin floor taken at their own moments.
+    if spec.strategy == Strategy::Floor {
         return None;
-    };
+    }
     if cpus.len() != 2 || opts.fixed_count.is_some() {
         return None;
     }

@@ -335,7 +335,9 @@ pub struct Ratio {
     /// Median round trip over the park floor's.
     pub vs_park_floor: Option<f64>,
     /// Pingpong: median round trip over the copy floor of a round trip's
-    /// (`floor-copy`) at this size.
+    /// (`floor-copy`) at this size — when both had steady spin floors
+    /// beside them, the ratio of their multiples of those, so that the
+    /// machine's speed at the two moments cancels out.
     pub vs_copy_floor: Option<f64>,
     /// Stream: messages per second over the copy floor's at this size.
     pub of_copy_floor: Option<f64>,
@@ -376,7 +378,7 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
         .find(|p| p.transport == "floor" && p.pattern == "stream" && p.msg_size == size))
     .filter(|_| pattern == "stream");
     let round_trip_copy =
-        fig(point(run, "floor-copy", "spin", "pingpong", size)).filter(|_| pattern == "pingpong");
+        point(run, "floor-copy", "spin", "pingpong", size).filter(|_| pattern == "pingpong");
     let os_pipe = fig(best("os-pipe"));
     let mut out = Vec::new();
     for t in transports(run) {
@@ -391,7 +393,10 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
                 .filter(|_| pattern == "pingpong")
                 .or(spin.filter(|_| latency).map(|s| f / s)),
             vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
-            vs_copy_floor: round_trip_copy.map(|c| f / c),
+            vs_copy_floor: round_trip_copy.and_then(|c| match (beside, vs_adjacent_floor(c)) {
+                (Some(a), Some(b)) => Some(a / b),
+                _ => Some(f / key_figure(c)?),
+            }),
             of_copy_floor: beside
                 .filter(|_| pattern == "stream")
                 .or(copy.map(|c| f / c)),

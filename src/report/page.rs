@@ -135,7 +135,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
              hundred times faster. × copy floor is against the copy floor of a round trip at the same \
              size (floor-copy: a slot per direction, each a flag word and the message, copied in \
              and out): the least a channel made of two one-way channels does for a message that \
-             size, and the yardstick where a message spans more than a few cache lines. \
+             size, and the yardstick where a message spans more than a few cache lines; when \
+             both had steady spin floors beside them, it is the ratio of their multiples of \
+             those, so that the machine's speed at the two moments cancels out. \
              CPU is both peers' user + system time per round trip. \
              A strategy's multiple of the spin floor is taken against the floor measured on the \
              same CPUs just before and just after it when those agree within 25% (the distance \
