@@ -685,6 +685,27 @@ fn floor_stride(size: usize) -> usize {
     64 + size.div_ceil(64) * 64
 }
 
+/// Numbers a floor's message `i` in its first and last 8 bytes (`buf`
+/// holds at least 8).
+fn number_ends(buf: &mut [u8], i: u64) {
+    let n = buf.len();
+    buf[..8].copy_from_slice(&i.to_le_bytes());
+    buf[n - 8..].copy_from_slice(&i.to_le_bytes());
+}
+
+/// Checks that a floor's message carries number `i` at both ends (`buf`
+/// holds at least 8 bytes).
+fn check_ends(buf: &[u8], i: u64) -> Result<(), String> {
+    let n = buf.len();
+    let at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap_or([0; 8]));
+    match (at(0), at(n - 8)) {
+        (a, b) if a == i && b == i => Ok(()),
+        (a, b) => Err(format!(
+            "message {i}: carries {a} at its start and {b} at its end"
+        )),
+    }
+}
+
 /// The floor of a stream: one process copies each message from its own
 /// buffer into one of the shared slots and flags it; the other
 /// copies it out into its own buffer and frees the slot. No framing, no
@@ -723,18 +744,6 @@ pub unsafe fn floor_stream(
     let total = warmup + iters;
     let cpu0 = cpu_time_ns();
     let mut buf = vec![0x5Au8; size.max(8)];
-    let tag = |buf: &mut [u8], i: u64| {
-        let n = buf.len();
-        buf[..8].copy_from_slice(&i.to_le_bytes());
-        buf[n - 8..].copy_from_slice(&i.to_le_bytes());
-    };
-    let read_tag = |buf: &[u8]| {
-        let n = buf.len();
-        (
-            u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8])),
-            u64::from_le_bytes(buf[n - 8..].try_into().unwrap_or([0; 8])),
-        )
-    };
     if sender {
         let first = now_ns();
         for i in 0..total {
@@ -744,7 +753,7 @@ pub unsafe fn floor_stream(
             while flag.load(Ordering::Acquire) != 0 {
                 std::hint::spin_loop();
             }
-            tag(&mut buf, i);
+            number_ends(&mut buf, i);
             // SAFETY: the slot is ours until the flag below; `size` bytes
             // of data follow its header line.
             unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), data, size) };
@@ -788,14 +797,7 @@ pub unsafe fn floor_stream(
         // SYNC POINT: slot freed.
         flag.store(0, Ordering::Release);
         if size >= 8 {
-            match read_tag(&buf[..size]) {
-                (a, b) if a == i && b == i => {}
-                (a, b) => {
-                    return Err(format!(
-                        "message {i}: carries {a} at its start and {b} at its end"
-                    ));
-                }
-            }
+            check_ends(&buf[..size], i)?;
         }
         if i >= warmup {
             let now = if t != 0 || i == warmup || i + 1 == total {
@@ -875,13 +877,12 @@ pub unsafe fn floor_copy_pingpong(
         (slot(1), slot(0))
     };
     let mut buf = vec![0x5Au8; size];
-    let n = size;
     // Message `seq` is flagged `seq + 1` each way.
     let send = |buf: &[u8], seq: u64| {
         // SAFETY: the peer reads this slot only after our flag below, and
         // is done with the last message in it (its flag, which we saw,
         // came after its copy out).
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.1, n) };
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.1, size) };
         // SYNC POINT: message in its slot.
         out.0.store(seq + 1, Ordering::Release);
     };
@@ -896,20 +897,12 @@ pub unsafe fn floor_copy_pingpong(
             }
         }
         // SAFETY: the slot is ours to read until we answer.
-        unsafe { std::ptr::copy_nonoverlapping(inp.1, buf.as_mut_ptr(), n) };
-        let first = u64::from_le_bytes(buf[..8].try_into().unwrap_or([0; 8]));
-        let last = u64::from_le_bytes(buf[n - 8..].try_into().unwrap_or([0; 8]));
-        if first != seq || last != seq {
-            return Err(format!(
-                "message {seq}: carries {first} at its start and {last} at its end"
-            ));
-        }
-        Ok(())
+        unsafe { std::ptr::copy_nonoverlapping(inp.1, buf.as_mut_ptr(), size) };
+        check_ends(buf, seq)
     };
     if initiator {
         timed_exchanges(warmup, iters, |seq| {
-            buf[..8].copy_from_slice(&seq.to_le_bytes());
-            buf[n - 8..].copy_from_slice(&seq.to_le_bytes());
+            number_ends(&mut buf, seq);
             send(&buf, seq);
             recv(&mut buf, seq)
         })
