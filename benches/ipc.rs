@@ -24,10 +24,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ipcbench::harness::record::{Machine, SCHEMA_VERSION, rfc3339_now};
 use ipcbench::harness::{
     Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Session, Strategy, run_point,
 };
+use ipcbench::record::{Machine, SCHEMA_VERSION, rfc3339_now};
 use ipcbench::shm::Wait;
 use ipcbench::transport::TransportKind;
 
@@ -140,8 +140,7 @@ fn bench_session(
                 && r.pattern == spec.pattern.name()
                 && r.producers == spec.producers
         }) {
-            r.validated = false;
-            r.error = Some(e);
+            r.fail(e);
         }
     }
 }
@@ -228,7 +227,7 @@ fn main() {
     };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("results/{}.json", run.run_id));
-    match ipcbench::report::write_results(&path, &run) {
+    match ipcbench::record::io::write_results(&path, &run) {
         Ok(()) => eprintln!("results: {} (CSV beside it)", path.display()),
         Err(e) => eprintln!("error: {e}"),
     }

@@ -1,9 +1,12 @@
 //! ipcbench: which IPC strategy should I use, and how far is it from what
 //! the hardware allows?
 //!
-//! The library holds the shared-memory core ([`shm`]), every IPC strategy
-//! behind one trait ([`transport`]), and the roles the `ipcbench` binary
-//! plays in child processes ([`peer`]).
+//! The library holds, each layer knowing only those above it in this list:
+//! the shared-memory core ([`shm`]); every IPC strategy behind one trait
+//! ([`transport`]); the result records every reader relies on
+//! ([`record`]); the measuring instrument ([`harness`]), with the roles the
+//! `ipcbench` binary plays in child processes; and the report, a pure
+//! function of records ([`report`]).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -18,5 +21,7 @@ pub mod transport;
 pub mod harness;
 #[cfg(not(loom))]
 pub mod peer;
+#[cfg(not(loom))]
+pub mod record;
 #[cfg(not(loom))]
 pub mod report;

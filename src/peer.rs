@@ -10,18 +10,10 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::harness::validate::mix64;
 use crate::shm::region::{Kind, Region, RegionError};
 use crate::shm::{Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore};
 use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
-
-/// A SplitMix64 step: a fast, well-mixed function of its input.
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// The deterministic content of message `seq` of a run seeded `seed`.
 #[derive(Debug, Clone, Copy)]

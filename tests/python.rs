@@ -128,7 +128,7 @@ fn a_corrupted_python_message_fails_its_point() {
         .status()
         .unwrap();
     assert!(!status.success(), "a failed point must fail the script");
-    let run = ipcbench::report::read_results(&out).unwrap();
+    let run = ipcbench::record::io::read_results(&out).unwrap();
     assert!(!run.points.is_empty());
     for p in &run.points {
         assert!(
@@ -163,7 +163,7 @@ fn a_corrupted_python_message_fails_its_point() {
         .status()
         .unwrap();
     assert!(!status.success());
-    let run = ipcbench::report::read_results(&out).unwrap();
+    let run = ipcbench::record::io::read_results(&out).unwrap();
     for t in ["py-lock", "py-value", "py-array"] {
         let two = run
             .points

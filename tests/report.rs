@@ -15,7 +15,7 @@ fn data(name: &str) -> RunRecord {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name);
-    report::read_results(&p).unwrap()
+    ipcbench::record::io::read_results(&p).unwrap()
 }
 
 fn snapshot_dir() -> PathBuf {

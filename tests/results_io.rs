@@ -19,7 +19,7 @@ fn scratch(what: &str) -> PathBuf {
 }
 
 fn points_in(path: &Path) -> usize {
-    ipcbench::report::read_results(path)
+    ipcbench::record::io::read_results(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .points
         .len()
@@ -49,8 +49,8 @@ fn a_path_that_cannot_be_written_is_a_clear_error_and_nothing_is_lost() {
     // A file where a directory should be: no write can succeed, even as root.
     let blocker = d.join("results");
     std::fs::write(&blocker, "not a directory").unwrap();
-    let run = ipcbench::report::read_results(Path::new("tests/data/run-a.json")).unwrap();
-    let e = ipcbench::report::write_results(&blocker.join("run.json"), &run).unwrap_err();
+    let run = ipcbench::record::io::read_results(Path::new("tests/data/run-a.json")).unwrap();
+    let e = ipcbench::record::io::write_results(&blocker.join("run.json"), &run).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("cannot write") && msg.contains("--output"),
@@ -63,11 +63,11 @@ fn a_path_that_cannot_be_written_is_a_clear_error_and_nothing_is_lost() {
 
     // Over an existing file: replaced whole, or not at all.
     let out = d.join("run.json");
-    ipcbench::report::write_results(&out, &run).unwrap();
+    ipcbench::record::io::write_results(&out, &run).unwrap();
     let before = std::fs::read_to_string(&out).unwrap();
     let mut bigger = run.clone();
     bigger.points.extend(run.points.iter().cloned());
-    ipcbench::report::write_results(&out, &bigger).unwrap();
+    ipcbench::record::io::write_results(&out, &bigger).unwrap();
     assert_eq!(points_in(&out), 2 * run.points.len());
     assert_ne!(std::fs::read_to_string(&out).unwrap(), before);
     let leftovers: Vec<_> = std::fs::read_dir(&d)
@@ -124,7 +124,9 @@ fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
     // Once two points are on disk, press Ctrl-C.
     let t = Instant::now();
     loop {
-        if out.exists() && ipcbench::report::read_results(&out).is_ok_and(|r| r.points.len() >= 2) {
+        if out.exists()
+            && ipcbench::record::io::read_results(&out).is_ok_and(|r| r.points.len() >= 2)
+        {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(60), "no point written");

@@ -27,10 +27,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::msg::{Codec, now_ns};
-use super::peer::{PeerReport, histogram, terr};
-use super::record::{self, PointRecord};
-use super::{RunOpts, Running, SKIPPED, spawn_with};
+use super::child::bodies::terr;
+use super::control::PeerReport;
+use super::measure::histogram;
+use super::spec::RunOpts;
+use super::supervise::{Running, spawn_with};
+use super::validate::{Codec, now_ns};
+use crate::record::PointRecord;
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
 use crate::transport::{Conn, LinkOpts, LinkSetup, Side, Transport, TransportError, TransportKind};
 
@@ -38,8 +41,7 @@ use crate::transport::{Conn, LinkOpts, LinkSetup, Side, Transport, TransportErro
 pub const PATTERNS: [&str; 2] = ["pool", "pool-cpu"];
 /// Bytes of a task and of a result.
 pub const TASK_SIZE: usize = 64;
-/// CPU time of one task's work in `pool-cpu`.
-pub const WORK_NS: u64 = 50_000;
+pub use crate::record::POOL_WORK_NS as WORK_NS;
 /// Tasks in flight per worker.
 pub const WINDOW: u64 = 4;
 /// Worker counts of the default profile (the quick one stops at 2).
@@ -163,7 +165,7 @@ pub fn work(ns: u64, seed: u64) -> u64 {
     let t0 = thread_cpu_ns();
     loop {
         for _ in 0..64 {
-            x = crate::peer::mix64(x);
+            x = crate::harness::validate::mix64(x);
         }
         if thread_cpu_ns() - t0 >= ns {
             return std::hint::black_box(x);
@@ -199,8 +201,8 @@ fn manager_worker<S: crate::transport::stream::StreamIo>(
     work_ns: u64,
 ) -> Result<(u64, u64), String> {
     let (mut buf, mut out) = (Vec::with_capacity(TASK_SIZE), codec.buffer());
-    super::peer::barrier()?;
-    let cpu0 = record::cpu_time_ns();
+    super::control::barrier()?;
+    let cpu0 = super::measure::cpu_time_ns();
     let mut done = 0;
     loop {
         match proxy.get(TASKS, &mut buf) {
@@ -217,7 +219,7 @@ fn manager_worker<S: crate::transport::stream::StreamIo>(
 /// A worker: takes tasks until there are no more, works, answers.
 pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
     if let Some(cpu) = a.cpu {
-        record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+        crate::record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
     }
     let codec = Codec::new(TASK_SIZE)?;
     let (mut buf, mut out) = (Vec::with_capacity(TASK_SIZE), codec.buffer());
@@ -231,8 +233,8 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
             let (t, r) = shm_names(&a.addr)?;
             let tasks = Queue::open(t).map_err(qerr)?;
             let results = Queue::open(r).map_err(qerr)?;
-            super::peer::barrier()?;
-            let cpu0 = record::cpu_time_ns();
+            super::control::barrier()?;
+            let cpu0 = super::measure::cpu_time_ns();
             let mut done = 0u64;
             loop {
                 match tasks.get(&mut buf, None) {
@@ -256,8 +258,8 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
         }
         kind => with_transport!(kind, T => {
             let mut conn = T::connect(&ep, Side::B, &link).map_err(|e| format!("connecting: {e}"))?;
-            super::peer::barrier()?;
-            let cpu0 = record::cpu_time_ns();
+            super::control::barrier()?;
+            let cpu0 = super::measure::cpu_time_ns();
             let mut done = 0u64;
             loop {
                 match conn.recv(&mut buf) {
@@ -275,7 +277,7 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
     };
     Ok(PeerReport {
         messages: done,
-        cpu_ns: record::cpu_time_ns() - cpu0,
+        cpu_ns: super::measure::cpu_time_ns() - cpu0,
         ..PeerReport::default()
     })
 }
@@ -434,7 +436,7 @@ fn task_count(spec: &PoolSpec, opts: &RunOpts) -> u64 {
 
 /// Measures one task-farm point. A failure is recorded, never a number.
 pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
-    let cpus = record::allowed_cpus();
+    let cpus = crate::record::allowed_cpus();
     let w = spec.workers;
     // The master is busy too.
     let oversubscribed = w + 1 > cpus.len();
@@ -459,8 +461,8 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
         rec.cpus = (0..=w).map(|i| cpus[i]).collect();
     }
     if oversubscribed && spec.kind == TransportKind::ShmQueue && spec.wait.kind == WaitKind::Spin {
-        rec.error = Some(format!(
-            "{SKIPPED} pure spin with {} busy processes on {} CPUs",
+        rec.skip(format!(
+            "pure spin with {} busy processes on {} CPUs",
             w + 1,
             cpus.len()
         ));
@@ -471,48 +473,48 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
     let codec = match Codec::new(TASK_SIZE) {
         Ok(c) => c,
         Err(e) => {
-            rec.error = Some(e);
+            rec.fail(e);
             return rec;
         }
     };
     rec.harness_ns_per_msg = Some(codec.calibrate());
     let seen = Seen::new(n);
     let deadline = Instant::now() + opts.deadline;
-    let cpu0 = record::cpu_time_ns();
+    let cpu0 = super::measure::cpu_time_ns();
     // The master (this thread, and the threads it starts) on the first CPU,
     // the workers on the others; the thread's own CPUs back afterwards.
     if pinned {
-        let _ = record::pin_to(cpus[0]);
+        let _ = crate::record::pin_to(cpus[0]);
     }
     let outcome = farm(spec, opts, n, work_ns, &codec, &seen, deadline, &worker_cpu);
     if pinned {
-        let _ = record::set_cpus(&cpus);
+        let _ = crate::record::set_cpus(&cpus);
     }
     match outcome {
-        Err(e) => rec.error = Some(e),
+        Err(e) => rec.fail(e),
         Ok((c, reports)) => {
             let done: u64 = reports.iter().map(|r| r.messages).sum();
             if done != n {
-                rec.error = Some(format!(
+                rec.fail(format!(
                     "the workers did {done} tasks where {n} were sent (lost or duplicated)"
                 ));
                 return rec;
             }
             if let Some(missing) = seen.bits.iter().position(|b| !b.load(Ordering::Relaxed)) {
-                rec.error = Some(format!("task {missing} never came back"));
+                rec.fail(format!("task {missing} never came back"));
                 return rec;
             }
-            rec.validated = true;
+            rec.pass();
             rec.messages = n;
             rec.elapsed_ns = c.last.saturating_sub(c.first);
-            rec.latency_ns = super::peer::latency_from(&c.hist);
-            rec.throughput = super::throughput_of(
+            rec.latency_ns = super::measure::latency_from(&c.hist);
+            rec.throughput = super::point::throughput_of(
                 rec.elapsed_ns > 0,
                 || n as f64 * 1e9 / rec.elapsed_ns as f64,
                 TASK_SIZE,
             );
             let workers_cpu: u64 = reports.iter().map(|r| r.cpu_ns).sum();
-            let master_cpu = record::cpu_time_ns() - cpu0;
+            let master_cpu = super::measure::cpu_time_ns() - cpu0;
             rec.cpu_ns_per_msg = Some((workers_cpu + master_cpu) as f64 / n as f64);
         }
     }
@@ -561,7 +563,7 @@ fn farm(
         Ok(())
     };
     let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, String> {
-        super::reports(workers, &mut [], deadline)
+        super::supervise::reports(workers, &mut [], deadline)
     };
     match spec.kind {
         TransportKind::ShmQueue => {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::record::PointRecord;
 use super::run::Profile;
+use crate::record::PointRecord;
 
 /// The script, as shipped in `scripts/pybench.py`.
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");

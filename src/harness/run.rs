@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::record::{Machine, SCHEMA_VERSION, rfc3339_now};
-use super::{Pattern, PointRecord, PointSpec, RunOpts, RunRecord, Strategy, run_point};
+use super::point::run_point;
+use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
+use crate::record::{Machine, PointRecord, RunRecord, SCHEMA_VERSION, Status, rfc3339_now};
 use crate::shm::Wait;
 use crate::transport::TransportKind;
 
@@ -325,7 +326,7 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
     let mut recs = Vec::with_capacity(n.max(1));
     for _ in 0..n.max(1) {
         let r = measure();
-        if !r.validated || n <= 1 {
+        if r.status != Status::Ok || n <= 1 {
             return r;
         }
         recs.push(r);
@@ -334,7 +335,7 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
             break;
         }
     }
-    let figure = |r: &PointRecord| crate::report::analysis::key_figure(r).unwrap_or(f64::NAN);
+    let figure = |r: &PointRecord| r.key_figure().unwrap_or(f64::NAN);
     let figures: Vec<f64> = recs.iter().map(figure).collect();
     let mut order: Vec<usize> = (0..recs.len()).collect();
     order.sort_by(|&a, &b| figures[a].total_cmp(&figures[b]));
@@ -353,7 +354,7 @@ pub fn run_all(
     config: serde_json::Value,
     output: &Path,
     mut progress: impl FnMut(usize, &PointSpec, Option<&PointRecord>, Duration),
-) -> Result<RunRecord, crate::report::WriteError> {
+) -> Result<RunRecord, crate::record::io::WriteError> {
     let started_at = rfc3339_now();
     let mut run = RunRecord {
         schema_version: SCHEMA_VERSION,
@@ -367,7 +368,7 @@ pub fn run_all(
         config,
         points: Vec::new(),
     };
-    crate::report::write_results(output, &run)?;
+    crate::record::io::write_results(output, &run)?;
     let t0 = Instant::now();
     for (i, spec) in points.iter().enumerate() {
         // Relaxed: see `on_sigint`.
@@ -385,11 +386,11 @@ pub fn run_all(
         let rec = median_of(n, || run_point(spec, opts));
         progress(i, spec, Some(&rec), t0.elapsed());
         // Relaxed: see `on_sigint`. An interrupted point is not a result.
-        if INTERRUPTED.load(Ordering::Relaxed) && !rec.validated {
+        if INTERRUPTED.load(Ordering::Relaxed) && rec.status != Status::Ok {
             break;
         }
         run.points.push(rec);
-        crate::report::write_results(output, &run)?;
+        crate::record::io::write_results(output, &run)?;
     }
     Ok(run)
 }
@@ -402,7 +403,7 @@ mod tests {
     fn repeats_keep_the_median_and_a_failure_fails() {
         let rec = |p50: u64| {
             let mut r = PointRecord::unmeasured("shm-ring", "pingpong", 64, (1, 1), "spin");
-            r.validated = true;
+            r.pass();
             r.latency_ns = Some(crate::harness::Latency {
                 mean: p50 as f64,
                 p50,
@@ -423,12 +424,11 @@ mod tests {
             n += 1;
             let mut r = rec(100);
             if n == 2 {
-                r.validated = false;
-                r.error = Some("checksum mismatch".into());
+                r.fail("checksum mismatch");
             }
             r
         });
-        assert!(!failed.validated && failed.error.is_some());
+        assert!(failed.status == Status::Failed && !failed.validated && failed.error.is_some());
         assert_eq!(n, 2, "a failed repeat ends the point");
         assert!(median_of(1, || rec(5)).repeats.is_empty());
     }

@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 
-use super::msg::now_ns;
-use super::peer::{DictCalls, PeerReport};
-use super::record::cpu_time_ns;
+use super::child::bodies::DictCalls;
+use super::control::PeerReport;
+use super::measure::cpu_time_ns;
+use super::validate::now_ns;
 use crate::shm::{Queue, QueueError, Wait, unique_name};
 
 /// The address prefix of a shared-memory dictionary.
@@ -160,7 +161,7 @@ impl Served {
 /// The server: answers requests until the request queue is closed.
 pub fn serve(addr: &str) -> Result<PeerReport, String> {
     let served = Served::open(addr)?;
-    super::peer::barrier()?;
+    super::control::barrier()?;
     let cpu0 = cpu_time_ns();
     let (calls, first, last) = served.answer()?;
     Ok(PeerReport {

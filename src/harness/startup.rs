@@ -21,9 +21,9 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::RunOpts;
-use super::msg::now_ns;
-use super::record::{self, PointRecord};
+use super::spec::RunOpts;
+use super::validate::now_ns;
+use crate::record::PointRecord;
 
 /// The pattern's name.
 pub const PATTERN: &str = "startup";
@@ -313,7 +313,7 @@ pub fn run_point(method: Method, opts: &RunOpts) -> PointRecord {
     let mut rec = PointRecord::unmeasured(method.name(), PATTERN, 8, (1, 1), "kernel");
     let (warmup, iters) = counts(opts);
     let deadline = Instant::now() + opts.deadline;
-    let cpu0 = record::cpu_time_ns();
+    let cpu0 = super::measure::cpu_time_ns();
     let mut samples = Vec::with_capacity(iters as usize);
     let mut first = 0;
     for i in 0..warmup + iters {
@@ -324,19 +324,20 @@ pub fn run_point(method: Method, opts: &RunOpts) -> PointRecord {
             Ok(ns) if i >= warmup => samples.push(ns),
             Ok(_) => {}
             Err(e) => {
-                rec.error = Some(format!("start {i}: {e}"));
+                rec.fail(format!("start {i}: {e}"));
                 return rec;
             }
         }
     }
     let elapsed = now_ns() - first;
-    rec.validated = true;
+    rec.pass();
     rec.messages = iters;
     rec.elapsed_ns = elapsed;
-    rec.latency_ns = super::peer::latency_of(&samples);
-    rec.throughput = super::throughput_of(elapsed > 0, || iters as f64 * 1e9 / elapsed as f64, 8);
+    rec.latency_ns = super::measure::latency_of(&samples);
+    rec.throughput =
+        super::point::throughput_of(elapsed > 0, || iters as f64 * 1e9 / elapsed as f64, 8);
     // The coordinator's own CPU (the children's is not counted here).
-    rec.cpu_ns_per_msg = Some((record::cpu_time_ns() - cpu0) as f64 / iters as f64);
+    rec.cpu_ns_per_msg = Some((super::measure::cpu_time_ns() - cpu0) as f64 / iters as f64);
     rec
 }
 

@@ -28,9 +28,11 @@
 
 use std::time::Instant;
 
-use super::peer::{self, PeerReport};
-use super::record::{self, PointRecord};
-use super::{RunOpts, Running, SKIPPED, spawn_args};
+use super::child::bodies;
+use super::control::{self, PeerReport};
+use super::spec::RunOpts;
+use super::supervise::{Running, spawn_args};
+use crate::record::PointRecord;
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
 use crate::shm::{Array, JoinableQueue, Value, Wait, WaitKind, unique_name};
@@ -258,7 +260,7 @@ fn word(region: &Region, i: usize) -> &std::sync::atomic::AtomicU64 {
 /// Runs one process of a sync point (in a child).
 pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
     if let Some(cpu) = a.cpu {
-        record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+        crate::record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
     }
     let e = |e: crate::shm::semaphore::SemError| e.to_string();
     let timeout = Some(std::time::Duration::from_secs(30));
@@ -290,25 +292,25 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                     })
                 }
             };
-            peer::barrier()?;
-            peer::timed_cycles(a.warmup, a.iters, cycle)
+            control::barrier()?;
+            bodies::timed_cycles(a.warmup, a.iters, cycle)
         }
         Prim::Value | Prim::Atomic => {
             let v = Value::<i64>::open(&a.region).map_err(|e| e.to_string())?;
-            peer::barrier()?;
+            control::barrier()?;
             if a.no_lock {
-                peer::timed_cycles(a.warmup, a.iters, || {
+                bodies::timed_cycles(a.warmup, a.iters, || {
                     v.set_value(v.value() + 1);
                     Ok(())
                 })
             } else if a.prim == Prim::Atomic {
-                peer::timed_cycles(a.warmup, a.iters, || {
+                bodies::timed_cycles(a.warmup, a.iters, || {
                     v.fetch_add(0, 1);
                     Ok(())
                 })
             } else {
                 let l = v.get_lock().ok_or("the value has no lock")?;
-                peer::timed_cycles(a.warmup, a.iters, || {
+                bodies::timed_cycles(a.warmup, a.iters, || {
                     let _g = l.lock(timeout).map_err(e)?;
                     v.set_value(v.value() + 1);
                     Ok(())
@@ -318,8 +320,8 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
         Prim::Array => {
             let arr = Array::<f64>::open(&a.region).map_err(|e| e.to_string())?;
             let l = arr.get_lock().ok_or("the array has no lock")?;
-            peer::barrier()?;
-            peer::timed_cycles(a.warmup, a.iters, || {
+            control::barrier()?;
+            bodies::timed_cycles(a.warmup, a.iters, || {
                 let _g = if a.no_lock {
                     None
                 } else {
@@ -335,12 +337,12 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             let q = JoinableQueue::open(&a.region).map_err(|e| e.to_string())?;
             let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
             let processed = word(&data, 0);
-            peer::barrier()?;
+            control::barrier()?;
             use std::sync::atomic::Ordering::Relaxed;
             let qe = |e: crate::shm::QueueError| e.to_string();
             if a.id == 0 {
                 let mut next = 0u64;
-                let report = peer::timed_cycles(a.warmup, a.iters, || {
+                let report = bodies::timed_cycles(a.warmup, a.iters, || {
                     for _ in 0..JOIN_BATCH {
                         q.put(&next.to_le_bytes(), timeout).map_err(qe)?;
                         next += 1;
@@ -358,7 +360,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                 })
             } else {
                 let mut buf = Vec::with_capacity(8);
-                let cpu0 = record::cpu_time_ns();
+                let cpu0 = super::measure::cpu_time_ns();
                 let mut n = 0u64;
                 loop {
                     match q.get(&mut buf, None) {
@@ -378,7 +380,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                 }
                 Ok(PeerReport {
                     messages: n,
-                    cpu_ns: record::cpu_time_ns() - cpu0,
+                    cpu_ns: super::measure::cpu_time_ns() - cpu0,
                     ..PeerReport::default()
                 })
             }
@@ -398,10 +400,10 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                 ev.clear();
                 Ok(())
             };
-            peer::barrier()?;
+            control::barrier()?;
             let mut turn = 0u64;
             if a.id == 0 {
-                peer::timed_cycles(a.warmup, a.iters, || {
+                bodies::timed_cycles(a.warmup, a.iters, || {
                     turn += 1;
                     there.store(turn, Release);
                     ping.set();
@@ -412,7 +414,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                     }
                 })
             } else {
-                peer::timed_cycles(a.warmup, a.iters, || {
+                bodies::timed_cycles(a.warmup, a.iters, || {
                     turn += 1;
                     wait(&ping)?;
                     match there.load(Acquire) {
@@ -430,7 +432,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
 
 /// Measures one sync point. A failure is recorded, never a number.
 pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
-    let cpus = record::allowed_cpus();
+    let cpus = crate::record::allowed_cpus();
     let oversubscribed = spec.procs > cpus.len();
     let pinned = opts.pin && !oversubscribed;
     let mut rec = PointRecord::unmeasured(
@@ -450,8 +452,8 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         rec.cpus = cpus[..spec.procs].to_vec();
     }
     if oversubscribed && spec.wait.kind == WaitKind::Spin {
-        rec.error = Some(format!(
-            "{SKIPPED} pure spin with {} processes on {} CPUs",
+        rec.skip(format!(
+            "pure spin with {} processes on {} CPUs",
             spec.procs,
             cpus.len()
         ));
@@ -467,7 +469,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         .max(10);
     let warmup = opts.warmup.min(iters);
     match measure(spec, opts, &rec.cpus, warmup, iters) {
-        Err(e) => rec.error = Some(e),
+        Err(e) => rec.fail(e),
         Ok(reports) => {
             let per = reports.iter().map(|r| r.messages).sum::<u64>();
             // The joinable queue's consumer keeps no times: the producer's.
@@ -487,15 +489,15 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
             } else {
                 per
             };
-            rec.validated = true;
+            rec.pass();
             rec.messages = cycles;
             rec.elapsed_ns = last.saturating_sub(first);
             rec.latency_ns = if matches!(spec.prim, Prim::Event | Prim::Joinable) {
-                peer::merged_latency(&hists[..1])
+                super::measure::merged_latency(&hists[..1])
             } else {
-                peer::merged_latency(&hists)
+                super::measure::merged_latency(&hists)
             };
-            rec.throughput = super::throughput_of(
+            rec.throughput = super::point::throughput_of(
                 rec.elapsed_ns > 0,
                 || cycles as f64 * 1e9 / rec.elapsed_ns as f64,
                 spec.prim.size(),

@@ -3,7 +3,8 @@
 //! and its Python counterpart, and what the reader should be warned of.
 //! Pure functions: the same records give the same answers.
 
-use crate::harness::{PointRecord, RunRecord};
+use crate::record::{PointRecord, RunRecord, Status};
+pub use crate::record::{key_figure, lower_is_better};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
@@ -87,28 +88,6 @@ pub fn human_ratio(r: f64) -> String {
     }
 }
 
-/// Whether a smaller figure is better for `pattern` (latency) or a larger
-/// one (throughput).
-pub fn lower_is_better(pattern: &str) -> bool {
-    matches!(
-        pattern,
-        "pingpong" | "pingpong-late" | "event-pingpong" | "startup"
-    )
-}
-
-/// The figure a point is judged by: pingpong's median round trip, every
-/// other pattern's messages (or calls) per second.
-pub fn key_figure(p: &PointRecord) -> Option<f64> {
-    if !p.validated {
-        return None;
-    }
-    if lower_is_better(&p.pattern) {
-        p.latency_ns.map(|l| l.p50 as f64)
-    } else {
-        p.throughput.map(|t| t.msgs_per_s)
-    }
-}
-
 /// How far apart the floors measured just before and just after a point
 /// may be for them to stand beside it.
 pub const STEADY_FLOORS: f64 = 1.25;
@@ -148,9 +127,7 @@ pub fn lead(pattern: &str, best: f64, other: f64) -> f64 {
 
 /// The measured points of a run (validated, with figures).
 pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
-    run.points
-        .iter()
-        .filter(|p| p.validated && key_figure(p).is_some())
+    run.points.iter().filter(|p| key_figure(p).is_some())
 }
 
 /// A point's process count as the report writes it: `2x2`, or empty for
@@ -469,7 +446,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
     let failed: Vec<&PointRecord> = run
         .points
         .iter()
-        .filter(|p| !p.validated && !is_skipped(p))
+        .filter(|p| p.status == Status::Failed)
         .collect();
     if !failed.is_empty() {
         out.push(Warning {
@@ -564,9 +541,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
 
 /// Whether a point was skipped on purpose.
 pub fn is_skipped(p: &PointRecord) -> bool {
-    p.error
-        .as_deref()
-        .is_some_and(|e| e.starts_with(crate::harness::SKIPPED))
+    p.is_skipped()
 }
 
 /// Mean CPU time per message of each strategy's one-to-one points at `size`
@@ -609,7 +584,7 @@ pub struct PoolScaling {
 }
 
 /// One strategy's `pingpong-late` point: how it waits for an answer that
-/// comes [`LATE_REPLY_NS`](crate::harness::peer::LATE_REPLY_NS) after the
+/// comes [`LATE_REPLY_NS`](crate::record::LATE_REPLY_NS) after the
 /// question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LateAnswer {
@@ -623,7 +598,7 @@ pub struct LateAnswer {
 
 /// Every `pingpong-late` point, the park floor first, then by wait cost.
 pub fn late_answers(run: &RunRecord) -> Vec<LateAnswer> {
-    let think = crate::harness::peer::LATE_REPLY_NS as f64;
+    let think = crate::record::LATE_REPLY_NS as f64;
     let cost = |p: &PointRecord| key_figure(p).map(|f| f - think);
     let pts: Vec<&PointRecord> = measured(run)
         .filter(|p| p.pattern == "pingpong-late")

@@ -4,7 +4,7 @@
 use super::analysis::{
     human_ns, human_rate, key_figure, lower_is_better, point_name, vs_adjacent_floor,
 };
-use crate::harness::{PointRecord, RunRecord};
+use crate::record::{PointRecord, RunRecord};
 
 /// The change below which a difference is taken for noise: absolute
 /// timings drift by this much between runs of one machine (seen here: the

@@ -5,7 +5,7 @@ use super::analysis::{
     self, counts, human_bytes_rate, human_ns, human_rate, human_ratio, human_size, is_skipped,
     key_figure, label, lower_is_better, point_name,
 };
-use crate::harness::{PointRecord, RunRecord};
+use crate::record::{PointRecord, RunRecord, Status};
 
 /// A piece of the document.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     let failed = run
         .points
         .iter()
-        .filter(|p| !p.validated && !is_skipped(p))
+        .filter(|p| p.status == Status::Failed)
         .count();
     let profile = run
         .config
@@ -262,7 +262,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                 human_size(late[0].point.msg_size)
             ),
         ));
-        let work = human_ns(crate::harness::peer::LATE_REPLY_NS as f64);
+        let work = human_ns(crate::record::LATE_REPLY_NS as f64);
         b.push(Block::Para(format!(
             "pingpong-late: the echo works {work} on each message before it answers, so a \
              waiting side that spins burns that time and one that parks sleeps through it. The \
@@ -319,7 +319,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
              the question is whether the IPC keeps the workers busy). Tasks per second, and in \
              brackets the speedup over the same strategy with one worker; this machine has {} \
              CPUs, so beyond that the workers share them.",
-            crate::harness::pool::WORK_NS / 1000,
+            crate::record::POOL_WORK_NS / 1000,
             run.machine.cores
         )));
         let mut header = vec!["pattern".to_owned(), "strategy".to_owned()];
@@ -439,11 +439,11 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             .iter()
             .map(|p| {
                 let l = p.latency_ns;
-                let lat = |f: fn(&crate::harness::Latency) -> u64| {
+                let lat = |f: fn(&crate::record::Latency) -> u64| {
                     l.map_or("-".into(), |l| human_ns(f(&l) as f64))
                 };
                 let note = match &p.error {
-                    Some(e) if is_skipped(p) => e.clone(),
+                    Some(e) if is_skipped(p) => format!("skipped: {e}"),
                     Some(e) => format!("FAILED: {e}"),
                     None if p.oversubscribed => "oversubscribed".into(),
                     None => String::new(),

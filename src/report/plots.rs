@@ -9,7 +9,7 @@ use super::analysis::{
     self, best_wait, floor, human_ns, human_rate, human_size, key_figure, label, measured,
     transports,
 };
-use crate::harness::RunRecord;
+use crate::record::RunRecord;
 
 /// The plot files of a report, with their titles.
 pub const PLOTS: [(&str, &str); 5] = [
@@ -263,7 +263,7 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
 fn size_series(
     run: &RunRecord,
     pattern: &str,
-    y: impl Fn(&crate::harness::PointRecord) -> Option<(f64, Option<f64>)>,
+    y: impl Fn(&crate::record::PointRecord) -> Option<(f64, Option<f64>)>,
 ) -> Vec<Series> {
     let mut out = Vec::new();
     for t in transports(run) {
@@ -406,7 +406,7 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
     const NAMES: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
     let size = analysis::ratio_size(run).unwrap_or(64);
     let mut series = Vec::new();
-    let mut add = |name: String, l: crate::harness::Latency| {
+    let mut add = |name: String, l: crate::record::Latency| {
         let vals = [
             Some(l.p50),
             Some(l.p90),

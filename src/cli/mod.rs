@@ -1,0 +1,145 @@
+//! The `ipcbench` command line: one file per command. Each parses what it
+//! was given, calls the library, and says what happened; `main.rs` only
+//! hands over to [`main`].
+
+mod clean;
+mod compare;
+mod list;
+mod peer;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Which IPC strategy should I use, and how far is it from what the hardware allows?
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure every strategy (or those selected) between real processes
+    /// and write a results file (JSON, with CSV beside it).
+    Run(run::RunArgs),
+    /// Write the report of a results file: REPORT.md, index.html (plots
+    /// inline, readable offline) and the plots as SVG.
+    Report {
+        /// A results file of `ipcbench run` or `cargo bench`.
+        results: std::path::PathBuf,
+        /// The directory to write (default reports/<run id>/).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Compare two results files point by point; exits with status 2
+    /// when a point got worse beyond the noise (or fails in B only).
+    Compare {
+        /// The baseline.
+        a: std::path::PathBuf,
+        /// The run compared with it.
+        b: std::path::PathBuf,
+        /// Relative change taken for noise (0.25 = 25%).
+        #[arg(long, default_value_t = ipcbench::report::compare::DEFAULT_THRESHOLD)]
+        threshold: f64,
+    },
+    /// List the IPC strategies, one name a line, with what each is.
+    List,
+    /// List leftover shared-memory files of ipcbench in /dev/shm and
+    /// remove those whose creating process is gone.
+    Clean {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run one side of a measurement (started by a coordinator, not by hand).
+    #[command(hide = true)]
+    Peer {
+        /// Exit with an error if the role has not finished after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        deadline_s: u64,
+        /// How long one blocking operation may wait, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        op_timeout_ms: u64,
+        #[command(subcommand)]
+        role: peer::Role,
+    },
+}
+
+/// `compare` found a regression (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} point(s) regressed")]
+pub struct Regressed(pub usize);
+
+/// Parses the command line, runs it, and turns its outcome into an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Regressed>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command the line names.
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Clean { dry_run } => clean::clean(dry_run),
+        Cmd::Run(args) => run::run(args),
+        Cmd::Report { results, out } => report::report(&results, out),
+        Cmd::Compare { a, b, threshold } => compare::compare(&a, &b, threshold),
+        Cmd::List => {
+            list::list();
+            Ok(())
+        }
+        Cmd::Peer {
+            deadline_s,
+            op_timeout_ms,
+            role,
+        } => peer::peer(role, deadline_s, op_timeout_ms),
+    }
+}
+
+/// `64`, `64B`, `1KiB`, `4KiB`, `1MiB` (also `k`/`K`/`m`/`M`).
+pub(crate) fn parse_procs(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("bad process count `{s}`: write producers x consumers, as 4x4");
+    let (n, m) = s.trim().split_once(['x', 'X', '×']).ok_or_else(bad)?;
+    match (n.trim().parse(), m.trim().parse()) {
+        (Ok(n), Ok(m)) if n >= 1 && m >= 1 && n <= 64 && m <= 64 => Ok((n, m)),
+        _ => Err(bad()),
+    }
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("K", 1 << 10),
+        ("k", 1 << 10),
+        ("M", 1 << 20),
+        ("m", 1 << 20),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n >= ipcbench::harness::validate::MIN_SIZE)
+        .ok_or_else(|| {
+            format!("`{s}` is not a message size of at least 8 bytes (e.g. 64, 1KiB, 1MiB)")
+        })
+}

@@ -1,0 +1,510 @@
+//! What a peer does with its link, one body per pattern: round trips,
+//! streams, multi-party sends and receives, dictionary calls. Each body
+//! takes a range of sequence numbers, so a point and a session's rounds
+//! run the same code.
+
+use super::super::control::PeerReport;
+use super::super::measure::{cpu_time_ns, histogram, now_ns, pairs, summary};
+use super::super::validate::Codec;
+use crate::transport::{Conn, TransportError};
+
+/// Runs `warmup` untimed exchanges, `iters` exchanges each timed into a
+/// histogram, then `iters` more timed as one batch. `exchange(seq)` does one
+/// round trip of message `seq`.
+pub fn timed_exchanges(
+    warmup: u64,
+    iters: u64,
+    exchange: impl FnMut(u64) -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    timed_exchanges_from(0, warmup, iters, exchange)
+}
+
+/// [`timed_exchanges`] with sequence numbers from `first` (a session's
+/// rounds go on where the last one stopped): `warmup + 2 * iters` in all.
+pub fn timed_exchanges_from(
+    first: u64,
+    warmup: u64,
+    iters: u64,
+    mut exchange: impl FnMut(u64) -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    let mut seq = first;
+    for _ in 0..warmup {
+        exchange(seq)?;
+        seq += 1;
+    }
+    let cpu0 = cpu_time_ns();
+    let mut h = histogram();
+    let start = now_ns();
+    for _ in 0..iters {
+        let t0 = now_ns();
+        exchange(seq)?;
+        h.saturating_record(now_ns() - t0);
+        seq += 1;
+    }
+    let elapsed = now_ns() - start;
+    let tb = now_ns();
+    for _ in 0..iters {
+        exchange(seq)?;
+        seq += 1;
+    }
+    let batched = (now_ns() - tb) as f64 / iters.max(1) as f64;
+    Ok(PeerReport {
+        messages: iters,
+        elapsed_ns: elapsed,
+        latency: summary(&h),
+        batched_mean_ns: Some(batched),
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Runs `warmup` untimed cycles, then `iters` cycles each timed into a
+/// histogram (sent whole, for the coordinator to merge across processes),
+/// with `CLOCK_MONOTONIC` times of the first and last timed cycle.
+pub fn timed_cycles(
+    warmup: u64,
+    iters: u64,
+    mut cycle: impl FnMut() -> Result<(), String>,
+) -> Result<PeerReport, String> {
+    for _ in 0..warmup {
+        cycle()?;
+    }
+    let cpu0 = cpu_time_ns();
+    let mut h = histogram();
+    let first = now_ns();
+    let mut t = first;
+    for _ in 0..iters {
+        cycle()?;
+        let now = now_ns();
+        h.saturating_record(now - t);
+        t = now;
+    }
+    Ok(PeerReport {
+        messages: iters,
+        elapsed_ns: t - first,
+        latency: summary(&h),
+        cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
+        last_ns: t,
+        latency_hist: pairs(&h),
+        ..PeerReport::default()
+    })
+}
+
+/// A transport error as the text of a peer's report.
+pub fn terr(e: TransportError) -> String {
+    e.to_string()
+}
+
+/// Pingpong, initiating side: sends message `seq`, waits for its echo.
+pub fn pingpong_initiator<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut out = codec.buffer();
+    let mut back = Vec::with_capacity(codec.size());
+    let r = timed_exchanges(warmup, iters, |seq| {
+        codec.stamp(&mut out, seq, 0);
+        conn.send(&out).map_err(terr)?;
+        // The echo is checked where it lies when it can be (no copy out).
+        conn.recv_with(&mut back, |m| codec.check(m, seq).map(drop))
+            .map_err(terr)?
+    })?;
+    conn.close().map_err(terr)?;
+    Ok(r)
+}
+
+/// Pingpong, echoing side of a session's round: checks messages `seqs` and
+/// sends each back.
+pub fn echo_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let cpu0 = cpu_time_ns();
+    let n = seqs.end - seqs.start;
+    for seq in seqs {
+        conn.recv(&mut buf).map_err(terr)?;
+        codec.check(&buf, seq)?;
+        conn.send(&buf).map_err(terr)?;
+    }
+    Ok(PeerReport {
+        messages: n,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Keeps this CPU busy for `ns` nanoseconds (a peer "working" on a
+/// message; a sleep would add the timer's slack).
+pub fn busy_for(ns: u64) {
+    if ns == 0 {
+        return;
+    }
+    let until = now_ns() + ns;
+    while now_ns() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Pingpong, echoing side: checks each message, works on it for
+/// `think_ns` (0 for plain pingpong) and sends it back, until the
+/// initiator closes.
+pub fn pingpong_echo<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    think_ns: u64,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let cpu0 = cpu_time_ns();
+    let mut seq = 0;
+    loop {
+        match conn.recv(&mut buf) {
+            Ok(_) => {}
+            Err(TransportError::Closed) => break,
+            Err(e) => return Err(terr(e)),
+        }
+        codec.check(&buf, seq)?;
+        busy_for(think_ns);
+        conn.send(&buf).map_err(terr)?;
+        seq += 1;
+    }
+    Ok(PeerReport {
+        messages: seq,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// One message in this many carries a send time (a clock read costs
+/// about as much as a cache-line hand-off).
+pub const STAMP_EVERY: u64 = 16;
+
+/// Stream, sending side: messages `seqs`, one in [`STAMP_EVERY`] stamped
+/// with its send time.
+pub fn send_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+) -> Result<PeerReport, String> {
+    let mut out = codec.buffer();
+    let cpu0 = cpu_time_ns();
+    let n = seqs.end - seqs.start;
+    for seq in seqs {
+        let ts = if codec.stamped() && seq % STAMP_EVERY == 0 {
+            now_ns()
+        } else {
+            0
+        };
+        codec.stamp(&mut out, seq, ts);
+        conn.send(&out).map_err(terr)?;
+    }
+    Ok(PeerReport {
+        messages: n,
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Stream, sending side: `warmup + iters` messages, then close.
+pub fn stream_send<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let mut r = send_seqs(&mut conn, codec, 0..warmup + iters)?;
+    conn.close().map_err(terr)?;
+    r.messages = iters;
+    Ok(r)
+}
+
+/// Stream, receiving side: checks every message, times the measured ones
+/// from the first to the last, and records one-way latency of the stamped
+/// ones; then expects the end of the stream.
+pub fn stream_recv<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let r = recv_seqs(&mut conn, codec, 0..warmup + iters, warmup)?;
+    let mut buf = Vec::new();
+    match conn.recv(&mut buf) {
+        Err(TransportError::Closed) => {}
+        Ok(n) => return Err(format!("an extra message of {n} bytes after the last one")),
+        Err(e) => return Err(terr(e)),
+    }
+    Ok(r)
+}
+
+/// Stream, receiving side: checks messages `seqs`, times those from
+/// `measured` on from the first to the last, and records the one-way
+/// latency of the stamped ones.
+pub fn recv_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+    measured: u64,
+) -> Result<PeerReport, String> {
+    let mut buf = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut last) = (0, 0);
+    let end = seqs.end;
+    for seq in seqs {
+        // Checked where it lies when the transport can (no copy out).
+        let ts = conn
+            .recv_with(&mut buf, |m| codec.check(m, seq))
+            .map_err(terr)??;
+        if seq >= measured {
+            let now = if ts != 0 || seq == measured || seq + 1 == end {
+                now_ns()
+            } else {
+                0
+            };
+            if ts != 0 {
+                h.saturating_record(now.saturating_sub(ts));
+            }
+            if seq == measured {
+                first = now;
+            }
+            if seq + 1 == end {
+                last = now;
+            }
+        }
+    }
+    Ok(PeerReport {
+        // Intervals between the first and the last measured message.
+        messages: end.saturating_sub(measured).saturating_sub(1),
+        elapsed_ns: last.saturating_sub(first),
+        latency: summary(&h),
+        cpu_ns: cpu_time_ns() - cpu0,
+        ..PeerReport::default()
+    })
+}
+
+/// Bits of a multi-party sequence number below the producer's id, in
+/// messages under 32 bytes (their sequence number is 32 bits).
+pub const PRODUCER_SHIFT: u32 = 24;
+/// The same in larger messages (a 64-bit sequence number): room for a
+/// long session's rounds.
+pub const PRODUCER_SHIFT_WIDE: u32 = 40;
+
+/// Bits below the producer's id in messages of `codec`.
+pub fn producer_shift(codec: &Codec) -> u32 {
+    if codec.stamped() {
+        PRODUCER_SHIFT_WIDE
+    } else {
+        PRODUCER_SHIFT
+    }
+}
+
+/// The sequence number of message `i` of producer `id`.
+pub fn tagged_seq(codec: &Codec, id: u64, i: u64) -> u64 {
+    (id << producer_shift(codec)) | i
+}
+
+/// Multi-party, sending side: producer `id` sends `warmup + iters` messages
+/// into the shared channel, then leaves (the stream goes on for others).
+pub fn multi_send<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    id: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    let r = multi_send_seqs(&mut conn, codec, id, 0..warmup + iters)?;
+    conn.leave().map_err(terr)?;
+    Ok(r)
+}
+
+/// Multi-party, sending side of a round: producer `id`'s messages `seqs`.
+/// `first_ns` is when it started.
+pub fn multi_send_seqs<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    id: u64,
+    seqs: std::ops::Range<u64>,
+) -> Result<PeerReport, String> {
+    if seqs.end >= 1 << producer_shift(codec) {
+        return Err(format!(
+            "at most {} messages per producer at {} bytes",
+            (1u64 << producer_shift(codec)) - 1,
+            codec.size()
+        ));
+    }
+    let mut out = codec.buffer();
+    let cpu0 = cpu_time_ns();
+    let first = now_ns();
+    let n = seqs.end - seqs.start;
+    for i in seqs {
+        let seq = tagged_seq(codec, id, i);
+        let ts = if codec.stamped() && i % STAMP_EVERY == 0 {
+            now_ns()
+        } else {
+            0
+        };
+        codec.stamp(&mut out, seq, ts);
+        conn.send(&out).map_err(terr)?;
+    }
+    Ok(PeerReport {
+        messages: n,
+        cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
+        ..PeerReport::default()
+    })
+}
+
+/// Where a consumer of a session publishes what it received: a count and
+/// the time of the last message, for the coordinator to see a round end.
+pub struct Progress<'a> {
+    /// Messages received so far.
+    pub count: &'a std::sync::atomic::AtomicU64,
+    /// `CLOCK_MONOTONIC` time of the last one.
+    pub last_ns: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Multi-party, receiving side: receives until the stream ends, checking
+/// every message and that each producer's messages come in order; reports
+/// a digest of what it received for the exactly-once check.
+pub fn multi_recv<C: Conn>(conn: C, codec: &Codec, producers: usize) -> Result<PeerReport, String> {
+    multi_recv_progress(conn, codec, producers, None)
+}
+
+/// [`multi_recv`], publishing its progress after every message.
+pub fn multi_recv_progress<C: Conn>(
+    mut conn: C,
+    codec: &Codec,
+    producers: usize,
+    progress: Option<Progress<'_>>,
+) -> Result<PeerReport, String> {
+    let shift = producer_shift(codec);
+    let mut buf = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let mut last_seen: Vec<Option<u64>> = vec![None; producers];
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut last, mut count, mut digest) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        match conn.recv(&mut buf) {
+            Ok(_) => {}
+            Err(TransportError::Closed) => break,
+            Err(e) => return Err(terr(e)),
+        }
+        let (seq, ts) = codec.check_any(&buf)?;
+        let (id, i) = ((seq >> shift) as usize, seq & ((1 << shift) - 1));
+        let prev = last_seen
+            .get_mut(id)
+            .ok_or_else(|| format!("message {seq:#x} names producer {id} of {producers}"))?;
+        if prev.is_some_and(|p| i <= p) {
+            return Err(format!(
+                "producer {id}: message {i} after message {} (duplicated or reordered)",
+                prev.unwrap_or(0)
+            ));
+        }
+        *prev = Some(i);
+        let now = now_ns();
+        if count == 0 {
+            first = now;
+        }
+        last = now;
+        if ts != 0 {
+            h.saturating_record(now.saturating_sub(ts));
+        }
+        count += 1;
+        digest = digest.wrapping_add(crate::harness::validate::mix64(seq));
+        if let Some(p) = &progress {
+            use std::sync::atomic::Ordering;
+            // Relaxed: the count is published (Release) after it.
+            p.last_ns.store(now, Ordering::Relaxed);
+            p.count.store(count, Ordering::Release);
+        }
+    }
+    Ok(PeerReport {
+        messages: count,
+        elapsed_ns: last - first,
+        cpu_ns: cpu_time_ns() - cpu0,
+        digest,
+        first_ns: first,
+        last_ns: last,
+        latency_hist: pairs(&h),
+        ..PeerReport::default()
+    })
+}
+
+/// A dictionary a server owns, called by a client: a manager's proxy, or
+/// the shared-memory dictionary.
+pub trait DictCalls {
+    /// `dict[key] = value`.
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// `dict.get(key)` into `out`; false when the key is missing.
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
+}
+
+impl<S: crate::transport::stream::StreamIo> DictCalls for crate::transport::manager::Proxy<S> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.dict_set(key, value).map_err(terr)
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        self.dict_get(key, out).map(|f| f.is_some()).map_err(terr)
+    }
+}
+
+/// Request/response, a client of a server's dictionary: `warmup + iters`
+/// rounds of two calls, `dict[k] = message` then `dict[k]`, each call
+/// timed; the value read back must be the message written.
+pub fn reqrep_client(
+    mut proxy: impl DictCalls,
+    codec: &Codec,
+    id: u64,
+    warmup: u64,
+    iters: u64,
+) -> Result<PeerReport, String> {
+    if warmup + iters >= 1 << producer_shift(codec) {
+        return Err(format!(
+            "at most {} calls per client",
+            (1u64 << producer_shift(codec)) - 1
+        ));
+    }
+    let key = format!("client-{id}");
+    let mut out = codec.buffer();
+    let mut back = Vec::with_capacity(codec.size());
+    let mut h = histogram();
+    let cpu0 = cpu_time_ns();
+    let (mut first, mut calls) = (0, 0);
+    for i in 0..warmup + iters {
+        let seq = tagged_seq(codec, id, i);
+        codec.stamp(&mut out, seq, 0);
+        let t0 = now_ns();
+        if i == warmup {
+            first = t0;
+        }
+        proxy.set(key.as_bytes(), &out)?;
+        let t1 = now_ns();
+        let found = proxy.get(key.as_bytes(), &mut back)?;
+        let t2 = now_ns();
+        if !found {
+            return Err(format!("call {i}: the value just written is missing"));
+        }
+        codec.check(&back, seq)?;
+        if i >= warmup {
+            h.saturating_record(t1 - t0);
+            h.saturating_record(t2 - t1);
+            calls += 2;
+        }
+    }
+    let last = now_ns();
+    Ok(PeerReport {
+        messages: calls,
+        elapsed_ns: last - first,
+        cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
+        last_ns: last,
+        latency_hist: pairs(&h),
+        ..PeerReport::default()
+    })
+}

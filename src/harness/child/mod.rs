@@ -1,0 +1,286 @@
+//! The peer side: what an `ipcbench peer bench …` child does. One
+//! dispatch from its arguments to a pattern's body ([`bodies`]) or a
+//! floor's ([`floors`]), after pinning and before the start barrier.
+
+pub mod bodies;
+pub mod floors;
+
+use crate::shm::WaitKind;
+use crate::shm::region::{Kind, Region};
+use crate::transport::{Conn, LinkOpts, Side, Transport, TransportKind};
+
+use super::control::{self, Control, PeerArgs, PeerReport};
+use super::shm_dict;
+use super::spec::{Pattern, Strategy};
+use super::validate::Codec;
+
+/// Runs one side of a point in this (child) process, after pinning it.
+pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
+    if let Some(cpu) = a.cpu {
+        crate::record::pin_to(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+    }
+    let codec = Codec::new(a.size)?;
+    let initiator = a.side == Side::A;
+    if a.rounds {
+        return run_rounds(a, &codec);
+    }
+    match a.strategy {
+        Strategy::Floor if a.pattern == Pattern::Stream => {
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if region.body_len() < floors::floor_stream_len(a.size) {
+                return Err("floor region too small for its messages".into());
+            }
+            let base = region.body_ptr();
+            // SAFETY: the body holds floor_stream_len(size) bytes (checked),
+            // 64-byte aligned, zeroed at creation, mapped while `region`
+            // lives; side A sends, side B receives, one each.
+            barrier_then(|| unsafe {
+                floors::floor_stream(base, a.size, initiator, a.warmup, a.iters)
+            })
+        }
+        Strategy::FloorCopy => {
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if a.size < 8 || region.body_len() < floors::floor_copy_len(a.size) {
+                return Err("floor region too small for its messages".into());
+            }
+            let base = region.body_ptr();
+            // SAFETY: the body holds floor_copy_len(size) bytes (checked),
+            // 128-byte aligned, zeroed at creation, mapped while `region`
+            // lives; one side A and one side B; size ≥ 8 (checked).
+            barrier_then(|| unsafe {
+                floors::floor_copy_pingpong(base, a.size, initiator, a.warmup, a.iters)
+            })
+        }
+        Strategy::Floor => {
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if region.body_len() < 256 {
+                return Err("floor region too small".into());
+            }
+            let base = region.body_ptr();
+            barrier_then(|| match a.wait.kind {
+                WaitKind::Park => {
+                    // SAFETY: two futex words 128 bytes apart in a body of at
+                    // least 256 bytes that `region` keeps mapped; a Futex is
+                    // a transparent AtomicU32, valid for any bits.
+                    let (ping, pong) = unsafe {
+                        (
+                            &*(base as *const crate::shm::futex::Futex),
+                            &*(base.add(128) as *const crate::shm::futex::Futex),
+                        )
+                    };
+                    let think = a.pattern.echo_work_ns();
+                    floors::floor_park(ping, pong, initiator, a.warmup, a.iters, think)
+                }
+                _ => {
+                    // SAFETY: an aligned u64 at the start of the body, alive
+                    // with `region`; atomics are valid for any bits.
+                    let word = unsafe { &*(base as *const std::sync::atomic::AtomicU64) };
+                    floors::floor_spin(word, initiator, a.warmup, a.iters)
+                }
+            })
+        }
+        Strategy::Transport(TransportKind::ShmQueue) if a.pattern == Pattern::Reqrep => {
+            match a.side {
+                Side::A => {
+                    let client = shm_dict::Client::connect(&a.addr, a.id as usize)?;
+                    barrier_then(|| bodies::reqrep_client(client, &codec, a.id, a.warmup, a.iters))
+                }
+                Side::B => shm_dict::serve(&a.addr),
+            }
+        }
+        Strategy::Transport(kind) => {
+            let opts = a.link_opts();
+            with_transport!(kind, T => {
+                let conn = connect_side::<T>(a, &opts)?;
+                barrier_then(|| match (a.pattern, initiator) {
+                    (p, true) if p.round_trips() => bodies::pingpong_initiator(conn, &codec, a.warmup, a.iters),
+                    (p, false) if p.round_trips() => bodies::pingpong_echo(conn, &codec, p.echo_work_ns()),
+                    (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
+                    (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
+                    (Pattern::Reqrep, _) => {
+                        drop(conn);
+                        reqrep_client(kind, &a.addr, &opts, &codec, a)
+                    }
+                    (_, true) => bodies::multi_send(conn, &codec, a.id, a.warmup, a.iters),
+                    (_, false) => match &a.progress {
+                        None => bodies::multi_recv(conn, &codec, a.producers),
+                        Some(name) => {
+                            let region = Region::open(name, Kind::Raw).map_err(|e| e.to_string())?;
+                            let (count, last_ns) = progress_slot(&region, a.id as usize)?;
+                            bodies::multi_recv_progress(conn, &codec, a.producers, Some(bodies::Progress { count, last_ns }))
+                        }
+                    },
+                })
+            })
+        }
+    }
+}
+
+/// Joins the link at `a.addr` as `a.side`.
+fn connect_side<T: Transport>(a: &PeerArgs, opts: &LinkOpts) -> Result<T::Conn, String> {
+    T::connect(
+        &crate::transport::Endpoint::for_child(&a.addr),
+        a.side,
+        opts,
+    )
+    .map_err(|e| format!("connecting: {e}"))
+}
+
+/// A session's peer: one-to-one pingpong or stream (or the floor), one
+/// round per `round N`, sequence numbers going on across rounds; each
+/// round a report line. `end` (or the coordinator's going) closes.
+fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
+    let multi = a.pattern.is_multi();
+    if a.pattern == Pattern::Reqrep || (multi && a.side != Side::A) {
+        return Err(format!(
+            "sessions run pingpong, stream, and the producers of fan-in, fan-out and mpmc, not {} {}",
+            a.pattern.name(),
+            a.side.name()
+        ));
+    }
+    let initiator = a.side == Side::A;
+    // Sequence numbers (pingpong: exchanges) used so far.
+    let mut next = 0u64;
+    let mut rounds = |mut round: Box<dyn FnMut(u64, u64) -> Result<PeerReport, String> + '_>| {
+        control::barrier()?;
+        loop {
+            match control::read_control()? {
+                Control::End => return Ok(PeerReport::default()),
+                Control::Round(n) => {
+                    let r = round(next, n).unwrap_or_else(|e| PeerReport {
+                        error: Some(e),
+                        ..PeerReport::default()
+                    });
+                    let failed = r.error.clone();
+                    control::say(&r)?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    // Pingpong rounds time two phases of n exchanges.
+                    next += if a.pattern == Pattern::Pingpong {
+                        2 * n
+                    } else {
+                        n
+                    };
+                }
+            }
+        }
+    };
+    match a.strategy {
+        Strategy::FloorCopy => Err("the copy floor of a round trip is measured in points".into()),
+        Strategy::Floor => {
+            if a.pattern != Pattern::Pingpong {
+                return Err("the floor is measured with pingpong".into());
+            }
+            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
+            if region.body_len() < 256 {
+                return Err("floor region too small".into());
+            }
+            let base = region.body_ptr();
+            if a.wait.kind == WaitKind::Park {
+                // SAFETY: as in `run_peer`: two futex words 128 bytes apart
+                // in a body of at least 256 bytes that `region` keeps mapped.
+                let (ping, pong) = unsafe {
+                    (
+                        &*(base as *const crate::shm::futex::Futex),
+                        &*(base.add(128) as *const crate::shm::futex::Futex),
+                    )
+                };
+                rounds(Box::new(|first, n| {
+                    floors::floor_park_from(ping, pong, initiator, first, 0, n)
+                }))
+            } else {
+                // SAFETY: as in `run_peer`: an aligned u64 at the start of
+                // the body, alive with `region`.
+                let word = unsafe { &*(base as *const std::sync::atomic::AtomicU64) };
+                rounds(Box::new(|first, n| {
+                    floors::floor_spin_from(word, initiator, first, 0, n)
+                }))
+            }
+        }
+        Strategy::Transport(kind) => {
+            with_transport!(kind, T => {
+                let mut conn = connect_side::<T>(a, &a.link_opts())?;
+                let mut out = codec.buffer();
+                let mut back = Vec::with_capacity(codec.size());
+                let r = {
+                    let conn = &mut conn;
+                    rounds(Box::new(move |first, n| match (a.pattern, initiator) {
+                        (Pattern::Pingpong, true) => bodies::timed_exchanges_from(first, 0, n, |seq| {
+                            codec.stamp(&mut out, seq, 0);
+                            conn.send(&out).map_err(|e| e.to_string())?;
+                            // The echo is checked where it lies when it can be.
+                            conn.recv_with(&mut back, |m| codec.check(m, seq).map(drop))
+                                .map_err(|e| e.to_string())?
+                        }),
+                        (Pattern::Pingpong, false) => bodies::echo_seqs(conn, codec, first..first + 2 * n),
+                        (_, true) if multi => bodies::multi_send_seqs(conn, codec, a.id, first..first + n),
+                        (_, true) => bodies::send_seqs(conn, codec, first..first + n),
+                        (_, false) => bodies::recv_seqs(conn, codec, first..first + n, first),
+                    }))
+                };
+                // A producer leaves the shared stream to the others.
+                let _ = if multi { conn.leave() } else { conn.close() };
+                r
+            })
+        }
+    }
+}
+
+/// A consumer's progress slot in a session's progress region: the count
+/// and the last time, each on a cache line of its own.
+pub(crate) fn progress_slot(
+    region: &Region,
+    slot: usize,
+) -> Result<(&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64), String> {
+    if region.body_len() < (slot + 1) * 128 {
+        return Err(format!("progress region has no slot {slot}"));
+    }
+    // SAFETY: two u64 words at 128 * slot and 128 * slot + 64 inside the
+    // body (checked), 8-aligned, zeroed at creation, alive with `region`;
+    // only ever accessed atomically.
+    unsafe {
+        let base = region.body_ptr().add(slot * 128);
+        Ok((
+            &*(base as *const std::sync::atomic::AtomicU64),
+            &*(base.add(64) as *const std::sync::atomic::AtomicU64),
+        ))
+    }
+}
+
+/// A reqrep client's calls, through the manager's proxy.
+fn reqrep_client(
+    kind: TransportKind,
+    addr: &str,
+    opts: &LinkOpts,
+    codec: &Codec,
+    a: &PeerArgs,
+) -> Result<PeerReport, String> {
+    use crate::transport::manager::{ManagerTcp, ManagerUnix};
+    let ep = crate::transport::Endpoint::for_child(addr);
+    let e = |e: crate::transport::TransportError| format!("connecting: {e}");
+    match kind {
+        TransportKind::ManagerUnix => bodies::reqrep_client(
+            ManagerUnix::proxy(&ep, opts).map_err(e)?,
+            codec,
+            a.id,
+            a.warmup,
+            a.iters,
+        ),
+        TransportKind::ManagerTcp => bodies::reqrep_client(
+            ManagerTcp::proxy(&ep, opts).map_err(e)?,
+            codec,
+            a.id,
+            a.warmup,
+            a.iters,
+        ),
+        other => Err(format!(
+            "reqrep calls a manager's objects; {other} has none"
+        )),
+    }
+}
+
+fn barrier_then(f: impl FnOnce() -> Result<PeerReport, String>) -> Result<PeerReport, String> {
+    control::barrier()?;
+    f()
+}

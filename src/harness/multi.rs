@@ -1,0 +1,239 @@
+//! Many processes on one channel: fan-in, fan-out and mpmc (producers on
+//! side A, consumers on side B, exactly-once checked across consumers by
+//! the coordinator), and reqrep (clients calling a server's dictionary).
+
+use std::time::Instant;
+
+use crate::record::PointRecord;
+use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
+
+use super::child::bodies;
+use super::control::{PeerArgs, PeerReport};
+use super::point::{link_capacity, throughput_of};
+use super::shm_dict;
+use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
+use super::supervise::{reports, spawn};
+use super::validate::Codec;
+
+/// Runs a fan-in, fan-out or mpmc point: producers on side A and consumers
+/// on side B of one shared channel; the coordinator ends the stream once
+/// every producer has left, then checks exactly-once across consumers.
+pub(super) fn run_multi(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    mut rec: PointRecord,
+    cpus: &[usize],
+    warmup: u64,
+    iters: u64,
+) -> PointRecord {
+    let Strategy::Transport(kind) = spec.strategy else {
+        rec.fail("the floor is measured with pingpong");
+        return rec;
+    };
+    let reqrep = spec.pattern == Pattern::Reqrep;
+    if reqrep && kind == TransportKind::ShmQueue {
+        return run_shm_reqrep(spec, opts, rec, cpus, warmup, iters);
+    }
+    if reqrep && !matches!(kind, TransportKind::ManagerUnix | TransportKind::ManagerTcp) {
+        rec.fail(format!(
+            "reqrep calls a server's objects: a manager's, or shm-queue's dictionary; {} has none",
+            kind.name()
+        ));
+        return rec;
+    }
+    if !spec.strategy.multi_party() {
+        rec.fail(format!(
+            "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
+            kind.name()
+        ));
+        return rec;
+    }
+    if kind == TransportKind::ShmQueue
+        && spec.size > crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+    {
+        rec.fail(format!(
+            "shm-queue shared by several processes carries messages of at most {} bytes (one slot each)",
+            crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+        ));
+        return rec;
+    }
+    let link = LinkOpts {
+        wait: spec.wait,
+        capacity: link_capacity(spec.size, 256),
+        max_message: spec.size,
+        exe: opts.exe.clone(),
+        label: format!("bench-{}", kind.name()),
+    };
+    let (np, nc) = (spec.producers, if reqrep { 0 } else { spec.consumers });
+    let pinned = !rec.cpus.is_empty();
+    let args = |addr: &str, side: Side, i: usize| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
+        PeerArgs::for_point(spec, addr, side, i, (warmup, iters), cpu)
+    };
+    let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), String> = with_transport!(kind, T => {
+        match T::setup(&link) {
+            Err(e) => Err(format!("setting up the link: {e}")),
+            Ok((mut setup, ep)) => (|| {
+                let deadline = Instant::now() + opts.deadline;
+                let mut consumers = (0..nc)
+                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::B, i), &ep.inherit, &ep.env, &format!("consumer {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut producers = (0..np)
+                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::A, i), &ep.inherit, &ep.env, &format!("producer {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for p in consumers.iter_mut().chain(producers.iter_mut()) {
+                    p.ready(deadline)?;
+                }
+                setup.children_started();
+                for p in consumers.iter_mut().chain(producers.iter_mut()) {
+                    p.go()?;
+                }
+                let sent = reports(&mut producers, &mut consumers, deadline)?;
+                if reqrep {
+                    return Ok((sent, Vec::new()));
+                }
+                setup.end_stream().map_err(|e| format!("ending the stream: {e}"))?;
+                let got = reports(&mut consumers, &mut [], deadline)?;
+                Ok((sent, got))
+            })(),
+        }
+    });
+    match outcome {
+        Err(e) => rec.fail(e),
+        // Every call was checked by its client.
+        Ok((clients, _)) if reqrep => fill_reqrep(&mut rec, spec, &clients, 0),
+        Ok((sent, got)) => {
+            let per = warmup + iters;
+            let Ok(codec) = Codec::new(spec.size) else {
+                rec.fail(format!("no messages of {} bytes", spec.size));
+                return rec;
+            };
+            let expected: u64 = (0..np as u64)
+                .flat_map(|id| (0..per).map(move |i| (id, i)))
+                .map(|(id, i)| bodies::tagged_seq(&codec, id, i))
+                .fold(0u64, |acc, s| {
+                    acc.wrapping_add(crate::harness::validate::mix64(s))
+                });
+            let received: u64 = got.iter().map(|r| r.messages).sum();
+            let digest = got.iter().fold(0u64, |acc, r| acc.wrapping_add(r.digest));
+            if received != np as u64 * per {
+                rec.fail(format!(
+                    "consumers received {received} messages where {} were sent (lost or duplicated)",
+                    np as u64 * per
+                ));
+                return rec;
+            }
+            if digest != expected {
+                rec.fail("every message count is right but not every message arrived exactly once");
+                return rec;
+            }
+            rec.pass();
+            let first = got
+                .iter()
+                .filter(|r| r.messages > 0)
+                .map(|r| r.first_ns)
+                .min()
+                .unwrap_or(0);
+            let last = got.iter().map(|r| r.last_ns).max().unwrap_or(0);
+            rec.messages = received;
+            rec.elapsed_ns = last.saturating_sub(first);
+            rec.throughput = throughput_of(
+                rec.elapsed_ns > 0,
+                || received.saturating_sub(1) as f64 * 1e9 / rec.elapsed_ns as f64,
+                spec.size,
+            );
+            let hists: Vec<&[(u64, u64)]> = got.iter().map(|r| r.latency_hist.as_slice()).collect();
+            rec.latency_ns = super::measure::merged_latency(&hists);
+            let cpu: u64 = sent.iter().chain(&got).map(|r| r.cpu_ns).sum();
+            rec.cpu_ns_per_msg = Some(cpu as f64 / received.max(1) as f64);
+        }
+    }
+    rec
+}
+
+/// A reqrep point's figures from its clients' reports (each call checked
+/// by its client) and the server's CPU time, if it is a peer.
+fn fill_reqrep(rec: &mut PointRecord, spec: &PointSpec, clients: &[PeerReport], server_cpu: u64) {
+    rec.pass();
+    let calls: u64 = clients.iter().map(|r| r.messages).sum();
+    let first = clients.iter().map(|r| r.first_ns).min().unwrap_or(0);
+    let last = clients.iter().map(|r| r.last_ns).max().unwrap_or(0);
+    rec.messages = calls;
+    rec.elapsed_ns = last.saturating_sub(first);
+    rec.throughput = throughput_of(
+        rec.elapsed_ns > 0,
+        || calls as f64 * 1e9 / rec.elapsed_ns as f64,
+        spec.size,
+    );
+    let hists: Vec<&[(u64, u64)]> = clients.iter().map(|r| r.latency_hist.as_slice()).collect();
+    rec.latency_ns = super::measure::merged_latency(&hists);
+    let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum::<u64>() + server_cpu;
+    rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
+}
+
+/// reqrep over shared memory: a server peer owns a dictionary that N
+/// client peers call through shm queues ([`shm_dict`]). Beyond each
+/// client's checks, the server must have served exactly the calls the
+/// clients made.
+fn run_shm_reqrep(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    mut rec: PointRecord,
+    cpus: &[usize],
+    warmup: u64,
+    iters: u64,
+) -> PointRecord {
+    let np = spec.producers;
+    let setup = match shm_dict::Setup::create(np, spec.size, spec.wait) {
+        Ok(s) => s,
+        Err(e) => {
+            rec.fail(e);
+            return rec;
+        }
+    };
+    let pinned = !rec.cpus.is_empty();
+    let args = |side: Side, i: usize| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
+        PeerArgs::for_point(spec, &setup.addr, side, i, (warmup, iters), cpu)
+    };
+    let outcome = (|| {
+        let deadline = Instant::now() + opts.deadline;
+        let mut server = spawn(&opts.exe, &args(Side::B, 0), &[], &[], "server")?;
+        let mut clients = (0..np)
+            .map(|i| {
+                spawn(
+                    &opts.exe,
+                    &args(Side::A, i),
+                    &[],
+                    &[],
+                    &format!("client {i}"),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
+            p.ready(deadline)?;
+        }
+        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
+            p.go()?;
+        }
+        let reports = reports(&mut clients, std::slice::from_mut(&mut server), deadline)?;
+        setup.close();
+        let served = server.report(deadline)?;
+        Ok::<_, String>((reports, served))
+    })();
+    match outcome {
+        Err(e) => rec.fail(e),
+        Ok((clients, served)) => {
+            let made = np as u64 * 2 * (warmup + iters);
+            if served.messages != made {
+                rec.fail(format!(
+                    "the server answered {} calls where the clients made {made}",
+                    served.messages
+                ));
+                return rec;
+            }
+            fill_reqrep(&mut rec, spec, &clients, served.cpu_ns);
+        }
+    }
+    rec
+}

@@ -1,0 +1,299 @@
+//! The vocabulary: what a point is ([`PointSpec`]: a [`Strategy`], a
+//! [`Pattern`], a size, a wait, process counts) and how hard it is
+//! measured ([`RunOpts`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::record::LATE_REPLY_NS;
+use crate::shm::Wait;
+use crate::transport::TransportKind;
+
+/// What a point measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pattern {
+    /// Round trips between two peers.
+    Pingpong,
+    /// One peer sends, the other receives.
+    Stream,
+    /// N producers, one consumer, one shared channel.
+    FanIn,
+    /// One producer, N consumers, one shared channel.
+    FanOut,
+    /// N producers, M consumers, one shared channel.
+    Mpmc,
+    /// N clients calling a server's objects, each call a request and a reply.
+    Reqrep,
+    /// Pingpong whose echo works [`LATE_REPLY_NS`] on each message
+    /// before answering: what waiting costs when the answer is slow (the
+    /// round trip includes that time).
+    PingpongLate,
+}
+
+impl Pattern {
+    /// Every pattern this harness runs.
+    pub const ALL: [Pattern; 7] = [
+        Pattern::Pingpong,
+        Pattern::Stream,
+        Pattern::FanIn,
+        Pattern::FanOut,
+        Pattern::Mpmc,
+        Pattern::Reqrep,
+        Pattern::PingpongLate,
+    ];
+
+    /// The name in results and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Pingpong => "pingpong",
+            Pattern::Stream => "stream",
+            Pattern::FanIn => "fan-in",
+            Pattern::FanOut => "fan-out",
+            Pattern::Mpmc => "mpmc",
+            Pattern::Reqrep => "reqrep",
+            Pattern::PingpongLate => "pingpong-late",
+        }
+    }
+
+    /// Whether one side sends and the other answers each message
+    /// (pingpong, late or not): the initiator's figures are the point's.
+    pub fn round_trips(self) -> bool {
+        matches!(self, Pattern::Pingpong | Pattern::PingpongLate)
+    }
+
+    /// How long the answering side works on each message before it
+    /// answers: [`LATE_REPLY_NS`] for `pingpong-late`, else 0.
+    pub fn echo_work_ns(self) -> u64 {
+        if self == Pattern::PingpongLate {
+            LATE_REPLY_NS
+        } else {
+            0
+        }
+    }
+
+    /// Whether several processes share one channel (or server).
+    pub fn is_multi(self) -> bool {
+        matches!(
+            self,
+            Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc | Pattern::Reqrep
+        )
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pattern, String> {
+        Pattern::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep or pingpong-late"
+                )
+            })
+    }
+}
+
+/// What is measured: a transport, or a floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// The raw floor (cache line with `spin`, futex with `park`, the copy
+    /// floor of a stream).
+    Floor,
+    /// The copy floor of a round trip: a slot per direction, the message
+    /// copied in and out ([`floors::floor_copy_pingpong`]).
+    FloorCopy,
+    /// A transport.
+    Transport(TransportKind),
+}
+
+impl Strategy {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Floor => "floor",
+            Strategy::FloorCopy => "floor-copy",
+            Strategy::Transport(k) => k.name(),
+        }
+    }
+
+    /// Whether the strategy's waiting is ours to choose (shared memory);
+    /// otherwise it blocks in the kernel.
+    pub fn has_wait(self) -> bool {
+        match self {
+            Strategy::Floor | Strategy::FloorCopy => true,
+            #[cfg(feature = "iceoryx2")]
+            Strategy::Transport(TransportKind::Iceoryx2) => true,
+            Strategy::Transport(k) => matches!(
+                k,
+                TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
+            ),
+        }
+    }
+
+    /// The waiting strategies of `asked` this strategy measures: iceoryx2's
+    /// subscriber polls, spinning or yielding, so every strategy but pure
+    /// spin becomes `spin-yield` for it.
+    pub fn waits_of(self, asked: &[Wait]) -> Vec<Wait> {
+        #[cfg(feature = "iceoryx2")]
+        if self == Strategy::Transport(TransportKind::Iceoryx2) {
+            let mut out: Vec<Wait> = Vec::new();
+            for w in asked {
+                let w = if w.kind == crate::shm::WaitKind::Spin {
+                    *w
+                } else {
+                    Wait::SPIN_YIELD
+                };
+                if !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+            return out;
+        }
+        asked.to_vec()
+    }
+
+    /// Whether several processes can send into (and receive from) one of
+    /// its channels, as fan-in, fan-out and mpmc need.
+    pub fn multi_party(self) -> bool {
+        matches!(
+            self,
+            Strategy::Transport(
+                TransportKind::ShmQueue | TransportKind::ManagerUnix | TransportKind::ManagerTcp
+            )
+        )
+    }
+
+    /// Processes busy during a point besides the peers.
+    pub fn helpers(self) -> usize {
+        match self {
+            Strategy::Transport(TransportKind::ManagerUnix | TransportKind::ManagerTcp) => 1,
+            _ => 0,
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Strategy, String> {
+        if s == "floor" {
+            Ok(Strategy::Floor)
+        } else if s == "floor-copy" {
+            Ok(Strategy::FloorCopy)
+        } else {
+            s.parse().map(Strategy::Transport)
+        }
+    }
+}
+
+/// One point to measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointSpec {
+    /// What moves the messages.
+    pub strategy: Strategy,
+    /// How.
+    pub pattern: Pattern,
+    /// Bytes per message.
+    pub size: usize,
+    /// How shared-memory strategies wait (ignored by kernel ones).
+    pub wait: Wait,
+    /// Sending processes (1 but for fan-in and mpmc).
+    pub producers: usize,
+    /// Receiving processes (1 but for fan-out and mpmc).
+    pub consumers: usize,
+}
+
+impl PointSpec {
+    /// A one-to-one point.
+    pub fn one_to_one(strategy: Strategy, pattern: Pattern, size: usize, wait: Wait) -> PointSpec {
+        PointSpec {
+            strategy,
+            pattern,
+            size,
+            wait,
+            producers: 1,
+            consumers: 1,
+        }
+    }
+
+    /// The waiting strategy as results name it (`kernel` for kernel transports).
+    pub fn wait_name(&self) -> &'static str {
+        if self.strategy.has_wait() {
+            self.wait.name()
+        } else {
+            "kernel"
+        }
+    }
+}
+
+/// How points are run.
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    /// The `ipcbench` binary the peers run.
+    pub exe: PathBuf,
+    /// Untimed exchanges or messages first.
+    pub warmup: u64,
+    /// Round trips per pingpong phase (two phases: histogram, batch).
+    pub pingpong_iters: u64,
+    /// Bytes a stream point moves (messages = bytes / size, bounded).
+    pub stream_bytes: u64,
+    /// Bounds on the messages of a stream point.
+    pub stream_messages: (u64, u64),
+    /// A point that takes longer fails.
+    pub deadline: Duration,
+    /// Pin peers to distinct CPUs when there are enough.
+    pub pin: bool,
+    /// Measure exactly this many round trips or messages (criterion's
+    /// `iters`), instead of counts derived from the size.
+    pub fixed_count: Option<u64>,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ipcbench")),
+            warmup: 1000,
+            pingpong_iters: 20_000,
+            stream_bytes: 256 << 20,
+            stream_messages: (1_000, 1_000_000),
+            deadline: Duration::from_secs(60),
+            pin: true,
+            fixed_count: None,
+        }
+    }
+}
+
+impl RunOpts {
+    /// The (warm-up, measured) counts of exchanges or messages of `spec`.
+    pub fn counts(&self, spec: &PointSpec) -> (u64, u64) {
+        if let Some(n) = self.fixed_count {
+            return (self.warmup, n.max(2));
+        }
+        match spec.pattern {
+            Pattern::Reqrep => {
+                let iters = (self.pingpong_iters / spec.producers.max(1) as u64).max(100);
+                (self.warmup.min(iters / 10).max(1), iters)
+            }
+            Pattern::PingpongLate => {
+                // Each round trip takes the echo's work and more: a few
+                // hundred of them give a median and a p99.
+                let iters = (self.pingpong_iters / 20).clamp(50, 1_000);
+                (self.warmup.min(iters / 10).max(1), iters)
+            }
+            Pattern::Pingpong => {
+                // Fewer round trips when each one is slow (large messages).
+                let iters = (self.pingpong_iters * 64 / (spec.size as u64).max(64))
+                    .clamp(200, self.pingpong_iters);
+                (self.warmup.min(iters), iters)
+            }
+            Pattern::Stream | Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc => {
+                let (lo, hi) = self.stream_messages;
+                // Multi-party points move the same total, split among producers.
+                let n = (self.stream_bytes / spec.size as u64).clamp(lo, hi)
+                    / spec.producers.max(1) as u64;
+                let n = n.max(100);
+                (self.warmup.min(n / 10).max(1), n)
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Supervision: peers started as `ipcbench peer …` children, lined up at
+//! the start barrier, their reports awaited against a deadline while the
+//! others' liveness is watched; a peer that misses it is killed and
+//! reaped, and an error names the peers a signal ended.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::control::{PeerArgs, PeerReport};
+use super::spec::RunOpts;
+
+/// How many of a peer's last stderr lines an error about it quotes.
+const SAID: usize = 20;
+
+/// A started peer: its process, its control input, and its output lines.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    name: String,
+    /// A line read while looking at a peer that exited, given back by the
+    /// next read.
+    held: Option<String>,
+    /// The last lines the peer wrote to stderr (at most [`SAID`]).
+    said: Vec<String>,
+}
+
+/// Starts `ipcbench peer bench <args>`, passing it `inherit` and `env`.
+pub fn spawn(
+    exe: &PathBuf,
+    args: &PeerArgs,
+    inherit: &[i32],
+    env: &[(String, String)],
+    name: &str,
+) -> Result<Running, String> {
+    spawn_with(exe, args.to_args(), inherit, env, name)
+}
+
+/// Starts `ipcbench peer <args>` with nothing inherited.
+pub fn spawn_args(exe: &PathBuf, args: Vec<String>, name: &str) -> Result<Running, String> {
+    spawn_with(exe, args, &[], &[], name)
+}
+
+/// Starts `ipcbench peer <args>`, passing it `inherit` and `env`.
+pub fn spawn_with(
+    exe: &PathBuf,
+    args: Vec<String>,
+    inherit: &[i32],
+    env: &[(String, String)],
+    name: &str,
+) -> Result<Running, String> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("peer")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    crate::transport::fd::inherit_in_child(&mut cmd, inherit.to_vec());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting peer {name} ({}): {e}", exe.display()))?;
+    let (tx, lines) = mpsc::channel();
+    let out = child.stdout.take().ok_or("no peer stdout")?;
+    let err = child.stderr.take().ok_or("no peer stderr")?;
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(format!("stderr: {l}"));
+        }
+    });
+    Ok(Running {
+        stdin: child.stdin.take(),
+        child,
+        lines,
+        name: name.to_owned(),
+        held: None,
+        said: Vec::new(),
+    })
+}
+
+impl Running {
+    /// The next line that is not stderr noise, if one comes by `until`; an
+    /// error, with what the peer wrote to stderr, if its output ended first.
+    fn next_line(&mut self, until: Instant, what: &str) -> Result<Option<String>, String> {
+        if let Some(l) = self.held.take() {
+            return Ok(Some(l));
+        }
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with("stderr: ") => {
+                    if self.said.len() == SAID {
+                        self.said.remove(0);
+                    }
+                    self.said.push(l["stderr: ".len()..].to_owned());
+                }
+                Ok(l) => return Ok(Some(l)),
+                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "peer {} exited before {what}: {}",
+                        self.name,
+                        if self.said.is_empty() {
+                            "no message".to_owned()
+                        } else {
+                            self.said.join("; ")
+                        }
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The next line that is not stderr noise, by `deadline`.
+    fn expect_line(&mut self, deadline: Instant, what: &str) -> Result<String, String> {
+        self.next_line(deadline, what)?
+            .ok_or_else(|| format!("peer {} missed its deadline waiting for {what}", self.name))
+    }
+
+    /// Why this peer will not answer, if its process has ended: the error
+    /// it reported, or the end of its output. A good report it wrote before
+    /// exiting is kept for [`Running::report`].
+    fn gone(&mut self) -> Option<String> {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        // Its output ends as soon as the reader threads have drained it.
+        match self.next_line(Instant::now() + Duration::from_millis(200), "its report") {
+            Err(e) => Some(e),
+            Ok(None) => None,
+            Ok(Some(line)) => {
+                let failed = self.parse_report(&line).err();
+                self.held = Some(line);
+                failed
+            }
+        }
+    }
+
+    /// Tells the peer `go` (past its start barrier).
+    pub fn go(&mut self) -> Result<(), String> {
+        self.tell("go")
+    }
+
+    /// Writes `line` on the peer's control input.
+    pub fn tell(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("control channel closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("telling peer {} {line:?}: {e}", self.name))
+    }
+
+    /// Closes the peer's control input (a session's peer ends on it).
+    pub fn hang_up(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Whether the peer's process has ended.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// The peer's name in errors (`A`, `producer 0`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The peer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the peer's `ready`.
+    pub fn ready(&mut self, deadline: Instant) -> Result<(), String> {
+        match self.expect_line(deadline, "ready")? {
+            l if l == "ready" => Ok(()),
+            l => Err(format!("peer {} said {l:?} instead of ready", self.name)),
+        }
+    }
+
+    /// The peer's next report; a report of a failure is an error.
+    pub fn report(&mut self, deadline: Instant) -> Result<PeerReport, String> {
+        let line = self.expect_line(deadline, "its report")?;
+        self.parse_report(&line)
+    }
+
+    fn parse_report(&self, line: &str) -> Result<PeerReport, String> {
+        let r: PeerReport = serde_json::from_str(line)
+            .map_err(|e| format!("peer {} sent a bad report ({e}): {line}", self.name))?;
+        match &r.error {
+            Some(e) => Err(format!("peer {}: {e}", self.name)),
+            None => Ok(r),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a peer behind: kill it if it is still running, and reap it.
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// One report from each of `waited`, in their order. While a report is
+/// awaited, the processes of the others and of `watched` are looked at
+/// every [`LIVENESS_CHECK_EVERY`]: one that ended without a good report ends
+/// the wait at once with its own last words, instead of leaving the
+/// coordinator on a peer that waits for the dead one, or for nothing.
+///
+/// [`LIVENESS_CHECK_EVERY`]: crate::shm::wait::LIVENESS_CHECK_EVERY
+pub fn reports(
+    waited: &mut [Running],
+    watched: &mut [Running],
+    deadline: Instant,
+) -> Result<Vec<PeerReport>, String> {
+    let mut out = Vec::with_capacity(waited.len());
+    for i in 0..waited.len() {
+        let (p, rest) = waited[i..].split_first_mut().expect("i < len");
+        let line = loop {
+            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
+            if let Some(l) = p.next_line(step, "its report")? {
+                break l;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "peer {} missed its deadline waiting for its report",
+                    p.name
+                ));
+            }
+            if let Some(e) = rest
+                .iter_mut()
+                .chain(watched.iter_mut())
+                .find_map(Running::gone)
+            {
+                return Err(e);
+            }
+        };
+        out.push(p.parse_report(&line)?);
+    }
+    Ok(out)
+}
+
+/// Runs both peers of a point and returns their reports (A, B).
+pub fn run_pair(
+    opts: &RunOpts,
+    args: [PeerArgs; 2],
+    inherit: &[i32],
+    env: &[(String, String)],
+    after_ready: &mut dyn FnMut(),
+) -> Result<(PeerReport, PeerReport), String> {
+    let deadline = Instant::now() + opts.deadline;
+    let b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
+    let a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
+    let mut ab = [a, b];
+    for p in ab.iter_mut().rev() {
+        p.ready(deadline)?;
+    }
+    after_ready();
+    let both = |ab: &mut [Running]| -> Result<(PeerReport, PeerReport), String> {
+        ab[1].go()?;
+        ab[0].go()?;
+        // A failed peer ends the point at once (the other is killed on drop).
+        let mut r = reports(ab, &mut [], deadline)?.into_iter();
+        Ok((r.next().expect("A's"), r.next().expect("B's")))
+    };
+    both(&mut ab).map_err(|e| blame(&mut ab, e))
+}
+
+/// A point's error, with the peers that a signal ended (a crash, or a
+/// kill from outside) named: the peer that lost its partner often fails
+/// first, with an error that names only a pid or an end of file.
+pub fn blame<'a>(peers: impl IntoIterator<Item = &'a mut Running>, err: String) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let grace = Instant::now() + Duration::from_millis(200);
+    let mut killed = Vec::new();
+    for p in peers {
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(status)) => {
+                    if let Some(sig) = status.signal() {
+                        killed.push(format!(
+                            "peer {} (pid {}) was ended by signal {sig}{}",
+                            p.name,
+                            p.child.id(),
+                            if sig == libc::SIGKILL {
+                                " (SIGKILL)"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                    break;
+                }
+                Ok(None) if Instant::now() < grace => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                _ => break,
+            }
+        }
+    }
+    if killed.is_empty() {
+        err
+    } else {
+        format!("{}: {err}", killed.join("; "))
+    }
+}

@@ -1,0 +1,227 @@
+//! Results files: a run as JSON (the contract) with CSV beside it, written
+//! atomically (a temporary file, then a rename) after every point, so a
+//! crash or a full disk never leaves a half-written results file: the
+//! previous complete one stays.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::RunRecord;
+
+/// The run as pretty JSON.
+pub fn to_json(run: &RunRecord) -> String {
+    // Serializing plain data with string keys cannot fail.
+    serde_json::to_string_pretty(run).unwrap_or_default()
+}
+
+/// The points as CSV, one row per point, with a header row.
+pub fn to_csv(run: &RunRecord) -> String {
+    let mut s = String::from(
+        "transport,pattern,msg_size,producers,consumers,wait,pinned,oversubscribed,messages,elapsed_ns,validated,error,\
+         latency_mean_ns,latency_p50_ns,latency_p90_ns,latency_p99_ns,latency_p999_ns,latency_max_ns,\
+         msgs_per_s,bytes_per_s,cpu_ns_per_msg,batched_mean_ns,harness_ns_per_msg,latency_p9999_ns\n",
+    );
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for p in &run.points {
+        let l = p.latency_ns;
+        let cells = [
+            p.transport.clone(),
+            p.pattern.clone(),
+            p.msg_size.to_string(),
+            p.producers.to_string(),
+            p.consumers.to_string(),
+            p.wait.clone(),
+            p.pinned.to_string(),
+            p.oversubscribed.to_string(),
+            p.messages.to_string(),
+            p.elapsed_ns.to_string(),
+            p.validated.to_string(),
+            csv_quote(p.error.as_deref().unwrap_or("")),
+            opt(l.map(|l| format!("{:.1}", l.mean))),
+            opt(l.map(|l| l.p50.to_string())),
+            opt(l.map(|l| l.p90.to_string())),
+            opt(l.map(|l| l.p99.to_string())),
+            opt(l.map(|l| l.p999.to_string())),
+            opt(l.map(|l| l.max.to_string())),
+            opt(p.throughput.map(|t| format!("{:.1}", t.msgs_per_s))),
+            opt(p.throughput.map(|t| format!("{:.1}", t.bytes_per_s))),
+            opt(p.cpu_ns_per_msg.map(|c| format!("{c:.1}"))),
+            opt(p.batched_mean_ns.map(|c| format!("{c:.1}"))),
+            opt(p.harness_ns_per_msg.map(|c| format!("{c:.1}"))),
+            opt(l.and_then(|l| l.p9999).map(|v| v.to_string())),
+        ];
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+fn csv_quote(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+/// Why results could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {io} (the previous complete file, if any, is kept; free space or choose another --output)", .path.display())]
+pub struct WriteError {
+    /// The file.
+    pub path: PathBuf,
+    /// The error, said in the message (not repeated as its cause).
+    pub io: std::io::Error,
+}
+
+/// Writes `contents` to `path` atomically.
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
+    let err = |io| WriteError {
+        path: path.to_owned(),
+        io,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension(format!(
+        "{}.tmp-{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Writes `run` as JSON at `path` and as CSV beside it (`.csv`).
+pub fn write_results(path: &Path, run: &RunRecord) -> Result<(), WriteError> {
+    write_atomic(path, &to_json(run))?;
+    write_atomic(&path.with_extension("csv"), &to_csv(run))
+}
+
+/// Reads a results file.
+pub fn read_results(path: &Path) -> Result<RunRecord, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not an ipcbench results file: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Latency, Machine, PointRecord, Throughput};
+
+    fn sample() -> RunRecord {
+        RunRecord {
+            schema_version: 1,
+            run_id: "t".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            machine: Machine {
+                cpu_model: "cpu".into(),
+                cores: 2,
+                kernel: "6".into(),
+                os: "Linux".into(),
+                rustc: "rustc 1".into(),
+                git_commit: "abc".into(),
+            },
+            config: serde_json::json!({"profile": "quick"}),
+            points: vec![
+                PointRecord {
+                    transport: "shm-ring".into(),
+                    pattern: "pingpong".into(),
+                    msg_size: 64,
+                    producers: 1,
+                    consumers: 1,
+                    wait: "spin".into(),
+                    pinned: true,
+                    oversubscribed: false,
+                    messages: 10,
+                    elapsed_ns: 1000,
+                    validated: true,
+                    status: crate::record::Status::Ok,
+                    error: None,
+                    latency_ns: Some(Latency {
+                        mean: 100.0,
+                        p50: 90,
+                        p90: 95,
+                        p99: 120,
+                        p999: 130,
+                        p9999: Some(135),
+                        max: 140,
+                    }),
+                    throughput: Some(Throughput {
+                        msgs_per_s: 1e7,
+                        bytes_per_s: 6.4e8,
+                    }),
+                    cpu_ns_per_msg: Some(200.0),
+                    batched_mean_ns: Some(99.0),
+                    harness_ns_per_msg: Some(3.0),
+                    cpus: vec![0, 1],
+                    repeats: vec![],
+                    adjacent_floors: vec![],
+                },
+                PointRecord {
+                    transport: "tcp".into(),
+                    pattern: "stream".into(),
+                    msg_size: 8,
+                    producers: 1,
+                    consumers: 1,
+                    wait: "kernel".into(),
+                    pinned: true,
+                    oversubscribed: false,
+                    messages: 0,
+                    elapsed_ns: 0,
+                    validated: false,
+                    status: crate::record::Status::Failed,
+                    error: Some("peer B: expected message 3, got message 4, \"lost\"".into()),
+                    latency_ns: None,
+                    throughput: None,
+                    cpu_ns_per_msg: None,
+                    batched_mean_ns: None,
+                    harness_ns_per_msg: None,
+                    cpus: vec![],
+                    repeats: vec![],
+                    adjacent_floors: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn json_round_trips_and_csv_has_a_row_per_point() {
+        let run = sample();
+        let back: RunRecord = serde_json::from_str(&to_json(&run)).unwrap();
+        assert_eq!(back, run);
+        let csv = to_csv(&run);
+        let lines: Vec<_> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let cols = lines[0].split(',').count();
+        assert!(lines[1].starts_with("shm-ring,pingpong,64,"));
+        assert_eq!(lines[1].split(',').count(), cols);
+        assert!(lines[2].contains("\"peer B: expected message 3, got message 4, \"\"lost\"\"\""));
+    }
+
+    #[test]
+    fn atomic_write_keeps_the_old_file_when_it_cannot_write() {
+        let dir = std::env::temp_dir().join(crate::shm::unique_name("report-test"));
+        let path = dir.join("run.json");
+        write_results(&path, &sample()).unwrap();
+        assert!(path.with_extension("csv").exists());
+        assert_eq!(read_results(&path).unwrap(), sample());
+        // A directory where the file should go: the write fails clearly.
+        let bad = dir.join("sub");
+        std::fs::create_dir_all(bad.join("x.json")).unwrap();
+        let e = write_results(&bad.join("x.json"), &sample()).unwrap_err();
+        assert!(e.to_string().contains("previous complete file"), "{e}");
+        assert!(read_results(&dir.join("missing.json")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,386 @@
+//! The result records every reader relies on: one [`RunRecord`] per run,
+//! one [`PointRecord`] per measured point, with its [`Status`] and its key
+//! figure. The schema is DESIGN.md's, and `docs/results-schema.md`
+//! documents it field by field. Fields may be added; none may change
+//! meaning without bumping [`SCHEMA_VERSION`].
+//!
+//! This module sits below both the harness (which fills records) and the
+//! report (which reads them): neither of those knows the other.
+
+use serde::{Deserialize, Serialize};
+
+pub mod io;
+pub mod machine;
+
+pub use machine::{allowed_cpus, pin_to, rfc3339_now, set_cpus};
+
+/// The version of this schema. Version 2 added a point's `status`; files
+/// of version 1 still load (their status is derived from `validated` and
+/// the `skipped:` prefix their `error` had).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// How long the answering side of a `pingpong-late` point works on each
+/// message before it answers: inside its round trips, taken off them when
+/// the report says what waiting cost.
+pub const LATE_REPLY_NS: u64 = 200_000;
+
+/// The CPU time each task of a `pool-cpu` point costs its worker.
+pub const POOL_WORK_NS: u64 = 50_000;
+
+/// How a point ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measured, every message checked and found intact.
+    Ok,
+    /// Not measured: `error` says why. A failed point is never a number.
+    #[default]
+    Failed,
+    /// Deliberately not run; `error` gives the reason.
+    Skipped,
+}
+
+impl Status {
+    /// The name in results files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// A unique id for the run.
+    pub run_id: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// The options it was given.
+    pub config: serde_json::Value,
+    /// The points, in the order they were measured.
+    pub points: Vec<PointRecord>,
+}
+
+/// The machine a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    /// From /proc/cpuinfo.
+    pub cpu_model: String,
+    /// CPUs this process may run on.
+    pub cores: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `uname -s` and the distribution's PRETTY_NAME.
+    pub os: String,
+    /// The compiler that built this binary.
+    pub rustc: String,
+    /// The commit this binary was built from (`-dirty` if it had changes).
+    pub git_commit: String,
+}
+
+/// Latency percentiles, in nanoseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Latency {
+    /// Mean of the samples.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p9999: Option<u64>,
+    /// Largest sample.
+    pub max: u64,
+}
+
+/// Throughput, receiver side.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Throughput {
+    /// Messages per second.
+    pub msgs_per_s: f64,
+    /// Payload bytes per second.
+    pub bytes_per_s: f64,
+}
+
+/// One measured point.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "wire::PointWire")]
+pub struct PointRecord {
+    /// The strategy (`shm-ring`, …, or `floor`).
+    pub transport: String,
+    /// `pingpong` or `stream`.
+    pub pattern: String,
+    /// Bytes per message.
+    pub msg_size: usize,
+    /// Sending processes.
+    pub producers: usize,
+    /// Receiving processes.
+    pub consumers: usize,
+    /// The waiting strategy (`spin`, …, or `kernel`).
+    pub wait: String,
+    /// Whether peers were pinned to distinct cores.
+    pub pinned: bool,
+    /// Whether more processes were busy than there are cores.
+    pub oversubscribed: bool,
+    /// Messages measured (round trips for pingpong).
+    pub messages: u64,
+    /// Time the measured messages took.
+    pub elapsed_ns: u64,
+    /// Whether every message moved was checked and found intact.
+    pub validated: bool,
+    /// How the point ended: `ok` (then `validated`), `failed` or `skipped`.
+    pub status: Status,
+    /// What went wrong, for a failed point (then the figures are absent),
+    /// or why a skipped point was not run.
+    pub error: Option<String>,
+    /// RTT for pingpong, one-way for stream; absent if not measured.
+    pub latency_ns: Option<Latency>,
+    /// Round trips (pingpong) or messages (stream) per second.
+    pub throughput: Option<Throughput>,
+    /// CPU time of all peers per message (user + system).
+    pub cpu_ns_per_msg: Option<f64>,
+    /// Pingpong: the mean RTT of a batch timed as a whole (no clock read
+    /// per round trip).
+    #[serde(default)]
+    pub batched_mean_ns: Option<f64>,
+    /// The harness's own cost per message (stamping and checking), measured
+    /// by calibration; it is inside the figures above.
+    #[serde(default)]
+    pub harness_ns_per_msg: Option<f64>,
+    /// Peer CPUs, when pinned.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
+    /// When the point was measured several times (`--repeat`): the key
+    /// figure of each repeat, in order (median round trip in ns, or
+    /// messages per second); the figures above are the median repeat's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<f64>,
+    /// One-to-one pingpong and stream between pinned peers: the key figure
+    /// of the matching floor (the spin floor's median round trip, or the
+    /// copy floor's messages per second at this size) measured on the same
+    /// CPUs just before and just after this point. On machines whose
+    /// cross-core latency shifts while they run (virtual CPUs moved between
+    /// physical cores), only these make a trustworthy ratio.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adjacent_floors: Vec<f64>,
+}
+
+impl PointRecord {
+    /// A point about to be measured: what it is, nothing measured yet.
+    pub fn unmeasured(
+        transport: &str,
+        pattern: &str,
+        msg_size: usize,
+        (producers, consumers): (usize, usize),
+        wait: &str,
+    ) -> PointRecord {
+        PointRecord {
+            transport: transport.to_owned(),
+            pattern: pattern.to_owned(),
+            msg_size,
+            producers,
+            consumers,
+            wait: wait.to_owned(),
+            pinned: false,
+            oversubscribed: false,
+            messages: 0,
+            elapsed_ns: 0,
+            validated: false,
+            status: Status::Failed,
+            error: None,
+            latency_ns: None,
+            throughput: None,
+            cpu_ns_per_msg: None,
+            batched_mean_ns: None,
+            harness_ns_per_msg: None,
+            cpus: Vec::new(),
+            repeats: Vec::new(),
+            adjacent_floors: Vec::new(),
+        }
+    }
+
+    /// The point failed: `why`, and no figures.
+    pub fn fail(&mut self, why: impl Into<String>) {
+        self.status = Status::Failed;
+        self.validated = false;
+        self.error = Some(why.into());
+    }
+
+    /// The point is deliberately not run, for `reason`.
+    pub fn skip(&mut self, reason: impl Into<String>) {
+        self.status = Status::Skipped;
+        self.validated = false;
+        self.error = Some(reason.into());
+    }
+
+    /// Every message the point moved was checked and found intact.
+    pub fn pass(&mut self) {
+        self.status = Status::Ok;
+        self.validated = true;
+        self.error = None;
+    }
+
+    /// Whether the point was skipped on purpose.
+    pub fn is_skipped(&self) -> bool {
+        self.status == Status::Skipped
+    }
+
+    /// The figure a point is judged by ([`key_figure`]).
+    pub fn key_figure(&self) -> Option<f64> {
+        key_figure(self)
+    }
+}
+
+/// Whether a smaller figure is better for `pattern` (latency) or a larger
+/// one (throughput).
+pub fn lower_is_better(pattern: &str) -> bool {
+    matches!(
+        pattern,
+        "pingpong" | "pingpong-late" | "event-pingpong" | "startup"
+    )
+}
+
+/// The figure a point is judged by: pingpong's median round trip (and
+/// every latency pattern's median), every other pattern's messages (or
+/// calls) per second. `None` for a point that did not pass.
+pub fn key_figure(p: &PointRecord) -> Option<f64> {
+    if p.status != Status::Ok {
+        return None;
+    }
+    if lower_is_better(&p.pattern) {
+        p.latency_ns.map(|l| l.p50 as f64)
+    } else {
+        p.throughput.map(|t| t.msgs_per_s)
+    }
+}
+
+/// A point as files hold it: `status` is absent in files of schema 1 and
+/// in the Python baseline's records of that time, and is then derived.
+mod wire {
+    use super::*;
+
+    /// How schema 1 marked a skipped point's `error`.
+    const SKIPPED_PREFIX: &str = "skipped:";
+
+    #[derive(Deserialize)]
+    pub struct PointWire {
+        transport: String,
+        pattern: String,
+        msg_size: usize,
+        producers: usize,
+        consumers: usize,
+        wait: String,
+        pinned: bool,
+        oversubscribed: bool,
+        messages: u64,
+        elapsed_ns: u64,
+        validated: bool,
+        #[serde(default)]
+        status: Option<Status>,
+        error: Option<String>,
+        latency_ns: Option<Latency>,
+        throughput: Option<Throughput>,
+        cpu_ns_per_msg: Option<f64>,
+        #[serde(default)]
+        batched_mean_ns: Option<f64>,
+        #[serde(default)]
+        harness_ns_per_msg: Option<f64>,
+        #[serde(default)]
+        cpus: Vec<usize>,
+        #[serde(default)]
+        repeats: Vec<f64>,
+        #[serde(default)]
+        adjacent_floors: Vec<f64>,
+    }
+
+    impl From<PointWire> for PointRecord {
+        fn from(w: PointWire) -> PointRecord {
+            let (status, error) = match (w.status, w.error) {
+                (Some(s), e) => (s, e),
+                (None, Some(e)) if e.starts_with(SKIPPED_PREFIX) => (
+                    Status::Skipped,
+                    Some(e[SKIPPED_PREFIX.len()..].trim_start().to_owned()),
+                ),
+                (None, e) if w.validated && e.is_none() => (Status::Ok, e),
+                (None, e) => (Status::Failed, e),
+            };
+            PointRecord {
+                transport: w.transport,
+                pattern: w.pattern,
+                msg_size: w.msg_size,
+                producers: w.producers,
+                consumers: w.consumers,
+                wait: w.wait,
+                pinned: w.pinned,
+                oversubscribed: w.oversubscribed,
+                messages: w.messages,
+                elapsed_ns: w.elapsed_ns,
+                validated: w.validated,
+                status,
+                error,
+                latency_ns: w.latency_ns,
+                throughput: w.throughput,
+                cpu_ns_per_msg: w.cpu_ns_per_msg,
+                batched_mean_ns: w.batched_mean_ns,
+                harness_ns_per_msg: w.harness_ns_per_msg,
+                cpus: w.cpus,
+                repeats: w.repeats,
+                adjacent_floors: w.adjacent_floors,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_1_points_get_their_status() {
+        let base = r#""transport":"t","pattern":"stream","msg_size":8,"producers":1,"consumers":1,
+            "wait":"spin","pinned":false,"oversubscribed":false,"messages":0,"elapsed_ns":0,
+            "latency_ns":null,"throughput":null,"cpu_ns_per_msg":null"#;
+        let p = |rest: &str| -> PointRecord {
+            serde_json::from_str(&format!("{{{base},{rest}}}")).unwrap()
+        };
+        let skipped = p(r#""validated":false,"error":"skipped: pure spin""#);
+        assert_eq!(skipped.status, Status::Skipped);
+        assert_eq!(skipped.error.as_deref(), Some("pure spin"));
+        let failed = p(r#""validated":false,"error":"peer B: lost""#);
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(failed.error.as_deref(), Some("peer B: lost"));
+        assert_eq!(p(r#""validated":true,"error":null"#).status, Status::Ok);
+        // Schema 2 says it: a status given is kept as it is.
+        let v2 = p(r#""validated":false,"status":"skipped","error":"skipped: x""#);
+        assert_eq!(v2.status, Status::Skipped);
+        assert_eq!(v2.error.as_deref(), Some("skipped: x"));
+        // And it is written out.
+        let mut ok = p(r#""validated":false,"error":"e""#);
+        ok.pass();
+        let text = serde_json::to_string(&ok).unwrap();
+        assert!(text.contains(r#""status":"ok""#), "{text}");
+        assert_eq!(serde_json::from_str::<PointRecord>(&text).unwrap(), ok);
+    }
+
+    #[test]
+    fn machine_and_time_are_filled_in() {
+        let m = Machine::current();
+        assert!(m.cores >= 1);
+        assert!(!m.kernel.is_empty() && m.rustc.starts_with("rustc"));
+        let t = rfc3339_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}
