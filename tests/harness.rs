@@ -276,7 +276,7 @@ fn reqrep_clients_call_a_server_and_every_reply_is_checked() {
         run_point(&spec, &o)
             .error
             .unwrap()
-            .contains("shm-ring has none")
+            .contains("shm-ring links two processes")
     );
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }
@@ -311,7 +311,10 @@ fn pure_spin_oversubscribed_is_skipped_with_the_reason_and_links_refuse_mpmc() {
         ..spec
     };
     let e = run_point(&spec, &o).error.unwrap();
-    assert!(e.contains("shm-queue and the managers"), "{e}");
+    assert!(
+        e.contains("tcp links two processes") && e.contains("shm-queue, manager-unix, manager-tcp"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -551,7 +554,7 @@ fn task_farms_hand_out_every_task_once_over_every_kind() {
         fixed_count: Some(600),
         ..opts()
     };
-    for kind in pool::KINDS {
+    for kind in pool::kinds() {
         for (cpu_work, workers) in [(false, 1), (false, 3), (true, 2)] {
             let spec = PoolSpec {
                 kind,

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::record::PointRecord;
-use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
+use crate::transport::{LinkOpts, LinkSetup, Shared, Side, Transport, TransportKind};
 
 use super::child::bodies;
 use super::control::{PeerArgs, PeerReport};
@@ -14,6 +14,17 @@ use super::shm_dict;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{reports, spawn};
 use super::validate::Codec;
+
+/// The strategies whose channels several processes share, as a list for
+/// an error message.
+pub(super) fn sharing_strategies() -> String {
+    let names: Vec<&str> = TransportKind::ALL
+        .iter()
+        .filter(|k| k.caps().multi_party())
+        .map(|k| k.name())
+        .collect();
+    names.join(", ")
+}
 
 /// Runs a fan-in, fan-out or mpmc point: producers on side A and consumers
 /// on side B of one shared channel; the coordinator ends the stream once
@@ -31,29 +42,24 @@ pub(super) fn run_multi(
         return rec;
     };
     let reqrep = spec.pattern == Pattern::Reqrep;
-    if reqrep && kind == TransportKind::ShmQueue {
+    let caps = kind.caps();
+    if !caps.multi_party() {
+        rec.fail(format!(
+            "{} links two processes; fan-in, fan-out, mpmc and reqrep run over {}",
+            kind.name(),
+            sharing_strategies()
+        ));
+        return rec;
+    }
+    if reqrep && caps.shared == Shared::Memory {
         return run_shm_reqrep(spec, opts, rec, cpus, warmup, iters);
     }
-    if reqrep && !matches!(kind, TransportKind::ManagerUnix | TransportKind::ManagerTcp) {
-        rec.fail(format!(
-            "reqrep calls a server's objects: a manager's, or shm-queue's dictionary; {} has none",
-            kind.name()
-        ));
-        return rec;
-    }
-    if !spec.strategy.multi_party() {
-        rec.fail(format!(
-            "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
-            kind.name()
-        ));
-        return rec;
-    }
-    if kind == TransportKind::ShmQueue
-        && spec.size > crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+    if let Some(limit) = caps.shared_limit
+        && spec.size > limit
     {
         rec.fail(format!(
-            "shm-queue shared by several processes carries messages of at most {} bytes (one slot each)",
-            crate::transport::shm_queue::ShmQueue::SLOT_LIMIT
+            "{} shared by several processes carries messages of at most {limit} bytes",
+            kind.name()
         ));
         return rec;
     }

@@ -35,7 +35,11 @@ use super::supervise::{Running, spawn_with};
 use super::validate::{Codec, now_ns};
 use crate::record::PointRecord;
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
-use crate::transport::{Conn, LinkOpts, LinkSetup, Side, Transport, TransportError, TransportKind};
+use crate::transport::manager::{Proxy, ProxyTask, with_proxy};
+use crate::transport::stream::StreamIo;
+use crate::transport::{
+    Conn, LinkOpts, LinkSetup, Shared, Side, Transport, TransportError, TransportKind, Waits,
+};
 
 /// The patterns' names.
 pub const PATTERNS: [&str; 2] = ["pool", "pool-cpu"];
@@ -74,25 +78,23 @@ impl PoolSpec {
     }
 }
 
-/// The transports a task farm runs over.
-pub const KINDS: [TransportKind; 6] = [
-    TransportKind::ShmQueue,
-    TransportKind::OsPipe,
-    TransportKind::UnixStream,
-    TransportKind::Tcp,
-    TransportKind::ManagerUnix,
-    TransportKind::ManagerTcp,
-];
+/// The transports a task farm runs over: those whose registry row says so.
+pub fn kinds() -> impl Iterator<Item = TransportKind> {
+    TransportKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| k.caps().task_farm)
+}
 
 /// The points of a profile.
 pub fn plan(quick: bool) -> Vec<PoolSpec> {
     let ws: &[usize] = if quick { &WORKERS[..2] } else { &WORKERS };
     let mut out = Vec::new();
     for cpu_work in [false, true] {
-        for kind in KINDS {
+        for kind in kinds() {
             // Shared memory waits spinning first or parking at once (the
             // master and the workers share the CPUs); the kernel blocks.
-            let waits: &[Wait] = if kind == TransportKind::ShmQueue {
+            let waits: &[Wait] = if kind.caps().waits != Waits::Kernel {
                 &[Wait::SPIN_PARK, Wait::PARK]
             } else {
                 &[Wait::PARK]
@@ -194,9 +196,21 @@ fn answer(codec: &Codec, work_ns: u64, task: &[u8], out: &mut [u8]) -> Result<()
     Ok(())
 }
 
-/// A worker over a manager's queues: (tasks done, CPU time at the start).
-fn manager_worker<S: crate::transport::stream::StreamIo>(
-    mut proxy: crate::transport::manager::Proxy<S>,
+/// A worker over a server's queues: (tasks done, CPU time at the start).
+struct ServerWorker<'a> {
+    codec: &'a Codec,
+    work_ns: u64,
+}
+
+impl ProxyTask for ServerWorker<'_> {
+    type Out = Result<(u64, u64), String>;
+    fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out {
+        server_worker(proxy, self.codec, self.work_ns)
+    }
+}
+
+fn server_worker<S: StreamIo>(
+    mut proxy: Proxy<S>,
     codec: &Codec,
     work_ns: u64,
 ) -> Result<(u64, u64), String> {
@@ -228,8 +242,8 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
         ..LinkOpts::default()
     };
     let ep = crate::transport::Endpoint::for_child(&a.addr);
-    let (done, cpu0) = match a.kind {
-        TransportKind::ShmQueue => {
+    let (done, cpu0) = match a.kind.caps().shared {
+        Shared::Memory => {
             let (t, r) = shm_names(&a.addr)?;
             let tasks = Queue::open(t).map_err(qerr)?;
             let results = Queue::open(r).map_err(qerr)?;
@@ -248,15 +262,17 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
             }
             (done, cpu0)
         }
-        TransportKind::ManagerUnix => {
-            let p = crate::transport::manager::ManagerUnix::proxy(&ep, &link).map_err(terr)?;
-            manager_worker(p, &codec, a.work_ns)?
-        }
-        TransportKind::ManagerTcp => {
-            let p = crate::transport::manager::ManagerTcp::proxy(&ep, &link).map_err(terr)?;
-            manager_worker(p, &codec, a.work_ns)?
-        }
-        kind => with_transport!(kind, T => {
+        Shared::Server => with_proxy(
+            a.kind,
+            &ep,
+            &link,
+            ServerWorker {
+                codec: &codec,
+                work_ns: a.work_ns,
+            },
+        )
+        .map_err(terr)??,
+        Shared::Nothing => with_transport!(a.kind, T => {
             let mut conn = T::connect(&ep, Side::B, &link).map_err(|e| format!("connecting: {e}"))?;
             super::control::barrier()?;
             let cpu0 = super::measure::cpu_time_ns();
@@ -441,11 +457,8 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
     // The master is busy too.
     let oversubscribed = w + 1 > cpus.len();
     let pinned = opts.pin && w < cpus.len();
-    let wait_name = if spec.kind == TransportKind::ShmQueue {
-        spec.wait.name()
-    } else {
-        "kernel"
-    };
+    let waits = spec.kind.caps().waits != Waits::Kernel;
+    let wait_name = if waits { spec.wait.name() } else { "kernel" };
     let mut rec = PointRecord::unmeasured(
         spec.kind.name(),
         spec.pattern(),
@@ -460,7 +473,7 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
     if pinned {
         rec.cpus = (0..=w).map(|i| cpus[i]).collect();
     }
-    if oversubscribed && spec.kind == TransportKind::ShmQueue && spec.wait.kind == WaitKind::Spin {
+    if oversubscribed && waits && spec.wait.kind == WaitKind::Spin {
         rec.skip(format!(
             "pure spin with {} busy processes on {} CPUs",
             w + 1,
@@ -565,8 +578,8 @@ fn farm(
     let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, String> {
         super::supervise::reports(workers, &mut [], deadline)
     };
-    match spec.kind {
-        TransportKind::ShmQueue => {
+    match spec.kind.caps().shared {
+        Shared::Memory => {
             let (tn, rn) = (unique_name("pool-tasks"), unique_name("pool-results"));
             let depth = (window as usize).next_power_of_two().max(2);
             let tasks = Queue::create(&tn, depth, TASK_SIZE, spec.wait).map_err(qerr)?;
@@ -585,7 +598,7 @@ fn farm(
             tasks.close();
             Ok((c, reports(&mut workers)?))
         }
-        TransportKind::ManagerUnix | TransportKind::ManagerTcp => {
+        Shared::Server => {
             let link = LinkOpts {
                 max_message: TASK_SIZE,
                 exe: opts.exe.clone(),
@@ -598,16 +611,14 @@ fn farm(
                     .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
                     .collect::<Result<Vec<_>, _>>()?;
                 go_all(&mut workers)?;
-                use crate::transport::manager::{ManagerTcp, ManagerUnix};
-                let c = if spec.kind == TransportKind::ManagerUnix {
-                    manager_master(ManagerUnix::proxy(&ep, &link), n, window, codec, seen, op_timeout)?
-                } else {
-                    manager_master(ManagerTcp::proxy(&ep, &link), n, window, codec, seen, op_timeout)?
-                };
+                let master = ServerMaster { n, window, codec, seen, timeout: op_timeout };
+                let c = with_proxy(spec.kind, &ep, &link, master)
+                    .map_err(|e| format!("connecting to the manager: {e}"))??;
                 Ok((c, reports(&mut workers)?))
             })
         }
-        kind => {
+        Shared::Nothing => {
+            let kind = spec.kind;
             let link = LinkOpts {
                 max_message: TASK_SIZE,
                 exe: opts.exe.clone(),
@@ -665,21 +676,24 @@ fn farm(
     }
 }
 
-/// The master over a manager's queues (through `proxy`, once connected);
+/// The master over a server's queues (through a proxy, once connected);
 /// the task queue is closed at the end, which ends the workers.
-fn manager_master<S: crate::transport::stream::StreamIo>(
-    proxy: Result<crate::transport::manager::Proxy<S>, TransportError>,
+struct ServerMaster<'a> {
     n: u64,
     window: u64,
-    codec: &Codec,
-    seen: &Seen,
+    codec: &'a Codec,
+    seen: &'a Seen,
     timeout: Option<Duration>,
-) -> Result<Collected, String> {
-    let mut p = proxy.map_err(|e| format!("connecting to the manager: {e}"))?;
-    p.set_timeout(timeout).map_err(terr)?;
-    let c = master_shared(n, window, codec, seen, &mut p)?;
-    p.close_queue(TASKS).map_err(terr)?;
-    Ok(c)
+}
+
+impl ProxyTask for ServerMaster<'_> {
+    type Out = Result<Collected, String>;
+    fn run<S: StreamIo>(self, mut p: Proxy<S>) -> Self::Out {
+        p.set_timeout(self.timeout).map_err(terr)?;
+        let c = master_shared(self.n, self.window, self.codec, self.seen, &mut p)?;
+        p.close_queue(TASKS).map_err(terr)?;
+        Ok(c)
+    }
 }
 
 #[cfg(test)]
@@ -708,7 +722,7 @@ mod tests {
     fn plans_cover_every_kind_and_worker_count() {
         let p = plan(false);
         // shm-queue twice: spin-park and park.
-        assert_eq!(p.len(), 2 * (KINDS.len() + 1) * WORKERS.len());
-        assert_eq!(plan(true).len(), 2 * (KINDS.len() + 1) * 2);
+        assert_eq!(p.len(), 2 * (kinds().count() + 1) * WORKERS.len());
+        assert_eq!(plan(true).len(), 2 * (kinds().count() + 1) * 2);
     }
 }

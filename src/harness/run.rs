@@ -228,26 +228,7 @@ pub fn plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             }
             // A late answer asks how each waiting strategy of the
             // shared-memory core waits; one size says it.
-            if *p == Pattern::PingpongLate
-                && !matches!(
-                    s,
-                    Strategy::Transport(
-                        TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
-                    )
-                )
-            {
-                continue;
-            }
-            if *p == Pattern::Reqrep
-                && !matches!(
-                    s,
-                    Strategy::Transport(
-                        TransportKind::ManagerUnix
-                            | TransportKind::ManagerTcp
-                            | TransportKind::ShmQueue
-                    )
-                )
-            {
+            if *p == Pattern::PingpongLate && !s.caps().late_answer {
                 continue;
             }
             let counts = if !f.procs.is_empty() && p.is_multi() {
@@ -507,5 +488,54 @@ mod tests {
             p.iter()
                 .all(|s| s.pattern == Pattern::Stream && s.wait == Wait::PARK)
         );
+    }
+
+    #[test]
+    fn the_plan_follows_what_each_registry_row_declares() {
+        use crate::transport::{Shared, Waits};
+        let all = plan(Profile::Default, &Filters::default());
+        let farms = super::super::pool::plan(false);
+        for kind in TransportKind::ALL.iter().copied() {
+            let caps = kind.caps();
+            let of = |p: Pattern| -> Vec<&PointSpec> {
+                all.iter()
+                    .filter(|s| s.strategy == Strategy::Transport(kind) && s.pattern == p)
+                    .collect()
+            };
+            let name = kind.name();
+            for p in [
+                Pattern::FanIn,
+                Pattern::FanOut,
+                Pattern::Mpmc,
+                Pattern::Reqrep,
+            ] {
+                assert_eq!(
+                    !of(p).is_empty(),
+                    caps.shared != Shared::Nothing,
+                    "{name} {}: planned iff its row shares channels",
+                    p.name()
+                );
+            }
+            assert_eq!(
+                !of(Pattern::PingpongLate).is_empty(),
+                caps.late_answer,
+                "{name}: a late answer iff its row says so"
+            );
+            let waits: std::collections::BTreeSet<&str> = of(Pattern::Pingpong)
+                .iter()
+                .map(|s| s.wait_name())
+                .collect();
+            let want: std::collections::BTreeSet<&str> = match caps.waits {
+                Waits::Kernel => ["kernel"].into(),
+                Waits::Polls => ["spin", "spin-yield"].into(),
+                Waits::Chosen => Profile::Default.waits().iter().map(|w| w.name()).collect(),
+            };
+            assert_eq!(waits, want, "{name}: its pingpong waits follow its row");
+            assert_eq!(
+                farms.iter().any(|f| f.kind == kind),
+                caps.task_farm,
+                "{name}: a task farm iff its row says so"
+            );
+        }
     }
 }

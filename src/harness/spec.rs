@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::record::LATE_REPLY_NS;
 use crate::shm::Wait;
-use crate::transport::TransportKind;
+use crate::transport::{Caps, Shared, TransportKind, Waits};
 
 /// What a point measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,59 +117,59 @@ impl Strategy {
         }
     }
 
-    /// Whether the strategy's waiting is ours to choose (shared memory);
-    /// otherwise it blocks in the kernel.
-    pub fn has_wait(self) -> bool {
+    /// What it can do: its registry row's, or the floors' (their waiting
+    /// is ours to choose; they join two processes).
+    pub fn caps(self) -> Caps {
         match self {
-            Strategy::Floor | Strategy::FloorCopy => true,
-            #[cfg(feature = "iceoryx2")]
-            Strategy::Transport(TransportKind::Iceoryx2) => true,
-            Strategy::Transport(k) => matches!(
-                k,
-                TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
-            ),
+            Strategy::Floor | Strategy::FloorCopy => Caps {
+                waits: Waits::Chosen,
+                shared: Shared::Nothing,
+                shared_limit: None,
+                late_answer: false,
+                task_farm: false,
+                helpers: 0,
+            },
+            Strategy::Transport(k) => k.caps(),
         }
     }
 
-    /// The waiting strategies of `asked` this strategy measures: iceoryx2's
-    /// subscriber polls, spinning or yielding, so every strategy but pure
-    /// spin becomes `spin-yield` for it.
+    /// Whether the strategy waits in user space (shared memory), so that
+    /// its waiting is a dimension of its points; otherwise it blocks in
+    /// the kernel.
+    pub fn has_wait(self) -> bool {
+        self.caps().waits != Waits::Kernel
+    }
+
+    /// The waiting strategies of `asked` this strategy measures: one that
+    /// polls spins or yields, so every wait but pure spin becomes
+    /// `spin-yield` for it.
     pub fn waits_of(self, asked: &[Wait]) -> Vec<Wait> {
-        #[cfg(feature = "iceoryx2")]
-        if self == Strategy::Transport(TransportKind::Iceoryx2) {
-            let mut out: Vec<Wait> = Vec::new();
-            for w in asked {
-                let w = if w.kind == crate::shm::WaitKind::Spin {
-                    *w
-                } else {
-                    Wait::SPIN_YIELD
-                };
-                if !out.contains(&w) {
-                    out.push(w);
-                }
-            }
-            return out;
+        if self.caps().waits != Waits::Polls {
+            return asked.to_vec();
         }
-        asked.to_vec()
+        let mut out: Vec<Wait> = Vec::new();
+        for w in asked {
+            let w = if w.kind == crate::shm::WaitKind::Spin {
+                *w
+            } else {
+                Wait::SPIN_YIELD
+            };
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+        out
     }
 
     /// Whether several processes can send into (and receive from) one of
     /// its channels, as fan-in, fan-out and mpmc need.
     pub fn multi_party(self) -> bool {
-        matches!(
-            self,
-            Strategy::Transport(
-                TransportKind::ShmQueue | TransportKind::ManagerUnix | TransportKind::ManagerTcp
-            )
-        )
+        self.caps().multi_party()
     }
 
     /// Processes busy during a point besides the peers.
     pub fn helpers(self) -> usize {
-        match self {
-            Strategy::Transport(TransportKind::ManagerUnix | TransportKind::ManagerTcp) => 1,
-            _ => 0,
-        }
+        self.caps().helpers
     }
 }
 

@@ -774,6 +774,34 @@ pub fn start_server(
     }
 }
 
+/// Work done with a proxy, whichever stream its manager is served over
+/// (the harness's calls of a dictionary, a task farm's workers and master).
+pub trait ProxyTask {
+    /// What the work gives.
+    type Out;
+    /// Does the work with `proxy`.
+    fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out;
+}
+
+/// Connects a proxy to the server of the manager strategy `kind` at `ep`
+/// and does `task` with it. Every strategy whose registry row says it
+/// shares through a server is one of these.
+pub fn with_proxy<P: ProxyTask>(
+    kind: super::TransportKind,
+    ep: &Endpoint,
+    opts: &LinkOpts,
+    task: P,
+) -> Result<P::Out, TransportError> {
+    use super::TransportKind;
+    match kind {
+        TransportKind::ManagerUnix => Ok(task.run(ManagerUnix::proxy(ep, opts)?)),
+        TransportKind::ManagerTcp => Ok(task.run(ManagerTcp::proxy(ep, opts)?)),
+        other => Err(TransportError::Setup(format!(
+            "{other} serves no objects to proxies"
+        ))),
+    }
+}
+
 /// One side of a manager link: a proxy plus the queue names it uses.
 pub struct ManagerConn<S: StreamIo> {
     proxy: Proxy<S>,

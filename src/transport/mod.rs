@@ -53,7 +53,7 @@ pub mod tcp;
 pub mod unix_seqpacket;
 pub mod unix_stream;
 
-pub use registry::TransportKind;
+pub use registry::{Caps, Shared, TransportKind, Waits};
 
 /// Which end of a link a peer holds. Side A is the one that accepts, where
 /// that matters (sockets); otherwise the two are symmetric.

@@ -7,7 +7,9 @@ pub mod floors;
 
 use crate::shm::WaitKind;
 use crate::shm::region::{Kind, Region};
-use crate::transport::{Conn, LinkOpts, Side, Transport, TransportKind};
+use crate::transport::manager::{Proxy, ProxyTask, with_proxy};
+use crate::transport::stream::StreamIo;
+use crate::transport::{Conn, LinkOpts, Shared, Side, Transport, TransportKind};
 
 use super::control::{self, Control, PeerArgs, PeerReport};
 use super::shm_dict;
@@ -79,7 +81,9 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                 }
             })
         }
-        Strategy::Transport(TransportKind::ShmQueue) if a.pattern == Pattern::Reqrep => {
+        Strategy::Transport(kind)
+            if a.pattern == Pattern::Reqrep && kind.caps().shared == Shared::Memory =>
+        {
             match a.side {
                 Side::A => {
                     let client = shm_dict::Client::connect(&a.addr, a.id as usize)?;
@@ -248,7 +252,7 @@ pub(crate) fn progress_slot(
     }
 }
 
-/// A reqrep client's calls, through the manager's proxy.
+/// A reqrep client's calls, through a proxy of the server's dictionary.
 fn reqrep_client(
     kind: TransportKind,
     addr: &str,
@@ -256,28 +260,19 @@ fn reqrep_client(
     codec: &Codec,
     a: &PeerArgs,
 ) -> Result<PeerReport, String> {
-    use crate::transport::manager::{ManagerTcp, ManagerUnix};
-    let ep = crate::transport::Endpoint::for_child(addr);
-    let e = |e: crate::transport::TransportError| format!("connecting: {e}");
-    match kind {
-        TransportKind::ManagerUnix => bodies::reqrep_client(
-            ManagerUnix::proxy(&ep, opts).map_err(e)?,
-            codec,
-            a.id,
-            a.warmup,
-            a.iters,
-        ),
-        TransportKind::ManagerTcp => bodies::reqrep_client(
-            ManagerTcp::proxy(&ep, opts).map_err(e)?,
-            codec,
-            a.id,
-            a.warmup,
-            a.iters,
-        ),
-        other => Err(format!(
-            "reqrep calls a manager's objects; {other} has none"
-        )),
+    struct Calls<'a> {
+        codec: &'a Codec,
+        a: &'a PeerArgs,
     }
+    impl ProxyTask for Calls<'_> {
+        type Out = Result<PeerReport, String>;
+        fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out {
+            let a = self.a;
+            bodies::reqrep_client(proxy, self.codec, a.id, a.warmup, a.iters)
+        }
+    }
+    let ep = crate::transport::Endpoint::for_child(addr);
+    with_proxy(kind, &ep, opts, Calls { codec, a }).map_err(|e| format!("connecting: {e}"))?
 }
 
 fn barrier_then(f: impl FnOnce() -> Result<PeerReport, String>) -> Result<PeerReport, String> {
