@@ -140,7 +140,7 @@ fn bench_session(
                 && r.pattern == spec.pattern.name()
                 && r.producers == spec.producers
         }) {
-            r.fail(e);
+            r.fail(e.to_string());
         }
     }
 }

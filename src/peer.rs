@@ -7,7 +7,7 @@
 //! duplicated, reordered, truncated or corrupted message is an error, not a
 //! number.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::shm::sync::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 pub use crate::harness::validate::mix64;

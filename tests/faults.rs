@@ -12,6 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::bin;
+use ipcbench::harness::error::HarnessError;
 use ipcbench::harness::{Pattern, PointSpec, RunOpts, Session, Strategy};
 use ipcbench::shm::Wait;
 use ipcbench::transport::TransportKind;
@@ -166,10 +167,16 @@ fn a_peer_killed_at_a_random_moment_fails_its_point_with_its_name() {
             slowest = slowest.max(took);
             drop(s);
             assert!(
+                matches!(&err, HarnessError::PeerGone { role, pid, signal: Some(libc::SIGKILL), .. }
+                    if *pid == victim && *role == names[v]),
+                "{what}: the error does not name the killed peer {} (pid {victim}): {err:?}",
+                names[v]
+            );
+            let err = err.to_string();
+            assert!(
                 err.contains(&format!("peer {} (pid {victim})", names[v]))
                     && err.contains("SIGKILL"),
-                "{what}: the error does not name the killed peer {} (pid {victim}): {err}",
-                names[v]
+                "{what}: {err}"
             );
             assert!(
                 took < DEADLINE / 2,
@@ -308,9 +315,14 @@ fn a_producer_killed_mid_round_is_reported_though_its_partner_waits() {
     drop(s);
     eprintln!("reported {took:?} after the kill: {err}");
     assert!(
-        err.contains(&format!("peer {} (pid {victim})", names[1])) && err.contains("SIGKILL"),
-        "the error does not name the killed {}: {err}",
+        matches!(&err, HarnessError::PeerGone { pid, signal: Some(libc::SIGKILL), .. } if *pid == victim),
+        "the error does not name the killed {}: {err:?}",
         names[1]
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains(&format!("peer {} (pid {victim})", names[1])) && err.contains("SIGKILL"),
+        "{err}"
     );
     assert!(
         took < DEADLINE / 2,

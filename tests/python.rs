@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use ipcbench::harness::plan::Profile;
 use ipcbench::harness::python::{self, Selection};
-use ipcbench::harness::run::Profile;
 
 fn py() -> python::Python {
     python::find().unwrap_or_else(|e| {
@@ -47,7 +47,7 @@ fn every_python_transport_runs_and_validates() {
         .map(|p| format!("{} {}: {:?}", p.transport, p.pattern, p.error))
         .collect();
     assert!(failed.is_empty(), "failed points: {failed:#?}");
-    for t in python::TRANSPORTS {
+    for (t, _) in python::TRANSPORTS {
         assert!(
             out.points.iter().any(|p| p.transport == t),
             "{t} was not measured"

@@ -1,10 +1,12 @@
 //! `ipcbench run`: the options to a plan, the plan measured with progress,
 //! the summary, and the report.
 
-use std::time::Duration;
+use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
-use ipcbench::harness::{self, Strategy};
+use ipcbench::harness::plan::{Filters, Profile};
+use ipcbench::harness::run::{Event, PythonPhase};
+use ipcbench::harness::{self, python};
 use ipcbench::record::Status;
 use ipcbench::shm::Wait;
 
@@ -13,30 +15,38 @@ use super::{parse_procs, parse_size};
 /// The options of `ipcbench run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// A short smoke run: one size, short points.
+    /// A short smoke run: one size (64 B), two waits, short points, the
+    /// smaller process counts of every family.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// Longer points, for stable tails.
+    /// Longer points, for stable tails; the primitives up to 8 processes.
     #[arg(long)]
     full: bool,
-    /// Comma list of strategies (see `ipcbench list`), `floor`, and
-    /// Python's (py-pipe, py-queue, …; see `ipcbench list`).
+    /// Comma list of strategies of any family (see `ipcbench list`):
+    /// transports, `floor`, primitives (shm-lock, …), start-up
+    /// (start-fork, …) and Python's (py-pipe, …). Naming some leaves out
+    /// the families none of them belongs to.
     #[arg(long, value_delimiter = ',')]
     transports: Vec<String>,
-    /// Comma list of patterns: pingpong, stream, fan-in, fan-out, mpmc,
-    /// reqrep, pingpong-late, pool, pool-cpu, lock-increment,
-    /// atomic-increment, event-pingpong, joinable, startup (all when
-    /// none is given).
+    /// Comma list of patterns of any family: pingpong, stream, fan-in,
+    /// fan-out, mpmc, reqrep, pingpong-late, pool, pool-cpu,
+    /// lock-increment, atomic-increment, event-pingpong, joinable, startup
+    /// (all when none is given).
     #[arg(long, value_delimiter = ',')]
     patterns: Vec<String>,
-    /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …).
+    /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …). Primitives
+    /// are 8 B (128 B the array), task farms' tasks 64 B, start-up 8 B.
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     sizes: Vec<usize>,
-    /// Comma list of waiting strategies for shared memory.
+    /// Comma list of waiting strategies (spin, spin-yield, spin-park,
+    /// park; `spin-park@20` sets the spin budget in µs) for what waits in
+    /// user space; kernel-blocking and lock-free strategies, and start-up,
+    /// have no wait to choose and are kept.
     #[arg(long, value_delimiter = ',')]
     wait: Vec<Wait>,
     /// Comma list of process counts, producers x consumers (1x1, 4x4,
-    /// 8x1, …); task farms read 1xW as W workers.
+    /// 8x1, …; each at most 64); primitives read Nx1 as N processes, task
+    /// farms 1xW as W workers; the Python baseline keeps its own.
     #[arg(long, value_delimiter = ',', value_parser = parse_procs)]
     procs: Vec<(usize, usize)>,
     /// Where to write the results (default results/run-<time>.json).
@@ -132,109 +142,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         no_python,
         py_start_method,
     } = args;
-    let report = (!no_report).then_some(report);
-    let python = (!no_python).then_some(py_start_method);
-    use harness::python;
-    let (py_names, rest): (Vec<String>, Vec<String>) = transports
-        .iter()
-        .cloned()
-        .partition(|t| python::is_python(t));
-    let (sync_names, rest): (Vec<String>, Vec<String>) = rest
-        .into_iter()
-        .partition(|t| t.parse::<harness::sync::Prim>().is_ok());
-    let (start_names, rust_names): (Vec<String>, Vec<String>) = rest
-        .into_iter()
-        .partition(|t| t.parse::<harness::startup::Method>().is_ok());
-    let strategies = rust_names
-        .iter()
-        .map(|t| {
-            t.parse::<Strategy>().map_err(|e| {
-                anyhow::anyhow!(
-                    "{e} (Python's transports are {})",
-                    python::TRANSPORTS.join(", ")
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // Patterns of the one-to-one and multi-party harness, and the others
-    // (primitives, start-up, task farms), each measured by its own part.
-    let pattern_names = patterns;
-    let mut patterns: Vec<harness::Pattern> = Vec::new();
-    let mut others: Vec<String> = Vec::new();
-    for p in &pattern_names {
-        match p.parse::<harness::Pattern>() {
-            Ok(p) => patterns.push(p),
-            Err(_)
-                if harness::sync::PATTERNS.contains(&p.as_str())
-                    || harness::pool::PATTERNS.contains(&p.as_str())
-                    || p == harness::startup::PATTERN =>
-            {
-                others.push(p.clone())
-            }
-            Err(_) => anyhow::bail!(
-                "unknown pattern `{p}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, \
-                 pingpong-late, pool, pool-cpu, lock-increment, atomic-increment, event-pingpong, joinable or startup"
-            ),
-        }
-    }
-    let named = !pattern_names.is_empty();
-    let other_wanted = |p: &str| !named || others.iter().any(|o| o == p);
-    // Named transports select; naming only one kind leaves out the others.
-    let rust_wanted =
-        (transports.is_empty() || !strategies.is_empty()) && (!named || !patterns.is_empty());
-    let sync_points: Vec<harness::sync::SyncSpec> =
-        if transports.is_empty() || !sync_names.is_empty() {
-            harness::sync::plan(quick)
-                .into_iter()
-                .filter(|s| other_wanted(s.prim.pattern()))
-                .filter(|s| procs.is_empty() || procs.contains(&(s.procs, 1)))
-                .filter(|s| sync_names.is_empty() || sync_names.iter().any(|n| n == s.prim.name()))
-                .filter(|s| wait.is_empty() || wait.contains(&s.wait))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    // Start-up methods: with the primitives, when no pattern is named.
-    let start_points: Vec<harness::startup::Method> = if (transports.is_empty()
-        || !start_names.is_empty())
-        && other_wanted(harness::startup::PATTERN)
-        && wait.is_empty()
-        && (procs.is_empty() || procs.contains(&(1, 1)))
-    {
-        harness::startup::Method::ALL
-            .into_iter()
-            .filter(|m| start_names.is_empty() || start_names.iter().any(|n| n == m.name()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Task farms: over the named transports that can run one.
-    let pool_points: Vec<harness::pool::PoolSpec> =
-        if transports.is_empty() || !strategies.is_empty() {
-            harness::pool::plan(quick)
-                .into_iter()
-                .filter(|p| other_wanted(p.pattern()))
-                .filter(|p| procs.is_empty() || procs.contains(&(1, p.workers)))
-                .filter(|p| {
-                    if transports.is_empty() {
-                        return true;
-                    }
-                    strategies.contains(&Strategy::Transport(p.kind))
-                })
-                .filter(|p| wait.is_empty() || wait.contains(&p.wait))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let py_patterns: Vec<String> = pattern_names
-        .iter()
-        .filter(|p| python::PATTERNS.contains(&p.as_str()))
-        .cloned()
-        .collect();
-    let py_wanted =
-        (transports.is_empty() || !py_names.is_empty()) && (!named || !py_patterns.is_empty());
-    use harness::run::{Filters, Profile};
-    use std::io::IsTerminal;
     let profile = if quick {
         Profile::Quick
     } else if full {
@@ -242,24 +149,31 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         Profile::Default
     };
+    let mut filters = Filters {
+        sizes,
+        waits: wait,
+        procs,
+        ..Filters::default()
+    };
+    filters.transports(&transports)?;
+    filters.patterns(&patterns)?;
+    let plan = harness::plan::plan(profile, &filters, !no_python)?;
     let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
     let mut opts = profile.opts(exe);
     opts.pin = !no_pin;
-    let filters = Filters {
-        strategies,
-        patterns,
-        sizes,
-        waits: wait,
-        procs: procs.clone(),
-    };
-    let points = if rust_wanted {
-        harness::run::plan(profile, &filters)
-    } else {
-        Vec::new()
-    };
-    let py = match (&python, py_wanted) {
-        (Some(_), true) => match python::find() {
-            Ok(p) => Some(p),
+    let python = match &plan.python {
+        None => None,
+        Some(_) => match python::find() {
+            Ok(py) => Some(PythonPhase {
+                py,
+                profile,
+                cpus: if opts.pin {
+                    ipcbench::record::allowed_cpus()
+                } else {
+                    Vec::new()
+                },
+                start_method: py_start_method,
+            }),
             Err(e) => {
                 eprintln!(
                     "note: {e}; the run goes on without the Python baseline (--no-python silences this)"
@@ -267,15 +181,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                 None
             }
         },
-        _ => None,
     };
     anyhow::ensure!(
-        !points.is_empty()
-            || py.is_some()
-            || !sync_points.is_empty()
-            || !start_points.is_empty()
-            || !pool_points.is_empty(),
-        "the filters select no point"
+        !plan.measurements.is_empty() || python.is_some(),
+        "the filters select only the Python baseline, and it cannot run here"
     );
     let output = output.unwrap_or_else(|| {
         let t = ipcbench::record::rfc3339_now().replace([':', '-'], "");
@@ -283,8 +192,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     });
     let config = serde_json::json!({
         "profile": profile.name(),
-        "transports": filters.strategies.iter().map(|s| s.name()).collect::<Vec<_>>(),
-        "patterns": pattern_names,
+        "transports": transports,
+        "patterns": patterns,
         "sizes": filters.sizes,
         "waits": filters.waits.iter().map(|w| w.name()).collect::<Vec<_>>(),
         "pin": opts.pin,
@@ -297,105 +206,60 @@ pub fn run(args: RunArgs) -> Result<()> {
     });
     harness::run::install_interrupt_handler();
     let tty = std::io::stderr().is_terminal();
-    let n = points.len();
     eprintln!(
-        "ipcbench run ({}): {n} points on {} CPUs; results in {}",
+        "ipcbench run ({}): {} points on {} CPUs{}; results in {}",
         profile.name(),
+        plan.measurements.len(),
         ipcbench::record::allowed_cpus().len(),
+        if python.is_some() {
+            ", then the Python baseline"
+        } else {
+            ""
+        },
         output.display()
     );
-    let mut run = harness::run::run_all(
-        &points,
+    let run = harness::run::run_all(
+        &plan,
         &opts,
         repeat as usize,
         config,
         &output,
-        |i, spec, rec, elapsed| {
-            let eta = if i == 0 {
-                "ETA -".to_owned()
-            } else {
-                let per = elapsed.as_secs_f64() / i as f64;
-                format!("ETA {}", human_secs(per * (n - i) as f64))
-            };
-            match rec {
-                None if tty => eprint!(
-                    "\r\x1b[2K{} {:>3}/{n} {} {eta} | {} {} {} {}",
-                    bar(i, n, 24),
-                    i + 1,
+        python.as_ref(),
+        |event| match event {
+            Event::Starting {
+                index,
+                of,
+                what,
+                elapsed,
+            } if tty => {
+                let eta = if index == 0 {
+                    "ETA -".to_owned()
+                } else {
+                    let per = elapsed.as_secs_f64() / index as f64;
+                    format!("ETA {}", human_secs(per * (of - index) as f64))
+                };
+                eprint!(
+                    "\r\x1b[2K{} {:>3}/{of} {} {eta} | {} {} {} {}",
+                    bar(index, of, 24),
+                    index + 1,
                     human_secs(elapsed.as_secs_f64()),
-                    spec.strategy.name(),
-                    spec.pattern.name(),
-                    human_size(spec.size),
-                    spec.wait_name()
-                ),
-                None => {}
-                Some(r) => {
-                    if tty {
-                        eprint!("\r\x1b[2K");
-                    }
-                    eprintln!("[{:>3}/{n}] {}", i + 1, point_line(r));
-                }
+                    what.strategy_name(),
+                    what.pattern_name(),
+                    human_size(what.size()),
+                    what.wait_name()
+                );
             }
+            Event::Starting { .. } => {}
+            Event::Measured { index, of, rec, .. } => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                eprintln!("[{:>3}/{of}] {}", index + 1, point_line(rec));
+            }
+            Event::PythonStarting(what) => eprintln!("python: {what}"),
+            Event::PythonFailed(e) => eprintln!("warning: the Python baseline failed: {e}"),
         },
     )?;
-    let interrupted = || harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
-    // The points measured outside the harness's own plan, in order:
-    // primitives, task farms, start-ups.
-    type Measure<'a> = Box<dyn Fn() -> harness::PointRecord + 'a>;
-    let others: Vec<Measure> = sync_points
-        .iter()
-        .map(|s| Box::new(|| harness::sync::run_point(s, &opts)) as Measure)
-        .chain(
-            pool_points
-                .iter()
-                .map(|p| Box::new(|| harness::pool::run_point(p, &opts)) as Measure),
-        )
-        .chain(
-            start_points
-                .iter()
-                .map(|m| Box::new(|| harness::startup::run_point(*m, &opts)) as Measure),
-        )
-        .collect();
-    for (i, measure) in others.iter().enumerate() {
-        if interrupted() {
-            break;
-        }
-        let rec = harness::run::median_of(repeat as usize, measure);
-        eprintln!("[{:>3}/{}] {}", i + 1, others.len(), point_line(&rec));
-        run.points.push(rec);
-        ipcbench::record::io::write_results(&output, &run)?;
-    }
-    if let (Some(py), Some(start_method)) = (&py, &python)
-        && !interrupted()
-    {
-        eprintln!(
-            "python: Python {} multiprocessing baseline ({})",
-            py.version,
-            start_method.as_deref().unwrap_or("fork")
-        );
-        let sel = python::Selection {
-            transports: py_names,
-            patterns: py_patterns,
-            sizes: filters.sizes.clone(),
-            count: None,
-            start_method: start_method.clone(),
-        };
-        let cpus = if opts.pin {
-            ipcbench::record::allowed_cpus()
-        } else {
-            Vec::new()
-        };
-        match python::run(py, profile, &sel, &cpus, Duration::from_secs(3600)) {
-            Ok(out) => {
-                run.points.extend(out.points);
-                if let Some(c) = run.config.as_object_mut() {
-                    c.insert("python".into(), out.config);
-                }
-                ipcbench::record::io::write_results(&output, &run)?;
-            }
-            Err(e) => eprintln!("warning: the Python baseline failed: {e}"),
-        }
-    }
     println!();
     println!(
         "{:<18} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
@@ -404,28 +268,20 @@ pub fn run(args: RunArgs) -> Result<()> {
     for p in &run.points {
         println!("{}", point_line(p));
     }
-    let skipped = run
-        .points
-        .iter()
-        .filter(|p| p.status == Status::Skipped)
-        .count();
-    let failed = run
-        .points
-        .iter()
-        .filter(|p| p.status == Status::Failed)
-        .count();
+    let count = |s: Status| run.points.iter().filter(|p| p.status == s).count();
+    let (skipped, failed) = (count(Status::Skipped), count(Status::Failed));
     println!(
         "\n{} points measured, {failed} failed, {skipped} skipped; results: {} (CSV beside it)",
         run.points.len() - skipped,
         output.display()
     );
-    if let Some(dir) = report {
-        let dir = dir.unwrap_or_else(|| ipcbench::report::default_report_dir(&run));
+    if !no_report {
+        let dir = report.unwrap_or_else(|| ipcbench::report::default_report_dir(&run));
         let index = ipcbench::report::write_report(&run, &dir)
             .with_context(|| format!("the results are kept in {}", output.display()))?;
         println!("report: {}", index.display());
     }
-    if harness::run::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+    if harness::run::interrupted() {
         anyhow::bail!(
             "interrupted; the {} points measured are kept in {}",
             run.points.len(),

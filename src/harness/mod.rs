@@ -25,7 +25,8 @@
 //! | file | its one job |
 //! |---|---|
 //! | [`spec`] | the vocabulary: pattern, strategy, point, run options |
-//! | [`run`] | the plan and the scheduler: repeats, medians, writing after each point |
+//! | [`plan`] | profiles and filters to the measurements of every family |
+//! | [`run`] | the scheduler: repeats, medians, writing after each point, the Python phase |
 //! | [`point`] | a one-to-one point and the floor beside it |
 //! | [`multi`] | fan-in, fan-out, mpmc, reqrep and the exactly-once check |
 //! | [`session`] | a point in rounds, for criterion |
@@ -38,8 +39,10 @@
 
 pub mod child;
 pub mod control;
+pub mod error;
 pub mod measure;
 pub mod multi;
+pub mod plan;
 pub mod point;
 pub mod pool;
 pub mod python;
@@ -56,4 +59,4 @@ pub use crate::record::{Latency, Machine, PointRecord, RunRecord, Throughput};
 pub use control::{PeerArgs, PeerReport};
 pub use point::run_point;
 pub use session::Session;
-pub use spec::{Pattern, PointSpec, RunOpts, Strategy};
+pub use spec::{Measurement, Pattern, PointSpec, RunOpts, Strategy};

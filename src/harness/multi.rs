@@ -9,11 +9,13 @@ use crate::transport::{LinkOpts, LinkSetup, Shared, Side, Transport, TransportKi
 
 use super::child::bodies;
 use super::control::{PeerArgs, PeerReport};
+use super::error::{HarnessError, settle};
 use super::point::{link_capacity, throughput_of};
 use super::shm_dict;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{reports, spawn};
 use super::validate::Codec;
+use super::validate::mix64;
 
 /// The strategies whose channels several processes share, as a list for
 /// an error message.
@@ -76,9 +78,9 @@ pub(super) fn run_multi(
         let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
         PeerArgs::for_point(spec, addr, side, i, (warmup, iters), cpu)
     };
-    let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), String> = with_transport!(kind, T => {
+    let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), HarnessError> = with_transport!(kind, T => {
         match T::setup(&link) {
-            Err(e) => Err(format!("setting up the link: {e}")),
+            Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
             Ok((mut setup, ep)) => (|| {
                 let deadline = Instant::now() + opts.deadline;
                 let mut consumers = (0..nc)
@@ -98,41 +100,27 @@ pub(super) fn run_multi(
                 if reqrep {
                     return Ok((sent, Vec::new()));
                 }
-                setup.end_stream().map_err(|e| format!("ending the stream: {e}"))?;
+                setup
+                    .end_stream()
+                    .map_err(|e| HarnessError::Setup(format!("ending the stream: {e}")))?;
                 let got = reports(&mut consumers, &mut [], deadline)?;
                 Ok((sent, got))
             })(),
         }
     });
     match outcome {
-        Err(e) => rec.fail(e),
+        Err(e) => settle(&mut rec, &e),
         // Every call was checked by its client.
         Ok((clients, _)) if reqrep => fill_reqrep(&mut rec, spec, &clients, 0),
         Ok((sent, got)) => {
             let per = warmup + iters;
-            let Ok(codec) = Codec::new(spec.size) else {
-                rec.fail(format!("no messages of {} bytes", spec.size));
-                return rec;
+            let received = match exactly_once(spec.size, np as u64, per, &got) {
+                Ok(n) => n,
+                Err(e) => {
+                    settle(&mut rec, &e);
+                    return rec;
+                }
             };
-            let expected: u64 = (0..np as u64)
-                .flat_map(|id| (0..per).map(move |i| (id, i)))
-                .map(|(id, i)| bodies::tagged_seq(&codec, id, i))
-                .fold(0u64, |acc, s| {
-                    acc.wrapping_add(crate::harness::validate::mix64(s))
-                });
-            let received: u64 = got.iter().map(|r| r.messages).sum();
-            let digest = got.iter().fold(0u64, |acc, r| acc.wrapping_add(r.digest));
-            if received != np as u64 * per {
-                rec.fail(format!(
-                    "consumers received {received} messages where {} were sent (lost or duplicated)",
-                    np as u64 * per
-                ));
-                return rec;
-            }
-            if digest != expected {
-                rec.fail("every message count is right but not every message arrived exactly once");
-                return rec;
-            }
             rec.pass();
             let first = got
                 .iter()
@@ -155,6 +143,40 @@ pub(super) fn run_multi(
         }
     }
     rec
+}
+
+/// The exactly-once check of a multi-party stream: `producers` each sent
+/// `per` messages (numbered by [`bodies::tagged_seq`]); the consumers'
+/// `reports` must count every one once, and their digests of sequence
+/// numbers must add up to the digest of what was sent. Returns the
+/// messages received.
+pub(super) fn exactly_once(
+    size: usize,
+    producers: u64,
+    per: u64,
+    reports: &[PeerReport],
+) -> Result<u64, HarnessError> {
+    let codec = Codec::new(size).map_err(HarnessError::Setup)?;
+    let expected: u64 = (0..producers)
+        .flat_map(|id| (0..per).map(move |i| (id, i)))
+        .map(|(id, i)| bodies::tagged_seq(&codec, id, i))
+        .fold(0u64, |acc, s| acc.wrapping_add(mix64(s)));
+    let received: u64 = reports.iter().map(|r| r.messages).sum();
+    let digest = reports
+        .iter()
+        .fold(0u64, |acc, r| acc.wrapping_add(r.digest));
+    if received != producers * per {
+        return Err(HarnessError::Invalid(format!(
+            "consumers received {received} messages where {} were sent (lost or duplicated)",
+            producers * per
+        )));
+    }
+    if digest != expected {
+        return Err(HarnessError::Invalid(
+            "every message count is right but not every message arrived exactly once".into(),
+        ));
+    }
+    Ok(received)
 }
 
 /// A reqrep point's figures from its clients' reports (each call checked
@@ -193,7 +215,7 @@ fn run_shm_reqrep(
     let setup = match shm_dict::Setup::create(np, spec.size, spec.wait) {
         Ok(s) => s,
         Err(e) => {
-            rec.fail(e);
+            settle(&mut rec, &HarnessError::Setup(e));
             return rec;
         }
     };
@@ -225,10 +247,10 @@ fn run_shm_reqrep(
         let reports = reports(&mut clients, std::slice::from_mut(&mut server), deadline)?;
         setup.close();
         let served = server.report(deadline)?;
-        Ok::<_, String>((reports, served))
+        Ok::<_, HarnessError>((reports, served))
     })();
     match outcome {
-        Err(e) => rec.fail(e),
+        Err(e) => settle(&mut rec, &e),
         Ok((clients, served)) => {
             let made = np as u64 * 2 * (warmup + iters);
             if served.messages != made {

@@ -3,12 +3,13 @@
 //! floor measured beside it.
 
 use crate::record::{PointRecord, Throughput};
-use crate::shm::region::{Kind, Region};
+use crate::shm::floor::Floor;
 use crate::shm::{Wait, WaitKind, unique_name};
 use crate::transport::{LinkOpts, LinkSetup, Side, Transport};
 
 use super::child::floors;
 use super::control::{PeerArgs, PeerReport};
+use super::error::{HarnessError, settle};
 use super::multi::run_multi;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::run_pair;
@@ -125,11 +126,11 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
                 _ => false,
             };
             if !measurable {
-                Err(
+                Err(HarnessError::Setup(
                     "the floor is measured with pingpong, with stream when it spins, and with \
                      pingpong-late when it parks"
                         .to_owned(),
-                )
+                ))
             } else {
                 run_floor(spec, opts, make_args)
             }
@@ -138,7 +139,9 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             if spec.pattern == Pattern::Pingpong && spec.wait.kind == WaitKind::Spin {
                 run_floor(spec, opts, make_args)
             } else {
-                Err("the copy floor of a round trip is measured with pingpong, spinning".to_owned())
+                Err(HarnessError::Setup(
+                    "the copy floor of a round trip is measured with pingpong, spinning".to_owned(),
+                ))
             }
         }
         Strategy::Transport(kind) => {
@@ -150,7 +153,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
                 label: format!("bench-{}", kind.name()),
             };
             with_transport!(kind, T => match T::setup(&link) {
-                Err(e) => Err(format!("setting up the link: {e}")),
+                Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
                 Ok((mut setup, ep)) => run_pair(
                     opts,
                     [make_args(&ep.addr, Side::A), make_args(&ep.addr, Side::B)],
@@ -162,7 +165,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         }
     };
     match result {
-        Err(e) => rec.fail(e),
+        Err(e) => settle(&mut rec, &e),
         Ok((a, b)) => fill_pair(&mut rec, spec, &a, &b),
     }
     if let Some(before) = before
@@ -179,17 +182,15 @@ fn run_floor(
     spec: &PointSpec,
     opts: &RunOpts,
     make_args: impl Fn(&str, Side) -> PeerArgs,
-) -> Result<(PeerReport, PeerReport), String> {
+) -> Result<(PeerReport, PeerReport), HarnessError> {
     let name = unique_name("floor");
-    let body = if spec.strategy == Strategy::FloorCopy {
-        floors::floor_copy_len(spec.size)
-    } else if spec.pattern == Pattern::Stream {
-        floors::floor_stream_len(spec.size)
-    } else {
-        256
-    };
-    let region = Region::create(&name, Kind::Raw, body, [0; 6]).map_err(|e| e.to_string())?;
-    region.publish();
+    let kind = floors::kind_for(
+        spec.strategy == Strategy::FloorCopy,
+        spec.pattern,
+        spec.wait.kind == WaitKind::Park,
+    );
+    let floor =
+        Floor::create(&name, kind, spec.size).map_err(|e| HarnessError::Setup(e.to_string()))?;
     let r = run_pair(
         opts,
         [make_args(&name, Side::A), make_args(&name, Side::B)],
@@ -197,7 +198,7 @@ fn run_floor(
         &[],
         &mut || {},
     );
-    drop(region);
+    drop(floor);
     r
 }
 

@@ -22,13 +22,14 @@
 //! latency of a task from its sending to its result read, and the report's
 //! speedup over one worker.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::shm::sync::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use super::child::bodies::terr;
 use super::control::PeerReport;
+use super::error::{HarnessError, settle};
 use super::measure::histogram;
 use super::spec::RunOpts;
 use super::supervise::{Running, spawn_with};
@@ -68,6 +69,16 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
+    /// The waiting strategy as results name it (`kernel` where the
+    /// transport blocks in the kernel).
+    pub fn wait_name(&self) -> &'static str {
+        if self.kind.caps().waits == Waits::Kernel {
+            "kernel"
+        } else {
+            self.wait.name()
+        }
+    }
+
     /// The pattern's name.
     pub fn pattern(&self) -> &'static str {
         if self.cpu_work {
@@ -84,34 +95,6 @@ pub fn kinds() -> impl Iterator<Item = TransportKind> {
         .iter()
         .copied()
         .filter(|k| k.caps().task_farm)
-}
-
-/// The points of a profile.
-pub fn plan(quick: bool) -> Vec<PoolSpec> {
-    let ws: &[usize] = if quick { &WORKERS[..2] } else { &WORKERS };
-    let mut out = Vec::new();
-    for cpu_work in [false, true] {
-        for kind in kinds() {
-            // Shared memory waits spinning first or parking at once (the
-            // master and the workers share the CPUs); the kernel blocks.
-            let waits: &[Wait] = if kind.caps().waits != Waits::Kernel {
-                &[Wait::SPIN_PARK, Wait::PARK]
-            } else {
-                &[Wait::PARK]
-            };
-            for &wait in waits {
-                for &workers in ws {
-                    out.push(PoolSpec {
-                        kind,
-                        cpu_work,
-                        workers,
-                        wait,
-                    });
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The arguments of `ipcbench peer pool-worker`.
@@ -173,6 +156,11 @@ pub fn work(ns: u64, seed: u64) -> u64 {
             return std::hint::black_box(x);
         }
     }
+}
+
+/// A queue that could not be made, as a set-up failure.
+fn setup(e: QueueError) -> HarnessError {
+    HarnessError::Setup(qerr(e))
 }
 
 fn qerr(e: QueueError) -> String {
@@ -504,7 +492,7 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
         let _ = crate::record::set_cpus(&cpus);
     }
     match outcome {
-        Err(e) => rec.fail(e),
+        Err(e) => settle(&mut rec, &e),
         Ok((c, reports)) => {
             let done: u64 = reports.iter().map(|r| r.messages).sum();
             if done != n {
@@ -546,7 +534,7 @@ fn farm(
     seen: &Seen,
     deadline: Instant,
     worker_cpu: &dyn Fn(usize) -> Option<usize>,
-) -> Result<(Collected, Vec<PeerReport>), String> {
+) -> Result<(Collected, Vec<PeerReport>), HarnessError> {
     let w = spec.workers;
     let window = WINDOW * w as u64;
     let op_timeout = Some(opts.deadline);
@@ -566,7 +554,7 @@ fn farm(
             &format!("worker {i}"),
         )
     };
-    let go_all = |workers: &mut [Running]| -> Result<(), String> {
+    let go_all = |workers: &mut [Running]| -> Result<(), HarnessError> {
         for p in workers.iter_mut() {
             p.ready(deadline)?;
         }
@@ -575,15 +563,15 @@ fn farm(
         }
         Ok(())
     };
-    let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, String> {
+    let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, HarnessError> {
         super::supervise::reports(workers, &mut [], deadline)
     };
     match spec.kind.caps().shared {
         Shared::Memory => {
             let (tn, rn) = (unique_name("pool-tasks"), unique_name("pool-results"));
             let depth = (window as usize).next_power_of_two().max(2);
-            let tasks = Queue::create(&tn, depth, TASK_SIZE, spec.wait).map_err(qerr)?;
-            let results = Queue::create(&rn, depth, TASK_SIZE, spec.wait).map_err(qerr)?;
+            let tasks = Queue::create(&tn, depth, TASK_SIZE, spec.wait).map_err(setup)?;
+            let results = Queue::create(&rn, depth, TASK_SIZE, spec.wait).map_err(setup)?;
             let addr = format!("{tn},{rn}");
             let mut workers = (0..w)
                 .map(|i| start(&addr, &[], &[], i))
@@ -594,7 +582,7 @@ fn farm(
                 results: &results,
                 timeout: op_timeout,
             };
-            let c = master_shared(n, window, codec, seen, &mut q)?;
+            let c = master_shared(n, window, codec, seen, &mut q).map_err(HarnessError::Invalid)?;
             tasks.close();
             Ok((c, reports(&mut workers)?))
         }
@@ -606,14 +594,15 @@ fn farm(
                 ..LinkOpts::default()
             };
             with_transport!(spec.kind, T => {
-                let (_setup, ep) = T::setup(&link).map_err(|e| format!("starting the manager: {e}"))?;
+                let (_setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("starting the manager: {e}")))?;
                 let mut workers = (0..w)
                     .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
                     .collect::<Result<Vec<_>, _>>()?;
                 go_all(&mut workers)?;
                 let master = ServerMaster { n, window, codec, seen, timeout: op_timeout };
                 let c = with_proxy(spec.kind, &ep, &link, master)
-                    .map_err(|e| format!("connecting to the manager: {e}"))??;
+                    .map_err(|e| HarnessError::Setup(format!("connecting to the manager: {e}")))?
+                    .map_err(HarnessError::Invalid)?;
                 Ok((c, reports(&mut workers)?))
             })
         }
@@ -630,15 +619,15 @@ fn farm(
                 let mut workers = Vec::new();
                 let mut eps = Vec::new();
                 for i in 0..w {
-                    let (s, ep) = T::setup(&link).map_err(|e| format!("setting up link {i}: {e}"))?;
+                    let (s, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("setting up link {i}: {e}")))?;
                     workers.push(start(&ep.addr, &ep.inherit, &ep.env, i)?);
                     setups.push(s);
                     eps.push(ep);
                 }
                 let mut conns = Vec::new();
                 for (i, ep) in eps.iter().enumerate() {
-                    let mut c = T::connect(ep, Side::A, &link).map_err(|e| format!("connecting to worker {i}: {e}"))?;
-                    c.set_timeout(op_timeout).map_err(terr)?;
+                    let mut c = T::connect(ep, Side::A, &link).map_err(|e| HarnessError::Setup(format!("connecting to worker {i}: {e}")))?;
+                    c.set_timeout(op_timeout).map_err(|e| HarnessError::Setup(terr(e)))?;
                     conns.push(c);
                 }
                 for s in &mut setups {
@@ -668,7 +657,8 @@ fn farm(
                 let last = now_ns();
                 let mut hist = histogram();
                 for h in hists {
-                    hist.add(h?).map_err(|e| e.to_string())?;
+                    hist.add(h.map_err(HarnessError::Invalid)?)
+                        .map_err(|e| HarnessError::Invalid(e.to_string()))?;
                 }
                 Ok((Collected { hist, first, last }, reports(&mut workers)?))
             })
@@ -716,13 +706,5 @@ mod tests {
         s.mark(2).unwrap();
         assert!(s.mark(2).unwrap_err().contains("twice"));
         assert!(s.mark(3).unwrap_err().contains("never sent"));
-    }
-
-    #[test]
-    fn plans_cover_every_kind_and_worker_count() {
-        let p = plan(false);
-        // shm-queue twice: spin-park and park.
-        assert_eq!(p.len(), 2 * (kinds().count() + 1) * WORKERS.len());
-        assert_eq!(plan(true).len(), 2 * (kinds().count() + 1) * 2);
     }
 }

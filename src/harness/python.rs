@@ -7,35 +7,68 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::run::Profile;
+use super::plan::Profile;
 use crate::record::PointRecord;
 
 /// The script, as shipped in `scripts/pybench.py`.
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
-/// The Python transports, as the script names them.
-pub const TRANSPORTS: [&str; 21] = [
-    "py-pipe",
-    "py-queue",
-    "py-queue-bounded",
-    "py-simplequeue",
-    "py-manager-queue",
-    "py-manager-dict",
-    "py-basemanager-tcp",
-    "py-shared-memory",
-    "py-lock",
-    "py-semaphore",
-    "py-value",
-    "py-array",
-    "py-event",
-    "py-joinable-queue",
-    "py-start-fork",
-    "py-start-forkserver",
-    "py-start-spawn",
-    "py-pool-map",
-    "py-pool-map-chunk1",
-    "py-pool-apply-async",
-    "py-basemanager-pool",
+/// The Python transports, as the script names them, with what each is.
+pub const TRANSPORTS: [(&str, &str); 21] = [
+    ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
+    ("py-queue", "Queue(), unbounded"),
+    ("py-queue-bounded", "Queue(maxsize=64)"),
+    ("py-simplequeue", "SimpleQueue()"),
+    ("py-manager-queue", "Manager().Queue() proxies"),
+    ("py-manager-dict", "Manager().dict() proxies, set then get"),
+    (
+        "py-basemanager-tcp",
+        "a BaseManager serving queues and a dict over TCP loopback, with an authkey",
+    ),
+    (
+        "py-shared-memory",
+        "shared_memory by hand: a slot per direction, a spinning flag",
+    ),
+    ("py-lock", "Lock() around an increment of a RawValue"),
+    (
+        "py-semaphore",
+        "Semaphore(1) around an increment of a RawValue",
+    ),
+    ("py-value", "Value('q') incremented under its get_lock()"),
+    (
+        "py-array",
+        "Array('d', 16), every element bumped under its get_lock()",
+    ),
+    ("py-event", "two Events handing a turn back and forth"),
+    (
+        "py-joinable-queue",
+        "JoinableQueue(): 64 items put then join(), each got and task_done()",
+    ),
+    (
+        "py-start-fork",
+        "Process(...).start() with the fork start method, to its first message",
+    ),
+    (
+        "py-start-forkserver",
+        "Process(...).start() with forkserver, to its first message",
+    ),
+    (
+        "py-start-spawn",
+        "Process(...).start() with spawn, to its first message",
+    ),
+    ("py-pool-map", "Pool(W).map(task, tasks), default chunksize"),
+    (
+        "py-pool-map-chunk1",
+        "Pool(W).map(task, tasks, chunksize=1)",
+    ),
+    (
+        "py-pool-apply-async",
+        "Pool(W).apply_async(task) for every task, then every get()",
+    ),
+    (
+        "py-basemanager-pool",
+        "BaseManager over TCP serving a task and a result queue to W workers",
+    ),
 ];
 
 /// The patterns the script measures.
@@ -54,7 +87,7 @@ pub const PATTERNS: [&str; 10] = [
 
 /// Whether `name` is a Python transport.
 pub fn is_python(name: &str) -> bool {
-    TRANSPORTS.contains(&name)
+    TRANSPORTS.iter().any(|(n, _)| *n == name)
 }
 
 /// The interpreter found on the PATH, with its version.

@@ -4,17 +4,19 @@
 use std::time::{Duration, Instant};
 
 use crate::record::PointRecord;
+use crate::shm::floor::Floor;
 use crate::shm::region::{Kind, Region};
-use crate::shm::unique_name;
+use crate::shm::{WaitKind, unique_name};
 use crate::transport::{LinkOpts, LinkSetup, Side, Transport};
 
-use super::child::bodies;
+use super::child::floors;
 use super::child::progress_slot;
 use super::control::{PeerArgs, PeerReport};
+use super::error::HarnessError;
+use super::multi::exactly_once;
 use super::point::{fill_pair, link_capacity, new_record, throughput_of};
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{Running, blame, reports, spawn};
-use super::validate::Codec;
 
 /// A point measured in rounds by peers started once, as criterion's
 /// `iter_custom` wants: [`Session::start`] starts and lines up the peers
@@ -42,30 +44,33 @@ pub struct Session {
 
 /// What a session's peers use, kept until they are done.
 enum SessionLink {
-    Floor(#[allow(dead_code)] Region),
+    Floor(#[allow(dead_code)] Floor),
     Transport(Box<dyn LinkSetup>),
 }
 
 impl Session {
     /// Starts the peers of `spec` and runs `opts.warmup` exchanges or
     /// messages untimed.
-    pub fn start(spec: &PointSpec, opts: &RunOpts) -> Result<Session, String> {
+    pub fn start(spec: &PointSpec, opts: &RunOpts) -> Result<Session, HarnessError> {
         if spec.pattern == Pattern::Reqrep {
-            return Err("reqrep is not measured in sessions".into());
+            return Err(HarnessError::Setup(
+                "reqrep is not measured in sessions".into(),
+            ));
         }
         let multi = spec.pattern.is_multi();
         if multi && !spec.strategy.multi_party() {
-            return Err(format!(
-                "{} links two processes; fan-in, fan-out and mpmc run over shm-queue and the managers",
-                spec.strategy.name()
-            ));
+            return Err(HarnessError::Setup(format!(
+                "{} links two processes; fan-in, fan-out and mpmc run over {}",
+                spec.strategy.name(),
+                super::multi::sharing_strategies()
+            )));
         }
         let (rec, cpus) = new_record(spec, opts);
         let pinned = !rec.cpus.is_empty();
         let (np, nc) = (spec.producers, spec.consumers);
         let progress = if multi {
             let r = Region::create(&unique_name("progress"), Kind::Raw, 128 * nc, [0; 6])
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| HarnessError::Setup(e.to_string()))?;
             r.publish();
             Some(r)
         } else {
@@ -102,18 +107,20 @@ impl Session {
                 // Reports come back in this order: A, then B.
                 as_.append(&mut bs);
             }
-            Ok::<_, String>((as_, bs))
+            Ok::<_, HarnessError>((as_, bs))
         };
         let ((peers, consumers), link) = match spec.strategy {
             Strategy::FloorCopy => {
-                return Err("the copy floor of a round trip is measured in points".into());
+                return Err(HarnessError::Setup(
+                    "the copy floor of a round trip is measured in points".into(),
+                ));
             }
             Strategy::Floor => {
                 let name = unique_name("floor");
-                let region =
-                    Region::create(&name, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
-                region.publish();
-                (line_up(&name, &[], &[])?, SessionLink::Floor(region))
+                let kind = floors::kind_for(false, spec.pattern, spec.wait.kind == WaitKind::Park);
+                let floor = Floor::create(&name, kind, spec.size)
+                    .map_err(|e| HarnessError::Setup(e.to_string()))?;
+                (line_up(&name, &[], &[])?, SessionLink::Floor(floor))
             }
             Strategy::Transport(kind) => {
                 let link = LinkOpts {
@@ -124,7 +131,7 @@ impl Session {
                     label: format!("bench-{}", kind.name()),
                 };
                 with_transport!(kind, T => {
-                    let (mut setup, ep) = T::setup(&link).map_err(|e| format!("setting up the link: {e}"))?;
+                    let (mut setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("setting up the link: {e}")))?;
                     let peers = line_up(&ep.addr, &ep.inherit, &ep.env)?;
                     setup.children_started();
                     (peers, SessionLink::Transport(Box::new(setup)))
@@ -150,7 +157,7 @@ impl Session {
     }
 
     /// Tells every round-taking peer `round n` and collects their reports.
-    fn tell_round(&mut self, n: u64, deadline: Instant) -> Result<Vec<PeerReport>, String> {
+    fn tell_round(&mut self, n: u64, deadline: Instant) -> Result<Vec<PeerReport>, HarnessError> {
         for i in 0..self.peers.len() {
             if let Err(e) = self.peers[i].tell(&format!("round {n}")) {
                 return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
@@ -165,7 +172,7 @@ impl Session {
     /// about `n` messages in all, split among the producers (multi-party:
     /// from the first producer's start to the last message any consumer
     /// received).
-    pub fn round(&mut self, n: u64) -> Result<PointRecord, String> {
+    pub fn round(&mut self, n: u64) -> Result<PointRecord, HarnessError> {
         let n = n.max(2);
         let deadline = Instant::now() + self.opts.deadline;
         if self.progress.is_none() {
@@ -182,12 +189,13 @@ impl Session {
         let region = self.progress.as_ref().expect("multi-party");
         let slots = (0..self.spec.consumers)
             .map(|j| progress_slot(region, j))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(HarnessError::Setup)?;
         // Acquire: pairs with each consumer's Release store of its count.
         let received = || -> u64 {
             slots
                 .iter()
-                .map(|(c, _)| c.load(std::sync::atomic::Ordering::Acquire))
+                .map(|(c, _)| c.load(crate::shm::sync::Ordering::Acquire))
                 .sum()
         };
         // Consumers' liveness is looked at every few milliseconds, not on
@@ -200,14 +208,14 @@ impl Session {
                 break;
             }
             if got > want {
-                return Err(format!(
+                return Err(HarnessError::Invalid(format!(
                     "consumers received {got} messages where {want} were sent (duplicated)"
-                ));
+                )));
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(HarnessError::Invalid(format!(
                     "consumers received {got} of {want} messages by the deadline (lost or stuck)"
-                ));
+                )));
             }
             // A consumer that exited will not catch up.
             let now = Instant::now();
@@ -218,10 +226,10 @@ impl Session {
                 None
             };
             if let Some(i) = exited {
-                let e = format!(
+                let e = HarnessError::Invalid(format!(
                     "{} exited with {got} of {want} messages received",
                     self.consumers[i].name()
-                );
+                ));
                 return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
             }
             std::thread::sleep(Duration::from_micros(50));
@@ -229,7 +237,7 @@ impl Session {
         let first = reports.iter().map(|r| r.first_ns).min().unwrap_or(0);
         let last = slots
             .iter()
-            .map(|(_, l)| l.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|(_, l)| l.load(crate::shm::sync::Ordering::Relaxed))
             .max()
             .unwrap_or(0);
         let mut rec = self.rec.clone();
@@ -250,12 +258,12 @@ impl Session {
     /// Ends the session: the peers close and exit. Multi-party: the stream
     /// ends, and every message sent must have been received exactly once
     /// across the consumers (their counts and digests of sequence numbers).
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> Result<(), HarnessError> {
         self.finished = true;
         self.end()
     }
 
-    fn end(&mut self) -> Result<(), String> {
+    fn end(&mut self) -> Result<(), HarnessError> {
         for p in &mut self.peers {
             let _ = p.tell("end");
             p.hang_up();
@@ -275,35 +283,16 @@ impl Session {
         if let SessionLink::Transport(setup) = &mut self.link {
             setup
                 .end_stream()
-                .map_err(|e| format!("ending the stream: {e}"))?;
+                .map_err(|e| HarnessError::Setup(format!("ending the stream: {e}")))?;
         }
         let deadline = Instant::now() + self.opts.deadline;
-        let (mut count, mut digest) = (0u64, 0u64);
-        for p in &mut self.consumers {
-            let r = p.report(deadline)?;
-            count += r.messages;
-            digest = digest.wrapping_add(r.digest);
-        }
+        let got = self
+            .consumers
+            .iter_mut()
+            .map(|p| p.report(deadline))
+            .collect::<Result<Vec<_>, _>>()?;
         let np = self.spec.producers as u64;
-        let codec = Codec::new(self.spec.size)?;
-        let mut want = 0u64;
-        for id in 0..np {
-            for i in 0..self.sent {
-                want = want.wrapping_add(crate::harness::validate::mix64(bodies::tagged_seq(
-                    &codec, id, i,
-                )));
-            }
-        }
-        if count != np * self.sent {
-            return Err(format!(
-                "consumers received {count} messages where {} were sent",
-                np * self.sent
-            ));
-        }
-        if digest != want {
-            return Err("every count is right but not every message arrived exactly once".into());
-        }
-        Ok(())
+        exactly_once(self.spec.size, np, self.sent, &got).map(drop)
     }
 
     /// The peers' process ids (one-to-one: A, B; multi-party: producers,

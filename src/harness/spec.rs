@@ -297,3 +297,71 @@ impl RunOpts {
         }
     }
 }
+
+/// One measurement of any family: what the plan lists and the scheduler
+/// runs, each giving one [`PointRecord`](crate::record::PointRecord).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measurement {
+    /// A channel (one-to-one or shared by many) or a floor.
+    Channel(PointSpec),
+    /// A synchronisation primitive or a shared value.
+    Primitive(super::sync::SyncSpec),
+    /// A task farm.
+    Farm(super::pool::PoolSpec),
+    /// Starting a process.
+    Startup(super::startup::Method),
+}
+
+impl Measurement {
+    /// What is measured, as results name it (`transport`).
+    pub fn strategy_name(&self) -> &'static str {
+        match self {
+            Measurement::Channel(s) => s.strategy.name(),
+            Measurement::Primitive(s) => s.prim.name(),
+            Measurement::Farm(s) => s.kind.name(),
+            Measurement::Startup(m) => m.name(),
+        }
+    }
+
+    /// The pattern, as results name it.
+    pub fn pattern_name(&self) -> &'static str {
+        match self {
+            Measurement::Channel(s) => s.pattern.name(),
+            Measurement::Primitive(s) => s.prim.pattern(),
+            Measurement::Farm(s) => s.pattern(),
+            Measurement::Startup(_) => super::startup::PATTERN,
+        }
+    }
+
+    /// Bytes per message (or shared bytes per cycle).
+    pub fn size(&self) -> usize {
+        match self {
+            Measurement::Channel(s) => s.size,
+            Measurement::Primitive(s) => s.prim.size(),
+            Measurement::Farm(_) => super::pool::TASK_SIZE,
+            Measurement::Startup(_) => super::startup::SIZE,
+        }
+    }
+
+    /// The waiting strategy, as results name it.
+    pub fn wait_name(&self) -> &'static str {
+        match self {
+            Measurement::Channel(s) => s.wait_name(),
+            Measurement::Primitive(s) => s.wait_name(),
+            Measurement::Farm(s) => s.wait_name(),
+            Measurement::Startup(_) => "kernel",
+        }
+    }
+
+    /// Whether it is a floor (measured at least three times: every ratio
+    /// of a report hangs on the floors).
+    pub fn is_floor(&self) -> bool {
+        matches!(
+            self,
+            Measurement::Channel(PointSpec {
+                strategy: Strategy::Floor | Strategy::FloorCopy,
+                ..
+            })
+        )
+    }
+}

@@ -28,6 +28,9 @@ use crate::record::PointRecord;
 /// The pattern's name.
 pub const PATTERN: &str = "startup";
 
+/// The bytes of a start-up point's message: the child's first word.
+pub const SIZE: usize = 8;
+
 /// The descriptor a started program finds the pipe on.
 pub const CHILD_FD: i32 = 100;
 
@@ -310,7 +313,7 @@ fn one(
 
 /// Measures one start method. A failure is recorded, never a number.
 pub fn run_point(method: Method, opts: &RunOpts) -> PointRecord {
-    let mut rec = PointRecord::unmeasured(method.name(), PATTERN, 8, (1, 1), "kernel");
+    let mut rec = PointRecord::unmeasured(method.name(), PATTERN, SIZE, (1, 1), "kernel");
     let (warmup, iters) = counts(opts);
     let deadline = Instant::now() + opts.deadline;
     let cpu0 = super::measure::cpu_time_ns();

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::control::{PeerArgs, PeerReport};
+use super::error::HarnessError;
 use super::spec::RunOpts;
 
 /// How many of a peer's last stderr lines an error about it quotes.
@@ -35,12 +36,12 @@ pub fn spawn(
     inherit: &[i32],
     env: &[(String, String)],
     name: &str,
-) -> Result<Running, String> {
+) -> Result<Running, HarnessError> {
     spawn_with(exe, args.to_args(), inherit, env, name)
 }
 
 /// Starts `ipcbench peer <args>` with nothing inherited.
-pub fn spawn_args(exe: &PathBuf, args: Vec<String>, name: &str) -> Result<Running, String> {
+pub fn spawn_args(exe: &PathBuf, args: Vec<String>, name: &str) -> Result<Running, HarnessError> {
     spawn_with(exe, args, &[], &[], name)
 }
 
@@ -51,7 +52,7 @@ pub fn spawn_with(
     inherit: &[i32],
     env: &[(String, String)],
     name: &str,
-) -> Result<Running, String> {
+) -> Result<Running, HarnessError> {
     let mut cmd = Command::new(exe);
     cmd.arg("peer")
         .args(args)
@@ -60,12 +61,13 @@ pub fn spawn_with(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     crate::transport::fd::inherit_in_child(&mut cmd, inherit.to_vec());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("starting peer {name} ({}): {e}", exe.display()))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        HarnessError::Setup(format!("starting peer {name} ({}): {e}", exe.display()))
+    })?;
     let (tx, lines) = mpsc::channel();
-    let out = child.stdout.take().ok_or("no peer stdout")?;
-    let err = child.stderr.take().ok_or("no peer stderr")?;
+    let no = |what: &str| HarnessError::Setup(format!("peer {name} has no {what}"));
+    let out = child.stdout.take().ok_or_else(|| no("stdout"))?;
+    let err = child.stderr.take().ok_or_else(|| no("stderr"))?;
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
@@ -90,7 +92,7 @@ pub fn spawn_with(
 impl Running {
     /// The next line that is not stderr noise, if one comes by `until`; an
     /// error, with what the peer wrote to stderr, if its output ended first.
-    fn next_line(&mut self, until: Instant, what: &str) -> Result<Option<String>, String> {
+    fn next_line(&mut self, until: Instant, what: &str) -> Result<Option<String>, HarnessError> {
         if let Some(l) = self.held.take() {
             return Ok(Some(l));
         }
@@ -106,31 +108,33 @@ impl Running {
                 Ok(l) => return Ok(Some(l)),
                 Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.wait();
-                    return Err(format!(
-                        "peer {} exited before {what}: {}",
-                        self.name,
-                        if self.said.is_empty() {
-                            "no message".to_owned()
-                        } else {
-                            self.said.join("; ")
-                        }
-                    ));
+                    use std::os::unix::process::ExitStatusExt;
+                    let signal = self.child.wait().ok().and_then(|s| s.signal());
+                    return Err(HarnessError::PeerGone {
+                        role: self.name.clone(),
+                        pid: self.child.id(),
+                        signal,
+                        said: self.said.clone(),
+                        context: what.to_owned(),
+                    });
                 }
             }
         }
     }
 
     /// The next line that is not stderr noise, by `deadline`.
-    fn expect_line(&mut self, deadline: Instant, what: &str) -> Result<String, String> {
+    fn expect_line(&mut self, deadline: Instant, what: &str) -> Result<String, HarnessError> {
         self.next_line(deadline, what)?
-            .ok_or_else(|| format!("peer {} missed its deadline waiting for {what}", self.name))
+            .ok_or_else(|| HarnessError::Deadline {
+                role: self.name.clone(),
+                waiting_for: what.to_owned(),
+            })
     }
 
     /// Why this peer will not answer, if its process has ended: the error
     /// it reported, or the end of its output. A good report it wrote before
     /// exiting is kept for [`Running::report`].
-    fn gone(&mut self) -> Option<String> {
+    fn gone(&mut self) -> Option<HarnessError> {
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
             return None;
         }
@@ -147,16 +151,21 @@ impl Running {
     }
 
     /// Tells the peer `go` (past its start barrier).
-    pub fn go(&mut self) -> Result<(), String> {
+    pub fn go(&mut self) -> Result<(), HarnessError> {
         self.tell("go")
     }
 
     /// Writes `line` on the peer's control input.
-    pub fn tell(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("control channel closed")?;
+    pub fn tell(&mut self, line: &str) -> Result<(), HarnessError> {
+        let name = &self.name;
+        let broken = |e: String| HarnessError::PeerFailed {
+            role: name.clone(),
+            error: format!("its control channel took no {line:?}: {e}"),
+        };
+        let stdin = self.stdin.as_mut().ok_or_else(|| broken("closed".into()))?;
         writeln!(stdin, "{line}")
             .and_then(|()| stdin.flush())
-            .map_err(|e| format!("telling peer {} {line:?}: {e}", self.name))
+            .map_err(|e| broken(e.to_string()))
     }
 
     /// Closes the peer's control input (a session's peer ends on it).
@@ -180,24 +189,33 @@ impl Running {
     }
 
     /// Waits for the peer's `ready`.
-    pub fn ready(&mut self, deadline: Instant) -> Result<(), String> {
+    pub fn ready(&mut self, deadline: Instant) -> Result<(), HarnessError> {
         match self.expect_line(deadline, "ready")? {
             l if l == "ready" => Ok(()),
-            l => Err(format!("peer {} said {l:?} instead of ready", self.name)),
+            l => Err(self.parse_report(&l).err().unwrap_or_else(|| {
+                HarnessError::Invalid(format!("peer {} said {l:?} instead of ready", self.name))
+            })),
         }
     }
 
     /// The peer's next report; a report of a failure is an error.
-    pub fn report(&mut self, deadline: Instant) -> Result<PeerReport, String> {
+    pub fn report(&mut self, deadline: Instant) -> Result<PeerReport, HarnessError> {
         let line = self.expect_line(deadline, "its report")?;
         self.parse_report(&line)
     }
 
-    fn parse_report(&self, line: &str) -> Result<PeerReport, String> {
-        let r: PeerReport = serde_json::from_str(line)
-            .map_err(|e| format!("peer {} sent a bad report ({e}): {line}", self.name))?;
-        match &r.error {
-            Some(e) => Err(format!("peer {}: {e}", self.name)),
+    fn parse_report(&self, line: &str) -> Result<PeerReport, HarnessError> {
+        let r: PeerReport = serde_json::from_str(line).map_err(|e| {
+            HarnessError::Invalid(format!(
+                "peer {} sent a bad report ({e}): {line}",
+                self.name
+            ))
+        })?;
+        match r.error {
+            Some(error) => Err(HarnessError::PeerFailed {
+                role: self.name.clone(),
+                error,
+            }),
             None => Ok(r),
         }
     }
@@ -224,7 +242,7 @@ pub fn reports(
     waited: &mut [Running],
     watched: &mut [Running],
     deadline: Instant,
-) -> Result<Vec<PeerReport>, String> {
+) -> Result<Vec<PeerReport>, HarnessError> {
     let mut out = Vec::with_capacity(waited.len());
     for i in 0..waited.len() {
         let (p, rest) = waited[i..].split_first_mut().expect("i < len");
@@ -234,10 +252,10 @@ pub fn reports(
                 break l;
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "peer {} missed its deadline waiting for its report",
-                    p.name
-                ));
+                return Err(HarnessError::Deadline {
+                    role: p.name.clone(),
+                    waiting_for: "its report".into(),
+                });
             }
             if let Some(e) = rest
                 .iter_mut()
@@ -259,7 +277,7 @@ pub fn run_pair(
     inherit: &[i32],
     env: &[(String, String)],
     after_ready: &mut dyn FnMut(),
-) -> Result<(PeerReport, PeerReport), String> {
+) -> Result<(PeerReport, PeerReport), HarnessError> {
     let deadline = Instant::now() + opts.deadline;
     let b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
     let a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
@@ -268,7 +286,7 @@ pub fn run_pair(
         p.ready(deadline)?;
     }
     after_ready();
-    let both = |ab: &mut [Running]| -> Result<(PeerReport, PeerReport), String> {
+    let both = |ab: &mut [Running]| -> Result<(PeerReport, PeerReport), HarnessError> {
         ab[1].go()?;
         ab[0].go()?;
         // A failed peer ends the point at once (the other is killed on drop).
@@ -280,26 +298,32 @@ pub fn run_pair(
 
 /// A point's error, with the peers that a signal ended (a crash, or a
 /// kill from outside) named: the peer that lost its partner often fails
-/// first, with an error that names only a pid or an end of file.
-pub fn blame<'a>(peers: impl IntoIterator<Item = &'a mut Running>, err: String) -> String {
+/// first, with an error that names only a pid or an end of file. Each
+/// such peer wraps the error as [`HarnessError::PeerGone`].
+pub fn blame<'a>(
+    peers: impl IntoIterator<Item = &'a mut Running>,
+    err: HarnessError,
+) -> HarnessError {
     use std::os::unix::process::ExitStatusExt;
     let grace = Instant::now() + Duration::from_millis(200);
-    let mut killed = Vec::new();
+    let mut err = err;
     for p in peers {
         loop {
             match p.child.try_wait() {
                 Ok(Some(status)) => {
                     if let Some(sig) = status.signal() {
-                        killed.push(format!(
-                            "peer {} (pid {}) was ended by signal {sig}{}",
-                            p.name,
-                            p.child.id(),
-                            if sig == libc::SIGKILL {
-                                " (SIGKILL)"
-                            } else {
-                                ""
-                            }
-                        ));
+                        // Already said of this peer: nothing to add.
+                        if matches!(&err, HarnessError::PeerGone { pid, signal: Some(_), .. } if *pid == p.child.id())
+                        {
+                            break;
+                        }
+                        err = HarnessError::PeerGone {
+                            role: p.name.clone(),
+                            pid: p.child.id(),
+                            signal: Some(sig),
+                            said: p.said.clone(),
+                            context: err.to_string(),
+                        };
                     }
                     break;
                 }
@@ -310,9 +334,5 @@ pub fn blame<'a>(peers: impl IntoIterator<Item = &'a mut Running>, err: String) 
             }
         }
     }
-    if killed.is_empty() {
-        err
-    } else {
-        format!("{}: {err}", killed.join("; "))
-    }
+    err
 }

@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use super::child::bodies;
 use super::control::{self, PeerReport};
+use super::error::{HarnessError, settle};
 use super::spec::RunOpts;
 use super::supervise::{Running, spawn_args};
 use crate::record::PointRecord;
@@ -160,42 +161,16 @@ pub const PATTERNS: [&str; 4] = [
     "joinable",
 ];
 
-/// The points of a profile: locks by 1, 2 and 4 processes (1 and 2 in the
-/// quick profile), the event ping-pong; waiting with spin-park and park.
-pub fn plan(quick: bool) -> Vec<SyncSpec> {
-    let counts: &[usize] = if quick { &[1, 2] } else { &[1, 2, 4] };
-    let waits: &[Wait] = if quick {
-        &[Wait::SPIN_PARK]
-    } else {
-        &[Wait::SPIN_PARK, Wait::PARK]
-    };
-    let mut out = Vec::new();
-    for prim in Prim::ALL {
-        for &wait in waits {
-            if prim == Prim::Atomic && wait != waits[0] {
-                // Lock-free: nothing waits, one point per count.
-                continue;
-            }
-            if matches!(prim, Prim::Event | Prim::Joinable) {
-                out.push(SyncSpec {
-                    prim,
-                    procs: 2,
-                    wait,
-                    permits: 1,
-                });
-            } else {
-                for &procs in counts {
-                    out.push(SyncSpec {
-                        prim,
-                        procs,
-                        wait,
-                        permits: 1,
-                    });
-                }
-            }
+impl SyncSpec {
+    /// The waiting strategy as results name it (`lock-free` for the
+    /// atomic add, which never waits).
+    pub fn wait_name(&self) -> &'static str {
+        if self.prim == Prim::Atomic {
+            "lock-free"
+        } else {
+            self.wait.name()
         }
     }
-    out
 }
 
 /// Cycles (or round trips) per process at most, and the time a point aims at.
@@ -250,11 +225,11 @@ impl SyncArgs {
 }
 
 /// A word of a raw region, shared by processes.
-fn word(region: &Region, i: usize) -> &std::sync::atomic::AtomicU64 {
+fn word(region: &Region, i: usize) -> &crate::shm::sync::AtomicU64 {
     assert!(region.body_len() >= (i + 1) * 64, "region too small");
     // SAFETY: the body is at least (i + 1) * 64 bytes (checked), 128-byte
     // aligned, zeroed at creation; atomics are valid for any bits.
-    unsafe { &*(region.body_ptr().add(i * 64) as *const std::sync::atomic::AtomicU64) }
+    unsafe { &*(region.body_ptr().add(i * 64) as *const crate::shm::sync::AtomicU64) }
 }
 
 /// Runs one process of a sync point (in a child).
@@ -273,7 +248,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             // of different processes overwrite each other and the total
             // comes out short.
             let bump = || count.store(count.load(Relaxed) + 1, Relaxed);
-            use std::sync::atomic::Ordering::Relaxed;
+            use crate::shm::sync::Ordering::Relaxed;
             let cycle: Box<dyn FnMut() -> Result<(), String>> = match a.prim {
                 Prim::Lock => {
                     let l = Lock::open(&a.region).map_err(e)?;
@@ -338,7 +313,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
             let processed = word(&data, 0);
             control::barrier()?;
-            use std::sync::atomic::Ordering::Relaxed;
+            use crate::shm::sync::Ordering::Relaxed;
             let qe = |e: crate::shm::QueueError| e.to_string();
             if a.id == 0 {
                 let mut next = 0u64;
@@ -392,7 +367,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             );
             let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
             let (there, back) = (word(&data, 0), word(&data, 1));
-            use std::sync::atomic::Ordering::{Acquire, Release};
+            use crate::shm::sync::Ordering::{Acquire, Release};
             let wait = |ev: &Event| -> Result<(), String> {
                 if !ev.wait(timeout).map_err(e)? {
                     return Err("the other side never set its event".into());
@@ -440,11 +415,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         spec.prim.pattern(),
         spec.prim.size(),
         (spec.procs, 1),
-        if spec.prim == Prim::Atomic {
-            "lock-free"
-        } else {
-            spec.wait.name()
-        },
+        spec.wait_name(),
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;
@@ -469,7 +440,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         .max(10);
     let warmup = opts.warmup.min(iters);
     match measure(spec, opts, &rec.cpus, warmup, iters) {
-        Err(e) => rec.fail(e),
+        Err(e) => settle(&mut rec, &e),
         Ok(reports) => {
             let per = reports.iter().map(|r| r.messages).sum::<u64>();
             // The joinable queue's consumer keeps no times: the producer's.
@@ -515,8 +486,8 @@ fn measure(
     cpus: &[usize],
     warmup: u64,
     iters: u64,
-) -> Result<Vec<PeerReport>, String> {
-    let e = |e: crate::shm::semaphore::SemError| e.to_string();
+) -> Result<Vec<PeerReport>, HarnessError> {
+    let e = |e: crate::shm::semaphore::SemError| HarnessError::Setup(e.to_string());
     let names = [
         unique_name("sync-a"),
         unique_name("sync-b"),
@@ -538,11 +509,11 @@ fn measure(
     let joinable = match spec.prim {
         Prim::Joinable => Some(
             JoinableQueue::create(&names[0], 2 * JOIN_BATCH as usize, 8, spec.wait)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| HarnessError::Setup(e.to_string()))?,
         ),
         _ => None,
     };
-    let ve = |e: crate::shm::ValueError| e.to_string();
+    let ve = |e: crate::shm::ValueError| HarnessError::Setup(e.to_string());
     let value = match spec.prim {
         Prim::Value | Prim::Atomic => Some(
             Value::<i64>::create_value(&names[0], 0, spec.prim == Prim::Value, spec.wait)
@@ -556,8 +527,9 @@ fn measure(
         }
         _ => None,
     };
-    let raw = |n: &str| -> Result<Region, String> {
-        let r = Region::create(n, Kind::Raw, 256, [0; 6]).map_err(|e| e.to_string())?;
+    let raw = |n: &str| -> Result<Region, HarnessError> {
+        let r = Region::create(n, Kind::Raw, 256, [0; 6])
+            .map_err(|e| HarnessError::Setup(e.to_string()))?;
         r.publish();
         Ok(r)
     };
@@ -603,15 +575,15 @@ fn measure(
     if spec.prim == Prim::Joinable
         && reports[1].messages != reports[0].messages + warmup * JOIN_BATCH
     {
-        return Err(format!(
+        return Err(HarnessError::Invalid(format!(
             "the consumer processed {} items where {} were put",
             reports[1].messages,
             reports[0].messages + warmup * JOIN_BATCH
-        ));
+        )));
     }
     let want = spec.procs as u64 * (warmup + iters);
     let lost = |got: String| {
-        Err(format!(
+        Err(HarnessError::Invalid(format!(
             "the counter ended at {got}, not {want}: increments were lost, so the {} {}",
             spec.prim.name(),
             if spec.prim == Prim::Atomic {
@@ -619,10 +591,10 @@ fn measure(
             } else {
                 "did not exclude"
             }
-        ))
+        )))
     };
     if let Some(c) = &counter {
-        let got = word(c, 0).load(std::sync::atomic::Ordering::Acquire);
+        let got = word(c, 0).load(crate::shm::sync::Ordering::Acquire);
         if got != want {
             return lost(got.to_string());
         }

@@ -12,8 +12,8 @@
 //! done makes `join` fail with [`QueueError::PeerGone`] instead of waiting
 //! forever.
 
+use crate::shm::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::queue::{Queue, QueueError};

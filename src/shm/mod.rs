@@ -11,10 +11,13 @@
 //! - [`semaphore`]: the counting semaphore, `Lock` and `Event`.
 //! - [`value`]: typed shared values and arrays with an optional lock
 //!   (`multiprocessing.Value` and `Array`).
+//! - [`floor`]: the floors' own protocols (a word bounced, a futex
+//!   ping-pong, the copy floors of a stream and of a round trip).
 //!
 //! Each structure can live on the heap (threads, unit tests, loom models) or
 //! in a region (processes); the code is the same.
 
+pub mod floor;
 pub mod futex;
 #[cfg(not(loom))]
 pub mod joinable;

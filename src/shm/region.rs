@@ -23,7 +23,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 // The header is never model-checked, so it uses the standard atomics directly.
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::shm::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -61,6 +61,8 @@ pub enum Kind {
     Lock = 6,
     /// An event.
     Event = 7,
+    /// A floor's protocol (spin, park, or a copy floor's slots).
+    Floor = 8,
 }
 
 impl Kind {
@@ -73,6 +75,7 @@ impl Kind {
             5 => Kind::Semaphore,
             6 => Kind::Lock,
             7 => Kind::Event,
+            8 => Kind::Floor,
             _ => return None,
         })
     }
@@ -191,7 +194,7 @@ pub enum RegionError {
 
 /// A name no other run or test uses: `ipcbench-<pid>-<n>-<label>`.
 pub fn unique_name(label: &str) -> String {
-    use std::sync::atomic::AtomicU64 as StdAtomicU64;
+    use super::sync::AtomicU64 as StdAtomicU64;
     static NEXT: StdAtomicU64 = StdAtomicU64::new(0);
     // Relaxed: only uniqueness matters, which the RMW gives.
     let n = NEXT.fetch_add(1, Ordering::Relaxed);

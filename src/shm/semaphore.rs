@@ -444,7 +444,7 @@ mod tests {
     fn lock_excludes_threads() {
         for w in Wait::ALL {
             let lock = Lock::on_heap(w);
-            let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counter = Arc::new(crate::shm::sync::AtomicU64::new(0));
             let hs: Vec<_> = (0..3)
                 .map(|_| {
                     let (lock, counter) = (lock.clone(), counter.clone());
@@ -452,8 +452,8 @@ mod tests {
                         for _ in 0..2000 {
                             let _g = lock.lock(Some(Duration::from_secs(30))).unwrap();
                             // A non-atomic read-modify-write, made safe by the lock.
-                            let v = counter.load(std::sync::atomic::Ordering::Relaxed);
-                            counter.store(v + 1, std::sync::atomic::Ordering::Relaxed);
+                            let v = counter.load(crate::shm::sync::Ordering::Relaxed);
+                            counter.store(v + 1, crate::shm::sync::Ordering::Relaxed);
                         }
                     })
                 })
@@ -462,7 +462,7 @@ mod tests {
                 h.join().unwrap();
             }
             assert_eq!(
-                counter.load(std::sync::atomic::Ordering::Relaxed),
+                counter.load(crate::shm::sync::Ordering::Relaxed),
                 6000,
                 "{w}"
             );

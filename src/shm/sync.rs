@@ -4,15 +4,19 @@
 //! semaphore can be model-checked on stable Rust (`RUSTFLAGS="--cfg loom" cargo
 //! test --test loom`). Everywhere else they are the standard library's.
 //!
+//! The rest of the crate (regions, the harness, the transports) takes its
+//! atomics from here too: a test (`tests/layers.rs`) fails on any other
+//! `std::sync::atomic` in `src/`.
+//!
 //! Data bytes (frame payloads, queue slots) go through [`Bytes`], which under
 //! loom is an array of tracked cells: a missing Release/Acquire pair around a
 //! payload then shows up as a data race in the model, not only as a wrong
 //! index.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 /// One pause in a spin loop. Under loom it yields to the scheduler so that a
 /// spinning thread lets the model run the thread it waits for.

@@ -10,8 +10,8 @@
 //! [`Array::fetch_add`] is the lock-free alternative: one compare-and-swap
 //! loop per element.
 
+use crate::shm::sync::{AtomicU64, Ordering};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::region::{Kind, Region, RegionError};
 use super::semaphore::{Lock, SemError};

@@ -471,8 +471,8 @@ mod tests {
 
     #[test]
     fn parked_waiter_is_woken_by_notify() {
+        use crate::shm::sync::AtomicBool;
         use std::sync::Arc;
-        use std::sync::atomic::AtomicBool;
         let n = Arc::new(Notifier::new());
         let flag = Arc::new(AtomicBool::new(false));
         let (n2, f2) = (n.clone(), flag.clone());
@@ -484,11 +484,11 @@ mod tests {
                     timeout: Some(Duration::from_secs(20)),
                     dead_peer: || None,
                 },
-                || f2.load(std::sync::atomic::Ordering::Acquire).then_some(()),
+                || f2.load(crate::shm::sync::Ordering::Acquire).then_some(()),
             )
         });
         std::thread::sleep(Duration::from_millis(20));
-        flag.store(true, std::sync::atomic::Ordering::Release);
+        flag.store(true, crate::shm::sync::Ordering::Release);
         n.notify(1);
         assert_eq!(t.join().unwrap(), Ok(()));
     }

@@ -21,8 +21,8 @@
 //! most [`WINDOW`] samples unread (never more than the buffer holds), and
 //! `close` waits until the peer has taken everything, the close included.
 
+use crate::shm::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;

@@ -31,12 +31,12 @@
 //! closed and drained, and `PEER_GONE` once a connection that put into it
 //! ended without closing (its process died).
 
+use crate::shm::sync::{AtomicU64, Ordering};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

@@ -363,9 +363,9 @@ pub fn multi_send_seqs<C: Conn>(
 /// the time of the last message, for the coordinator to see a round end.
 pub struct Progress<'a> {
     /// Messages received so far.
-    pub count: &'a std::sync::atomic::AtomicU64,
+    pub count: &'a crate::shm::sync::AtomicU64,
     /// `CLOCK_MONOTONIC` time of the last one.
-    pub last_ns: &'a std::sync::atomic::AtomicU64,
+    pub last_ns: &'a crate::shm::sync::AtomicU64,
 }
 
 /// Multi-party, receiving side: receives until the stream ends, checking
@@ -417,7 +417,7 @@ pub fn multi_recv_progress<C: Conn>(
         count += 1;
         digest = digest.wrapping_add(crate::harness::validate::mix64(seq));
         if let Some(p) = &progress {
-            use std::sync::atomic::Ordering;
+            use crate::shm::sync::Ordering;
             // Relaxed: the count is published (Release) after it.
             p.last_ns.store(now, Ordering::Relaxed);
             p.count.store(count, Ordering::Release);

@@ -5,7 +5,7 @@
 pub mod bodies;
 pub mod floors;
 
-use crate::shm::WaitKind;
+use crate::shm::floor::Floor;
 use crate::shm::region::{Kind, Region};
 use crate::transport::manager::{Proxy, ProxyTask, with_proxy};
 use crate::transport::stream::StreamIo;
@@ -27,59 +27,10 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
         return run_rounds(a, &codec);
     }
     match a.strategy {
-        Strategy::Floor if a.pattern == Pattern::Stream => {
-            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
-            if region.body_len() < floors::floor_stream_len(a.size) {
-                return Err("floor region too small for its messages".into());
-            }
-            let base = region.body_ptr();
-            // SAFETY: the body holds floor_stream_len(size) bytes (checked),
-            // 64-byte aligned, zeroed at creation, mapped while `region`
-            // lives; side A sends, side B receives, one each.
-            barrier_then(|| unsafe {
-                floors::floor_stream(base, a.size, initiator, a.warmup, a.iters)
-            })
-        }
-        Strategy::FloorCopy => {
-            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
-            if a.size < 8 || region.body_len() < floors::floor_copy_len(a.size) {
-                return Err("floor region too small for its messages".into());
-            }
-            let base = region.body_ptr();
-            // SAFETY: the body holds floor_copy_len(size) bytes (checked),
-            // 128-byte aligned, zeroed at creation, mapped while `region`
-            // lives; one side A and one side B; size ≥ 8 (checked).
-            barrier_then(|| unsafe {
-                floors::floor_copy_pingpong(base, a.size, initiator, a.warmup, a.iters)
-            })
-        }
-        Strategy::Floor => {
-            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
-            if region.body_len() < 256 {
-                return Err("floor region too small".into());
-            }
-            let base = region.body_ptr();
-            barrier_then(|| match a.wait.kind {
-                WaitKind::Park => {
-                    // SAFETY: two futex words 128 bytes apart in a body of at
-                    // least 256 bytes that `region` keeps mapped; a Futex is
-                    // a transparent AtomicU32, valid for any bits.
-                    let (ping, pong) = unsafe {
-                        (
-                            &*(base as *const crate::shm::futex::Futex),
-                            &*(base.add(128) as *const crate::shm::futex::Futex),
-                        )
-                    };
-                    let think = a.pattern.echo_work_ns();
-                    floors::floor_park(ping, pong, initiator, a.warmup, a.iters, think)
-                }
-                _ => {
-                    // SAFETY: an aligned u64 at the start of the body, alive
-                    // with `region`; atomics are valid for any bits.
-                    let word = unsafe { &*(base as *const std::sync::atomic::AtomicU64) };
-                    floors::floor_spin(word, initiator, a.warmup, a.iters)
-                }
-            })
+        Strategy::Floor | Strategy::FloorCopy => {
+            let floor = Floor::open(&a.addr).map_err(|e| e.to_string())?;
+            let think = a.pattern.echo_work_ns();
+            barrier_then(|| floors::run(&floor, initiator, 0, (a.warmup, a.iters), think))
         }
         Strategy::Transport(kind)
             if a.pattern == Pattern::Reqrep && kind.caps().shared == Shared::Memory =>
@@ -176,31 +127,10 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
             if a.pattern != Pattern::Pingpong {
                 return Err("the floor is measured with pingpong".into());
             }
-            let region = Region::open(&a.addr, Kind::Raw).map_err(|e| e.to_string())?;
-            if region.body_len() < 256 {
-                return Err("floor region too small".into());
-            }
-            let base = region.body_ptr();
-            if a.wait.kind == WaitKind::Park {
-                // SAFETY: as in `run_peer`: two futex words 128 bytes apart
-                // in a body of at least 256 bytes that `region` keeps mapped.
-                let (ping, pong) = unsafe {
-                    (
-                        &*(base as *const crate::shm::futex::Futex),
-                        &*(base.add(128) as *const crate::shm::futex::Futex),
-                    )
-                };
-                rounds(Box::new(|first, n| {
-                    floors::floor_park_from(ping, pong, initiator, first, 0, n)
-                }))
-            } else {
-                // SAFETY: as in `run_peer`: an aligned u64 at the start of
-                // the body, alive with `region`.
-                let word = unsafe { &*(base as *const std::sync::atomic::AtomicU64) };
-                rounds(Box::new(|first, n| {
-                    floors::floor_spin_from(word, initiator, first, 0, n)
-                }))
-            }
+            let floor = Floor::open(&a.addr).map_err(|e| e.to_string())?;
+            rounds(Box::new(|first, n| {
+                floors::run(&floor, initiator, first, (0, n), 0)
+            }))
         }
         Strategy::Transport(kind) => {
             with_transport!(kind, T => {
@@ -236,7 +166,7 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
 pub(crate) fn progress_slot(
     region: &Region,
     slot: usize,
-) -> Result<(&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64), String> {
+) -> Result<(&crate::shm::sync::AtomicU64, &crate::shm::sync::AtomicU64), String> {
     if region.body_len() < (slot + 1) * 128 {
         return Err(format!("progress region has no slot {slot}"));
     }
@@ -246,8 +176,8 @@ pub(crate) fn progress_slot(
     unsafe {
         let base = region.body_ptr().add(slot * 128);
         Ok((
-            &*(base as *const std::sync::atomic::AtomicU64),
-            &*(base.add(64) as *const std::sync::atomic::AtomicU64),
+            &*(base as *const crate::shm::sync::AtomicU64),
+            &*(base.add(64) as *const crate::shm::sync::AtomicU64),
         ))
     }
 }

@@ -1,0 +1,911 @@
+//! The plan: a profile and the filters, turned into the list of
+//! measurements of every family — channels and floors, primitives, task
+//! farms, start-up — and the Python baseline's selection. Every filter
+//! applies to every family where it means something:
+//!
+//! | filter | channels | primitives | task farms | start-up | Python |
+//! |---|---|---|---|---|---|
+//! | `--transports` | strategies, `floor` | `shm-lock`, … | task-farm strategies | `start-*` | `py-*` |
+//! | `--patterns` | yes | yes | `pool`, `pool-cpu` | `startup` | yes |
+//! | `--sizes` | yes | the shared bytes (8, 128) | the task (64) | 8 | yes |
+//! | `--procs` | yes | N×1 | 1×W | 1×1 | no (the script's own) |
+//! | `--wait` | strategies that wait in user space | the waiting ones | shm farms | no wait: kept | no |
+//! | profile | yes | counts (`--full`: up to 8) | `--quick`: 1–2 workers | yes | yes |
+//!
+//! Strategies that block in the kernel, and lock-free ones, have no wait
+//! to choose: `--wait` keeps them, measured once. A combination that
+//! selects nothing is an error that names the filter that emptied it.
+
+use super::pool::{self, PoolSpec};
+use super::python;
+use super::spec::{Measurement, Pattern, PointSpec, RunOpts, Strategy};
+use super::startup::{self, Method};
+use super::sync::{self, Prim, SyncSpec};
+use crate::shm::{Wait, WaitKind};
+use crate::transport::TransportKind;
+
+/// How much a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A smoke test: one size, short points (under 90 s on 2 cores).
+    Quick,
+    /// The defaults.
+    Default,
+    /// Longer points, for stable tails.
+    Full,
+}
+
+impl Profile {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Default => "default",
+            Profile::Full => "full",
+        }
+    }
+
+    /// Message sizes measured unless `--sizes` says otherwise.
+    pub fn sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default | Profile::Full => vec![8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20],
+        }
+    }
+
+    /// Waiting strategies measured for shared-memory transports.
+    pub fn waits(self) -> Vec<Wait> {
+        match self {
+            Profile::Quick => vec![Wait::SPIN, Wait::PARK],
+            Profile::Default | Profile::Full => Wait::ALL.to_vec(),
+        }
+    }
+
+    /// Sizes multi-party patterns run at unless `--sizes` says otherwise
+    /// (each of their points starts up to 17 processes).
+    pub fn multi_sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default => vec![64, 4 << 10],
+            Profile::Full => vec![64, 4 << 10, 64 << 10],
+        }
+    }
+
+    /// Process counts (producers, consumers) of a multi-party pattern.
+    pub fn counts(self, p: Pattern) -> Vec<(usize, usize)> {
+        let ns: &[usize] = match self {
+            Profile::Quick => &[2],
+            Profile::Default | Profile::Full => &[2, 4, 8],
+        };
+        match p {
+            Pattern::FanIn => ns.iter().map(|&n| (n, 1)).collect(),
+            Pattern::FanOut => ns.iter().map(|&n| (1, n)).collect(),
+            Pattern::Mpmc => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, n))
+                .collect(),
+            Pattern::Reqrep => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, 1))
+                .collect(),
+            _ => vec![(1, 1)],
+        }
+    }
+
+    /// Counts and deadlines.
+    pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
+        use std::time::Duration;
+        let base = RunOpts {
+            exe,
+            ..RunOpts::default()
+        };
+        match self {
+            Profile::Quick => RunOpts {
+                warmup: 200,
+                pingpong_iters: 2_000,
+                stream_bytes: 8 << 20,
+                stream_messages: (1_000, 50_000),
+                deadline: Duration::from_secs(30),
+                ..base
+            },
+            Profile::Default => RunOpts {
+                warmup: 1_000,
+                pingpong_iters: 10_000,
+                stream_bytes: 64 << 20,
+                stream_messages: (1_000, 300_000),
+                deadline: Duration::from_secs(60),
+                ..base
+            },
+            Profile::Full => RunOpts {
+                warmup: 5_000,
+                pingpong_iters: 100_000,
+                stream_bytes: 512 << 20,
+                stream_messages: (5_000, 2_000_000),
+                deadline: Duration::from_secs(180),
+                ..base
+            },
+        }
+    }
+}
+
+/// What `--transports`, `--patterns`, `--sizes`, `--procs` and `--wait`
+/// select; an empty list selects everything its profile measures.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Strategies of the channel family (`floor` asks for every floor).
+    pub strategies: Vec<Strategy>,
+    /// Primitives, by name (`shm-lock`, …).
+    pub prims: Vec<Prim>,
+    /// Ways of starting a process (`start-fork`, …).
+    pub starts: Vec<Method>,
+    /// Python's transports (`py-pipe`, …).
+    pub python: Vec<String>,
+    /// Patterns, by name, of any family.
+    pub patterns: Vec<String>,
+    /// Sizes (the profile's if empty).
+    pub sizes: Vec<usize>,
+    /// Waiting strategies (the profile's if empty).
+    pub waits: Vec<Wait>,
+    /// Process counts, producers × consumers (the profile's if empty):
+    /// multi-party patterns run at those of the pattern's shape (fan-in
+    /// N×1, fan-out 1×N, reqrep N×1, mpmc any), one-to-one ones only if
+    /// 1×1 is among them; primitives read N×1, task farms 1×W.
+    pub procs: Vec<(usize, usize)>,
+}
+
+impl Filters {
+    /// Sorts the names given to `--transports` into the families; a name no
+    /// family knows is an error that lists every name and the nearest one.
+    pub fn transports(&mut self, names: &[String]) -> Result<(), PlanError> {
+        for n in names {
+            if let Ok(s) = n.parse::<Strategy>() {
+                self.strategies.push(s);
+            } else if let Ok(p) = n.parse::<Prim>() {
+                self.prims.push(p);
+            } else if let Ok(m) = n.parse::<Method>() {
+                self.starts.push(m);
+            } else if python::is_python(n) {
+                self.python.push(n.clone());
+            } else {
+                return Err(PlanError::UnknownTransport {
+                    name: n.clone(),
+                    nearest: nearest(n, &all_transport_names()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the names given to `--patterns`.
+    pub fn patterns(&mut self, names: &[String]) -> Result<(), PlanError> {
+        let known = all_pattern_names();
+        for n in names {
+            if !known.contains(&n.as_str()) {
+                return Err(PlanError::UnknownPattern {
+                    name: n.clone(),
+                    nearest: nearest(n, &known),
+                });
+            }
+            self.patterns.push(n.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether any strategy of any family was named.
+    fn names_any(&self) -> bool {
+        !(self.strategies.is_empty()
+            && self.prims.is_empty()
+            && self.starts.is_empty()
+            && self.python.is_empty())
+    }
+
+    fn pattern(&self, name: &str) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|p| p == name)
+    }
+
+    fn size(&self, size: usize) -> bool {
+        self.sizes.is_empty() || self.sizes.contains(&size)
+    }
+
+    fn procs(&self, procs: (usize, usize)) -> bool {
+        self.procs.is_empty() || self.procs.contains(&procs)
+    }
+}
+
+/// Every name `--transports` takes, in `ipcbench list`'s order.
+pub fn all_transport_names() -> Vec<&'static str> {
+    ["floor", "floor-copy"]
+        .into_iter()
+        .chain(TransportKind::ALL.iter().map(|k| k.name()))
+        .chain(Prim::ALL.iter().map(|p| p.name()))
+        .chain(Method::ALL.iter().map(|m| m.name()))
+        .chain(python::TRANSPORTS.iter().map(|(n, _)| *n))
+        .collect()
+}
+
+/// Every name `--patterns` takes.
+pub fn all_pattern_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
+    v.extend(pool::PATTERNS);
+    v.extend(sync::PATTERNS);
+    v.push(startup::PATTERN);
+    v
+}
+
+/// The known name closest to `name`, when it is close enough to be a typo.
+fn nearest(name: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k.to_owned())
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Why the options make no plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// `--transports` named something no family knows.
+    #[error("unknown transport `{name}`{}; `ipcbench list` shows every name: {}", did_you_mean(.nearest), all_transport_names().join(", "))]
+    UnknownTransport {
+        /// The name given.
+        name: String,
+        /// The nearest known one.
+        nearest: Option<String>,
+    },
+    /// `--patterns` named something no family knows.
+    #[error("unknown pattern `{name}`{}; patterns: {}", did_you_mean(.nearest), all_pattern_names().join(", "))]
+    UnknownPattern {
+        /// The name given.
+        name: String,
+        /// The nearest known one.
+        nearest: Option<String>,
+    },
+    /// The filters together select nothing.
+    #[error("the filters select no point: {0}")]
+    Empty(String),
+}
+
+fn did_you_mean(nearest: &Option<String>) -> String {
+    nearest
+        .as_ref()
+        .map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+}
+
+/// What a run measures: the Rust side's measurements in order (floors
+/// first), then the Python baseline's selection, if any.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Every measurement of the Rust side.
+    pub measurements: Vec<Measurement>,
+    /// What the Python baseline is asked to measure (`None`: nothing of it
+    /// is selected, or it is not wanted).
+    pub python: Option<python::Selection>,
+}
+
+/// The plan of `profile` under `f`, with the Python baseline when
+/// `python` (and the filters select some of it). An empty plan is an
+/// error naming the filter that emptied it.
+pub fn plan(profile: Profile, f: &Filters, python: bool) -> Result<Plan, PlanError> {
+    let p = plan_unchecked(profile, f, python);
+    if !p.measurements.is_empty() || p.python.is_some() {
+        return Ok(p);
+    }
+    // Which filter emptied it: each one left out in turn.
+    let mut culprits = Vec::new();
+    let without = |g: &dyn Fn(&mut Filters)| {
+        let mut h = f.clone();
+        g(&mut h);
+        let q = plan_unchecked(profile, &h, python);
+        !q.measurements.is_empty() || q.python.is_some()
+    };
+    let list = |v: Vec<String>| v.join(",");
+    if f.names_any()
+        && without(&|h| {
+            h.strategies.clear();
+            h.prims.clear();
+            h.starts.clear();
+            h.python.clear();
+        })
+    {
+        let names: Vec<String> = f
+            .strategies
+            .iter()
+            .map(|s| s.name().to_owned())
+            .chain(f.prims.iter().map(|p| p.name().to_owned()))
+            .chain(f.starts.iter().map(|m| m.name().to_owned()))
+            .chain(f.python.iter().cloned())
+            .collect();
+        culprits.push(format!("--transports {}", list(names)));
+    }
+    if !f.patterns.is_empty() && without(&|h| h.patterns.clear()) {
+        culprits.push(format!("--patterns {}", list(f.patterns.clone())));
+    }
+    if !f.sizes.is_empty() && without(&|h| h.sizes.clear()) {
+        culprits.push(format!(
+            "--sizes {}",
+            list(f.sizes.iter().map(|s| s.to_string()).collect())
+        ));
+    }
+    if !f.procs.is_empty() && without(&|h| h.procs.clear()) {
+        culprits.push(format!(
+            "--procs {}",
+            list(f.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect())
+        ));
+    }
+    if !f.waits.is_empty() && without(&|h| h.waits.clear()) {
+        culprits.push(format!(
+            "--wait {}",
+            list(f.waits.iter().map(|w| w.name().to_owned()).collect())
+        ));
+    }
+    Err(PlanError::Empty(if culprits.is_empty() {
+        "no single filter is to blame; together they exclude every point (see `ipcbench run --help`)"
+            .to_owned()
+    } else if culprits.len() == 1 {
+        format!(
+            "{} leaves nothing of what the other filters select",
+            culprits[0]
+        )
+    } else {
+        format!(
+            "{} exclude each other (leave out any one of them and points remain)",
+            culprits.join(" and ")
+        )
+    }))
+}
+
+fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
+    let all = !f.names_any();
+    let mut measurements: Vec<Measurement> = Vec::new();
+    if all || !f.strategies.is_empty() {
+        measurements.extend(channels(profile, f).into_iter().map(Measurement::Channel));
+    }
+    if all || !f.prims.is_empty() {
+        measurements.extend(prims(profile, f).into_iter().map(Measurement::Primitive));
+    }
+    if all || !f.strategies.is_empty() {
+        measurements.extend(farms(profile, f).into_iter().map(Measurement::Farm));
+    }
+    if all || !f.starts.is_empty() {
+        measurements.extend(starts(f).into_iter().map(Measurement::Startup));
+    }
+    let py_patterns: Vec<String> = f
+        .patterns
+        .iter()
+        .filter(|p| python::PATTERNS.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    let py_wanted = python
+        && (all || !f.python.is_empty())
+        && (f.patterns.is_empty() || !py_patterns.is_empty());
+    Plan {
+        measurements,
+        python: py_wanted.then(|| python::Selection {
+            transports: f.python.clone(),
+            patterns: py_patterns,
+            sizes: f.sizes.clone(),
+            count: None,
+            start_method: None,
+        }),
+    }
+}
+
+/// The primitives: locks by 1, 2 and 4 processes (1 and 2 in the quick
+/// profile, up to 8 in the full one), the event ping-pong and the
+/// joinable queue by 2; waiting with spin-park and park (spin-park only in
+/// the quick profile); the lock-free atomic once per count.
+fn prims(profile: Profile, f: &Filters) -> Vec<SyncSpec> {
+    let counts: &[usize] = match profile {
+        Profile::Quick => &[1, 2],
+        Profile::Default => &[1, 2, 4],
+        Profile::Full => &[1, 2, 4, 8],
+    };
+    let waits: &[Wait] = if profile == Profile::Quick {
+        &[Wait::SPIN_PARK]
+    } else {
+        &[Wait::SPIN_PARK, Wait::PARK]
+    };
+    let waits: Vec<Wait> = if f.waits.is_empty() {
+        waits.to_vec()
+    } else {
+        f.waits.clone()
+    };
+    let mut out = Vec::new();
+    for prim in Prim::ALL {
+        if !(f.prims.is_empty() || f.prims.contains(&prim))
+            || !f.pattern(prim.pattern())
+            || !f.size(prim.size())
+        {
+            continue;
+        }
+        let procs: &[usize] = if matches!(prim, Prim::Event | Prim::Joinable) {
+            &[2]
+        } else {
+            counts
+        };
+        // Lock-free: nothing waits, one point per count.
+        let ws: &[Wait] = if prim == Prim::Atomic {
+            &[Wait::SPIN_PARK]
+        } else {
+            &waits
+        };
+        for &wait in ws {
+            for &procs in procs {
+                if f.procs((procs, 1)) {
+                    out.push(SyncSpec {
+                        prim,
+                        procs,
+                        wait,
+                        permits: 1,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The task farms: every strategy whose row runs one, 1 to 8 workers (1
+/// and 2 in the quick profile); shared memory waits spinning first or
+/// parking at once (the master and the workers share the CPUs), the
+/// kernel blocks.
+fn farms(profile: Profile, f: &Filters) -> Vec<PoolSpec> {
+    let ws: &[usize] = if profile == Profile::Quick {
+        &pool::WORKERS[..2]
+    } else {
+        &pool::WORKERS
+    };
+    if !f.size(pool::TASK_SIZE) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for cpu_work in [false, true] {
+        if !f.pattern(pool::PATTERNS[usize::from(cpu_work)]) {
+            continue;
+        }
+        for kind in pool::kinds() {
+            if !(f.strategies.is_empty() || f.strategies.contains(&Strategy::Transport(kind))) {
+                continue;
+            }
+            let waits: Vec<Wait> = if Strategy::Transport(kind).has_wait() {
+                let mine = [Wait::SPIN_PARK, Wait::PARK];
+                if f.waits.is_empty() {
+                    mine.to_vec()
+                } else {
+                    f.waits.clone()
+                }
+            } else {
+                vec![Wait::PARK]
+            };
+            for &wait in &waits {
+                for &workers in ws {
+                    if f.procs((1, workers)) {
+                        out.push(PoolSpec {
+                            kind,
+                            cpu_work,
+                            workers,
+                            wait,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Start-up: every way of starting a process, at 1×1; it has no wait.
+fn starts(f: &Filters) -> Vec<Method> {
+    if !f.pattern(startup::PATTERN) || !f.size(startup::SIZE) || !f.procs((1, 1)) {
+        return Vec::new();
+    }
+    Method::ALL
+        .into_iter()
+        .filter(|m| f.starts.is_empty() || f.starts.contains(m))
+        .collect()
+}
+
+/// The one size `pingpong-late` is measured at: 64 B when asked for, else
+/// the smallest.
+fn late_size(sizes: &[usize]) -> usize {
+    if sizes.contains(&64) {
+        64
+    } else {
+        sizes.iter().copied().min().unwrap_or(64)
+    }
+}
+
+/// The channel points of a run, floors first.
+pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
+    let mut strategies: Vec<Strategy> = if f.strategies.is_empty() {
+        [Strategy::Floor, Strategy::FloorCopy]
+            .into_iter()
+            .chain(TransportKind::ALL.iter().map(|k| Strategy::Transport(*k)))
+            .collect()
+    } else {
+        f.strategies.clone()
+    };
+    // `floor` asks for every floor.
+    if let Some(i) = strategies.iter().position(|s| *s == Strategy::Floor)
+        && !strategies.contains(&Strategy::FloorCopy)
+    {
+        strategies.insert(i + 1, Strategy::FloorCopy);
+    }
+    let patterns: Vec<Pattern> = Pattern::ALL
+        .into_iter()
+        .filter(|p| f.pattern(p.name()))
+        .collect();
+    let sizes = if f.sizes.is_empty() {
+        profile.sizes()
+    } else {
+        f.sizes.clone()
+    };
+    let waits = if f.waits.is_empty() {
+        profile.waits()
+    } else {
+        f.waits.clone()
+    };
+    let mut points = Vec::new();
+    if patterns.is_empty() {
+        // Only other families' patterns were named.
+        return points;
+    }
+    let one_to_one = f.procs((1, 1));
+    let allows = |kind: WaitKind| f.waits.is_empty() || waits.iter().any(|x| x.kind == kind);
+    // A floor of `pattern`, spinning, at every size.
+    let at_every_size = |points: &mut Vec<PointSpec>, strategy, pattern| {
+        for size in &sizes {
+            points.push(PointSpec::one_to_one(strategy, pattern, *size, Wait::SPIN));
+        }
+    };
+    for s in &strategies {
+        if matches!(s, Strategy::Floor | Strategy::FloorCopy) && !one_to_one {
+            continue;
+        }
+        if *s == Strategy::FloorCopy {
+            // The copy floor of a round trip.
+            if patterns.contains(&Pattern::Pingpong) && allows(WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::FloorCopy, Pattern::Pingpong);
+            }
+            continue;
+        }
+        if *s == Strategy::Floor {
+            // The floor moves one word: one point per kind of waiting.
+            for w in [Wait::SPIN, Wait::PARK] {
+                if allows(w.kind) {
+                    points.push(PointSpec::one_to_one(
+                        Strategy::Floor,
+                        Pattern::Pingpong,
+                        8,
+                        w,
+                    ));
+                }
+            }
+            // The late answer's yardstick: a futex ping-pong whose echo
+            // works as long before answering.
+            if patterns.contains(&Pattern::PingpongLate) && allows(WaitKind::Park) {
+                points.push(PointSpec::one_to_one(
+                    Strategy::Floor,
+                    Pattern::PingpongLate,
+                    late_size(&sizes),
+                    Wait::PARK,
+                ));
+            }
+            // The copy floor of a stream.
+            if patterns.contains(&Pattern::Stream) && allows(WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::Floor, Pattern::Stream);
+            }
+            continue;
+        }
+        for p in &patterns {
+            if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            // A late answer asks how each waiting strategy of the
+            // shared-memory core waits; one size says it.
+            if *p == Pattern::PingpongLate && !s.caps().late_answer {
+                continue;
+            }
+            let counts = if !f.procs.is_empty() && p.is_multi() {
+                f.procs
+                    .iter()
+                    .copied()
+                    .filter(|&(n, m)| {
+                        n >= 1
+                            && m >= 1
+                            && match p {
+                                Pattern::FanIn | Pattern::Reqrep => m == 1,
+                                Pattern::FanOut => n == 1,
+                                _ => true,
+                            }
+                    })
+                    .collect()
+            } else if p.is_multi() {
+                profile.counts(*p)
+            } else if one_to_one {
+                vec![(1, 1)]
+            } else {
+                Vec::new()
+            };
+            for size in &sizes {
+                if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
+                    continue;
+                }
+                if *p == Pattern::PingpongLate && *size != late_size(&sizes) {
+                    continue;
+                }
+                let ws: Vec<Wait> = if s.has_wait() {
+                    s.waits_of(&waits)
+                } else {
+                    vec![Wait::SPIN_PARK]
+                };
+                for w in ws {
+                    for &(producers, consumers) in &counts {
+                        points.push(PointSpec {
+                            strategy: *s,
+                            pattern: *p,
+                            size: *size,
+                            wait: w,
+                            producers,
+                            consumers,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The channel points of `profile` under `f`.
+    fn channel_plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
+        channels(profile, f)
+    }
+
+    #[test]
+    fn plans_cover_floors_transports_patterns_sizes_and_waits() {
+        let quick = channel_plan(Profile::Quick, &Filters::default());
+        // Spin and park round trips, the copy stream at each size, and the
+        // park floor of a late answer.
+        assert_eq!(
+            quick
+                .iter()
+                .filter(|p| p.strategy == Strategy::Floor)
+                .count(),
+            2 + Profile::Quick.sizes().len() + 1
+        );
+        // The copy floor of a round trip at each size.
+        assert_eq!(
+            quick
+                .iter()
+                .filter(|p| p.strategy == Strategy::FloorCopy)
+                .count(),
+            Profile::Quick.sizes().len()
+        );
+        let shm = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmRing))
+            .count();
+        assert_eq!(
+            shm,
+            3 * 2,
+            "3 one-to-one patterns (pingpong, stream, pingpong-late) × 2 waits"
+        );
+        // A late answer: the shared-memory core only, at one size.
+        let all = channel_plan(Profile::Default, &Filters::default());
+        let late: Vec<&PointSpec> = all
+            .iter()
+            .filter(|p| p.pattern == Pattern::PingpongLate)
+            .collect();
+        assert!(late.iter().all(|p| p.size == 64));
+        assert!(late.iter().all(|p| matches!(
+            p.strategy,
+            Strategy::Floor
+                | Strategy::Transport(
+                    TransportKind::ShmRing | TransportKind::ShmPipe | TransportKind::ShmQueue
+                )
+        )));
+        assert_eq!(late.len(), 1 + 3 * Profile::Default.waits().len());
+        let queue = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::ShmQueue))
+            .count();
+        assert_eq!(
+            queue,
+            2 * (3 + 1 + 1 + 2 + 2),
+            "2 waits × (pingpong, stream, pingpong-late, fan-in 2×1, fan-out 1×2, mpmc 1×1 and 2×2, reqrep 1 and 2 clients)"
+        );
+        let tcp = quick
+            .iter()
+            .filter(|p| p.strategy == Strategy::Transport(TransportKind::Tcp))
+            .count();
+        assert_eq!(
+            tcp, 2,
+            "kernel transports have one waiting strategy, and no shared channel"
+        );
+        let f = Filters {
+            strategies: vec![Strategy::Transport(TransportKind::ShmQueue)],
+            patterns: vec!["stream".into()],
+            sizes: vec![8, 1024],
+            waits: vec![Wait::PARK],
+            ..Filters::default()
+        };
+        let p = channel_plan(Profile::Default, &f);
+        assert_eq!(p.len(), 2);
+        assert!(
+            p.iter()
+                .all(|s| s.pattern == Pattern::Stream && s.wait == Wait::PARK)
+        );
+    }
+
+    #[test]
+    fn the_plan_follows_what_each_registry_row_declares() {
+        use crate::transport::{Shared, Waits};
+        let all = channel_plan(Profile::Default, &Filters::default());
+        let farms = farms(Profile::Default, &Filters::default());
+        for kind in TransportKind::ALL.iter().copied() {
+            let caps = kind.caps();
+            let of = |p: Pattern| -> Vec<&PointSpec> {
+                all.iter()
+                    .filter(|s| s.strategy == Strategy::Transport(kind) && s.pattern == p)
+                    .collect()
+            };
+            let name = kind.name();
+            for p in [
+                Pattern::FanIn,
+                Pattern::FanOut,
+                Pattern::Mpmc,
+                Pattern::Reqrep,
+            ] {
+                assert_eq!(
+                    !of(p).is_empty(),
+                    caps.shared != Shared::Nothing,
+                    "{name} {}: planned iff its row shares channels",
+                    p.name()
+                );
+            }
+            assert_eq!(
+                !of(Pattern::PingpongLate).is_empty(),
+                caps.late_answer,
+                "{name}: a late answer iff its row says so"
+            );
+            let waits: std::collections::BTreeSet<&str> = of(Pattern::Pingpong)
+                .iter()
+                .map(|s| s.wait_name())
+                .collect();
+            let want: std::collections::BTreeSet<&str> = match caps.waits {
+                Waits::Kernel => ["kernel"].into(),
+                Waits::Polls => ["spin", "spin-yield"].into(),
+                Waits::Chosen => Profile::Default.waits().iter().map(|w| w.name()).collect(),
+            };
+            assert_eq!(waits, want, "{name}: its pingpong waits follow its row");
+            assert_eq!(
+                farms.iter().any(|f| f.kind == kind),
+                caps.task_farm,
+                "{name}: a task farm iff its row says so"
+            );
+        }
+    }
+
+    #[test]
+    fn every_filter_reaches_every_family() {
+        let all = |f: &Filters| plan(Profile::Default, f, false).unwrap().measurements;
+        let count =
+            |ms: &[Measurement], p: fn(&Measurement) -> bool| ms.iter().filter(|m| p(m)).count();
+        let prim = |m: &Measurement| matches!(m, Measurement::Primitive(_));
+        let farm = |m: &Measurement| matches!(m, Measurement::Farm(_));
+        let start = |m: &Measurement| matches!(m, Measurement::Startup(_));
+        let every = all(&Filters::default());
+        assert!(count(&every, prim) > 0 && count(&every, farm) > 0 && count(&every, start) > 0);
+        // --full reaches the primitives: locks by 8 processes.
+        let full = plan(Profile::Full, &Filters::default(), false)
+            .unwrap()
+            .measurements;
+        assert!(
+            full.iter()
+                .any(|m| matches!(m, Measurement::Primitive(s) if s.procs == 8))
+        );
+        assert!(
+            !every
+                .iter()
+                .any(|m| matches!(m, Measurement::Primitive(s) if s.procs == 8))
+        );
+        // --sizes reaches them: 64 B keeps the farms (64 B tasks), not the
+        // primitives (8 B) or start-up (8 B).
+        let f = Filters {
+            sizes: vec![64],
+            ..Filters::default()
+        };
+        let ms = all(&f);
+        assert_eq!((count(&ms, prim), count(&ms, start)), (0, 0));
+        assert!(count(&ms, farm) > 0);
+        // --wait keeps what has no wait to choose: start-up, kernel farms,
+        // the lock-free atomic; the waiting ones follow it.
+        let f = Filters {
+            waits: vec![Wait::PARK],
+            ..Filters::default()
+        };
+        let ms = all(&f);
+        assert_eq!(count(&ms, start), Method::ALL.len());
+        assert!(ms.iter().all(|m| match m {
+            Measurement::Primitive(s) => s.wait == Wait::PARK || s.prim == Prim::Atomic,
+            Measurement::Farm(s) => s.wait == Wait::PARK,
+            _ => true,
+        }));
+        // --procs reaches them: 4x1 is four processes on a lock, no farm
+        // (1xW), no start-up (1x1).
+        let f = Filters {
+            procs: vec![(4, 1)],
+            ..Filters::default()
+        };
+        let ms = all(&f);
+        assert!(ms.iter().all(|m| match m {
+            Measurement::Primitive(s) => s.procs == 4,
+            Measurement::Farm(_) | Measurement::Startup(_) => false,
+            _ => true,
+        }));
+        assert!(count(&ms, prim) > 0);
+        // A primitive named alone is all there is.
+        let mut f = Filters::default();
+        f.transports(&["shm-lock".into()]).unwrap();
+        let ms = all(&f);
+        assert!(!ms.is_empty() && ms.iter().all(|m| m.strategy_name() == "shm-lock"));
+    }
+
+    #[test]
+    fn names_are_checked_and_an_empty_plan_names_its_filter() {
+        let mut f = Filters::default();
+        let e = f.transports(&["shm-rign".into()]).unwrap_err();
+        assert!(e.to_string().contains("did you mean `shm-ring`"), "{e}");
+        assert!(
+            e.to_string().contains("start-fork") && e.to_string().contains("floor-copy"),
+            "{e}"
+        );
+        let e = f.patterns(&["pingpnog".into()]).unwrap_err();
+        assert!(e.to_string().contains("did you mean `pingpong`"), "{e}");
+        let mut f = Filters {
+            sizes: vec![64],
+            ..Filters::default()
+        };
+        f.patterns(&["lock-increment".into()]).unwrap();
+        let e = plan(Profile::Default, &f, false).unwrap_err();
+        assert!(matches!(e, PlanError::Empty(_)));
+        let e = e.to_string();
+        assert!(
+            e.contains("--patterns lock-increment and --sizes 64 exclude each other"),
+            "{e}"
+        );
+        // A filter that empties the plan by itself is named alone.
+        let mut f = Filters::default();
+        f.transports(&["shm-event".into()]).unwrap();
+        f.patterns(&["event-pingpong".into()]).unwrap();
+        f.procs = vec![(4, 1)];
+        let e = plan(Profile::Default, &f, false).unwrap_err().to_string();
+        assert!(e.contains("--procs 4x1 leaves nothing"), "{e}");
+    }
+}

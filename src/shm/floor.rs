@@ -1,0 +1,442 @@
+//! The floors' own protocols: the least two processes can do to hand a
+//! turn or a message to each other, against which every channel is read.
+//! Built on the core's atomics, futex and byte views like the ring and the
+//! queue, so the models in `tests/loom.rs` check them too; the harness
+//! times them (`harness::child::floors`).
+//!
+//! - [`FloorKind::Spin`]: one word bounced between two processes. Side A
+//!   posts `2s + 1` for exchange `s`, side B answers `2s + 2`. No queue, no
+//!   framing, no copy: what the hardware allows.
+//! - [`FloorKind::Park`]: a futex word each way; every hand-off a wake-up:
+//!   what the kernel allows.
+//! - [`FloorKind::CopyStream`]: the copy floor of a stream. Slots of one
+//!   message each (a flag word, the send time, the message on lines of its
+//!   own); the sender copies message `i` into slot `i mod slots` and flags
+//!   it `i + 1`, the receiver copies it out and frees the slot (flag 0).
+//! - [`FloorKind::CopyRoundTrip`]: the copy floor of a round trip. A slot
+//!   each way (a flag word and the message, in the flag's line when it
+//!   fits); message `seq` is flagged `seq + 1`, as any duplex channel made
+//!   of two one-way channels must at least do.
+//!
+//! Every received message's flag is checked against the one due, so a lost
+//! or repeated hand-off is an error, never a faster floor.
+
+use std::sync::Arc;
+
+use super::futex::Futex;
+#[cfg(not(loom))]
+use super::mem::Backing;
+use super::mem::{Shared, SlotLayout, round_up};
+#[cfg(not(loom))]
+use super::region::{Kind, Region, RegionError};
+use super::sync::{AtomicU64, CachePadded, Ordering, spin_hint};
+
+/// Which floor a [`Floor`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorKind {
+    /// One word bounced between two processes.
+    Spin,
+    /// A futex ping-pong.
+    Park,
+    /// The copy floor of a stream.
+    CopyStream,
+    /// The copy floor of a round trip.
+    CopyRoundTrip,
+}
+
+impl FloorKind {
+    fn code(self) -> u64 {
+        match self {
+            FloorKind::Spin => 1,
+            FloorKind::Park => 2,
+            FloorKind::CopyStream => 3,
+            FloorKind::CopyRoundTrip => 4,
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn from_code(c: u64) -> Option<FloorKind> {
+        Some(match c {
+            1 => FloorKind::Spin,
+            2 => FloorKind::Park,
+            3 => FloorKind::CopyStream,
+            4 => FloorKind::CopyRoundTrip,
+            _ => return None,
+        })
+    }
+
+    /// Whether its messages are copied (and so must be at least 8 bytes,
+    /// numbered at both ends by their users).
+    fn copies(self) -> bool {
+        matches!(self, FloorKind::CopyStream | FloorKind::CopyRoundTrip)
+    }
+}
+
+/// A direction of a two-sided floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// From side A (the initiator) to side B.
+    AToB = 0,
+    /// From side B back to side A.
+    BToA = 1,
+}
+
+/// What went wrong with a floor.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorError {
+    /// A flag held another message than the one due: a hand-off was lost
+    /// or repeated, or the memory was scribbled on.
+    #[error("slot flagged with message {got} where {due} was due")]
+    Out {
+        /// The message the flag names.
+        got: u64,
+        /// The message due.
+        due: u64,
+    },
+    /// Messages of this size cannot go through this floor.
+    #[error("the copy floors move messages of at least 8 bytes, not {0}")]
+    Size(usize),
+    /// The region could not be made or opened, or holds no floor.
+    #[cfg(not(loom))]
+    #[error(transparent)]
+    Region(#[from] RegionError),
+}
+
+/// The control block: the spin floor's word and the park floor's futex
+/// words, each on lines of its own.
+#[repr(C)]
+struct FloorCtrl {
+    /// The spin floor's turn.
+    turn: CachePadded<AtomicU64>,
+    /// The park floor's A→B word.
+    ping: CachePadded<Futex>,
+    /// The park floor's B→A word.
+    pong: CachePadded<Futex>,
+}
+
+impl FloorCtrl {
+    fn new() -> FloorCtrl {
+        FloorCtrl {
+            turn: CachePadded(AtomicU64::new(0)),
+            ping: CachePadded(Futex::new(0)),
+            pong: CachePadded(Futex::new(0)),
+        }
+    }
+}
+
+/// Where a stream slot's send time lies (after its flag word).
+const TS_OFF: usize = 8;
+/// Where a stream slot's message lies: on lines of its own.
+const STREAM_MSG_OFF: usize = 64;
+/// Where a round trip slot's message lies: right after its flag.
+const TRIP_MSG_OFF: usize = 8;
+
+/// How a floor of `kind` lays out messages of `size` bytes: (slots, stride).
+/// The stream has about 4 MiB of slots (deeper buffers than that spill out
+/// of the caches and make the floor slower, not faster), 4 to 1024 of them.
+fn layout(kind: FloorKind, size: usize) -> SlotLayout {
+    match kind {
+        FloorKind::Spin | FloorKind::Park => SlotLayout::NONE,
+        FloorKind::CopyStream => SlotLayout {
+            count: ((4 << 20) / size.max(1)).clamp(4, 1024),
+            stride: STREAM_MSG_OFF + round_up(size, 64),
+        },
+        FloorKind::CopyRoundTrip => SlotLayout {
+            count: 2,
+            stride: round_up(TRIP_MSG_OFF + size, 128),
+        },
+    }
+}
+
+/// A floor: its shared state and how it is laid out. Both sides hold one
+/// (opened from the same region, or the same heap value shared between
+/// threads); which side a call is made from is the caller's to keep
+/// straight, as the protocols above say.
+pub struct Floor {
+    shared: Arc<Shared<FloorCtrl>>,
+    kind: FloorKind,
+    size: usize,
+    slots: SlotLayout,
+}
+
+impl Floor {
+    fn check(kind: FloorKind, size: usize) -> Result<SlotLayout, FloorError> {
+        if kind.copies() && size < 8 {
+            return Err(FloorError::Size(size));
+        }
+        Ok(layout(kind, size))
+    }
+
+    /// A floor on the heap, for threads (tests, loom models).
+    pub fn on_heap(kind: FloorKind, size: usize) -> Result<Floor, FloorError> {
+        let slots = Floor::check(kind, size)?;
+        Ok(Floor {
+            shared: Arc::new(Shared::heap(
+                FloorCtrl::new(),
+                slots.count * slots.stride,
+                slots,
+                &|_| 0,
+            )),
+            kind,
+            size,
+            slots,
+        })
+    }
+
+    /// Creates the floor of `kind` for messages of `size` in a new region
+    /// `name` (unlinked when the returned value is dropped).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, kind: FloorKind, size: usize) -> Result<Floor, FloorError> {
+        let slots = Floor::check(kind, size)?;
+        let data = slots.count * slots.stride;
+        let params = [kind.code(), size as u64, 0, 0, 0, 0];
+        let region = Region::create(
+            name,
+            Kind::Floor,
+            Shared::<FloorCtrl>::footprint(data),
+            params,
+        )?;
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: the body is one footprint, new and unpublished; the slot
+        // words lie inside the data area (count × stride bytes).
+        let shared = unsafe {
+            Shared::place(
+                backing.clone(),
+                0,
+                Some(FloorCtrl::new()),
+                data,
+                slots,
+                Some(&|_| 0),
+            )
+        };
+        if let Some(r) = backing.region() {
+            r.publish();
+        }
+        Ok(Floor {
+            shared: Arc::new(shared),
+            kind,
+            size,
+            slots,
+        })
+    }
+
+    /// Opens the floor in region `name`: its kind and size are read from
+    /// the region and checked against its length.
+    #[cfg(not(loom))]
+    pub fn open(name: &str) -> Result<Floor, FloorError> {
+        let region = Region::open(name, Kind::Floor)?;
+        let p = region.params();
+        let kind = FloorKind::from_code(p[0]).ok_or_else(|| region.bad_params("unknown floor"))?;
+        let size = usize::try_from(p[1])
+            .ok()
+            .filter(|s| *s <= 1 << 30)
+            .ok_or_else(|| region.bad_params("message size out of range"))?;
+        let slots = Floor::check(kind, size)?;
+        let data = slots.count * slots.stride;
+        if region.body_len() < Shared::<FloorCtrl>::footprint(data) {
+            return Err(region.bad_params("body too small for its slots").into());
+        }
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: published and large enough for the control block and the
+        // slots (checked).
+        let shared = unsafe { Shared::place(backing, 0, None, data, slots, None) };
+        Ok(Floor {
+            shared: Arc::new(shared),
+            kind,
+            size,
+            slots,
+        })
+    }
+
+    /// Which floor this is.
+    pub fn kind(&self) -> FloorKind {
+        self.kind
+    }
+
+    /// The size of its messages.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The spin floor: posts turn `v`.
+    #[inline]
+    pub fn post_turn(&self, v: u64) {
+        // SYNC POINT: turn handed over — Release pairs with the other
+        // side's Acquire in `await_turn` (the value itself is all there is).
+        self.shared.ctrl().turn.store(v, Ordering::Release);
+    }
+
+    /// The spin floor: spins until turn `v` is posted.
+    #[inline]
+    pub fn await_turn(&self, v: u64) {
+        // SYNC POINT: turn handed over.
+        while self.shared.ctrl().turn.load(Ordering::Acquire) != v {
+            spin_hint();
+        }
+    }
+
+    fn futex(&self, dir: Dir) -> &Futex {
+        match dir {
+            Dir::AToB => &self.shared.ctrl().ping,
+            Dir::BToA => &self.shared.ctrl().pong,
+        }
+    }
+
+    /// The park floor: posts step `v` in direction `dir` and wakes the
+    /// other side.
+    #[inline]
+    pub fn post(&self, dir: Dir, v: u32) {
+        let f = self.futex(dir);
+        // SYNC POINT: step posted — Release pairs with the Acquire load in
+        // `await_post`; the wake after the store cannot be lost (futex(2)).
+        f.word().store(v, Ordering::Release);
+        f.wake(1);
+    }
+
+    /// The park floor: sleeps until step `v` is posted in direction `dir`.
+    #[inline]
+    pub fn await_post(&self, dir: Dir, v: u32) {
+        let f = self.futex(dir);
+        loop {
+            // SYNC POINT: step posted (`load` is Acquire).
+            let cur = f.load();
+            if cur == v {
+                return;
+            }
+            f.wait(cur, None);
+        }
+    }
+
+    /// The copy floor of a stream: waits for message `i`'s slot to be
+    /// free, copies `msg` (the floor's size) into it with send time `ts`,
+    /// and flags it.
+    #[inline]
+    pub fn stream_send(&self, i: u64, msg: &[u8], ts: u64) {
+        debug_assert!(self.kind == FloorKind::CopyStream && msg.len() == self.size);
+        let s = (i % self.slots.count as u64) as usize;
+        let flag = self.shared.words.get(s);
+        // SYNC POINT: slot freed — Acquire pairs with the receiver's Release
+        // after its copy out.
+        while flag.load(Ordering::Acquire) != 0 {
+            spin_hint();
+        }
+        let at = s * self.slots.stride;
+        // SAFETY: the slot is ours until the flag below (the receiver freed
+        // it and reads it again only after our Release); in bounds: the
+        // stride holds the send time and `size` bytes from STREAM_MSG_OFF.
+        unsafe {
+            self.shared.data.write(at + TS_OFF, &ts.to_le_bytes());
+            self.shared.data.write(at + STREAM_MSG_OFF, msg);
+        }
+        // SYNC POINT: slot filled — Release publishes the message and time.
+        flag.store(i + 1, Ordering::Release);
+    }
+
+    /// The copy floor of a stream: waits for message `i`, copies it into
+    /// `buf` (the floor's size), frees the slot, and returns its send
+    /// time. A slot flagged with another message is an error.
+    #[inline]
+    pub fn stream_recv(&self, i: u64, buf: &mut [u8]) -> Result<u64, FloorError> {
+        debug_assert!(self.kind == FloorKind::CopyStream && buf.len() == self.size);
+        let s = (i % self.slots.count as u64) as usize;
+        let flag = self.shared.words.get(s);
+        // SYNC POINT: slot filled — Acquire pairs with the sender's Release.
+        let f = loop {
+            match flag.load(Ordering::Acquire) {
+                0 => spin_hint(),
+                f => break f,
+            }
+        };
+        if f != i + 1 {
+            return Err(FloorError::Out { got: f - 1, due: i });
+        }
+        let at = s * self.slots.stride;
+        let mut ts = [0u8; 8];
+        // SAFETY: published to us by the flag we saw; the sender does not
+        // touch the slot until we free it below; in bounds as in send.
+        unsafe {
+            self.shared.data.read(at + TS_OFF, &mut ts);
+            self.shared.data.read(at + STREAM_MSG_OFF, buf);
+        }
+        // SYNC POINT: slot freed.
+        flag.store(0, Ordering::Release);
+        Ok(u64::from_le_bytes(ts))
+    }
+
+    /// The copy floor of a round trip: copies `msg` (the floor's size)
+    /// into direction `dir`'s slot and flags it as message `seq`. The
+    /// other side must be done with the slot's last message (it answered
+    /// it, or this is the first).
+    #[inline]
+    pub fn trip_send(&self, dir: Dir, seq: u64, msg: &[u8]) {
+        debug_assert!(self.kind == FloorKind::CopyRoundTrip && msg.len() == self.size);
+        let s = dir as usize;
+        // SAFETY: the other side reads this slot only after our flag
+        // below, and is done with its last message (its answer, which we
+        // saw, came after its copy out); in bounds: the stride holds the
+        // flag and `size` bytes.
+        unsafe {
+            self.shared
+                .data
+                .write(s * self.slots.stride + TRIP_MSG_OFF, msg)
+        };
+        // SYNC POINT: message in its slot — Release pairs with the
+        // Acquire in `trip_recv`.
+        self.shared.words.get(s).store(seq + 1, Ordering::Release);
+    }
+
+    /// The copy floor of a round trip: waits for message `seq` in
+    /// direction `dir`'s slot and copies it into `buf`. A flag past the one
+    /// due is an error.
+    #[inline]
+    pub fn trip_recv(&self, dir: Dir, seq: u64, buf: &mut [u8]) -> Result<(), FloorError> {
+        debug_assert!(self.kind == FloorKind::CopyRoundTrip && buf.len() == self.size);
+        let s = dir as usize;
+        let flag = self.shared.words.get(s);
+        // SYNC POINT: message in its slot.
+        loop {
+            match flag.load(Ordering::Acquire) {
+                f if f == seq + 1 => break,
+                f if f <= seq => spin_hint(),
+                f => {
+                    return Err(FloorError::Out {
+                        got: f - 1,
+                        due: seq,
+                    });
+                }
+            }
+        }
+        // SAFETY: published to us by the flag; ours to read until we answer.
+        unsafe {
+            self.shared
+                .data
+                .read(s * self.slots.stride + TRIP_MSG_OFF, buf)
+        };
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_slot_flagged_out_of_turn_is_an_error() {
+        let f = Floor::on_heap(FloorKind::CopyStream, 8).unwrap();
+        let mut buf = [0u8; 8];
+        f.stream_send(0, &[1; 8], 5);
+        assert_eq!(f.stream_recv(0, &mut buf).unwrap(), 5);
+        assert_eq!(buf, [1; 8]);
+        // Message 1 is sent, message 2 is expected in its place.
+        f.stream_send(1, &[2; 8], 0);
+        let slots = f.slots.count as u64;
+        let e = f.stream_recv(1 + slots, &mut buf).unwrap_err();
+        assert!(matches!(e, FloorError::Out { got: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn copy_floors_refuse_messages_under_8_bytes() {
+        assert!(Floor::on_heap(FloorKind::CopyRoundTrip, 4).is_err());
+        assert!(Floor::on_heap(FloorKind::Spin, 0).is_ok());
+    }
+}
