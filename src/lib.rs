@@ -4,9 +4,9 @@
 //! The library holds, each layer knowing only those above it in this list:
 //! the shared-memory core ([`shm`]); every IPC strategy behind one trait
 //! ([`transport`]); the result records every reader relies on
-//! ([`record`]); the measuring instrument ([`harness`]), with the roles the
-//! `ipcbench` binary plays in child processes; and the report, a pure
-//! function of records ([`report`]).
+//! ([`record`]); the measuring instrument ([`harness`]), with every role the
+//! `ipcbench` binary plays in child processes (`harness::child`); and the
+//! report, a pure function of records ([`report`]).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -19,8 +19,6 @@ pub mod shm;
 pub mod transport;
 #[cfg(not(loom))]
 pub mod harness;
-#[cfg(not(loom))]
-pub mod peer;
 #[cfg(not(loom))]
 pub mod record;
 #[cfg(not(loom))]

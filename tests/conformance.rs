@@ -14,7 +14,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipcbench::peer::{Pattern, link_command};
+use ipcbench::harness::child::roles::{Frames, link_command};
 use ipcbench::transport::{
     Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
     TransportKind,
@@ -106,7 +106,7 @@ impl<T: Transport> Link<T> {
 
 fn message(seq: u64, len: usize) -> Vec<u8> {
     let mut m = vec![0; len];
-    Pattern {
+    Frames {
         seed: 11,
         max_len: 0,
     }
@@ -142,7 +142,7 @@ fn stream_a_to_b<T: Transport>() {
     let mut link = start::<T>("stream-ab");
     let rx = link.spawn_b(&args!["recv", STREAM, 5, STREAM_MAX]);
     let mut a = link.connect_a();
-    let pat = Pattern {
+    let pat = Frames {
         seed: 5,
         max_len: STREAM_MAX,
     };
@@ -163,7 +163,7 @@ fn stream_b_to_a<T: Transport>() {
     let mut link = start::<T>("stream-ba");
     let tx = link.spawn_b(&args!["send", STREAM, 6, STREAM_MAX]);
     let mut a = link.connect_a();
-    let pat = Pattern {
+    let pat = Frames {
         seed: 6,
         max_len: STREAM_MAX,
     };
@@ -214,7 +214,7 @@ fn killed_peer_is_reported_not_hung<T: Transport>() {
     let mut link = start::<T>("kill");
     let mut tx = link.spawn_b(&args!["send", u64::MAX / 2, 9, 64]);
     let mut a = link.connect_a();
-    let pat = Pattern {
+    let pat = Frames {
         seed: 9,
         max_len: 64,
     };

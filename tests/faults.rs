@@ -115,7 +115,7 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = ipcbench::peer::mix64(self.0);
+        self.0 = ipcbench::harness::validate::mix64(self.0);
         self.0
     }
 }

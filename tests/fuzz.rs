@@ -10,7 +10,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use ipcbench::peer::mix64;
+use ipcbench::harness::validate::mix64;
 use ipcbench::transport::stream::{CLOSE, StreamConn, StreamIo};
 use ipcbench::transport::{Conn, TransportError};
 

@@ -1,4 +1,4 @@
-//! Model checks of the ring, the queue and the semaphore with loom.
+//! Model checks of the ring, the queue, the semaphore and the floors with loom.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
 //! (`.ci/run` does, with `LOOM_MAX_PREEMPTIONS=3`). Under `--cfg loom` the
@@ -7,6 +7,7 @@
 //! payloads, lost wake-ups (as deadlocks) and wrong results.
 #![cfg(loom)]
 
+use ipcbench::shm::floor::{Dir, Floor, FloorKind};
 use ipcbench::shm::{Event, Lock, Queue, QueueError, Ring, RingError, Semaphore, Wait};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -179,6 +180,92 @@ fn event_publishes() {
         assert!(ev.wait(None).unwrap());
         // SAFETY: see above.
         assert_eq!(cell.with(|p| unsafe { *p }), 7);
+        t.join().unwrap();
+    });
+}
+
+/// The spin floor: two exchanges of a word bounced between two sides.
+#[test]
+fn floor_spin_two_exchanges() {
+    loom::model(|| {
+        let f = Arc::new(Floor::on_heap(FloorKind::Spin, 8).unwrap());
+        let b = f.clone();
+        let t = thread::spawn(move || {
+            for s in 0..2u64 {
+                b.await_turn(2 * s + 1);
+                b.post_turn(2 * s + 2);
+            }
+        });
+        for s in 0..2u64 {
+            f.post_turn(2 * s + 1);
+            f.await_turn(2 * s + 2);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// The park floor: no wake-up is lost between posting and sleeping.
+#[test]
+fn floor_park_two_exchanges() {
+    loom::model(|| {
+        let f = Arc::new(Floor::on_heap(FloorKind::Park, 8).unwrap());
+        let b = f.clone();
+        let t = thread::spawn(move || {
+            for v in 1..=2u32 {
+                b.await_post(Dir::AToB, v);
+                b.post(Dir::BToA, v);
+            }
+        });
+        for v in 1..=2u32 {
+            f.post(Dir::AToB, v);
+            f.await_post(Dir::BToA, v);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// The copy floor of a stream: three messages through two slots, so a
+/// slot is reused; every message and its send time arrive intact (a
+/// missing Release/Acquire pair shows up as a race on the bytes).
+#[test]
+fn floor_copy_stream_wraps() {
+    loom::model(|| {
+        let f = Arc::new(Floor::on_heap(FloorKind::CopyStream, 8).unwrap());
+        let tx = f.clone();
+        let t = thread::spawn(move || {
+            for i in 0..3u64 {
+                tx.stream_send(i, &(i * 7).to_le_bytes(), 100 + i);
+            }
+        });
+        let mut buf = [0u8; 8];
+        for i in 0..3u64 {
+            let ts = f.stream_recv(i, &mut buf).unwrap();
+            assert_eq!((u64::from_le_bytes(buf), ts), (i * 7, 100 + i));
+        }
+        t.join().unwrap();
+    });
+}
+
+/// The copy floor of a round trip: each side's slot is rewritten only
+/// after the other has read it.
+#[test]
+fn floor_copy_round_trip_two_exchanges() {
+    loom::model(|| {
+        let f = Arc::new(Floor::on_heap(FloorKind::CopyRoundTrip, 8).unwrap());
+        let b = f.clone();
+        let t = thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            for seq in 0..2u64 {
+                b.trip_recv(Dir::AToB, seq, &mut buf).unwrap();
+                b.trip_send(Dir::BToA, seq, &buf);
+            }
+        });
+        let mut buf = [0u8; 8];
+        for seq in 0..2u64 {
+            f.trip_send(Dir::AToB, seq, &(seq + 40).to_le_bytes());
+            f.trip_recv(Dir::BToA, seq, &mut buf).unwrap();
+            assert_eq!(u64::from_le_bytes(buf), seq + 40);
+        }
         t.join().unwrap();
     });
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipcbench::peer::Pattern;
+use ipcbench::harness::child::roles::Frames;
 use ipcbench::shm::region::{Kind, Region};
 use ipcbench::shm::{
     Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore, Wait, unique_name,
@@ -118,7 +118,7 @@ fn pipe_moves_16_mib_messages_both_ways_and_reports_end_of_stream() {
     let mut end = pipe.end(0).unwrap();
     let deadline = Instant::now() + DEADLINE;
     let echo = spawn_peer(&args!["pipe-echo", name]);
-    let pat = Pattern {
+    let pat = Frames {
         seed: 3,
         max_len: 0,
     };
@@ -232,7 +232,7 @@ fn a_killed_receiver_is_reported_to_a_blocked_sender() {
     let mut tx = ring.producer().unwrap();
     // A receiver expecting more frames than we send: it blocks, then dies.
     let mut rx = spawn_peer(&args!["ring-recv", name, 1_000_000, 5, 64]);
-    let pat = Pattern {
+    let pat = Frames {
         seed: 5,
         max_len: 64,
     };

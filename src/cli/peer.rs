@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
+use ipcbench::harness::child::roles::{self as peer, Frames};
 use ipcbench::harness::{self, PeerArgs};
-use ipcbench::peer::{self, Pattern};
 use ipcbench::transport::{LinkOpts, Side, TransportKind};
 
 #[derive(Subcommand)]
@@ -124,7 +124,7 @@ fn report_line(result: Result<harness::PeerReport, String>) -> Result<String> {
 }
 
 fn run_role(role: Role, t: Duration) -> Result<String> {
-    let pat = |seed, max_len| Pattern { seed, max_len };
+    let pat = |seed, max_len| Frames { seed, max_len };
     Ok(match role {
         Role::RingSend {
             region,

@@ -21,8 +21,8 @@ pub mod floor;
 pub mod futex;
 #[cfg(not(loom))]
 pub mod joinable;
+pub mod liveness;
 pub(crate) mod mem;
-pub mod peer;
 pub mod pipe;
 pub mod queue;
 #[cfg(not(loom))]
@@ -36,7 +36,7 @@ pub mod wait;
 
 #[cfg(not(loom))]
 pub use joinable::JoinableQueue;
-pub use peer::PeerId;
+pub use liveness::PeerId;
 pub use pipe::{Pipe, PipeEnd, PipeError};
 pub use queue::{Queue, QueueError};
 #[cfg(not(loom))]

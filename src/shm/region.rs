@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use super::peer::PeerId;
+use super::liveness::PeerId;
 
 /// Where regions live.
 pub const SHM_DIR: &str = "/dev/shm";

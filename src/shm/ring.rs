@@ -31,10 +31,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::liveness::{PeerId, PeerSlot};
 #[cfg(not(loom))]
 use super::mem::Backing;
 use super::mem::{Shared, SlotLayout, round_up};
-use super::peer::{PeerId, PeerSlot};
 #[cfg(not(loom))]
 use super::region::{Kind, Region, RegionError};
 use super::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::liveness::{PeerId, PeerSlot};
 #[cfg(not(loom))]
 use super::mem::Backing;
 use super::mem::{Shared, SlotLayout};
-use super::peer::{PeerId, PeerSlot};
 #[cfg(not(loom))]
 use super::region::{Kind, Region, RegionError};
 use super::sync::{AtomicU32, CachePadded, Ordering};

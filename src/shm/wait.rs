@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use super::futex::Futex;
-use super::peer::PeerId;
+use super::liveness::PeerId;
 use super::sync::{AtomicU32, Ordering, fence, spin_hint, yield_now};
 
 /// How often a blocked wait checks the liveness of its peers.

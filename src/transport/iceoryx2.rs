@@ -32,7 +32,7 @@ use super::{
     addr_rest,
 };
 use crate::shm::WaitKind;
-use crate::shm::peer::{PeerId, PeerSlot};
+use crate::shm::liveness::{PeerId, PeerSlot};
 use crate::shm::region::{Kind, Region};
 use crate::shm::unique_name;
 use crate::transport::unix_stream::ACCEPT_TIMEOUT;

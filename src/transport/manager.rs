@@ -927,7 +927,7 @@ mod fuzz {
     //! wrong size): no panic, every reply one of the status codes, errors
     //! say what was wrong, and what was stored reads back.
     use super::*;
-    use crate::peer::mix64;
+    use crate::harness::validate::mix64;
 
     #[test]
     fn the_request_handler_survives_generated_requests() {

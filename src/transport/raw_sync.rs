@@ -23,7 +23,7 @@ use super::{
     Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
     addr_rest,
 };
-use crate::shm::peer::{PeerId, PeerSlot};
+use crate::shm::liveness::{PeerId, PeerSlot};
 use crate::shm::region::{Kind, Region};
 use crate::shm::unique_name;
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipcbench::peer::parse_result_line;
+use ipcbench::harness::child::roles::parse_result_line;
 
 /// The binary under test.
 pub fn bin() -> &'static str {

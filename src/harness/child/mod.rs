@@ -4,6 +4,7 @@
 
 pub mod bodies;
 pub mod floors;
+pub mod roles;
 
 use crate::shm::floor::Floor;
 use crate::shm::region::{Kind, Region};

@@ -15,16 +15,17 @@ use crate::shm::region::{Kind, Region, RegionError};
 use crate::shm::{Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore};
 use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
 
-/// The deterministic content of message `seq` of a run seeded `seed`.
+/// The frames of a test role: the length and content of frame `seq` of a
+/// run seeded `seed`, derived from both.
 #[derive(Debug, Clone, Copy)]
-pub struct Pattern {
+pub struct Frames {
     /// The run's seed.
     pub seed: u64,
-    /// The largest length [`Pattern::len`] returns.
+    /// The largest length [`Frames::len`] returns.
     pub max_len: usize,
 }
 
-impl Pattern {
+impl Frames {
     /// The length of message `seq`: uniform in `0..=max_len`.
     #[inline]
     pub fn len(&self, seq: u64) -> usize {
@@ -126,7 +127,7 @@ pub fn parse_result_line(line: &str) -> Option<Vec<(String, u64)>> {
 }
 
 /// Sends `frames` checked frames into ring `region`, then closes it.
-pub fn ring_send(region: &str, frames: u64, pat: Pattern) -> Result<String, PeerError> {
+pub fn ring_send(region: &str, frames: u64, pat: Frames) -> Result<String, PeerError> {
     let ring = Ring::open(region)?;
     let mut tx = ring.producer()?;
     let t0 = Instant::now();
@@ -151,7 +152,7 @@ pub fn ring_send(region: &str, frames: u64, pat: Pattern) -> Result<String, Peer
 pub fn ring_recv(
     region: &str,
     frames: u64,
-    pat: Pattern,
+    pat: Frames,
     timeout: Duration,
 ) -> Result<String, PeerError> {
     let ring = Ring::open(region)?;
@@ -366,7 +367,7 @@ pub fn link_send<T: Transport>(
     side: Side,
     opts: &LinkOpts,
     n: u64,
-    pat: Pattern,
+    pat: Frames,
     timeout: Duration,
 ) -> Result<String, PeerError> {
     let mut conn = connect::<T>(addr, side, opts, timeout)?;
@@ -388,7 +389,7 @@ pub fn link_recv<T: Transport>(
     side: Side,
     opts: &LinkOpts,
     n: u64,
-    pat: Pattern,
+    pat: Frames,
     timeout: Duration,
 ) -> Result<String, PeerError> {
     let mut conn = connect::<T>(addr, side, opts, timeout)?;
@@ -418,7 +419,7 @@ mod tests {
 
     #[test]
     fn pattern_detects_every_kind_of_damage() {
-        let pat = Pattern {
+        let pat = Frames {
             seed: 42,
             max_len: 300,
         };
