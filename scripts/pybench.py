@@ -48,7 +48,7 @@ import zlib
 from multiprocessing import shared_memory
 from multiprocessing.managers import BaseManager
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_SIZE = 8
 STAMPED_SIZE = 32
 MASK = (1 << 64) - 1
@@ -885,7 +885,7 @@ def point_record(o, kind, pattern, size, producers, consumers, wait, cpus):
         "transport": kind, "pattern": pattern, "msg_size": size,
         "producers": producers, "consumers": consumers, "wait": wait,
         "pinned": bool(cpus), "oversubscribed": False, "messages": 0, "elapsed_ns": 0,
-        "validated": False, "error": None, "latency_ns": None, "throughput": None,
+        "validated": False, "status": "failed", "error": None, "latency_ns": None, "throughput": None,
         "cpu_ns_per_msg": None, "batched_mean_ns": None, "harness_ns_per_msg": None,
         "cpus": cpus,
     }
@@ -1052,12 +1052,12 @@ def run_pool_point(ctx, o, rec, kind, pattern, workers):
         if not all(seen):
             raise PointFailed(f"task {seen.index(0)} never came back")
         per_s = n * 1e9 / max(1, last - first)
-        rec.update(validated=True, messages=n, elapsed_ns=last - first,
+        rec.update(validated=True, status="ok", messages=n, elapsed_ns=last - first,
                    latency_ns=percentiles(samples) if samples else None,
                    throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * POOL_TASK},
                    cpu_ns_per_msg=(cpu_ns() - c0) / n)
     except (PointFailed, CheckError) as e:
-        rec.update(validated=False, error=str(e))
+        rec.update(validated=False, status="failed", error=str(e))
     finally:
         for f in reversed(cleanup):
             f()
@@ -1111,12 +1111,12 @@ def run_startup_point(o, rec, kind):
             i += 1
         elapsed = now_ns() - first
         per_s = len(samples) * 1e9 / max(1, elapsed)
-        rec.update(validated=True, messages=len(samples), elapsed_ns=elapsed,
+        rec.update(validated=True, status="ok", messages=len(samples), elapsed_ns=elapsed,
                    latency_ns=percentiles(samples),
                    throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * 8},
                    cpu_ns_per_msg=(cpu_ns() - c0) / max(1, len(samples)))
     except PointFailed as e:
-        rec.update(validated=False, error=str(e))
+        rec.update(validated=False, status="failed", error=str(e))
     return rec
 
 
@@ -1226,11 +1226,12 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
         else:
             raise PointFailed(f"unknown pattern {pattern}")
         rec["validated"] = True
+        rec["status"] = "ok"
         rec["throughput"] = {"msgs_per_s": per_s, "bytes_per_s": per_s * size}
         if rec["latency_ns"] is None and pattern != "stream":
             raise PointFailed("no latency samples")
     except PointFailed as e:
-        rec.update(validated=False, error=str(e), latency_ns=None, throughput=None,
+        rec.update(validated=False, status="failed", error=str(e), latency_ns=None, throughput=None,
                    cpu_ns_per_msg=None, batched_mean_ns=None)
     finally:
         _early.clear()
@@ -1298,12 +1299,12 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
         first = min(r["first_ns"] for r in got)
         last = max(r["last_ns"] for r in got)
         per_s = cycles * 1e9 / max(1, last - first)
-        rec.update(validated=True, messages=cycles, elapsed_ns=last - first,
+        rec.update(validated=True, status="ok", messages=cycles, elapsed_ns=last - first,
                    latency_ns=percentiles(samples),
                    throughput={"msgs_per_s": per_s, "bytes_per_s": per_s * 8},
                    cpu_ns_per_msg=sum(r["cpu_ns"] for r in got) / max(1, cycles))
     except PointFailed as e:
-        rec.update(validated=False, error=str(e))
+        rec.update(validated=False, status="failed", error=str(e))
     finally:
         _early.clear()
         _taken.clear()

@@ -9,18 +9,10 @@ use super::super::validate::Codec;
 use crate::transport::{Conn, TransportError};
 
 /// Runs `warmup` untimed exchanges, `iters` exchanges each timed into a
-/// histogram, then `iters` more timed as one batch. `exchange(seq)` does one
-/// round trip of message `seq`.
-pub fn timed_exchanges(
-    warmup: u64,
-    iters: u64,
-    exchange: impl FnMut(u64) -> Result<(), String>,
-) -> Result<PeerReport, String> {
-    timed_exchanges_from(0, warmup, iters, exchange)
-}
-
-/// [`timed_exchanges`] with sequence numbers from `first` (a session's
-/// rounds go on where the last one stopped): `warmup + 2 * iters` in all.
+/// histogram, then `iters` more timed as one batch: `warmup + 2 * iters`
+/// in all, with sequence numbers from `first` (a session's rounds go on
+/// where the last one stopped). `exchange(seq)` does one round trip of
+/// message `seq`.
 pub fn timed_exchanges_from(
     first: u64,
     warmup: u64,
@@ -96,32 +88,34 @@ pub fn terr(e: TransportError) -> String {
     e.to_string()
 }
 
-/// Pingpong, initiating side: sends message `seq`, waits for its echo.
-pub fn pingpong_initiator<C: Conn>(
-    mut conn: C,
+/// Pingpong, initiating side, from exchange `first`: `warmup` untimed
+/// round trips, then `iters` timed one by one and `iters` as a batch
+/// ([`timed_exchanges_from`]). Each sends message `seq` and checks its
+/// echo where it lies when the transport can (no copy out).
+pub fn pingpong_exchanges<C: Conn>(
+    conn: &mut C,
     codec: &Codec,
+    first: u64,
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
     let mut out = codec.buffer();
     let mut back = Vec::with_capacity(codec.size());
-    let r = timed_exchanges(warmup, iters, |seq| {
+    timed_exchanges_from(first, warmup, iters, |seq| {
         codec.stamp(&mut out, seq, 0);
         conn.send(&out).map_err(terr)?;
-        // The echo is checked where it lies when it can be (no copy out).
         conn.recv_with(&mut back, |m| codec.check(m, seq).map(drop))
             .map_err(terr)?
-    })?;
-    conn.close().map_err(terr)?;
-    Ok(r)
+    })
 }
 
-/// Pingpong, echoing side of a session's round: checks messages `seqs` and
-/// sends each back.
+/// Pingpong, echoing side: checks messages `seqs`, works on each for
+/// `think_ns` (0 but for `pingpong-late`) and sends it back.
 pub fn echo_seqs<C: Conn>(
     conn: &mut C,
     codec: &Codec,
     seqs: std::ops::Range<u64>,
+    think_ns: u64,
 ) -> Result<PeerReport, String> {
     let mut buf = Vec::with_capacity(codec.size());
     let cpu0 = cpu_time_ns();
@@ -129,6 +123,7 @@ pub fn echo_seqs<C: Conn>(
     for seq in seqs {
         conn.recv(&mut buf).map_err(terr)?;
         codec.check(&buf, seq)?;
+        busy_for(think_ns);
         conn.send(&buf).map_err(terr)?;
     }
     Ok(PeerReport {
@@ -136,6 +131,17 @@ pub fn echo_seqs<C: Conn>(
         cpu_ns: cpu_time_ns() - cpu0,
         ..PeerReport::default()
     })
+}
+
+/// Expects the end of the stream: the other side closed, and sent
+/// nothing more.
+pub fn expect_end<C: Conn>(conn: &mut C) -> Result<(), String> {
+    let mut buf = Vec::new();
+    match conn.recv(&mut buf) {
+        Err(TransportError::Closed) => Ok(()),
+        Ok(n) => Err(format!("an extra message of {n} bytes after the last one")),
+        Err(e) => Err(terr(e)),
+    }
 }
 
 /// Keeps this CPU busy for `ns` nanoseconds (a peer "working" on a
@@ -148,35 +154,6 @@ pub fn busy_for(ns: u64) {
     while now_ns() < until {
         std::hint::spin_loop();
     }
-}
-
-/// Pingpong, echoing side: checks each message, works on it for
-/// `think_ns` (0 for plain pingpong) and sends it back, until the
-/// initiator closes.
-pub fn pingpong_echo<C: Conn>(
-    mut conn: C,
-    codec: &Codec,
-    think_ns: u64,
-) -> Result<PeerReport, String> {
-    let mut buf = Vec::with_capacity(codec.size());
-    let cpu0 = cpu_time_ns();
-    let mut seq = 0;
-    loop {
-        match conn.recv(&mut buf) {
-            Ok(_) => {}
-            Err(TransportError::Closed) => break,
-            Err(e) => return Err(terr(e)),
-        }
-        codec.check(&buf, seq)?;
-        busy_for(think_ns);
-        conn.send(&buf).map_err(terr)?;
-        seq += 1;
-    }
-    Ok(PeerReport {
-        messages: seq,
-        cpu_ns: cpu_time_ns() - cpu0,
-        ..PeerReport::default()
-    })
 }
 
 /// One message in this many carries a send time (a clock read costs
@@ -232,12 +209,7 @@ pub fn stream_recv<C: Conn>(
     iters: u64,
 ) -> Result<PeerReport, String> {
     let r = recv_seqs(&mut conn, codec, 0..warmup + iters, warmup)?;
-    let mut buf = Vec::new();
-    match conn.recv(&mut buf) {
-        Err(TransportError::Closed) => {}
-        Ok(n) => return Err(format!("an extra message of {n} bytes after the last one")),
-        Err(e) => return Err(terr(e)),
-    }
+    expect_end(&mut conn)?;
     Ok(r)
 }
 

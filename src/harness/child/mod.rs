@@ -49,8 +49,20 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             with_transport!(kind, T => {
                 let conn = connect_side::<T>(a, &opts)?;
                 barrier_then(|| match (a.pattern, initiator) {
-                    (p, true) if p.round_trips() => bodies::pingpong_initiator(conn, &codec, a.warmup, a.iters),
-                    (p, false) if p.round_trips() => bodies::pingpong_echo(conn, &codec, p.echo_work_ns()),
+                    (p, true) if p.round_trips() => {
+                        let mut conn = conn;
+                        let r = bodies::pingpong_exchanges(&mut conn, &codec, 0, a.warmup, a.iters)?;
+                        conn.close().map_err(|e| e.to_string())?;
+                        Ok(r)
+                    }
+                    (p, false) if p.round_trips() => {
+                        // Warm-up, then two phases of `iters` exchanges.
+                        let mut conn = conn;
+                        let all = 0..a.warmup + 2 * a.iters;
+                        let r = bodies::echo_seqs(&mut conn, &codec, all, p.echo_work_ns())?;
+                        bodies::expect_end(&mut conn)?;
+                        Ok(r)
+                    }
                     (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
                     (Pattern::Reqrep, _) => {
@@ -136,19 +148,11 @@ fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
         Strategy::Transport(kind) => {
             with_transport!(kind, T => {
                 let mut conn = connect_side::<T>(a, &a.link_opts())?;
-                let mut out = codec.buffer();
-                let mut back = Vec::with_capacity(codec.size());
                 let r = {
                     let conn = &mut conn;
                     rounds(Box::new(move |first, n| match (a.pattern, initiator) {
-                        (Pattern::Pingpong, true) => bodies::timed_exchanges_from(first, 0, n, |seq| {
-                            codec.stamp(&mut out, seq, 0);
-                            conn.send(&out).map_err(|e| e.to_string())?;
-                            // The echo is checked where it lies when it can be.
-                            conn.recv_with(&mut back, |m| codec.check(m, seq).map(drop))
-                                .map_err(|e| e.to_string())?
-                        }),
-                        (Pattern::Pingpong, false) => bodies::echo_seqs(conn, codec, first..first + 2 * n),
+                        (Pattern::Pingpong, true) => bodies::pingpong_exchanges(conn, codec, first, 0, n),
+                        (Pattern::Pingpong, false) => bodies::echo_seqs(conn, codec, first..first + 2 * n, 0),
                         (_, true) if multi => bodies::multi_send_seqs(conn, codec, a.id, first..first + n),
                         (_, true) => bodies::send_seqs(conn, codec, first..first + n),
                         (_, false) => bodies::recv_seqs(conn, codec, first..first + n, first),

@@ -1,0 +1,276 @@
+//! Each family's measurements under a profile and the filters.
+
+use super::{Filters, Profile};
+use crate::harness::pool::{self, PoolSpec};
+use crate::harness::spec::{Pattern, PointSpec, Strategy};
+use crate::harness::startup::{self, Method};
+use crate::harness::sync::{Prim, SyncSpec};
+use crate::shm::{Wait, WaitKind};
+use crate::transport::TransportKind;
+
+/// The primitives: locks by 1, 2 and 4 processes (1 and 2 in the quick
+/// profile, up to 8 in the full one), the event ping-pong and the
+/// joinable queue by 2; waiting with spin-park and park (spin-park only in
+/// the quick profile); the lock-free atomic once per count.
+pub(super) fn prims(profile: Profile, f: &Filters) -> Vec<SyncSpec> {
+    let counts: &[usize] = match profile {
+        Profile::Quick => &[1, 2],
+        Profile::Default => &[1, 2, 4],
+        Profile::Full => &[1, 2, 4, 8],
+    };
+    let waits: &[Wait] = if profile == Profile::Quick {
+        &[Wait::SPIN_PARK]
+    } else {
+        &[Wait::SPIN_PARK, Wait::PARK]
+    };
+    let waits: Vec<Wait> = if f.waits.is_empty() {
+        waits.to_vec()
+    } else {
+        f.waits.clone()
+    };
+    let mut out = Vec::new();
+    for prim in Prim::ALL {
+        if !(f.prims.is_empty() || f.prims.contains(&prim))
+            || !f.pattern(prim.pattern())
+            || !f.size(prim.size())
+        {
+            continue;
+        }
+        let procs: &[usize] = if matches!(prim, Prim::Event | Prim::Joinable) {
+            &[2]
+        } else {
+            counts
+        };
+        // Lock-free: nothing waits, one point per count.
+        let ws: &[Wait] = if prim == Prim::Atomic {
+            &[Wait::SPIN_PARK]
+        } else {
+            &waits
+        };
+        for &wait in ws {
+            for &procs in procs {
+                if f.procs((procs, 1)) {
+                    out.push(SyncSpec {
+                        prim,
+                        procs,
+                        wait,
+                        permits: 1,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The task farms: every strategy whose row runs one, 1 to 8 workers (1
+/// and 2 in the quick profile); shared memory waits spinning first or
+/// parking at once (the master and the workers share the CPUs), the
+/// kernel blocks.
+pub(super) fn farms(profile: Profile, f: &Filters) -> Vec<PoolSpec> {
+    let ws: &[usize] = if profile == Profile::Quick {
+        &pool::WORKERS[..2]
+    } else {
+        &pool::WORKERS
+    };
+    if !f.size(pool::TASK_SIZE) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for cpu_work in [false, true] {
+        if !f.pattern(pool::PATTERNS[usize::from(cpu_work)]) {
+            continue;
+        }
+        for kind in pool::kinds() {
+            if !(f.strategies.is_empty() || f.strategies.contains(&Strategy::Transport(kind))) {
+                continue;
+            }
+            let waits: Vec<Wait> = if Strategy::Transport(kind).has_wait() {
+                let mine = [Wait::SPIN_PARK, Wait::PARK];
+                if f.waits.is_empty() {
+                    mine.to_vec()
+                } else {
+                    f.waits.clone()
+                }
+            } else {
+                vec![Wait::PARK]
+            };
+            for &wait in &waits {
+                for &workers in ws {
+                    if f.procs((1, workers)) {
+                        out.push(PoolSpec {
+                            kind,
+                            cpu_work,
+                            workers,
+                            wait,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Start-up: every way of starting a process, at 1×1; it has no wait.
+pub(super) fn starts(f: &Filters) -> Vec<Method> {
+    if !f.pattern(startup::PATTERN) || !f.size(startup::SIZE) || !f.procs((1, 1)) {
+        return Vec::new();
+    }
+    Method::ALL
+        .into_iter()
+        .filter(|m| f.starts.is_empty() || f.starts.contains(m))
+        .collect()
+}
+
+/// The one size `pingpong-late` is measured at: 64 B when asked for, else
+/// the smallest.
+fn late_size(sizes: &[usize]) -> usize {
+    if sizes.contains(&64) {
+        64
+    } else {
+        sizes.iter().copied().min().unwrap_or(64)
+    }
+}
+
+/// The channel points of a run, floors first.
+pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
+    let mut strategies: Vec<Strategy> = if f.strategies.is_empty() {
+        [Strategy::Floor, Strategy::FloorCopy]
+            .into_iter()
+            .chain(TransportKind::ALL.iter().map(|k| Strategy::Transport(*k)))
+            .collect()
+    } else {
+        f.strategies.clone()
+    };
+    // `floor` asks for every floor.
+    if let Some(i) = strategies.iter().position(|s| *s == Strategy::Floor)
+        && !strategies.contains(&Strategy::FloorCopy)
+    {
+        strategies.insert(i + 1, Strategy::FloorCopy);
+    }
+    let patterns: Vec<Pattern> = Pattern::ALL
+        .into_iter()
+        .filter(|p| f.pattern(p.name()))
+        .collect();
+    let sizes = if f.sizes.is_empty() {
+        profile.sizes()
+    } else {
+        f.sizes.clone()
+    };
+    let waits = if f.waits.is_empty() {
+        profile.waits()
+    } else {
+        f.waits.clone()
+    };
+    let mut points = Vec::new();
+    if patterns.is_empty() {
+        // Only other families' patterns were named.
+        return points;
+    }
+    let one_to_one = f.procs((1, 1));
+    let allows = |kind: WaitKind| f.waits.is_empty() || waits.iter().any(|x| x.kind == kind);
+    // A floor of `pattern`, spinning, at every size.
+    let at_every_size = |points: &mut Vec<PointSpec>, strategy, pattern| {
+        for size in &sizes {
+            points.push(PointSpec::one_to_one(strategy, pattern, *size, Wait::SPIN));
+        }
+    };
+    for s in &strategies {
+        if matches!(s, Strategy::Floor | Strategy::FloorCopy) && !one_to_one {
+            continue;
+        }
+        if *s == Strategy::FloorCopy {
+            // The copy floor of a round trip.
+            if patterns.contains(&Pattern::Pingpong) && allows(WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::FloorCopy, Pattern::Pingpong);
+            }
+            continue;
+        }
+        if *s == Strategy::Floor {
+            // The floor moves one word: one point per kind of waiting.
+            for w in [Wait::SPIN, Wait::PARK] {
+                if allows(w.kind) {
+                    points.push(PointSpec::one_to_one(
+                        Strategy::Floor,
+                        Pattern::Pingpong,
+                        8,
+                        w,
+                    ));
+                }
+            }
+            // The late answer's yardstick: a futex ping-pong whose echo
+            // works as long before answering.
+            if patterns.contains(&Pattern::PingpongLate) && allows(WaitKind::Park) {
+                points.push(PointSpec::one_to_one(
+                    Strategy::Floor,
+                    Pattern::PingpongLate,
+                    late_size(&sizes),
+                    Wait::PARK,
+                ));
+            }
+            // The copy floor of a stream.
+            if patterns.contains(&Pattern::Stream) && allows(WaitKind::Spin) {
+                at_every_size(&mut points, Strategy::Floor, Pattern::Stream);
+            }
+            continue;
+        }
+        for p in &patterns {
+            if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            // A late answer asks how each waiting strategy of the
+            // shared-memory core waits; one size says it.
+            if *p == Pattern::PingpongLate && !s.caps().late_answer {
+                continue;
+            }
+            let counts = if !f.procs.is_empty() && p.is_multi() {
+                f.procs
+                    .iter()
+                    .copied()
+                    .filter(|&(n, m)| {
+                        n >= 1
+                            && m >= 1
+                            && match p {
+                                Pattern::FanIn | Pattern::Reqrep => m == 1,
+                                Pattern::FanOut => n == 1,
+                                _ => true,
+                            }
+                    })
+                    .collect()
+            } else if p.is_multi() {
+                profile.counts(*p)
+            } else if one_to_one {
+                vec![(1, 1)]
+            } else {
+                Vec::new()
+            };
+            for size in &sizes {
+                if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
+                    continue;
+                }
+                if *p == Pattern::PingpongLate && *size != late_size(&sizes) {
+                    continue;
+                }
+                let ws: Vec<Wait> = if s.has_wait() {
+                    s.waits_of(&waits)
+                } else {
+                    vec![Wait::SPIN_PARK]
+                };
+                for w in ws {
+                    for &(producers, consumers) in &counts {
+                        points.push(PointSpec {
+                            strategy: *s,
+                            pattern: *p,
+                            size: *size,
+                            wait: w,
+                            producers,
+                            consumers,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    points
+}

@@ -1,0 +1,109 @@
+//! How much a run measures: sizes, waits, process counts and counts per
+//! point of the quick, default and full profiles.
+
+use crate::harness::spec::{Pattern, RunOpts};
+use crate::shm::Wait;
+
+/// How much a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A smoke test: one size, short points (under 90 s on 2 cores).
+    Quick,
+    /// The defaults.
+    Default,
+    /// Longer points, for stable tails.
+    Full,
+}
+
+impl Profile {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Default => "default",
+            Profile::Full => "full",
+        }
+    }
+
+    /// Message sizes measured unless `--sizes` says otherwise.
+    pub fn sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default | Profile::Full => vec![8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20],
+        }
+    }
+
+    /// Waiting strategies measured for shared-memory transports.
+    pub fn waits(self) -> Vec<Wait> {
+        match self {
+            Profile::Quick => vec![Wait::SPIN, Wait::PARK],
+            Profile::Default | Profile::Full => Wait::ALL.to_vec(),
+        }
+    }
+
+    /// Sizes multi-party patterns run at unless `--sizes` says otherwise
+    /// (each of their points starts up to 17 processes).
+    pub fn multi_sizes(self) -> Vec<usize> {
+        match self {
+            Profile::Quick => vec![64],
+            Profile::Default => vec![64, 4 << 10],
+            Profile::Full => vec![64, 4 << 10, 64 << 10],
+        }
+    }
+
+    /// Process counts (producers, consumers) of a multi-party pattern.
+    pub fn counts(self, p: Pattern) -> Vec<(usize, usize)> {
+        let ns: &[usize] = match self {
+            Profile::Quick => &[2],
+            Profile::Default | Profile::Full => &[2, 4, 8],
+        };
+        match p {
+            Pattern::FanIn => ns.iter().map(|&n| (n, 1)).collect(),
+            Pattern::FanOut => ns.iter().map(|&n| (1, n)).collect(),
+            Pattern::Mpmc => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, n))
+                .collect(),
+            Pattern::Reqrep => std::iter::once(1)
+                .chain(ns.iter().copied())
+                .map(|n| (n, 1))
+                .collect(),
+            _ => vec![(1, 1)],
+        }
+    }
+
+    /// Counts and deadlines.
+    pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
+        use std::time::Duration;
+        let base = RunOpts {
+            exe,
+            ..RunOpts::default()
+        };
+        match self {
+            Profile::Quick => RunOpts {
+                warmup: 200,
+                pingpong_iters: 2_000,
+                stream_bytes: 8 << 20,
+                stream_messages: (1_000, 50_000),
+                deadline: Duration::from_secs(30),
+                ..base
+            },
+            Profile::Default => RunOpts {
+                warmup: 1_000,
+                pingpong_iters: 10_000,
+                stream_bytes: 64 << 20,
+                stream_messages: (1_000, 300_000),
+                deadline: Duration::from_secs(60),
+                ..base
+            },
+            Profile::Full => RunOpts {
+                warmup: 5_000,
+                pingpong_iters: 100_000,
+                stream_bytes: 512 << 20,
+                stream_messages: (5_000, 2_000_000),
+                deadline: Duration::from_secs(180),
+                ..base
+            },
+        }
+    }
+}
