@@ -131,7 +131,7 @@ fn messages_of_every_size<T: Transport>() {
     }
     a.close().unwrap();
     let f = finish(echo, Instant::now() + DEADLINE, T::NAME);
-    assert_eq!(f.field("messages"), 4, "{}: {}", T::NAME, f.stderr);
+    assert_eq!(f.report().messages, 4, "{}: {}", T::NAME, f.stderr);
     link.finish();
 }
 
@@ -155,7 +155,7 @@ fn stream_a_to_b<T: Transport>() {
     }
     a.close().unwrap();
     let f = finish(rx, Instant::now() + DEADLINE, T::NAME);
-    assert_eq!(f.field("messages"), STREAM, "{}", T::NAME);
+    assert_eq!(f.report().messages, STREAM, "{}", T::NAME);
     link.finish();
 }
 
@@ -180,7 +180,9 @@ fn stream_b_to_a<T: Transport>() {
         T::NAME
     );
     assert_eq!(
-        finish(tx, Instant::now() + DEADLINE, T::NAME).field("messages"),
+        finish(tx, Instant::now() + DEADLINE, T::NAME)
+            .report()
+            .messages,
         STREAM
     );
     drop(a);
@@ -203,7 +205,9 @@ fn orderly_close_is_end_of_stream<T: Transport>() {
         T::NAME
     );
     assert_eq!(
-        finish(echo, Instant::now() + DEADLINE, T::NAME).field("messages"),
+        finish(echo, Instant::now() + DEADLINE, T::NAME)
+            .report()
+            .messages,
         1
     );
     drop(a);
@@ -354,7 +358,9 @@ fn manager_refuses_bad_keys_and_bad_requests<F: ipcbench::transport::manager::Fa
     assert_eq!(buf, b"after the intruders");
     a.close().unwrap();
     assert_eq!(
-        finish(echo, Instant::now() + DEADLINE, F::NAME).field("messages"),
+        finish(echo, Instant::now() + DEADLINE, F::NAME)
+            .report()
+            .messages,
         1
     );
     link.finish();
@@ -466,7 +472,9 @@ fn tcp_drops_strangers_who_connect_first() {
     assert_eq!(a.recv(&mut buf).unwrap(), 4);
     assert_eq!(buf, b"only");
     assert_eq!(
-        finish(echo, Instant::now() + DEADLINE, "tcp").field("messages"),
+        finish(echo, Instant::now() + DEADLINE, "tcp")
+            .report()
+            .messages,
         1
     );
     drop(a);

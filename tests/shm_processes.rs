@@ -35,9 +35,9 @@ fn ring_moves_ten_million_random_frames_between_processes() {
     let tx = spawn_peer(&args!["ring-send", name, frames, seed, max_len]);
     let out = finish_all(vec![rx, tx], deadline, "ring 1→1");
     let (recv, send) = (&out[0], &out[1]);
-    assert_eq!(recv.field("frames"), frames);
-    assert_eq!(recv.field("bytes"), send.field("bytes"));
-    let ns = recv.field("elapsed_ns").max(1);
+    assert_eq!(recv.report().messages, frames);
+    assert_eq!(recv.report().bytes, send.report().bytes);
+    let ns = recv.report().elapsed_ns.max(1);
     eprintln!(
         "ring 1→1 ({}): {frames} frames of 0–{max_len} B, every byte checked, in {:.2} s = {:.1} M frames/s",
         ring.wait(),
@@ -64,12 +64,12 @@ fn queue_4x4(wait: Wait, total: u64) {
         .collect();
     let t0 = Instant::now();
     for p in finish_all(putters, deadline, "queue putters") {
-        assert_eq!(p.field("items"), per);
+        assert_eq!(p.report().messages, per);
     }
     q.close();
     let got: u64 = finish_all(getters, deadline, "queue getters")
         .iter()
-        .map(|g| g.field("items"))
+        .map(|g| g.report().messages)
         .sum();
     let elapsed = t0.elapsed();
     assert_eq!(got, total, "{wait}: items received");
@@ -134,7 +134,7 @@ fn pipe_moves_16_mib_messages_both_ways_and_reports_end_of_stream() {
     drop(end);
     let f = finish(echo, deadline, "pipe echo");
     assert_eq!(
-        f.field("messages"),
+        f.report().messages,
         4,
         "the echo peer saw end-of-stream after 4 messages"
     );
@@ -149,7 +149,7 @@ fn pipe_moves_16_mib_messages_both_ways_and_reports_end_of_stream() {
     end.send(b"last", t).unwrap();
     assert_eq!(end.recv(&mut buf, t).unwrap(), 4);
     assert!(matches!(end.recv(&mut buf, t), Err(PipeError::Closed)));
-    assert_eq!(finish(echo, deadline, "pipe echo 2").field("messages"), 1);
+    assert_eq!(finish(echo, deadline, "pipe echo 2").report().messages, 1);
     drop(end);
     drop(pipe);
     assert_gone(&[&name]);
@@ -165,7 +165,7 @@ fn semaphore_as_mutex(wait: Wait, iters: u64) {
         .map(|_| spawn_peer(&args!["sem-count", sem_name, counter_name, iters]))
         .collect();
     for f in finish_all(peers, deadline, "semaphore counters") {
-        assert_eq!(f.field("iters"), iters);
+        assert_eq!(f.report().messages, iters);
     }
     // SAFETY: all peers exited; the body is 8 bytes, aligned.
     let total = unsafe { std::ptr::read_volatile(counter.body_ptr() as *const u64) };

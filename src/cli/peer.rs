@@ -89,11 +89,7 @@ pub enum LinkAction {
 /// `op_timeout_ms`.
 pub fn peer(role: Role, deadline_s: u64, op_timeout_ms: u64) -> Result<()> {
     arm_peer(Duration::from_secs(deadline_s));
-    let line = run_role(role, Duration::from_millis(op_timeout_ms))?;
-    if !line.is_empty() {
-        println!("{line}");
-    }
-    Ok(())
+    run_role(role, Duration::from_millis(op_timeout_ms))
 }
 
 /// A peer dies with its coordinator, and gives up at its deadline.
@@ -114,52 +110,53 @@ fn arm_peer(deadline: Duration) {
     });
 }
 
-/// Gives a measuring peer's outcome to its coordinator; a failed peer
-/// exits with status 1 after saying why.
-fn report_line(result: Result<harness::PeerReport, String>) -> Result<String> {
+/// Gives a peer's outcome to its coordinator, every role alike: one
+/// report line ([`harness::control::final_report`]); a failed peer exits
+/// with status 1 after saying why.
+fn report(result: Result<harness::PeerReport, String>) -> Result<()> {
     if !harness::control::final_report(result).map_err(anyhow::Error::msg)? {
         std::process::exit(1);
     }
-    Ok(String::new())
+    Ok(())
 }
 
-fn run_role(role: Role, t: Duration) -> Result<String> {
+fn run_role(role: Role, t: Duration) -> Result<()> {
     let pat = |seed, max_len| Frames { seed, max_len };
-    Ok(match role {
+    let e = |e: peer::PeerError| e.to_string();
+    match role {
         Role::RingSend {
             region,
             frames,
             seed,
             max_len,
-        } => peer::ring_send(&region, frames, pat(seed, max_len))?,
+        } => report(peer::ring_send(&region, frames, pat(seed, max_len)).map_err(e)),
         Role::RingRecv {
             region,
             frames,
             seed,
             max_len,
-        } => peer::ring_recv(&region, frames, pat(seed, max_len), t)?,
-        Role::QueuePut { region, id, items } => peer::queue_put(&region, id, items, t)?,
-        Role::QueueGet { region, seen } => peer::queue_get(&region, &seen, t)?,
-        Role::PipeEcho { region, count } => peer::pipe_echo(&region, count, t)?,
+        } => report(peer::ring_recv(&region, frames, pat(seed, max_len), t).map_err(e)),
+        Role::QueuePut { region, id, items } => {
+            report(peer::queue_put(&region, id, items, t).map_err(e))
+        }
+        Role::QueueGet { region, seen } => report(peer::queue_get(&region, &seen, t).map_err(e)),
+        Role::PipeEcho { region, count } => report(peer::pipe_echo(&region, count, t).map_err(e)),
         Role::SemCount {
             sem,
             counter,
             iters,
-        } => peer::sem_count(&sem, &counter, iters, t)?,
-        Role::Bench(args) => report_line(harness::child::run_peer(&args))?,
-        Role::Sync(args) => report_line(harness::sync::run_peer(&args))?,
-        Role::PoolWorker(args) => report_line(harness::pool::run_worker(&args))?,
-        Role::Hello { fd, value } => {
-            harness::startup::hello(fd, value).map_err(anyhow::Error::msg)?;
-            String::new()
-        }
+        } => report(peer::sem_count(&sem, &counter, iters, t).map_err(e)),
+        Role::Bench(args) => report(harness::child::run_peer(&args)),
+        Role::Sync(args) => report(harness::sync::run_peer(&args)),
+        Role::PoolWorker(args) => report(harness::pool::run_worker(&args)),
+        Role::Hello { fd, value } => harness::startup::hello(fd, value).map_err(anyhow::Error::msg),
         Role::ManagerServe {
             listen,
             max_message,
         } => {
             let key = ipcbench::transport::manager::key_from_env()?;
             ipcbench::transport::manager::serve(&listen, &key, max_message)?;
-            String::new()
+            Ok(())
         }
         Role::Link {
             transport,
@@ -172,15 +169,15 @@ fn run_role(role: Role, t: Duration) -> Result<String> {
                 max_message,
                 ..LinkOpts::default()
             };
-            ipcbench::with_transport!(transport, T => match action {
-                LinkAction::Echo { count } => peer::link_echo::<T>(&addr, side, &opts, count, t)?,
+            report(ipcbench::with_transport!(transport, T => match action {
+                LinkAction::Echo { count } => peer::link_echo::<T>(&addr, side, &opts, count, t),
                 LinkAction::Send { n, seed, max_len } => {
-                    peer::link_send::<T>(&addr, side, &opts, n, pat(seed, max_len), t)?
+                    peer::link_send::<T>(&addr, side, &opts, n, pat(seed, max_len), t)
                 }
                 LinkAction::Recv { n, seed, max_len } => {
-                    peer::link_recv::<T>(&addr, side, &opts, n, pat(seed, max_len), t)?
+                    peer::link_recv::<T>(&addr, side, &opts, n, pat(seed, max_len), t)
                 }
-            })
+            }.map_err(e)))
         }
-    })
+    }
 }

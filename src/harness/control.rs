@@ -44,18 +44,30 @@ pub struct PeerReport {
     /// (value, count) pairs, merged by the coordinator.
     #[serde(default)]
     pub latency_hist: Vec<(u64, u64)>,
+    /// Payload bytes moved (the test roles' frames of varying length).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A peer's last word: its report, or its failure as a report carrying
-/// only the error, as one JSON line on the control channel. Returns
-/// whether the peer succeeded.
+/// only the error, as one JSON line on the control channel (a failure is
+/// also said on stderr, for whoever reads it there). Returns whether the
+/// peer succeeded.
 pub fn final_report(result: Result<PeerReport, String>) -> Result<bool, String> {
     let report = result.unwrap_or_else(|e| PeerReport {
         error: Some(e),
         ..PeerReport::default()
     });
     say(&report)?;
+    if let Some(e) = &report.error {
+        eprintln!("error: {e}");
+    }
     Ok(report.error.is_none())
+}
+
+/// Reads a peer's last report line (what [`final_report`] wrote).
+pub fn parse_report(line: &str) -> Result<PeerReport, String> {
+    serde_json::from_str(line.trim()).map_err(|e| format!("not a peer report ({e}): {line}"))
 }
 
 /// Waits at the start barrier: says `ready`, then waits for `go`.

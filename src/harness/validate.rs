@@ -13,6 +13,9 @@
 //!
 //! So a lost, duplicated, reordered, truncated, torn or corrupted message is
 //! a validation error, and the point that saw it is recorded as failed.
+//!
+//! [`Frames`] checks the test roles' frames of any length (0 B up) the same
+//! way: length and every byte derived from the sequence number.
 
 /// A SplitMix64 step: a fast, well-mixed function of its input.
 #[inline]
@@ -217,6 +220,73 @@ pub fn now_ns() -> u64 {
     // SAFETY: writes one timespec on the stack.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Frames of varying length, 0 bytes up (the conformance suite and the
+/// core's process tests, which need empty and odd-sized frames that a
+/// [`Codec`] message cannot be): the frames of a test role: the length and content of frame `seq` of a
+/// run seeded `seed`, derived from both.
+#[derive(Debug, Clone, Copy)]
+pub struct Frames {
+    /// The run's seed.
+    pub seed: u64,
+    /// The largest length [`Frames::len`] returns.
+    pub max_len: usize,
+}
+
+impl Frames {
+    /// The length of message `seq`: uniform in `0..=max_len`.
+    #[inline]
+    pub fn len(&self, seq: u64) -> usize {
+        (mix64(self.seed ^ seq.rotate_left(32)) % (self.max_len as u64 + 1)) as usize
+    }
+
+    /// Fills `buf` with the content of message `seq`: the sequence number
+    /// first (as far as it fits), then pseudo-random words.
+    #[inline]
+    pub fn fill(&self, seq: u64, buf: &mut [u8]) {
+        let mut state = mix64(self.seed.wrapping_add(seq));
+        let (head, rest) = buf.split_at_mut(buf.len().min(8));
+        head.copy_from_slice(&seq.to_le_bytes()[..head.len()]);
+        let mut chunks = rest.chunks_exact_mut(8);
+        for c in &mut chunks {
+            state = mix64(state);
+            c.copy_from_slice(&state.to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        let n = tail.len();
+        tail.copy_from_slice(&mix64(state ^ 1).to_le_bytes()[..n]);
+    }
+
+    /// Checks that `got` is message `seq`, byte for byte.
+    pub fn check(&self, seq: u64, got: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
+        let len = self.len(seq);
+        if got.len() != len {
+            return Err(format!(
+                "message {seq}: length {} where {len} was sent",
+                got.len()
+            ));
+        }
+        scratch.resize(len, 0);
+        self.fill(seq, scratch);
+        if got != &scratch[..] {
+            let at = got
+                .iter()
+                .zip(scratch.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            if len >= 8 {
+                let seen = u64::from_le_bytes(got[..8].try_into().unwrap_or_default());
+                if seen != seq {
+                    return Err(format!(
+                        "message {seq}: carries sequence number {seen} (lost, duplicated or reordered)"
+                    ));
+                }
+            }
+            return Err(format!("message {seq}: byte {at} differs (corrupted)"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipcbench::harness::child::roles::parse_result_line;
+use ipcbench::harness::PeerReport;
+use ipcbench::harness::control::parse_report;
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -39,17 +40,12 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// The value of `key` in the peer's `ok …` line; panics with the peer's
-    /// output if it failed.
-    pub fn field(&self, key: &str) -> u64 {
+    /// The peer's report (its last line on stdout); panics with the
+    /// peer's output if it failed.
+    pub fn report(&self) -> PeerReport {
         assert!(self.success, "peer failed: {}{}", self.stdout, self.stderr);
-        let fields = parse_result_line(self.stdout.lines().last().unwrap_or(""))
-            .unwrap_or_else(|| panic!("no result line in {:?}", self.stdout));
-        fields
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .unwrap_or_else(|| panic!("no `{key}` in {:?}", self.stdout))
-            .1
+        parse_report(self.stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}; stderr: {}", self.stderr))
     }
 }
 

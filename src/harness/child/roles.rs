@@ -1,8 +1,10 @@
 //! Roles the `ipcbench` binary plays in a child process (`ipcbench peer …`).
 //!
-//! A coordinator creates the shared structures, starts peers with the
-//! names of the regions, and reads one result line from each peer's
-//! standard output. Every frame or item a peer moves is checked: its length
+//! A coordinator (a test) creates the shared structures, starts peers
+//! with the names of the regions, and reads each peer's report from its
+//! standard output: the same [`PeerReport`] line, through the same
+//! [`control::final_report`](super::super::control::final_report), as a
+//! measuring peer's. Every frame or item a peer moves is checked: its length
 //! and every byte are derived from `(seed, sequence number)`, so a lost,
 //! duplicated, reordered, truncated or corrupted message is an error, not a
 //! number.
@@ -10,75 +12,11 @@
 use crate::shm::sync::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::harness::validate::mix64;
+use super::super::control::PeerReport;
+pub use crate::harness::validate::{Frames, mix64};
 use crate::shm::region::{Kind, Region, RegionError};
 use crate::shm::{Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore};
 use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
-
-/// The frames of a test role: the length and content of frame `seq` of a
-/// run seeded `seed`, derived from both.
-#[derive(Debug, Clone, Copy)]
-pub struct Frames {
-    /// The run's seed.
-    pub seed: u64,
-    /// The largest length [`Frames::len`] returns.
-    pub max_len: usize,
-}
-
-impl Frames {
-    /// The length of message `seq`: uniform in `0..=max_len`.
-    #[inline]
-    pub fn len(&self, seq: u64) -> usize {
-        (mix64(self.seed ^ seq.rotate_left(32)) % (self.max_len as u64 + 1)) as usize
-    }
-
-    /// Fills `buf` with the content of message `seq`: the sequence number
-    /// first (as far as it fits), then pseudo-random words.
-    #[inline]
-    pub fn fill(&self, seq: u64, buf: &mut [u8]) {
-        let mut state = mix64(self.seed.wrapping_add(seq));
-        let (head, rest) = buf.split_at_mut(buf.len().min(8));
-        head.copy_from_slice(&seq.to_le_bytes()[..head.len()]);
-        let mut chunks = rest.chunks_exact_mut(8);
-        for c in &mut chunks {
-            state = mix64(state);
-            c.copy_from_slice(&state.to_le_bytes());
-        }
-        let tail = chunks.into_remainder();
-        let n = tail.len();
-        tail.copy_from_slice(&mix64(state ^ 1).to_le_bytes()[..n]);
-    }
-
-    /// Checks that `got` is message `seq`, byte for byte.
-    pub fn check(&self, seq: u64, got: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
-        let len = self.len(seq);
-        if got.len() != len {
-            return Err(format!(
-                "message {seq}: length {} where {len} was sent",
-                got.len()
-            ));
-        }
-        scratch.resize(len, 0);
-        self.fill(seq, scratch);
-        if got != &scratch[..] {
-            let at = got
-                .iter()
-                .zip(scratch.iter())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            if len >= 8 {
-                let seen = u64::from_le_bytes(got[..8].try_into().unwrap_or_default());
-                if seen != seq {
-                    return Err(format!(
-                        "message {seq}: carries sequence number {seen} (lost, duplicated or reordered)"
-                    ));
-                }
-            }
-            return Err(format!("message {seq}: byte {at} differs (corrupted)"));
-        }
-        Ok(())
-    }
-}
 
 /// What a peer role failed with.
 #[derive(Debug, thiserror::Error)]
@@ -106,28 +44,8 @@ pub enum PeerError {
     Transport(crate::transport::TransportError),
 }
 
-/// One line a peer prints on success: `ok key=value …`.
-pub fn result_line(fields: &[(&str, u64)]) -> String {
-    let mut s = String::from("ok");
-    for (k, v) in fields {
-        s.push_str(&format!(" {k}={v}"));
-    }
-    s
-}
-
-/// Parses a [`result_line`]; `None` if it is not one.
-pub fn parse_result_line(line: &str) -> Option<Vec<(String, u64)>> {
-    let rest = line.trim().strip_prefix("ok")?;
-    rest.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Sends `frames` checked frames into ring `region`, then closes it.
-pub fn ring_send(region: &str, frames: u64, pat: Frames) -> Result<String, PeerError> {
+pub fn ring_send(region: &str, frames: u64, pat: Frames) -> Result<PeerReport, PeerError> {
     let ring = Ring::open(region)?;
     let mut tx = ring.producer()?;
     let t0 = Instant::now();
@@ -140,11 +58,12 @@ pub fn ring_send(region: &str, frames: u64, pat: Frames) -> Result<String, PeerE
         bytes += len as u64;
     }
     let ns = t0.elapsed().as_nanos() as u64;
-    Ok(result_line(&[
-        ("frames", frames),
-        ("bytes", bytes),
-        ("elapsed_ns", ns),
-    ]))
+    Ok(PeerReport {
+        messages: frames,
+        bytes,
+        elapsed_ns: ns,
+        ..PeerReport::default()
+    })
 }
 
 /// Receives and checks `frames` frames from ring `region`, then expects the
@@ -154,7 +73,7 @@ pub fn ring_recv(
     frames: u64,
     pat: Frames,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let ring = Ring::open(region)?;
     let mut rx = ring.consumer()?;
     let mut scratch = Vec::new();
@@ -178,11 +97,12 @@ pub fn ring_recv(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(result_line(&[
-        ("frames", frames),
-        ("bytes", bytes),
-        ("elapsed_ns", ns),
-    ]))
+    Ok(PeerReport {
+        messages: frames,
+        bytes,
+        elapsed_ns: ns,
+        ..PeerReport::default()
+    })
 }
 
 /// Puts items `id * items .. (id + 1) * items` into queue `region`; each
@@ -192,7 +112,7 @@ pub fn queue_put(
     id: u64,
     items: u64,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let q = Queue::open(region)?;
     for i in id * items..(id + 1) * items {
         let mut item = [0u8; 16];
@@ -200,7 +120,10 @@ pub fn queue_put(
         item[8..].copy_from_slice(&mix64(i).to_le_bytes());
         q.put(&item, Some(timeout))?;
     }
-    Ok(result_line(&[("items", items)]))
+    Ok(PeerReport {
+        messages: items,
+        ..PeerReport::default()
+    })
 }
 
 /// Opens a raw region as an array of atomic bytes.
@@ -213,7 +136,7 @@ fn raw_bytes(region: &Region) -> &[AtomicU8] {
 
 /// Gets items from queue `region` until it is closed and drained, marking
 /// each item's number in the raw region `seen` (one byte per item).
-pub fn queue_get(region: &str, seen: &str, timeout: Duration) -> Result<String, PeerError> {
+pub fn queue_get(region: &str, seen: &str, timeout: Duration) -> Result<PeerReport, PeerError> {
     let q = Queue::open(region)?;
     let seen_region = Region::open(seen, Kind::Raw)?;
     let seen = raw_bytes(&seen_region);
@@ -247,12 +170,19 @@ pub fn queue_get(region: &str, seen: &str, timeout: Duration) -> Result<String, 
         cell.fetch_add(1, Ordering::Relaxed);
         got += 1;
     }
-    Ok(result_line(&[("items", got)]))
+    Ok(PeerReport {
+        messages: got,
+        ..PeerReport::default()
+    })
 }
 
 /// Echoes every message received on end 1 of pipe `region` until end 0
 /// closes, or until `count` messages were echoed (then closes end 1).
-pub fn pipe_echo(region: &str, count: Option<u64>, timeout: Duration) -> Result<String, PeerError> {
+pub fn pipe_echo(
+    region: &str,
+    count: Option<u64>,
+    timeout: Duration,
+) -> Result<PeerReport, PeerError> {
     let pipe = Pipe::open(region)?;
     let mut end = pipe.end(1)?;
     let mut buf = Vec::new();
@@ -267,7 +197,10 @@ pub fn pipe_echo(region: &str, count: Option<u64>, timeout: Duration) -> Result<
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(result_line(&[("messages", n)]))
+    Ok(PeerReport {
+        messages: n,
+        ..PeerReport::default()
+    })
 }
 
 /// Adds 1 to the plain (non-atomic) u64 at the start of raw region
@@ -277,7 +210,7 @@ pub fn sem_count(
     counter: &str,
     iters: u64,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let sem = Semaphore::open(sem)?;
     let region = Region::open(counter, Kind::Raw)?;
     let p = region.body_ptr() as *mut u64;
@@ -295,7 +228,10 @@ pub fn sem_count(
         }
         sem.release()?;
     }
-    Ok(result_line(&[("iters", iters)]))
+    Ok(PeerReport {
+        messages: iters,
+        ..PeerReport::default()
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -345,7 +281,7 @@ pub fn link_echo<T: Transport>(
     opts: &LinkOpts,
     count: Option<u64>,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let mut conn = connect::<T>(addr, side, opts, timeout)?;
     let mut buf = Vec::new();
     let mut n = 0u64;
@@ -358,7 +294,10 @@ pub fn link_echo<T: Transport>(
         n += 1;
     }
     conn.close()?;
-    Ok(result_line(&[("messages", n)]))
+    Ok(PeerReport {
+        messages: n,
+        ..PeerReport::default()
+    })
 }
 
 /// Sends `n` checked messages, then closes.
@@ -369,7 +308,7 @@ pub fn link_send<T: Transport>(
     n: u64,
     pat: Frames,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let mut conn = connect::<T>(addr, side, opts, timeout)?;
     let mut msg = Vec::new();
     let mut bytes = 0;
@@ -380,7 +319,11 @@ pub fn link_send<T: Transport>(
         bytes += msg.len() as u64;
     }
     conn.close()?;
-    Ok(result_line(&[("messages", n), ("bytes", bytes)]))
+    Ok(PeerReport {
+        messages: n,
+        bytes,
+        ..PeerReport::default()
+    })
 }
 
 /// Receives and checks `n` messages, then expects the end of the stream.
@@ -391,7 +334,7 @@ pub fn link_recv<T: Transport>(
     n: u64,
     pat: Frames,
     timeout: Duration,
-) -> Result<String, PeerError> {
+) -> Result<PeerReport, PeerError> {
     let mut conn = connect::<T>(addr, side, opts, timeout)?;
     let (mut buf, mut scratch) = (Vec::new(), Vec::new());
     let mut bytes = 0;
@@ -410,7 +353,11 @@ pub fn link_recv<T: Transport>(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(result_line(&[("messages", n), ("bytes", bytes)]))
+    Ok(PeerReport {
+        messages: n,
+        bytes,
+        ..PeerReport::default()
+    })
 }
 
 #[cfg(test)]
@@ -454,15 +401,5 @@ mod tests {
         // Lengths cover the whole range.
         let lens: std::collections::HashSet<_> = (0..10_000).map(|s| pat.len(s)).collect();
         assert!(lens.contains(&0) && lens.contains(&300));
-    }
-
-    #[test]
-    fn result_lines_round_trip() {
-        let l = result_line(&[("frames", 3), ("elapsed_ns", 99)]);
-        assert_eq!(
-            parse_result_line(&l).unwrap(),
-            vec![("frames".to_owned(), 3), ("elapsed_ns".to_owned(), 99)]
-        );
-        assert!(parse_result_line("error: x").is_none());
     }
 }
