@@ -167,21 +167,35 @@ pub fn send_seqs<C: Conn>(
     codec: &Codec,
     seqs: std::ops::Range<u64>,
 ) -> Result<PeerReport, String> {
+    send_each(conn, codec, seqs, |i| i)
+}
+
+/// Sends message `seq_of(i)` for every `i` of `seqs`, one in
+/// [`STAMP_EVERY`] stamped with its send time: the one sending body of
+/// streams and of multi-party producers. `first_ns` is when it started.
+fn send_each<C: Conn>(
+    conn: &mut C,
+    codec: &Codec,
+    seqs: std::ops::Range<u64>,
+    seq_of: impl Fn(u64) -> u64,
+) -> Result<PeerReport, String> {
     let mut out = codec.buffer();
     let cpu0 = cpu_time_ns();
+    let first = now_ns();
     let n = seqs.end - seqs.start;
-    for seq in seqs {
-        let ts = if codec.stamped() && seq % STAMP_EVERY == 0 {
+    for i in seqs {
+        let ts = if codec.stamped() && i % STAMP_EVERY == 0 {
             now_ns()
         } else {
             0
         };
-        codec.stamp(&mut out, seq, ts);
+        codec.stamp(&mut out, seq_of(i), ts);
         conn.send(&out).map_err(terr)?;
     }
     Ok(PeerReport {
         messages: n,
         cpu_ns: cpu_time_ns() - cpu0,
+        first_ns: first,
         ..PeerReport::default()
     })
 }
@@ -309,26 +323,7 @@ pub fn multi_send_seqs<C: Conn>(
             codec.size()
         ));
     }
-    let mut out = codec.buffer();
-    let cpu0 = cpu_time_ns();
-    let first = now_ns();
-    let n = seqs.end - seqs.start;
-    for i in seqs {
-        let seq = tagged_seq(codec, id, i);
-        let ts = if codec.stamped() && i % STAMP_EVERY == 0 {
-            now_ns()
-        } else {
-            0
-        };
-        codec.stamp(&mut out, seq, ts);
-        conn.send(&out).map_err(terr)?;
-    }
-    Ok(PeerReport {
-        messages: n,
-        cpu_ns: cpu_time_ns() - cpu0,
-        first_ns: first,
-        ..PeerReport::default()
-    })
+    send_each(conn, codec, seqs, |i| tagged_seq(codec, id, i))
 }
 
 /// Where a consumer of a session publishes what it received: a count and
