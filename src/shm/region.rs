@@ -180,6 +180,16 @@ pub enum RegionError {
         /// What is wrong.
         reason: String,
     },
+    /// The shared-memory filesystem has no room for the region.
+    #[error("no space in {dir} for {}: {needed} bytes needed, {free} free; remove leftovers with `ipcbench clean`, free some space, or measure smaller messages", .path.display(), dir = SHM_DIR)]
+    NoSpace {
+        /// The file.
+        path: PathBuf,
+        /// The bytes the region needs.
+        needed: u64,
+        /// The bytes free in the filesystem when it was refused.
+        free: u64,
+    },
     /// A system call failed.
     #[error("{what} {}: {source}", .path.display())]
     Io {
@@ -259,6 +269,37 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> R
     }
 }
 
+/// Sizes `file` to `len` bytes with every page allocated
+/// (`posix_fallocate`), or says why not (`ENOSPC` when the filesystem is
+/// full).
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a valid open descriptor; the call touches no memory of ours.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        // A filesystem that cannot reserve: size it, as before.
+        libc::EOPNOTSUPP => file.set_len(len as u64),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Bytes free for an unprivileged writer in the filesystem at `dir` (0 if
+/// it cannot be asked).
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: statvfs is plain data; statvfs fills it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
 impl Region {
     /// Makes a new region with a body of `body_size` bytes. The caller
     /// initialises the body and then calls [`Region::publish`].
@@ -298,8 +339,20 @@ impl Region {
             }
         }
         let mut guard = Unlink(&path, true);
-        file.set_len(total as u64)
-            .map_err(io_err("sizing", &path))?;
+        // Reserve every page now: on tmpfs a file only sized is sparse, and
+        // touching a page that cannot be allocated is a SIGBUS, not an error.
+        reserve(&file, total as u64).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC) => RegionError::NoSpace {
+                path: path.clone(),
+                needed: total as u64,
+                free: free_bytes(Path::new(SHM_DIR)),
+            },
+            _ => RegionError::Io {
+                what: "reserving",
+                path: path.clone(),
+                source: e,
+            },
+        })?;
         let map = MmapOptions::new()
             .len(total)
             .populate()
