@@ -269,6 +269,26 @@ impl RingRef {
         self.shared.ctrl()
     }
 
+    /// Whether positions read from shared memory can be a ring's: both on
+    /// a frame boundary (multiples of 8) and at most a capacity apart, the
+    /// tail ahead (positions wrap past `u64::MAX`, so the distance is a
+    /// wrapping difference). Anything else was written by a hostile or
+    /// broken peer, and attaching over it would write or read outside the
+    /// ring.
+    fn check_positions(&self, tail: u64, head: u64) -> Result<(), RingError> {
+        if !tail.is_multiple_of(8) || !head.is_multiple_of(8) {
+            return Err(RingError::Corrupt(
+                "a ring position is not on a frame boundary",
+            ));
+        }
+        if tail.wrapping_sub(head) > self.cfg.cap {
+            return Err(RingError::Corrupt(
+                "the ring's positions are further apart than it holds",
+            ));
+        }
+        Ok(())
+    }
+
     /// Attaches as the producer.
     pub(crate) fn producer(&self) -> Result<Producer, RingError> {
         let me = PeerId::current();
@@ -286,6 +306,10 @@ impl RingRef {
         // Acquire: see the positions a previous producer or consumer left.
         let tail = self.ctrl().tail.load(Ordering::Acquire);
         let head = self.ctrl().head.load(Ordering::Acquire);
+        if let Err(e) = self.check_positions(tail, head) {
+            self.ctrl().ends.producer.release(me);
+            return Err(e);
+        }
         Ok(Producer {
             ring: self.clone(),
             tail,
@@ -309,6 +333,11 @@ impl RingRef {
         // Relaxed: as for the producer's flag.
         self.ctrl().ends.consumer_closed.store(0, Ordering::Relaxed);
         let head = self.ctrl().head.load(Ordering::Acquire);
+        let tail = self.ctrl().tail.load(Ordering::Acquire);
+        if let Err(e) = self.check_positions(tail, head) {
+            self.ctrl().ends.consumer.release(me);
+            return Err(e);
+        }
         Ok(Consumer {
             ring: self.clone(),
             st: ConsState {
@@ -425,7 +454,7 @@ impl RingRef {
             self.shared.data.write_u32(off + 4, 0);
         }
         ctrl.tail
-            .store(tail + FRAME_HEADER as u64, Ordering::Release);
+            .store(tail.wrapping_add(FRAME_HEADER as u64), Ordering::Release);
         ctrl.readable.notify(u32::MAX);
     }
 }
@@ -475,7 +504,7 @@ impl Producer {
         let off = self.tail & cfg.mask();
         let to_end = cfg.cap - off;
         let need = if rec <= to_end { rec } else { to_end + rec };
-        if need > cfg.cap - (self.tail - self.head_cache) {
+        if need > cfg.cap - self.tail.wrapping_sub(self.head_cache) {
             // SYNC POINT: space released — pairs with the consumer's Release
             // store of `head`; its reads of the bytes we are about to
             // overwrite are done.
@@ -484,7 +513,7 @@ impl Producer {
                 return Err(RingError::Corrupt("consumer position is outside the ring"));
             }
             self.head_cache = head;
-            if need > cfg.cap - (self.tail - head) {
+            if need > cfg.cap - self.tail.wrapping_sub(head) {
                 // Relaxed: only whether to give up; a late view costs a retry.
                 if self
                     .ring
@@ -508,7 +537,7 @@ impl Producer {
             frame_off,
             pad_at,
             len,
-            new_tail: self.tail + need,
+            new_tail: self.tail.wrapping_add(need),
         })
     }
 
@@ -526,7 +555,9 @@ impl Producer {
             data.write_u32(r.frame_off, len as u32);
             data.write_u32(r.frame_off + 4, tag);
         }
-        let new_tail = r.new_tail - (round_up(r.len, 8) - round_up(len, 8)) as u64;
+        let new_tail = r
+            .new_tail
+            .wrapping_sub((round_up(r.len, 8) - round_up(len, 8)) as u64);
         self.tail = new_tail;
         // SYNC POINT: frame published — the header and payload written above
         // become visible to the consumer's Acquire load of `tail`.
@@ -733,7 +764,7 @@ impl ConsState {
                 }
                 self.tail_cache = tail;
             }
-            let avail = self.tail_cache - self.head;
+            let avail = self.tail_cache.wrapping_sub(self.head);
             let off = (self.head & cfg.mask()) as usize;
             // SAFETY: `off` is 8-aligned and below the capacity (a multiple of
             // 8), so the header is in bounds; it lies in the published part
@@ -746,7 +777,7 @@ impl ConsState {
                         "pad marker runs past the published tail",
                     ));
                 }
-                self.head += skip;
+                self.head = self.head.wrapping_add(skip);
                 continue;
             }
             let len = len as usize;
@@ -766,7 +797,7 @@ impl ConsState {
                 off: off + FRAME_HEADER,
                 len,
                 tag,
-                next: self.head + rec as u64,
+                next: self.head.wrapping_add(rec as u64),
             });
         }
     }
@@ -1140,5 +1171,46 @@ mod tests {
         tx.try_send(&[0; 24]).unwrap();
         tx.try_send(&[0; 24]).unwrap();
         assert!(matches!(tx.try_send(&[0; 24]), Err(RingError::Corrupt(_))));
+    }
+
+    #[test]
+    fn garbage_positions_written_before_attaching_are_refused() {
+        // (tail, head) a hostile or half-dead peer may leave behind.
+        let cases: [(u64, u64); 5] = [
+            (64 - 3, 0),       // unaligned tail: a pad would land past the data
+            (16, 5),           // unaligned head: a header read past the ring
+            (8, 16),           // head ahead of tail
+            (1 << 20, 0),      // more in the ring than it holds
+            (u64::MAX - 7, 0), // near the end of the positions' range
+        ];
+        for (tail, head) in cases {
+            let ring = Ring::on_heap(64, Wait::SPIN).unwrap();
+            ring.ring.ctrl().tail.store(tail, Ordering::Release);
+            ring.ring.ctrl().head.store(head, Ordering::Release);
+            assert!(
+                matches!(ring.producer(), Err(RingError::Corrupt(_))),
+                "producer attached over tail {tail} head {head}"
+            );
+            assert!(
+                matches!(ring.consumer(), Err(RingError::Corrupt(_))),
+                "consumer attached over tail {tail} head {head}"
+            );
+        }
+        // Positions that wrapped past u64::MAX are fine: the ring works on.
+        let ring = Ring::on_heap(64, Wait::SPIN).unwrap();
+        let start = u64::MAX - 15;
+        ring.ring.ctrl().tail.store(start, Ordering::Release);
+        ring.ring.ctrl().head.store(start, Ordering::Release);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        let mut buf = Vec::new();
+        for i in 0..10u8 {
+            tx.try_send(&[i; 20]).unwrap();
+            rx.try_recv(&mut buf).unwrap();
+            assert_eq!(buf, [i; 20]);
+        }
+        assert!(
+            ring.ring.ctrl().tail.load(Ordering::Acquire) < start,
+            "the positions wrapped"
+        );
     }
 }
