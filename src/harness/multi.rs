@@ -5,12 +5,12 @@
 use std::time::Instant;
 
 use crate::record::PointRecord;
-use crate::transport::{LinkOpts, LinkSetup, Shared, Side, Transport, TransportKind};
+use crate::transport::{LinkSetup, Shared, Side, Transport, TransportKind};
 
 use super::child::bodies;
 use super::control::{PeerArgs, PeerReport};
 use super::error::{HarnessError, settle};
-use super::point::{link_capacity, throughput_of};
+use super::point::{link_opts, throughput_of};
 use super::shm_dict;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{reports, spawn};
@@ -65,13 +65,7 @@ pub(super) fn run_multi(
         ));
         return rec;
     }
-    let link = LinkOpts {
-        wait: spec.wait,
-        capacity: link_capacity(spec.size, 256),
-        max_message: spec.size,
-        exe: opts.exe.clone(),
-        label: format!("bench-{}", kind.name()),
-    };
+    let link = link_opts(spec, opts, kind);
     let (np, nc) = (spec.producers, if reqrep { 0 } else { spec.consumers });
     let pinned = !rec.cpus.is_empty();
     let args = |addr: &str, side: Side, i: usize| {

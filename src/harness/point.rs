@@ -5,7 +5,7 @@
 use crate::record::{PointRecord, Throughput};
 use crate::shm::floor::Floor;
 use crate::shm::{Wait, WaitKind, unique_name};
-use crate::transport::{LinkOpts, LinkSetup, Side, Transport};
+use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
 
 use super::child::floors;
 use super::control::{PeerArgs, PeerReport};
@@ -87,8 +87,22 @@ pub(super) fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport,
 /// at least 64 KiB and at most 4 MiB, the copy floor's budget. Deeper
 /// buffers spill out of the caches: over a 16 MiB ring a 1 MiB round trip
 /// took 1.8× as long as over a 4 MiB one, on the VM this was measured on.
-pub(super) fn link_capacity(size: usize, depth: usize) -> usize {
+fn link_capacity(size: usize, depth: usize) -> usize {
     size.saturating_mul(depth).clamp(64 << 10, 4 << 20)
+}
+
+/// The options a point's (or a session's) link over `kind` is set up
+/// with: its wait and message size, and room for 16 messages between two
+/// processes, 256 in a channel many share.
+pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -> LinkOpts {
+    let depth = if spec.pattern.is_multi() { 256 } else { 16 };
+    LinkOpts {
+        wait: spec.wait,
+        capacity: link_capacity(spec.size, depth),
+        max_message: spec.size,
+        exe: opts.exe.clone(),
+        label: format!("bench-{}", kind.name()),
+    }
 }
 
 /// Measures one point. A failure is recorded in the result, never as a number.
@@ -145,13 +159,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
             }
         }
         Strategy::Transport(kind) => {
-            let link = LinkOpts {
-                wait: spec.wait,
-                capacity: link_capacity(spec.size, 16),
-                max_message: spec.size,
-                exe: opts.exe.clone(),
-                label: format!("bench-{}", kind.name()),
-            };
+            let link = link_opts(spec, opts, kind);
             with_transport!(kind, T => match T::setup(&link) {
                 Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
                 Ok((mut setup, ep)) => run_pair(

@@ -7,14 +7,14 @@ use crate::record::PointRecord;
 use crate::shm::floor::Floor;
 use crate::shm::region::{Kind, Region};
 use crate::shm::{WaitKind, unique_name};
-use crate::transport::{LinkOpts, LinkSetup, Side, Transport};
+use crate::transport::{LinkSetup, Side, Transport};
 
 use super::child::floors;
 use super::child::progress_slot;
 use super::control::{PeerArgs, PeerReport};
 use super::error::HarnessError;
 use super::multi::exactly_once;
-use super::point::{fill_pair, link_capacity, new_record, throughput_of};
+use super::point::{fill_pair, link_opts, new_record, throughput_of};
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{Running, blame, reports, spawn};
 
@@ -123,13 +123,7 @@ impl Session {
                 (line_up(&name, &[], &[])?, SessionLink::Floor(floor))
             }
             Strategy::Transport(kind) => {
-                let link = LinkOpts {
-                    wait: spec.wait,
-                    capacity: link_capacity(spec.size, if multi { 256 } else { 16 }),
-                    max_message: spec.size,
-                    exe: opts.exe.clone(),
-                    label: format!("bench-{}", kind.name()),
-                };
+                let link = link_opts(spec, opts, kind);
                 with_transport!(kind, T => {
                     let (mut setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("setting up the link: {e}")))?;
                     let peers = line_up(&ep.addr, &ep.inherit, &ep.env)?;

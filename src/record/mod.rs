@@ -40,17 +40,6 @@ pub enum Status {
     Skipped,
 }
 
-impl Status {
-    /// The name in results files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
 /// A whole run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {

@@ -470,7 +470,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
                 .collect(),
         });
     }
-    let skipped: Vec<&PointRecord> = run.points.iter().filter(|p| is_skipped(p)).collect();
+    let skipped: Vec<&PointRecord> = run.points.iter().filter(|p| p.is_skipped()).collect();
     if !skipped.is_empty() {
         out.push(Warning {
             what: format!("{} point(s) were skipped on purpose", skipped.len()),
@@ -537,11 +537,6 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
         });
     }
     out
-}
-
-/// Whether a point was skipped on purpose.
-pub fn is_skipped(p: &PointRecord) -> bool {
-    p.is_skipped()
 }
 
 /// Mean CPU time per message of each strategy's one-to-one points at `size`

@@ -91,7 +91,7 @@ fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str) {
 /// the point's key figure is flagged, and so is a point that validated in
 /// `a` and fails in `b`. Skipped points are left out.
 pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
-    let skipped = |p: &PointRecord| super::analysis::is_skipped(p);
+    let skipped = |p: &PointRecord| p.is_skipped();
     let mut rows = Vec::new();
     let mut only_a = Vec::new();
     for pa in a.points.iter().filter(|p| !skipped(p)) {

@@ -2,8 +2,8 @@
 //! twice. The HTML embeds its plots and needs no network.
 
 use super::analysis::{
-    self, counts, human_bytes_rate, human_ns, human_rate, human_ratio, human_size, is_skipped,
-    key_figure, label, lower_is_better, point_name,
+    self, counts, human_bytes_rate, human_ns, human_rate, human_ratio, human_size, key_figure,
+    label, lower_is_better, point_name,
 };
 use crate::record::{PointRecord, RunRecord, Status};
 
@@ -48,7 +48,7 @@ fn strategy_text(p: &PointRecord) -> String {
 /// The whole document for `run`.
 pub fn blocks(run: &RunRecord) -> Vec<Block> {
     let m = &run.machine;
-    let skipped = run.points.iter().filter(|p| is_skipped(p)).count();
+    let skipped = run.points.iter().filter(|p| p.is_skipped()).count();
     let failed = run
         .points
         .iter()
@@ -443,7 +443,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     l.map_or("-".into(), |l| human_ns(f(&l) as f64))
                 };
                 let note = match &p.error {
-                    Some(e) if is_skipped(p) => format!("skipped: {e}"),
+                    Some(e) if p.is_skipped() => format!("skipped: {e}"),
                     Some(e) => format!("FAILED: {e}"),
                     None if p.oversubscribed => "oversubscribed".into(),
                     None => String::new(),
