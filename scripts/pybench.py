@@ -120,11 +120,18 @@ JOIN_BATCH = 64
 ARRAY_LEN = 16
 SIZES_ALL = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20]
 PROFILES = {
-    # sizes, multi-party sizes, process counts, seconds per point
-    "quick": ([64], [64], [1, 2], 0.25),
-    "default": (SIZES_ALL, [64, 4 << 10], [1, 2, 4, 8], 1.0),
-    "full": (SIZES_ALL, [64, 4 << 10, 64 << 10], [1, 2, 4, 8], 3.0),
+    # sizes, multi-party sizes, process counts, seconds per point (the
+    # Rust side's time budgets: harness::plan::Profile::opts)
+    "quick": ([64], [64], [1, 2], 0.1),
+    "default": (SIZES_ALL, [64, 4 << 10], [1, 2, 4, 8], 0.5),
+    "full": (SIZES_ALL, [64, 4 << 10, 64 << 10], [1, 2, 4, 8], 2.0),
 }
+# As the Rust side's (harness::spec): the least round trips and messages a
+# one-to-one point measures, within this many budgets; batches per point.
+MIN_ROUND_TRIPS = 1_000
+MIN_MESSAGES = 10_000
+MIN_COUNT_BUDGETS = 8
+BATCHES = 20
 DEADLINE_S = 120.0
 
 
@@ -453,19 +460,68 @@ def pin(cpu):
         os.sched_setaffinity(0, {cpu})
 
 
-def measured(a, start):
+def measured(a, start, least, stretch=1.0):
     """The measured message numbers from `start`: exactly `count` of them
-    when given, else as many as fit in the point's time budget (at least
-    100, at most `max_iters`)."""
+    when given, else as many as fit in the point's time budget (times
+    `stretch`), and at least `least` (for a p99) if that takes at most
+    MIN_COUNT_BUDGETS budgets (at most `max_iters`)."""
     if a.get("count"):
         yield from range(start, start + a["count"])
         return
-    end = time.perf_counter_ns() + int(a["budget"] * 1e9)
+    t0 = time.perf_counter_ns()
+    end = t0 + int(a["budget"] * stretch * 1e9)
+    cap = t0 + int(a["budget"] * 1e9 * MIN_COUNT_BUDGETS)
     hi = start + a["max_iters"]
     i = start
-    while i < hi and (i - start < 100 or time.perf_counter_ns() < end):
+    while i < hi:
+        now = time.perf_counter_ns()
+        if now >= end and (i - start >= least or now >= cap):
+            return
         yield i
         i += 1
+
+
+def median_of_sorted(s):
+    n = len(s)
+    return s[min(n - 1, max(0, int(0.5 * n + 0.5) - 1))]
+
+
+def batches_of(times, end, lat_at):
+    """The measured messages in BATCHES consecutive runs of equal count, as
+    the Rust side cuts them: [median latency ns (0 when none), messages per
+    second] each. `times[k]` is when message k was handled, `end` after the
+    last; `lat_at` the (k, latency) pairs, in order of k. A last run shorter
+    than half the others is left out."""
+    n = len(times)
+    if n == 0:
+        return []
+    per = -(-n // BATCHES)
+    out, j = [], 0
+    for lo in range(0, n, per):
+        hi = min(n, lo + per)
+        if (hi - lo) * 2 < per:
+            break
+        lats = []
+        while j < len(lat_at) and lat_at[j][0] < hi:
+            if lat_at[j][0] >= lo:
+                lats.append(lat_at[j][1])
+            j += 1
+        t_hi = times[hi] if hi < n else end
+        lats.sort()
+        out.append([median_of_sorted(lats) if lats else 0, (hi - lo) * 1e9 / max(1, t_hi - times[lo])])
+    return out
+
+
+def hist_pairs(samples):
+    """Latency samples as (value, count) pairs at three significant digits
+    (what the histogram they go into keeps)."""
+    c = {}
+    for v in samples:
+        d = len(str(v)) - 3
+        if d > 0:
+            v -= v % (10 ** d)
+        c[v] = c.get(v, 0) + 1
+    return sorted(c.items())
 
 
 def peer_main(role, args, ctl, go):
@@ -494,21 +550,24 @@ def role_ping(end, codec, a):
     for i in range(warm):
         end.send(codec.make(i))
         codec.check(end.recv(), i)
-    samples = []
+    samples, times = [], []
     c0 = cpu_ns()
     t_start = time.perf_counter_ns()
-    for i in measured(a, warm):
+    for i in measured(a, warm, MIN_ROUND_TRIPS):
         m = codec.make(i)
         t0 = time.perf_counter_ns()
         end.send(m)
         r = end.recv()
         samples.append(time.perf_counter_ns() - t0)
+        times.append(t0)
         codec.check(r, i)
-    elapsed = time.perf_counter_ns() - t_start
+    t_end = time.perf_counter_ns()
+    elapsed = t_end - t_start
     cpu = cpu_ns() - c0
     end.send(b"")
     return {"messages": len(samples), "elapsed_ns": elapsed, "latency": percentiles(samples),
-            "cpu_ns": cpu}
+            "cpu_ns": cpu, "measured_ns": elapsed, "hist": hist_pairs(samples),
+            "batches": batches_of(times, t_end, list(enumerate(samples)))}
 
 
 def role_echo(end, codec, a):
@@ -530,7 +589,9 @@ def role_send(end, codec, a):
     c0 = cpu_ns()
     stamped = codec.size >= STAMPED_SIZE
     n = 0
-    for i in measured(a, warm):
+    # A tenth more: the receiver's time runs from its first message to its
+    # last, a little shorter than the sender's.
+    for i in measured(a, warm, MIN_MESSAGES, 1.1):
         end.send(codec.make(i, now_ns() if stamped and i % STAMP_EVERY == 0 else 0))
         n += 1
     end.send(b"")
@@ -542,22 +603,25 @@ def role_recv(end, codec, a):
     for i in range(warm):
         codec.check(end.recv(), i)
     c0 = cpu_ns()
-    samples, i, first, last = [], warm, 0, 0
+    samples, lat_at, times, i = [], [], [], warm
     while True:
         m = end.recv()
         if not m:
             break
         t = now_ns()
         ts = codec.check(m, i)
-        if i == warm:
-            first = t
-        last = t
+        times.append(t)
         if ts:
             samples.append(t - ts)
+            lat_at.append((i - warm, t - ts))
         i += 1
     n = i - warm
-    return {"messages": n, "elapsed_ns": last - first, "latency": percentiles(samples),
-            "cpu_ns": cpu_ns() - c0, "intervals": max(0, n - 1)}
+    elapsed = times[-1] - times[0] if times else 0
+    # Batches over the intervals after the first message.
+    return {"messages": n, "elapsed_ns": elapsed, "latency": percentiles(samples),
+            "cpu_ns": cpu_ns() - c0, "intervals": max(0, n - 1), "measured_ns": elapsed,
+            "hist": hist_pairs(samples),
+            "batches": batches_of(times[:-1], times[-1], lat_at) if n > 1 else []}
 
 
 def role_produce(end, codec, a):
@@ -567,7 +631,7 @@ def role_produce(end, codec, a):
     c0 = cpu_ns()
     stamped = codec.size >= STAMPED_SIZE
     n = 0
-    for i in measured(a, warm):
+    for i in measured(a, warm, 100):
         end.send(codec.make(tagged(pid, i), now_ns() if stamped and i % STAMP_EVERY == 0 else 0))
         n += 1
     end.flush()
@@ -615,7 +679,7 @@ def role_client(end, codec, a):
     samples = []
     c0 = cpu_ns()
     first = now_ns()
-    for i in measured(a, warm):
+    for i in measured(a, warm, 100):
         seq = tagged(pid, i)
         m = codec.make(seq)
         t0 = time.perf_counter_ns()
@@ -671,7 +735,7 @@ def role_incr(prims, codec, a):
     samples = []
     c0 = cpu_ns()
     first = t = now_ns()
-    for _ in measured(a, 0):
+    for _ in measured(a, 0, 100):
         cycle()
         now = now_ns()
         samples.append(now - t)
@@ -749,7 +813,7 @@ def role_jprod(prims, codec, a):
     samples = []
     c0 = cpu_ns()
     first = t = now_ns()
-    for _ in measured(a, 0):
+    for _ in measured(a, 0, 100):
         rnd()
         now = now_ns()
         samples.append(now - t)
@@ -1156,6 +1220,10 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
             procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
             ra = collect(procs, ctls, 0, deadline, peers)
             rb = collect(procs, ctls, 1, deadline, peers)
+            measured_side = ra if pattern == "pingpong" else rb
+            rec["measured_ns"] = measured_side["measured_ns"]
+            rec["batches"] = measured_side["batches"]
+            rec["latency_pairs"] = measured_side["hist"]
             if pattern == "pingpong":
                 rec["messages"] = ra["messages"]
                 rec["elapsed_ns"] = ra["elapsed_ns"]
@@ -1332,9 +1400,10 @@ class Opts:
         self.cpus = sorted(os.sched_getaffinity(0)) if not a.cpus else a.cpus
 
     def max_iters(self, pattern, size):
-        if pattern in ("pingpong", "reqrep"):
+        # The time budget bounds a point; this only stops a runaway one.
+        if pattern == "reqrep":
             return 20_000
-        return max(200, min(1_000_000, (256 << 20) // size))
+        return 50_000_000
 
 
 def plan(o, transports, patterns):

@@ -237,34 +237,38 @@ fn floor_copy_stream_wraps() {
                 tx.stream_send(i, &(i * 7).to_le_bytes(), 100 + i);
             }
         });
-        let mut buf = [0u8; 8];
         for i in 0..3u64 {
-            let ts = f.stream_recv(i, &mut buf).unwrap();
-            assert_eq!((u64::from_le_bytes(buf), ts), (i * 7, 100 + i));
+            let (ts, v) = f
+                .stream_recv(i, |m| u64::from_le_bytes(m.try_into().unwrap()))
+                .unwrap();
+            assert_eq!((v, ts), (i * 7, 100 + i));
         }
         t.join().unwrap();
     });
 }
 
 /// The copy floor of a round trip: each side's slot is rewritten only
-/// after the other has read it.
+/// after the other has read it (the echo copies the A→B slot into the B→A
+/// one without a buffer of its own).
 #[test]
 fn floor_copy_round_trip_two_exchanges() {
     loom::model(|| {
         let f = Arc::new(Floor::on_heap(FloorKind::CopyRoundTrip, 8).unwrap());
         let b = f.clone();
         let t = thread::spawn(move || {
-            let mut buf = [0u8; 8];
             for seq in 0..2u64 {
-                b.trip_recv(Dir::AToB, seq, &mut buf).unwrap();
-                b.trip_send(Dir::BToA, seq, &buf);
+                let v = b.trip_echo(seq, |m| m.to_vec()).unwrap();
+                assert_eq!(v, (seq + 40).to_le_bytes());
             }
         });
-        let mut buf = [0u8; 8];
         for seq in 0..2u64 {
             f.trip_send(Dir::AToB, seq, &(seq + 40).to_le_bytes());
-            f.trip_recv(Dir::BToA, seq, &mut buf).unwrap();
-            assert_eq!(u64::from_le_bytes(buf), seq + 40);
+            let v = f
+                .trip_recv(Dir::BToA, seq, |m| {
+                    u64::from_le_bytes(m.try_into().unwrap())
+                })
+                .unwrap();
+            assert_eq!(v, seq + 40);
         }
         t.join().unwrap();
     });

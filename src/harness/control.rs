@@ -47,6 +47,19 @@ pub struct PeerReport {
     /// Payload bytes moved (the test roles' frames of varying length).
     #[serde(default)]
     pub bytes: u64,
+    /// One-to-one: how long the timed part took in all (a pingpong's two
+    /// timed phases; a stream receiver's first to last message).
+    #[serde(default)]
+    pub measured_ns: u64,
+    /// One-to-one: the measured messages in batches ([`Batches`]), each
+    /// as (median latency ns, 0 if none recorded; messages per second).
+    ///
+    /// [`Batches`]: super::measure::Batches
+    #[serde(default)]
+    pub batches: Vec<(u64, f64)>,
+    /// One-to-one: the whole latency histogram ([`super::measure::encode`]).
+    #[serde(default)]
+    pub histogram: Option<String>,
 }
 
 /// A peer's last word: its report, or its failure as a report carrying

@@ -18,11 +18,7 @@ pub fn cpu_time_ns() -> u64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// An empty histogram of nanoseconds.
-pub fn histogram() -> Histogram<u64> {
-    // 1 ns to one hour, three significant digits.
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
-}
+pub use crate::record::hist::histogram;
 
 /// A histogram as (value, count) pairs, for the coordinator to merge.
 pub fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
@@ -67,4 +63,110 @@ pub fn merged_latency(parts: &[&[(u64, u64)]]) -> Option<Latency> {
         }
     }
     summary(&h)
+}
+
+/// How many batches a point's measured messages are split into: enough
+/// for a 95% interval of the median from their order statistics (6 is
+/// the least that gives one; of 20, the 6th to the 15th: 95.9%).
+pub const BATCHES: u64 = 20;
+
+/// The measured messages of a point, cut into [`BATCHES`] runs of equal
+/// count: each batch's median latency (of the samples it recorded) and
+/// its messages per second, and every sample merged into one histogram.
+/// Recording goes into the batch's histogram only; a batch is merged
+/// when it closes, so a message costs one record as before.
+pub struct Batches {
+    per: u64,
+    left: u64,
+    start: u64,
+    cur: Histogram<u64>,
+    all: Histogram<u64>,
+    out: Vec<(u64, f64)>,
+}
+
+impl Batches {
+    /// Batches over `iters` messages, the first starting at `start_ns`.
+    pub fn new(iters: u64, start_ns: u64) -> Batches {
+        let per = iters.div_ceil(BATCHES).max(1);
+        Batches {
+            per,
+            left: per,
+            start: start_ns,
+            cur: histogram(),
+            all: histogram(),
+            out: Vec::with_capacity(BATCHES as usize),
+        }
+    }
+
+    /// Records one latency sample (nanoseconds).
+    #[inline]
+    pub fn sample(&mut self, ns: u64) {
+        self.cur.saturating_record(ns.max(1));
+    }
+
+    /// Counts one message; `now` is asked for only when it closes a batch.
+    #[inline]
+    pub fn tick(&mut self, now: impl FnOnce() -> u64) {
+        self.left -= 1;
+        if self.left == 0 {
+            self.close(self.per, now());
+        }
+    }
+
+    fn close(&mut self, n: u64, now: u64) {
+        let p50 = if self.cur.is_empty() {
+            0
+        } else {
+            self.cur.value_at_quantile(0.5)
+        };
+        let per_s = n as f64 * 1e9 / now.saturating_sub(self.start).max(1) as f64;
+        self.out.push((p50, per_s));
+        let _ = self.all.add(&self.cur);
+        self.cur.reset();
+        self.start = now;
+        self.left = self.per;
+    }
+
+    /// The batches (median ns, 0 when none was recorded; messages per
+    /// second) and the whole histogram. A last batch shorter than half
+    /// the others is merged into the histogram but not listed.
+    pub fn finish(mut self, now: u64) -> (Vec<(u64, f64)>, Histogram<u64>) {
+        let done = self.per - self.left;
+        if done * 2 >= self.per {
+            self.close(done, now);
+        } else {
+            let _ = self.all.add(&self.cur);
+        }
+        (self.out, self.all)
+    }
+}
+
+pub use crate::record::hist::{decode, encode};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_every_message_and_the_histogram_every_sample() {
+        let mut b = Batches::new(100, 0);
+        for i in 1..=100u64 {
+            b.sample(i);
+            b.tick(|| i * 10);
+        }
+        let (batches, h) = b.finish(1000);
+        assert_eq!(batches.len(), 20);
+        assert_eq!(h.len(), 100);
+        // 5 messages per 50 ns: 100 M/s each.
+        assert!(
+            batches.iter().all(|&(_, r)| (r - 1e8).abs() < 1.0),
+            "{batches:?}"
+        );
+        assert_eq!(batches[0].0, 3);
+        let text = encode(&h).unwrap();
+        let back = decode(&text).unwrap();
+        assert_eq!(back.len(), 100);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert!(decode("not a histogram").is_err());
+    }
 }

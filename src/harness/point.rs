@@ -2,7 +2,7 @@
 //! supervision, their reports turned into a [`PointRecord`], with the
 //! floor measured beside it.
 
-use crate::record::{PointRecord, Throughput};
+use crate::record::{Ci95, PointRecord, Throughput};
 use crate::shm::floor::Floor;
 use crate::shm::{Wait, WaitKind, unique_name};
 use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
@@ -64,7 +64,7 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
 /// Fills a one-to-one point's figures from its peers' reports (A, B).
 pub(super) fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport, b: &PeerReport) {
     rec.pass();
-    let measured = if spec.pattern.round_trips() { a } else { b };
+    let measured = measured_side(spec, a, b);
     rec.messages = measured.messages;
     rec.elapsed_ns = measured.elapsed_ns;
     rec.latency_ns = measured.latency;
@@ -81,14 +81,40 @@ pub(super) fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport,
         measured.messages.max(1)
     };
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
+    rec.measured_ns = Some(measured.measured_ns);
+    rec.batches = measured.batches.clone();
+    rec.ci95 = Ci95::of_batches(&rec.batches);
+    rec.histogram = measured.histogram.clone();
 }
 
-/// The buffer a point's link gets for `depth` messages of `size` bytes:
-/// at least 64 KiB and at most 4 MiB, the copy floor's budget. Deeper
-/// buffers spill out of the caches: over a 16 MiB ring a 1 MiB round trip
-/// took 1.8× as long as over a 4 MiB one, on the VM this was measured on.
-fn link_capacity(size: usize, depth: usize) -> usize {
-    size.saturating_mul(depth).clamp(64 << 10, 4 << 20)
+/// The report of the peer whose figures a one-to-one point keeps (the
+/// initiator of round trips, a stream's receiver).
+fn measured_side<'r>(spec: &PointSpec, a: &'r PeerReport, b: &'r PeerReport) -> &'r PeerReport {
+    if spec.pattern.round_trips() { a } else { b }
+}
+
+/// Runs a one-to-one point with `attempt(warmup, iters)` until its timed
+/// part reaches the profile's budget ([`RunOpts::grown_count`]): the
+/// first attempt, with the profile's counts, tells how long a message
+/// takes; a later one measures enough of them. At most four attempts.
+fn within_budget(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    (warmup, first): (u64, u64),
+    mut attempt: impl FnMut(u64, u64) -> Result<(PeerReport, PeerReport), HarnessError>,
+) -> Result<(PeerReport, PeerReport), HarnessError> {
+    let mut iters = first;
+    let mut result = attempt(warmup, iters);
+    for _ in 0..3 {
+        let Ok((a, b)) = &result else { break };
+        let timed = measured_side(spec, a, b).measured_ns;
+        match opts.grown_count(spec, iters, timed) {
+            Some(n) => iters = n,
+            None => break,
+        }
+        result = attempt(warmup, iters);
+    }
+    result
 }
 
 /// The options a point's (or a session's) link over `kind` is set up
@@ -98,7 +124,7 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
     let depth = if spec.pattern.is_multi() { 256 } else { 16 };
     LinkOpts {
         wait: spec.wait,
-        capacity: link_capacity(spec.size, depth),
+        capacity: crate::shm::floor::room_for(spec.size, depth),
         max_message: spec.size,
         exe: opts.exe.clone(),
         label: format!("bench-{}", kind.name()),
@@ -123,13 +149,13 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         ));
         return rec;
     }
-    let make_args = |addr: &str, side: Side| {
-        let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
-        PeerArgs::for_point(spec, addr, side, 0, (warmup, iters), cpu)
-    };
     if spec.pattern.is_multi() {
         return run_multi(spec, opts, rec, &cpus, warmup, iters);
     }
+    let make_args = |addr: &str, side: Side, counts: (u64, u64)| {
+        let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
+        PeerArgs::for_point(spec, addr, side, 0, counts, cpu)
+    };
     let before = adjacent_floor(spec, opts, &rec.cpus);
     let result = match spec.strategy {
         Strategy::Floor => {
@@ -146,12 +172,16 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
                         .to_owned(),
                 ))
             } else {
-                run_floor(spec, opts, make_args)
+                within_budget(spec, opts, (warmup, iters), |w, n| {
+                    run_floor(spec, opts, |addr, side| make_args(addr, side, (w, n)))
+                })
             }
         }
         Strategy::FloorCopy => {
             if spec.pattern == Pattern::Pingpong && spec.wait.kind == WaitKind::Spin {
-                run_floor(spec, opts, make_args)
+                within_budget(spec, opts, (warmup, iters), |w, n| {
+                    run_floor(spec, opts, |addr, side| make_args(addr, side, (w, n)))
+                })
             } else {
                 Err(HarnessError::Setup(
                     "the copy floor of a round trip is measured with pingpong, spinning".to_owned(),
@@ -160,15 +190,20 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         }
         Strategy::Transport(kind) => {
             let link = link_opts(spec, opts, kind);
-            with_transport!(kind, T => match T::setup(&link) {
-                Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
-                Ok((mut setup, ep)) => run_pair(
-                    opts,
-                    [make_args(&ep.addr, Side::A), make_args(&ep.addr, Side::B)],
-                    &ep.inherit,
-                    &ep.env,
-                    &mut || setup.children_started(),
-                ),
+            within_budget(spec, opts, (warmup, iters), |w, n| {
+                with_transport!(kind, T => match T::setup(&link) {
+                    Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
+                    Ok((mut setup, ep)) => run_pair(
+                        opts,
+                        [
+                            make_args(&ep.addr, Side::A, (w, n)),
+                            make_args(&ep.addr, Side::B, (w, n)),
+                        ],
+                        &ep.inherit,
+                        &ep.env,
+                        &mut || setup.children_started(),
+                    ),
+                })
             })
         }
     };
@@ -210,47 +245,54 @@ fn run_floor(
     r
 }
 
-/// The key figure of the floor that matches a one-to-one pingpong or
-/// stream point (the spin floor's median round trip; the copy floor's
-/// messages per second at the point's size), measured briefly on the
-/// point's CPUs. `None` for other points, unpinned ones, or when the
-/// floor could not be measured (the point stands without it).
+/// The key figure of the same-work floor that matches a one-to-one
+/// pingpong or stream point at its size (the round trip's copy floor's
+/// median; the stream's copy floor's messages per second), measured
+/// briefly on the point's CPUs. `None` for other points, floors, unpinned
+/// points, or when the floor could not be measured (the point stands
+/// without it).
 fn adjacent_floor(spec: &PointSpec, opts: &RunOpts, cpus: &[usize]) -> Option<f64> {
-    // The copy floor of a round trip has the spin floor beside it too, so
-    // that a strategy's multiple of it can be read off the two ratios to
-    // the spin floor taken at their own moments.
-    if spec.strategy == Strategy::Floor {
+    if matches!(spec.strategy, Strategy::Floor | Strategy::FloorCopy) {
         return None;
     }
     if cpus.len() != 2 || opts.fixed_count.is_some() {
         return None;
     }
     let floor = match spec.pattern {
-        Pattern::Pingpong => {
-            PointSpec::one_to_one(Strategy::Floor, Pattern::Pingpong, 8, Wait::SPIN)
-        }
+        Pattern::Pingpong => PointSpec::one_to_one(
+            Strategy::FloorCopy,
+            Pattern::Pingpong,
+            spec.size,
+            Wait::SPIN,
+        ),
         Pattern::Stream => {
             PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, spec.size, Wait::SPIN)
         }
         _ => return None,
     };
-    // An eighth of a point's count: long enough for a median, short
+    // A quarter of the point's time budget: long enough for a median and
+    // for the floor to reach its speed (over a few milliseconds a stream
+    // floor read a fifth of what it reads over a tenth of a second), short
     // enough to sit right beside the point.
-    let (_, iters) = opts.counts(&floor);
-    let cap = if spec.pattern == Pattern::Pingpong {
-        5_000
-    } else {
-        100_000
+    let quarter = RunOpts {
+        budget: opts.budget / 4,
+        ..opts.clone()
     };
-    let iters = (iters / 8).clamp(200, cap);
-    let warmup = (iters / 4).max(1);
-    let make_args = |addr: &str, side: Side| {
-        let cpu = cpus[if side == Side::A { 0 } else { 1 }];
-        PeerArgs::for_point(&floor, addr, side, 0, (warmup, iters), Some(cpu))
-    };
-    let (a, b) = run_floor(&floor, opts, make_args).ok()?;
-    let mut rec =
-        PointRecord::unmeasured("floor", floor.pattern.name(), floor.size, (1, 1), "spin");
+    let (warmup, iters) = opts.counts(&floor);
+    let (a, b) = within_budget(&floor, &quarter, (warmup, iters), |w, n| {
+        run_floor(&floor, opts, |addr, side| {
+            let cpu = cpus[if side == Side::A { 0 } else { 1 }];
+            PeerArgs::for_point(&floor, addr, side, 0, (w, n), Some(cpu))
+        })
+    })
+    .ok()?;
+    let mut rec = PointRecord::unmeasured(
+        floor.strategy.name(),
+        floor.pattern.name(),
+        floor.size,
+        (1, 1),
+        "spin",
+    );
     fill_pair(&mut rec, &floor, &a, &b);
     rec.key_figure()
 }

@@ -52,7 +52,49 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
     order.sort_by(|&a, &b| figures[a].total_cmp(&figures[b]));
     let mut median = recs.swap_remove(order[order.len() / 2]);
     median.repeats = figures;
+    pool_repeats(&mut median, &recs);
     median
+}
+
+/// Gives the kept repeat `kept` what every repeat measured: the time
+/// measured in all, every batch (so its intervals are over all of them)
+/// and the histograms merged, from which its percentiles are read again
+/// (a tail from every repeat, not from the one whose median was in the
+/// middle). `others` are the repeats not kept.
+fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
+    use super::measure::{decode, encode, summary};
+    if let Some(total) = others
+        .iter()
+        .map(|r| r.measured_ns)
+        .try_fold(kept.measured_ns.unwrap_or(0), |t, m| Some(t + m?))
+        .filter(|_| kept.measured_ns.is_some())
+    {
+        kept.measured_ns = Some(total);
+    }
+    for r in others {
+        kept.batches.extend_from_slice(&r.batches);
+    }
+    if !kept.batches.is_empty() {
+        kept.ci95 = crate::record::Ci95::of_batches(&kept.batches);
+    }
+    let merged = std::iter::once(&*kept)
+        .chain(others)
+        .map(|r| r.histogram.as_deref().map(decode))
+        .try_fold(None::<hdrhistogram::Histogram<u64>>, |acc, h| match h {
+            Some(Ok(h)) => Some(Some(match acc {
+                Some(mut a) => {
+                    let _ = a.add(&h);
+                    a
+                }
+                None => h,
+            })),
+            _ => None,
+        })
+        .flatten();
+    if let Some(h) = merged {
+        kept.latency_ns = summary(&h);
+        kept.histogram = encode(&h);
+    }
 }
 
 /// Measures `m` once.

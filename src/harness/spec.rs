@@ -246,6 +246,9 @@ pub struct RunOpts {
     /// Measure exactly this many round trips or messages (criterion's
     /// `iters`), instead of counts derived from the size.
     pub fixed_count: Option<u64>,
+    /// The least time a one-to-one point's timed part takes (the same for
+    /// every strategy, Python's included).
+    pub budget: Duration,
 }
 
 impl Default for RunOpts {
@@ -259,6 +262,7 @@ impl Default for RunOpts {
             deadline: Duration::from_secs(60),
             pin: true,
             fixed_count: None,
+            budget: Duration::from_millis(500),
         }
     }
 }
@@ -295,6 +299,43 @@ impl RunOpts {
                 (self.warmup.min(n / 10).max(1), n)
             }
         }
+    }
+}
+
+/// The least round trips a one-to-one point measures (for its p99).
+pub const MIN_ROUND_TRIPS: u64 = 1_000;
+/// The least messages a stream measures (one in 16 carries a send time:
+/// 625 latency samples).
+pub const MIN_MESSAGES: u64 = 10_000;
+/// What reaching those minimums may cost, in budgets: beyond it a slow
+/// strategy measures fewer (and says so by its count).
+pub const MIN_COUNT_BUDGETS: u64 = 8;
+
+impl RunOpts {
+    /// The count a one-to-one point of `spec` measures next, when `iters`
+    /// took `timed_ns` in its timed part: enough for [`RunOpts::budget`]
+    /// (a fifth more, for a machine that speeds up) and for
+    /// [`MIN_ROUND_TRIPS`] or [`MIN_MESSAGES`] (within
+    /// [`MIN_COUNT_BUDGETS`] budgets). `None` when `iters` already did, or
+    /// when counts are fixed.
+    pub fn grown_count(&self, spec: &PointSpec, iters: u64, timed_ns: u64) -> Option<u64> {
+        if self.fixed_count.is_some() || iters == 0 || spec.pattern.is_multi() {
+            return None;
+        }
+        let budget = self.budget.as_nanos() as u64;
+        let least = if spec.pattern.round_trips() {
+            MIN_ROUND_TRIPS
+        } else {
+            MIN_MESSAGES
+        };
+        if timed_ns >= budget && iters >= least {
+            return None;
+        }
+        let per = (timed_ns as f64 / iters as f64).max(1.0);
+        let for_budget = (budget as f64 * 1.2 / per).ceil() as u64;
+        let affordable = (budget as f64 * MIN_COUNT_BUDGETS as f64 / per) as u64;
+        let want = for_budget.max(least.min(affordable));
+        (want > iters).then_some(want)
     }
 }
 

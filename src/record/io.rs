@@ -167,6 +167,13 @@ mod tests {
                     cpus: vec![0, 1],
                     repeats: vec![],
                     adjacent_floors: vec![],
+                    measured_ns: Some(1000),
+                    batches: vec![(90, 1e7); 6],
+                    ci95: Some(crate::record::Ci95 {
+                        p50_ns: Some([90.0, 90.0]),
+                        msgs_per_s: Some([1e7, 1e7]),
+                    }),
+                    histogram: None,
                 },
                 PointRecord {
                     transport: "tcp".into(),
@@ -190,6 +197,10 @@ mod tests {
                     cpus: vec![],
                     repeats: vec![],
                     adjacent_floors: vec![],
+                    measured_ns: None,
+                    batches: vec![],
+                    ci95: None,
+                    histogram: None,
                 },
             ],
         }

@@ -9,15 +9,18 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod hist;
 pub mod io;
 pub mod machine;
 
 pub use machine::{allowed_cpus, pin_to, rfc3339_now, set_cpus};
 
-/// The version of this schema. Version 2 added a point's `status`; files
-/// of version 1 still load (their status is derived from `validated` and
-/// the `skipped:` prefix their `error` had).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The version of this schema. Version 2 added a point's `status`;
+/// version 3 its `measured_ns`, `batches`, `ci95` and `histogram`, and the
+/// machine's topology. Older files still load (a version-1 status is
+/// derived from `validated` and the `skipped:` prefix its `error` had);
+/// newer ones are refused by [`io::read_results`].
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How long the answering side of a `pingpong-late` point works on each
 /// message before it answers: inside its round trips, taken off them when
@@ -103,6 +106,72 @@ pub struct Throughput {
     pub bytes_per_s: f64,
 }
 
+/// 95% confidence intervals of a point's figures, `[low, high]`: of the
+/// median latency and of the messages per second, each the order-statistic
+/// interval of the median over the point's batches (see
+/// `docs/results-schema.md`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Ci95 {
+    /// The median latency's (absent when the batches recorded no latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ns: Option<[f64; 2]>,
+    /// The throughput's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<[f64; 2]>,
+}
+
+impl Ci95 {
+    /// The intervals of `batches` ((median ns, 0 when none; messages per
+    /// second) each); `None` when there are too few batches for either.
+    pub fn of_batches(batches: &[(u64, f64)]) -> Option<Ci95> {
+        let p50: Vec<f64> = batches.iter().map(|b| b.0 as f64).collect();
+        let rate: Vec<f64> = batches.iter().map(|b| b.1).collect();
+        let ci = Ci95 {
+            p50_ns: if p50.iter().all(|&x| x > 0.0) {
+                median_interval(&p50)
+            } else {
+                None
+            },
+            msgs_per_s: median_interval(&rate),
+        };
+        (ci.p50_ns.is_some() || ci.msgs_per_s.is_some()).then_some(ci)
+    }
+}
+
+/// The ranks (0-based, inclusive) of the order statistics that bound a
+/// 95% interval of the median of `n` values: the largest `j` with
+/// P(Binomial(n, ½) ≤ j) ≤ 2.5%, and `n − 1 − j`. `None` below 6 values
+/// (no pair of ranks covers 95%).
+pub fn median_ranks(n: usize) -> Option<(usize, usize)> {
+    if n < 6 {
+        return None;
+    }
+    // P(X <= k) for X ~ Binomial(n, 1/2), accumulated term by term; the
+    // interval [x(j), x(n-1-j)] (0-based) misses the median with
+    // probability 2 P(X <= j).
+    let mut term = 0.5f64.powi(n as i32);
+    let mut cdf = term;
+    let mut j = 0usize;
+    for k in 1..n {
+        term *= (n - k + 1) as f64 / k as f64;
+        if cdf + term > 0.025 {
+            break;
+        }
+        cdf += term;
+        j = k;
+    }
+    Some((j, n - 1 - j))
+}
+
+/// The 95% interval of the median of `values` from their order
+/// statistics ([`median_ranks`]); `None` below 6 values.
+pub fn median_interval(values: &[f64]) -> Option<[f64; 2]> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let (lo, hi) = median_ranks(v.len())?;
+    v.sort_by(f64::total_cmp);
+    Some([v[lo], v[hi]])
+}
+
 /// One measured point.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(from = "wire::PointWire")]
@@ -164,6 +233,22 @@ pub struct PointRecord {
     /// physical cores), only these make a trustworthy ratio.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adjacent_floors: Vec<f64>,
+    /// How long the timed part of the point took (all repeats): what the
+    /// time budget of its profile bounds from below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_ns: Option<u64>,
+    /// The measured messages in consecutive batches of equal count, each
+    /// `[median latency ns (0 when the batch recorded none), messages per
+    /// second]`; with `--repeat`, every repeat's batches in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<(u64, f64)>,
+    /// 95% intervals of the median and the throughput, from `batches`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<Ci95>,
+    /// Every latency sample of the point (all repeats merged) as an
+    /// HdrHistogram in its V2 deflate encoding, in base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 impl PointRecord {
@@ -197,6 +282,10 @@ impl PointRecord {
             cpus: Vec::new(),
             repeats: Vec::new(),
             adjacent_floors: Vec::new(),
+            measured_ns: None,
+            batches: Vec::new(),
+            ci95: None,
+            histogram: None,
         }
     }
 
@@ -292,6 +381,18 @@ mod wire {
         repeats: Vec<f64>,
         #[serde(default)]
         adjacent_floors: Vec<f64>,
+        #[serde(default)]
+        measured_ns: Option<u64>,
+        #[serde(default)]
+        batches: Vec<(u64, f64)>,
+        #[serde(default)]
+        ci95: Option<Ci95>,
+        #[serde(default)]
+        histogram: Option<String>,
+        /// The Python baseline's latency samples as (value, count) pairs,
+        /// turned into `histogram` here.
+        #[serde(default)]
+        latency_pairs: Vec<(u64, u64)>,
     }
 
     impl From<PointWire> for PointRecord {
@@ -327,6 +428,10 @@ mod wire {
                 cpus: w.cpus,
                 repeats: w.repeats,
                 adjacent_floors: w.adjacent_floors,
+                measured_ns: w.measured_ns,
+                ci95: w.ci95.or_else(|| Ci95::of_batches(&w.batches)),
+                batches: w.batches,
+                histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
             }
         }
     }
@@ -361,6 +466,28 @@ mod tests {
         let text = serde_json::to_string(&ok).unwrap();
         assert!(text.contains(r#""status":"ok""#), "{text}");
         assert_eq!(serde_json::from_str::<PointRecord>(&text).unwrap(), ok);
+    }
+
+    #[test]
+    fn median_ranks_match_the_binomial_tables() {
+        // Coverage of [x(j), x(n-1-j)] is 1 - 2 P(X <= j).
+        assert_eq!(median_ranks(5), None);
+        assert_eq!(median_ranks(6), Some((0, 5)));
+        assert_eq!(median_ranks(20), Some((5, 14)));
+        assert_eq!(median_ranks(100), Some((39, 60)));
+        let iv = median_interval(&(1..=20).map(f64::from).collect::<Vec<_>>()).unwrap();
+        assert_eq!(iv, [6.0, 15.0]);
+        let ci = Ci95::of_batches(&(1..=20).map(|i| (i, 2.0 * i as f64)).collect::<Vec<_>>());
+        assert_eq!(
+            ci,
+            Some(Ci95 {
+                p50_ns: Some([6.0, 15.0]),
+                msgs_per_s: Some([12.0, 30.0])
+            })
+        );
+        // No latency in some batch: only the throughput's interval.
+        let ci = Ci95::of_batches(&[(0, 1.0); 8]).unwrap();
+        assert_eq!((ci.p50_ns, ci.msgs_per_s), (None, Some([1.0, 1.0])));
     }
 
     #[test]

@@ -107,6 +107,24 @@ pub fn vs_adjacent_floor(p: &PointRecord) -> Option<f64> {
     key_figure(p).map(|f| f / ((a + b) / 2.0))
 }
 
+/// A point whose cost reads below this multiple of the same-work floor
+/// measured beside it is wrong (the floor or the point): the floor does
+/// the least work any strategy must.
+pub const BELOW_FLOOR: f64 = 0.9;
+
+/// What a one-to-one point costs in multiples of the same-work floor
+/// beside it (pingpong: its median round trip over the floor's; stream:
+/// the floor's messages per second over its own), when the floors agree
+/// ([`vs_adjacent_floor`]). 1 is the floor; below [`BELOW_FLOOR`], a bug.
+pub fn floor_multiple(p: &PointRecord) -> Option<f64> {
+    let r = vs_adjacent_floor(p)?;
+    if lower_is_better(&p.pattern) {
+        Some(r)
+    } else {
+        (r > 0.0).then(|| 1.0 / r)
+    }
+}
+
 /// `a` is better than `b` for `pattern`.
 fn better(pattern: &str, a: f64, b: f64) -> bool {
     if lower_is_better(pattern) {

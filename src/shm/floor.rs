@@ -12,11 +12,16 @@
 //! - [`FloorKind::CopyStream`]: the copy floor of a stream. Slots of one
 //!   message each (a flag word, the send time, the message on lines of its
 //!   own); the sender copies message `i` into slot `i mod slots` and flags
-//!   it `i + 1`, the receiver copies it out and frees the slot (flag 0).
+//!   it `i + 1`, the receiver reads it where it lies and frees the slot
+//!   (flag 0).
 //! - [`FloorKind::CopyRoundTrip`]: the copy floor of a round trip. A slot
 //!   each way (a flag word and the message, in the flag's line when it
 //!   fits); message `seq` is flagged `seq + 1`, as any duplex channel made
-//!   of two one-way channels must at least do.
+//!   of two one-way channels must at least do. The answering side reads
+//!   the message where it lies and copies it straight into its own slot.
+//!
+//! So each message is written into shared memory once and read once on
+//! the other side: the least work any channel does for it.
 //!
 //! Every received message's flag is checked against the one due, so a lost
 //! or repeated hand-off is an error, never a faster floor.
@@ -131,9 +136,20 @@ const STREAM_MSG_OFF: usize = 64;
 /// Where a round trip slot's message lies: right after its flag.
 const TRIP_MSG_OFF: usize = 8;
 
+/// The bytes a link (and the stream floor) gets for `depth` messages of
+/// `size` bytes: at least 64 KiB and at most 4 MiB. Deeper buffers spill
+/// out of the caches: over a 16 MiB ring a 1 MiB round trip took 1.8× as
+/// long as over a 4 MiB one, on the VM this was measured on.
+pub fn room_for(size: usize, depth: usize) -> usize {
+    size.saturating_mul(depth).clamp(64 << 10, 4 << 20)
+}
+
 /// How a floor of `kind` lays out messages of `size` bytes: (slots, stride).
-/// The stream has about 4 MiB of slots (deeper buffers than that spill out
-/// of the caches and make the floor slower, not faster), 4 to 1024 of them.
+/// The stream has as many slots as the harness's links have room for
+/// messages (16 of them, in 64 KiB to 4 MiB), 4 to 1024: a floor with
+/// deeper buffers spills out of the caches where the links it bounds do
+/// not (at 64 KiB, 64 slots made the floor a third as fast as a ring of
+/// 1 MiB).
 fn layout(kind: FloorKind, size: usize) -> SlotLayout {
     match kind {
         FloorKind::Spin | FloorKind::Park => SlotLayout::NONE,
@@ -142,7 +158,7 @@ fn layout(kind: FloorKind, size: usize) -> SlotLayout {
             count: if cfg!(loom) {
                 2
             } else {
-                ((4 << 20) / size.max(1)).clamp(4, 1024)
+                (room_for(size, 16) / size.max(1)).clamp(4, 1024)
             },
             stride: STREAM_MSG_OFF + round_up(size, 64),
         },
@@ -337,12 +353,17 @@ impl Floor {
         flag.store(i + 1, Ordering::Release);
     }
 
-    /// The copy floor of a stream: waits for message `i`, copies it into
-    /// `buf` (the floor's size), frees the slot, and returns its send
-    /// time. A slot flagged with another message is an error.
+    /// The copy floor of a stream: waits for message `i`, hands it to
+    /// `check` where it lies (no copy out), frees the slot, and returns its
+    /// send time with what `check` said. A slot flagged with another
+    /// message is an error.
     #[inline]
-    pub fn stream_recv(&self, i: u64, buf: &mut [u8]) -> Result<u64, FloorError> {
-        debug_assert!(self.kind == FloorKind::CopyStream && buf.len() == self.size);
+    pub fn stream_recv<R>(
+        &self,
+        i: u64,
+        check: impl FnOnce(&[u8]) -> R,
+    ) -> Result<(u64, R), FloorError> {
+        debug_assert!(self.kind == FloorKind::CopyStream);
         let s = (i % self.slots.count as u64) as usize;
         let flag = self.shared.words.get(s);
         // SYNC POINT: slot filled — Acquire pairs with the sender's Release.
@@ -359,13 +380,15 @@ impl Floor {
         let mut ts = [0u8; 8];
         // SAFETY: published to us by the flag we saw; the sender does not
         // touch the slot until we free it below; in bounds as in send.
-        unsafe {
+        let r = unsafe {
             self.shared.data.read(at + TS_OFF, &mut ts);
-            self.shared.data.read(at + STREAM_MSG_OFF, buf);
-        }
-        // SYNC POINT: slot freed.
+            self.shared
+                .data
+                .with_slice(at + STREAM_MSG_OFF, self.size, check)
+        };
+        // SYNC POINT: slot freed (after `check` read it).
         flag.store(0, Ordering::Release);
-        Ok(u64::from_le_bytes(ts))
+        Ok((u64::from_le_bytes(ts), r))
     }
 
     /// The copy floor of a round trip: copies `msg` (the floor's size)
@@ -391,17 +414,64 @@ impl Floor {
     }
 
     /// The copy floor of a round trip: waits for message `seq` in
-    /// direction `dir`'s slot and copies it into `buf`. A flag past the one
-    /// due is an error.
+    /// direction `dir`'s slot and hands it to `check` where it lies. A
+    /// flag past the one due is an error.
     #[inline]
-    pub fn trip_recv(&self, dir: Dir, seq: u64, buf: &mut [u8]) -> Result<(), FloorError> {
-        debug_assert!(self.kind == FloorKind::CopyRoundTrip && buf.len() == self.size);
-        let s = dir as usize;
-        let flag = self.shared.words.get(s);
+    pub fn trip_recv<R>(
+        &self,
+        dir: Dir,
+        seq: u64,
+        check: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FloorError> {
+        debug_assert!(self.kind == FloorKind::CopyRoundTrip);
+        self.trip_await(dir, seq)?;
+        // SAFETY: published to us by the flag; ours to read until we answer.
+        Ok(unsafe {
+            self.shared.data.with_slice(
+                dir as usize * self.slots.stride + TRIP_MSG_OFF,
+                self.size,
+                check,
+            )
+        })
+    }
+
+    /// The copy floor of a round trip, answering side: waits for message
+    /// `seq` in the A→B slot, copies it straight into the B→A slot, hands
+    /// that copy to `check` (the bytes read once from the other side, then
+    /// checked where they were written) and flags it — the answer written
+    /// into shared memory once. Copying first lets the copy pull the
+    /// message across at full speed, as a channel's copy out does.
+    #[inline]
+    pub fn trip_echo<R>(&self, seq: u64, check: impl FnOnce(&[u8]) -> R) -> Result<R, FloorError> {
+        debug_assert!(self.kind == FloorKind::CopyRoundTrip);
+        self.trip_await(Dir::AToB, seq)?;
+        let from = Dir::AToB as usize * self.slots.stride + TRIP_MSG_OFF;
+        let to = Dir::BToA as usize * self.slots.stride + TRIP_MSG_OFF;
+        // SAFETY: the A→B slot holds message `seq`, published to us by the
+        // flag and not touched by A until it sees our answer; the B→A slot
+        // is ours as in `trip_send` until our flag below. The slots are a
+        // stride apart, so they do not overlap.
+        let r = unsafe {
+            self.shared.data.copy_within(from, to, self.size);
+            self.shared.data.with_slice(to, self.size, check)
+        };
+        // SYNC POINT: answer in its slot — Release pairs with the Acquire
+        // in `trip_recv`.
+        self.shared
+            .words
+            .get(Dir::BToA as usize)
+            .store(seq + 1, Ordering::Release);
+        Ok(r)
+    }
+
+    /// Waits for message `seq`'s flag in direction `dir`'s slot.
+    #[inline]
+    fn trip_await(&self, dir: Dir, seq: u64) -> Result<(), FloorError> {
+        let flag = self.shared.words.get(dir as usize);
         // SYNC POINT: message in its slot.
         loop {
             match flag.load(Ordering::Acquire) {
-                f if f == seq + 1 => break,
+                f if f == seq + 1 => return Ok(()),
                 f if f <= seq => spin_hint(),
                 f => {
                     return Err(FloorError::Out {
@@ -411,13 +481,6 @@ impl Floor {
                 }
             }
         }
-        // SAFETY: published to us by the flag; ours to read until we answer.
-        unsafe {
-            self.shared
-                .data
-                .read(s * self.slots.stride + TRIP_MSG_OFF, buf)
-        };
-        Ok(())
     }
 }
 
@@ -428,14 +491,12 @@ mod tests {
     #[test]
     fn a_stream_slot_flagged_out_of_turn_is_an_error() {
         let f = Floor::on_heap(FloorKind::CopyStream, 8).unwrap();
-        let mut buf = [0u8; 8];
         f.stream_send(0, &[1; 8], 5);
-        assert_eq!(f.stream_recv(0, &mut buf).unwrap(), 5);
-        assert_eq!(buf, [1; 8]);
+        assert_eq!(f.stream_recv(0, |m| m == [1; 8]).unwrap(), (5, true));
         // Message 1 is sent, message 2 is expected in its place.
         f.stream_send(1, &[2; 8], 0);
         let slots = f.slots.count as u64;
-        let e = f.stream_recv(1 + slots, &mut buf).unwrap_err();
+        let e = f.stream_recv(1 + slots, |_| ()).unwrap_err();
         assert!(matches!(e, FloorError::Out { got: 1, .. }), "{e}");
     }
 

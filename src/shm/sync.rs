@@ -121,6 +121,56 @@ impl Bytes {
         }
     }
 
+    /// Calls `f` with `off..off+len` in place (outside loom; under loom,
+    /// with a copy read through the tracked cells).
+    ///
+    /// # Safety
+    /// As for [`Bytes::read`], while `f` runs.
+    #[inline]
+    pub(crate) unsafe fn with_slice<R>(
+        &self,
+        off: usize,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        #[cfg(not(loom))]
+        // SAFETY: forwarded contract.
+        return f(unsafe { self.slice(off, len) });
+        #[cfg(loom)]
+        {
+            let mut copy = vec![0u8; len];
+            // SAFETY: forwarded contract.
+            unsafe { self.read(off, &mut copy) };
+            f(&copy)
+        }
+    }
+
+    /// Copies `len` bytes from `from` to `to` inside the area (the ranges
+    /// do not overlap).
+    ///
+    /// # Safety
+    /// The source range as for [`Bytes::read`], the destination as for
+    /// [`Bytes::write`].
+    #[inline]
+    pub(crate) unsafe fn copy_within(&self, from: usize, to: usize, len: usize) {
+        debug_assert!(from + len <= self.len && to + len <= self.len);
+        debug_assert!(from + len <= to || to + len <= from);
+        #[cfg(not(loom))]
+        // SAFETY: in bounds, disjoint, and each side ours per the contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(from), self.ptr.add(to), len);
+        }
+        #[cfg(loom)]
+        {
+            let mut copy = vec![0u8; len];
+            // SAFETY: forwarded contract.
+            unsafe {
+                self.read(from, &mut copy);
+                self.write(to, &copy);
+            }
+        }
+    }
+
     /// Writes a little-endian u32 at `off`.
     ///
     /// # Safety

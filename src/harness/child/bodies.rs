@@ -4,7 +4,7 @@
 //! run the same code.
 
 use super::super::control::PeerReport;
-use super::super::measure::{cpu_time_ns, histogram, now_ns, pairs, summary};
+use super::super::measure::{Batches, cpu_time_ns, encode, histogram, now_ns, pairs, summary};
 use super::super::validate::Codec;
 use crate::transport::{Conn, TransportError};
 
@@ -25,27 +25,34 @@ pub fn timed_exchanges_from(
         seq += 1;
     }
     let cpu0 = cpu_time_ns();
-    let mut h = histogram();
     let start = now_ns();
+    let mut b = Batches::new(iters, start);
     for _ in 0..iters {
         let t0 = now_ns();
         exchange(seq)?;
-        h.saturating_record(now_ns() - t0);
+        let t1 = now_ns();
+        b.sample(t1 - t0);
+        b.tick(|| t1);
         seq += 1;
     }
-    let elapsed = now_ns() - start;
+    let end = now_ns();
+    let elapsed = end - start;
+    let (batches, h) = b.finish(end);
     let tb = now_ns();
     for _ in 0..iters {
         exchange(seq)?;
         seq += 1;
     }
-    let batched = (now_ns() - tb) as f64 / iters.max(1) as f64;
+    let batch_ns = now_ns() - tb;
     Ok(PeerReport {
         messages: iters,
         elapsed_ns: elapsed,
         latency: summary(&h),
-        batched_mean_ns: Some(batched),
+        batched_mean_ns: Some(batch_ns as f64 / iters.max(1) as f64),
         cpu_ns: cpu_time_ns() - cpu0,
+        measured_ns: elapsed + batch_ns,
+        batches,
+        histogram: encode(&h),
         ..PeerReport::default()
     })
 }
@@ -237,10 +244,13 @@ pub fn recv_seqs<C: Conn>(
     measured: u64,
 ) -> Result<PeerReport, String> {
     let mut buf = Vec::with_capacity(codec.size());
-    let mut h = histogram();
     let cpu0 = cpu_time_ns();
     let (mut first, mut last) = (0, 0);
     let end = seqs.end;
+    // Batches over the intervals between measured messages, opened at
+    // the first of them.
+    let intervals = end.saturating_sub(measured).saturating_sub(1);
+    let mut b = Batches::new(intervals, 0);
     for seq in seqs {
         // Checked where it lies when the transport can (no copy out).
         let ts = conn
@@ -252,23 +262,31 @@ pub fn recv_seqs<C: Conn>(
             } else {
                 0
             };
-            if ts != 0 {
-                h.saturating_record(now.saturating_sub(ts));
-            }
             if seq == measured {
                 first = now;
+                b = Batches::new(intervals, now);
+            }
+            if ts != 0 {
+                b.sample(now.saturating_sub(ts));
+            }
+            if seq != measured {
+                b.tick(|| if now != 0 { now } else { now_ns() });
             }
             if seq + 1 == end {
                 last = now;
             }
         }
     }
+    let (batches, h) = b.finish(last);
     Ok(PeerReport {
         // Intervals between the first and the last measured message.
-        messages: end.saturating_sub(measured).saturating_sub(1),
+        messages: intervals,
         elapsed_ns: last.saturating_sub(first),
         latency: summary(&h),
         cpu_ns: cpu_time_ns() - cpu0,
+        measured_ns: last.saturating_sub(first),
+        batches,
+        histogram: encode(&h),
         ..PeerReport::default()
     })
 }

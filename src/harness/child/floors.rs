@@ -5,7 +5,8 @@
 //! session's rounds run the same code.
 
 use super::super::control::PeerReport;
-use super::super::measure::{cpu_time_ns, histogram, now_ns, summary};
+use super::super::measure::{Batches, cpu_time_ns, encode, now_ns, summary};
+use super::super::validate::Codec;
 use super::bodies::{STAMP_EVERY, busy_for, timed_exchanges_from};
 use crate::harness::spec::Pattern;
 use crate::shm::floor::{Dir, Floor, FloorKind};
@@ -112,45 +113,32 @@ fn park(
     }
 }
 
-/// Numbers a floor's message `i` in its first and last 8 bytes (`buf`
-/// holds at least 8).
-fn number_ends(buf: &mut [u8], i: u64) {
-    let n = buf.len();
-    buf[..8].copy_from_slice(&i.to_le_bytes());
-    buf[n - 8..].copy_from_slice(&i.to_le_bytes());
+/// The codec of a copy floor's messages: the one every strategy's
+/// messages are stamped and checked with.
+fn codec_of(floor: &Floor) -> Result<Codec, String> {
+    Codec::new(floor.size())
 }
 
-/// Checks that a floor's message carries number `i` at both ends (`buf`
-/// holds at least 8 bytes).
-fn check_ends(buf: &[u8], i: u64) -> Result<(), String> {
-    let n = buf.len();
-    let at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap_or([0; 8]));
-    match (at(0), at(n - 8)) {
-        (a, b) if a == i && b == i => Ok(()),
-        (a, b) => Err(format!(
-            "message {i}: carries {a} at its start and {b} at its end"
-        )),
-    }
-}
-
-/// The copy floor of a stream: the sender copies each message from its
-/// own buffer into a slot, numbered at both ends, one in [`STAMP_EVERY`]
-/// with its send time; the receiver copies it out into its own buffer and
-/// checks its number. No framing, no checksum: a plain copy in and a plain
-/// copy out, the least a copying channel does.
+/// The copy floor of a stream: the sender stamps each message (one in
+/// [`STAMP_EVERY`] with its send time) and copies it into a slot; the
+/// receiver checks it where it lies with the same check every strategy's
+/// receiver makes (sequence, checksum of every byte) and frees the slot.
+/// So each message is written into shared memory once and read once: the
+/// least work the harness asks of any channel, and nothing more.
 fn stream(floor: &Floor, sender: bool, warmup: u64, iters: u64) -> Result<PeerReport, String> {
     let total = warmup + iters;
+    let codec = codec_of(floor)?;
     let cpu0 = cpu_time_ns();
-    let mut buf = vec![0x5Au8; floor.size()];
     if sender {
+        let mut buf = codec.buffer();
         let first = now_ns();
         for i in 0..total {
-            number_ends(&mut buf, i);
             let t = if i >= warmup && i % STAMP_EVERY == 0 {
                 now_ns()
             } else {
                 0
             };
+            codec.stamp(&mut buf, i, t);
             floor.stream_send(i, &buf, t);
         }
         return Ok(PeerReport {
@@ -160,63 +148,80 @@ fn stream(floor: &Floor, sender: bool, warmup: u64, iters: u64) -> Result<PeerRe
             ..PeerReport::default()
         });
     }
-    let mut h = histogram();
+    let intervals = iters.saturating_sub(1);
+    let mut b = Batches::new(intervals, 0);
     let (mut first, mut last) = (0, 0);
     for i in 0..total {
-        let t = floor.stream_recv(i, &mut buf).map_err(|e| e.to_string())?;
-        check_ends(&buf, i)?;
+        let (t, checked) = floor
+            .stream_recv(i, |m| codec.check(m, i))
+            .map_err(|e| e.to_string())?;
+        checked?;
         if i >= warmup {
             let now = if t != 0 || i == warmup || i + 1 == total {
                 now_ns()
             } else {
                 0
             };
-            if t != 0 {
-                h.saturating_record(now.saturating_sub(t).max(1));
-            }
             if i == warmup {
                 first = now;
+                b = Batches::new(intervals, now);
+            }
+            if t != 0 {
+                b.sample(now.saturating_sub(t));
+            }
+            if i != warmup {
+                b.tick(|| if now != 0 { now } else { now_ns() });
             }
             if i + 1 == total {
                 last = now;
             }
         }
     }
+    let (batches, h) = b.finish(last);
     Ok(PeerReport {
-        messages: iters.saturating_sub(1),
+        messages: intervals,
         elapsed_ns: last.saturating_sub(first),
         latency: summary(&h),
         cpu_ns: cpu_time_ns() - cpu0,
+        measured_ns: last.saturating_sub(first),
+        batches,
+        histogram: encode(&h),
         ..PeerReport::default()
     })
 }
 
-/// The copy floor of a round trip: side A copies message `seq` into the
-/// A→B slot; side B copies it out, checks its number, copies it into the
-/// B→A slot; A copies the echo out and checks it. (The spin floor is one
-/// word that both directions share, which no pair of channels can be.)
+/// The copy floor of a round trip: side A stamps message `seq` and copies
+/// it into the A→B slot; side B copies it straight into the B→A slot and
+/// checks it there; A checks the answer where it lies. Each way
+/// the message is written into shared memory once and read and checked
+/// once, with the check every strategy's peers make. (The spin floor is
+/// one word that both directions share, which no pair of channels can be.)
 fn copy_round_trip(
     floor: &Floor,
     initiator: bool,
     warmup: u64,
     iters: u64,
 ) -> Result<PeerReport, String> {
-    let mut buf = vec![0x5Au8; floor.size()];
-    let recv = |buf: &mut [u8], dir: Dir, seq: u64| -> Result<(), String> {
-        floor.trip_recv(dir, seq, buf).map_err(|e| e.to_string())?;
-        check_ends(buf, seq)
+    let codec = codec_of(floor)?;
+    let recv = |dir: Dir, seq: u64| -> Result<(), String> {
+        floor
+            .trip_recv(dir, seq, |m| codec.check(m, seq))
+            .map_err(|e| e.to_string())?
+            .map(drop)
     };
     if initiator {
+        let mut buf = codec.buffer();
         timed_exchanges_from(0, warmup, iters, |seq| {
-            number_ends(&mut buf, seq);
+            codec.stamp(&mut buf, seq, 0);
             floor.trip_send(Dir::AToB, seq, &buf);
-            recv(&mut buf, Dir::BToA, seq)
+            recv(Dir::BToA, seq)
         })
     } else {
         answer(0, warmup + 2 * iters, |seq| {
-            recv(&mut buf, Dir::AToB, seq)?;
-            floor.trip_send(Dir::BToA, seq, &buf);
-            Ok(())
+            floor
+                .trip_echo(seq, |m| codec.check(m, seq))
+                .map_err(|e| e.to_string())?
+                .map(drop)
         })
     }
 }
@@ -242,8 +247,7 @@ mod tests {
         let floor = std::sync::Arc::new(Floor::on_heap(FloorKind::CopyRoundTrip, size).unwrap());
         let f = floor.clone();
         let rogue = std::thread::spawn(move || {
-            let mut buf = vec![0u8; size];
-            f.trip_recv(Dir::AToB, 0, &mut buf).unwrap();
+            f.trip_recv(Dir::AToB, 0, |_| ()).unwrap();
             f.trip_send(Dir::BToA, 0, &[7; 64]);
         });
         let e = copy_round_trip(&floor, true, 0, 10).unwrap_err();

@@ -72,7 +72,7 @@ impl Profile {
         }
     }
 
-    /// Counts and deadlines.
+    /// Counts, time budgets and deadlines.
     pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
         use std::time::Duration;
         let base = RunOpts {
@@ -86,6 +86,7 @@ impl Profile {
                 stream_bytes: 8 << 20,
                 stream_messages: (1_000, 50_000),
                 deadline: Duration::from_secs(30),
+                budget: Duration::from_millis(100),
                 ..base
             },
             Profile::Default => RunOpts {
@@ -94,6 +95,7 @@ impl Profile {
                 stream_bytes: 64 << 20,
                 stream_messages: (1_000, 300_000),
                 deadline: Duration::from_secs(60),
+                budget: Duration::from_millis(500),
                 ..base
             },
             Profile::Full => RunOpts {
@@ -102,6 +104,7 @@ impl Profile {
                 stream_bytes: 512 << 20,
                 stream_messages: (5_000, 2_000_000),
                 deadline: Duration::from_secs(180),
+                budget: Duration::from_secs(2),
                 ..base
             },
         }
