@@ -136,9 +136,9 @@ fn round_trips_are_against_the_copy_floor_of_a_round_trip_which_never_wins() {
             .iter()
             .all(|r| r.vs_copy_floor.is_none())
     );
-    // Both with steady spin floors beside them: the copy floor read 2×
-    // its floor, the ring 2× its own: the same, whatever the machine did
-    // between the two.
+    // The copy floor measured beside the ring, when steady, is its
+    // yardstick: 320 ns beside 150 and 170 ns is 2×, whatever the run's
+    // floor-copy point read at another moment.
     let at = |run: &RunRecord, t: &str| {
         run.points
             .iter()
@@ -153,7 +153,7 @@ fn round_trips_are_against_the_copy_floor_of_a_round_trip_which_never_wins() {
     let r = analysis::ratios(&run, "pingpong", 64);
     let v = r.iter().find(|r| r.point.transport == "shm-ring").unwrap();
     assert!(
-        (v.vs_copy_floor.unwrap() - 1.0).abs() < 1e-9,
+        (v.vs_copy_floor.unwrap() - 2.0).abs() < 1e-9,
         "{:?}",
         v.vs_copy_floor
     );
@@ -185,19 +185,22 @@ fn a_floor_measured_beside_a_point_is_its_yardstick_when_steady() {
                 && p.wait == "spin"
         })
         .unwrap();
-    // 320 ns beside floors of 150 and 170 ns: 2×, not 320/120 from the run's floor.
+    // 320 ns beside copy floors of 150 and 170 ns: 2× the same-work
+    // floor; the spin floor's multiple is the run's floor point's.
     run.points[at].adjacent_floors = vec![150.0, 170.0];
     let r = ring(&run);
     assert!(
-        (r.vs_spin_floor.unwrap() - 2.0).abs() < 1e-9,
+        (r.vs_copy_floor.unwrap() - 2.0).abs() < 1e-9,
         "{:?}",
-        r.vs_spin_floor
+        r.vs_copy_floor
     );
+    assert!((r.vs_spin_floor.unwrap() - 320.0 / 120.0).abs() < 1e-9);
     assert!(r.floor_beside);
-    // Floors 100 and 200 ns apart: the machine moved; the run's floor is used, and said so.
+    // Floors 100 and 200 ns apart: the machine moved; the run has no
+    // floor-copy point to fall back on, so there is no copy-floor figure.
     run.points[at].adjacent_floors = vec![100.0, 200.0];
     let r = ring(&run);
-    assert!((r.vs_spin_floor.unwrap() - 320.0 / 120.0).abs() < 1e-9);
+    assert_eq!(r.vs_copy_floor, None);
     assert!(!r.floor_beside);
     assert_eq!(analysis::vs_adjacent_floor(&run.points[at]), None);
 }
@@ -433,4 +436,52 @@ fn the_cli_writes_reports_and_gates_on_regressions() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an ipcbench results file"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_lead_inside_the_intervals_is_a_tie_and_the_row_says_so() {
+    let mut run = data("run-a.json");
+    let at = |run: &RunRecord, t: &str| {
+        run.points
+            .iter()
+            .position(|p| {
+                p.transport == t && p.pattern == "pingpong" && p.msg_size == 64 && p.wait == "spin"
+            })
+            .unwrap()
+    };
+    let (queue, ring) = (at(&run, "shm-queue"), at(&run, "shm-ring"));
+    let with = |lo: f64, hi: f64| {
+        Some(ipcbench::record::Ci95 {
+            p50_ns: Some([lo, hi]),
+            msgs_per_s: None,
+        })
+    };
+    let row = |run: &RunRecord| {
+        analysis::verdicts(run)
+            .into_iter()
+            .find(|v| v.pattern == "pingpong" && v.size == 64)
+            .unwrap()
+    };
+    // 251 ns [240, 330] against 320 ns [300, 340]: they overlap.
+    run.points[queue].ci95 = with(240.0, 330.0);
+    run.points[ring].ci95 = with(300.0, 340.0);
+    let v = row(&run);
+    assert!(v.is_tie() && v.has_intervals);
+    assert_eq!(v.tied[0].transport, "shm-ring");
+    let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    assert!(
+        md.contains("| tie: **shm-queue (spin)**, shm-ring (spin) |"),
+        "{md}"
+    );
+    // Apart: a lead, supported by the intervals.
+    run.points[queue].ci95 = with(240.0, 260.0);
+    let v = row(&run);
+    assert!(!v.is_tie() && v.has_intervals);
+    // The best that does not spin is named beside a spinning winner.
+    let calm = v.without_spinning.unwrap();
+    assert!(
+        matches!(calm.wait.as_str(), "park" | "kernel"),
+        "{}",
+        calm.wait
+    );
 }

@@ -191,16 +191,19 @@ pub fn run(args: RunArgs) -> Result<()> {
         std::path::PathBuf::from(format!("results/run-{}.json", t.trim_end_matches('Z')))
     });
     let config = serde_json::json!({
+        // The exact command line, so that the run can be made again.
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
         "profile": profile.name(),
         "transports": transports,
         "patterns": patterns,
         "sizes": filters.sizes,
-        "waits": filters.waits.iter().map(|w| w.name()).collect::<Vec<_>>(),
+        "waits": filters.waits.iter().map(|w| w.label()).collect::<Vec<_>>(),
         "pin": opts.pin,
         "warmup": opts.warmup,
         "pingpong_iters": opts.pingpong_iters,
         "stream_bytes": opts.stream_bytes,
         "deadline_s": opts.deadline.as_secs(),
+        "budget_s": opts.budget.as_secs_f64(),
         "procs": filters.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect::<Vec<_>>(),
         "repeat": repeat,
     });

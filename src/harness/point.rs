@@ -50,7 +50,7 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
         spec.pattern.name(),
         spec.size,
         (spec.producers, spec.consumers),
-        spec.wait_name(),
+        &spec.wait_name(),
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;
@@ -83,7 +83,7 @@ pub(super) fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport,
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
     rec.measured_ns = Some(measured.measured_ns);
     rec.batches = measured.batches.clone();
-    rec.ci95 = Ci95::of_batches(&rec.batches);
+    rec.ci95 = Ci95::of_batches(&rec.batches, rec.latency_ns.map(|l| l.p50));
     rec.histogram = measured.histogram.clone();
 }
 
@@ -96,7 +96,8 @@ fn measured_side<'r>(spec: &PointSpec, a: &'r PeerReport, b: &'r PeerReport) -> 
 /// Runs a one-to-one point with `attempt(warmup, iters)` until its timed
 /// part reaches the profile's budget ([`RunOpts::grown_count`]): the
 /// first attempt, with the profile's counts, tells how long a message
-/// takes; a later one measures enough of them. At most four attempts.
+/// takes; a later one measures enough of them. At most six attempts (a
+/// machine that slows down between two can leave one short).
 fn within_budget(
     spec: &PointSpec,
     opts: &RunOpts,
@@ -105,7 +106,7 @@ fn within_budget(
 ) -> Result<(PeerReport, PeerReport), HarnessError> {
     let mut iters = first;
     let mut result = attempt(warmup, iters);
-    for _ in 0..3 {
+    for _ in 0..5 {
         let Ok((a, b)) = &result else { break };
         let timed = measured_side(spec, a, b).measured_ns;
         match opts.grown_count(spec, iters, timed) {

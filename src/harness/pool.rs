@@ -71,11 +71,11 @@ pub struct PoolSpec {
 impl PoolSpec {
     /// The waiting strategy as results name it (`kernel` where the
     /// transport blocks in the kernel).
-    pub fn wait_name(&self) -> &'static str {
+    pub fn wait_name(&self) -> String {
         if self.kind.caps().waits == Waits::Kernel {
-            "kernel"
+            "kernel".into()
         } else {
-            self.wait.name()
+            self.wait.label()
         }
     }
 
@@ -446,13 +446,17 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
     let oversubscribed = w + 1 > cpus.len();
     let pinned = opts.pin && w < cpus.len();
     let waits = spec.kind.caps().waits != Waits::Kernel;
-    let wait_name = if waits { spec.wait.name() } else { "kernel" };
+    let wait_name = if waits {
+        spec.wait.label()
+    } else {
+        "kernel".into()
+    };
     let mut rec = PointRecord::unmeasured(
         spec.kind.name(),
         spec.pattern(),
         TASK_SIZE,
         (1, w),
-        wait_name,
+        &wait_name,
     );
     rec.oversubscribed = oversubscribed;
     rec.pinned = pinned;

@@ -74,9 +74,6 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
     for r in others {
         kept.batches.extend_from_slice(&r.batches);
     }
-    if !kept.batches.is_empty() {
-        kept.ci95 = crate::record::Ci95::of_batches(&kept.batches);
-    }
     let merged = std::iter::once(&*kept)
         .chain(others)
         .map(|r| r.histogram.as_deref().map(decode))
@@ -94,6 +91,9 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
     if let Some(h) = merged {
         kept.latency_ns = summary(&h);
         kept.histogram = encode(&h);
+    }
+    if !kept.batches.is_empty() {
+        kept.ci95 = crate::record::Ci95::of_batches(&kept.batches, kept.latency_ns.map(|l| l.p50));
     }
 }
 

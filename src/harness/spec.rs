@@ -217,11 +217,11 @@ impl PointSpec {
     }
 
     /// The waiting strategy as results name it (`kernel` for kernel transports).
-    pub fn wait_name(&self) -> &'static str {
+    pub fn wait_name(&self) -> String {
         if self.strategy.has_wait() {
-            self.wait.name()
+            self.wait.label()
         } else {
-            "kernel"
+            "kernel".into()
         }
     }
 }
@@ -385,12 +385,12 @@ impl Measurement {
     }
 
     /// The waiting strategy, as results name it.
-    pub fn wait_name(&self) -> &'static str {
+    pub fn wait_name(&self) -> String {
         match self {
             Measurement::Channel(s) => s.wait_name(),
             Measurement::Primitive(s) => s.wait_name(),
             Measurement::Farm(s) => s.wait_name(),
-            Measurement::Startup(_) => "kernel",
+            Measurement::Startup(_) => "kernel".into(),
         }
     }
 

@@ -164,11 +164,11 @@ pub const PATTERNS: [&str; 4] = [
 impl SyncSpec {
     /// The waiting strategy as results name it (`lock-free` for the
     /// atomic add, which never waits).
-    pub fn wait_name(&self) -> &'static str {
+    pub fn wait_name(&self) -> String {
         if self.prim == Prim::Atomic {
-            "lock-free"
+            "lock-free".into()
         } else {
-            self.wait.name()
+            self.wait.label()
         }
     }
 }
@@ -415,7 +415,7 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         spec.prim.pattern(),
         spec.prim.size(),
         (spec.procs, 1),
-        spec.wait_name(),
+        &spec.wait_name(),
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;

@@ -110,8 +110,34 @@ pub fn write_results(path: &Path, run: &RunRecord) -> Result<(), WriteError> {
 pub fn read_results(path: &Path) -> Result<RunRecord, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not an ipcbench results file: {e}", path.display()))
+    // The version first: a newer file may not parse as this schema, and
+    // its error should say why rather than name a field.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: u32,
+    }
+    if let Ok(v) = serde_json::from_str::<Version>(&text)
+        && v.schema_version > crate::record::SCHEMA_VERSION
+    {
+        return Err(format!(
+            "{} has results schema {}, newer than this ipcbench reads ({}): use the ipcbench that \
+             wrote it, or a newer one",
+            path.display(),
+            v.schema_version,
+            crate::record::SCHEMA_VERSION
+        ));
+    }
+    let mut run: RunRecord = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not an ipcbench results file: {e}", path.display()))?;
+    if run.schema_version < 3 {
+        // A pingpong point's floor beside it was the 8 B spin floor then;
+        // it is the same-work copy floor now. Not the same yardstick: drop
+        // it rather than read it as the other.
+        for p in run.points.iter_mut().filter(|p| p.pattern == "pingpong") {
+            p.adjacent_floors.clear();
+        }
+    }
+    Ok(run)
 }
 
 #[cfg(test)]
@@ -233,6 +259,14 @@ mod tests {
         let e = write_results(&bad.join("x.json"), &sample()).unwrap_err();
         assert!(e.to_string().contains("previous complete file"), "{e}");
         assert!(read_results(&dir.join("missing.json")).is_err());
+        // A file of a newer schema is refused, saying so.
+        let newer = RunRecord {
+            schema_version: crate::record::SCHEMA_VERSION + 1,
+            ..sample()
+        };
+        write_results(&path, &newer).unwrap();
+        let e = read_results(&path).unwrap_err();
+        assert!(e.contains("newer than this ipcbench reads"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -106,10 +106,13 @@ pub struct Throughput {
     pub bytes_per_s: f64,
 }
 
-/// 95% confidence intervals of a point's figures, `[low, high]`: of the
-/// median latency and of the messages per second, each the order-statistic
-/// interval of the median over the point's batches (see
-/// `docs/results-schema.md`).
+/// 95% confidence intervals of a point's figures, `[low, high]`, from its
+/// batches (consecutive runs of equal count): of the median latency, the
+/// order-statistic interval of the median over the batches' medians
+/// (widened to take in the point's own median when every batch lies on one
+/// side of it); of the messages per second, the Student-t interval of the
+/// mean time per message over the batches (whose mean is the point's own
+/// time per message), inverted. See `docs/results-schema.md`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
 pub struct Ci95 {
     /// The median latency's (absent when the batches recorded no latency).
@@ -122,20 +125,53 @@ pub struct Ci95 {
 
 impl Ci95 {
     /// The intervals of `batches` ((median ns, 0 when none; messages per
-    /// second) each); `None` when there are too few batches for either.
-    pub fn of_batches(batches: &[(u64, f64)]) -> Option<Ci95> {
-        let p50: Vec<f64> = batches.iter().map(|b| b.0 as f64).collect();
-        let rate: Vec<f64> = batches.iter().map(|b| b.1).collect();
+    /// second) each), the median's taking in `p50`, the point's own;
+    /// `None` when there are too few batches for either.
+    pub fn of_batches(batches: &[(u64, f64)], p50: Option<u64>) -> Option<Ci95> {
+        let medians: Vec<f64> = batches.iter().map(|b| b.0 as f64).collect();
+        let p50_ns = if medians.iter().all(|&x| x > 0.0) {
+            median_interval(&medians).map(|[lo, hi]| match p50 {
+                Some(m) => [lo.min(m as f64), hi.max(m as f64)],
+                None => [lo, hi],
+            })
+        } else {
+            None
+        };
+        let per_msg: Vec<f64> = batches
+            .iter()
+            .filter(|b| b.1 > 0.0 && b.1.is_finite())
+            .map(|b| 1.0 / b.1)
+            .collect();
         let ci = Ci95 {
-            p50_ns: if p50.iter().all(|&x| x > 0.0) {
-                median_interval(&p50)
-            } else {
-                None
-            },
-            msgs_per_s: median_interval(&rate),
+            p50_ns,
+            msgs_per_s: mean_interval(&per_msg).map(|[lo, hi]| [1.0 / hi, 1.0 / lo]),
         };
         (ci.p50_ns.is_some() || ci.msgs_per_s.is_some()).then_some(ci)
     }
+}
+
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (the
+/// Cornish-Fisher expansion about the normal's 1.96, three terms: within 0.2% from 5
+/// degrees of freedom on: 2.568 for 2.571 at 5).
+pub fn t975(df: usize) -> f64 {
+    let z: f64 = 1.959_964;
+    let d = df.max(1) as f64;
+    z + (z.powi(3) + z) / (4.0 * d)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+        + (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / (384.0 * d.powi(3))
+}
+
+/// The Student-t 95% interval of the mean of `values`; `None` below 6.
+pub fn mean_interval(values: &[f64]) -> Option<[f64; 2]> {
+    let n = values.len();
+    if n < 6 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = t975(n - 1) * (var / n as f64).sqrt();
+    // A time per message is positive: the interval stays above zero.
+    Some([(mean - half).max(mean * 1e-3), mean + half])
 }
 
 /// The ranks (0-based, inclusive) of the order statistics that bound a
@@ -429,7 +465,9 @@ mod wire {
                 repeats: w.repeats,
                 adjacent_floors: w.adjacent_floors,
                 measured_ns: w.measured_ns,
-                ci95: w.ci95.or_else(|| Ci95::of_batches(&w.batches)),
+                ci95: w
+                    .ci95
+                    .or_else(|| Ci95::of_batches(&w.batches, w.latency_ns.map(|l| l.p50))),
                 batches: w.batches,
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
             }
@@ -477,17 +515,22 @@ mod tests {
         assert_eq!(median_ranks(100), Some((39, 60)));
         let iv = median_interval(&(1..=20).map(f64::from).collect::<Vec<_>>()).unwrap();
         assert_eq!(iv, [6.0, 15.0]);
-        let ci = Ci95::of_batches(&(1..=20).map(|i| (i, 2.0 * i as f64)).collect::<Vec<_>>());
-        assert_eq!(
-            ci,
-            Some(Ci95 {
-                p50_ns: Some([6.0, 15.0]),
-                msgs_per_s: Some([12.0, 30.0])
-            })
+        let batches: Vec<(u64, f64)> = (1..=20).map(|i| (i, 1e6 / i as f64)).collect();
+        let ci = Ci95::of_batches(&batches, Some(10)).unwrap();
+        assert_eq!(ci.p50_ns, Some([6.0, 15.0]));
+        // Times per message 1..20 µs: mean 10.5, sd 5.92, t(19) 2.093.
+        let [lo, hi] = ci.msgs_per_s.unwrap();
+        assert!(
+            (1e6 / hi - 7.73).abs() < 0.01 && (1e6 / lo - 13.27).abs() < 0.01,
+            "{lo} {hi}"
         );
+        // A point's own median outside its batches' interval widens it.
+        let ci = Ci95::of_batches(&batches, Some(30)).unwrap();
+        assert_eq!(ci.p50_ns, Some([6.0, 30.0]));
         // No latency in some batch: only the throughput's interval.
-        let ci = Ci95::of_batches(&[(0, 1.0); 8]).unwrap();
+        let ci = Ci95::of_batches(&[(0, 1.0); 8], None).unwrap();
         assert_eq!((ci.p50_ns, ci.msgs_per_s), (None, Some([1.0, 1.0])));
+        assert!((t975(19) - 2.093).abs() < 0.001 && (t975(5) - 2.571).abs() < 0.005);
     }
 
     #[test]

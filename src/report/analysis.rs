@@ -125,8 +125,33 @@ pub fn floor_multiple(p: &PointRecord) -> Option<f64> {
     }
 }
 
+/// The 95% interval of a point's key figure (of its median latency, or of
+/// its messages per second), when it has one.
+pub fn key_interval(p: &PointRecord) -> Option<[f64; 2]> {
+    key_figure(p)?;
+    let ci = p.ci95?;
+    if lower_is_better(&p.pattern) {
+        ci.p50_ns
+    } else {
+        ci.msgs_per_s
+    }
+}
+
+/// Whether two points' key figures cannot be told apart: their intervals
+/// overlap. `None` when either has no interval.
+pub fn overlap(a: &PointRecord, b: &PointRecord) -> Option<bool> {
+    let ([a0, a1], [b0, b1]) = (key_interval(a)?, key_interval(b)?);
+    Some(a0 <= b1 && b0 <= a1)
+}
+
+/// Whether a point waits without spinning: it parks, or the kernel blocks
+/// it.
+pub fn spins(p: &PointRecord) -> bool {
+    !matches!(p.wait.as_str(), "park" | "kernel")
+}
+
 /// `a` is better than `b` for `pattern`.
-fn better(pattern: &str, a: f64, b: f64) -> bool {
+pub fn better(pattern: &str, a: f64, b: f64) -> bool {
     if lower_is_better(pattern) {
         a < b
     } else {
@@ -207,6 +232,27 @@ pub fn best_wait(run: &RunRecord, transport: &str, pattern: &str) -> Option<Stri
         .map(|(p, _)| p.wait.clone())
 }
 
+/// The waiting strategy that serves `transport` best for `pattern` at
+/// `size` (one-to-one points).
+pub fn best_wait_at(
+    run: &RunRecord,
+    transport: &str,
+    pattern: &str,
+    size: usize,
+) -> Option<String> {
+    measured(run)
+        .filter(|p| {
+            p.transport == transport
+                && p.pattern == pattern
+                && p.msg_size == size
+                && p.producers == 1
+                && p.consumers == 1
+        })
+        .filter_map(|p| Some((p, key_figure(p)?)))
+        .reduce(|a, b| if better(pattern, b.1, a.1) { b } else { a })
+        .map(|(p, _)| p.wait.clone())
+}
+
 /// The point of `transport`/`wait`/`pattern` at `size` (one-to-one).
 pub fn point<'a>(
     run: &'a RunRecord,
@@ -238,6 +284,16 @@ pub struct Verdict {
     pub runner_up: Option<PointRecord>,
     /// How many strategies competed.
     pub contenders: usize,
+    /// The other strategies whose interval overlaps the winner's: the
+    /// winner does not lead them (empty when it leads, or when intervals
+    /// are missing).
+    pub tied: Vec<PointRecord>,
+    /// Whether the winner and the runner-up both have intervals (so a
+    /// lead or a tie is supported by them).
+    pub has_intervals: bool,
+    /// The best strategy that does not spin (parks, or blocks in the
+    /// kernel), when the winner spins.
+    pub without_spinning: Option<PointRecord>,
 }
 
 impl Verdict {
@@ -245,6 +301,11 @@ impl Verdict {
     pub fn lead(&self) -> Option<f64> {
         let r = self.runner_up.as_ref()?;
         Some(lead(&self.pattern, key_figure(&self.best)?, key_figure(r)?))
+    }
+
+    /// Whether the winner's lead is inside the intervals (a tie).
+    pub fn is_tie(&self) -> bool {
+        !self.tied.is_empty()
     }
 }
 
@@ -286,6 +347,7 @@ pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
             } else {
                 at
             };
+            let fair_all = fair.clone();
             // The best point of each transport.
             let mut per: Vec<(&PointRecord, f64)> = Vec::new();
             for p in fair {
@@ -306,12 +368,35 @@ pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
                 }
             });
             if let Some((best, _)) = per.first() {
+                let runner_up = per.get(1).map(|(p, _)| *p);
+                let tied = per[1..]
+                    .iter()
+                    .filter(|(p, _)| overlap(best, p) == Some(true))
+                    .map(|(p, _)| (*p).clone())
+                    .collect();
+                // The best point that does not spin, among every point
+                // of the size (a strategy's best point may be a spinning
+                // one while its parking one is the answer here).
+                let without_spinning = if spins(best) {
+                    fair_all
+                        .iter()
+                        .filter(|p| p.msg_size == size && !spins(p))
+                        .filter_map(|p| Some((*p, key_figure(p)?)))
+                        .reduce(|a, b| if better(pattern, b.1, a.1) { b } else { a })
+                        .map(|(p, _)| p.clone())
+                } else {
+                    None
+                };
                 out.push(Verdict {
                     pattern: pattern.to_owned(),
                     size,
                     best: (*best).clone(),
-                    runner_up: per.get(1).map(|(p, _)| (*p).clone()),
+                    runner_up: runner_up.cloned(),
                     contenders: per.len(),
+                    tied,
+                    has_intervals: runner_up
+                        .is_some_and(|r| key_interval(best).is_some() && key_interval(r).is_some()),
+                    without_spinning,
                 });
             }
         }
@@ -330,9 +415,8 @@ pub struct Ratio {
     /// Median round trip over the park floor's.
     pub vs_park_floor: Option<f64>,
     /// Pingpong: median round trip over the copy floor of a round trip's
-    /// (`floor-copy`) at this size — when both had steady spin floors
-    /// beside them, the ratio of their multiples of those, so that the
-    /// machine's speed at the two moments cancels out.
+    /// (`floor-copy`) at this size: the one measured beside the point when
+    /// those agree ([`vs_adjacent_floor`]), else the run's.
     pub vs_copy_floor: Option<f64>,
     /// Stream: messages per second over the copy floor's at this size.
     pub of_copy_floor: Option<f64>,
@@ -363,7 +447,7 @@ pub fn ratio_size(run: &RunRecord) -> Option<usize> {
 /// os-pipe and its Python counterpart (each at its own best waiting).
 pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
     let best = |t: &str| -> Option<&PointRecord> {
-        let w = best_wait(run, t, pattern)?;
+        let w = best_wait_at(run, t, pattern, size)?;
         point(run, t, &w, pattern, size)
     };
     let fig = |p: Option<&PointRecord>| p.and_then(key_figure);
@@ -373,7 +457,7 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
         .find(|p| p.transport == "floor" && p.pattern == "stream" && p.msg_size == size))
     .filter(|_| pattern == "stream");
     let round_trip_copy =
-        point(run, "floor-copy", "spin", "pingpong", size).filter(|_| pattern == "pingpong");
+        fig(point(run, "floor-copy", "spin", "pingpong", size)).filter(|_| pattern == "pingpong");
     let os_pipe = fig(best("os-pipe"));
     let mut out = Vec::new();
     for t in transports(run) {
@@ -382,16 +466,17 @@ pub fn ratios(run: &RunRecord, pattern: &str, size: usize) -> Vec<Ratio> {
         let latency = lower_is_better(pattern);
         // The park floor is the yardstick of strategies that sleep.
         let sleeps = matches!(p.wait.as_str(), "park" | "kernel");
+        // The same-work floor beside the point: the round trip's or the
+        // stream's copy floor at this size.
         let beside = vs_adjacent_floor(p);
         out.push(Ratio {
-            vs_spin_floor: beside
-                .filter(|_| pattern == "pingpong")
-                .or(spin.filter(|_| latency).map(|s| f / s)),
+            vs_spin_floor: spin.filter(|_| latency).map(|s| f / s),
             vs_park_floor: park.filter(|_| latency && sleeps).map(|s| f / s),
-            vs_copy_floor: round_trip_copy.and_then(|c| match (beside, vs_adjacent_floor(c)) {
-                (Some(a), Some(b)) => Some(a / b),
-                _ => Some(f / key_figure(c)?),
-            }),
+            vs_copy_floor: if pattern == "pingpong" {
+                beside.or(round_trip_copy.map(|c| f / c))
+            } else {
+                None
+            },
             of_copy_floor: beside
                 .filter(|_| pattern == "stream")
                 .or(copy.map(|c| f / c)),
@@ -534,24 +619,68 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
     }
     let few: Vec<&PointRecord> = measured(run).filter(|p| p.messages < FEW_SAMPLES).collect();
     if !few.is_empty() {
+        let profile = run.config.get("profile").and_then(|v| v.as_str());
         out.push(Warning {
             what: format!(
                 "{} point(s) rest on fewer than {FEW_SAMPLES} messages",
                 few.len()
             ),
-            advice: "their percentiles beyond p99 are a handful of samples; the default and full \
-                     profiles measure more"
-                .into(),
+            advice: match profile {
+                Some("quick") => "their percentiles beyond p99 are a handful of samples; the \
+                                  default profile measures each point for 0.5 s, --full for 2 s"
+                    .into(),
+                Some("default") => "their percentiles beyond p99 are a handful of samples: each \
+                                    message took so long that the time budget held few (a \
+                                    one-to-one point measures at least 1,000 round trips or \
+                                    10,000 messages when that takes at most 8 budgets); --full \
+                                    measures each point for 2 s"
+                    .into(),
+                _ => "their percentiles beyond p99 are a handful of samples: each message took \
+                      so long that the time budget held few"
+                    .into(),
+            },
             points: names(few),
         });
     }
-    if measured(run).any(|p| !p.pinned && !p.oversubscribed) {
+    let below: Vec<&PointRecord> = measured(run)
+        .filter(|p| floor_multiple(p).is_some_and(|m| m < BELOW_FLOOR))
+        .collect();
+    if !below.is_empty() {
         out.push(Warning {
-            what: "some peers were not pinned to CPUs".into(),
-            advice: "without pinning the scheduler may put both peers on one CPU; run without \
-                     --no-pin for comparable figures"
+            what: format!(
+                "{} point(s) read below {BELOW_FLOOR}× the same-work floor measured beside them",
+                below.len()
+            ),
+            advice: "a floor does the least work any strategy must, so this is a bug in the floor \
+                     or in the point (a message not checked, a copy skipped), or the machine moved \
+                     between the point and its floors; do not quote these figures"
                 .into(),
-            points: Vec::new(),
+            points: names(below),
+        });
+    }
+    // Start-up and task farms are unpinned by design (processes come and
+    // go; workers are the scheduler's to place).
+    let by_design = |p: &PointRecord| matches!(p.pattern.as_str(), "startup" | "pool" | "pool-cpu");
+    let unpinned: Vec<&PointRecord> = measured(run)
+        .filter(|p| !p.pinned && !p.oversubscribed && !by_design(p))
+        .collect();
+    if !unpinned.is_empty() {
+        let asked_not_to = run.config.get("pin").and_then(|v| v.as_bool()) == Some(false);
+        out.push(Warning {
+            what: format!(
+                "{} point(s) ran with peers not pinned to CPUs",
+                unpinned.len()
+            ),
+            advice: if asked_not_to {
+                "this run was made with --no-pin: the scheduler may have put both peers on one \
+                 CPU; run without it for comparable figures"
+                    .into()
+            } else {
+                "they had more peers than CPUs to pin them to, so the scheduler placed them; \
+                 compare them with each other, not with pinned points"
+                    .into()
+            },
+            points: names(unpinned),
         });
     }
     out

@@ -2,7 +2,7 @@
 //! side, and which changed beyond the noise.
 
 use super::analysis::{
-    human_ns, human_rate, key_figure, lower_is_better, point_name, vs_adjacent_floor,
+    human_ns, human_rate, key_figure, key_interval, lower_is_better, point_name, vs_adjacent_floor,
 };
 use crate::record::{PointRecord, RunRecord};
 
@@ -39,6 +39,9 @@ pub struct Row {
     /// floors measured beside each (both points had steady ones), which
     /// takes out a machine that got faster or slower between the runs.
     pub against_floors: bool,
+    /// Whether the verdict comes from the two points' 95% intervals (a
+    /// change only where they do not overlap) rather than the threshold.
+    pub by_intervals: bool,
     /// The verdict.
     pub change: Change,
     /// Why, for a point that failed in either run.
@@ -108,6 +111,21 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             Some((x, y)) if x > 0.0 && y > 0.0 => Some(if lower { x / y } else { y / x }),
             _ => None,
         };
+        // Where both points have intervals, a change is one they do not
+        // overlap in (each taken over its floor beside it when the speedup
+        // is, so that a machine that moved between the runs cancels out).
+        let scaled = |p: &PointRecord| -> Option<[f64; 2]> {
+            let [lo, hi] = key_interval(p)?;
+            match (beside, key_figure(p)) {
+                (Some(_), Some(f)) if f > 0.0 => {
+                    let k = vs_adjacent_floor(p)? / f;
+                    Some([lo * k, hi * k])
+                }
+                (Some(_), _) => None,
+                (None, _) => Some([lo, hi]),
+            }
+        };
+        let intervals = scaled(pa).zip(scaled(pb));
         let (change, note) = match (pa.validated, pb.validated) {
             (true, false) => (
                 Change::Regressed,
@@ -115,9 +133,20 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             ),
             (false, true) => (Change::Improved, "failed in A, passes in B".to_owned()),
             (false, false) => (Change::Same, "fails in both".to_owned()),
-            (true, true) => match speedup {
-                Some(s) if s < 1.0 / (1.0 + threshold) => (Change::Regressed, String::new()),
-                Some(s) if s > 1.0 + threshold => (Change::Improved, String::new()),
+            (true, true) => match (intervals, speedup) {
+                (Some(([a0, a1], [b0, b1])), _) => {
+                    let b_better = if lower { b1 < a0 } else { b0 > a1 };
+                    let b_worse = if lower { b0 > a1 } else { b1 < a0 };
+                    match (b_better, b_worse) {
+                        (true, _) => (Change::Improved, String::new()),
+                        (_, true) => (Change::Regressed, String::new()),
+                        _ => (Change::Same, String::new()),
+                    }
+                }
+                (None, Some(s)) if s < 1.0 / (1.0 + threshold) => {
+                    (Change::Regressed, String::new())
+                }
+                (None, Some(s)) if s > 1.0 + threshold => (Change::Improved, String::new()),
                 _ => (Change::Same, String::new()),
             },
         };
@@ -132,6 +161,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             b: fb,
             speedup,
             against_floors: beside.is_some(),
+            by_intervals: intervals.is_some() && pa.validated && pb.validated,
             change,
             note,
         });
@@ -158,8 +188,10 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
         Some(v) => human_ns(v),
     };
     let mut s = format!(
-        "A = {a_name}\nB = {b_name}\nchanges beyond ±{:.0}% are flagged; speedup > 1 means B is faster; \
-         a speedup marked ~ compares each figure as a multiple of the floor measured beside it\n\n",
+        "A = {a_name}\nB = {b_name}\na change is flagged where the two points' 95% intervals do not \
+         overlap (marked |), or, where either has none, beyond ±{:.0}%; speedup > 1 means B is \
+         faster; a speedup marked ~ compares each figure as a multiple of the floor measured beside \
+         it\n\n",
         c.threshold * 100.0
     );
     let w = c
@@ -187,7 +219,8 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
                 fmt(r.metric, r.a),
                 fmt(r.metric, r.b),
                 r.speedup.map_or("-".into(), |x| format!(
-                    "{}{x:.2}×",
+                    "{}{}{x:.2}×",
+                    if r.by_intervals { "|" } else { "" },
                     if r.against_floors { "~" } else { "" }
                 )),
                 if flag.is_empty() || r.note.is_empty() {

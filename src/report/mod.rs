@@ -9,6 +9,7 @@ use crate::record::io::{WriteError, write_atomic};
 
 pub mod analysis;
 pub mod compare;
+pub mod guide;
 pub mod page;
 pub mod plots;
 

@@ -22,7 +22,8 @@ pub enum Block {
     List(Vec<(String, Vec<String>)>),
 }
 
-fn figure_text(p: &PointRecord) -> String {
+/// A point's key figure with its unit (`180 ns round trip`, `19 M msgs/s`).
+pub fn figure_text(p: &PointRecord) -> String {
     match key_figure(p) {
         Some(f) if p.pattern == "startup" => format!("{} to first message", human_ns(f)),
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
@@ -34,12 +35,25 @@ fn figure_text(p: &PointRecord) -> String {
     }
 }
 
+/// A point's key figure with its 95% interval in brackets, when it has one.
+pub fn figure_with_interval(p: &PointRecord) -> String {
+    let f = figure_text(p);
+    match analysis::key_interval(p) {
+        Some([lo, hi]) if lower_is_better(&p.pattern) => {
+            format!("{f} [{}–{}]", human_ns(lo), human_ns(hi))
+        }
+        Some([lo, hi]) => format!("{f} [{}–{}]", per_s(lo), per_s(hi)),
+        None => f,
+    }
+}
+
 /// `19.01 M`, `21.7 k`: a rate without its unit.
 fn per_s(r: f64) -> String {
     human_rate(r).trim_end_matches("/s").trim_end().to_owned()
 }
 
-fn strategy_text(p: &PointRecord) -> String {
+/// A point's strategy, wait and process counts (`shm-ring (spin), 4×4`).
+pub fn strategy_text(p: &PointRecord) -> String {
     let c = counts(p);
     let l = label(&p.transport, &p.wait);
     if c.is_empty() { l } else { format!("{l}, {c}") }
@@ -82,15 +96,26 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         ),
     ];
 
-    b.push(Block::Heading(2, "Verdict: which IPC should I use?".into()));
+    let verdicts = analysis::verdicts(run);
+    b.push(Block::Heading(2, "Which should I use?".into()));
+    b.push(Block::List(super::guide::guide(run, &verdicts)));
+
+    b.push(Block::Heading(
+        2,
+        "Verdict: the fastest at each size".into(),
+    ));
     b.push(Block::Para(
         "For each pattern and message size, the fastest strategy at its best waiting strategy \
-         (pingpong by median round trip, the others by messages or calls per second) and its lead \
-         over the next strategy. Points with more busy processes than CPUs compete only where \
-         nothing else was measured."
+         (pingpong by median round trip, the others by messages or calls per second), with the \
+         95% interval of its figure in brackets, and its lead over the next strategy. Where the \
+         intervals overlap the row says **tie** and names every strategy inside the winner's \
+         interval; a lead marked (no interval) has none to check it against. The best strategy \
+         that does not spin (parks, or blocks in the kernel) is named beside a winner that \
+         spins, with both one's CPU per message: fastest and fastest without burning a core are \
+         different answers. Points with more busy processes than CPUs compete only where nothing \
+         else was measured."
             .into(),
     ));
-    let verdicts = analysis::verdicts(run);
     b.push(Block::Table(
         [
             "pattern",
@@ -100,6 +125,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             "lead",
             "next",
             "its figure",
+            "best without spinning",
+            "CPU per message",
         ]
         .map(String::from)
         .to_vec(),
@@ -107,14 +134,41 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             .iter()
             .map(|v| {
                 let next = v.runner_up.as_ref();
+                let fastest = if v.is_tie() {
+                    let others: Vec<String> = v.tied.iter().map(strategy_text).collect();
+                    format!("tie: **{}**, {}", strategy_text(&v.best), others.join(", "))
+                } else {
+                    format!("**{}**", strategy_text(&v.best))
+                };
+                let lead = match v.lead() {
+                    None => "-".into(),
+                    Some(_) if v.is_tie() => "tie".into(),
+                    Some(l) if v.has_intervals => human_ratio(l),
+                    Some(l) => format!("{} (no interval)", human_ratio(l)),
+                };
+                let calm = v.without_spinning.as_ref();
+                let cpu = |p: &PointRecord| p.cpu_ns_per_msg.map_or("-".into(), human_ns);
                 vec![
                     v.pattern.clone(),
                     human_size(v.size),
-                    format!("**{}**", strategy_text(&v.best)),
-                    figure_text(&v.best),
-                    v.lead().map_or("-".into(), human_ratio),
+                    fastest,
+                    figure_with_interval(&v.best),
+                    lead,
                     next.map_or("(alone)".into(), strategy_text),
-                    next.map_or("-".into(), figure_text),
+                    next.map_or("-".into(), figure_with_interval),
+                    calm.map_or(
+                        if analysis::spins(&v.best) {
+                            "-"
+                        } else {
+                            "(the fastest)"
+                        }
+                        .into(),
+                        |c| format!("{}: {}", strategy_text(c), figure_text(c)),
+                    ),
+                    match calm {
+                        Some(c) => format!("{} vs {}", cpu(&v.best), cpu(c)),
+                        None => cpu(&v.best),
+                    },
                 ]
             })
             .collect(),
@@ -132,17 +186,16 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             "The floors are a raw cache-line ping-pong between two processes (spin) and a raw \
              futex ping-pong (park): what the hardware and the kernel allow. A multiple of 1.5× \
              the spin floor is 50% slower than the hardware; a speedup of 100× over os-pipe is a \
-             hundred times faster. × copy floor is against the copy floor of a round trip at the same \
-             size (floor-copy: a slot per direction, each a flag word and the message, copied in \
-             and out): the least a channel made of two one-way channels does for a message that \
-             size, and the yardstick where a message spans more than a few cache lines; when \
-             both had steady spin floors beside them, it is the ratio of their multiples of \
-             those, so that the machine's speed at the two moments cancels out. \
-             CPU is both peers' user + system time per round trip. \
-             A strategy's multiple of the spin floor is taken against the floor measured on the \
-             same CPUs just before and just after it when those agree within 25% (the distance \
-             between two virtual CPUs can change while a run goes on); one marked * had floors \
-             beside it that disagreed, and is against the run's floor point."
+             hundred times faster. × copy floor is against the same-work floor of a round trip at \
+             this size (floor-copy: a slot per direction; each message stamped, written into \
+             shared memory once, and read and checked once on the other side with the check \
+             every strategy's peers make): the least work any strategy does for the round trip, \
+             so no correct strategy reads below 1×. It is the copy floor measured on the same \
+             CPUs just before and just after the strategy when those agree within 25% (the \
+             distance between two virtual CPUs can change while a run goes on); one marked * had \
+             floors beside it that disagreed, and is against the run's floor-copy point. Each \
+             strategy is shown at its best waiting strategy at this size. CPU is both peers' \
+             user + system time per round trip."
                 .into(),
         ));
         let floors: Vec<Vec<String>> = ["spin", "park"]
@@ -171,11 +224,11 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     label(&r.point.transport, &r.point.wait),
                     human_ns(l.p50 as f64),
                     human_ns(l.p99 as f64),
-                    r.vs_spin_floor.map_or("-".into(), |x| {
+                    r.vs_spin_floor.map_or("-".into(), human_ratio),
+                    r.vs_park_floor.map_or("-".into(), human_ratio),
+                    r.vs_copy_floor.map_or("-".into(), |x| {
                         format!("{}{}", human_ratio(x), unsteady_mark(&r))
                     }),
-                    r.vs_park_floor.map_or("-".into(), human_ratio),
-                    r.vs_copy_floor.map_or("-".into(), human_ratio),
                     r.speedup_vs_os_pipe.map_or("-".into(), human_ratio),
                     r.speedup_vs_python
                         .map_or("-".into(), |(py, x)| format!("{} vs {py}", human_ratio(x))),
@@ -212,11 +265,13 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         b.push(Block::Para(if i > 0 {
             "The copy floor and its * as above.".into()
         } else {
-            "The copy floor: one process copies each message into shared slots, the other \
-             copies it out, nothing else. A strategy's share of it is taken against the copy \
-             floor measured on the same CPUs just before and just after it when those agree within \
-             25%; one marked * had floors beside it that disagreed, and is against the run's \
-             copy floor point."
+            "The copy floor: one process stamps each message and writes it into shared slots \
+             once, the other reads and checks it once where it lies (the check every strategy's \
+             receiver makes), nothing else: no correct strategy reads above 100% of it. A \
+             strategy's share of it is taken against the copy floor measured on the same CPUs \
+             just before and just after it when those agree within 25%; one marked * had floors \
+             beside it that disagreed, and is against the run's copy floor point. Each strategy \
+             is shown at its best waiting strategy at this size."
                 .into()
         }));
         let rows = analysis::ratios(run, "stream", size)
@@ -251,6 +306,32 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             .to_vec(),
             rows,
         ));
+    }
+
+    for (pattern, what) in [
+        (
+            "pingpong",
+            "Round trips against the same-work floor, every size",
+        ),
+        ("stream", "Streams against the same-work floor, every size"),
+    ] {
+        let (header, rows) = floor_table(run, pattern);
+        if rows.is_empty() {
+            continue;
+        }
+        b.push(Block::Heading(2, what.into()));
+        b.push(Block::Para(if pattern == "pingpong" {
+            "Each strategy's median round trip at its best wait at each size, as a multiple of \
+             the round trip's copy floor (as above: beside the point when steady, * when not); \
+             the floor's own figure heads each column. 1× is the floor; below 0.9× is a bug."
+                .into()
+        } else {
+            "Each strategy's messages per second at its best wait at each size, as a share of the \
+             stream's copy floor (as above); the floor's own figure heads each column. 100% is \
+             the floor; above 111% is a bug."
+                .into()
+        }));
+        b.push(Block::Table(header, rows));
     }
 
     let late = analysis::late_answers(run);
@@ -613,6 +694,60 @@ pub fn html(blocks: &[Block], plots: &[(&str, String)]) -> String {
 
 /// `*` for a ratio taken against the run's floor because the floors
 /// measured beside its point disagreed.
+/// A strategy per row, a size per column: its multiple (round trips) or
+/// share (streams) of the same-work floor at that size.
+fn floor_table(run: &RunRecord, pattern: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut sizes: Vec<usize> = analysis::measured(run)
+        .filter(|p| p.pattern == pattern && p.producers == 1 && p.consumers == 1)
+        .filter(|p| !analysis::is_floor(&p.transport))
+        .map(|p| p.msg_size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let floor_name = if pattern == "pingpong" {
+        "floor-copy"
+    } else {
+        "floor"
+    };
+    let mut header = vec!["strategy".to_owned()];
+    for &size in &sizes {
+        let f = analysis::point(run, floor_name, "spin", pattern, size).and_then(key_figure);
+        header.push(match f {
+            Some(f) if pattern == "pingpong" => format!("{} ({})", human_size(size), human_ns(f)),
+            Some(f) => format!("{} ({}/s)", human_size(size), per_s(f)),
+            None => human_size(size),
+        });
+    }
+    let per_size: Vec<Vec<analysis::Ratio>> = sizes
+        .iter()
+        .map(|&s| analysis::ratios(run, pattern, s))
+        .collect();
+    let mut rows = Vec::new();
+    for t in analysis::transports(run) {
+        if analysis::is_floor(&t) {
+            continue;
+        }
+        let cells: Vec<String> = per_size
+            .iter()
+            .map(|rs| match rs.iter().find(|r| r.point.transport == t) {
+                Some(r) if pattern == "pingpong" => r.vs_copy_floor.map_or("-".into(), |x| {
+                    format!("{} ({}){}", human_ratio(x), r.point.wait, unsteady_mark(r))
+                }),
+                Some(r) => r.of_copy_floor.map_or("-".into(), |x| {
+                    format!("{:.0}% ({}){}", 100.0 * x, r.point.wait, unsteady_mark(r))
+                }),
+                None => "-".into(),
+            })
+            .collect();
+        if cells.iter().any(|c| c != "-") {
+            let mut row = vec![t.clone()];
+            row.extend(cells);
+            rows.push(row);
+        }
+    }
+    (header, rows)
+}
+
 fn unsteady_mark(r: &analysis::Ratio) -> &'static str {
     if !r.floor_beside && !r.point.adjacent_floors.is_empty() {
         "*"

@@ -105,6 +105,17 @@ impl Wait {
         }
     }
 
+    /// The name with its spin budget when that is not the default
+    /// (`spin-park@20`), as results record it, so that two budgets never
+    /// share a name.
+    pub fn label(&self) -> String {
+        if self.kind == WaitKind::Park || self.spin == DEFAULT_SPIN {
+            self.name().to_owned()
+        } else {
+            format!("{}@{}", self.name(), self.spin.as_micros())
+        }
+    }
+
     /// Packs the strategy into two words for a shared-memory header.
     pub fn encode(&self) -> [u64; 2] {
         let k = match self.kind {
@@ -427,6 +438,9 @@ mod tests {
         }
         let w: Wait = "spin-park@20".parse().unwrap();
         assert_eq!(w.spin, Duration::from_micros(20));
+        assert_eq!(w.label(), "spin-park@20");
+        assert_eq!(w.label().parse::<Wait>().unwrap(), w);
+        assert_eq!(Wait::SPIN_PARK.label(), "spin-park");
         assert!("spinny".parse::<Wait>().unwrap_err().contains("spin-park"));
         assert!("spin@x".parse::<Wait>().is_err());
         assert_eq!(Wait::decode([9, 0]), None);

@@ -431,10 +431,12 @@ mod tests {
                 caps.late_answer,
                 "{name}: a late answer iff its row says so"
             );
-            let waits: std::collections::BTreeSet<&str> = of(Pattern::Pingpong)
+            let names: Vec<String> = of(Pattern::Pingpong)
                 .iter()
                 .map(|s| s.wait_name())
                 .collect();
+            let waits: std::collections::BTreeSet<&str> =
+                names.iter().map(String::as_str).collect();
             let want: std::collections::BTreeSet<&str> = match caps.waits {
                 Waits::Kernel => ["kernel"].into(),
                 Waits::Polls => ["spin", "spin-yield"].into(),

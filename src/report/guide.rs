@@ -1,0 +1,181 @@
+//! "Which should I use?": a short guide at the top of the report, written
+//! from the run's own verdicts (nothing here names a strategy; every
+//! answer is read off the points measured).
+
+use super::analysis::{self, Verdict, human_ratio, human_size, key_figure, lead};
+use super::page::{figure_with_interval, strategy_text};
+use crate::record::{PointRecord, RunRecord};
+
+/// The size the guide answers for: 64 B when measured, else the smallest.
+fn guide_size(verdicts: &[Verdict], pattern: &str) -> Option<usize> {
+    let sizes: Vec<usize> = verdicts
+        .iter()
+        .filter(|v| v.pattern == pattern)
+        .map(|v| v.size)
+        .collect();
+    sizes
+        .contains(&64)
+        .then_some(64)
+        .or_else(|| sizes.into_iter().min())
+}
+
+fn verdict<'v>(verdicts: &'v [Verdict], pattern: &str) -> Option<&'v Verdict> {
+    let size = guide_size(verdicts, pattern)?;
+    verdicts
+        .iter()
+        .find(|v| v.pattern == pattern && v.size == size)
+}
+
+fn cpu(p: &PointRecord) -> String {
+    p.cpu_ns_per_msg.map_or(String::new(), |c| {
+        format!(", {} of CPU per message", analysis::human_ns(c))
+    })
+}
+
+/// "shm-ring (spin): 180 ns round trip [175–190], 400 ns of CPU per message"
+fn answer(p: &PointRecord) -> String {
+    format!(
+        "**{}**: {}{}",
+        strategy_text(p),
+        figure_with_interval(p),
+        cpu(p)
+    )
+}
+
+/// The winner of a verdict, or the tie.
+fn winner(v: &Verdict) -> String {
+    if v.is_tie() {
+        let mut names = vec![strategy_text(&v.best)];
+        names.extend(v.tied.iter().map(strategy_text));
+        format!(
+            "a tie within the intervals between {}; the first reads {}{}",
+            names.join(", "),
+            figure_with_interval(&v.best),
+            cpu(&v.best)
+        )
+    } else {
+        answer(&v.best)
+    }
+}
+
+const NOT_MEASURED: &str = "not measured in this run";
+
+/// The guide's entries: a question, and its answers from this run.
+pub fn guide(run: &RunRecord, verdicts: &[Verdict]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let channel =
+        |pattern: &str, what: &str, pick: &dyn Fn(&Verdict) -> Option<String>| match verdict(
+            verdicts, pattern,
+        ) {
+            Some(v) => format!(
+                "{what} of {}: {}",
+                human_size(v.size),
+                pick(v).unwrap_or_else(|| NOT_MEASURED.into())
+            ),
+            None => format!("{what}: {NOT_MEASURED}"),
+        };
+    out.push((
+        "If you can spare a core for each side (spinning allowed)".to_owned(),
+        vec![
+            channel("pingpong", "round trips", &|v| Some(winner(v))),
+            channel("stream", "streams", &|v| Some(winner(v))),
+        ],
+    ));
+    let calm = |v: &Verdict| match &v.without_spinning {
+        Some(p) => Some(answer(p)),
+        None if !analysis::spins(&v.best) => Some(winner(v)),
+        None => None,
+    };
+    out.push((
+        "If you cannot (the waiting side must sleep: park, or block in the kernel)".to_owned(),
+        vec![
+            channel("pingpong", "round trips", &calm),
+            channel("stream", "streams", &calm),
+        ],
+    ));
+    let late = analysis::late_answers(run);
+    // A slow answer is where sleeping pays: the best that does not spin
+    // (a spinning wait burns the whole wait in CPU).
+    let late_best = late
+        .iter()
+        .filter(|l| !analysis::is_floor(&l.point.transport) && !analysis::spins(&l.point))
+        .min_by(|a, b| a.wait_cost_ns.total_cmp(&b.wait_cost_ns));
+    out.push((
+        format!(
+            "If the answer is slow (the other side works {} before it answers)",
+            analysis::human_ns(crate::record::LATE_REPLY_NS as f64)
+        ),
+        vec![match late_best {
+            Some(l) => format!(
+                "{}: waiting costs {} beyond the work{}",
+                answer(&l.point),
+                analysis::human_ns(l.wait_cost_ns),
+                l.vs_park_floor.map_or(String::new(), |x| format!(
+                    " ({} the park floor's)",
+                    human_ratio(x)
+                ))
+            ),
+            None => NOT_MEASURED.into(),
+        }],
+    ));
+    out.push((
+        "Many producers or consumers".to_owned(),
+        ["mpmc", "fan-in", "fan-out"]
+            .iter()
+            .map(|p| channel(p, p, &|v| Some(winner(v))))
+            .collect(),
+    ));
+    out.push(("Calling from Python".to_owned(), python(verdicts, run)));
+    out.push((
+        "Task farms".to_owned(),
+        ["pool", "pool-cpu"]
+            .iter()
+            .map(|p| channel(p, p, &|v| Some(winner(v))))
+            .collect(),
+    ));
+    out
+}
+
+/// The best Python strategy for round trips and streams, and what the
+/// best shared-memory strategy gains over it.
+fn python(verdicts: &[Verdict], run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    for pattern in ["pingpong", "stream"] {
+        let Some(size) = guide_size(verdicts, pattern) else {
+            continue;
+        };
+        let at = |py: bool| {
+            analysis::measured(run)
+                .filter(|p| {
+                    p.pattern == pattern
+                        && p.msg_size == size
+                        && p.producers == 1
+                        && p.consumers == 1
+                        && p.transport.starts_with("py-") == py
+                        && (py || p.transport.starts_with("shm-"))
+                })
+                .filter_map(|p| Some((p, key_figure(p)?)))
+                .reduce(|a, b| {
+                    if analysis::better(pattern, b.1, a.1) {
+                        b
+                    } else {
+                        a
+                    }
+                })
+        };
+        match (at(true), at(false)) {
+            (Some((py, fp)), shm) => lines.push(format!(
+                "{pattern} of {}: {}{}",
+                human_size(size),
+                answer(py),
+                shm.map_or(String::new(), |(s, fs)| format!(
+                    "; the shared-memory core's best, {}, is {} faster",
+                    strategy_text(s),
+                    human_ratio(lead(pattern, fs, fp))
+                ))
+            )),
+            (None, _) => lines.push(format!("{pattern}: {NOT_MEASURED} from Python")),
+        }
+    }
+    lines
+}
