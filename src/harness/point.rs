@@ -57,6 +57,7 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
     rec.harness_ns_per_msg = Codec::new(spec.size).ok().map(|c| c.calibrate());
     if pinned {
         rec.cpus = cpus[..peers].to_vec();
+        rec.cpu_relation = crate::record::cpu_relation(&rec.cpus);
     }
     (rec, cpus)
 }

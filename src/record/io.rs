@@ -157,6 +157,7 @@ mod tests {
                 os: "Linux".into(),
                 rustc: "rustc 1".into(),
                 git_commit: "abc".into(),
+                topology: None,
             },
             config: serde_json::json!({"profile": "quick"}),
             points: vec![
@@ -191,6 +192,7 @@ mod tests {
                     batched_mean_ns: Some(99.0),
                     harness_ns_per_msg: Some(3.0),
                     cpus: vec![0, 1],
+                    cpu_relation: Some("same L3".into()),
                     repeats: vec![],
                     adjacent_floors: vec![],
                     measured_ns: Some(1000),
@@ -221,6 +223,7 @@ mod tests {
                     batched_mean_ns: None,
                     harness_ns_per_msg: None,
                     cpus: vec![],
+                    cpu_relation: None,
                     repeats: vec![],
                     adjacent_floors: vec![],
                     measured_ns: None,

@@ -13,7 +13,7 @@ pub mod hist;
 pub mod io;
 pub mod machine;
 
-pub use machine::{allowed_cpus, pin_to, rfc3339_now, set_cpus};
+pub use machine::{allowed_cpus, cpu_relation, pin_to, rfc3339_now, set_cpus};
 
 /// The version of this schema. Version 2 added a point's `status`;
 /// version 3 its `measured_ns`, `batches`, `ci95` and `histogram`, and the
@@ -75,6 +75,59 @@ pub struct Machine {
     pub rustc: String,
     /// The commit this binary was built from (`-dirty` if it had changes).
     pub git_commit: String,
+    /// How its CPUs relate and what may shift timings (absent in files
+    /// before schema 3, and where `/sys` cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+}
+
+/// The machine's CPUs as the field records them: which share a core, a
+/// cache, a NUMA node, and the settings that move timings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Topology {
+    /// Each CPU this process may run on.
+    pub cpus: Vec<CpuPlace>,
+    /// The caches of the first CPU, and which CPUs share each.
+    pub caches: Vec<CacheInfo>,
+    /// The frequency governor (`cpufreq`), when there is one.
+    pub governor: Option<String>,
+    /// Whether boost (turbo) is on, when the kernel says.
+    pub boost: Option<bool>,
+    /// Transparent huge pages: the mode in brackets (`madvise`, …).
+    pub transparent_hugepages: Option<String>,
+    /// The kernel's command line (init's arguments after `--` left out).
+    pub kernel_cmdline: Option<String>,
+    /// `hypervisor` when the CPU says it runs under one (with the vendor
+    /// where the firmware names it), else `none`.
+    pub virtualization: String,
+}
+
+/// Where one CPU sits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CpuPlace {
+    /// Its number.
+    pub cpu: usize,
+    /// Its core (`topology/core_id`) and package.
+    pub core: Option<u32>,
+    /// Its physical package (socket).
+    pub package: Option<u32>,
+    /// The CPUs sharing its core (SMT siblings, itself included).
+    pub siblings: Vec<usize>,
+    /// Its NUMA node.
+    pub node: Option<u32>,
+}
+
+/// One cache level.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CacheInfo {
+    /// 1, 2, 3.
+    pub level: u32,
+    /// `Data`, `Instruction`, `Unified`.
+    pub kind: String,
+    /// `48K`, `2048K`.
+    pub size: String,
+    /// The CPUs that share it.
+    pub shared_by: Vec<usize>,
 }
 
 /// Latency percentiles, in nanoseconds.
@@ -256,6 +309,10 @@ pub struct PointRecord {
     /// Peer CPUs, when pinned.
     #[serde(default)]
     pub cpus: Vec<usize>,
+    /// How the first two peer CPUs relate: `same core` (SMT siblings),
+    /// `same L3`, `other`, or absent when unpinned or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_relation: Option<String>,
     /// When the point was measured several times (`--repeat`): the key
     /// figure of each repeat, in order (median round trip in ns, or
     /// messages per second); the figures above are the median repeat's.
@@ -316,6 +373,7 @@ impl PointRecord {
             batched_mean_ns: None,
             harness_ns_per_msg: None,
             cpus: Vec::new(),
+            cpu_relation: None,
             repeats: Vec::new(),
             adjacent_floors: Vec::new(),
             measured_ns: None,
@@ -414,6 +472,8 @@ mod wire {
         #[serde(default)]
         cpus: Vec<usize>,
         #[serde(default)]
+        cpu_relation: Option<String>,
+        #[serde(default)]
         repeats: Vec<f64>,
         #[serde(default)]
         adjacent_floors: Vec<f64>,
@@ -462,6 +522,7 @@ mod wire {
                 batched_mean_ns: w.batched_mean_ns,
                 harness_ns_per_msg: w.harness_ns_per_msg,
                 cpus: w.cpus,
+                cpu_relation: w.cpu_relation,
                 repeats: w.repeats,
                 adjacent_floors: w.adjacent_floors,
                 measured_ns: w.measured_ns,
@@ -537,6 +598,36 @@ mod tests {
     fn machine_and_time_are_filled_in() {
         let m = Machine::current();
         assert!(m.cores >= 1);
+        let t = m.topology.expect("a topology");
+        assert_eq!(t.cpus.len(), m.cores);
+        let cpu = t.cpus[0].cpu;
+        assert_eq!(t.relation(cpu, cpu).as_deref(), Some("same core"));
+        assert_eq!(machine::parse_cpu_list("0-2,5,7-8"), vec![0, 1, 2, 5, 7, 8]);
+        // Two CPUs sharing only a last-level cache, on a made-up machine.
+        let two = Topology {
+            cpus: (0..2)
+                .map(|cpu| CpuPlace {
+                    cpu,
+                    siblings: vec![cpu],
+                    ..CpuPlace::default()
+                })
+                .collect(),
+            caches: vec![
+                CacheInfo {
+                    level: 2,
+                    shared_by: vec![0],
+                    ..CacheInfo::default()
+                },
+                CacheInfo {
+                    level: 3,
+                    shared_by: vec![0, 1],
+                    ..CacheInfo::default()
+                },
+            ],
+            ..Topology::default()
+        };
+        assert_eq!(two.relation(0, 1).as_deref(), Some("same L3"));
+        assert_eq!(two.relation(0, 9), None);
         assert!(!m.kernel.is_empty() && m.rustc.starts_with("rustc"));
         let t = rfc3339_now();
         assert_eq!(t.len(), 20, "{t}");

@@ -35,6 +35,72 @@ pub fn figure_text(p: &PointRecord) -> String {
     }
 }
 
+/// The machine's topology as the header gives it: how its CPUs share
+/// cores and caches, NUMA nodes, and what moves timings.
+fn topology_text(run: &RunRecord) -> String {
+    let Some(t) = &run.machine.topology else {
+        return "The machine's topology was not recorded (results before schema 3).".into();
+    };
+    let smt = t.cpus.iter().any(|c| c.siblings.len() > 1);
+    let mut nodes: Vec<u32> = t.cpus.iter().filter_map(|c| c.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let caches: Vec<String> = t
+        .caches
+        .iter()
+        .map(|c| {
+            let by = if c.shared_by.len() > 1 {
+                format!(" shared by CPUs {:?}", c.shared_by)
+            } else {
+                " per CPU".into()
+            };
+            format!("L{} {} {}{by}", c.level, c.kind.to_lowercase(), c.size)
+        })
+        .collect();
+    let pairs: Vec<String> = {
+        let mut rel: Vec<String> = run
+            .points
+            .iter()
+            .filter_map(|p| {
+                Some(format!(
+                    "{:?} ({})",
+                    p.cpus.get(..2)?,
+                    p.cpu_relation.as_deref()?
+                ))
+            })
+            .collect();
+        rel.sort();
+        rel.dedup();
+        rel
+    };
+    format!(
+        "Topology: {} CPUs, {}; {} NUMA node(s); caches: {}. Frequency governor: {}; boost: {}; \
+         transparent huge pages: {}; virtualisation: {}. Peers ran on CPUs {}.",
+        t.cpus.len(),
+        if smt {
+            "with SMT siblings"
+        } else {
+            "no SMT siblings"
+        },
+        nodes.len().max(1),
+        if caches.is_empty() {
+            "-".into()
+        } else {
+            caches.join(", ")
+        },
+        t.governor.as_deref().unwrap_or("none exposed"),
+        t.boost
+            .map_or("not exposed", |b| if b { "on" } else { "off" }),
+        t.transparent_hugepages.as_deref().unwrap_or("-"),
+        t.virtualization,
+        if pairs.is_empty() {
+            "-".into()
+        } else {
+            pairs.join(", ")
+        },
+    )
+}
+
 /// A point's key figure with its 95% interval in brackets, when it has one.
 pub fn figure_with_interval(p: &PointRecord) -> String {
     let f = figure_text(p);
@@ -88,6 +154,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             m.git_commit,
             run.points.len() - failed - skipped,
         )),
+        Block::Para(topology_text(run)),
         Block::Para(
             "Every figure comes from this one run on this one machine, with every message checked \
              (sequence number and checksum). Absolute timings drift between runs and machines: \

@@ -1,6 +1,8 @@
 //! The report's plots, as SVG text made with plotters. Each is a pure
-//! function of a run's records. Lines are told apart by colour and marker
-//! shape; the legend sits beside the plot, never over the data.
+//! function of a run's records. Lines are told apart by colour, marker
+//! shape and dash; the legend sits beside the plot, never over the data;
+//! every plotted point carries a tooltip (`<title>`) with its figure and
+//! interval.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -9,6 +11,7 @@ use super::analysis::{
     self, best_wait, floor, human_ns, human_rate, human_size, key_figure, label, measured,
     transports,
 };
+use super::page::figure_with_interval;
 use crate::record::RunRecord;
 
 /// The plot files of a report, with their titles.
@@ -17,7 +20,10 @@ pub const PLOTS: [(&str, &str); 5] = [
     ("throughput.svg", "Stream throughput vs message size"),
     ("scaling.svg", "Scaling: mpmc throughput vs process count"),
     ("spectrum.svg", "Latency percentile spectrum at 64 B"),
-    ("floor.svg", "Each strategy as a multiple of the floor"),
+    (
+        "floor.svg",
+        "Each strategy as a multiple of the same-work floor",
+    ),
 ];
 
 const W: u32 = 960;
@@ -38,12 +44,42 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// A plotted point: (x, y, optional band top, marked).
+type Pt = (f64, f64, Option<f64>, bool);
+
 /// One line of a plot.
 #[derive(Debug, Clone)]
 struct Series {
     name: String,
-    /// (x, y, optional band top, marked)
-    points: Vec<(f64, f64, Option<f64>, bool)>,
+    /// Its points.
+    points: Vec<Pt>,
+    /// A tooltip per point (none when empty).
+    tips: Vec<String>,
+}
+
+/// Tooltips for an SVG: invisible circles, each with a `<title>`, laid
+/// over the points (plotters draws no `<title>` itself).
+fn with_tips(mut svg: String, tips: &[(i32, i32, String)]) -> String {
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let extra: String = tips
+        .iter()
+        .map(|(x, y, t)| {
+            format!(
+                "<circle cx=\"{x}\" cy=\"{y}\" r=\"7\" fill=\"transparent\" stroke=\"none\"><title>{}</title></circle>\n",
+                esc(t)
+            )
+        })
+        .collect();
+    match svg.rfind("</svg>") {
+        Some(at) => svg.insert_str(at, &extra),
+        None => svg.push_str(&extra),
+    }
+    svg
 }
 
 /// A plotting failure (plotters' errors, as text).
@@ -51,8 +87,21 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("plotting: {e:?}")
 }
 
-fn style(i: usize) -> (RGBColor, usize) {
-    (PALETTE[i % PALETTE.len()], i / PALETTE.len() % 3)
+/// Series `i`'s colour, marker shape and dash (0 solid, 1 dashed, 2
+/// dotted): the palette's ten colours, then the same colours dashed, then
+/// dotted, so that twenty or thirty series stay apart.
+fn style(i: usize) -> (RGBColor, usize, usize) {
+    let round = i / PALETTE.len() % 3;
+    (PALETTE[i % PALETTE.len()], round, round)
+}
+
+/// The dash and gap lengths (pixels) of dash style `d`.
+fn dash_of(d: usize) -> Option<(u32, u32)> {
+    match d {
+        0 => None,
+        1 => Some((9, 5)),
+        _ => Some((2, 4)),
+    }
 }
 
 /// Draws marker `shape` (0 circle, 1 triangle, 2 square) at `c`.
@@ -88,24 +137,35 @@ fn legend(
 ) -> Result<(), String> {
     let font = ("sans-serif", 13).into_font();
     for (i, s) in series.iter().enumerate() {
-        let (color, shape) = style(i);
+        let (color, shape, dash) = style(i);
         let y = 24 + i as i32 * 20;
-        area.draw(&PathElement::new(
-            vec![(6, y), (34, y)],
-            color.stroke_width(2),
-        ))
-        .map_err(err)?;
+        let segments: Vec<(i32, i32)> = match dash_of(dash) {
+            None => vec![(6, 34)],
+            Some((on, off)) => (6..34)
+                .step_by((on + off) as usize)
+                .map(|x| (x, (x + on as i32).min(34)))
+                .collect(),
+        };
+        for (x0, x1) in segments {
+            area.draw(&PathElement::new(
+                vec![(x0, y), (x1, y)],
+                color.stroke_width(2),
+            ))
+            .map_err(err)?;
+        }
         marker(area, shape, (20, y), color, false)?;
         area.draw(&Text::new(s.name.clone(), (42, y - 7), font.clone()))
             .map_err(err)?;
     }
     for (j, (name, color)) in extra.iter().enumerate() {
         let y = 24 + (series.len() + j) as i32 * 20 + 6;
-        area.draw(&PathElement::new(
-            vec![(6, y), (34, y)],
-            color.stroke_width(1),
-        ))
-        .map_err(err)?;
+        for x in (6..34).step_by(10) {
+            area.draw(&PathElement::new(
+                vec![(x, y), (x + 6, y)],
+                color.stroke_width(1),
+            ))
+            .map_err(err)?;
+        }
         area.draw(&Text::new(name.clone(), (42, y - 7), font.clone()))
             .map_err(err)?;
     }
@@ -133,6 +193,8 @@ struct Axes<'a> {
     hlines: Vec<(String, f64)>,
     /// Shade x beyond this (oversubscribed region) with a caption.
     shade_from: Option<(f64, String)>,
+    /// Reference lines over x (name, points), drawn black and dashed.
+    ref_lines: Vec<(String, Vec<(f64, f64)>)>,
     empty_note: &'a str,
 }
 
@@ -140,6 +202,7 @@ struct Axes<'a> {
 /// p99), hollow markers for marked points.
 fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
     let mut svg = String::new();
+    let mut tips: Vec<(i32, i32, String)> = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -149,7 +212,8 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
             series
                 .iter()
                 .flat_map(|s| s.points.iter().flat_map(|p| [Some(p.1), p.2]).flatten())
-                .chain(ax.hlines.iter().map(|h| h.1)),
+                .chain(ax.hlines.iter().map(|h| h.1))
+                .chain(ax.ref_lines.iter().flat_map(|r| r.1.iter().map(|p| p.1))),
         );
         let mut b = ChartBuilder::on(&plot);
         b.caption(ax.title, ("sans-serif", 20))
@@ -218,8 +282,23 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
                 )))
                 .map_err(err)?;
         }
+        for (_, pts) in &ax.ref_lines {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    pts.iter().copied(),
+                    6,
+                    4,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(err)?;
+            for p in pts {
+                let c = chart.backend_coord(p);
+                plot.draw(&Cross::new(c, 4, BLACK.stroke_width(1)))
+                    .map_err(err)?;
+            }
+        }
         for (i, s) in series.iter().enumerate() {
-            let (color, shape) = style(i);
+            let (color, shape, dash) = style(i);
             // The band: p99 above, p50 below.
             let top: Vec<(f64, f64)> = s.points.iter().filter_map(|p| Some((p.0, p.2?))).collect();
             if top.len() == s.points.len() && top.len() >= 2 {
@@ -232,15 +311,22 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
                     )))
                     .map_err(err)?;
             }
-            chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().map(|p| (p.0, p.1)),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?;
-            for p in &s.points {
+            let line = s.points.iter().map(|p| (p.0, p.1));
+            match dash_of(dash) {
+                None => chart
+                    .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                    .map(drop),
+                Some((on, off)) => chart
+                    .draw_series(DashedLineSeries::new(line, on, off, color.stroke_width(2)))
+                    .map(drop),
+            }
+            .map_err(err)?;
+            for (k, p) in s.points.iter().enumerate() {
                 let c = chart.backend_coord(&(p.0, p.1));
                 marker(&plot, shape, c, color, p.3)?;
+                if let Some(t) = s.tips.get(k) {
+                    tips.push((c.0, c.1, t.clone()));
+                }
             }
         }
         if series.is_empty() {
@@ -251,11 +337,12 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
             ))
             .map_err(err)?;
         }
-        let extra: Vec<(String, RGBColor)> = Vec::new();
+        let extra: Vec<(String, RGBColor)> =
+            ax.ref_lines.iter().map(|r| (r.0.clone(), BLACK)).collect();
         legend(&side, series, &extra)?;
         root.present().map_err(err)?;
     }
-    Ok(svg)
+    Ok(with_tips(svg, &tips))
 }
 
 /// Each transport's series for `pattern` over message sizes, at its best
@@ -270,7 +357,7 @@ fn size_series(
         let Some(w) = best_wait(run, &t, pattern) else {
             continue;
         };
-        let mut pts: Vec<(f64, f64, Option<f64>, bool)> = measured(run)
+        let mut pts: Vec<(Pt, String)> = measured(run)
             .filter(|p| {
                 p.transport == t
                     && p.wait == w
@@ -280,14 +367,22 @@ fn size_series(
             })
             .filter_map(|p| {
                 let (v, top) = y(p)?;
-                Some((p.msg_size as f64, v, top, p.oversubscribed))
+                let tip = format!(
+                    "{} at {}: {}",
+                    label(&t, &w),
+                    human_size(p.msg_size),
+                    figure_with_interval(p)
+                );
+                Some(((p.msg_size as f64, v, top, p.oversubscribed), tip))
             })
             .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
         if !pts.is_empty() {
+            let (points, tips) = pts.into_iter().unzip();
             out.push(Series {
                 name: label(&t, &w),
-                points: pts,
+                points,
+                tips,
             });
         }
     }
@@ -325,6 +420,7 @@ pub fn latency(run: &RunRecord) -> Result<String, String> {
             y_fmt: &|v| human_ns(v),
             hlines,
             shade_from: None,
+            ref_lines: Vec::new(),
             empty_note: "no pingpong points in this run",
         },
     )
@@ -332,7 +428,23 @@ pub fn latency(run: &RunRecord) -> Result<String, String> {
 
 /// Stream throughput (payload bytes per second) vs message size.
 pub fn throughput(run: &RunRecord) -> Result<String, String> {
-    let series = size_series(run, "stream", |p| Some((p.throughput?.bytes_per_s, None)));
+    let series: Vec<Series> =
+        size_series(run, "stream", |p| Some((p.throughput?.bytes_per_s, None)))
+            .into_iter()
+            .filter(|s| s.name != label("floor", "spin"))
+            .collect();
+    // The copy floor, at every size it was measured: what no channel can
+    // beat at that size.
+    let mut floor: Vec<(f64, f64)> = measured(run)
+        .filter(|p| p.transport == "floor" && p.pattern == "stream")
+        .filter_map(|p| Some((p.msg_size as f64, p.throughput?.bytes_per_s)))
+        .collect();
+    floor.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let ref_lines = if floor.is_empty() {
+        Vec::new()
+    } else {
+        vec![("copy floor (same work)".to_owned(), floor)]
+    };
     line_chart(
         &series,
         &Axes {
@@ -343,6 +455,7 @@ pub fn throughput(run: &RunRecord) -> Result<String, String> {
             y_fmt: &|v| analysis::human_bytes_rate(v),
             hlines: Vec::new(),
             shade_from: None,
+            ref_lines,
             empty_note: "no stream points in this run",
         },
     )
@@ -366,16 +479,28 @@ pub fn scaling(run: &RunRecord) -> Result<String, String> {
             None,
             p.oversubscribed,
         );
+        let tip = format!(
+            "{name}, {}x{}: {}",
+            p.producers,
+            p.consumers,
+            figure_with_interval(p)
+        );
         match series.iter_mut().find(|s| s.name == name) {
-            Some(s) => s.points.push(pt),
+            Some(s) => {
+                s.points.push(pt);
+                s.tips.push(tip);
+            }
             None => series.push(Series {
                 name,
                 points: vec![pt],
+                tips: vec![tip],
             }),
         }
     }
     for s in &mut series {
-        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut both: Vec<_> = s.points.iter().copied().zip(s.tips.drain(..)).collect();
+        both.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
+        (s.points, s.tips) = both.into_iter().unzip();
     }
     let cores = run.machine.cores as f64;
     let title = format!(
@@ -395,6 +520,7 @@ pub fn scaling(run: &RunRecord) -> Result<String, String> {
                 cores + 0.5,
                 format!("oversubscribed (> {} CPUs)", run.machine.cores),
             )),
+            ref_lines: Vec::new(),
             empty_note: "no mpmc points in this run",
         },
     )
@@ -415,13 +541,19 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
             l.p9999,
             Some(l.max),
         ];
-        let points = vals
+        let (points, tips) = vals
             .iter()
             .enumerate()
             // Evenly spaced on the log axis: x = 10^i.
-            .filter_map(|(i, v)| Some((10f64.powi(i as i32), (*v)? as f64, None, false)))
-            .collect();
-        series.push(Series { name, points });
+            .filter_map(|(i, v)| {
+                let v = (*v)? as f64;
+                Some((
+                    (10f64.powi(i as i32), v, None, false),
+                    format!("{name} {}: {}", NAMES[i], human_ns(v)),
+                ))
+            })
+            .unzip();
+        series.push(Series { name, points, tips });
     };
     for w in ["spin", "park"] {
         if let Some(l) = floor(run, w).and_then(|f| f.latency_ns) {
@@ -455,36 +587,50 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
             y_fmt: &|v| human_ns(v),
             hlines: Vec::new(),
             shade_from: None,
+            ref_lines: Vec::new(),
             empty_note: "no pingpong points in this run",
         },
     )
 }
 
-/// Horizontal bars: each transport's median round trip at 64 B over the
-/// spin floor's (log scale), best first.
+/// Horizontal bars: each strategy's median round trip at 64 B (or the
+/// ratio tables' size) as a multiple of the same-work copy floor of a round
+/// trip (log scale), sorted by that multiple, best on top; `*` marks a
+/// multiple against the run's floor-copy point because the floors beside
+/// the strategy disagreed.
 pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
     let size = analysis::ratio_size(run).unwrap_or(64);
-    let rows: Vec<(String, f64, f64)> = analysis::ratios(run, "pingpong", size)
+    let mut rows: Vec<(String, f64, f64, String)> = analysis::ratios(run, "pingpong", size)
         .into_iter()
+        .filter(|r| r.point.transport != "floor-copy")
         .filter_map(|r| {
+            let mark = if !r.floor_beside && !r.point.adjacent_floors.is_empty() {
+                "*"
+            } else {
+                ""
+            };
             Some((
-                label(&r.point.transport, &r.point.wait),
-                r.vs_spin_floor?,
+                format!("{}{mark}", label(&r.point.transport, &r.point.wait)),
+                r.vs_copy_floor?,
                 key_figure(&r.point)?,
+                figure_with_interval(&r.point),
             ))
         })
         .collect();
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
     let mut svg = String::new();
+    let mut tips: Vec<(i32, i32, String)> = Vec::new();
     {
         let h = (90 + rows.len() as u32 * 26).max(240);
         let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let hi = rows.iter().map(|r| r.1).fold(2.0, f64::max) * 3.0;
+        let lo = rows.iter().map(|r| r.1).fold(0.8, f64::min) * 0.9;
         let n = rows.len().max(1) as f64;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
-                    "Median round trip at {} as a multiple of the spin floor (1× = a raw cache-line ping-pong)",
+                    "Median round trip at {} as a multiple of the same-work copy floor (1× = floor-copy)",
                     human_size(size)
                 ),
                 ("sans-serif", 18),
@@ -492,14 +638,14 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(230)
-            .build_cartesian_2d((0.8f64..hi).log_scale(), 0f64..n)
+            .build_cartesian_2d((lo..hi).log_scale(), 0f64..n)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(0)
-            .x_desc("multiple of the spin floor's round trip (log scale)")
-            .x_label_formatter(&|v| format!("{v:.0}×"))
+            .x_desc("multiple of the copy floor's round trip, measured beside each strategy (log scale; * = the run's floor)")
+            .x_label_formatter(&|v| format!("{v:.1}×"))
             .axis_desc_style(("sans-serif", 15))
             .label_style(("sans-serif", 12))
             .light_line_style(RGBColor(235, 235, 235))
@@ -511,30 +657,39 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
                 plotters::style::text_anchor::VPos::Center,
             ),
         );
-        for (i, (name, mult, ns)) in rows.iter().enumerate() {
+        for (i, (name, mult, ns, tip)) in rows.iter().enumerate() {
             // Row i spans [n-1-i, n-i): best on top.
             let y = n - i as f64 - 1.0;
-            let (px, py) = chart.backend_coord(&(0.8, y + 0.5));
+            let (px, py) = chart.backend_coord(&(lo, y + 0.5));
             root.draw(&Text::new(name.clone(), (px - 8, py), right.clone()))
                 .map_err(err)?;
-            let (color, _) = style(i);
+            let (color, _, _) = style(i);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(0.8, y + 0.18), (mult.max(0.81), y + 0.82)],
+                    [(lo, y + 0.18), (mult.max(lo * 1.01), y + 0.82)],
                     color.filled(),
                 )))
                 .map_err(err)?;
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("{} ({})", analysis::human_ratio(*mult), human_ns(*ns)),
-                    (mult.max(0.81) * 1.08, y + 0.62),
+                    (mult.max(lo * 1.01) * 1.08, y + 0.62),
                     ("sans-serif", 12),
                 )))
                 .map_err(err)?;
+            let c = chart.backend_coord(&(*mult, y + 0.5));
+            tips.push((
+                c.0,
+                c.1,
+                format!(
+                    "{name}: {} the copy floor; {tip}",
+                    analysis::human_ratio(*mult)
+                ),
+            ));
         }
         if rows.is_empty() {
             root.draw(&Text::new(
-                "no floor or pingpong points in this run".to_owned(),
+                "no copy floor or pingpong points in this run".to_owned(),
                 (40, h as i32 / 2),
                 ("sans-serif", 16),
             ))
@@ -542,7 +697,7 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
         }
         root.present().map_err(err)?;
     }
-    Ok(svg)
+    Ok(with_tips(svg, &tips))
 }
 
 /// Every plot of a run: (file name, SVG).
