@@ -143,6 +143,79 @@ impl Batches {
 
 pub use crate::record::hist::{decode, encode};
 
+/// A stream receiver's timing of messages `measured..end` (those before
+/// are warm-up): first to last arrival, the one-way latency of the stamped
+/// ones, and [`Batches`] over the intervals between them. The clock is
+/// read only for a stamped message, the first and the last, and where a
+/// batch closes. One body for every stream receiver (channels and the
+/// copy floor), so they are timed alike.
+pub struct StreamTimes {
+    measured: u64,
+    end: u64,
+    intervals: u64,
+    first: u64,
+    last: u64,
+    batches: Batches,
+}
+
+impl StreamTimes {
+    /// Timing of messages `measured..end`.
+    pub fn new(measured: u64, end: u64) -> StreamTimes {
+        let intervals = end.saturating_sub(measured).saturating_sub(1);
+        StreamTimes {
+            measured,
+            end,
+            intervals,
+            first: 0,
+            last: 0,
+            batches: Batches::new(intervals, 0),
+        }
+    }
+
+    /// Message `seq` arrived, sent at `ts` (0 when unstamped).
+    #[inline]
+    pub fn received(&mut self, seq: u64, ts: u64) {
+        if seq < self.measured {
+            return;
+        }
+        let now = if ts != 0 || seq == self.measured || seq + 1 == self.end {
+            now_ns()
+        } else {
+            0
+        };
+        if seq == self.measured {
+            // Batches open at the first measured message.
+            self.first = now;
+            self.batches = Batches::new(self.intervals, now);
+        }
+        if ts != 0 {
+            self.batches.sample(now.saturating_sub(ts));
+        }
+        if seq != self.measured {
+            self.batches.tick(|| if now != 0 { now } else { now_ns() });
+        }
+        if seq + 1 == self.end {
+            self.last = now;
+        }
+    }
+
+    /// The receiver's report (all but its CPU time): the intervals between
+    /// the first and the last measured message, and what they took.
+    pub fn report(self) -> super::control::PeerReport {
+        let (batches, h) = self.batches.finish(self.last);
+        let took = self.last.saturating_sub(self.first);
+        super::control::PeerReport {
+            messages: self.intervals,
+            elapsed_ns: took,
+            latency: summary(&h),
+            measured_ns: took,
+            batches,
+            histogram: encode(&h),
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

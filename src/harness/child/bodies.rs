@@ -4,7 +4,9 @@
 //! run the same code.
 
 use super::super::control::PeerReport;
-use super::super::measure::{Batches, cpu_time_ns, encode, histogram, now_ns, pairs, summary};
+use super::super::measure::{
+    Batches, StreamTimes, cpu_time_ns, encode, histogram, now_ns, pairs, summary,
+};
 use super::super::validate::Codec;
 use crate::transport::{Conn, TransportError};
 
@@ -245,49 +247,17 @@ pub fn recv_seqs<C: Conn>(
 ) -> Result<PeerReport, String> {
     let mut buf = Vec::with_capacity(codec.size());
     let cpu0 = cpu_time_ns();
-    let (mut first, mut last) = (0, 0);
-    let end = seqs.end;
-    // Batches over the intervals between measured messages, opened at
-    // the first of them.
-    let intervals = end.saturating_sub(measured).saturating_sub(1);
-    let mut b = Batches::new(intervals, 0);
+    let mut times = StreamTimes::new(measured, seqs.end);
     for seq in seqs {
         // Checked where it lies when the transport can (no copy out).
         let ts = conn
             .recv_with(&mut buf, |m| codec.check(m, seq))
             .map_err(terr)??;
-        if seq >= measured {
-            let now = if ts != 0 || seq == measured || seq + 1 == end {
-                now_ns()
-            } else {
-                0
-            };
-            if seq == measured {
-                first = now;
-                b = Batches::new(intervals, now);
-            }
-            if ts != 0 {
-                b.sample(now.saturating_sub(ts));
-            }
-            if seq != measured {
-                b.tick(|| if now != 0 { now } else { now_ns() });
-            }
-            if seq + 1 == end {
-                last = now;
-            }
-        }
+        times.received(seq, ts);
     }
-    let (batches, h) = b.finish(last);
     Ok(PeerReport {
-        // Intervals between the first and the last measured message.
-        messages: intervals,
-        elapsed_ns: last.saturating_sub(first),
-        latency: summary(&h),
         cpu_ns: cpu_time_ns() - cpu0,
-        measured_ns: last.saturating_sub(first),
-        batches,
-        histogram: encode(&h),
-        ..PeerReport::default()
+        ..times.report()
     })
 }
 

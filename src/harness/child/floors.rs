@@ -5,7 +5,7 @@
 //! session's rounds run the same code.
 
 use super::super::control::PeerReport;
-use super::super::measure::{Batches, cpu_time_ns, encode, now_ns, summary};
+use super::super::measure::{StreamTimes, cpu_time_ns, now_ns};
 use super::super::validate::Codec;
 use super::bodies::{STAMP_EVERY, busy_for, timed_exchanges_from};
 use crate::harness::spec::Pattern;
@@ -150,45 +150,18 @@ fn stream(floor: &Floor, sender: bool, warmup: u64, iters: u64) -> Result<PeerRe
             ..PeerReport::default()
         });
     }
-    let intervals = iters.saturating_sub(1);
-    let mut b = Batches::new(intervals, 0);
-    let (mut first, mut last, mut tail) = (0, 0, 0);
+    let mut times = StreamTimes::new(warmup, total);
+    let mut tail = 0;
     for i in 0..total {
         // The send time rides in the message (messages of 32 B and more).
         let t = floor
             .stream_recv(i, &mut tail, |m| codec.check(m, i))
             .map_err(|e| e.to_string())??;
-        if i >= warmup {
-            let now = if t != 0 || i == warmup || i + 1 == total {
-                now_ns()
-            } else {
-                0
-            };
-            if i == warmup {
-                first = now;
-                b = Batches::new(intervals, now);
-            }
-            if t != 0 {
-                b.sample(now.saturating_sub(t));
-            }
-            if i != warmup {
-                b.tick(|| if now != 0 { now } else { now_ns() });
-            }
-            if i + 1 == total {
-                last = now;
-            }
-        }
+        times.received(i, t);
     }
-    let (batches, h) = b.finish(last);
     Ok(PeerReport {
-        messages: intervals,
-        elapsed_ns: last.saturating_sub(first),
-        latency: summary(&h),
         cpu_ns: cpu_time_ns() - cpu0,
-        measured_ns: last.saturating_sub(first),
-        batches,
-        histogram: encode(&h),
-        ..PeerReport::default()
+        ..times.report()
     })
 }
 
