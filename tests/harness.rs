@@ -652,3 +652,36 @@ fn no_strategy_reads_below_the_floor_beside_it() {
     assert!(judged > 0, "no point had steady floors beside it");
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }
+
+/// A point many processes share measures for the budget, as a one-to-one
+/// point does: its first few messages only size the attempt that counts.
+#[test]
+fn a_point_many_share_measures_for_the_budget() {
+    let _g = serial();
+    let budget = Duration::from_millis(50);
+    let o = RunOpts { budget, ..opts() };
+    let spec = PointSpec {
+        producers: 2,
+        ..PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmQueue),
+            Pattern::FanIn,
+            64,
+            Wait::SPIN_PARK,
+        )
+    };
+    let r = run_point(&spec, &o);
+    assert!(r.validated, "{:?}", r.error);
+    let measured = r.measured_ns.expect("a measured time");
+    assert_eq!(measured, r.elapsed_ns);
+    assert!(
+        measured >= budget.as_nanos() as u64,
+        "measured {measured} ns over {} messages",
+        r.messages
+    );
+    assert!(
+        r.messages > ipcbench::harness::MULTI_PROBE,
+        "{} messages: never grew past its first attempt",
+        r.messages
+    );
+    assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
+}

@@ -59,4 +59,4 @@ pub use crate::record::{Latency, Machine, PointRecord, RunRecord, Throughput};
 pub use control::{PeerArgs, PeerReport};
 pub use point::run_point;
 pub use session::Session;
-pub use spec::{Measurement, Pattern, PointSpec, RunOpts, Strategy};
+pub use spec::{MULTI_PROBE, Measurement, Pattern, PointSpec, RunOpts, Strategy};

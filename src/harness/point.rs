@@ -152,7 +152,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
         return rec;
     }
     if spec.pattern.is_multi() {
-        return run_multi(spec, opts, rec, &cpus, warmup, iters);
+        return run_multi(spec, opts, rec, &cpus);
     }
     let make_args = |addr: &str, side: Side, counts: (u64, u64)| {
         let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);

@@ -268,7 +268,22 @@ impl Default for RunOpts {
 }
 
 impl RunOpts {
-    /// The (warm-up, measured) counts of exchanges or messages of `spec`.
+    /// The count a point of `spec` is first measured with, to learn how
+    /// long a message takes before [`RunOpts::grown_count`] sizes it for
+    /// the budget: the profile's count, or for a point many share at most
+    /// [`MULTI_PROBE`] messages in all (the profile's count over a
+    /// manager's proxies took 34 s where the budget is half a second).
+    pub fn first_count(&self, spec: &PointSpec) -> (u64, u64) {
+        let (warmup, iters) = self.counts(spec);
+        if !spec.pattern.is_multi() || self.fixed_count.is_some() {
+            return (warmup, iters);
+        }
+        let probe = (MULTI_PROBE / spec.producers.max(1) as u64).clamp(10, iters.max(10));
+        (warmup.min(probe / 10).max(1), probe)
+    }
+
+    /// The (warm-up, measured) counts of exchanges or messages of `spec`
+    /// in its profile.
     pub fn counts(&self, spec: &PointSpec) -> (u64, u64) {
         if let Some(n) = self.fixed_count {
             return (self.warmup, n.max(2));
@@ -307,26 +322,33 @@ pub const MIN_ROUND_TRIPS: u64 = 1_000;
 /// The least messages a stream measures (one in 16 carries a send time:
 /// 625 latency samples).
 pub const MIN_MESSAGES: u64 = 10_000;
+/// The messages (or calls) a point many share first measures, in all.
+pub const MULTI_PROBE: u64 = 2_000;
 /// What reaching those minimums may cost, in budgets: beyond it a slow
 /// strategy measures fewer (and says so by its count).
 pub const MIN_COUNT_BUDGETS: u64 = 8;
 
 impl RunOpts {
-    /// The count a one-to-one point of `spec` measures next, when `iters`
-    /// took `timed_ns` in its timed part: enough for [`RunOpts::budget`]
-    /// (a fifth more, for a machine that speeds up) and for
-    /// [`MIN_ROUND_TRIPS`] or [`MIN_MESSAGES`] (within
-    /// [`MIN_COUNT_BUDGETS`] budgets). `None` when `iters` already did, or
-    /// when counts are fixed.
+    /// The count a point of `spec` measures next, when `iters` (per
+    /// producer, for a point many share) took `timed_ns` in its timed
+    /// part: enough for [`RunOpts::budget`] (a fifth more, for a machine
+    /// that speeds up) and for [`MIN_ROUND_TRIPS`] or [`MIN_MESSAGES`] in
+    /// all (within [`MIN_COUNT_BUDGETS`] budgets). `None` when `iters`
+    /// already did, or when counts are fixed.
     pub fn grown_count(&self, spec: &PointSpec, iters: u64, timed_ns: u64) -> Option<u64> {
-        if self.fixed_count.is_some() || iters == 0 || spec.pattern.is_multi() {
+        if self.fixed_count.is_some() || iters == 0 {
             return None;
         }
         let budget = self.budget.as_nanos() as u64;
-        let least = if spec.pattern.round_trips() {
+        let least = if spec.pattern.round_trips() || spec.pattern == Pattern::Reqrep {
             MIN_ROUND_TRIPS
         } else {
             MIN_MESSAGES
+        };
+        let least = if spec.pattern.is_multi() {
+            least.div_ceil(spec.producers.max(1) as u64)
+        } else {
+            least
         };
         if timed_ns >= budget && iters >= least {
             return None;
@@ -404,5 +426,58 @@ impl Measurement {
                 ..
             })
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportKind;
+
+    fn fan_in(producers: usize) -> PointSpec {
+        PointSpec {
+            producers,
+            ..PointSpec::one_to_one(
+                Strategy::Transport(TransportKind::ShmQueue),
+                Pattern::FanIn,
+                64,
+                Wait::SPIN,
+            )
+        }
+    }
+
+    #[test]
+    fn a_point_many_share_starts_small_and_grows_to_the_budget() {
+        let opts = RunOpts::default();
+        let spec = fan_in(4);
+        let (_, profile) = opts.counts(&spec);
+        let (warmup, first) = opts.first_count(&spec);
+        assert_eq!(first, MULTI_PROBE / 4);
+        assert!(first < profile && warmup <= first / 10);
+        // 500 per producer took 1 ms: half a second, a fifth more, is 300,000.
+        let budget_ns = opts.budget.as_nanos() as u64;
+        assert_eq!(
+            opts.grown_count(&spec, 500, 1_000_000),
+            Some(500 * budget_ns * 6 / 5 / 1_000_000)
+        );
+        // A slow channel: 500 took the whole budget, but 10,000 messages
+        // in all (2,500 each) fit in 8 budgets.
+        assert_eq!(opts.grown_count(&spec, 500, budget_ns), Some(2_500));
+        // Enough of both: done.
+        assert_eq!(opts.grown_count(&spec, 2_500, budget_ns), None);
+        // A one-to-one point starts at its profile's count.
+        let one = PointSpec::one_to_one(spec.strategy, Pattern::Stream, 64, Wait::SPIN);
+        assert_eq!(opts.first_count(&one), opts.counts(&one));
+    }
+
+    #[test]
+    fn fixed_counts_never_grow() {
+        let opts = RunOpts {
+            fixed_count: Some(100),
+            ..RunOpts::default()
+        };
+        let spec = fan_in(2);
+        assert_eq!(opts.first_count(&spec), opts.counts(&spec));
+        assert_eq!(opts.grown_count(&spec, 100, 1), None);
     }
 }
