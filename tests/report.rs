@@ -484,4 +484,13 @@ fn a_lead_inside_the_intervals_is_a_tie_and_the_row_says_so() {
         "{}",
         calm.wait
     );
+    // Apart in nanoseconds, but the ring ran while the machine was slower
+    // (its floors beside it read 250 ns where the queue's read 200):
+    // over their floors, 1.20–1.30× and 1.18–1.36×, a tie.
+    run.points[queue].adjacent_floors = vec![200.0, 200.0];
+    run.points[ring].adjacent_floors = vec![250.0, 255.0];
+    assert!(row(&run).is_tie());
+    // The same floors beside both: the lead stands.
+    run.points[ring].adjacent_floors = vec![200.0, 200.0];
+    assert!(!row(&run).is_tie());
 }

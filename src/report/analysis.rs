@@ -144,6 +144,36 @@ pub fn overlap(a: &PointRecord, b: &PointRecord) -> Option<bool> {
     Some(a0 <= b1 && b0 <= a1)
 }
 
+/// A point's interval taken over the same-work floor beside it: its key
+/// figure's interval divided by the floors' range (the machine could have
+/// been at either floor while the point ran). `None` without an interval
+/// or without steady floors ([`vs_adjacent_floor`]).
+pub fn interval_vs_floor(p: &PointRecord) -> Option<[f64; 2]> {
+    vs_adjacent_floor(p)?;
+    let [lo, hi] = key_interval(p)?;
+    let [a, b] = p.adjacent_floors[..] else {
+        return None;
+    };
+    Some([lo / a.max(b), hi / a.min(b)])
+}
+
+/// Whether two points cannot be told apart once each is taken over the
+/// floor beside it: their [`interval_vs_floor`]s overlap. On a machine
+/// whose cross-core latency moves between points (a VM's vCPUs placed on
+/// one core, then on two), two points whose raw intervals are far apart
+/// may only have run in different weather. `None` when either has no
+/// such interval.
+pub fn overlap_vs_floor(a: &PointRecord, b: &PointRecord) -> Option<bool> {
+    let ([a0, a1], [b0, b1]) = (interval_vs_floor(a)?, interval_vs_floor(b)?);
+    Some(a0 <= b1 && b0 <= a1)
+}
+
+/// Whether the winner `a` does not lead `b`: their intervals overlap, or
+/// do once each is taken over the floor beside it.
+pub fn tied(a: &PointRecord, b: &PointRecord) -> bool {
+    overlap(a, b) == Some(true) || overlap_vs_floor(a, b) == Some(true)
+}
+
 /// Whether a point waits without spinning: it parks, or the kernel blocks
 /// it.
 pub fn spins(p: &PointRecord) -> bool {
@@ -284,9 +314,9 @@ pub struct Verdict {
     pub runner_up: Option<PointRecord>,
     /// How many strategies competed.
     pub contenders: usize,
-    /// The other strategies whose interval overlaps the winner's: the
-    /// winner does not lead them (empty when it leads, or when intervals
-    /// are missing).
+    /// The other strategies the winner does not lead ([`tied`]): their
+    /// interval overlaps the winner's, raw or over the floor beside each
+    /// (empty when it leads, or when intervals are missing).
     pub tied: Vec<PointRecord>,
     /// Whether the winner and the runner-up both have intervals (so a
     /// lead or a tie is supported by them).
@@ -371,7 +401,7 @@ pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
                 let runner_up = per.get(1).map(|(p, _)| *p);
                 let tied = per[1..]
                     .iter()
-                    .filter(|(p, _)| overlap(best, p) == Some(true))
+                    .filter(|(p, _)| tied(best, p))
                     .map(|(p, _)| (*p).clone())
                     .collect();
                 // The best point that does not spin, among every point

@@ -176,7 +176,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
          (pingpong by median round trip, the others by messages or calls per second), with the \
          95% interval of its figure in brackets, and its lead over the next strategy. Where the \
          intervals overlap the row says **tie** and names every strategy inside the winner's \
-         interval; a lead marked (no interval) has none to check it against. The best strategy \
+         interval, or inside it once each figure is taken over the same-work floor measured \
+         beside it (the machine's cross-core speed can move between points); a lead marked (no interval) has none to check it against. The best strategy \
          that does not spin (parks, or blocks in the kernel) is named beside a winner that \
          spins, with both one's CPU per message: fastest and fastest without burning a core are \
          different answers. Points with more busy processes than CPUs compete only where nothing \
