@@ -14,7 +14,8 @@ use common::*;
 use ipcbench::harness::child::roles::Frames;
 use ipcbench::shm::region::{Kind, Region};
 use ipcbench::shm::{
-    Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore, Wait, unique_name,
+    JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError, Ring, RingError, SemError, Semaphore,
+    Wait, unique_name,
 };
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -383,4 +384,108 @@ fn clean_removes_leftovers_of_dead_creators_only() {
     assert!(kept.path().exists());
     drop(kept);
     assert_gone(&[&live]);
+}
+
+/// A lock's holder killed at any moment — just after it took the lock,
+/// just before it gives it back — leaves the lock free or held by a
+/// holder it names: the next taker gets the lock or hears who died, and
+/// never waits forever. `IPCBENCH_KILLS` kills (50 by default), each at a
+/// random moment of a process taking and releasing the lock in a loop.
+#[test]
+fn a_lock_holder_killed_at_any_moment_leaves_the_lock_free_or_named() {
+    let kills: u64 = std::env::var("IPCBENCH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let (mut free, mut dead) = (0, 0);
+    for k in 0..kills {
+        let name = unique_name("lock-kill");
+        let lock = Lock::create(&name, Wait::SPIN_PARK).unwrap();
+        let mut child = spawn_peer(&args!["lock-churn", name, u64::MAX]);
+        let pid = child.id();
+        // Once it churns (the lock seen taken), kill it 0–2 ms later.
+        let start = Instant::now();
+        while !lock.is_locked() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "kill {k}: the churning peer never took the lock (hang detector)"
+            );
+            std::hint::spin_loop();
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(seed % 2_000));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // A lock left free is taken at once; one held by the dead peer is
+        // reported within the dead-peer check. Two seconds is a hang
+        // detector, many times either.
+        match lock.acquire(Some(Duration::from_secs(2))) {
+            Ok(()) => {
+                free += 1;
+                lock.release();
+            }
+            Err(SemError::PeerGone(p)) => {
+                assert_eq!(p.pid, pid, "kill {k}: the wrong holder named");
+                dead += 1;
+                // Taken over from the dead, then as good as new.
+                assert!(lock.take_over(p), "kill {k}: not taken over");
+                lock.release();
+                assert!(lock.try_acquire(), "kill {k}: not free after the take-over");
+                lock.release();
+            }
+            Err(e) => panic!(
+                "kill {k}: after its holder (pid {pid}) was killed, taking the lock failed: {e} \
+                 (held, with no holder named)"
+            ),
+        }
+        drop(lock);
+        assert_gone(&[&name]);
+    }
+    eprintln!("{kills} kills: the lock was left free {free} times, held by the dead {dead} times");
+}
+
+/// A putter killed while its put waits for room (the joinable count
+/// already raised for its item) makes `join` fail naming it, not wait
+/// for an item that will never come.
+#[test]
+fn a_putter_killed_mid_put_fails_join_instead_of_hanging_it() {
+    for wait in [Wait::SPIN_PARK, Wait::PARK] {
+        let name = unique_name("jq-kill");
+        let q = JoinableQueue::create(&name, 2, 8, wait).unwrap();
+        // Full: the putter's item waits for room.
+        q.put(&[1; 8], None).unwrap();
+        q.put(&[2; 8], None).unwrap();
+        let mut putter = spawn_peer(&args!["joinable-put", name, 1]);
+        let pid = putter.id();
+        let start = Instant::now();
+        while q.unfinished() < 3 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{wait}: the putter never began its put (hang detector)"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        putter.kill().unwrap();
+        putter.wait().unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            q.get(&mut buf, Some(Duration::from_secs(5))).unwrap();
+            q.task_done().unwrap();
+        }
+        // Two seconds: a hang detector, far beyond the dead-peer check.
+        match q.join(Some(Duration::from_secs(2))) {
+            Err(QueueError::PeerGone(p)) => assert_eq!(p.pid, pid, "{wait}: the wrong peer named"),
+            other => panic!(
+                "{wait}: join after the putter (pid {pid}) died mid-put: {other:?}, not PeerGone"
+            ),
+        }
+        drop(q);
+        assert_gone(&[&name, &format!("{name}-join")]);
+    }
 }

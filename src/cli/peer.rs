@@ -42,6 +42,10 @@ pub enum Role {
         counter: String,
         iters: u64,
     },
+    /// Put ITEMS items into a joinable queue.
+    JoinablePut { region: String, items: u64 },
+    /// Take and release a lock ITERS times, as fast as possible.
+    LockChurn { lock: String, iters: u64 },
     /// Serve a manager (queues, dict, lock, counter) on `unix:PATH` or
     /// `tcp:IP:PORT`; the authkey comes from IPCBENCH_AUTHKEY (hex).
     ManagerServe {
@@ -146,6 +150,10 @@ fn run_role(role: Role, t: Duration) -> Result<()> {
             counter,
             iters,
         } => report(peer::sem_count(&sem, &counter, iters, t).map_err(e)),
+        Role::JoinablePut { region, items } => {
+            report(peer::joinable_put(&region, items, t).map_err(e))
+        }
+        Role::LockChurn { lock, iters } => report(peer::lock_churn(&lock, iters, t).map_err(e)),
         Role::Bench(args) => report(harness::child::run_peer(&args)),
         Role::Sync(args) => report(harness::sync::run_peer(&args)),
         Role::PoolWorker(args) => report(harness::pool::run_worker(&args)),

@@ -9,8 +9,15 @@
 //! see zero while an item is queued or being processed; `task_done` lowers
 //! it and wakes joiners when it reaches zero. A `task_done` too many is an
 //! error, not a wrap-around. A consumer that died before marking its item
-//! done makes `join` fail with [`QueueError::PeerGone`] instead of waiting
-//! forever.
+//! done, or a producer that died between raising the count and its item
+//! entering the queue (a put waiting for room, say), makes `join` fail
+//! with [`QueueError::PeerGone`] instead of waiting forever. A producer
+//! says it is inside a put in its registration's role word, set before the
+//! count is raised and cleared after the item is in, so no moment exists
+//! when a raised count has no live or named owner; one that dies just
+//! before raising it or just after its item went in is named all the same
+//! (a `join` that fails where it might have returned, never one that
+//! hangs).
 
 use crate::shm::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,15 +106,23 @@ impl JoinableQueue {
     }
 
     /// Puts `item`, counting it unfinished until a consumer marks it done.
+    /// A handle the queue cannot track (more processes than it has
+    /// registration slots) is refused: its death mid-put would hang `join`.
     pub fn put(&self, item: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
+        if !self.queue.mark_putting(true) {
+            return Err(QueueError::Untracked);
+        }
         let c = self.ctrl();
-        // Relaxed: the queue's own put publishes the item; joiners only
-        // need the count, which is raised before the item can be taken.
-        c.unfinished.fetch_add(1, Ordering::Relaxed);
-        self.queue.put(item, timeout).inspect_err(|_| {
+        // Release: a joiner that sees the raised count (and then our death)
+        // sees the mark above too. The queue's own put publishes the item;
+        // the count is raised before the item can be taken.
+        c.unfinished.fetch_add(1, Ordering::Release);
+        let r = self.queue.put(item, timeout).inspect_err(|_| {
             // Not put: not pending. Lowering it may reach zero.
             self.finish_one();
-        })
+        });
+        self.queue.mark_putting(false);
+        r
     }
 
     /// Takes the oldest item (see [`Queue::get`]); mark it done afterwards.
@@ -154,14 +169,15 @@ impl JoinableQueue {
     }
 
     /// Waits up to `timeout` (`None`: forever) until every item put has
-    /// been marked done. Fails with `PeerGone` if a consumer died.
+    /// been marked done. Fails with `PeerGone` if a consumer died, or a
+    /// producer died inside a put.
     pub fn join(&self, timeout: Option<Duration>) -> Result<(), QueueError> {
         let c = self.ctrl();
         let ctx = WaitCtx {
             wait: self.wait,
             notifier: &c.done,
             timeout,
-            dead_peer: || self.queue.dead_getter(),
+            dead_peer: || self.queue.dead_getter_or_putting(),
         };
         // SYNC POINT: task done — Acquire pairs with task_done's Release.
         block_until(ctx, || {

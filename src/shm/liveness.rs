@@ -143,12 +143,43 @@ impl PeerSlot {
             .compare_exchange(me.pack(), 0, Ordering::Release, Ordering::Relaxed);
     }
 
-    /// Records `holder` unconditionally (for a lock, whose holder is known
-    /// by construction).
+    /// Records `holder` unconditionally (tests, and stand-ins whose
+    /// holder is known by construction).
     pub fn set(&self, holder: Option<PeerId>) {
         // Relaxed: as above.
         self.word
             .store(holder.map_or(0, PeerId::pack), Ordering::Relaxed);
+    }
+
+    /// Takes a free slot for `me` as a lock is taken: one CAS from free
+    /// to `me`, so the slot is never taken without saying by whom.
+    /// Returns whether it did.
+    #[inline]
+    pub fn take(&self, me: PeerId) -> bool {
+        // SYNC POINT: lock — Acquire pairs with the Release in `hand_back`:
+        // what the last holder did under the lock is visible to us.
+        self.word
+            .compare_exchange(0, me.pack(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Frees the slot whoever holds it (a lock any process may release),
+    /// in one store; returns who held it.
+    #[inline]
+    pub fn hand_back(&self) -> Option<PeerId> {
+        // SYNC POINT: lock — Release: what we did under the lock happens
+        // before the next `take`.
+        PeerId::unpack(self.word.swap(0, Ordering::Release))
+    }
+
+    /// Takes the slot for `me` from `dead`, if `dead` still holds it.
+    /// Returns whether it did.
+    pub fn take_over(&self, dead: PeerId, me: PeerId) -> bool {
+        // SYNC POINT: lock — Acquire: what the dead holder wrote before it
+        // died is as visible as it will ever be.
+        self.word
+            .compare_exchange(dead.pack(), me.pack(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// The holder, if any.

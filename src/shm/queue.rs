@@ -46,6 +46,10 @@ pub const MAX_QUEUE_BYTES: usize = 1 << 36;
 
 const ROLE_PUT: u32 = 1;
 const ROLE_GET: u32 = 2;
+/// A joinable queue's putter between raising the count of unfinished
+/// items and its item entering the queue: if it dies there, `join` must
+/// not wait for that item.
+const ROLE_PUTTING: u32 = 4;
 
 /// The queue's shared control block.
 #[repr(C)]
@@ -135,6 +139,12 @@ pub enum QueueError {
     /// `task_done` was called more times than items were put.
     #[error("task_done() called more times than items were put")]
     TooManyTaskDone,
+    /// More processes use the queue than it can watch over; a joinable put
+    /// from this one is refused, since its death would go unseen.
+    #[error(
+        "more than {MAX_PEERS} processes have used this queue: it cannot watch over another putter, so a joinable put from it is refused"
+    )]
+    Untracked,
     /// The region could not be made or opened.
     #[cfg(not(loom))]
     #[error(transparent)]
@@ -332,9 +342,32 @@ impl Queue {
         c.roles[idx].fetch_or(role, Ordering::Relaxed);
     }
 
-    /// A process that got from the queue and died without leaving.
-    pub(crate) fn dead_getter(&self) -> Option<PeerId> {
-        self.ctrl().dead_peer(ROLE_GET)
+    /// A process that got from the queue, or died in the middle of a
+    /// joinable put ([`Queue::mark_putting`]), without leaving.
+    pub(crate) fn dead_getter_or_putting(&self) -> Option<PeerId> {
+        self.ctrl().dead_peer(ROLE_GET | ROLE_PUTTING)
+    }
+
+    /// Says (`on`) or unsays that this process is inside a joinable put,
+    /// registering it as a putter first. Returns false when the handle
+    /// could not be registered (more processes than slots), so its death
+    /// would go unseen.
+    pub(crate) fn mark_putting(&self, on: bool) -> bool {
+        if self.roles.get() & ROLE_PUT == 0 {
+            self.register(ROLE_PUT);
+        }
+        let Some(idx) = self.slot.get() else {
+            return false;
+        };
+        let r = &self.ctrl().roles[idx];
+        // Relaxed: the count raised after this (with Release) orders it;
+        // clearing it publishes nothing.
+        if on {
+            r.fetch_or(ROLE_PUTTING, Ordering::Relaxed);
+        } else {
+            r.fetch_and(!ROLE_PUTTING, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Puts `item` if a slot is free now.

@@ -4,9 +4,12 @@
 //! The control block is a count and a [`Notifier`]. `acquire` takes a
 //! permit with a CAS (count > 0 → count − 1, Acquire); `release` gives one
 //! back (Release) and wakes one sleeper if any announced itself. A `Lock`
-//! is a semaphore of one permit that also records its holder, so that
-//! waiters learn when a holder died with the lock held (`multiprocessing`
-//! would wait forever). An `Event` uses the count as its flag: 1 when set.
+//! is one word instead: 0 when free, else its holder's identity (pid and
+//! start time), taken by one CAS and given back by one store, so that no
+//! moment exists when the lock is taken and nobody is named as holding it.
+//! A waiter whose holder died learns who (`multiprocessing` would wait
+//! forever) and may take the lock over from the dead. An `Event` uses the
+//! count as its flag: 1 when set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +60,7 @@ pub(crate) struct SemCtrl {
     count: CachePadded<AtomicU32>,
     /// Where waiters sleep.
     released: CachePadded<Notifier>,
-    /// A lock's holder (unused otherwise).
+    /// A lock: 0 when free, else who holds it (unused otherwise).
     holder: PeerSlot,
 }
 
@@ -169,7 +172,7 @@ impl SemCore {
         }
     }
 
-    fn acquire(&self, timeout: Option<Duration>, watch_holder: bool) -> Result<(), SemError> {
+    fn acquire(&self, timeout: Option<Duration>) -> Result<(), SemError> {
         if self.try_acquire() {
             return Ok(());
         }
@@ -178,13 +181,7 @@ impl SemCore {
             wait: self.wait,
             notifier: &c.released,
             timeout,
-            dead_peer: || {
-                if watch_holder {
-                    c.holder.dead_holder()
-                } else {
-                    None
-                }
-            },
+            dead_peer: || None,
         };
         block_until(ctx, || self.try_acquire().then_some(()))?;
         Ok(())
@@ -253,7 +250,7 @@ impl Semaphore {
     /// Takes a permit, waiting up to `timeout` (`None`: forever).
     #[inline]
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<(), SemError> {
-        self.core.acquire(timeout, false)
+        self.core.acquire(timeout)
     }
 
     /// Gives a permit back and wakes one waiter.
@@ -270,7 +267,9 @@ impl Semaphore {
 }
 
 /// A lock shared by processes, like `multiprocessing.Lock`: not recursive;
-/// a waiter whose holder died gets [`SemError::PeerGone`].
+/// a waiter whose holder died gets [`SemError::PeerGone`] naming it, and
+/// may then take the lock over ([`Lock::take_over`]). The lock is its
+/// holder word alone (the control block's count is not used).
 #[derive(Clone)]
 pub struct Lock {
     core: SemCore,
@@ -292,7 +291,7 @@ impl Lock {
     /// A lock on the heap, for threads.
     pub fn on_heap(wait: Wait) -> Lock {
         Lock {
-            core: SemCore::heap(1, 1, wait),
+            core: SemCore::heap(0, 1, wait),
             me: PeerId::current(),
         }
     }
@@ -301,7 +300,7 @@ impl Lock {
     #[cfg(not(loom))]
     pub fn create(name: &str, wait: Wait) -> Result<Lock, SemError> {
         Ok(Lock {
-            core: SemCore::create(name, Kind::Lock, 1, 1, wait)?,
+            core: SemCore::create(name, Kind::Lock, 0, 1, wait)?,
             me: PeerId::current(),
         })
     }
@@ -316,19 +315,39 @@ impl Lock {
     }
 
     /// Takes the lock if it is free now.
+    #[inline]
     pub fn try_acquire(&self) -> bool {
-        let ok = self.core.try_acquire();
-        if ok {
-            self.core.ctrl().holder.set(Some(self.me));
-        }
-        ok
+        self.core.ctrl().holder.take(self.me)
     }
 
-    /// Takes the lock, waiting up to `timeout`.
+    /// Takes the lock, waiting up to `timeout`. A holder that died holding
+    /// it is [`SemError::PeerGone`].
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<(), SemError> {
-        self.core.acquire(timeout, true)?;
-        self.core.ctrl().holder.set(Some(self.me));
+        if self.try_acquire() {
+            return Ok(());
+        }
+        let c = self.core.ctrl();
+        let ctx = WaitCtx {
+            wait: self.core.wait,
+            notifier: &c.released,
+            timeout,
+            dead_peer: || c.holder.dead_holder(),
+        };
+        block_until(ctx, || self.try_acquire().then_some(()))?;
         Ok(())
+    }
+
+    /// Takes the lock from `dead`, the holder a [`SemError::PeerGone`]
+    /// named, if it still holds it: what it protects may be half-updated,
+    /// which the caller is now to mend. Returns whether it did (false:
+    /// someone else took it over first, or `dead` was not the holder).
+    pub fn take_over(&self, dead: PeerId) -> bool {
+        !dead.is_alive() && self.core.ctrl().holder.take_over(dead, self.me)
+    }
+
+    /// Who holds the lock now, if anyone.
+    pub fn holder(&self) -> Option<PeerId> {
+        self.core.ctrl().holder.get()
     }
 
     /// Takes the lock and returns a guard that releases it.
@@ -337,18 +356,19 @@ impl Lock {
         Ok(LockGuard { lock: self })
     }
 
-    /// Releases the lock (which any process may do, as in `multiprocessing`).
+    /// Releases the lock (which any process may do, as in
+    /// `multiprocessing`); releasing a free lock does nothing.
+    #[inline]
     pub fn release(&self) {
-        self.core.ctrl().holder.set(None);
-        // A lock's count is 0 or 1: releasing an unlocked lock is a no-op
-        // rather than an overflow.
-        let _ = self.core.release();
+        let c = self.core.ctrl();
+        if c.holder.hand_back().is_some() && self.core.wait.parks() {
+            c.released.notify(1);
+        }
     }
 
     /// Whether the lock is held now.
     pub fn is_locked(&self) -> bool {
-        // Relaxed: a snapshot.
-        self.core.ctrl().count.load(Ordering::Relaxed) == 0
+        self.holder().is_some()
     }
 }
 
@@ -473,15 +493,25 @@ mod tests {
     #[test]
     fn dead_holder_is_reported() {
         let lock = Lock::on_heap(Wait::PARK);
-        assert!(lock.try_acquire());
         let dead = PeerId {
             pid: PeerId::current().pid,
             start: 1,
         };
         lock.core.ctrl().holder.set(Some(dead));
+        assert!(!lock.try_acquire());
         assert!(
             matches!(lock.acquire(Some(Duration::from_secs(5))), Err(SemError::PeerGone(p)) if p == dead)
         );
+        // Taken over from the dead, once; then it is ours to release.
+        let alive = PeerId::current();
+        assert!(!lock.take_over(alive), "a live holder is not taken over");
+        assert!(lock.take_over(dead));
+        assert_eq!(lock.holder(), Some(alive));
+        assert!(!lock.take_over(dead), "taken over once");
+        lock.release();
+        assert!(!lock.is_locked());
+        lock.release();
+        assert!(lock.try_acquire(), "releasing a free lock leaves it free");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use super::super::control::PeerReport;
 pub use crate::harness::validate::{Frames, mix64};
 use crate::shm::region::{Kind, Region, RegionError};
-use crate::shm::{Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore};
+use crate::shm::{
+    JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore,
+};
 use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
 
 /// What a peer role failed with.
@@ -230,6 +232,32 @@ pub fn sem_count(
     }
     Ok(PeerReport {
         messages: iters,
+        ..PeerReport::default()
+    })
+}
+
+/// Takes and releases lock `lock` `iters` times as fast as it can: a
+/// process to kill at a random moment, which is then as likely as it can
+/// be to die while it takes or releases the lock.
+pub fn lock_churn(lock: &str, iters: u64, timeout: Duration) -> Result<PeerReport, PeerError> {
+    let lock = Lock::open(lock)?;
+    for _ in 0..iters {
+        drop(lock.lock(Some(timeout))?);
+    }
+    Ok(PeerReport {
+        messages: iters,
+        ..PeerReport::default()
+    })
+}
+
+/// Puts `items` 8-byte items into joinable queue `region`.
+pub fn joinable_put(region: &str, items: u64, timeout: Duration) -> Result<PeerReport, PeerError> {
+    let q = JoinableQueue::open(region)?;
+    for i in 0..items {
+        q.put(&i.to_le_bytes(), Some(timeout))?;
+    }
+    Ok(PeerReport {
+        messages: items,
         ..PeerReport::default()
     })
 }
