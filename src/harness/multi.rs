@@ -10,7 +10,7 @@ use crate::transport::{LinkSetup, Shared, Side, Transport, TransportKind};
 use super::child::bodies;
 use super::control::{PeerArgs, PeerReport};
 use super::error::{HarnessError, settle};
-use super::point::{link_opts, throughput_of};
+use super::point::{grow_to_budget, link_opts, throughput_of};
 use super::shm_dict;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::{reports, spawn};
@@ -39,21 +39,24 @@ pub(super) fn run_multi(
     rec: PointRecord,
     cpus: &[usize],
 ) -> PointRecord {
+    let ok = |r: &PointRecord| r.status == crate::record::Status::Ok;
     let (warmup, first) = opts.first_count(spec);
-    let mut iters = first;
-    let mut out = multi_once(spec, opts, rec.clone(), cpus, warmup, iters);
-    for _ in 0..5 {
-        if out.status != crate::record::Status::Ok {
-            break;
-        }
-        match opts.grown_count(spec, iters, out.elapsed_ns) {
-            Some(n) => iters = n,
-            None => break,
-        }
-        let warmup = opts.counts(spec).0.min(iters / 10).max(1);
-        out = multi_once(spec, opts, rec.clone(), cpus, warmup, iters);
-    }
-    if out.status == crate::record::Status::Ok {
+    let mut out = grow_to_budget(
+        spec,
+        opts,
+        first,
+        |n| {
+            // Grown attempts warm up as the profile says, within a tenth.
+            let w = if n == first {
+                warmup
+            } else {
+                opts.counts(spec).0.min(n / 10).max(1)
+            };
+            multi_once(spec, opts, rec.clone(), cpus, w, n)
+        },
+        |r| ok(r).then_some(r.elapsed_ns),
+    );
+    if ok(&out) {
         out.measured_ns = Some(out.elapsed_ns);
     }
     out

@@ -105,18 +105,40 @@ fn within_budget(
     (warmup, first): (u64, u64),
     mut attempt: impl FnMut(u64, u64) -> Result<(PeerReport, PeerReport), HarnessError>,
 ) -> Result<(PeerReport, PeerReport), HarnessError> {
+    grow_to_budget(
+        spec,
+        opts,
+        first,
+        |n| attempt(warmup, n),
+        |r| {
+            r.as_ref()
+                .ok()
+                .map(|(a, b)| measured_side(spec, a, b).measured_ns)
+        },
+    )
+}
+
+/// Measures with `first` messages, then again with as many as
+/// [`RunOpts::grown_count`] asks for, up to six attempts in all; `timed`
+/// gives an attempt's timed part, `None` when it failed (which ends it).
+pub(super) fn grow_to_budget<T>(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    first: u64,
+    mut attempt: impl FnMut(u64) -> T,
+    timed: impl Fn(&T) -> Option<u64>,
+) -> T {
     let mut iters = first;
-    let mut result = attempt(warmup, iters);
+    let mut out = attempt(iters);
     for _ in 0..5 {
-        let Ok((a, b)) = &result else { break };
-        let timed = measured_side(spec, a, b).measured_ns;
-        match opts.grown_count(spec, iters, timed) {
+        let Some(t) = timed(&out) else { break };
+        match opts.grown_count(spec, iters, t) {
             Some(n) => iters = n,
             None => break,
         }
-        result = attempt(warmup, iters);
+        out = attempt(iters);
     }
-    result
+    out
 }
 
 /// The options a point's (or a session's) link over `kind` is set up
