@@ -40,6 +40,7 @@
 pub mod child;
 pub mod control;
 pub mod error;
+pub mod floors;
 pub mod measure;
 pub mod multi;
 pub mod plan;

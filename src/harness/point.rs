@@ -4,12 +4,13 @@
 
 use crate::record::{Ci95, PointRecord, Throughput};
 use crate::shm::floor::Floor;
-use crate::shm::{Wait, WaitKind, unique_name};
+use crate::shm::{WaitKind, unique_name};
 use crate::transport::{LinkOpts, LinkSetup, Side, Transport, TransportKind};
 
-use super::child::floors;
+use super::child::floors as child_floors;
 use super::control::{PeerArgs, PeerReport};
 use super::error::{HarnessError, settle};
+use super::floors;
 use super::multi::run_multi;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::run_pair;
@@ -99,7 +100,7 @@ fn measured_side<'r>(spec: &PointSpec, a: &'r PeerReport, b: &'r PeerReport) -> 
 /// first attempt, with the profile's counts, tells how long a message
 /// takes; a later one measures enough of them. At most six attempts (a
 /// machine that slows down between two can leave one short).
-fn within_budget(
+pub(super) fn within_budget(
     spec: &PointSpec,
     opts: &RunOpts,
     (warmup, first): (u64, u64),
@@ -164,7 +165,7 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     } else {
         rec.producers + rec.consumers + spec.strategy.helpers()
     };
-    let (warmup, iters) = opts.counts(spec);
+    let (warmup, iters) = opts.first_count(spec);
     if rec.oversubscribed && spec.strategy.has_wait() && spec.wait.kind == WaitKind::Spin {
         rec.skip(format!(
             "pure spin with {busy} busy processes on {} CPUs measures the scheduler, not the channel; \
@@ -176,12 +177,38 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     if spec.pattern.is_multi() {
         return run_multi(spec, opts, rec, &cpus);
     }
+    let template = rec;
+    floors::tried(|| {
+        let mut rec = template.clone();
+        let before = floors::beside(spec, opts, &rec.cpus);
+        match measure_pair(spec, opts, &cpus, pinned, (warmup, iters)) {
+            Err(e) => settle(&mut rec, &e),
+            Ok((a, b)) => fill_pair(&mut rec, spec, &a, &b),
+        }
+        if let Some(before) = before
+            && rec.status == crate::record::Status::Ok
+            && let Some(after) = floors::beside(spec, opts, &rec.cpus)
+        {
+            rec.adjacent_floors = vec![before, after];
+        }
+        rec
+    })
+}
+
+/// Both peers of a one-to-one point (a floor or a transport), measured for
+/// the budget ([`within_budget`]).
+fn measure_pair(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    cpus: &[usize],
+    pinned: bool,
+    (warmup, iters): (u64, u64),
+) -> Result<(PeerReport, PeerReport), HarnessError> {
     let make_args = |addr: &str, side: Side, counts: (u64, u64)| {
         let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
         PeerArgs::for_point(spec, addr, side, 0, counts, cpu)
     };
-    let before = adjacent_floor(spec, opts, &rec.cpus);
-    let result = match spec.strategy {
+    match spec.strategy {
         Strategy::Floor => {
             let measurable = match spec.pattern {
                 Pattern::Pingpong => true,
@@ -230,28 +257,17 @@ pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
                 })
             })
         }
-    };
-    match result {
-        Err(e) => settle(&mut rec, &e),
-        Ok((a, b)) => fill_pair(&mut rec, spec, &a, &b),
     }
-    if let Some(before) = before
-        && rec.status == crate::record::Status::Ok
-        && let Some(after) = adjacent_floor(spec, opts, &rec.cpus)
-    {
-        rec.adjacent_floors = vec![before, after];
-    }
-    rec
 }
 
 /// Both peers of a floor point (`spec.strategy` is a floor).
-fn run_floor(
+pub(super) fn run_floor(
     spec: &PointSpec,
     opts: &RunOpts,
     make_args: impl Fn(&str, Side) -> PeerArgs,
 ) -> Result<(PeerReport, PeerReport), HarnessError> {
     let name = unique_name("floor");
-    let kind = floors::kind_for(
+    let kind = child_floors::kind_for(
         spec.strategy == Strategy::FloorCopy,
         spec.pattern,
         spec.wait.kind == WaitKind::Park,
@@ -267,56 +283,4 @@ fn run_floor(
     );
     drop(floor);
     r
-}
-
-/// The key figure of the same-work floor that matches a one-to-one
-/// pingpong or stream point at its size (the round trip's copy floor's
-/// median; the stream's copy floor's messages per second), measured
-/// briefly on the point's CPUs. `None` for other points, floors, unpinned
-/// points, or when the floor could not be measured (the point stands
-/// without it).
-fn adjacent_floor(spec: &PointSpec, opts: &RunOpts, cpus: &[usize]) -> Option<f64> {
-    if matches!(spec.strategy, Strategy::Floor | Strategy::FloorCopy) {
-        return None;
-    }
-    if cpus.len() != 2 || opts.fixed_count.is_some() {
-        return None;
-    }
-    let floor = match spec.pattern {
-        Pattern::Pingpong => PointSpec::one_to_one(
-            Strategy::FloorCopy,
-            Pattern::Pingpong,
-            spec.size,
-            Wait::SPIN,
-        ),
-        Pattern::Stream => {
-            PointSpec::one_to_one(Strategy::Floor, Pattern::Stream, spec.size, Wait::SPIN)
-        }
-        _ => return None,
-    };
-    // A quarter of the point's time budget: long enough for a median and
-    // for the floor to reach its speed (over a few milliseconds a stream
-    // floor read a fifth of what it reads over a tenth of a second), short
-    // enough to sit right beside the point.
-    let quarter = RunOpts {
-        budget: opts.budget / 4,
-        ..opts.clone()
-    };
-    let (warmup, iters) = opts.counts(&floor);
-    let (a, b) = within_budget(&floor, &quarter, (warmup, iters), |w, n| {
-        run_floor(&floor, opts, |addr, side| {
-            let cpu = cpus[if side == Side::A { 0 } else { 1 }];
-            PeerArgs::for_point(&floor, addr, side, 0, (w, n), Some(cpu))
-        })
-    })
-    .ok()?;
-    let mut rec = PointRecord::unmeasured(
-        floor.strategy.name(),
-        floor.pattern.name(),
-        floor.size,
-        (1, 1),
-        "spin",
-    );
-    fill_pair(&mut rec, &floor, &a, &b);
-    rec.key_figure()
 }

@@ -270,16 +270,36 @@ impl Default for RunOpts {
 impl RunOpts {
     /// The count a point of `spec` is first measured with, to learn how
     /// long a message takes before [`RunOpts::grown_count`] sizes it for
-    /// the budget: the profile's count, or for a point many share at most
-    /// [`MULTI_PROBE`] messages in all (the profile's count over a
-    /// manager's proxies took 34 s where the budget is half a second).
+    /// the budget. A one-to-one point starts with at most the least it
+    /// may measure ([`MIN_ROUND_TRIPS`] or [`MIN_MESSAGES`]): the
+    /// profile's count took 29 s over raw-sync's 8 B stream (300,000
+    /// messages at 10 k/s) where the budget is half a second. A point many
+    /// share starts with at most [`MULTI_PROBE`] messages in all (the
+    /// profile's count over a manager's proxies took 34 s). Counts that are
+    /// fixed, or a zero budget, keep the profile's count.
     pub fn first_count(&self, spec: &PointSpec) -> (u64, u64) {
         let (warmup, iters) = self.counts(spec);
-        if !spec.pattern.is_multi() || self.fixed_count.is_some() {
+        if self.fixed_count.is_some() {
             return (warmup, iters);
+        }
+        if !spec.pattern.is_multi() {
+            if self.budget.is_zero() {
+                return (warmup, iters);
+            }
+            return (warmup, iters.min(self.least(spec)));
         }
         let probe = (MULTI_PROBE / spec.producers.max(1) as u64).clamp(10, iters.max(10));
         (warmup.min(probe / 10).max(1), probe)
+    }
+
+    /// The least round trips or messages `spec` measures in all, when the
+    /// budget allows ([`MIN_ROUND_TRIPS`], [`MIN_MESSAGES`]).
+    fn least(&self, spec: &PointSpec) -> u64 {
+        if spec.pattern.round_trips() || spec.pattern == Pattern::Reqrep {
+            MIN_ROUND_TRIPS
+        } else {
+            MIN_MESSAGES
+        }
     }
 
     /// The (warm-up, measured) counts of exchanges or messages of `spec`
@@ -340,11 +360,7 @@ impl RunOpts {
             return None;
         }
         let budget = self.budget.as_nanos() as u64;
-        let least = if spec.pattern.round_trips() || spec.pattern == Pattern::Reqrep {
-            MIN_ROUND_TRIPS
-        } else {
-            MIN_MESSAGES
-        };
+        let least = self.least(spec);
         let least = if spec.pattern.is_multi() {
             least.div_ceil(spec.producers.max(1) as u64)
         } else {
@@ -465,9 +481,41 @@ mod tests {
         assert_eq!(opts.grown_count(&spec, 500, budget_ns), Some(2_500));
         // Enough of both: done.
         assert_eq!(opts.grown_count(&spec, 2_500, budget_ns), None);
-        // A one-to-one point starts at its profile's count.
-        let one = PointSpec::one_to_one(spec.strategy, Pattern::Stream, 64, Wait::SPIN);
-        assert_eq!(opts.first_count(&one), opts.counts(&one));
+    }
+
+    #[test]
+    fn a_one_to_one_point_starts_at_most_at_its_least_count() {
+        let opts = RunOpts::default();
+        let at = |pattern, size| {
+            let one = PointSpec::one_to_one(
+                Strategy::Transport(TransportKind::ShmRing),
+                pattern,
+                size,
+                Wait::SPIN,
+            );
+            (opts.first_count(&one), opts.counts(&one))
+        };
+        // The profile moves a million 64 B messages; the first try, 10,000.
+        let ((w, first), (pw, profile)) = at(Pattern::Stream, 64);
+        assert_eq!((w, first), (pw, MIN_MESSAGES));
+        assert!(profile > MIN_MESSAGES);
+        // Fewer than the least in the profile: the profile's.
+        let (first, profile) = at(Pattern::Stream, 1 << 20);
+        assert_eq!(first, profile);
+        assert!(profile.1 < MIN_MESSAGES);
+        assert_eq!(at(Pattern::Pingpong, 64).0.1, MIN_ROUND_TRIPS);
+        // Tests that count rather than time keep the profile's count.
+        let counted = RunOpts {
+            budget: Duration::ZERO,
+            ..RunOpts::default()
+        };
+        let one = PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::ShmRing),
+            Pattern::Stream,
+            64,
+            Wait::SPIN,
+        );
+        assert_eq!(counted.first_count(&one), counted.counts(&one));
     }
 
     #[test]

@@ -195,6 +195,7 @@ mod tests {
                     cpu_relation: Some("same L3".into()),
                     repeats: vec![],
                     adjacent_floors: vec![],
+                    tries: None,
                     measured_ns: Some(1000),
                     batches: vec![(90, 1e7); 6],
                     ci95: Some(crate::record::Ci95 {
@@ -226,6 +227,7 @@ mod tests {
                     cpu_relation: None,
                     repeats: vec![],
                     adjacent_floors: vec![],
+                    tries: None,
                     measured_ns: None,
                     batches: vec![],
                     ci95: None,

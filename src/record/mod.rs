@@ -326,6 +326,14 @@ pub struct PointRecord {
     /// physical cores), only these make a trustworthy ratio.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adjacent_floors: Vec<f64>,
+    /// How many times the point was measured, with its floors beside it,
+    /// because the floors disagreed (more than [`STEADY_FLOORS`] apart)
+    /// or the point read below [`BELOW_FLOOR`] times them: the machine's
+    /// speed moved under it. The record is the first try whose floors
+    /// stand beside it, else the last. Absent when once was enough; with
+    /// `--repeat`, the kept repeat's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
     /// How long the timed part of the point took (all repeats): what the
     /// time budget of its profile bounds from below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -376,6 +384,7 @@ impl PointRecord {
             cpu_relation: None,
             repeats: Vec::new(),
             adjacent_floors: Vec::new(),
+            tries: None,
             measured_ns: None,
             batches: Vec::new(),
             ci95: None,
@@ -438,6 +447,43 @@ pub fn key_figure(p: &PointRecord) -> Option<f64> {
     }
 }
 
+/// How far apart the floors measured just before and just after a point
+/// may be for them to stand beside it.
+pub const STEADY_FLOORS: f64 = 1.25;
+
+/// A one-to-one pingpong or stream point's key figure over the floor
+/// measured on its CPUs just before and after it (pingpong: × the spin
+/// floor; stream: the fraction of the copy floor), when those two agree
+/// within [`STEADY_FLOORS`]. `None` otherwise: the machine's cross-core
+/// latency moved while the point ran, or no floor was measured beside it.
+pub fn vs_adjacent_floor(p: &PointRecord) -> Option<f64> {
+    let [a, b] = p.adjacent_floors[..] else {
+        return None;
+    };
+    if !(a > 0.0 && b > 0.0) || a.max(b) / a.min(b) > STEADY_FLOORS {
+        return None;
+    }
+    key_figure(p).map(|f| f / ((a + b) / 2.0))
+}
+
+/// A point whose cost reads below this multiple of the same-work floor
+/// measured beside it is wrong (the floor or the point): the floor does
+/// the least work any strategy must.
+pub const BELOW_FLOOR: f64 = 0.9;
+
+/// What a one-to-one point costs in multiples of the same-work floor
+/// beside it (pingpong: its median round trip over the floor's; stream:
+/// the floor's messages per second over its own), when the floors agree
+/// ([`vs_adjacent_floor`]). 1 is the floor; below [`BELOW_FLOOR`], a bug.
+pub fn floor_multiple(p: &PointRecord) -> Option<f64> {
+    let r = vs_adjacent_floor(p)?;
+    if lower_is_better(&p.pattern) {
+        Some(r)
+    } else {
+        (r > 0.0).then(|| 1.0 / r)
+    }
+}
+
 /// A point as files hold it: `status` is absent in files of schema 1 and
 /// in the Python baseline's records of that time, and is then derived.
 mod wire {
@@ -477,6 +523,8 @@ mod wire {
         repeats: Vec<f64>,
         #[serde(default)]
         adjacent_floors: Vec<f64>,
+        #[serde(default)]
+        tries: Option<u32>,
         #[serde(default)]
         measured_ns: Option<u64>,
         #[serde(default)]
@@ -525,6 +573,7 @@ mod wire {
                 cpu_relation: w.cpu_relation,
                 repeats: w.repeats,
                 adjacent_floors: w.adjacent_floors,
+                tries: w.tries,
                 measured_ns: w.measured_ns,
                 ci95: w
                     .ci95

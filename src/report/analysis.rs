@@ -3,8 +3,10 @@
 //! and its Python counterpart, and what the reader should be warned of.
 //! Pure functions: the same records give the same answers.
 
+pub use crate::record::{
+    BELOW_FLOOR, STEADY_FLOORS, floor_multiple, key_figure, lower_is_better, vs_adjacent_floor,
+};
 use crate::record::{PointRecord, RunRecord, Status};
-pub use crate::record::{key_figure, lower_is_better};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
@@ -85,43 +87,6 @@ pub fn human_ratio(r: f64) -> String {
         format!("{r:.1}×")
     } else {
         format!("{r:.2}×")
-    }
-}
-
-/// How far apart the floors measured just before and just after a point
-/// may be for them to stand beside it.
-pub const STEADY_FLOORS: f64 = 1.25;
-
-/// A one-to-one pingpong or stream point's key figure over the floor
-/// measured on its CPUs just before and after it (pingpong: × the spin
-/// floor; stream: the fraction of the copy floor), when those two agree
-/// within [`STEADY_FLOORS`]. `None` otherwise: the machine's cross-core
-/// latency moved while the point ran, or no floor was measured beside it.
-pub fn vs_adjacent_floor(p: &PointRecord) -> Option<f64> {
-    let [a, b] = p.adjacent_floors[..] else {
-        return None;
-    };
-    if !(a > 0.0 && b > 0.0) || a.max(b) / a.min(b) > STEADY_FLOORS {
-        return None;
-    }
-    key_figure(p).map(|f| f / ((a + b) / 2.0))
-}
-
-/// A point whose cost reads below this multiple of the same-work floor
-/// measured beside it is wrong (the floor or the point): the floor does
-/// the least work any strategy must.
-pub const BELOW_FLOOR: f64 = 0.9;
-
-/// What a one-to-one point costs in multiples of the same-work floor
-/// beside it (pingpong: its median round trip over the floor's; stream:
-/// the floor's messages per second over its own), when the floors agree
-/// ([`vs_adjacent_floor`]). 1 is the floor; below [`BELOW_FLOOR`], a bug.
-pub fn floor_multiple(p: &PointRecord) -> Option<f64> {
-    let r = vs_adjacent_floor(p)?;
-    if lower_is_better(&p.pattern) {
-        Some(r)
-    } else {
-        (r > 0.0).then(|| 1.0 / r)
     }
 }
 
@@ -683,7 +648,8 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
             ),
             advice: "a floor does the least work any strategy must, so this is a bug in the floor \
                      or in the point (a message not checked, a copy skipped), or the machine moved \
-                     between the point and its floors; do not quote these figures"
+                     between the point and its floors on each of its tries (up to three); do not \
+                     quote these figures"
                 .into(),
             points: names(below),
         });
