@@ -132,6 +132,9 @@ MIN_ROUND_TRIPS = 1_000
 MIN_MESSAGES = 10_000
 MIN_COUNT_BUDGETS = 8
 BATCHES = 20
+# A shared channel's receivers (and reqrep's clients) note the time every
+# this many messages (calls), for its batches (as the Rust side's marks).
+MARK_STEP = 16
 DEADLINE_S = 120.0
 
 
@@ -512,6 +515,23 @@ def batches_of(times, end, lat_at):
     return out
 
 
+def merged_batches(start, marks):
+    """A shared channel's batches over all its receivers together, as the
+    Rust side's harness::measure::merged_batches: every receiver's marks
+    (`step`, [times]) in time order, cut into BATCHES runs of about equal
+    count, each [0, messages per second]."""
+    events = sorted((t, step) for step, times in marks for t in times)
+    total = sum(step for _, step in events)
+    per = max(1, -(-total // BATCHES))
+    out, frm, n = [], start, 0
+    for t, step in events:
+        n += step
+        if n >= per and t > frm:
+            out.append([0, n * 1e9 / (t - frm)])
+            frm, n = t, 0
+    return out
+
+
 def hist_pairs(samples):
     """Latency samples as (value, count) pairs at three significant digits
     (what the histogram they go into keeps)."""
@@ -641,7 +661,7 @@ def role_produce(end, codec, a):
 def role_consume(end, codec, a):
     c0 = cpu_ns()
     last_of = {}
-    digest, n, first, last, samples = 0, 0, 0, 0, []
+    digest, n, first, last, samples, marks = 0, 0, 0, 0, [], []
     while True:
         m = end.recv()
         if not m:
@@ -658,10 +678,12 @@ def role_consume(end, codec, a):
             first = t
         last = t
         n += 1
+        if n % MARK_STEP == 0:
+            marks.append(t)
         if ts:
             samples.append(t - ts)
     return {"messages": n, "digest": digest, "first_ns": first, "last_ns": last,
-            "samples": samples, "cpu_ns": cpu_ns() - c0}
+            "samples": samples, "cpu_ns": cpu_ns() - c0, "marks": marks}
 
 
 def role_client(end, codec, a):
@@ -676,7 +698,7 @@ def role_client(end, codec, a):
         seq = tagged(pid, i)
         d[key] = codec.make(seq)
         codec.check(d[key], seq)
-    samples = []
+    samples, marks = [], []
     c0 = cpu_ns()
     first = now_ns()
     for i in measured(a, warm, 100):
@@ -689,8 +711,10 @@ def role_client(end, codec, a):
         t2 = time.perf_counter_ns()
         codec.check(back, seq)
         samples += [t1 - t0, t2 - t1]
+        if len(samples) % MARK_STEP == 0:
+            marks.append(now_ns())
     return {"messages": len(samples), "first_ns": first, "last_ns": now_ns(), "samples": samples,
-            "cpu_ns": cpu_ns() - c0}
+            "cpu_ns": cpu_ns() - c0, "marks": marks}
 
 
 def role_incr(prims, codec, a):
@@ -1273,6 +1297,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
             rec["messages"] = received
             rec["elapsed_ns"] = last - first
             rec["latency_ns"] = percentiles([s for r in got for s in r["samples"]])
+            rec["batches"] = merged_batches(first, [(MARK_STEP, r["marks"]) for r in got])
             per_s = max(0, received - 1) * 1e9 / max(1, last - first)
             rec["cpu_ns_per_msg"] = sum(r["cpu_ns"] for r in sent + got) / max(1, received)
         elif pattern == "reqrep":
@@ -1289,6 +1314,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
             rec["messages"] = calls
             rec["elapsed_ns"] = last - first
             rec["latency_ns"] = percentiles([s for r in got for s in r["samples"]])
+            rec["batches"] = merged_batches(first, [(MARK_STEP, r["marks"]) for r in got])
             per_s = calls * 1e9 / max(1, last - first)
             rec["cpu_ns_per_msg"] = sum(r["cpu_ns"] for r in got) / max(1, calls)
         else:

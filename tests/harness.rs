@@ -686,5 +686,15 @@ fn a_point_many_share_measures_for_the_budget() {
         "{} messages: never grew past its first attempt",
         r.messages
     );
+    // Its batches come from its receiver's marks, and give an interval
+    // of its throughput that holds the figure it reports.
+    assert!(r.batches.len() >= 6, "{:?}", r.batches);
+    let [lo, hi] = r.ci95.and_then(|c| c.msgs_per_s).expect("an interval");
+    let per_s = r.throughput.expect("a throughput").msgs_per_s;
+    assert!(lo <= hi && lo > 0.0, "[{lo}, {hi}]");
+    assert!(
+        per_s > lo * 0.8 && per_s < hi * 1.25,
+        "{per_s} far outside [{lo}, {hi}]"
+    );
     assert!(shm_leftovers().is_empty(), "{:?}", shm_leftovers());
 }

@@ -57,6 +57,14 @@ pub struct PeerReport {
     /// [`Batches`]: super::measure::Batches
     #[serde(default)]
     pub batches: Vec<(u64, f64)>,
+    /// Multi-party receivers and reqrep clients: the `CLOCK_MONOTONIC`
+    /// time at which each further `mark_step` messages (or calls) had
+    /// arrived ([`super::measure::merged_batches`]).
+    #[serde(default)]
+    pub marks: Vec<u64>,
+    /// See `marks`.
+    #[serde(default)]
+    pub mark_step: u64,
     /// One-to-one: the whole latency histogram ([`super::measure::encode`]).
     #[serde(default)]
     pub histogram: Option<String>,
@@ -143,6 +151,18 @@ pub struct PeerArgs {
 }
 
 impl PeerArgs {
+    /// Every how many messages (or measured calls, for a reqrep client)
+    /// this receiver of a point many share notes the time: the marks of
+    /// all its peers together number about [`super::measure::MARKS`].
+    pub fn mark_step(&self) -> u64 {
+        let producers = self.producers.max(1) as u64;
+        super::measure::mark_step(if self.pattern == super::spec::Pattern::Reqrep {
+            2 * self.iters * producers
+        } else {
+            (self.warmup + self.iters) * producers
+        })
+    }
+
     /// Side `side`'s arguments for `spec` (producer or consumer `id` of a
     /// multi-party point), pinned to `cpu` if given.
     pub fn for_point(

@@ -65,6 +65,45 @@ pub fn merged_latency(parts: &[&[(u64, u64)]]) -> Option<Latency> {
     summary(&h)
 }
 
+/// How many times, in all, the receivers of a point many share (or its
+/// clients) note the time as messages arrive: every [`mark_step`]
+/// messages each.
+pub const MARKS: u64 = 128;
+
+/// Every how many messages a receiver of a point many share notes the
+/// time, when `total` messages are to cross the channel among all of
+/// them.
+pub fn mark_step(total: u64) -> u64 {
+    (total / MARKS).max(1)
+}
+
+/// A point many share, cut into [`BATCHES`] runs of about equal count
+/// over all its receivers together: every receiver's marks (times it had
+/// received another `step` messages) merged in time order, each batch's
+/// messages per second from the marks that close it (median latency 0:
+/// the receivers' latencies are not split by batch). `start_ns` is when
+/// the first message arrived. Fewer marks than batches give as many
+/// batches as marks.
+pub fn merged_batches(start_ns: u64, marks: &[(u64, &[u64])]) -> Vec<(u64, f64)> {
+    let mut events: Vec<(u64, u64)> = marks
+        .iter()
+        .flat_map(|&(step, times)| times.iter().map(move |&t| (t, step)))
+        .collect();
+    events.sort_unstable();
+    let total: u64 = events.iter().map(|e| e.1).sum();
+    let per = total.div_ceil(BATCHES).max(1);
+    let (mut from, mut n) = (start_ns, 0u64);
+    let mut out = Vec::with_capacity(BATCHES as usize);
+    for (t, step) in events {
+        n += step;
+        if n >= per && t > from {
+            out.push((0, n as f64 * 1e9 / (t - from) as f64));
+            (from, n) = (t, 0);
+        }
+    }
+    out
+}
+
 /// How many batches a point's measured messages are split into: enough
 /// for a 95% interval of the median from their order statistics (6 is
 /// the least that gives one; of 20, the 6th to the 15th: 95.9%).
@@ -219,6 +258,31 @@ impl StreamTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_batches_count_every_receiver_in_time_order() {
+        // Two receivers of 10 messages each, marking every message: one
+        // every 10 ns from 0, the other every 10 ns from 5; 20 messages in
+        // 100 ns together, in 20 batches of one message.
+        let a: Vec<u64> = (1..=10).map(|i| i * 10).collect();
+        let b: Vec<u64> = (0..10).map(|i| i * 10 + 15).collect();
+        let batches = merged_batches(5, &[(1, &a), (1, &b)]);
+        assert_eq!(batches.len(), 20);
+        // Each batch: one message in 5 ns.
+        assert!(
+            batches.iter().all(|&(p50, r)| p50 == 0 && r == 2e8),
+            "{batches:?}"
+        );
+        // One receiver got everything: its marks alone set the pace.
+        let slow: Vec<u64> = (1..=40).map(|i| i * 100).collect();
+        let batches = merged_batches(0, &[(5, &slow), (5, &[])]);
+        assert_eq!(batches.len(), 20);
+        assert!(
+            batches.iter().all(|&(_, r)| (r - 5e7).abs() < 1.0),
+            "{batches:?}"
+        );
+        assert!(merged_batches(0, &[]).is_empty());
+    }
 
     #[test]
     fn batches_cover_every_message_and_the_histogram_every_sample() {

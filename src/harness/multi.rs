@@ -167,11 +167,26 @@ fn multi_once(
             );
             let hists: Vec<&[(u64, u64)]> = got.iter().map(|r| r.latency_hist.as_slice()).collect();
             rec.latency_ns = super::measure::merged_latency(&hists);
+            batches_of(&mut rec, first, &got);
             let cpu: u64 = sent.iter().chain(&got).map(|r| r.cpu_ns).sum();
             rec.cpu_ns_per_msg = Some(cpu as f64 / received.max(1) as f64);
         }
     }
     rec
+}
+
+/// A point many share, in batches over all its receivers (or clients)
+/// together, from their marks ([`super::measure::merged_batches`]), and
+/// the interval of its throughput they give (its median has none: the
+/// receivers' latencies are not split by batch). `first` is when the
+/// first message arrived (or the first measured call began).
+fn batches_of(rec: &mut PointRecord, first: u64, reports: &[PeerReport]) {
+    let marks: Vec<(u64, &[u64])> = reports
+        .iter()
+        .map(|r| (r.mark_step, r.marks.as_slice()))
+        .collect();
+    rec.batches = super::measure::merged_batches(first, &marks);
+    rec.ci95 = crate::record::Ci95::of_batches(&rec.batches, None);
 }
 
 /// The exactly-once check of a multi-party stream: `producers` each sent
@@ -224,6 +239,7 @@ fn fill_reqrep(rec: &mut PointRecord, spec: &PointSpec, clients: &[PeerReport], 
     );
     let hists: Vec<&[(u64, u64)]> = clients.iter().map(|r| r.latency_hist.as_slice()).collect();
     rec.latency_ns = super::measure::merged_latency(&hists);
+    batches_of(rec, first, clients);
     let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum::<u64>() + server_cpu;
     rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
 }

@@ -5,7 +5,7 @@
 
 use super::super::control::PeerReport;
 use super::super::measure::{
-    Batches, StreamTimes, cpu_time_ns, encode, histogram, now_ns, pairs, summary,
+    Batches, MARKS, StreamTimes, cpu_time_ns, encode, histogram, now_ns, pairs, summary,
 };
 use super::super::validate::Codec;
 use crate::transport::{Conn, TransportError};
@@ -326,8 +326,14 @@ pub struct Progress<'a> {
 /// Multi-party, receiving side: receives until the stream ends, checking
 /// every message and that each producer's messages come in order; reports
 /// a digest of what it received for the exactly-once check.
-pub fn multi_recv<C: Conn>(conn: C, codec: &Codec, producers: usize) -> Result<PeerReport, String> {
-    multi_recv_progress(conn, codec, producers, None)
+/// Notes the time every `step` messages ([`PeerReport::marks`]).
+pub fn multi_recv<C: Conn>(
+    conn: C,
+    codec: &Codec,
+    producers: usize,
+    step: u64,
+) -> Result<PeerReport, String> {
+    multi_recv_progress(conn, codec, producers, step, None)
 }
 
 /// [`multi_recv`], publishing its progress after every message.
@@ -335,8 +341,11 @@ pub fn multi_recv_progress<C: Conn>(
     mut conn: C,
     codec: &Codec,
     producers: usize,
+    step: u64,
     progress: Option<Progress<'_>>,
 ) -> Result<PeerReport, String> {
+    let step = step.max(1);
+    let mut marks = Vec::with_capacity(MARKS as usize);
     let shift = producer_shift(codec);
     let mut buf = Vec::with_capacity(codec.size());
     let mut h = histogram();
@@ -370,6 +379,9 @@ pub fn multi_recv_progress<C: Conn>(
             h.saturating_record(now.saturating_sub(ts));
         }
         count += 1;
+        if count % step == 0 {
+            marks.push(now);
+        }
         digest = digest.wrapping_add(crate::harness::validate::mix64(seq));
         if let Some(p) = &progress {
             use crate::shm::sync::Ordering;
@@ -386,6 +398,8 @@ pub fn multi_recv_progress<C: Conn>(
         first_ns: first,
         last_ns: last,
         latency_hist: pairs(&h),
+        marks,
+        mark_step: step,
         ..PeerReport::default()
     })
 }
@@ -411,13 +425,14 @@ impl<S: crate::transport::stream::StreamIo> DictCalls for crate::transport::mana
 
 /// Request/response, a client of a server's dictionary: `warmup + iters`
 /// rounds of two calls, `dict[k] = message` then `dict[k]`, each call
-/// timed; the value read back must be the message written.
+/// timed; the value read back must be the message written. Notes the
+/// time every `step` measured calls ([`PeerReport::marks`]).
 pub fn reqrep_client(
     mut proxy: impl DictCalls,
     codec: &Codec,
     id: u64,
-    warmup: u64,
-    iters: u64,
+    (warmup, iters): (u64, u64),
+    step: u64,
 ) -> Result<PeerReport, String> {
     if warmup + iters >= 1 << producer_shift(codec) {
         return Err(format!(
@@ -425,6 +440,9 @@ pub fn reqrep_client(
             (1u64 << producer_shift(codec)) - 1
         ));
     }
+    let step = step.max(1);
+    let mut marks = Vec::with_capacity(MARKS as usize);
+    let mut next_mark = step;
     let key = format!("client-{id}");
     let mut out = codec.buffer();
     let mut back = Vec::with_capacity(codec.size());
@@ -450,6 +468,10 @@ pub fn reqrep_client(
             h.saturating_record(t1 - t0);
             h.saturating_record(t2 - t1);
             calls += 2;
+            while calls >= next_mark {
+                marks.push(t2);
+                next_mark += step;
+            }
         }
     }
     let last = now_ns();
@@ -460,6 +482,8 @@ pub fn reqrep_client(
         first_ns: first,
         last_ns: last,
         latency_hist: pairs(&h),
+        marks,
+        mark_step: step,
         ..PeerReport::default()
     })
 }

@@ -39,7 +39,15 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             match a.side {
                 Side::A => {
                     let client = shm_dict::Client::connect(&a.addr, a.id as usize)?;
-                    barrier_then(|| bodies::reqrep_client(client, &codec, a.id, a.warmup, a.iters))
+                    barrier_then(|| {
+                        bodies::reqrep_client(
+                            client,
+                            &codec,
+                            a.id,
+                            (a.warmup, a.iters),
+                            a.mark_step(),
+                        )
+                    })
                 }
                 Side::B => shm_dict::serve(&a.addr),
             }
@@ -71,11 +79,11 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     }
                     (_, true) => bodies::multi_send(conn, &codec, a.id, a.warmup, a.iters),
                     (_, false) => match &a.progress {
-                        None => bodies::multi_recv(conn, &codec, a.producers),
+                        None => bodies::multi_recv(conn, &codec, a.producers, a.mark_step()),
                         Some(name) => {
                             let region = Region::open(name, Kind::Raw).map_err(|e| e.to_string())?;
                             let (count, last_ns) = progress_slot(&region, a.id as usize)?;
-                            bodies::multi_recv_progress(conn, &codec, a.producers, Some(bodies::Progress { count, last_ns }))
+                            bodies::multi_recv_progress(conn, &codec, a.producers, a.mark_step(), Some(bodies::Progress { count, last_ns }))
                         }
                     },
                 })
@@ -203,7 +211,7 @@ fn reqrep_client(
         type Out = Result<PeerReport, String>;
         fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out {
             let a = self.a;
-            bodies::reqrep_client(proxy, self.codec, a.id, a.warmup, a.iters)
+            bodies::reqrep_client(proxy, self.codec, a.id, (a.warmup, a.iters), a.mark_step())
         }
     }
     let ep = crate::transport::Endpoint::for_child(addr);
