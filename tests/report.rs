@@ -493,4 +493,15 @@ fn a_lead_inside_the_intervals_is_a_tie_and_the_row_says_so() {
     // The same floors beside both: the lead stands.
     run.points[ring].adjacent_floors = vec![200.0, 200.0];
     assert!(!row(&run).is_tie());
+    // Without intervals, a lead under 25% is no lead (251 vs 300 ns:
+    // 1.20×); one over it is shown, marked as having none.
+    run.points[queue].ci95 = None;
+    run.points[ring].latency_ns.as_mut().unwrap().p50 = 300;
+    let v = row(&run);
+    assert!(v.is_tie() && !v.has_intervals, "{:?}", v.lead());
+    let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    assert!(md.contains("| tie (no interval, within 25%) |"), "{md}");
+    run.points[ring].latency_ns.as_mut().unwrap().p50 = 320;
+    let v = row(&run);
+    assert!(!v.is_tie() && !v.has_intervals, "{:?}", v.lead());
 }

@@ -133,10 +133,20 @@ pub fn overlap_vs_floor(a: &PointRecord, b: &PointRecord) -> Option<bool> {
     Some(a0 <= b1 && b0 <= a1)
 }
 
+/// How far apart two figures without intervals may be and still be a
+/// tie: the noise `compare` assumes where it has no intervals (25%).
+pub const NOISE_WITHOUT_INTERVAL: f64 = 1.25;
+
 /// Whether the winner `a` does not lead `b`: their intervals overlap, or
-/// do once each is taken over the floor beside it.
+/// do once each is taken over the floor beside it; or, when either has no
+/// interval, `a` leads by less than [`NOISE_WITHOUT_INTERVAL`].
 pub fn tied(a: &PointRecord, b: &PointRecord) -> bool {
-    overlap(a, b) == Some(true) || overlap_vs_floor(a, b) == Some(true)
+    match overlap(a, b) {
+        Some(o) => o || overlap_vs_floor(a, b) == Some(true),
+        None => key_figure(a)
+            .zip(key_figure(b))
+            .is_some_and(|(x, y)| lead(&a.pattern, x, y) < NOISE_WITHOUT_INTERVAL),
+    }
 }
 
 /// Whether a point waits without spinning: it parks, or the kernel blocks
@@ -280,8 +290,9 @@ pub struct Verdict {
     /// How many strategies competed.
     pub contenders: usize,
     /// The other strategies the winner does not lead ([`tied`]): their
-    /// interval overlaps the winner's, raw or over the floor beside each
-    /// (empty when it leads, or when intervals are missing).
+    /// interval overlaps the winner's, raw or over the floor beside each,
+    /// or without intervals they are within 25% of it (empty when it
+    /// leads).
     pub tied: Vec<PointRecord>,
     /// Whether the winner and the runner-up both have intervals (so a
     /// lead or a tie is supported by them).

@@ -177,7 +177,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
          95% interval of its figure in brackets, and its lead over the next strategy. Where the \
          intervals overlap the row says **tie** and names every strategy inside the winner's \
          interval, or inside it once each figure is taken over the same-work floor measured \
-         beside it (the machine's cross-core speed can move between points); a lead marked (no interval) has none to check it against. The best strategy \
+         beside it (the machine's cross-core speed can move between points). Where a figure has \
+         no interval (a few kinds of point have none), a lead under 25% is called a tie, as \
+         `compare` calls such a change noise; a larger lead is marked (no interval). The best strategy \
          that does not spin (parks, or blocks in the kernel) is named beside a winner that \
          spins, with both one's CPU per message: fastest and fastest without burning a core are \
          different answers. Points with more busy processes than CPUs compete only where nothing \
@@ -210,6 +212,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                 };
                 let lead = match v.lead() {
                     None => "-".into(),
+                    Some(_) if v.is_tie() && !v.has_intervals => {
+                        "tie (no interval, within 25%)".into()
+                    }
                     Some(_) if v.is_tie() => "tie".into(),
                     Some(l) if v.has_intervals => human_ratio(l),
                     Some(l) => format!("{} (no interval)", human_ratio(l)),
