@@ -522,3 +522,93 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     check::<ShmRing>();
     check::<ShmPipe>();
 }
+
+/// A send or a receive that times out in the middle of a message cut into
+/// frames (shm-ring, shm-pipe, shm-queue) neither loses nor glues: the
+/// receive keeps what it read and the next one goes on with it; the send
+/// leaves the link unable to send, saying why, every time.
+#[test]
+fn a_timeout_in_the_middle_of_a_message_loses_nothing_and_glues_nothing() {
+    use ipcbench::transport::shm_pipe::ShmPipe;
+    use ipcbench::transport::shm_queue::ShmQueue;
+    use ipcbench::transport::shm_ring::ShmRing;
+    // (capacity, limit, a message of several frames): a ring's frame is
+    // half its room; a queue's item at most 1 MiB.
+    fn check<T: Transport>(capacity: usize, max_message: usize, big: usize) {
+        let opts = LinkOpts {
+            capacity,
+            max_message,
+            label: format!("midmsg-{}", T::NAME),
+            ..LinkOpts::default()
+        };
+        // Sending: nobody reads, so the room fills part-way through.
+        let (setup, ep) = T::setup(&opts).unwrap();
+        let mut a = T::connect(&ep, Side::A, &opts).unwrap();
+        let mut b = T::connect(&ep, Side::B, &opts).unwrap();
+        a.set_timeout(Some(Duration::from_millis(20))).unwrap();
+        for attempt in ["the message cut off", "the next message"] {
+            match a.send(&message(0, big)) {
+                Err(TransportError::Broken(why)) => {
+                    assert!(why.contains("timed out after"), "{}: {why}", T::NAME)
+                }
+                r => panic!("{}: {attempt}: {r:?} where the link is broken", T::NAME),
+            }
+        }
+        // The receiver reads what went out, waits for the rest, and keeps
+        // it; when the sender goes, the message is truncated, not glued.
+        b.set_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = Vec::new();
+        assert!(
+            matches!(b.recv(&mut buf), Err(TransportError::Timeout)),
+            "{}",
+            T::NAME
+        );
+        drop(a);
+        match b.recv(&mut buf) {
+            Err(TransportError::PeerGone(why)) => assert!(why.contains("truncated"), "{why}"),
+            r => panic!("{}: {r:?} after a message cut off", T::NAME),
+        }
+        drop((b, setup));
+
+        // Receiving: timeouts short enough to strike between frames, every
+        // message still whole, in order, each once.
+        let (_setup, ep) = T::setup(&opts).unwrap();
+        let mut a = T::connect(&ep, Side::A, &opts).unwrap();
+        let mut b = T::connect(&ep, Side::B, &opts).unwrap();
+        const N: u64 = 40;
+        let sender = std::thread::spawn(move || {
+            for i in 0..N {
+                a.send(&message(i, big - i as usize)).unwrap();
+            }
+            a
+        });
+        b.set_timeout(Some(Duration::from_micros(1))).unwrap();
+        let (mut timeouts, mut i) = (0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while i < N {
+            assert!(
+                Instant::now() < deadline,
+                "{}: hung at message {i}",
+                T::NAME
+            );
+            match b.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, big - i as usize, "{}: message {i}'s length", T::NAME);
+                    assert!(
+                        buf == message(i, big - i as usize),
+                        "{}: message {i} differs",
+                        T::NAME
+                    );
+                    i += 1;
+                }
+                Err(TransportError::Timeout) => timeouts += 1,
+                Err(e) => panic!("{}: message {i}: {e}", T::NAME),
+            }
+        }
+        drop(sender.join().unwrap());
+        eprintln!("{}: {N} messages whole across {timeouts} timeouts", T::NAME);
+    }
+    check::<ShmRing>(64 << 10, 200_000, 150_000);
+    check::<ShmPipe>(64 << 10, 200_000, 150_000);
+    check::<ShmQueue>(2 << 20, 5 << 20, (5 << 20) - 100);
+}

@@ -49,6 +49,18 @@ pub enum PipeError {
     /// The other end closed in the middle of a message.
     #[error("the other end closed in the middle of a message (truncated)")]
     Truncated,
+    /// A send timed out after part of a message went out: the other end
+    /// would read the rest of any later message as the rest of that one,
+    /// so this end sends no more.
+    #[error(
+        "a send timed out after {sent} of {len} bytes of a message went out; this end of the pipe sends no more (the other end would read the next message as the rest of that one)"
+    )]
+    SendBroken {
+        /// Bytes of the message that went out.
+        sent: usize,
+        /// The message's length.
+        len: usize,
+    },
     /// A ring failed (peer died, memory corrupt, region errors).
     #[error(transparent)]
     Ring(RingError),
@@ -142,6 +154,8 @@ impl Pipe {
             tx,
             rx,
             max_message: DEFAULT_MAX_MESSAGE,
+            partial: None,
+            broken: None,
         })
     }
 }
@@ -151,6 +165,12 @@ pub struct PipeEnd {
     tx: Producer,
     rx: Consumer,
     max_message: usize,
+    /// A message whose receive timed out part-way: its frames read so far
+    /// (and whether it already grew past the limit), taken up again by
+    /// the next `recv`.
+    partial: Option<(Vec<u8>, bool)>,
+    /// A send that timed out part-way through a message: (sent, len).
+    broken: Option<(usize, usize)>,
 }
 
 fn remaining(deadline: Option<Instant>) -> Option<Duration> {
@@ -163,23 +183,40 @@ impl PipeEnd {
         self.max_message = max;
     }
 
-    /// Sends one message of any size, waiting for room up to `timeout` in all.
+    /// Sends one message of any size, waiting for room up to `timeout` in
+    /// all. A timeout before the first frame went out sends nothing (try
+    /// again); one after it leaves this end unable to send
+    /// ([`PipeError::SendBroken`], now and on every later send).
     pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<(), PipeError> {
+        if let Some((sent, len)) = self.broken {
+            return Err(PipeError::SendBroken { sent, len });
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let max = self.tx.max_payload();
-        let mut chunks = msg.chunks(max).peekable();
         if msg.is_empty() {
             return Ok(self.tx.send_tagged(&[], 0, timeout)?);
         }
+        let mut sent = 0;
+        let mut chunks = msg.chunks(max).peekable();
         while let Some(c) = chunks.next() {
             let tag = if chunks.peek().is_some() { MORE } else { 0 };
-            self.tx.send_tagged(c, tag, remaining(deadline))?;
+            match self.tx.send_tagged(c, tag, remaining(deadline)) {
+                Ok(()) => sent += c.len(),
+                Err(RingError::Timeout) if sent > 0 => {
+                    let len = msg.len();
+                    self.broken = Some((sent, len));
+                    return Err(PipeError::SendBroken { sent, len });
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
 
     /// Receives one whole message into `buf` (replacing its contents),
-    /// waiting up to `timeout` in all; returns its length.
+    /// waiting up to `timeout` in all; returns its length. A timeout in
+    /// the middle of a message keeps what was read of it, and the next
+    /// `recv` goes on with it: a message is received whole or not at all.
     pub fn recv(
         &mut self,
         buf: &mut Vec<u8>,
@@ -187,17 +224,26 @@ impl PipeEnd {
     ) -> Result<usize, PipeError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         buf.clear();
-        let mut too_large = false;
-        let mut first = true;
+        let (mut too_large, mut first) = match self.partial.take() {
+            Some((part, too_large)) => {
+                *buf = part;
+                (too_large, false)
+            }
+            None => (false, true),
+        };
         loop {
             let start = buf.len();
             let (len, tag) = match self.rx.recv_append(buf, remaining(deadline)) {
                 Ok(r) => r,
                 Err(RingError::Closed) if !first => return Err(PipeError::Truncated),
+                Err(RingError::Timeout) if !first => {
+                    self.partial = Some((std::mem::take(buf), too_large));
+                    return Err(PipeError::Timeout);
+                }
                 Err(e) => return Err(e.into()),
             };
             first = false;
-            if start + len > self.max_message {
+            if too_large || start + len > self.max_message {
                 // Skip the rest of this message; keep memory bounded.
                 too_large = true;
                 buf.clear();
@@ -267,5 +313,52 @@ mod tests {
             b.poll(Some(Duration::ZERO)).unwrap(),
             "end of stream polls ready"
         );
+    }
+
+    #[test]
+    fn a_receive_that_times_out_mid_message_goes_on_with_it_next_time() {
+        let (mut a, mut b) = Pipe::on_heap(1024, Wait::SPIN).unwrap();
+        let t = Some(Duration::from_millis(5));
+        // The first frame of a message, and no more for now.
+        a.tx.send_tagged(b"first half, ", MORE, None).unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Timeout)));
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Timeout)));
+        a.tx.send_tagged(b"second half", 0, None).unwrap();
+        a.send(b"next", None).unwrap();
+        assert_eq!(b.recv(&mut buf, t).unwrap(), 23);
+        assert_eq!(buf, b"first half, second half");
+        b.recv(&mut buf, t).unwrap();
+        assert_eq!(buf, b"next");
+        // Cut off for good: truncated, not glued to what follows.
+        a.tx.send_tagged(b"cut", MORE, None).unwrap();
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Timeout)));
+        drop(a);
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Truncated)));
+    }
+
+    #[test]
+    fn a_send_that_times_out_mid_message_breaks_sending_and_says_so() {
+        let (mut a, mut b) = Pipe::on_heap(256, Wait::SPIN).unwrap();
+        let t = Some(Duration::from_millis(5));
+        // Nobody reads: the room fills part-way through.
+        let err = a.send(&[7; 1000], t).unwrap_err();
+        let PipeError::SendBroken { sent, len: 1000 } = err else {
+            panic!("{err:?}")
+        };
+        assert!(sent > 0 && sent < 1000, "{sent}");
+        assert!(matches!(
+            a.send(b"next", t),
+            Err(PipeError::SendBroken { len: 1000, .. })
+        ));
+        // A timeout before anything went out leaves the end whole.
+        let (mut c, _d) = Pipe::on_heap(256, Wait::SPIN).unwrap();
+        while c.send(&[1; 16], t).is_ok() {}
+        assert!(matches!(c.send(&[1; 16], t), Err(PipeError::Timeout)));
+        // What went out is read as a cut-off message, never glued to "next".
+        let mut buf = Vec::new();
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Timeout)));
+        drop(a);
+        assert!(matches!(b.recv(&mut buf, t), Err(PipeError::Truncated)));
     }
 }

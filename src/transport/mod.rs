@@ -188,6 +188,11 @@ pub enum TransportError {
     /// The authentication handshake failed.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// A send timed out part-way through a message cut into frames: the
+    /// peer would read the next message as the rest of that one, so this
+    /// side sends no more (this, and every later send, says so).
+    #[error("the link can send no more: {0}")]
+    Broken(String),
     /// The link could not be set up or joined.
     #[error("{0}")]
     Setup(String),

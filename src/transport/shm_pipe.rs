@@ -18,6 +18,7 @@ fn pipe_err(e: PipeError) -> TransportError {
             TransportError::Malformed(format!("incoming message exceeds the limit of {max} bytes"))
         }
         PipeError::Truncated => TransportError::PeerGone(e.to_string()),
+        PipeError::SendBroken { .. } => TransportError::Broken(e.to_string()),
         PipeError::Ring(e) => ring_err(e),
     }
 }

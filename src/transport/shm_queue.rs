@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::shm_ring::{MORE, send_fragmented};
+use super::shm_ring::{MORE, MidMessage};
 use super::{
     Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
     addr_rest,
@@ -62,6 +62,7 @@ pub struct ShmQueueConn {
     /// Close our sending queue when dropped (a 1×1 link); not when this
     /// side only leaves a queue others still send into.
     close_on_drop: bool,
+    mid: MidMessage,
 }
 
 impl LinkSetup for ShmQueueSetup {
@@ -139,6 +140,7 @@ impl Transport for ShmQueue {
             max: opts.max_message,
             timeout: None,
             close_on_drop: true,
+            mid: MidMessage::default(),
         })
     }
 }
@@ -148,22 +150,33 @@ impl Conn for ShmQueueConn {
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
         super::check_len(msg.len(), self.max)?;
         let (tx, t) = (&self.tx, self.timeout);
-        send_fragmented(msg, tx.slot_size(), |c, tag| {
+        self.mid.send(msg, tx.slot_size(), |c, tag| {
             tx.put_tagged(c, tag, t).map_err(queue_err)
         })
     }
 
+    /// A timeout in the middle of a message keeps what was read of it,
+    /// and the next receive goes on with it.
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
-        let (_, mut tag) = self.rx.get_tagged(buf, self.timeout).map_err(queue_err)?;
-        if tag & MORE == 0 {
-            return Ok(buf.len());
-        }
+        let mut tag = if self.mid.resume(buf) {
+            MORE
+        } else {
+            let (_, tag) = self.rx.get_tagged(buf, self.timeout).map_err(queue_err)?;
+            if tag & MORE == 0 {
+                return Ok(buf.len());
+            }
+            tag
+        };
         let mut part = Vec::new();
         while tag & MORE != 0 {
             tag = match self.rx.get_tagged(&mut part, self.timeout) {
                 Ok((_, tag)) => tag,
                 Err(QueueError::Closed) => return Err(truncated()),
+                Err(QueueError::Timeout) => {
+                    self.mid.keep(buf);
+                    return Err(TransportError::Timeout);
+                }
                 Err(e) => return Err(queue_err(e)),
             };
             buf.extend_from_slice(&part);

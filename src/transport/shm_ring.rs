@@ -46,6 +46,7 @@ pub struct ShmRingConn {
     rx: Consumer,
     max: usize,
     timeout: Option<Duration>,
+    mid: MidMessage,
 }
 
 impl LinkSetup for ShmRingSetup {}
@@ -111,6 +112,7 @@ impl Transport for ShmRing {
             rx,
             max: opts.max_message,
             timeout: None,
+            mid: MidMessage::default(),
         })
     }
 }
@@ -132,12 +134,78 @@ pub(crate) fn send_fragmented(
     Ok(())
 }
 
+/// What a link that cuts messages into frames keeps between calls that
+/// timed out in the middle of a message: the frames a receive had read
+/// (the next receive goes on with them, so a message is received whole
+/// or not at all), and a send that had sent part of one (after which the
+/// link sends no more: the peer would read the next message as the rest
+/// of that one).
+#[derive(Debug, Default)]
+pub(crate) struct MidMessage {
+    partial: Option<Vec<u8>>,
+    broken: Option<(usize, usize)>,
+}
+
+impl MidMessage {
+    /// [`send_fragmented`], unless an earlier send broke off part-way;
+    /// a timeout after the first frame breaks the link for sending.
+    #[inline]
+    pub(crate) fn send(
+        &mut self,
+        msg: &[u8],
+        frame: usize,
+        mut send: impl FnMut(&[u8], u32) -> Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        if let Some(b) = self.broken {
+            return Err(Self::broken(b));
+        }
+        let mut sent = 0;
+        let r = send_fragmented(msg, frame, |c, tag| {
+            send(c, tag)?;
+            sent += c.len();
+            Ok(())
+        });
+        match r {
+            Err(TransportError::Timeout) if sent > 0 => {
+                let b = (sent, msg.len());
+                self.broken = Some(b);
+                Err(Self::broken(b))
+            }
+            r => r,
+        }
+    }
+
+    fn broken((sent, len): (usize, usize)) -> TransportError {
+        TransportError::Broken(format!(
+            "a send timed out after {sent} of the {len} bytes of a message went out"
+        ))
+    }
+
+    /// Puts the frames an earlier receive kept into `buf` (replacing it);
+    /// whether there were any (then the message is under way).
+    #[inline]
+    pub(crate) fn resume(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.partial.take() {
+            Some(p) => {
+                *buf = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the frames of a message whose receive timed out part-way.
+    pub(crate) fn keep(&mut self, buf: &mut Vec<u8>) {
+        self.partial = Some(std::mem::take(buf));
+    }
+}
+
 impl Conn for ShmRingConn {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
         super::check_len(msg.len(), self.max)?;
         let (tx, t) = (&mut self.tx, self.timeout);
-        send_fragmented(msg, tx.max_payload(), |c, tag| {
+        self.mid.send(msg, tx.max_payload(), |c, tag| {
             tx.send_tagged(c, tag, t).map_err(ring_err)
         })
     }
@@ -145,7 +213,8 @@ impl Conn for ShmRingConn {
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
         buf.clear();
-        self.recv_rest(buf, true)
+        let under_way = self.mid.resume(buf);
+        self.recv_rest(buf, !under_way)
     }
 
     /// A message of one frame is handed to `f` in the ring, no copy out;
@@ -156,6 +225,10 @@ impl Conn for ShmRingConn {
         buf: &mut Vec<u8>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, TransportError> {
+        if self.mid.resume(buf) {
+            let n = self.recv_rest(buf, false)?;
+            return Ok(f(&buf[..n]));
+        }
         let g = self.rx.read(self.timeout).map_err(ring_err)?;
         if g.tag() & MORE == 0 {
             if g.len() > self.max {
@@ -203,6 +276,10 @@ impl ShmRingConn {
                     return Err(TransportError::PeerGone(
                         "the stream ended in the middle of a message (truncated)".into(),
                     ));
+                }
+                Err(RingError::Timeout) if !first => {
+                    self.mid.keep(buf);
+                    return Err(TransportError::Timeout);
                 }
                 Err(e) => return Err(ring_err(e)),
             };
