@@ -18,9 +18,13 @@
 //!
 //! The queue is not lock-free in the strict sense: a producer that dies
 //! between its claim and its stamp leaves a hole consumers cannot pass. That
-//! is why every handle registers its process, and blocked calls report
-//! [`QueueError::PeerGone`] when a registered process of the other side has
-//! died without leaving.
+//! is why every handle registers its process (at most [`MAX_PEERS`] live
+//! ones: a handle beyond them is refused, a dead process's registration is
+//! taken over), and a blocked call reports [`QueueError::PeerGone`] when a
+//! death blocks it: every registered process of the other side has died,
+//! or the slot it waits on was claimed by a process that died before
+//! finishing it. A dead consumer does not stop a producer while live
+//! consumers drain the queue.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -68,6 +72,11 @@ pub(crate) struct QueueCtrl {
     peers: [PeerSlot; MAX_PEERS],
     /// What each registered process does (`ROLE_PUT`, `ROLE_GET` bits).
     roles: [AtomicU32; MAX_PEERS],
+    /// The last dead process whose registration was given to another
+    /// (when every slot was taken), and its roles: a hole it left stays
+    /// explained.
+    buried: PeerSlot,
+    buried_roles: AtomicU32,
 }
 
 impl QueueCtrl {
@@ -80,10 +89,13 @@ impl QueueCtrl {
             closed: CachePadded(AtomicU32::new(0)),
             peers: std::array::from_fn(|_| PeerSlot::new()),
             roles: std::array::from_fn(|_| AtomicU32::new(0)),
+            buried: PeerSlot::new(),
+            buried_roles: AtomicU32::new(0),
         }
     }
 
-    /// A registered process with a role in `roles` that died without leaving.
+    /// A registered process with a role in `roles` that died without
+    /// leaving (or the last such one whose registration was reclaimed).
     fn dead_peer(&self, roles: u32) -> Option<PeerId> {
         self.peers
             .iter()
@@ -91,6 +103,40 @@ impl QueueCtrl {
             // Relaxed: a stale role only delays the report by one check.
             .filter(|(_, r)| r.load(Ordering::Relaxed) & roles != 0)
             .find_map(|(p, _)| p.dead_holder())
+            .or_else(|| {
+                // Relaxed: as above.
+                (self.buried_roles.load(Ordering::Relaxed) & roles != 0)
+                    .then(|| self.buried.dead_holder())
+                    .flatten()
+            })
+    }
+
+    /// Whether a registered process with a role in `roles` is alive.
+    fn live_peer(&self, roles: u32) -> bool {
+        self.peers
+            .iter()
+            .zip(&self.roles)
+            // Relaxed: as in `dead_peer`.
+            .filter(|(_, r)| r.load(Ordering::Relaxed) & roles != 0)
+            .any(|(p, _)| p.get().is_some() && p.dead_holder().is_none())
+    }
+
+    /// The dead process a waiter stuck at `pos` is waiting on, if any: a
+    /// dead process of the other side (`roles`) blocks it only when no
+    /// process of that side is left alive, or when the slot it waits on
+    /// was claimed and is never finished (`claimed`: the claim is still
+    /// open), the same claim seen at the check before (`seen`; checks are
+    /// milliseconds apart, a live claim lasts well under one).
+    fn blocking_death(&self, roles: u32, claimed: Option<u64>, seen: &Cell<u64>) -> Option<PeerId> {
+        let dead = self.dead_peer(roles)?;
+        if !self.live_peer(roles) {
+            return Some(dead);
+        }
+        let stuck = claimed.is_some_and(|pos| seen.replace(pos) == pos);
+        if claimed.is_none() {
+            seen.set(u64::MAX);
+        }
+        stuck.then_some(dead)
     }
 }
 
@@ -142,7 +188,7 @@ pub enum QueueError {
     /// More processes use the queue than it can watch over; a joinable put
     /// from this one is refused, since its death would go unseen.
     #[error(
-        "more than {MAX_PEERS} processes have used this queue: it cannot watch over another putter, so a joinable put from it is refused"
+        "{MAX_PEERS} live processes already use this queue: it cannot watch over another, so this handle is refused (a process that died unseen would hang the others); use fewer processes or more queues"
     )]
     Untracked,
     /// The region could not be made or opened.
@@ -320,18 +366,18 @@ impl Queue {
     }
 
     /// Records that this process puts or gets, so the other side can tell
-    /// if it dies. Takes a free slot only: a dead process's slot is kept so
-    /// that its death stays visible.
+    /// if it dies. Takes a free slot, or else the slot of a process that
+    /// died (remembered as `buried`, so a hole it left stays explained);
+    /// with neither, refuses the handle ([`QueueError::Untracked`]).
     #[cold]
-    fn register(&self, role: u32) {
+    fn register(&self, role: u32) -> Result<(), QueueError> {
         let c = self.ctrl();
         let idx = match self.slot.get() {
             Some(i) => i,
             None => {
-                let Some(i) = c.peers.iter().position(|p| p.claim_free(self.me)) else {
-                    // More handles than slots: this one goes untracked.
-                    self.roles.set(self.roles.get() | role);
-                    return;
+                let i = match c.peers.iter().position(|p| p.claim_free(self.me)) {
+                    Some(i) => i,
+                    None => self.reclaim().ok_or(QueueError::Untracked)?,
                 };
                 self.slot.set(Some(i));
                 i
@@ -340,6 +386,25 @@ impl Queue {
         self.roles.set(self.roles.get() | role);
         // Relaxed: read only by liveness checks, which tolerate staleness.
         c.roles[idx].fetch_or(role, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes over the slot of a registered process that died, burying it.
+    #[cold]
+    fn reclaim(&self) -> Option<usize> {
+        let c = self.ctrl();
+        c.peers.iter().enumerate().find_map(|(i, p)| {
+            let dead = p.dead_holder()?;
+            // Relaxed: as in `register`.
+            let roles = c.roles[i].load(Ordering::Relaxed);
+            if !p.take_over(dead, self.me) {
+                return None;
+            }
+            c.buried.set(Some(dead));
+            c.buried_roles.store(roles, Ordering::Relaxed);
+            c.roles[i].store(0, Ordering::Relaxed);
+            Some(i)
+        })
     }
 
     /// A process that got from the queue, or died in the middle of a
@@ -353,8 +418,8 @@ impl Queue {
     /// could not be registered (more processes than slots), so its death
     /// would go unseen.
     pub(crate) fn mark_putting(&self, on: bool) -> bool {
-        if self.roles.get() & ROLE_PUT == 0 {
-            self.register(ROLE_PUT);
+        if self.roles.get() & ROLE_PUT == 0 && self.register(ROLE_PUT).is_err() {
+            return false;
         }
         let Some(idx) = self.slot.get() else {
             return false;
@@ -374,7 +439,7 @@ impl Queue {
     #[inline]
     pub fn put_nowait(&self, item: &[u8]) -> Result<(), QueueError> {
         if self.roles.get() & ROLE_PUT == 0 {
-            self.register(ROLE_PUT);
+            self.register(ROLE_PUT)?;
         }
         self.try_put(item)
     }
@@ -476,18 +541,19 @@ impl Queue {
         timeout: Option<Duration>,
     ) -> Result<(), QueueError> {
         if self.roles.get() & ROLE_PUT == 0 {
-            self.register(ROLE_PUT);
+            self.register(ROLE_PUT)?;
         }
         match self.try_put_tagged(item, tag) {
             Err(QueueError::Full) => {}
             other => return other,
         }
         let c = self.ctrl();
+        let seen = Cell::new(u64::MAX);
         let ctx = WaitCtx {
             wait: self.cfg.wait,
             notifier: &c.not_full,
             timeout,
-            dead_peer: || c.dead_peer(ROLE_GET),
+            dead_peer: || c.blocking_death(ROLE_GET, self.unfinished_get(), &seen),
         };
         block_until(ctx, || match self.try_put_tagged(item, tag) {
             Err(QueueError::Full) => None,
@@ -499,7 +565,7 @@ impl Queue {
     #[inline]
     pub fn get_nowait(&self, buf: &mut Vec<u8>) -> Result<usize, QueueError> {
         if self.roles.get() & ROLE_GET == 0 {
-            self.register(ROLE_GET);
+            self.register(ROLE_GET)?;
         }
         self.try_get(buf)
     }
@@ -577,6 +643,39 @@ impl Queue {
         result
     }
 
+    /// The position a getter waits on when a putter claimed it and has not
+    /// stamped it yet (`None` when nothing is claimed there).
+    #[cold]
+    fn unfinished_put(&self) -> Option<u64> {
+        let c = self.ctrl();
+        // Relaxed: a look for liveness checks, repeated before it counts.
+        let head = c.head.load(Ordering::Relaxed);
+        let tail = c.tail.load(Ordering::Relaxed);
+        let stamp = self
+            .shared
+            .words
+            .get((head & (self.cfg.capacity - 1)) as usize)
+            .load(Ordering::Relaxed);
+        (tail > head && stamp != head.wrapping_add(1)).then_some(head)
+    }
+
+    /// The position a putter waits on when the getter that claimed its
+    /// slot a lap before has not freed it yet (`None` when none has).
+    #[cold]
+    fn unfinished_get(&self) -> Option<u64> {
+        let c = self.ctrl();
+        // Relaxed: as above.
+        let tail = c.tail.load(Ordering::Relaxed);
+        let head = c.head.load(Ordering::Relaxed);
+        let last_lap = tail.wrapping_sub(self.cfg.capacity);
+        let stamp = self
+            .shared
+            .words
+            .get((tail & (self.cfg.capacity - 1)) as usize)
+            .load(Ordering::Relaxed);
+        (head > last_lap && stamp != tail).then_some(tail)
+    }
+
     /// `Empty`, or `Closed` once the queue is closed and drained.
     #[cold]
     fn empty_or_closed(&self, head: u64) -> QueueError {
@@ -605,18 +704,19 @@ impl Queue {
         timeout: Option<Duration>,
     ) -> Result<(usize, u32), QueueError> {
         if self.roles.get() & ROLE_GET == 0 {
-            self.register(ROLE_GET);
+            self.register(ROLE_GET)?;
         }
         match self.try_get_tagged(buf) {
             Err(QueueError::Empty) => {}
             other => return other,
         }
         let c = self.ctrl();
+        let seen = Cell::new(u64::MAX);
         let ctx = WaitCtx {
             wait: self.cfg.wait,
             notifier: &c.not_empty,
             timeout,
-            dead_peer: || c.dead_peer(ROLE_PUT),
+            dead_peer: || c.blocking_death(ROLE_PUT, self.unfinished_put(), &seen),
         };
         block_until(ctx, || match self.try_get_tagged(buf) {
             Err(QueueError::Empty) => None,
@@ -799,5 +899,82 @@ mod tests {
             q.get_nowait(&mut buf),
             Err(QueueError::Corrupt(_))
         ));
+    }
+
+    /// A process of `roles` that died, as the queue's registrations see
+    /// it: this process's pid with another start time.
+    fn ghost(q: &Queue, slot: usize, roles: u32) -> PeerId {
+        let me = PeerId::current();
+        let ghost = PeerId {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        q.ctrl().peers[slot].set(Some(ghost));
+        q.ctrl().roles[slot].store(roles, Ordering::Relaxed);
+        ghost
+    }
+
+    #[test]
+    fn only_the_death_that_blocks_a_waiter_is_reported() {
+        let t = Some(Duration::from_millis(50));
+        let q = Queue::on_heap(2, 8, Wait::SPIN_PARK).unwrap();
+        let dead_getter = ghost(&q, 60, ROLE_GET);
+        let dead_putter = ghost(&q, 61, ROLE_PUT);
+        let getter = q.clone();
+        let mut buf = Vec::new();
+        assert!(matches!(
+            getter.get_nowait(&mut buf),
+            Err(QueueError::Empty)
+        ));
+        // A live getter is left: a full queue waits for it.
+        q.put(b"1", None).unwrap();
+        q.put(b"2", None).unwrap();
+        assert!(matches!(q.put(b"3", t), Err(QueueError::Timeout)));
+        // A live putter is left: an empty queue waits for it.
+        getter.get(&mut buf, None).unwrap();
+        getter.get(&mut buf, None).unwrap();
+        assert!(matches!(getter.get(&mut buf, t), Err(QueueError::Timeout)));
+        // A putter that claimed a slot and died leaves a hole nobody
+        // fills: that death blocks the getter.
+        q.ctrl().tail.fetch_add(1, Ordering::Relaxed);
+        assert!(matches!(
+            getter.get(&mut buf, t),
+            Err(QueueError::PeerGone(p)) if p == dead_putter
+        ));
+        // No live getter left: the dead one is what a full queue waits on.
+        drop(getter);
+        let q = Queue::on_heap(2, 8, Wait::SPIN_PARK).unwrap();
+        let dead_getter2 = ghost(&q, 60, ROLE_GET);
+        assert_eq!(dead_getter2, dead_getter);
+        q.put(b"1", None).unwrap();
+        q.put(b"2", None).unwrap();
+        assert!(matches!(
+            q.put(b"3", t),
+            Err(QueueError::PeerGone(p)) if p == dead_getter
+        ));
+    }
+
+    #[test]
+    fn dead_registrations_are_reclaimed_and_a_handle_that_cannot_be_watched_is_refused() {
+        let q = Queue::on_heap(4, 8, Wait::SPIN).unwrap();
+        let mut ghosts = Vec::new();
+        for i in 0..MAX_PEERS {
+            ghosts.push(ghost(&q, i, ROLE_PUT));
+        }
+        // Every slot was held by a dead process: one is taken over.
+        q.put(b"x", None).unwrap();
+        assert_eq!(q.ctrl().buried.get(), Some(ghosts[0]));
+        // Every slot held by a live process: a new handle is refused.
+        for p in &q.ctrl().peers {
+            p.set(Some(PeerId::current()));
+        }
+        let other = q.clone();
+        let mut buf = Vec::new();
+        assert!(matches!(
+            other.get_nowait(&mut buf),
+            Err(QueueError::Untracked)
+        ));
+        assert!(matches!(other.put(b"y", None), Err(QueueError::Untracked)));
+        assert!(QueueError::Untracked.to_string().contains("refused"));
     }
 }
