@@ -343,6 +343,20 @@ impl Floor {
         }
     }
 
+    /// The slot of a stream's message `i`: by a mask where the slot count
+    /// is a power of two (as a ring's positions are), else by division. A
+    /// division on every message made the 8 B stream floor slower than
+    /// shm-pipe's ring (0.76x it, in a run here), which masks.
+    #[inline(always)]
+    fn stream_slot(&self, i: u64) -> usize {
+        let count = self.slots.count as u64;
+        (if count.is_power_of_two() {
+            i & (count - 1)
+        } else {
+            i % count
+        }) as usize
+    }
+
     /// The copy floor of a stream, sending side: waits for room for
     /// message `i` (`head` is the sender's last look at the receiver's
     /// count, refreshed only when the ring seems full), copies `msg` (the
@@ -359,7 +373,7 @@ impl Floor {
                 spin_hint();
             }
         }
-        let at = (i % count) as usize * self.slots.stride + stream_msg_off(self.size);
+        let at = self.stream_slot(i) * self.slots.stride + stream_msg_off(self.size);
         // SAFETY: slot `i mod count` is free (the receiver has counted past
         // message `i - count`, and reads this slot again only after the
         // Release below); in bounds: the stride holds the word and `size`
@@ -385,7 +399,7 @@ impl Floor {
     ) -> Result<R, FloorError> {
         debug_assert!(self.kind == FloorKind::CopyStream);
         let count = self.slots.count as u64;
-        let at = (i % count) as usize * self.slots.stride + stream_msg_off(self.size);
+        let at = self.stream_slot(i) * self.slots.stride + stream_msg_off(self.size);
         let mut looks = 0u32;
         while *tail <= i {
             // SYNC POINT: message published — Acquire pairs with the
