@@ -25,7 +25,13 @@ fn snapshot_dir() -> PathBuf {
 /// Compares `got` with the snapshot `name`, or rewrites it on request.
 fn check_snapshot(name: &str, got: &str) {
     let path = snapshot_dir().join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+    // Only `1` rewrites: any other value set (`0`, empty) is a mistake,
+    // not a quiet pass.
+    if let Some(v) = std::env::var_os("UPDATE_SNAPSHOTS") {
+        assert!(
+            v == "1",
+            "UPDATE_SNAPSHOTS={v:?}: set it to 1 to rewrite the snapshots, or unset it to check them"
+        );
         std::fs::create_dir_all(snapshot_dir()).unwrap();
         std::fs::write(&path, got).unwrap();
         return;
@@ -493,6 +499,12 @@ fn a_lead_inside_the_intervals_is_a_tie_and_the_row_says_so() {
     // The same floors beside both: the lead stands.
     run.points[ring].adjacent_floors = vec![200.0, 200.0];
     assert!(!row(&run).is_tie());
+    // Ahead by a quarter in nanoseconds, but its floors read a fifth of the
+    // ring's (the machine ran faster under it): behind over the floors,
+    // so no lead (the sample once showed a 3.5x lead so made).
+    run.points[queue].adjacent_floors = vec![40.0, 40.0];
+    assert!(row(&run).is_tie());
+    run.points[queue].adjacent_floors = vec![200.0, 200.0];
     // Without intervals, a lead under 25% is no lead (251 vs 300 ns:
     // 1.20×); one over it is shown, marked as having none.
     run.points[queue].ci95 = None;

@@ -177,7 +177,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
          95% interval of its figure in brackets, and its lead over the next strategy. Where the \
          intervals overlap the row says **tie** and names every strategy inside the winner's \
          interval, or inside it once each figure is taken over the same-work floor measured \
-         beside it (the machine's cross-core speed can move between points). Where a figure has \
+         beside it (the machine's cross-core speed can move between points), or when the winner is \
+         behind once so taken (it ran while the machine was faster). Where a figure has \
          no interval (a few kinds of point have none), a lead under 25% is called a tie, as \
          `compare` calls such a change noise; a larger lead is marked (no interval). The best strategy \
          that does not spin (parks, or blocks in the kernel) is named beside a winner that \
