@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::bin;
+use common::{bin, kills};
 use ipcbench::harness::error::HarnessError;
 use ipcbench::harness::{Pattern, PointSpec, RunOpts, Session, Strategy};
 use ipcbench::shm::Wait;
@@ -33,13 +33,6 @@ fn opts() -> RunOpts {
         // Counts, not time: these tests check what is measured, not how long.
         budget: Duration::ZERO,
     }
-}
-
-fn kills() -> u64 {
-    std::env::var("IPCBENCH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
 }
 
 fn alive(pid: u32) -> bool {

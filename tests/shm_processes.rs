@@ -393,10 +393,7 @@ fn clean_removes_leftovers_of_dead_creators_only() {
 /// random moment of a process taking and releasing the lock in a loop.
 #[test]
 fn a_lock_holder_killed_at_any_moment_leaves_the_lock_free_or_named() {
-    let kills: u64 = std::env::var("IPCBENCH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    let kills = kills();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)

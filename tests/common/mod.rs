@@ -9,6 +9,22 @@ use ipcbench::harness::PeerReport;
 use ipcbench::harness::control::parse_report;
 
 /// The binary under test.
+/// How many kills a kill test makes: `IPCBENCH_KILLS`, or 50. A value
+/// that is not a positive count is refused rather than read as "none": a
+/// kill test that kills nothing would pass on nothing.
+#[allow(dead_code)]
+pub fn kills() -> u64 {
+    match std::env::var("IPCBENCH_KILLS") {
+        Err(_) => 50,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                panic!("IPCBENCH_KILLS={v:?}: give a positive number of kills, or unset it for 50")
+            }
+        },
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ipcbench")
 }
