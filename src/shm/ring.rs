@@ -697,14 +697,17 @@ impl WriteGrant<'_> {
 impl std::ops::Deref for WriteGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: our unpublished reservation; nobody else touches it.
+        // SAFETY: our unpublished reservation; no other process touches
+        // it, and in this one the only `&mut` to it comes from `deref_mut`,
+        // which borrows the grant mutably (so never beside this slice). A
+        // shared slice, not a `&mut` made through `&self`: two derefs
+        // would otherwise hold aliasing `&mut`s.
         unsafe {
-            &*self
-                .p
+            self.p
                 .ring
                 .shared
                 .data
-                .slice_mut(self.r.frame_off + FRAME_HEADER, self.r.len)
+                .slice(self.r.frame_off + FRAME_HEADER, self.r.len)
         }
     }
 }
@@ -946,7 +949,10 @@ impl Consumer {
     }
 
     /// Copies the next frame into `buf`, waiting up to `timeout` (`None`:
-    /// until a frame arrives, the producer closes, or it dies).
+    /// until a frame arrives, the producer closes, or it dies). The frame
+    /// is read once and released: checks made on `buf` hold, whatever the
+    /// producer does to the ring afterwards (the path for a peer you do not
+    /// trust; see [`Consumer::read`]).
     #[inline]
     pub fn recv(
         &mut self,
@@ -960,6 +966,17 @@ impl Consumer {
 
     /// Borrows the next frame in place, waiting up to `timeout`. Its space
     /// is handed back when the grant is dropped.
+    ///
+    /// Zero-copy trusts the producer: it assumes that a frame, once
+    /// published, is not written again until this consumer releases it
+    /// (as [`Producer`] guarantees). A hostile process that maps the ring
+    /// can break that; then the bytes under the slice may change while
+    /// they are read (a check of them may not hold for a later use), which
+    /// Rust's rules for `&[u8]` do not allow. For a peer you do not trust,
+    /// use [`Consumer::recv`] (or `recv_append`): it copies the frame once
+    /// and releases it, so what you check is what you use. Either way the
+    /// ring's own control data (positions, lengths, pads) is checked
+    /// before use, and the frame lies inside the ring.
     #[cfg(not(loom))]
     #[inline]
     pub fn read(&mut self, timeout: Option<Duration>) -> Result<ReadGrant<'_>, RingError> {
@@ -988,7 +1005,8 @@ impl Drop for Consumer {
 }
 
 /// A frame borrowed in place. Derefs to its payload; dropping it hands the
-/// space back to the producer.
+/// space back to the producer. See [`Consumer::read`] for what reading in
+/// place assumes of the producer.
 #[cfg(not(loom))]
 pub struct ReadGrant<'a> {
     c: &'a mut Consumer,

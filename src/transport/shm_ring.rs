@@ -217,8 +217,11 @@ impl Conn for ShmRingConn {
         self.recv_rest(buf, !under_way)
     }
 
-    /// A message of one frame is handed to `f` in the ring, no copy out;
-    /// a fragmented one is put together in `buf` first.
+    /// A message of one frame is handed to `f` in the ring, no copy out
+    /// (this trusts the peer not to rewrite a frame it published: see
+    /// `shm::Consumer::read`; [`Conn::recv`] copies once and is the path
+    /// for a peer that is not trusted); a fragmented one is put together
+    /// in `buf` first.
     #[inline]
     fn recv_with<R>(
         &mut self,
