@@ -608,7 +608,7 @@ pub fn list_leftovers() -> io::Result<Vec<Leftover>> {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
-        let creator = read_creator(&entry.path());
+        let creator = read_creator(&entry.path()).or_else(|| creator_in_name(&name));
         let creator_alive = creator.is_some_and(|c| c.is_alive());
         out.push(Leftover {
             name,
@@ -619,6 +619,21 @@ pub fn list_leftovers() -> io::Result<Vec<Leftover>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The creator named in a region's file name ([`unique_name`]), for a file
+/// whose header was never written (its creator killed between making the
+/// file and writing the header). Its start time is unknown: a pid the
+/// kernel has handed to another process since counts as alive, and the
+/// file is kept (the safe side).
+fn creator_in_name(name: &str) -> Option<PeerId> {
+    let pid = name
+        .strip_prefix(NAME_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()?;
+    (pid != 0).then_some(PeerId { pid, start: 0 })
 }
 
 /// Reads the creator from a region file's header without mapping it.
@@ -654,6 +669,32 @@ pub fn remove_leftover(name: &str) -> Result<(), RegionError> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_whose_header_was_never_written_is_stale_once_its_creator_is_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let name = format!("{NAME_PREFIX}{gone}-0-headerless-test");
+        let path = region_path(&name).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let found = list_leftovers()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.name == name)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(found.creator.map(|c| c.pid), Some(gone));
+        // Unless the kernel gave the pid to a new process meanwhile.
+        if !found.creator_alive {
+            assert!(is_stale(&found, Duration::from_secs(60)));
+        }
+        // The pid a name carries is the one unique_name wrote.
+        assert_eq!(
+            creator_in_name(&unique_name("x")).map(|c| c.pid),
+            Some(std::process::id())
+        );
+    }
 
     #[test]
     fn create_open_and_owner_unlinks() {
