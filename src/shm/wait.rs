@@ -288,9 +288,24 @@ pub(crate) fn block_until<R, F: Fn() -> Option<PeerId>>(
     block_slow(ctx, &mut poll)
 }
 
-/// The part of [`block_until`] after the first failed poll.
+/// The part of [`block_until`] after the first failed poll. A peer seen
+/// dead gets one more poll first: what it committed just before it died
+/// (between the last poll and the liveness check) is still delivered.
 #[inline(never)]
 fn block_slow<R, F: Fn() -> Option<PeerId>>(
+    ctx: WaitCtx<'_, F>,
+    poll: &mut impl FnMut() -> Option<R>,
+) -> Result<R, WaitError> {
+    match block_waiting(ctx, poll) {
+        Err(WaitError::PeerGone(p)) => poll().ok_or(WaitError::PeerGone(p)),
+        r => r,
+    }
+}
+
+/// Waits as the strategy says until `poll` returns `Some`, the timeout
+/// passes or a peer this wait depends on dies.
+#[inline(never)]
+fn block_waiting<R, F: Fn() -> Option<PeerId>>(
     ctx: WaitCtx<'_, F>,
     poll: &mut impl FnMut() -> Option<R>,
 ) -> Result<R, WaitError> {
@@ -480,6 +495,30 @@ mod tests {
                 || None,
             );
             assert_eq!(r, Err(WaitError::PeerGone(gone)), "{w}");
+        }
+    }
+
+    #[test]
+    fn what_a_peer_committed_just_before_it_died_is_still_delivered() {
+        // The item lands between the last poll and the liveness check
+        // that sees its sender dead: one more poll finds it.
+        let gone = PeerId { pid: 0, start: 0 };
+        for w in Wait::ALL {
+            let n = Notifier::new();
+            let committed = std::cell::Cell::new(false);
+            let r = block_until(
+                WaitCtx {
+                    wait: w,
+                    notifier: &n,
+                    timeout: Some(Duration::from_secs(10)),
+                    dead_peer: || {
+                        committed.set(true);
+                        Some(gone)
+                    },
+                },
+                || committed.get().then_some(7),
+            );
+            assert_eq!(r, Ok(7), "{w}");
         }
     }
 
