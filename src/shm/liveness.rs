@@ -108,8 +108,10 @@ impl PeerSlot {
         loop {
             // Relaxed: the slot publishes nothing but itself.
             let cur = self.word.load(Ordering::Relaxed);
+            // The holder is this very process (same pid *and* start time),
+            // or alive: a dead process that had our pid is not us.
             if let Some(holder) = PeerId::unpack(cur)
-                && (holder.pid == me.pid || holder.is_alive())
+                && (holder == me || holder.is_alive())
             {
                 return Err(holder);
             }
@@ -251,5 +253,9 @@ mod tests {
         assert!(slot.claim_free(dead));
         assert_eq!(slot.dead_holder(), Some(dead));
         assert!(!slot.claim_free(me), "a dead holder's slot stays visible");
+        // A dead process that had our pid (the kernel reused it) holds
+        // nothing of ours: claim takes its slot.
+        assert_eq!(slot.claim(me), Ok(()));
+        assert_eq!(slot.get(), Some(me));
     }
 }
