@@ -216,19 +216,20 @@ struct QueueCfg {
 
 impl QueueCfg {
     fn new(capacity: usize, slot_size: usize, wait: Wait) -> Result<QueueCfg, QueueError> {
-        let stride = round_up(SLOT_HEADER + slot_size, 64);
+        // The slot's size is checked before any arithmetic on it: a size
+        // near `usize::MAX` would overflow the sum below.
+        let stride = (slot_size <= MAX_SLOT_SIZE).then(|| round_up(SLOT_HEADER + slot_size, 64));
         let ok = capacity.is_power_of_two()
             && capacity >= 2
-            && slot_size <= MAX_SLOT_SIZE
-            && capacity
-                .checked_mul(stride)
+            && stride
+                .and_then(|s| capacity.checked_mul(s))
                 .is_some_and(|b| b <= MAX_QUEUE_BYTES);
-        if !ok {
+        let (true, Some(stride)) = (ok, stride) else {
             return Err(QueueError::BadSize {
                 capacity,
                 slot_size,
             });
-        }
+        };
         Ok(QueueCfg {
             capacity: capacity as u64,
             slot_size,
@@ -912,6 +913,19 @@ mod tests {
         q.ctrl().peers[slot].set(Some(ghost));
         q.ctrl().roles[slot].store(roles, Ordering::Relaxed);
         ghost
+    }
+
+    #[test]
+    fn a_slot_size_near_the_top_of_usize_is_refused_not_overflowed() {
+        for slot in [usize::MAX, usize::MAX - 8, MAX_SLOT_SIZE + 1] {
+            assert!(
+                matches!(
+                    Queue::on_heap(4, slot, Wait::SPIN),
+                    Err(QueueError::BadSize { .. })
+                ),
+                "{slot}"
+            );
+        }
     }
 
     #[test]
