@@ -9,6 +9,13 @@ use ipcbench::harness::PeerReport;
 use ipcbench::harness::control::parse_report;
 
 /// The binary under test.
+/// How long a test waits for something that takes milliseconds before it
+/// calls it a hang. A hang detector, never a speed target: a machine
+/// that is busy or slow stays far inside it, and speeds are the suite's
+/// measurements to report, not the tests' to assert.
+#[allow(dead_code)]
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many kills a kill test makes: `IPCBENCH_KILLS`, or 50. A value
 /// that is not a positive count is refused rather than read as "none": a
 /// kill test that kills nothing would pass on nothing.
