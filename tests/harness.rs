@@ -513,7 +513,9 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
     let e = r.error.unwrap();
     assert!(e.contains("did not exclude"), "{e}");
     // The same for a value or an array bumped without its lock, and an
-    // "atomic" add made of a load and a store.
+    // "atomic" add made of a load and a store. Two increments each: too
+    // few for a race to lose one by chance; the first is interleaved so
+    // that one is lost for certain, and the check must see it.
     for prim in [Prim::Value, Prim::Array, Prim::Atomic] {
         let r = sync::run_point(
             &SyncSpec {
@@ -523,7 +525,7 @@ fn sync_primitives_exclude_and_hand_over_and_a_broken_one_fails() {
                 permits: 0,
             },
             &RunOpts {
-                fixed_count: Some(200_000),
+                fixed_count: Some(2),
                 ..opts()
             },
         );

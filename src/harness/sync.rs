@@ -232,6 +232,48 @@ fn word(region: &Region, i: usize) -> &crate::shm::sync::AtomicU64 {
     unsafe { &*(region.body_ptr().add(i * 64) as *const crate::shm::sync::AtomicU64) }
 }
 
+/// The first increment of processes 0 and 1 when they bump a value
+/// without its lock, interleaved so that one is lost for certain: 0 reads
+/// (`begin`), 1 makes a whole increment, 0 writes what it read plus one
+/// (`finish`). Left to the scheduler, a busy machine may run the two one
+/// after the other and lose nothing, so a test that the loss is caught
+/// would pass or fail by chance. Other processes do nothing here.
+fn lose_one<S>(a: &SyncArgs, begin: impl Fn() -> S, finish: impl Fn(S)) -> Result<(), String> {
+    use crate::shm::sync::Ordering::{Acquire, Release};
+    let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
+    let (read, bumped) = (word(&data, 1), word(&data, 2));
+    let until = |w: &crate::shm::sync::AtomicU64, what: &str| -> Result<(), String> {
+        let t0 = Instant::now();
+        // Acquire: pairs with the other process's Release below.
+        while w.load(Acquire) == 0 {
+            if t0.elapsed() > LOSE_ONE_WAIT {
+                return Err(format!("the other process never {what}"));
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    };
+    match a.id {
+        0 => {
+            let x = begin();
+            read.store(1, Release);
+            until(bumped, "made its increment")?;
+            finish(x);
+        }
+        1 => {
+            until(read, "read the value")?;
+            let x = begin();
+            finish(x);
+            bumped.store(1, Release);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// How long [`lose_one`] waits for the other process: a hang detector.
+const LOSE_ONE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs one process of a sync point (in a child).
 pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
     if let Some(cpu) = a.cpu {
@@ -274,6 +316,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             let v = Value::<i64>::open(&a.region).map_err(|e| e.to_string())?;
             control::barrier()?;
             if a.no_lock {
+                lose_one(a, || v.value(), |x| v.set_value(x + 1))?;
                 bodies::timed_cycles(a.warmup, a.iters, || {
                     v.set_value(v.value() + 1);
                     Ok(())
@@ -296,6 +339,17 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             let arr = Array::<f64>::open(&a.region).map_err(|e| e.to_string())?;
             let l = arr.get_lock().ok_or("the array has no lock")?;
             control::barrier()?;
+            if a.no_lock {
+                lose_one(
+                    a,
+                    || arr.to_vec(),
+                    |x| {
+                        for (i, e) in x.into_iter().enumerate() {
+                            arr.set(i, e + 1.0);
+                        }
+                    },
+                )?;
+            }
             bodies::timed_cycles(a.warmup, a.iters, || {
                 let _g = if a.no_lock {
                     None
@@ -552,6 +606,7 @@ fn measure(
                 iters,
                 cpu: cpus.get(id).copied(),
                 no_lock: spec.permits == 0
+                    && spec.procs >= 2
                     && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic),
             };
             spawn_args(&opts.exe, a.to_args(), &format!("process {id}"))
@@ -581,7 +636,17 @@ fn measure(
             reports[0].messages + warmup * JOIN_BATCH
         )));
     }
-    let want = spec.procs as u64 * (warmup + iters);
+    // Unlocked, processes 0 and 1 each made one increment more, one of
+    // which was lost for certain ([`lose_one`]).
+    let interleaved = if spec.permits == 0
+        && spec.procs >= 2
+        && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic)
+    {
+        2
+    } else {
+        0
+    };
+    let want = spec.procs as u64 * (warmup + iters) + interleaved;
     let lost = |got: String| {
         Err(HarnessError::Invalid(format!(
             "the counter ended at {got}, not {want}: increments were lost, so the {} {}",
