@@ -111,9 +111,10 @@ fn a_full_disk_mid_run_keeps_the_last_complete_results() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-#[test]
-fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
-    let d = scratch("sigint");
+/// A run stopped by `sig` once two points are on disk: it keeps them,
+/// exits with 128 + `sig`, and leaves nothing in /dev/shm.
+fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str) {
+    let d = scratch(label);
     let out = d.join("run.json");
     let child = Command::new(bin())
         .args(run_args(&out))
@@ -121,7 +122,7 @@ fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Once two points are on disk, press Ctrl-C.
+    // Once two points are on disk, send the signal.
     let t = Instant::now();
     loop {
         if out.exists()
@@ -134,14 +135,14 @@ fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
     }
     let pid = child.id();
     // SAFETY: a signal to our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    unsafe { libc::kill(pid as i32, sig) };
     let stopped = Instant::now();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(128 + sig), "{label}: {err}");
     assert!(err.contains("interrupted"), "{err}");
-    // A hang detector: Ctrl-C ends the run after its current point.
-    assert!(stopped.elapsed() < HANG, "the run went on after Ctrl-C");
+    // A hang detector: the signal ends the run after its current point.
+    assert!(stopped.elapsed() < HANG, "{label}: the run went on");
     let kept = points_in(&out);
     assert!(kept >= 2, "{kept} points kept");
     let shm: Vec<String> = std::fs::read_dir("/dev/shm")
@@ -152,8 +153,18 @@ fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
         .collect();
     assert!(shm.is_empty(), "{shm:?}");
     eprintln!(
-        "Ctrl-C: {kept} points kept, stopped in {:?}",
+        "{label}: {kept} points kept, stopped in {:?}",
         stopped.elapsed()
     );
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
+    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGINT, "sigint");
+}
+
+#[test]
+fn sigterm_stops_a_run_and_keeps_what_was_measured() {
+    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGTERM, "sigterm");
 }

@@ -75,11 +75,42 @@ enum Cmd {
 #[error("{0} point(s) regressed")]
 pub struct Regressed(pub usize);
 
+/// A run stopped by a signal after keeping what it measured: the process
+/// exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM),
+/// as a shell reports a process the signal ended.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted by {}; the {kept} points measured are kept in {output}",
+    signal_name(*signal)
+)]
+pub struct Interrupted {
+    /// The signal.
+    pub signal: i32,
+    /// Points kept.
+    pub kept: usize,
+    /// Where.
+    pub output: String,
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "Ctrl-C (SIGINT)".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        s => format!("signal {s}"),
+    }
+}
+
 /// Parses the command line, runs it, and turns its outcome into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("{e}");
+            let sig = e.downcast_ref::<Interrupted>().map_or(2, |i| i.signal);
+            ExitCode::from((128 + sig).clamp(0, 255) as u8)
+        }
         Err(e) if e.downcast_ref::<Regressed>().is_some() => {
             eprintln!("{e}");
             ExitCode::from(2)

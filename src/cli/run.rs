@@ -285,11 +285,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("report: {}", index.display());
     }
     if harness::run::interrupted() {
-        anyhow::bail!(
-            "interrupted; the {} points measured are kept in {}",
-            run.points.len(),
-            output.display()
-        );
+        return Err(super::Interrupted {
+            signal: harness::run::stop_signal().unwrap_or(libc::SIGINT),
+            kept: run.points.len(),
+            output: output.display().to_string(),
+        }
+        .into());
     }
     anyhow::ensure!(
         failed == 0,

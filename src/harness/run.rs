@@ -2,7 +2,7 @@
 //! repeated and its median kept, the results file rewritten after every
 //! point, then the Python baseline; Ctrl-C stops after the current point.
 
-use crate::shm::sync::{AtomicBool, Ordering};
+use crate::shm::sync::{AtomicBool, AtomicU32, Ordering};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,21 +12,39 @@ use super::{point, pool, python, startup, sync};
 use crate::record::io::{WriteError, write_results};
 use crate::record::{Machine, PointRecord, RunRecord, SCHEMA_VERSION, Status, rfc3339_now};
 
-/// Set by the Ctrl-C handler: finish the current point, then stop.
+/// Set by the signal handler: finish the current point, then stop.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_sigint(_: libc::c_int) {
-    // Relaxed: a flag read between points; nothing else is published.
+/// The signal that stopped the run (SIGINT, SIGTERM or SIGHUP), 0 if none.
+static STOPPED_BY: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Relaxed: flags read between points; nothing else is published.
+    STOPPED_BY.store(sig as u32, Ordering::Relaxed);
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-/// Makes Ctrl-C stop the run after the current point (whose peers, in the
-/// same process group, get the signal too and end it).
+/// Makes Ctrl-C (SIGINT), SIGTERM (a CI job cancelled, `timeout`) and
+/// SIGHUP (the terminal gone) stop the run after the current point: the
+/// results so far are kept and the report written. Ctrl-C reaches the
+/// peers too (one process group) and ends the point at once; SIGTERM sent
+/// to the run alone lets its current point finish.
 pub fn install_interrupt_handler() {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to atomics, which is
+        // async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// The signal that asked the run to stop, if one did.
+pub fn stop_signal() -> Option<i32> {
+    // Relaxed: see `on_stop_signal`.
+    match STOPPED_BY.load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(s as i32),
     }
 }
 
@@ -41,7 +59,7 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
             return r;
         }
         recs.push(r);
-        // Relaxed: see `on_sigint`.
+        // Relaxed: see `on_stop_signal`.
         if INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
@@ -245,7 +263,7 @@ pub fn run_all(
 
 /// Whether Ctrl-C asked the run to stop.
 pub fn interrupted() -> bool {
-    // Relaxed: see `on_sigint`.
+    // Relaxed: see `on_stop_signal`.
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
