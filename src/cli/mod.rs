@@ -106,10 +106,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-            eprintln!("{e}");
-            let sig = e.downcast_ref::<Interrupted>().map_or(2, |i| i.signal);
-            ExitCode::from((128 + sig).clamp(0, 255) as u8)
+        Err(ref e) if let Some(i) = e.downcast_ref::<Interrupted>() => {
+            eprintln!("{i}");
+            ExitCode::from((128 + i.signal).clamp(0, 255) as u8)
         }
         Err(e) if e.downcast_ref::<Regressed>().is_some() => {
             eprintln!("{e}");

@@ -271,6 +271,14 @@ fn lose_one<S>(a: &SyncArgs, begin: impl Fn() -> S, finish: impl Fn(S)) -> Resul
     Ok(())
 }
 
+/// Whether `spec`'s processes bump their value without its lock (no
+/// permits), as a test of the loss check does: then [`lose_one`] runs.
+fn unlocked(spec: &SyncSpec) -> bool {
+    spec.permits == 0
+        && spec.procs >= 2
+        && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic)
+}
+
 /// How long [`lose_one`] waits for the other process: a hang detector.
 const LOSE_ONE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -605,9 +613,7 @@ fn measure(
                 warmup,
                 iters,
                 cpu: cpus.get(id).copied(),
-                no_lock: spec.permits == 0
-                    && spec.procs >= 2
-                    && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic),
+                no_lock: unlocked(spec),
             };
             spawn_args(&opts.exe, a.to_args(), &format!("process {id}"))
         })
@@ -638,14 +644,7 @@ fn measure(
     }
     // Unlocked, processes 0 and 1 each made one increment more, one of
     // which was lost for certain ([`lose_one`]).
-    let interleaved = if spec.permits == 0
-        && spec.procs >= 2
-        && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic)
-    {
-        2
-    } else {
-        0
-    };
+    let interleaved = if unlocked(spec) { 2 } else { 0 };
     let want = spec.procs as u64 * (warmup + iters) + interleaved;
     let lost = |got: String| {
         Err(HarnessError::Invalid(format!(

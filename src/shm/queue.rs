@@ -97,14 +97,10 @@ impl QueueCtrl {
     /// A registered process with a role in `roles` that died without
     /// leaving (or the last such one whose registration was reclaimed).
     fn dead_peer(&self, roles: u32) -> Option<PeerId> {
-        self.peers
-            .iter()
-            .zip(&self.roles)
-            // Relaxed: a stale role only delays the report by one check.
-            .filter(|(_, r)| r.load(Ordering::Relaxed) & roles != 0)
-            .find_map(|(p, _)| p.dead_holder())
+        self.registered(roles)
+            .find_map(PeerSlot::dead_holder)
             .or_else(|| {
-                // Relaxed: as above.
+                // Relaxed: as in `registered`.
                 (self.buried_roles.load(Ordering::Relaxed) & roles != 0)
                     .then(|| self.buried.dead_holder())
                     .flatten()
@@ -113,12 +109,18 @@ impl QueueCtrl {
 
     /// Whether a registered process with a role in `roles` is alive.
     fn live_peer(&self, roles: u32) -> bool {
+        self.registered(roles)
+            .any(|p| p.get().is_some() && p.dead_holder().is_none())
+    }
+
+    /// The registration slots of processes with a role in `roles`.
+    fn registered(&self, roles: u32) -> impl Iterator<Item = &PeerSlot> {
         self.peers
             .iter()
             .zip(&self.roles)
-            // Relaxed: as in `dead_peer`.
-            .filter(|(_, r)| r.load(Ordering::Relaxed) & roles != 0)
-            .any(|(p, _)| p.get().is_some() && p.dead_holder().is_none())
+            // Relaxed: a stale role only delays the report by one check.
+            .filter(move |(_, r)| r.load(Ordering::Relaxed) & roles != 0)
+            .map(|(p, _)| p)
     }
 
     /// The dead process a waiter stuck at `pos` is waiting on, if any: a
@@ -132,10 +134,13 @@ impl QueueCtrl {
         if !self.live_peer(roles) {
             return Some(dead);
         }
-        let stuck = claimed.is_some_and(|pos| seen.replace(pos) == pos);
-        if claimed.is_none() {
-            seen.set(u64::MAX);
-        }
+        let stuck = match claimed {
+            Some(pos) => seen.replace(pos) == pos,
+            None => {
+                seen.set(u64::MAX);
+                false
+            }
+        };
         stuck.then_some(dead)
     }
 }
@@ -652,12 +657,7 @@ impl Queue {
         // Relaxed: a look for liveness checks, repeated before it counts.
         let head = c.head.load(Ordering::Relaxed);
         let tail = c.tail.load(Ordering::Relaxed);
-        let stamp = self
-            .shared
-            .words
-            .get((head & (self.cfg.capacity - 1)) as usize)
-            .load(Ordering::Relaxed);
-        (tail > head && stamp != head.wrapping_add(1)).then_some(head)
+        (tail > head && self.stamp_at(head) != head.wrapping_add(1)).then_some(head)
     }
 
     /// The position a putter waits on when the getter that claimed its
@@ -669,12 +669,17 @@ impl Queue {
         let tail = c.tail.load(Ordering::Relaxed);
         let head = c.head.load(Ordering::Relaxed);
         let last_lap = tail.wrapping_sub(self.cfg.capacity);
-        let stamp = self
-            .shared
+        (head > last_lap && self.stamp_at(tail) != tail).then_some(tail)
+    }
+
+    /// The stamp of the slot of position `pos`, for liveness checks
+    /// (Relaxed: a look, repeated before it counts).
+    #[cold]
+    fn stamp_at(&self, pos: u64) -> u64 {
+        self.shared
             .words
-            .get((tail & (self.cfg.capacity - 1)) as usize)
-            .load(Ordering::Relaxed);
-        (head > last_lap && stamp != tail).then_some(tail)
+            .get((pos & (self.cfg.capacity - 1)) as usize)
+            .load(Ordering::Relaxed)
     }
 
     /// `Empty`, or `Closed` once the queue is closed and drained.

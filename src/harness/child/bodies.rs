@@ -346,6 +346,7 @@ pub fn multi_recv_progress<C: Conn>(
 ) -> Result<PeerReport, String> {
     let step = step.max(1);
     let mut marks = Vec::with_capacity(MARKS as usize);
+    let mut to_mark = step;
     let shift = producer_shift(codec);
     let mut buf = Vec::with_capacity(codec.size());
     let mut h = histogram();
@@ -379,8 +380,11 @@ pub fn multi_recv_progress<C: Conn>(
             h.saturating_record(now.saturating_sub(ts));
         }
         count += 1;
-        if count % step == 0 {
+        // A countdown, not `count % step`: no division per message.
+        to_mark -= 1;
+        if to_mark == 0 {
             marks.push(now);
+            to_mark = step;
         }
         digest = digest.wrapping_add(crate::harness::validate::mix64(seq));
         if let Some(p) = &progress {
