@@ -29,7 +29,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     transports: Vec<String>,
     /// Comma list of patterns of any family: pingpong, stream, fan-in,
-    /// fan-out, mpmc, reqrep, pingpong-late, pool, pool-cpu,
+    /// fan-out, mpmc, reqrep, pingpong-late, rate, pool, pool-cpu,
     /// lock-increment, atomic-increment, event-pingpong, joinable, startup
     /// (all when none is given).
     #[arg(long, value_delimiter = ',')]
@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// farms 1xW as W workers; the Python baseline keeps its own.
     #[arg(long, value_delimiter = ',', value_parser = parse_procs)]
     procs: Vec<(usize, usize)>,
+    /// Comma list of offered loads for the open-loop pattern `rate`:
+    /// messages per second (500, 10k, 1M) or percentages of each
+    /// strategy's capacity measured unpaced in the same run (80%). The
+    /// unpaced point is always measured first.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<harness::rate::Load>,
     /// Where to write the results (default results/run-<time>.json).
     #[arg(long)]
     output: Option<std::path::PathBuf>,
@@ -94,7 +100,9 @@ fn human_secs(s: f64) -> String {
 
 fn point_line(p: &harness::PointRecord) -> String {
     let c = ipcbench::report::analysis::counts(p);
-    let pattern = if c.is_empty() {
+    let pattern = if let Some(load) = &p.rate.load {
+        format!("{} {load}", p.pattern)
+    } else if c.is_empty() {
         p.pattern.clone()
     } else {
         format!("{} {c}", p.pattern)
@@ -134,6 +142,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         sizes,
         wait,
         procs,
+        rates,
         output,
         no_pin,
         repeat,
@@ -153,6 +162,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         sizes,
         waits: wait,
         procs,
+        rates: rates.clone(),
         ..Filters::default()
     };
     filters.transports(&transports)?;
@@ -206,6 +216,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "budget_s": opts.budget.as_secs_f64(),
         "procs": filters.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect::<Vec<_>>(),
         "repeat": repeat,
+        "rates": rates.iter().map(|r| r.label()).collect::<Vec<_>>(),
     });
     harness::run::install_interrupt_handler();
     let tty = std::io::stderr().is_terminal();

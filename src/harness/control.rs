@@ -68,6 +68,10 @@ pub struct PeerReport {
     /// One-to-one: the whole latency histogram ([`super::measure::encode`]).
     #[serde(default)]
     pub histogram: Option<String>,
+    /// An open-loop receiver: the latency from each message's actual send
+    /// time (its `latency` is from the intended one).
+    #[serde(default)]
+    pub uncorrected: Option<Latency>,
 }
 
 /// A peer's last word: its report, or its failure as a report carrying
@@ -148,6 +152,13 @@ pub struct PeerArgs {
     /// A session's consumer: publish progress in this region, slot `id`.
     #[arg(long)]
     pub progress: Option<String>,
+    /// Open loop: messages per second the sender offers (0: unpaced).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Open loop, tests: the receiver sleeps `NS` after every `EVERY`
+    /// messages (`EVERY:NS`).
+    #[arg(long)]
+    pub stall: Option<String>,
 }
 
 impl PeerArgs {
@@ -188,7 +199,22 @@ impl PeerArgs {
             producers: spec.producers,
             rounds: false,
             progress: None,
+            rate: 0.0,
+            stall: None,
         }
+    }
+
+    /// The receiver's deliberate stall (`--stall EVERY:NS`), if asked for.
+    pub fn stall(&self) -> Result<Option<super::child::paced::Stall>, String> {
+        let Some(s) = &self.stall else {
+            return Ok(None);
+        };
+        let bad = || format!("--stall takes EVERY:NS (messages, nanoseconds), not {s:?}");
+        let (every, ns) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Some(super::child::paced::Stall {
+            every: every.parse().map_err(|_| bad())?,
+            ns: ns.parse().map_err(|_| bad())?,
+        }))
     }
 
     /// The link options a peer connects with.
@@ -224,6 +250,12 @@ impl PeerArgs {
         }
         if let Some(p) = &self.progress {
             v.push(format!("--progress={p}"));
+        }
+        if self.rate > 0.0 {
+            v.push(format!("--rate={}", self.rate));
+        }
+        if let Some(s) = &self.stall {
+            v.push(format!("--stall={s}"));
         }
         v
     }

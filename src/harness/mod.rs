@@ -35,6 +35,7 @@
 //! | [`child`] | the peer side: one dispatch, one body per pattern, the floors' peers |
 //! | [`measure`] | clocks, CPU time, histograms |
 //! | [`validate`] | the one message checker |
+//! | [`rate`] | open loop: offered loads, pacing, latency from the intended send time |
 //! | [`sync`], [`pool`], [`startup`], [`python`], [`shm_dict`] | the other families |
 
 pub mod child;
@@ -47,6 +48,7 @@ pub mod plan;
 pub mod point;
 pub mod pool;
 pub mod python;
+pub mod rate;
 pub mod run;
 pub mod session;
 pub mod shm_dict;

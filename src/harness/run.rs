@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::plan::{Plan, Profile};
+use super::rate::{self, Capacities};
 use super::spec::{Measurement, RunOpts};
 use super::{point, pool, python, startup, sync};
 use crate::record::io::{WriteError, write_results};
@@ -115,9 +116,11 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
     }
 }
 
-/// Measures `m` once.
-pub fn measure(m: &Measurement, opts: &RunOpts) -> PointRecord {
+/// Measures `m` once; an open-loop point's load may be a fraction of a
+/// capacity measured earlier in the run (`capacities`).
+pub fn measure(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> PointRecord {
     match m {
+        Measurement::Rate(r) => rate::run_point(r, opts, capacities.of(r), None),
         Measurement::Channel(s) => point::run_point(s, opts),
         Measurement::Primitive(s) => sync::run_point(s, opts),
         Measurement::Farm(s) => pool::run_point(s, opts),
@@ -200,6 +203,7 @@ pub fn run_all(
     write_results(output, &run)?;
     let t0 = Instant::now();
     let of = plan.measurements.len();
+    let mut capacities = Capacities::default();
     for (index, what) in plan.measurements.iter().enumerate() {
         if interrupted() {
             break;
@@ -215,7 +219,10 @@ pub fn run_all(
         } else {
             repeats
         };
-        let rec = median_of(n, || measure(what, opts));
+        let rec = median_of(n, || measure(what, opts, &capacities));
+        if let Measurement::Rate(r) = what {
+            capacities.learn(r, &rec);
+        }
         progress(Event::Measured {
             index,
             of,

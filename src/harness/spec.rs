@@ -28,11 +28,15 @@ pub enum Pattern {
     /// before answering: what waiting costs when the answer is slow (the
     /// round trip includes that time).
     PingpongLate,
+    /// Open loop: one peer sends on a schedule (message *i* at
+    /// `t0 + i / rate`), the other receives; latency from the intended
+    /// send time ([`super::rate`]).
+    Rate,
 }
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 7] = [
+    pub const ALL: [Pattern; 8] = [
         Pattern::Pingpong,
         Pattern::Stream,
         Pattern::FanIn,
@@ -40,6 +44,7 @@ impl Pattern {
         Pattern::Mpmc,
         Pattern::Reqrep,
         Pattern::PingpongLate,
+        Pattern::Rate,
     ];
 
     /// The name in results and on the command line.
@@ -52,6 +57,7 @@ impl Pattern {
             Pattern::Mpmc => "mpmc",
             Pattern::Reqrep => "reqrep",
             Pattern::PingpongLate => "pingpong-late",
+            Pattern::Rate => "rate",
         }
     }
 
@@ -88,7 +94,7 @@ impl std::str::FromStr for Pattern {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep or pingpong-late"
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, pingpong-late or rate"
                 )
             })
     }
@@ -325,7 +331,7 @@ impl RunOpts {
                     .clamp(200, self.pingpong_iters);
                 (self.warmup.min(iters), iters)
             }
-            Pattern::Stream | Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc => {
+            Pattern::Stream | Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc | Pattern::Rate => {
                 let (lo, hi) = self.stream_messages;
                 // Multi-party points move the same total, split among producers.
                 let n = (self.stream_bytes / spec.size as u64).clamp(lo, hi)
@@ -389,6 +395,8 @@ pub enum Measurement {
     Farm(super::pool::PoolSpec),
     /// Starting a process.
     Startup(super::startup::Method),
+    /// A one-to-one channel at an offered rate (open loop).
+    Rate(super::rate::RateSpec),
 }
 
 impl Measurement {
@@ -399,6 +407,7 @@ impl Measurement {
             Measurement::Primitive(s) => s.prim.name(),
             Measurement::Farm(s) => s.kind.name(),
             Measurement::Startup(m) => m.name(),
+            Measurement::Rate(r) => r.point.strategy.name(),
         }
     }
 
@@ -409,6 +418,7 @@ impl Measurement {
             Measurement::Primitive(s) => s.prim.pattern(),
             Measurement::Farm(s) => s.pattern(),
             Measurement::Startup(_) => super::startup::PATTERN,
+            Measurement::Rate(_) => Pattern::Rate.name(),
         }
     }
 
@@ -419,6 +429,7 @@ impl Measurement {
             Measurement::Primitive(s) => s.prim.size(),
             Measurement::Farm(_) => super::pool::TASK_SIZE,
             Measurement::Startup(_) => super::startup::SIZE,
+            Measurement::Rate(r) => r.point.size,
         }
     }
 
@@ -429,6 +440,7 @@ impl Measurement {
             Measurement::Primitive(s) => s.wait_name(),
             Measurement::Farm(s) => s.wait_name(),
             Measurement::Startup(_) => "kernel".into(),
+            Measurement::Rate(r) => r.point.wait_name(),
         }
     }
 

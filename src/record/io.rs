@@ -203,6 +203,7 @@ mod tests {
                         msgs_per_s: Some([1e7, 1e7]),
                     }),
                     histogram: None,
+                    rate: Default::default(),
                 },
                 PointRecord {
                     transport: "tcp".into(),
@@ -232,6 +233,7 @@ mod tests {
                     batches: vec![],
                     ci95: None,
                     histogram: None,
+                    rate: Default::default(),
                 },
             ],
         }

@@ -159,6 +159,46 @@ pub struct Throughput {
     pub bytes_per_s: f64,
 }
 
+/// An open-loop (`rate`) point's own figures; absent (each field) on
+/// every other point. Its `latency_ns` is from each message's intended
+/// send time (corrected for coordinated omission), its `throughput` what
+/// the receiver achieved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RateFigures {
+    /// The load as asked for: `max` (unpaced: the capacity), `80%` (of
+    /// the capacity), `10k` (messages per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
+    /// Messages per second offered (absent when unpaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_per_s: Option<f64>,
+    /// Messages per second the receiver took in, first to last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_per_s: Option<f64>,
+    /// The capacity of the same strategy, size and wait measured unpaced
+    /// earlier in the run (what the percentages are of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_per_s: Option<f64>,
+    /// Latency from each message's actual send time (what a closed loop
+    /// would have reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_uncorrected_ns: Option<Latency>,
+    /// How late the sender sent, against each message's intended time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_lateness_ns: Option<Latency>,
+    /// How the sender waited for each intended time (`spin`, `yield`,
+    /// `sleep, then spin`, `sleep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<String>,
+    /// CPU time per message of the sender and of the receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_cpu_ns_per_msg: Option<[f64; 2]>,
+    /// The corrected median of the point's last batch over its first's: a
+    /// channel past its knee queues ever more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_growth: Option<f64>,
+}
+
 /// 95% confidence intervals of a point's figures, `[low, high]`, from its
 /// batches (consecutive runs of equal count): of the median latency, the
 /// order-statistic interval of the median over the batches' medians
@@ -350,6 +390,9 @@ pub struct PointRecord {
     /// HdrHistogram in its V2 deflate encoding, in base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// Open-loop points' figures ([`RateFigures`]), as fields of the point.
+    #[serde(flatten)]
+    pub rate: RateFigures,
 }
 
 impl PointRecord {
@@ -389,6 +432,7 @@ impl PointRecord {
             batches: Vec::new(),
             ci95: None,
             histogram: None,
+            rate: RateFigures::default(),
         }
     }
 
@@ -537,6 +581,8 @@ mod wire {
         /// turned into `histogram` here.
         #[serde(default)]
         latency_pairs: Vec<(u64, u64)>,
+        #[serde(flatten)]
+        rate: RateFigures,
     }
 
     impl From<PointWire> for PointRecord {
@@ -580,6 +626,7 @@ mod wire {
                     .or_else(|| Ci95::of_batches(&w.batches, w.latency_ns.map(|l| l.p50))),
                 batches: w.batches,
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
+                rate: w.rate,
             }
         }
     }
@@ -588,6 +635,33 @@ mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_points_figures_are_fields_of_the_point_and_read_back() {
+        let mut p = PointRecord::unmeasured("os-pipe", "rate", 64, (1, 1), "kernel");
+        p.rate = RateFigures {
+            load: Some("80%".into()),
+            offered_per_s: Some(8e5),
+            achieved_per_s: Some(7.9e5),
+            capacity_per_s: Some(1e6),
+            latency_uncorrected_ns: Some(Latency::default()),
+            sender_lateness_ns: Some(Latency::default()),
+            pace: Some("sleep".into()),
+            peer_cpu_ns_per_msg: Some([100.0, 200.0]),
+            latency_growth: Some(1.5),
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["offered_per_s"], 8e5);
+        assert_eq!(v["load"], "80%");
+        assert_eq!(v["peer_cpu_ns_per_msg"][1], 200.0);
+        let back: PointRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, p);
+        // Other points carry none of them.
+        let plain = PointRecord::unmeasured("os-pipe", "stream", 64, (1, 1), "kernel");
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("offered_per_s") && !text.contains("\"load\""));
+    }
 
     #[test]
     fn schema_1_points_get_their_status() {

@@ -4,6 +4,7 @@
 
 pub mod bodies;
 pub mod floors;
+pub mod paced;
 pub mod roles;
 
 use crate::shm::floor::Floor;
@@ -70,6 +71,13 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                         let r = bodies::echo_seqs(&mut conn, &codec, all, p.echo_work_ns())?;
                         bodies::expect_end(&mut conn)?;
                         Ok(r)
+                    }
+                    (Pattern::Rate, true) => {
+                        let pace = crate::harness::rate::Pace::of(a.wait, kind.caps().waits == crate::transport::Waits::Kernel);
+                        paced::rate_send(conn, &codec, (a.warmup, a.iters), period_ns(a.rate), pace)
+                    }
+                    (Pattern::Rate, false) => {
+                        paced::rate_recv(conn, &codec, (a.warmup, a.iters), period_ns(a.rate), a.stall()?)
                     }
                     (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
@@ -216,6 +224,11 @@ fn reqrep_client(
     }
     let ep = crate::transport::Endpoint::for_child(addr);
     with_proxy(kind, &ep, opts, Calls { codec, a }).map_err(|e| format!("connecting: {e}"))?
+}
+
+/// The time between two messages at `rate` per second (0: unpaced).
+fn period_ns(rate: f64) -> f64 {
+    if rate > 0.0 { 1e9 / rate } else { 0.0 }
 }
 
 fn barrier_then(f: impl FnOnce() -> Result<PeerReport, String>) -> Result<PeerReport, String> {

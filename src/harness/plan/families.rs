@@ -2,9 +2,11 @@
 
 use super::{Filters, Profile};
 use crate::harness::pool::{self, PoolSpec};
+use crate::harness::rate::{Load, RateSpec};
 use crate::harness::spec::{Pattern, PointSpec, Strategy};
 use crate::harness::startup::{self, Method};
 use crate::harness::sync::{Prim, SyncSpec};
+use crate::harness::validate::STAMPED_SIZE;
 use crate::shm::{Wait, WaitKind};
 use crate::transport::TransportKind;
 
@@ -112,6 +114,68 @@ pub(super) fn farms(profile: Profile, f: &Filters) -> Vec<PoolSpec> {
     out
 }
 
+/// The open-loop points: every transport at the profile's sizes (those
+/// that carry a send time) and waits, one-to-one; for each, the unpaced
+/// point first (the capacity its fractions refer to), then the loads
+/// `--rates` asks for or the profile's ladder.
+pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
+    if !f.pattern(Pattern::Rate.name()) || !f.procs((1, 1)) {
+        return Vec::new();
+    }
+    let strategies: Vec<Strategy> = if f.strategies.is_empty() {
+        TransportKind::ALL
+            .iter()
+            .map(|k| Strategy::Transport(*k))
+            .collect()
+    } else {
+        f.strategies
+            .iter()
+            .copied()
+            .filter(|s| matches!(s, Strategy::Transport(_)))
+            .collect()
+    };
+    let sizes: Vec<usize> = if f.sizes.is_empty() {
+        profile.rate_sizes()
+    } else {
+        f.sizes.clone()
+    };
+    let waits = if f.waits.is_empty() {
+        profile.waits()
+    } else {
+        f.waits.clone()
+    };
+    let loads: Vec<Load> = std::iter::once(Load::Unpaced)
+        .chain(
+            if f.rates.is_empty() {
+                profile.loads()
+            } else {
+                f.rates.clone()
+            }
+            .into_iter()
+            .filter(|l| *l != Load::Unpaced),
+        )
+        .collect();
+    let mut out = Vec::new();
+    for s in strategies {
+        let ws = if s.has_wait() {
+            s.waits_of(&waits)
+        } else {
+            vec![Wait::SPIN_PARK]
+        };
+        for &size in sizes.iter().filter(|&&n| n >= STAMPED_SIZE) {
+            for &wait in &ws {
+                for &load in &loads {
+                    out.push(RateSpec {
+                        point: PointSpec::one_to_one(s, Pattern::Rate, size, wait),
+                        load,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Start-up: every way of starting a process, at 1×1; it has no wait.
 pub(super) fn starts(f: &Filters) -> Vec<Method> {
     if !f.pattern(startup::PATTERN) || !f.size(startup::SIZE) || !f.procs((1, 1)) {
@@ -151,7 +215,7 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
     }
     let patterns: Vec<Pattern> = Pattern::ALL
         .into_iter()
-        .filter(|p| f.pattern(p.name()))
+        .filter(|p| *p != Pattern::Rate && f.pattern(p.name()))
         .collect();
     let sizes = if f.sizes.is_empty() {
         profile.sizes()

@@ -29,7 +29,7 @@ use super::startup::{self, Method};
 use super::sync::{self, Prim};
 use crate::shm::Wait;
 use crate::transport::TransportKind;
-use families::{farms, prims, starts};
+use families::{farms, prims, rates, starts};
 
 /// What `--transports`, `--patterns`, `--sizes`, `--procs` and `--wait`
 /// select; an empty list selects everything its profile measures.
@@ -49,6 +49,8 @@ pub struct Filters {
     pub sizes: Vec<usize>,
     /// Waiting strategies (the profile's if empty).
     pub waits: Vec<Wait>,
+    /// Open-loop loads (`--rates`; the profile's ladder if empty).
+    pub rates: Vec<super::rate::Load>,
     /// Process counts, producers × consumers (the profile's if empty):
     /// multi-party patterns run at those of the pattern's shape (fan-in
     /// N×1, fan-out 1×N, reqrep N×1, mpmc any), one-to-one ones only if
@@ -283,6 +285,9 @@ fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
     let mut measurements: Vec<Measurement> = Vec::new();
     if all || !f.strategies.is_empty() {
         measurements.extend(channels(profile, f).into_iter().map(Measurement::Channel));
+    }
+    if all || !f.strategies.is_empty() {
+        measurements.extend(rates(profile, f).into_iter().map(Measurement::Rate));
     }
     if all || !f.prims.is_empty() {
         measurements.extend(prims(profile, f).into_iter().map(Measurement::Primitive));

@@ -1,6 +1,7 @@
 //! How much a run measures: sizes, waits, process counts and counts per
 //! point of the quick, default and full profiles.
 
+use crate::harness::rate::Load;
 use crate::harness::spec::{Pattern, RunOpts};
 use crate::shm::Wait;
 
@@ -39,6 +40,33 @@ impl Profile {
             Profile::Quick => vec![Wait::SPIN, Wait::PARK],
             Profile::Default | Profile::Full => Wait::ALL.to_vec(),
         }
+    }
+
+    /// The offered loads of an open-loop ladder (after the unpaced point
+    /// that measures the capacity they are fractions of).
+    pub fn loads(self) -> Vec<Load> {
+        use Load::{OfCapacity as Of, PerSec};
+        match self {
+            Profile::Quick => vec![Of(50), Of(100), PerSec(1e4)],
+            Profile::Default | Profile::Full => vec![
+                Of(10),
+                Of(50),
+                Of(80),
+                Of(90),
+                Of(95),
+                Of(100),
+                Of(110),
+                PerSec(1e3),
+                PerSec(1e4),
+                PerSec(1e5),
+                PerSec(1e6),
+            ],
+        }
+    }
+
+    /// Sizes open-loop points run at unless `--sizes` says otherwise.
+    pub fn rate_sizes(self) -> Vec<usize> {
+        vec![64]
     }
 
     /// Sizes multi-party patterns run at unless `--sizes` says otherwise
