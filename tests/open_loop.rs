@@ -65,12 +65,13 @@ fn p99s(rec: &PointRecord) -> (u64, u64) {
 #[test]
 fn a_stalled_receiver_shows_in_the_corrected_tail_not_in_the_uncorrected_one() {
     let _g = serial();
-    // 60,000 messages; the receiver sleeps 5 ms after every 20,000.
+    // 70,000 messages (after 1,000 of warm-up); the receiver sleeps 5 ms
+    // after every 20,000: three stalls.
     let stall = Stall {
         every: 20_000,
         ns: 5_000_000,
     };
-    let o = opts(Some(60_000));
+    let o = opts(Some(70_000));
     let at = |per_s: f64, stall| {
         let mut s = spec(TransportKind::ShmRing, Wait::SPIN_PARK, Load::PerSec(per_s));
         // The harness's ring holds 64 KiB: 63 messages of 1 KiB, so a
@@ -80,13 +81,16 @@ fn a_stalled_receiver_shows_in_the_corrected_tail_not_in_the_uncorrected_one() {
         s.point.size = 1024;
         ok(run_point(&s, &o, None, stall))
     };
-    let slow = at(50_000.0, Some(stall));
+    let slow = at(10_000.0, Some(stall));
     let fast = at(200_000.0, Some(stall));
     let (slow, fast) = (p99s(&slow), p99s(&fast));
-    eprintln!("p99 corrected/uncorrected: stalled at 50k {slow:?}, at 200k {fast:?}");
+    eprintln!("p99 corrected/uncorrected: stalled at 10k {slow:?}, at 200k {fast:?}");
     // During each stall the messages due pile up: 1,000 of them at 200 k/s,
-    // late by up to 5 ms; more than 1% of all, so the corrected p99 is
-    // within the stall (about 4 ms at 200 k/s, 1 ms at 50 k/s).
+    // late by up to 5 ms, 4.3% of all, so the corrected p99 lies within
+    // the stalls (about 3.8 ms). At 10 k/s they are 0.4% of all, and the
+    // p99 lies outside them (unless this machine's own pauses, which a
+    // 5 ms sleep here has seen stretched to 8, fill another 0.6% of the
+    // time).
     assert!(
         fast.0 >= 2_000_000,
         "corrected p99 {} ns at 200 k/s",
@@ -102,12 +106,10 @@ fn a_stalled_receiver_shows_in_the_corrected_tail_not_in_the_uncorrected_one() {
         fast.0
     );
     // The same stall costs more at a higher rate: more messages fall due
-    // during it. (Without stalls the p99 is the machine's: on a virtual
-    // machine a pause of a few milliseconds can delay 1% of a short
-    // point's messages, so it is not compared here.)
+    // during it.
     assert!(
-        fast.0 * 2 > slow.0 * 3,
-        "corrected p99 at 200 k/s {} ns, at 50 k/s {} ns",
+        fast.0 > slow.0 * 2,
+        "corrected p99 at 200 k/s {} ns, at 10 k/s {} ns",
         fast.0,
         slow.0
     );

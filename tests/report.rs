@@ -304,7 +304,9 @@ fn report_files_match_their_snapshots() {
             "throughput.svg",
             "scaling.svg",
             "spectrum.svg",
-            "floor.svg"
+            "floor.svg",
+            "steady.svg",
+            "steady-cpu.svg"
         ]
     );
     for (name, contents) in &files {
@@ -312,7 +314,7 @@ fn report_files_match_their_snapshots() {
     }
     // The page stands alone: every plot inline, nothing fetched.
     let html = &files[1].1;
-    assert_eq!(html.matches("<svg").count(), 5);
+    assert_eq!(html.matches("<svg").count(), 7);
     for (name, _) in &files[2..] {
         assert!(html.contains(&format!("data-plot=\"{name}\"")), "{name}");
     }
@@ -340,6 +342,60 @@ fn report_files_match_their_snapshots() {
 }
 
 #[test]
+fn under_a_steady_load_each_strategy_has_its_knee_and_a_point_behind_says_so() {
+    use ipcbench::report::steady;
+    let run = data("run-a.json");
+    let lines = steady::lines(&run);
+    let names: Vec<String> = lines.iter().map(|l| l.label()).collect();
+    assert_eq!(names, ["shm-ring (spin)", "os-pipe"]);
+    for l in &lines {
+        assert!(l.capacity().is_some(), "{}", l.label());
+        assert_eq!(l.paced.len(), 11, "{}: the whole ladder", l.label());
+        // Offered in order, and 1 k/s (the lowest) is the unloaded point.
+        assert_eq!(steady::offered(l.unloaded().unwrap()), Some(1e3));
+        let knee = l.knee().expect("a knee");
+        assert!(l.sustains(l.at(knee).unwrap()));
+        // 1.1× its capacity is more than it took in.
+        let over = l
+            .paced
+            .iter()
+            .find(|p| p.rate.load.as_deref() == Some("110%"))
+            .unwrap();
+        assert!(steady::past_knee(over), "{}", l.label());
+        assert!(!l.sustains(over));
+    }
+    let blocks = report::page::blocks(&run);
+    let md = report::page::markdown(&blocks);
+    let section = md
+        .split("## Under a steady load (64 B)")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    for want in [
+        "| shm-ring (spin) |",
+        "| os-pipe |",
+        "knee",
+        "CPU/msg at 1 k/s",
+        "steady.svg",
+    ] {
+        assert!(
+            section.contains(want),
+            "the section lacks {want}:\n{section}"
+        );
+    }
+    // Past its knee, the point's row says so instead of a median.
+    assert!(md.contains("past its knee: took in"));
+    // The CPU plot draws one core's worth for reference, and every wait of
+    // the ring.
+    let cpu = report::plots::steady_cpu(&run).unwrap();
+    assert!(cpu.contains("one core busy") && cpu.contains("shm-ring (spin)"));
+    let hockey = report::plots::steady(&run).unwrap();
+    assert!(hockey.contains("offered messages per second") && hockey.contains("os-pipe"));
+}
+
+#[test]
 fn compare_flags_regressions_improvements_and_new_failures() {
     let (a, b) = (data("run-a.json"), data("run-b.json"));
     let c = compare::compare(&a, &b, compare::DEFAULT_THRESHOLD);
@@ -352,7 +408,12 @@ fn compare_flags_regressions_improvements_and_new_failures() {
     };
     assert_eq!(
         flagged(compare::Change::Regressed),
-        ["shm-ring pingpong 64 B spin", "shm-queue stream 64 B spin"]
+        [
+            "shm-ring pingpong 64 B spin",
+            "shm-queue stream 64 B spin",
+            // Three times the corrected p99 at 10 k msgs/s offered.
+            "os-pipe rate 10k 64 B kernel"
+        ]
     );
     assert_eq!(
         flagged(compare::Change::Improved),

@@ -431,11 +431,22 @@ fn fill(rec: &mut PointRecord, a: &super::PeerReport, b: &super::PeerReport) {
     figures.latency_growth = growth(&rec.batches);
 }
 
-/// How much the corrected median grew over the point: its last batch's
-/// over its first's (a channel past its knee queues ever more).
+/// How much the corrected median grew over the point: the median of its
+/// last quarter of batches' medians over that of its first quarter (a
+/// channel past its knee queues ever more; one pause at the end of an
+/// otherwise steady point moves one batch, not a quarter).
 fn growth(batches: &[(u64, f64)]) -> Option<f64> {
-    let (first, last) = (batches.first()?.0, batches.last()?.0);
-    (first > 0 && batches.len() >= 2).then(|| last as f64 / first as f64)
+    let q = batches.len() / 4;
+    if q == 0 {
+        return None;
+    }
+    let median = |part: &[(u64, f64)]| {
+        let mut v: Vec<u64> = part.iter().map(|b| b.0).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (first, last) = (median(&batches[..q]), median(&batches[batches.len() - q..]));
+    (first > 0).then(|| last as f64 / first as f64)
 }
 
 #[cfg(test)]
@@ -482,6 +493,18 @@ mod tests {
         assert_eq!(paced_counts(&opts, 1e3).1, 1_000);
         // At 100/s, what two seconds hold.
         assert_eq!(paced_counts(&opts, 100.0).1, 200);
+    }
+
+    #[test]
+    fn growth_is_a_trend_over_quarters_not_one_batch() {
+        let steady: Vec<(u64, f64)> = (0..20)
+            .map(|i| (if i == 19 { 50_000 } else { 400 }, 1.0))
+            .collect();
+        assert_eq!(growth(&steady), Some(1.0));
+        let queueing: Vec<(u64, f64)> = (1..=20).map(|i| (i * 1_000, 1.0)).collect();
+        // Medians of 1..5 and 16..20 (thousands): 3 and 18.
+        assert_eq!(growth(&queueing), Some(6.0));
+        assert_eq!(growth(&queueing[..3]), None);
     }
 
     #[test]

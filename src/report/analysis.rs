@@ -196,9 +196,8 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 /// one-to-one patterns.
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
-        "pingpong" | "pingpong-late" | "stream" | "event-pingpong" | "joinable" | "startup" => {
-            String::new()
-        }
+        "pingpong" | "pingpong-late" | "stream" | "rate" | "event-pingpong" | "joinable"
+        | "startup" => String::new(),
         "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
         "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
         "pool" | "pool-cpu" if p.consumers == 1 => "1 worker".to_owned(),
@@ -539,10 +538,11 @@ pub fn point_name(p: &PointRecord) -> String {
         "{} {}{} {} {}",
         p.transport,
         p.pattern,
-        if c.is_empty() {
-            String::new()
-        } else {
-            format!(" {c}")
+        match (&p.rate.load, c.is_empty()) {
+            // An open-loop point is known by its load: `rate 80%`.
+            (Some(load), _) => format!(" {load}"),
+            (None, true) => String::new(),
+            (None, false) => format!(" {c}"),
         },
         human_size(p.msg_size),
         p.wait
@@ -618,7 +618,9 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
             points: names(over),
         });
     }
+    // Open-loop tails are what their own section is about.
     let noisy: Vec<&PointRecord> = measured(run)
+        .filter(|p| p.pattern != "rate")
         .filter(|p| {
             p.latency_ns
                 .is_some_and(|l| l.p50 > 0 && l.p99 as f64 > NOISY_SPREAD * l.p50 as f64)

@@ -79,7 +79,7 @@ impl Comparison {
     }
 }
 
-fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str) {
+fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str, Option<&str>) {
     (
         &p.transport,
         &p.pattern,
@@ -87,7 +87,18 @@ fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str) {
         p.producers,
         p.consumers,
         &p.wait,
+        p.rate.load.as_deref(),
     )
+}
+
+/// An open-loop point offered a rate is compared by its corrected p99
+/// there (lower is better), without intervals: what it delivers at that
+/// load, not the rate it was offered.
+fn paced_p99(p: &PointRecord) -> Option<f64> {
+    if p.rate.offered_per_s.is_none() || !p.validated {
+        return None;
+    }
+    p.latency_ns.map(|l| l.p99 as f64)
 }
 
 /// Compares `b` against `a`; a change beyond `threshold` (0.25 = 25%) in
@@ -102,8 +113,13 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             only_a.push(point_name(pa));
             continue;
         };
-        let (fa, fb) = (key_figure(pa), key_figure(pb));
-        let lower = lower_is_better(&pa.pattern);
+        let paced = pa.rate.offered_per_s.is_some();
+        let (fa, fb) = if paced {
+            (paced_p99(pa), paced_p99(pb))
+        } else {
+            (key_figure(pa), key_figure(pb))
+        };
+        let lower = paced || lower_is_better(&pa.pattern);
         // Against the floors beside each point when both have steady ones:
         // the same ratio of figure to floor, whatever the machine did.
         let beside = vs_adjacent_floor(pa).zip(vs_adjacent_floor(pb));
@@ -125,7 +141,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
                 (None, _) => Some([lo, hi]),
             }
         };
-        let intervals = scaled(pa).zip(scaled(pb));
+        let intervals = scaled(pa).zip(scaled(pb)).filter(|_| !paced);
         let (change, note) = match (pa.validated, pb.validated) {
             (true, false) => (
                 Change::Regressed,
@@ -153,6 +169,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
         rows.push(Row {
             point: point_name(pa),
             metric: match (lower, pa.pattern.as_str()) {
+                (true, "rate") => "p99 at its load",
                 (true, "startup") => "p50 start-up",
                 (true, _) => "p50 round trip",
                 _ => "msgs/s",

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod guide;
 pub mod page;
 pub mod plots;
+pub mod steady;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]

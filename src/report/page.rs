@@ -22,8 +22,32 @@ pub enum Block {
     List(Vec<(String, Vec<String>)>),
 }
 
-/// A point's key figure with its unit (`180 ns round trip`, `19 M msgs/s`).
+/// A point's key figure with its unit (`180 ns round trip`, `19 M msgs/s`);
+/// an open-loop point's corrected p99 at its offered rate, or that it fell
+/// behind (past its knee, its median says only how long it ran).
 pub fn figure_text(p: &PointRecord) -> String {
+    if p.pattern == "rate"
+        && p.status == Status::Ok
+        && let (Some(l), Some(got)) = (p.latency_ns, p.rate.achieved_per_s)
+    {
+        return match p.rate.offered_per_s {
+            None => format!("capacity {} msgs/s (unpaced)", per_s(got)),
+            Some(off) if super::steady::past_knee(p) => format!(
+                "past its knee: took in {} of {} msgs/s offered{}",
+                per_s(got),
+                per_s(off),
+                p.rate
+                    .latency_growth
+                    .map_or(String::new(), |g| format!(", latency grew {g:.1}×"))
+            ),
+            Some(off) => format!(
+                "p99 {} (p50 {}) at {} msgs/s",
+                human_ns(l.p99 as f64),
+                human_ns(l.p50 as f64),
+                per_s(off)
+            ),
+        };
+    }
     match key_figure(p) {
         Some(f) if p.pattern == "startup" => format!("{} to first message", human_ns(f)),
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
@@ -456,6 +480,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         ));
     }
 
+    steady_section(run, &mut b);
+
     let farms = analysis::pool_scaling(run);
     if !farms.is_empty() {
         let ws: Vec<usize> = {
@@ -601,11 +627,19 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     Some(e) if p.is_skipped() => format!("skipped: {e}"),
                     Some(e) => format!("FAILED: {e}"),
                     None if p.oversubscribed => "oversubscribed".into(),
+                    None if p.pattern == "rate" => figure_text(p),
                     None => String::new(),
                 };
+                // Behind its offered rate, an open-loop point's median
+                // says how long it ran, not what the channel costs.
+                let behind = super::steady::past_knee(p);
                 vec![
                     point_name(p),
-                    lat(|l| l.p50),
+                    if behind {
+                        "past its knee".into()
+                    } else {
+                        lat(|l| l.p50)
+                    },
                     lat(|l| l.p99),
                     lat(|l| l.p999),
                     p.throughput
@@ -827,5 +861,98 @@ fn unsteady_mark(r: &analysis::Ratio) -> &'static str {
         "*"
     } else {
         ""
+    }
+}
+
+/// "Under a steady load": each strategy's capacity, unloaded latency,
+/// knee and CPU cost at a rate, from the run's open-loop points.
+fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
+    use super::steady::{self, JITTER_MULTIPLE, KEPT_UP, KNEE_MULTIPLE};
+    let lines = steady::lines(run);
+    if lines.is_empty() {
+        return;
+    }
+    let mut sizes: Vec<usize> = lines.iter().map(|l| l.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let sizes: Vec<String> = sizes.into_iter().map(human_size).collect();
+    b.push(Block::Heading(
+        2,
+        format!("Under a steady load ({})", sizes.join(", ")),
+    ));
+    b.push(Block::Para(format!(
+        "Open loop (`rate`): the sender sends each message at its intended time, whatever the \
+         receiver does, at fractions of the strategy's own capacity (measured unpaced just before) \
+         and at rates shared by all. Latency runs from the intended send time, so a stall counts \
+         for every message that fell due during it (corrected for coordinated omission); the \
+         uncorrected latency, from the actual send time, is drawn faintly in the plot. A \
+         strategy sustains a rate when it took in at least {:.0}% of it and its corrected p99 \
+         stayed under {KNEE_MULTIPLE}× its unloaded median (p50 at the lowest rate measured); \
+         the knee is the highest rate sustained. CPU is both peers' per message, the sender's \
+         pacing left out.",
+        KEPT_UP * 100.0
+    )));
+    let mut jitter = false;
+    let rows = lines
+        .iter()
+        .map(|l| {
+            let unloaded = l.unloaded();
+            let lat = unloaded.and_then(|p| p.latency_ns);
+            let threshold = l.threshold_ns();
+            jitter |= threshold.is_some_and(|t| t.1);
+            let rate_cell =
+                |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{}/s", per_s(r)));
+            vec![
+                l.label(),
+                rate_cell(l.capacity()),
+                match (unloaded, lat) {
+                    (Some(p), Some(lat)) => format!(
+                        "{} / {} at {}/s",
+                        human_ns(lat.p50 as f64),
+                        human_ns(lat.p99 as f64),
+                        per_s(steady::offered(p).unwrap_or(0.0))
+                    ),
+                    _ => "-".into(),
+                },
+                match (l.knee(), threshold) {
+                    (Some(k), Some((_, true))) => format!("{}/s †", per_s(k)),
+                    (Some(k), _) => format!("{}/s", per_s(k)),
+                    (None, Some((_, true))) => "none †".into(),
+                    (None, _) if l.paced.is_empty() => "-".into(),
+                    (None, _) => "none".into(),
+                },
+                rate_cell(l.first_miss()),
+                l.cpu_at(1e3).map_or("-".into(), human_ns),
+                l.cpu_at(1e5).map_or("-".into(), human_ns),
+                unloaded
+                    .and_then(|p| p.rate.sender_lateness_ns)
+                    .map_or("-".into(), |s| human_ns(s.p99 as f64)),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        [
+            "strategy",
+            "capacity",
+            "unloaded p50 / p99",
+            "knee",
+            "first rate missed",
+            "CPU/msg at 1 k/s",
+            "CPU/msg at 100 k/s",
+            "sender late, p99",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    for (file, title) in super::plots::STEADY_PLOTS {
+        b.push(Block::Plot(file.into(), title.into()));
+    }
+    if jitter {
+        b.push(Block::Para(format!(
+            "† Even unloaded, this strategy's p99 was more than {KNEE_MULTIPLE}× its median: the \
+             machine's own pauses (a virtual CPU descheduled, an interrupt), not the channel. Its \
+             knee is read against {JITTER_MULTIPLE}× the unloaded p99 instead."
+        )));
     }
 }

@@ -55,6 +55,9 @@ struct Series {
     points: Vec<Pt>,
     /// A tooltip per point (none when empty).
     tips: Vec<String>,
+    /// A companion line drawn thin and faint in the same colour (the
+    /// uncorrected p99 beside a corrected one).
+    faint: Vec<(f64, f64)>,
 }
 
 /// Tooltips for an SVG: invisible circles, each with a `<title>`, laid
@@ -230,6 +233,12 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
         if xs.is_empty() {
             xs = vec![x_lo, x_hi];
         }
+        // Too many to label (offered rates): the decades instead.
+        if xs.len() > 12 {
+            xs = (x_lo.log10().ceil() as i32..=x_hi.log10().floor() as i32)
+                .map(|e| 10f64.powi(e))
+                .collect();
+        }
         let mut chart = b
             .build_cartesian_2d(
                 (x_lo..x_hi).log_scale().with_key_points(xs),
@@ -311,6 +320,14 @@ fn line_chart(series: &[Series], ax: &Axes) -> Result<String, String> {
                     )))
                     .map_err(err)?;
             }
+            if s.faint.len() >= 2 {
+                chart
+                    .draw_series(LineSeries::new(
+                        s.faint.iter().copied(),
+                        color.mix(0.35).stroke_width(1),
+                    ))
+                    .map_err(err)?;
+            }
             let line = s.points.iter().map(|p| (p.0, p.1));
             match dash_of(dash) {
                 None => chart
@@ -383,6 +400,7 @@ fn size_series(
                 name: label(&t, &w),
                 points,
                 tips,
+                faint: Vec::new(),
             });
         }
     }
@@ -494,6 +512,7 @@ pub fn scaling(run: &RunRecord) -> Result<String, String> {
                 name,
                 points: vec![pt],
                 tips: vec![tip],
+                faint: Vec::new(),
             }),
         }
     }
@@ -553,7 +572,12 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
                 ))
             })
             .unzip();
-        series.push(Series { name, points, tips });
+        series.push(Series {
+            name,
+            points,
+            tips,
+            faint: Vec::new(),
+        });
     };
     for w in ["spin", "park"] {
         if let Some(l) = floor(run, w).and_then(|f| f.latency_ns) {
@@ -700,13 +724,151 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
     Ok(with_tips(svg, &tips))
 }
 
-/// Every plot of a run: (file name, SVG).
+/// The plots of the section "Under a steady load", drawn when the run has
+/// open-loop points.
+pub const STEADY_PLOTS: [(&str, &str); 2] = [
+    (
+        "steady.svg",
+        "Latency against offered load: corrected p50, band to corrected p99; the thin line is \
+         the uncorrected p99; hollow points fell behind (past the knee)",
+    ),
+    ("steady-cpu.svg", "CPU per message against offered load"),
+];
+
+/// One line per strategy of the hockey-stick plot: at each offered rate
+/// sustained or not, the corrected p50 with a band up to the corrected
+/// p99, and the uncorrected p99 faintly beside it. Each transport at the
+/// wait with the highest knee, to keep the plot readable (the table has
+/// every wait).
+pub fn steady(run: &RunRecord) -> Result<String, String> {
+    let series = steady_series(run, false, |p| {
+        let l = p.latency_ns?;
+        Some((l.p50 as f64, Some(l.p99 as f64)))
+    });
+    line_chart(
+        &series,
+        &Axes {
+            title: "Open loop: latency from the intended send time",
+            x_desc: "offered messages per second",
+            y_desc: "one-way latency",
+            x_fmt: &|v| human_rate(v),
+            y_fmt: &|v| human_ns(v),
+            hlines: Vec::new(),
+            shade_from: None,
+            ref_lines: Vec::new(),
+            empty_note: "no open-loop points in this run",
+        },
+    )
+}
+
+/// Both peers' CPU per message against the offered rate: every wait of
+/// the shared-memory ring (spinning burns a core whatever the rate; a
+/// parking wait does not), each other transport at its best wait, and
+/// one core's worth (1 s of CPU per second) for reference.
+pub fn steady_cpu(run: &RunRecord) -> Result<String, String> {
+    let series = steady_series(run, true, |p| Some((p.cpu_ns_per_msg?, None)));
+    let mut rates: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let core: Vec<(f64, f64)> = rates.iter().map(|&r| (r, 1e9 / r)).collect();
+    let ref_lines = if core.len() >= 2 {
+        vec![("one core busy".to_owned(), core)]
+    } else {
+        Vec::new()
+    };
+    line_chart(
+        &series,
+        &Axes {
+            title: "Open loop: CPU of both peers per message",
+            x_desc: "offered messages per second",
+            y_desc: "CPU time per message",
+            x_fmt: &|v| human_rate(v),
+            y_fmt: &|v| human_ns(v),
+            hlines: Vec::new(),
+            shade_from: None,
+            ref_lines,
+            empty_note: "no open-loop points in this run",
+        },
+    )
+}
+
+/// The series of the open-loop plots at the size most lines have: each
+/// transport at the wait with the highest knee, or (`every_ring_wait`)
+/// shm-ring at every wait; `y` picks the figure and band top.
+fn steady_series(
+    run: &RunRecord,
+    every_ring_wait: bool,
+    y: impl Fn(&crate::record::PointRecord) -> Option<(f64, Option<f64>)>,
+) -> Vec<Series> {
+    use super::steady;
+    let lines = steady::lines(run);
+    let Some(size) = lines.iter().map(|l| l.size).min() else {
+        return Vec::new();
+    };
+    let at_size: Vec<&steady::Line> = lines.iter().filter(|l| l.size == size).collect();
+    let mut chosen: Vec<&steady::Line> = Vec::new();
+    for l in &at_size {
+        if every_ring_wait && l.transport == "shm-ring" {
+            chosen.push(l);
+            continue;
+        }
+        match chosen.iter().position(|c| c.transport == l.transport) {
+            None => chosen.push(l),
+            Some(i) if l.knee().unwrap_or(0.0) > chosen[i].knee().unwrap_or(0.0) => chosen[i] = l,
+            Some(_) => {}
+        }
+    }
+    chosen
+        .into_iter()
+        .filter_map(|l| {
+            let mut pts: Vec<(Pt, String)> = Vec::new();
+            let mut faint = Vec::new();
+            for p in &l.paced {
+                let (Some(x), Some((v, top))) = (steady::offered(p), y(p)) else {
+                    continue;
+                };
+                if let (Some(u), Some(_)) = (p.rate.latency_uncorrected_ns, top) {
+                    faint.push((x, u.p99 as f64));
+                }
+                let tip = format!(
+                    "{} at {}/s offered: {}",
+                    l.label(),
+                    analysis::human_rate(x).trim_end_matches("/s").trim_end(),
+                    super::page::figure_text(p)
+                );
+                pts.push(((x, v, top, steady::past_knee(p)), tip));
+            }
+            pts.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
+            faint.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (!pts.is_empty()).then(|| {
+                let (points, tips) = pts.into_iter().unzip();
+                Series {
+                    name: l.label(),
+                    points,
+                    tips,
+                    faint,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every plot of a run: (file name, SVG); the open-loop ones only when
+/// the run has open-loop points.
 pub fn all(run: &RunRecord) -> Result<Vec<(&'static str, String)>, String> {
-    Ok(vec![
+    let mut out = vec![
         (PLOTS[0].0, latency(run)?),
         (PLOTS[1].0, throughput(run)?),
         (PLOTS[2].0, scaling(run)?),
         (PLOTS[3].0, spectrum(run)?),
         (PLOTS[4].0, floor_bars(run)?),
-    ])
+    ];
+    if !super::steady::lines(run).is_empty() {
+        out.push((STEADY_PLOTS[0].0, steady(run)?));
+        out.push((STEADY_PLOTS[1].0, steady_cpu(run)?));
+    }
+    Ok(out)
 }

@@ -50,9 +50,8 @@ pub fn rate_send<C: Conn>(
             // send blocked (a full channel) is late by the channel's doing.
             late.saturating_record(sent.saturating_sub(at.max(free)).max(1));
         }
-        if period_ns > 0.0 {
-            free = now_ns();
-        }
+        // Read unpaced too: the capacity is measured doing the same work.
+        free = now_ns();
     }
     // What sending cost: the time spent pacing (other than asleep) left out.
     let cpu = (cpu_time_ns() - cpu0).saturating_sub(pacer.busy_ns() - busy0);

@@ -1,0 +1,250 @@
+//! Under a steady load: a run's open-loop (`rate`) points, one line per
+//! strategy (transport, wait, size), and where each line's knee is.
+//!
+//! A line sustains an offered rate when the receiver took in at least
+//! [`KEPT_UP`] of it and the corrected p99 stayed under its threshold:
+//! [`KNEE_MULTIPLE`] times its unloaded median (the corrected p50 at the
+//! lowest rate measured). Where the machine's own pauses already put the
+//! unloaded p99 above that, the threshold is [`JITTER_MULTIPLE`] times the
+//! unloaded p99 instead, and the report says so. The knee is the highest
+//! offered rate sustained.
+
+use crate::record::{PointRecord, RunRecord, Status};
+
+/// The share of the offered rate a receiver must take in to keep up.
+pub const KEPT_UP: f64 = 0.95;
+/// The knee's threshold: this many times the unloaded median.
+pub const KNEE_MULTIPLE: f64 = 10.0;
+/// The threshold where the unloaded p99 is already past the one above:
+/// this many times the unloaded p99.
+pub const JITTER_MULTIPLE: f64 = 2.0;
+/// How much the corrected median may grow from a point's first batch to
+/// its last before the point is called past its knee (its channel queues
+/// ever more).
+pub const GROWTH_PAST_KNEE: f64 = 2.0;
+
+/// One strategy's open-loop points.
+#[derive(Debug, Clone)]
+pub struct Line<'a> {
+    /// The transport.
+    pub transport: String,
+    /// Its wait (`kernel` for kernel transports).
+    pub wait: String,
+    /// Bytes per message.
+    pub size: usize,
+    /// The unpaced point (the capacity), if it passed.
+    pub unpaced: Option<&'a PointRecord>,
+    /// The paced points that passed, by offered rate.
+    pub paced: Vec<&'a PointRecord>,
+}
+
+/// A point's offered rate (none when unpaced).
+pub fn offered(p: &PointRecord) -> Option<f64> {
+    p.rate.offered_per_s
+}
+
+/// Whether an open-loop point fell behind what it was offered: its
+/// receiver took in less than [`KEPT_UP`] of it, or its corrected median
+/// grew more than [`GROWTH_PAST_KNEE`] times over the point. Its median
+/// then says how long the run lasted, not what the channel costs.
+pub fn past_knee(p: &PointRecord) -> bool {
+    let Some(offered) = offered(p) else {
+        return false;
+    };
+    let behind = p.rate.achieved_per_s.is_some_and(|a| a < KEPT_UP * offered);
+    behind || p.rate.latency_growth.is_some_and(|g| g > GROWTH_PAST_KNEE)
+}
+
+impl Line<'_> {
+    /// The name tables and legends give it.
+    pub fn label(&self) -> String {
+        super::analysis::label(&self.transport, &self.wait)
+    }
+
+    /// The capacity measured unpaced (messages per second).
+    pub fn capacity(&self) -> Option<f64> {
+        self.unpaced.and_then(|p| p.rate.achieved_per_s)
+    }
+
+    /// The point at the lowest rate offered: the line's unloaded latency.
+    pub fn unloaded(&self) -> Option<&PointRecord> {
+        self.paced.first().copied()
+    }
+
+    /// The corrected p99 a sustained rate stays under, and whether it is
+    /// the jitter fallback (twice the unloaded p99) rather than ten times
+    /// the unloaded median.
+    pub fn threshold_ns(&self) -> Option<(f64, bool)> {
+        let l = self.unloaded()?.latency_ns?;
+        let by_median = KNEE_MULTIPLE * l.p50 as f64;
+        let by_tail = JITTER_MULTIPLE * l.p99 as f64;
+        Some(if l.p99 as f64 > by_median {
+            (by_tail, true)
+        } else {
+            (by_median, false)
+        })
+    }
+
+    /// Whether the line sustains point `p`'s offered rate.
+    pub fn sustains(&self, p: &PointRecord) -> bool {
+        let (Some(off), Some((limit, _)), Some(l)) =
+            (offered(p), self.threshold_ns(), p.latency_ns)
+        else {
+            return false;
+        };
+        p.rate.achieved_per_s.is_some_and(|a| a >= KEPT_UP * off)
+            && !past_knee(p)
+            && (l.p99 as f64) < limit
+    }
+
+    /// The highest offered rate the line sustains.
+    pub fn knee(&self) -> Option<f64> {
+        self.paced
+            .iter()
+            .filter(|p| self.sustains(p))
+            .filter_map(|p| offered(p))
+            .reduce(f64::max)
+    }
+
+    /// The lowest offered rate the line does not sustain.
+    pub fn first_miss(&self) -> Option<f64> {
+        self.paced
+            .iter()
+            .filter(|p| !self.sustains(p))
+            .filter_map(|p| offered(p))
+            .reduce(f64::min)
+    }
+
+    /// The point offered exactly `per_s` (an absolute rate of the ladder).
+    pub fn at(&self, per_s: f64) -> Option<&PointRecord> {
+        self.paced
+            .iter()
+            .copied()
+            .find(|p| offered(p).is_some_and(|o| (o - per_s).abs() < 0.5))
+    }
+
+    /// Both peers' CPU per message at `per_s` offered.
+    pub fn cpu_at(&self, per_s: f64) -> Option<f64> {
+        self.at(per_s)?.cpu_ns_per_msg
+    }
+}
+
+/// The open-loop points of `run`, one line per transport, wait and size,
+/// in the order they were measured.
+pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
+    let mut out: Vec<Line> = Vec::new();
+    for p in run.points.iter().filter(|p| p.pattern == "rate") {
+        let i = match out
+            .iter()
+            .position(|l| l.transport == p.transport && l.wait == p.wait && l.size == p.msg_size)
+        {
+            Some(i) => i,
+            None => {
+                out.push(Line {
+                    transport: p.transport.clone(),
+                    wait: p.wait.clone(),
+                    size: p.msg_size,
+                    unpaced: None,
+                    paced: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        if p.status != Status::Ok {
+            continue;
+        }
+        match offered(p) {
+            None => out[i].unpaced = Some(p),
+            Some(_) => out[i].paced.push(p),
+        }
+    }
+    for l in &mut out {
+        l.paced.sort_by(|a, b| {
+            offered(a)
+                .unwrap_or(0.0)
+                .total_cmp(&offered(b).unwrap_or(0.0))
+        });
+    }
+    out.retain(|l| l.unpaced.is_some() || !l.paced.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Latency, RateFigures};
+
+    fn point(offered: Option<f64>, achieved: f64, p50: u64, p99: u64) -> PointRecord {
+        let mut p = PointRecord::unmeasured("os-pipe", "rate", 64, (1, 1), "kernel");
+        p.pass();
+        p.latency_ns = Some(Latency {
+            p50,
+            p99,
+            max: p99,
+            ..Latency::default()
+        });
+        p.rate = RateFigures {
+            offered_per_s: offered,
+            achieved_per_s: Some(achieved),
+            latency_growth: Some(1.0),
+            ..RateFigures::default()
+        };
+        p
+    }
+
+    fn run(points: Vec<PointRecord>) -> RunRecord {
+        RunRecord {
+            schema_version: 1,
+            run_id: "t".into(),
+            started_at: String::new(),
+            machine: crate::record::Machine::current(),
+            config: serde_json::Value::Null,
+            points,
+        }
+    }
+
+    #[test]
+    fn the_knee_is_the_highest_rate_kept_up_with_under_ten_times_the_unloaded_median() {
+        let r = run(vec![
+            point(None, 1e6, 1_000, 5_000),
+            point(Some(1e3), 1e3, 2_000, 10_000),
+            point(Some(1e5), 1e5, 2_000, 15_000),
+            // Kept up, but its p99 is past 10 × 2 µs.
+            point(Some(5e5), 4.99e5, 3_000, 25_000),
+            // Fell behind.
+            point(Some(1.1e6), 0.9e6, 900_000, 2_000_000),
+        ]);
+        let lines = lines(&r);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l.capacity(), Some(1e6));
+        assert_eq!(l.threshold_ns(), Some((20_000.0, false)));
+        assert_eq!(l.knee(), Some(1e5));
+        assert_eq!(l.first_miss(), Some(5e5));
+        assert!(past_knee(l.paced[3]) && !past_knee(l.paced[2]));
+    }
+
+    #[test]
+    fn where_the_machine_pauses_the_threshold_is_twice_the_unloaded_tail() {
+        // Unloaded p99 is 100 × its median: the machine's pauses.
+        let r = run(vec![
+            point(Some(1e3), 1e3, 300, 30_000),
+            point(Some(1e4), 1e4, 300, 50_000),
+            point(Some(1e5), 1e5, 300, 70_000),
+        ]);
+        let l = &lines(&r)[0];
+        assert_eq!(l.threshold_ns(), Some((60_000.0, true)));
+        assert_eq!(l.knee(), Some(1e4));
+        assert_eq!(l.first_miss(), Some(1e5));
+    }
+
+    #[test]
+    fn a_point_whose_latency_keeps_growing_is_past_its_knee() {
+        let mut p = point(Some(1e5), 1e5, 2_000, 10_000);
+        assert!(!past_knee(&p));
+        p.rate.latency_growth = Some(5.0);
+        assert!(past_knee(&p));
+        // An unpaced point has no knee to be past.
+        assert!(!past_knee(&point(None, 1e6, 1, 1)));
+    }
+}
