@@ -33,6 +33,7 @@ A message of `size` bytes (at least 8):
 """
 
 import argparse
+import ctypes
 import datetime
 import json
 import multiprocessing as mp
@@ -82,14 +83,14 @@ TRANSPORTS = {
 }
 # Patterns each transport can do.
 CAN = {
-    "py-pipe": {"pingpong", "stream"},
-    "py-queue": {"pingpong", "stream", "mpmc"},
+    "py-pipe": {"rate", "pingpong", "stream"},
+    "py-queue": {"rate", "pingpong", "stream", "mpmc"},
     "py-queue-bounded": {"pingpong", "stream", "mpmc"},
     "py-simplequeue": {"pingpong", "stream", "mpmc"},
     "py-manager-queue": {"pingpong", "stream", "mpmc"},
     "py-manager-dict": {"reqrep"},
     "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
-    "py-shared-memory": {"pingpong", "stream"},
+    "py-shared-memory": {"rate", "pingpong", "stream"},
     "py-lock": {"lock-increment"},
     "py-semaphore": {"lock-increment"},
     "py-value": {"lock-increment"},
@@ -105,7 +106,24 @@ CAN = {
     "py-basemanager-pool": {"pool", "pool-cpu"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
-            "joinable", "startup", "pool", "pool-cpu"]
+            "joinable", "startup", "pool", "pool-cpu", "rate"]
+# Open loop (as the Rust side's harness::rate): the offered loads of each
+# profile after the unpaced point ("max") that measures the capacity the
+# percentages are of; absolute rates past MAX_OVERLOAD times it are
+# skipped; a paced point measures its budget's worth of messages and at
+# least MIN_RATE_MESSAGES when that takes at most MIN_COUNT_SECONDS.
+RATE_LOADS = {
+    "quick": ["50%", "100%", "10k"],
+    "default": ["10%", "50%", "80%", "90%", "95%", "100%", "110%", "1k", "10k", "100k", "1M"],
+}
+RATE_LOADS["full"] = RATE_LOADS["default"]
+RATE_SIZE = 64
+MAX_OVERLOAD = 1.1
+MIN_RATE_MESSAGES = 1_000
+MIN_COUNT_SECONDS = 2.0
+# A sleeping sender's first guess at how late a sleep wakes, and its most.
+FIRST_OVERSLEEP_NS = 50_000
+MAX_OVERSLEEP_NS = 500_000
 # Task farms (as the Rust side's): 64-byte tasks, 50 µs of CPU each in
 # pool-cpu, at most 4 per worker in flight where the master paces them.
 POOL_TASK = 64
@@ -644,6 +662,140 @@ def role_recv(end, codec, a):
             "batches": batches_of(times[:-1], times[-1], lat_at) if n > 1 else []}
 
 
+def parse_load(text):
+    """`max`, `80%` or `10k`/`1M`/`500` as ("max", None), ("pct", 80) or
+    ("abs", rate); None when it is none of them."""
+    t = text.strip()
+    if t == "max":
+        return ("max", None)
+    try:
+        if t.endswith("%"):
+            p = int(t[:-1])
+            return ("pct", p) if 1 <= p <= 1000 else None
+        mult = {"k": 1e3, "K": 1e3, "M": 1e6, "m": 1e6}.get(t[-1:], 1.0)
+        v = float(t[:-1] if mult != 1.0 else t) * mult
+        return ("abs", v) if 1.0 <= v <= 1e9 else None
+    except ValueError:
+        return None
+
+
+def paced_count(a, rate):
+    """Messages a point offered `rate` measures (as harness::rate::paced_counts)."""
+    if a.get("count"):
+        return a["count"]
+    least = min(MIN_RATE_MESSAGES, int(rate * MIN_COUNT_SECONDS))
+    return max(int(rate * a["budget"]), least, 10)
+
+
+def role_pace(end, codec, a):
+    """The open-loop sender: message i at t0 + i * period (all at once when
+    unpaced), never waiting for the receiver; a spinning strategy spins on
+    the clock, the others sleep until the timer's oversleep before the time
+    and spin the rest. Its lateness is its own (time blocked in a send is
+    the channel's); its CPU leaves out the pacing."""
+    rate = a["rate"]
+    period = 1e9 / rate if rate else 0.0
+    warm = a["warmup"]
+    spin = a["kind"] == "py-shared-memory"
+    # A Queue's feeder thread needs the GIL that a spinning sender holds
+    # (until the 5 ms switch interval takes it): its sender only sleeps.
+    sleep_only = a["kind"] in ("py-queue", "py-queue-bounded", "py-manager-queue")
+    oversleep = 0 if sleep_only else FIRST_OVERSLEEP_NS
+    if not spin:
+        try:
+            # PR_SET_TIMERSLACK: 1 ns, as the Rust side's sleeping senders.
+            ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    late, busy = [], 0
+    n_total = warm + paced_count(a, rate) if rate else None
+    unpaced = measured(a, warm, MIN_MESSAGES, 1.1) if not rate else None
+    c0 = b0 = 0
+    t0 = now_ns()
+    free = t0
+    i = 0
+    while True:
+        if n_total is not None and i >= n_total:
+            break
+        if unpaced is not None and i >= warm and next(unpaced, None) is None:
+            break
+        if i == warm:
+            c0, b0 = cpu_ns(), busy
+        at = t0 + int(i * period)
+        if i == 0:
+            sent = t0
+        else:
+            entered = sent = now_ns()
+            slept = 0
+            while sent < at:
+                if not spin and at - sent > oversleep:
+                    wake = at - oversleep
+                    time.sleep((wake - sent) / 1e9)
+                    woke = now_ns()
+                    slept += woke - sent
+                    if not sleep_only:
+                        oversleep = min(max((oversleep * 7 + max(0, woke - wake) * 2) // 8, 1_000),
+                                        MAX_OVERSLEEP_NS)
+                    sent = woke
+                    continue
+                sent = now_ns()
+            busy += sent - entered - slept
+        end.send(codec.make(i, sent))
+        if rate and i >= warm:
+            late.append(max(1, sent - max(at, free)))
+        free = now_ns()
+        i += 1
+    cpu = max(0, cpu_ns() - c0 - (busy - b0))
+    end.send(b"")
+    pace = "spin" if spin else "sleep" if sleep_only else "sleep, then spin the timer's oversleep"
+    return {"messages": i - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pace}
+
+
+def role_take(end, codec, a):
+    """The open-loop receiver: every message checked, timed from its
+    intended send time (corrected) and from its actual one."""
+    rate = a["rate"]
+    period = 1e9 / rate if rate else 0.0
+    warm = a["warmup"]
+    c0 = cpu_ns()
+    corrected, uncorrected, lat_at, times = [], [], [], []
+    t0, i = 0, 0
+    while True:
+        m = end.recv()
+        if not m:
+            break
+        t = now_ns()
+        ts = codec.check(m, i)
+        if i == 0:
+            t0 = ts
+        if i == warm:
+            c0 = cpu_ns()
+        if i >= warm:
+            intended = t0 + int(i * period) if period else ts
+            corrected.append(max(1, t - intended))
+            uncorrected.append(max(1, t - ts))
+            lat_at.append((i - warm, t - intended))
+            times.append(t)
+        i += 1
+    n = len(times)
+    elapsed = times[-1] - times[0] if n else 0
+    return {"messages": n, "elapsed_ns": elapsed, "latency": percentiles(corrected),
+            "uncorrected": percentiles(uncorrected), "cpu_ns": cpu_ns() - c0,
+            "measured_ns": elapsed, "hist": hist_pairs(corrected),
+            "batches": batches_of(times[:-1], times[-1], lat_at) if n > 1 else []}
+
+
+def growth(batches):
+    """The corrected median of the last quarter of batches over the first's
+    (as harness::rate)."""
+    q = len(batches) // 4
+    if q == 0:
+        return None
+    med = lambda part: sorted(b[0] for b in part)[len(part) // 2]  # noqa: E731
+    first, last = med(batches[:q]), med(batches[-q:])
+    return last / first if first > 0 else None
+
+
 def role_produce(end, codec, a):
     pid, warm = a["id"], a["warmup"]
     for i in range(warm):
@@ -867,6 +1019,8 @@ def role_jcons(prims, codec, a):
 
 
 ROLES = {
+    "pace": role_pace,
+    "take": role_take,
     "incr": role_incr,
     "jprod": role_jprod,
     "jcons": role_jcons,
@@ -1208,7 +1362,7 @@ def run_startup_point(o, rec, kind):
     return rec
 
 
-def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
+def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=None):
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
     n_peers = n_prod if pattern in ("reqrep",) + SYNC_PATTERNS else n_prod + n_cons
     busy = n_peers + helpers
@@ -1232,10 +1386,48 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons):
         return run_pool_point(ctx, o, rec, kind, pattern, n_cons)
     if pattern in SYNC_PATTERNS:
         return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
+    if pattern == "rate":
+        rec["load"] = load
+        rec["capacity_per_s"] = capacity
+        how, v = parse_load(load)
+        rate = {"max": None, "abs": v, "pct": capacity * v / 100 if capacity and v else None}[how]
+        if how == "pct" and capacity is None:
+            rec.update(status="skipped", error="its strategy's capacity (the unpaced point) was not measured in this run")
+            return rec
+        if how == "abs" and capacity is not None and v > capacity * MAX_OVERLOAD:
+            rec.update(status="skipped", error=f"{load} msgs/s is past {MAX_OVERLOAD:.1f}× the capacity "
+                       f"of {capacity:.0f} msgs/s measured in this run")
+            return rec
+        if size < STAMPED_SIZE:
+            rec.update(status="skipped", error=f"open-loop messages carry their send time: {STAMPED_SIZE} B or more")
+            return rec
+        rec["offered_per_s"] = rate
+        base = dict(base, rate=rate or 0.0)
     ch = Channel(ctx, kind, size)
     procs = []
     try:
-        if pattern in ("pingpong", "stream"):
+        if pattern == "rate":
+            peers = [
+                ("pace", dict(base, end=ch.ends[0], cpu=cpu_of(0))),
+                ("take", dict(base, end=ch.ends[1], cpu=cpu_of(1))),
+            ]
+            procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
+            ra = collect(procs, ctls, 0, deadline, peers)
+            rb = collect(procs, ctls, 1, deadline, peers)
+            if rb["messages"] != ra["messages"]:
+                raise PointFailed(f"{ra['messages']} messages sent, {rb['messages']} received")
+            n = max(1, rb["messages"])
+            per_s = max(0, rb["messages"] - 1) * 1e9 / max(1, rb["elapsed_ns"])
+            rec.update(
+                messages=rb["messages"], elapsed_ns=rb["elapsed_ns"], latency_ns=rb["latency"],
+                measured_ns=rb["measured_ns"], batches=rb["batches"], latency_pairs=rb["hist"],
+                cpu_ns_per_msg=(ra["cpu_ns"] + rb["cpu_ns"]) / n, achieved_per_s=per_s,
+                latency_uncorrected_ns=rb["uncorrected"], pace=ra["pace"],
+                peer_cpu_ns_per_msg=[ra["cpu_ns"] / n, rb["cpu_ns"] / n],
+                latency_growth=growth(rb["batches"]))
+            if ra["lateness"]:
+                rec["sender_lateness_ns"] = ra["lateness"]
+        elif pattern in ("pingpong", "stream"):
             roles = ("ping", "echo") if pattern == "pingpong" else ("send", "recv")
             peers = [
                 (roles[0], dict(base, end=ch.ends[0], cpu=cpu_of(0))),
@@ -1428,6 +1620,8 @@ class Opts:
         self.no_pin = a.no_pin
         self.deadline = a.deadline
         self.cpus = sorted(os.sched_getaffinity(0)) if not a.cpus else a.cpus
+        self.rate_sizes = a.sizes
+        self.loads = [x for x in (a.rates or RATE_LOADS[a.profile]) if x != "max"]
 
     def max_iters(self, pattern, size):
         # The time budget bounds a point; this only stops a runaway one.
@@ -1442,7 +1636,10 @@ def plan(o, transports, patterns):
         for p in patterns:
             if p not in CAN[t]:
                 continue
-            if p in ("pingpong", "stream"):
+            if p == "rate":
+                sizes = [s for s in (o.rate_sizes or [RATE_SIZE]) if s >= STAMPED_SIZE]
+                pts += [(t, p, s, 1, 1, load) for s in sizes for load in ["max"] + o.loads]
+            elif p in ("pingpong", "stream"):
                 pts += [(t, p, s, 1, 1) for s in o.sizes]
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
@@ -1500,6 +1697,8 @@ def write_atomic(path, text):
 
 
 def human(p):
+    if p.get("status") == "skipped":
+        return "skipped: " + p["error"]
     if p.get("error"):
         return "FAILED: " + p["error"]
     t = p["throughput"]["msgs_per_s"]
@@ -1522,6 +1721,8 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds a point may take")
     ap.add_argument("--corrupt-at", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-lock", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rates", type=lambda s: s.split(","), default=None,
+                    help="open-loop loads: max, 80%% (of the capacity), 10k (msgs/s)")
     ap.add_argument("--list", action="store_true", help="list the transports and exit")
     a = ap.parse_args(argv)
     if a.list:
@@ -1536,6 +1737,9 @@ def main(argv=None):
     for p in patterns:
         if p not in PATTERNS:
             ap.error(f"unknown pattern {p!r}; known: {', '.join(PATTERNS)}")
+    for r in a.rates or []:
+        if parse_load(r) is None:
+            ap.error(f"bad rate {r!r}: give msgs/s (500, 10k, 1M), a percentage of the capacity (80%), or max")
     for s in a.sizes or []:
         if s < MIN_SIZE:
             ap.error(f"message size {s} is below {MIN_SIZE} bytes")
@@ -1557,12 +1761,17 @@ def main(argv=None):
     }
     failed = 0
     t0 = time.monotonic()
-    for i, (t, p, s, np_, nc) in enumerate(points):
-        rec = run_point(ctx, o, t, p, s, np_, nc)
+    capacities = {}
+    for i, (t, p, s, np_, nc, *load) in enumerate(points):
+        load = load[0] if load else None
+        rec = run_point(ctx, o, t, p, s, np_, nc, load, capacities.get((t, s)))
+        if load == "max" and rec.get("status") == "ok":
+            capacities[(t, s)] = rec["achieved_per_s"]
         run["points"].append(rec)
-        failed += not rec["validated"]
+        failed += rec.get("status") == "failed" or (not rec["validated"] and rec.get("status") != "skipped")
         write_atomic(a.output, json.dumps(run, indent=1))
         c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment", "pool", "pool-cpu") else ""
+        c = f" {load}" if load else c
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
     print(f"python: {len(points)} points in {time.monotonic() - t0:.0f} s, {failed} failed; "

@@ -72,7 +72,7 @@ pub const TRANSPORTS: [(&str, &str); 21] = [
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 10] = [
+pub const PATTERNS: [&str; 11] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -83,6 +83,7 @@ pub const PATTERNS: [&str; 10] = [
     "startup",
     "pool",
     "pool-cpu",
+    "rate",
 ];
 
 /// Whether `name` is a Python transport.
@@ -131,6 +132,8 @@ pub struct Selection {
     pub count: Option<u64>,
     /// `fork` (default), `spawn` or `forkserver`.
     pub start_method: Option<String>,
+    /// Open-loop loads (`--rates`; empty: the profile's ladder).
+    pub rates: Vec<String>,
 }
 
 /// The script's results: its points and its configuration.
@@ -191,6 +194,9 @@ fn run_in(
     if !sel.sizes.is_empty() {
         let s: Vec<String> = sel.sizes.iter().map(|s| s.to_string()).collect();
         cmd.arg("--sizes").arg(s.join(","));
+    }
+    if !sel.rates.is_empty() {
+        cmd.arg("--rates").arg(sel.rates.join(","));
     }
     if let Some(n) = sel.count {
         cmd.arg("--count").arg(n.to_string());

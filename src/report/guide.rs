@@ -118,6 +118,14 @@ pub fn guide(run: &RunRecord, verdicts: &[Verdict]) -> Vec<(String, Vec<String>)
             None => NOT_MEASURED.into(),
         }],
     ));
+    let steady = steady_rates(run);
+    if !steady.is_empty() {
+        out.push((
+            "At a steady rate (open loop: which keeps up, at what tail, for how much CPU)"
+                .to_owned(),
+            steady,
+        ));
+    }
     out.push((
         "Many producers or consumers".to_owned(),
         ["mpmc", "fan-in", "fan-out"]
@@ -178,4 +186,64 @@ fn python(verdicts: &[Verdict], run: &RunRecord) -> Vec<String> {
         }
     }
     lines
+}
+
+/// For each absolute rate of the open-loop ladder: the strategies that
+/// sustain it, the one with the lowest corrected p99 (a lead under 25% is
+/// a tie: a p99 has no interval here), and the one that costs least CPU.
+fn steady_rates(run: &RunRecord) -> Vec<String> {
+    use super::steady;
+    let lines = steady::lines(run);
+    let mut rates: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.paced.iter())
+        .filter(|p| p.rate.load.as_deref().is_some_and(|l| !l.ends_with('%')))
+        .filter_map(|p| steady::offered(p))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let p99 = |p: &PointRecord| p.latency_ns.map_or(f64::MAX, |l| l.p99 as f64);
+    let cpu_of = |p: &PointRecord| p.cpu_ns_per_msg.unwrap_or(f64::MAX);
+    let brief = |l: &steady::Line, p: &PointRecord| {
+        format!(
+            "**{}** (p99 {}, {} of CPU per message)",
+            l.label(),
+            analysis::human_ns(p99(p)),
+            analysis::human_ns(cpu_of(p))
+        )
+    };
+    rates
+        .into_iter()
+        .map(|r| {
+            let mut kept: Vec<(&steady::Line, &PointRecord)> = lines
+                .iter()
+                .filter_map(|l| Some((l, l.at(r)?)))
+                .filter(|(l, p)| l.sustains(p))
+                .collect();
+            let rate = analysis::human_rate(r);
+            if kept.is_empty() {
+                return format!("at {rate}: no strategy measured kept up within its threshold");
+            }
+            kept.sort_by(|a, b| p99(a.1).total_cmp(&p99(b.1)));
+            let (l0, p0) = kept[0];
+            let tail = match kept.get(1) {
+                Some((l1, p1)) if p99(p1) < p99(p0) * 1.25 => format!(
+                    "lowest p99: a tie (no interval, within 25%) between {} and {}",
+                    brief(l0, p0),
+                    brief(l1, p1)
+                ),
+                _ => format!("lowest p99: {}", brief(l0, p0)),
+            };
+            let (lc, pc) = *kept
+                .iter()
+                .min_by(|a, b| cpu_of(a.1).total_cmp(&cpu_of(b.1)))
+                .unwrap_or(&kept[0]);
+            format!(
+                "at {rate} ({} of {} strategies keep up): {tail}; least CPU: {}",
+                kept.len(),
+                lines.iter().filter(|l| l.at(r).is_some()).count(),
+                brief(lc, pc)
+            )
+        })
+        .collect()
 }

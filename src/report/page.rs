@@ -864,6 +864,21 @@ fn unsteady_mark(r: &analysis::Ratio) -> &'static str {
     }
 }
 
+/// Both peers' CPU per message at an open-loop point, and each one's.
+fn cpu_cell(p: Option<&PointRecord>) -> String {
+    let Some(p) = p else { return "-".into() };
+    match (p.cpu_ns_per_msg, p.rate.peer_cpu_ns_per_msg) {
+        (Some(all), Some([send, recv])) => format!(
+            "{} ({} + {})",
+            human_ns(all),
+            human_ns(send),
+            human_ns(recv)
+        ),
+        (Some(all), None) => human_ns(all),
+        _ => "-".into(),
+    }
+}
+
 /// "Under a steady load": each strategy's capacity, unloaded latency,
 /// knee and CPU cost at a rate, from the run's open-loop points.
 fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
@@ -889,7 +904,9 @@ fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
          strategy sustains a rate when it took in at least {:.0}% of it and its corrected p99 \
          stayed under {KNEE_MULTIPLE}× its unloaded median (p50 at the lowest rate measured); \
          the knee is the highest rate sustained. CPU is both peers' per message, the sender's \
-         pacing left out.",
+         and the receiver's in brackets; the sender's leaves out its pacing (spinning or \
+         yielding until a message's time) but not its sleeping and waking, which a producer \
+         whose work arrives at that rate pays too.",
         KEPT_UP * 100.0
     )));
     let mut jitter = false;
@@ -922,8 +939,8 @@ fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
                     (None, _) => "none".into(),
                 },
                 rate_cell(l.first_miss()),
-                l.cpu_at(1e3).map_or("-".into(), human_ns),
-                l.cpu_at(1e5).map_or("-".into(), human_ns),
+                cpu_cell(l.at(1e3)),
+                cpu_cell(l.at(1e5)),
                 unloaded
                     .and_then(|p| p.rate.sender_lateness_ns)
                     .map_or("-".into(), |s| human_ns(s.p99 as f64)),
@@ -937,8 +954,8 @@ fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
             "unloaded p50 / p99",
             "knee",
             "first rate missed",
-            "CPU/msg at 1 k/s",
-            "CPU/msg at 100 k/s",
+            "CPU/msg at 1 k/s (send + receive)",
+            "CPU/msg at 100 k/s (send + receive)",
             "sender late, p99",
         ]
         .map(String::from)

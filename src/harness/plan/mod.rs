@@ -315,6 +315,7 @@ fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
             sizes: f.sizes.clone(),
             count: None,
             start_method: None,
+            rates: f.rates.iter().map(|r| r.label()).collect(),
         }),
     }
 }
