@@ -88,7 +88,7 @@ CAN = {
     "py-queue-bounded": {"pingpong", "stream", "mpmc"},
     "py-simplequeue": {"pingpong", "stream", "mpmc"},
     "py-manager-queue": {"pingpong", "stream", "mpmc"},
-    "py-manager-dict": {"reqrep"},
+    "py-manager-dict": {"reqrep", "reqrep-rate"},
     "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
     "py-shared-memory": {"rate", "pingpong", "stream"},
     "py-lock": {"lock-increment"},
@@ -106,7 +106,7 @@ CAN = {
     "py-basemanager-pool": {"pool", "pool-cpu"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
-            "joinable", "startup", "pool", "pool-cpu", "rate"]
+            "joinable", "startup", "pool", "pool-cpu", "rate", "reqrep-rate"]
 # Open loop (as the Rust side's harness::rate): the offered loads of each
 # profile after the unpaced point ("max") that measures the capacity the
 # percentages are of; absolute rates past MAX_OVERLOAD times it are
@@ -118,6 +118,8 @@ RATE_LOADS = {
 }
 RATE_LOADS["full"] = RATE_LOADS["default"]
 RATE_SIZE = 64
+# Clients of reqrep-rate, per profile (as Profile::rate_clients).
+RATE_CLIENTS = {"quick": 1, "default": 2, "full": 2}
 MAX_OVERLOAD = 1.1
 MIN_RATE_MESSAGES = 1_000
 MIN_COUNT_SECONDS = 2.0
@@ -687,27 +689,63 @@ def paced_count(a, rate):
     return max(int(rate * a["budget"]), least, 10)
 
 
+class Pacer:
+    """Waits for each intended time as the strategy's wait implies (as the
+    Rust side's harness::rate::Pacer): a spinning strategy spins on the
+    clock; the others sleep until what their sleeps overslept of late
+    before the time and spin the rest, or (`sleep_only`) only sleep.
+    `busy` is the time spent pacing other than asleep."""
+
+    def __init__(self, spin, sleep_only):
+        self.spin, self.sleep_only = spin, sleep_only
+        self.oversleep = 0 if sleep_only else FIRST_OVERSLEEP_NS
+        self.busy = 0
+        if not spin:
+            try:
+                # PR_SET_TIMERSLACK: 1 ns, as the Rust side's sleeping senders.
+                ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)
+            except (OSError, AttributeError):
+                pass
+
+    def name(self):
+        if self.spin:
+            return "spin"
+        return "sleep" if self.sleep_only else "sleep, then spin the timer's oversleep"
+
+    def until(self, at):
+        entered = now = now_ns()
+        slept = 0
+        while now < at:
+            if not self.spin and at - now > self.oversleep:
+                wake = at - self.oversleep
+                time.sleep((wake - now) / 1e9)
+                woke = now_ns()
+                slept += woke - now
+                if not self.sleep_only:
+                    self.oversleep = min(max((self.oversleep * 7 + max(0, woke - wake) * 2) // 8, 1_000),
+                                         MAX_OVERSLEEP_NS)
+                now = woke
+                continue
+            now = now_ns()
+        self.busy += now - entered - slept
+        return now
+
+
+def pacer_for(kind):
+    # A Queue's feeder thread needs the GIL that a spinning sender holds
+    # (until the 5 ms switch interval takes it): its sender only sleeps.
+    return Pacer(kind == "py-shared-memory", kind in ("py-queue", "py-queue-bounded", "py-manager-queue"))
+
+
 def role_pace(end, codec, a):
     """The open-loop sender: message i at t0 + i * period (all at once when
-    unpaced), never waiting for the receiver; a spinning strategy spins on
-    the clock, the others sleep until the timer's oversleep before the time
-    and spin the rest. Its lateness is its own (time blocked in a send is
-    the channel's); its CPU leaves out the pacing."""
+    unpaced), never waiting for the receiver. Its lateness is its own (time
+    blocked in a send is the channel's); its CPU leaves out the pacing."""
     rate = a["rate"]
     period = 1e9 / rate if rate else 0.0
     warm = a["warmup"]
-    spin = a["kind"] == "py-shared-memory"
-    # A Queue's feeder thread needs the GIL that a spinning sender holds
-    # (until the 5 ms switch interval takes it): its sender only sleeps.
-    sleep_only = a["kind"] in ("py-queue", "py-queue-bounded", "py-manager-queue")
-    oversleep = 0 if sleep_only else FIRST_OVERSLEEP_NS
-    if not spin:
-        try:
-            # PR_SET_TIMERSLACK: 1 ns, as the Rust side's sleeping senders.
-            ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    late, busy = [], 0
+    pacer = pacer_for(a["kind"])
+    late = []
     n_total = warm + paced_count(a, rate) if rate else None
     unpaced = measured(a, warm, MIN_MESSAGES, 1.1) if not rate else None
     c0 = b0 = 0
@@ -720,35 +758,76 @@ def role_pace(end, codec, a):
         if unpaced is not None and i >= warm and next(unpaced, None) is None:
             break
         if i == warm:
-            c0, b0 = cpu_ns(), busy
+            c0, b0 = cpu_ns(), pacer.busy
         at = t0 + int(i * period)
-        if i == 0:
-            sent = t0
-        else:
-            entered = sent = now_ns()
-            slept = 0
-            while sent < at:
-                if not spin and at - sent > oversleep:
-                    wake = at - oversleep
-                    time.sleep((wake - sent) / 1e9)
-                    woke = now_ns()
-                    slept += woke - sent
-                    if not sleep_only:
-                        oversleep = min(max((oversleep * 7 + max(0, woke - wake) * 2) // 8, 1_000),
-                                        MAX_OVERSLEEP_NS)
-                    sent = woke
-                    continue
-                sent = now_ns()
-            busy += sent - entered - slept
+        sent = t0 if i == 0 else pacer.until(at)
         end.send(codec.make(i, sent))
         if rate and i >= warm:
             late.append(max(1, sent - max(at, free)))
         free = now_ns()
         i += 1
-    cpu = max(0, cpu_ns() - c0 - (busy - b0))
+    cpu = max(0, cpu_ns() - c0 - (pacer.busy - b0))
     end.send(b"")
-    pace = "spin" if spin else "sleep" if sleep_only else "sleep, then spin the timer's oversleep"
-    return {"messages": i - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pace}
+    return {"messages": i - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pacer.name()}
+
+
+def role_rclient(end, codec, a):
+    """reqrep in open loop: this client's calls (set, then get) go out one
+    every `period` whatever the server does, each timed from its intended
+    time and from when it went out (as the Rust side's calls_paced)."""
+    d = tcp_client(*end).get_dict() if a["kind"] == "py-basemanager-tcp" else end
+    rate = a["rate"]
+    period = 1e9 / rate if rate else 0.0
+    pid, warm, key = a["id"], a["warmup"], f"client-{a['id']}"
+    pacer = pacer_for(a["kind"])
+    # Pairs of calls: a count's (tests), or this client's share of the
+    # point's calls (as harness::rate: the budget's worth at the rate
+    # offered in all).
+    clients = a.get("clients", 1)
+    if a.get("count"):
+        pairs = warm + max(1, a["count"] // 2)
+    elif rate:
+        pairs = warm + max(1, paced_count(a, rate * clients) // (2 * clients))
+    else:
+        pairs = None
+    unpaced = measured(a, warm, 100) if pairs is None else None
+    corrected, uncorrected, late, marks = [], [], [], []
+    c0 = b0 = first = 0
+    t0 = now_ns()
+    free = t0
+    i = 0
+    while True:
+        if pairs is not None and i >= pairs:
+            break
+        if unpaced is not None and i >= warm and next(unpaced, None) is None:
+            break
+        if i == warm:
+            c0, b0 = cpu_ns(), pacer.busy
+        seq = tagged(pid, i)
+        m = codec.make(seq)
+        for k in (2 * i, 2 * i + 1):
+            at = t0 + int(k * period)
+            sent = pacer.until(at)
+            if k == 2 * warm:
+                first = sent
+            if k % 2 == 0:
+                d[key] = m
+            else:
+                codec.check(d[key], seq)
+            done = now_ns()
+            if i >= warm:
+                intended = at if period else sent
+                corrected.append(max(1, done - intended))
+                uncorrected.append(max(1, done - sent))
+                if period:
+                    late.append(max(1, sent - max(at, free)))
+                if len(corrected) % MARK_STEP == 0:
+                    marks.append(done)
+            free = done
+        i += 1
+    return {"messages": len(corrected), "first_ns": first, "last_ns": now_ns(), "samples": corrected,
+            "uncorrected": uncorrected, "late": late, "cpu_ns": max(0, cpu_ns() - c0 - (pacer.busy - b0)),
+            "marks": marks, "pace": pacer.name()}
 
 
 def role_take(end, codec, a):
@@ -1020,6 +1099,7 @@ def role_jcons(prims, codec, a):
 
 ROLES = {
     "pace": role_pace,
+    "rclient": role_rclient,
     "take": role_take,
     "incr": role_incr,
     "jprod": role_jprod,
@@ -1364,7 +1444,7 @@ def run_startup_point(o, rec, kind):
 
 def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=None):
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
-    n_peers = n_prod if pattern in ("reqrep",) + SYNC_PATTERNS else n_prod + n_cons
+    n_peers = n_prod if pattern in ("reqrep", "reqrep-rate") + SYNC_PATTERNS else n_prod + n_cons
     busy = n_peers + helpers
     cpus_all = o.cpus
     pinned = (not o.no_pin) and n_peers <= len(cpus_all)
@@ -1386,7 +1466,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
         return run_pool_point(ctx, o, rec, kind, pattern, n_cons)
     if pattern in SYNC_PATTERNS:
         return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
-    if pattern == "rate":
+    if pattern in ("rate", "reqrep-rate"):
         rec["load"] = load
         rec["capacity_per_s"] = capacity
         how, v = parse_load(load)
@@ -1406,7 +1486,29 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
     ch = Channel(ctx, kind, size)
     procs = []
     try:
-        if pattern == "rate":
+        if pattern == "reqrep-rate":
+            ends = [ch.tcp if kind == "py-basemanager-tcp" else ch.dict for _ in range(n_prod)]
+            share = dict(base, rate=(rate or 0.0) / n_prod, clients=n_prod)
+            peers = [("rclient", dict(share, end=ends[i], id=i, cpu=cpu_of(i))) for i in range(n_prod)]
+            procs, ctls, deadline = run_peers(ctx, peers, o.deadline)
+            got = [collect(procs, ctls, i, deadline, peers) for i in range(n_prod)]
+            calls = sum(r["messages"] for r in got)
+            first = min(r["first_ns"] for r in got)
+            last = max(r["last_ns"] for r in got)
+            per_s = calls * 1e9 / max(1, last - first)
+            cpu = sum(r["cpu_ns"] for r in got)
+            rec.update(
+                messages=calls, elapsed_ns=last - first, measured_ns=last - first,
+                latency_ns=percentiles([x for r in got for x in r["samples"]]),
+                latency_pairs=hist_pairs([x for r in got for x in r["samples"]]),
+                batches=merged_batches(first, [(MARK_STEP, r["marks"]) for r in got]),
+                cpu_ns_per_msg=cpu / max(1, calls), achieved_per_s=per_s,
+                latency_uncorrected_ns=percentiles([x for r in got for x in r["uncorrected"]]),
+                pace=got[0]["pace"], peer_cpu_ns_per_msg=[cpu / max(1, calls), 0.0])
+            late = [x for r in got for x in r["late"]]
+            if late:
+                rec["sender_lateness_ns"] = percentiles(late)
+        elif pattern == "rate":
             peers = [
                 ("pace", dict(base, end=ch.ends[0], cpu=cpu_of(0))),
                 ("take", dict(base, end=ch.ends[1], cpu=cpu_of(1))),
@@ -1636,9 +1738,10 @@ def plan(o, transports, patterns):
         for p in patterns:
             if p not in CAN[t]:
                 continue
-            if p == "rate":
+            if p in ("rate", "reqrep-rate"):
                 sizes = [s for s in (o.rate_sizes or [RATE_SIZE]) if s >= STAMPED_SIZE]
-                pts += [(t, p, s, 1, 1, load) for s in sizes for load in ["max"] + o.loads]
+                n = 1 if p == "rate" else RATE_CLIENTS[o.profile]
+                pts += [(t, p, s, n, 1, load) for s in sizes for load in ["max"] + o.loads]
             elif p in ("pingpong", "stream"):
                 pts += [(t, p, s, 1, 1) for s in o.sizes]
             elif p == "mpmc":
@@ -1764,9 +1867,9 @@ def main(argv=None):
     capacities = {}
     for i, (t, p, s, np_, nc, *load) in enumerate(points):
         load = load[0] if load else None
-        rec = run_point(ctx, o, t, p, s, np_, nc, load, capacities.get((t, s)))
+        rec = run_point(ctx, o, t, p, s, np_, nc, load, capacities.get((t, p, s)))
         if load == "max" and rec.get("status") == "ok":
-            capacities[(t, s)] = rec["achieved_per_s"]
+            capacities[(t, p, s)] = rec["achieved_per_s"]
         run["points"].append(rec)
         failed += rec.get("status") == "failed" or (not rec["validated"] and rec.get("status") != "skipped")
         write_atomic(a.output, json.dumps(run, indent=1))

@@ -236,3 +236,44 @@ fn a_paced_sender_keeps_its_schedule_and_every_figure_is_recorded() {
         assert!(c.p50 >= u.p50 && c.max >= u.max);
     }
 }
+
+#[test]
+fn clients_calling_at_a_rate_time_each_call_from_its_intended_time() {
+    let _g = serial();
+    let o = opts(Some(2_000));
+    for (kind, wait) in [
+        (TransportKind::ManagerUnix, Wait::SPIN_PARK),
+        (TransportKind::ShmQueue, Wait::PARK),
+    ] {
+        let s = RateSpec {
+            point: PointSpec::one_to_one(Strategy::Transport(kind), Pattern::ReqrepRate, 64, wait),
+            load: Load::PerSec(5_000.0),
+        };
+        let rec = ok(run_point(&s, &o, None, None));
+        let r = &rec.rate;
+        // 1,000 set-and-get pairs, each call checked by the client.
+        assert_eq!(rec.messages, 2_000, "{kind:?}");
+        assert_eq!(r.offered_per_s, Some(5_000.0));
+        let achieved = r.achieved_per_s.unwrap();
+        assert!(
+            (achieved - 5_000.0).abs() < 500.0,
+            "{kind:?}: achieved {achieved:.0} calls/s of 5,000"
+        );
+        let (c, u) = (rec.latency_ns.unwrap(), r.latency_uncorrected_ns.unwrap());
+        assert!(c.p50 >= u.p50 && c.max >= u.max, "{kind:?}");
+        assert!(r.sender_lateness_ns.is_some() && r.peer_cpu_ns_per_msg.is_some());
+    }
+    // A strategy that serves no dictionary is refused, not measured.
+    let s = RateSpec {
+        point: PointSpec::one_to_one(
+            Strategy::Transport(TransportKind::OsPipe),
+            Pattern::ReqrepRate,
+            64,
+            Wait::SPIN_PARK,
+        ),
+        load: Load::PerSec(1_000.0),
+    };
+    let rec = run_point(&s, &o, None, None);
+    assert_eq!(rec.status, Status::Failed);
+    assert!(rec.error.unwrap().contains("serves no dictionary"));
+}

@@ -86,12 +86,16 @@ fn every_python_transport_runs_and_validates() {
             "pool" | "pool-cpu" => assert_eq!(p.messages, 300, "{what}"),
             // Open loop: 300 measured messages at each load, each timed
             // from its intended and its actual send time.
-            "rate" => {
-                assert_eq!(p.messages, 300, "{what}");
+            "rate" | "reqrep-rate" => {
+                // Calls: 300 per client (150 set-and-get pairs).
+                assert_eq!(p.messages, 300 * p.producers as u64, "{what}");
                 let r = &p.rate;
                 assert!(r.load.is_some() && r.achieved_per_s.is_some(), "{what}");
                 assert!(r.latency_uncorrected_ns.is_some(), "{what}");
                 assert!(r.peer_cpu_ns_per_msg.is_some(), "{what}");
+                if p.pattern == "reqrep-rate" {
+                    assert_eq!(p.transport, "py-manager-dict");
+                }
                 if r.load.as_deref() != Some("max") {
                     assert!(
                         r.offered_per_s.is_some() && r.sender_lateness_ns.is_some(),
@@ -149,7 +153,8 @@ fn a_corrupted_python_message_fails_its_point() {
     // the unpaced point that measures it failed.
     for p in run.points.iter().filter(|p| p.is_skipped()) {
         assert!(
-            p.pattern == "rate" && p.error.as_deref().unwrap_or("").contains("capacity"),
+            ipcbench::record::open_loop(&p.pattern)
+                && p.error.as_deref().unwrap_or("").contains("capacity"),
             "{} {} skipped: {:?}",
             p.transport,
             p.pattern,

@@ -72,6 +72,15 @@ pub struct PeerReport {
     /// time (its `latency` is from the intended one).
     #[serde(default)]
     pub uncorrected: Option<Latency>,
+    /// Open-loop reqrep clients: the latency from each call's actual
+    /// start, as (value, count) pairs (`latency_hist` is from its
+    /// intended time).
+    #[serde(default)]
+    pub uncorrected_hist: Vec<(u64, u64)>,
+    /// Open-loop reqrep clients: how late each call went out by the
+    /// client's own doing, as (value, count) pairs.
+    #[serde(default)]
+    pub lateness_hist: Vec<(u64, u64)>,
 }
 
 /// A peer's last word: its report, or its failure as a report carrying
@@ -167,7 +176,7 @@ impl PeerArgs {
     /// all its peers together number about [`super::measure::MARKS`].
     pub fn mark_step(&self) -> u64 {
         let producers = self.producers.max(1) as u64;
-        super::measure::mark_step(if self.pattern == super::spec::Pattern::Reqrep {
+        super::measure::mark_step(if self.pattern.calls() {
             2 * self.iters * producers
         } else {
             (self.warmup + self.iters) * producers

@@ -12,7 +12,7 @@ use super::control::{PeerArgs, PeerReport};
 use super::error::{HarnessError, settle};
 use super::point::{grow_to_budget, link_opts, throughput_of};
 use super::shm_dict;
-use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
+use super::spec::{PointSpec, RunOpts, Strategy};
 use super::supervise::{reports, spawn};
 use super::validate::Codec;
 use super::validate::mix64;
@@ -52,7 +52,7 @@ pub(super) fn run_multi(
             } else {
                 opts.counts(spec).0.min(n / 10).max(1)
             };
-            multi_once(spec, opts, rec.clone(), cpus, w, n)
+            multi_once(spec, opts, rec.clone(), cpus, (w, n), 0.0)
         },
         |r| ok(r).then_some(r.elapsed_ns),
     );
@@ -62,23 +62,42 @@ pub(super) fn run_multi(
     out
 }
 
+/// Clients calling a server's dictionary in open loop (`reqrep-rate`):
+/// `per_s` calls per second offered in all, each client its share; each
+/// client makes `warmup + iters` set-and-get pairs.
+pub(super) fn calls_at(
+    spec: &PointSpec,
+    opts: &RunOpts,
+    rec: PointRecord,
+    cpus: &[usize],
+    counts: (u64, u64),
+    per_s: f64,
+) -> PointRecord {
+    let mut out = multi_once(spec, opts, rec, cpus, counts, per_s);
+    if out.status == crate::record::Status::Ok {
+        out.measured_ns = Some(out.elapsed_ns);
+    }
+    out
+}
+
 /// One attempt at a multi-party point: producers on side A and consumers
 /// on side B of one shared channel (clients and a server for reqrep); the
 /// coordinator ends the stream once every producer has left, then checks
-/// exactly-once across consumers.
+/// exactly-once across consumers. Clients call at `per_s` calls per
+/// second in all when it is not 0 (`reqrep-rate`).
 fn multi_once(
     spec: &PointSpec,
     opts: &RunOpts,
     mut rec: PointRecord,
     cpus: &[usize],
-    warmup: u64,
-    iters: u64,
+    (warmup, iters): (u64, u64),
+    per_s: f64,
 ) -> PointRecord {
     let Strategy::Transport(kind) = spec.strategy else {
         rec.fail("the floor is measured with pingpong");
         return rec;
     };
-    let reqrep = spec.pattern == Pattern::Reqrep;
+    let reqrep = spec.pattern.calls();
     let caps = kind.caps();
     if !caps.multi_party() {
         rec.fail(format!(
@@ -89,7 +108,7 @@ fn multi_once(
         return rec;
     }
     if reqrep && caps.shared == Shared::Memory {
-        return run_shm_reqrep(spec, opts, rec, cpus, warmup, iters);
+        return run_shm_reqrep(spec, opts, rec, cpus, (warmup, iters), per_s);
     }
     if let Some(limit) = caps.shared_limit
         && spec.size > limit
@@ -105,7 +124,9 @@ fn multi_once(
     let pinned = !rec.cpus.is_empty();
     let args = |addr: &str, side: Side, i: usize| {
         let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
-        PeerArgs::for_point(spec, addr, side, i, (warmup, iters), cpu)
+        let mut a = PeerArgs::for_point(spec, addr, side, i, (warmup, iters), cpu);
+        a.rate = per_s / np.max(1) as f64;
+        a
     };
     let outcome: Result<(Vec<PeerReport>, Vec<PeerReport>), HarnessError> = with_transport!(kind, T => {
         match T::setup(&link) {
@@ -240,8 +261,23 @@ fn fill_reqrep(rec: &mut PointRecord, spec: &PointSpec, clients: &[PeerReport], 
     let hists: Vec<&[(u64, u64)]> = clients.iter().map(|r| r.latency_hist.as_slice()).collect();
     rec.latency_ns = super::measure::merged_latency(&hists);
     batches_of(rec, first, clients);
-    let cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum::<u64>() + server_cpu;
-    rec.cpu_ns_per_msg = Some(cpu as f64 / calls.max(1) as f64);
+    let client_cpu: u64 = clients.iter().map(|r| r.cpu_ns).sum();
+    let per = calls.max(1) as f64;
+    rec.cpu_ns_per_msg = Some((client_cpu + server_cpu) as f64 / per);
+    if spec.pattern.open_loop() {
+        // Open loop: every call timed from its intended time too.
+        let merged = |f: fn(&PeerReport) -> &[(u64, u64)]| {
+            let parts: Vec<&[(u64, u64)]> = clients.iter().map(f).collect();
+            super::measure::merged_latency(&parts)
+        };
+        let r = &mut rec.rate;
+        r.achieved_per_s = rec.throughput.map(|t| t.msgs_per_s);
+        r.latency_uncorrected_ns = merged(|c| &c.uncorrected_hist);
+        r.sender_lateness_ns = merged(|c| &c.lateness_hist);
+        // The clients' CPU and the server's, when it is a peer (a
+        // manager's server is its own process, not measured).
+        r.peer_cpu_ns_per_msg = Some([client_cpu as f64 / per, server_cpu as f64 / per]);
+    }
 }
 
 /// reqrep over shared memory: a server peer owns a dictionary that N
@@ -253,8 +289,8 @@ fn run_shm_reqrep(
     opts: &RunOpts,
     mut rec: PointRecord,
     cpus: &[usize],
-    warmup: u64,
-    iters: u64,
+    (warmup, iters): (u64, u64),
+    per_s: f64,
 ) -> PointRecord {
     let np = spec.producers;
     let setup = match shm_dict::Setup::create(np, spec.size, spec.wait) {
@@ -267,7 +303,11 @@ fn run_shm_reqrep(
     let pinned = !rec.cpus.is_empty();
     let args = |side: Side, i: usize| {
         let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
-        PeerArgs::for_point(spec, &setup.addr, side, i, (warmup, iters), cpu)
+        let mut a = PeerArgs::for_point(spec, &setup.addr, side, i, (warmup, iters), cpu);
+        if side == Side::A {
+            a.rate = per_s / np.max(1) as f64;
+        }
+        a
     };
     let outcome = (|| {
         let deadline = Instant::now() + opts.deadline;

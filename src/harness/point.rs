@@ -38,7 +38,7 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
     // Peer processes (a manager's reqrep point's only peers are its
     // clients; its server is the manager's own process, counted among the
     // helpers; shm-queue's server is a peer).
-    let peers = if spec.pattern == Pattern::Reqrep && spec.strategy.helpers() > 0 {
+    let peers = if spec.pattern.calls() && spec.strategy.helpers() > 0 {
         spec.producers
     } else {
         spec.producers + spec.consumers
@@ -160,7 +160,7 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
 pub fn run_point(spec: &PointSpec, opts: &RunOpts) -> PointRecord {
     let (mut rec, cpus) = new_record(spec, opts);
     let pinned = !rec.cpus.is_empty();
-    let busy = if spec.pattern == Pattern::Reqrep && spec.strategy.helpers() > 0 {
+    let busy = if spec.pattern.calls() && spec.strategy.helpers() > 0 {
         rec.producers + spec.strategy.helpers()
     } else {
         rec.producers + rec.consumers + spec.strategy.helpers()

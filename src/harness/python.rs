@@ -72,7 +72,7 @@ pub const TRANSPORTS: [(&str, &str); 21] = [
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 11] = [
+pub const PATTERNS: [&str; 12] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -84,6 +84,7 @@ pub const PATTERNS: [&str; 11] = [
     "pool",
     "pool-cpu",
     "rate",
+    "reqrep-rate",
 ];
 
 /// Whether `name` is a Python transport.

@@ -276,18 +276,24 @@ pub struct RateSpec {
 
 impl RateSpec {
     /// The key its capacity is known by in a run.
-    fn group(&self) -> (String, usize, String) {
+    fn group(&self) -> Group {
         (
+            self.point.pattern.name(),
             self.point.strategy.name().to_owned(),
             self.point.size,
             self.point.wait_name(),
+            self.point.producers,
         )
     }
 }
 
-/// The capacities measured so far in a run, by strategy, size and wait.
+/// What a capacity is known by: pattern, strategy, size, wait, clients.
+type Group = (&'static str, String, usize, String, usize);
+
+/// The capacities measured so far in a run, by pattern, strategy, size,
+/// wait and clients.
 #[derive(Debug, Default)]
-pub struct Capacities(HashMap<(String, usize, String), f64>);
+pub struct Capacities(HashMap<Group, f64>);
 
 impl Capacities {
     /// Notes what an unpaced point measured.
@@ -340,8 +346,25 @@ pub fn run_point(
         rec.skip("open-loop points run over transports; the floors are closed loops");
         return rec;
     };
-    if point.pattern != Pattern::Rate || point.producers != 1 || point.consumers != 1 {
-        rec.fail("an open-loop point is one-to-one, of pattern `rate`");
+    let one_to_one = point.producers == 1 && point.consumers == 1;
+    if !(point.pattern == Pattern::Rate && one_to_one || point.pattern == Pattern::ReqrepRate) {
+        rec.fail("an open-loop point is of pattern `rate` (one-to-one) or `reqrep-rate`");
+        return rec;
+    }
+    if point.pattern == Pattern::ReqrepRate && !kind.caps().multi_party() {
+        rec.fail(format!(
+            "{} serves no dictionary; reqrep-rate runs over {}",
+            kind.name(),
+            super::multi::sharing_strategies()
+        ));
+        return rec;
+    }
+    if rec.oversubscribed && point.strategy.has_wait() && point.wait.kind == WaitKind::Spin {
+        rec.skip(format!(
+            "pure spin with more busy processes than the {} CPUs measures the scheduler, not the \
+             channel; see the other waits' points",
+            cpus.len()
+        ));
         return rec;
     }
     if point.size < STAMPED_SIZE {
@@ -371,6 +394,30 @@ pub fn run_point(
     let kernel = kind.caps().waits == Waits::Kernel;
     let pace = Pace::of(point.wait, kernel);
     rec.rate.pace = Some(pace.name().to_owned());
+    if point.pattern == Pattern::ReqrepRate {
+        let clients = point.producers.max(1) as u64;
+        // Calls in all, as for a one-to-one point; each client makes
+        // pairs of them (a set, then a get).
+        let (w, n) = match per_s {
+            Some(r) => paced_counts(opts, r),
+            None => opts.first_count(point),
+        };
+        let per_client = |c: u64| (c / (2 * clients)).max(1);
+        let counts = (per_client(w), per_client(n));
+        let mut rec = match per_s {
+            Some(r) => super::multi::calls_at(point, opts, rec, &cpus, counts, r),
+            // Unpaced: the budget's worth, grown as a closed-loop point's.
+            None => super::point::grow_to_budget(
+                point,
+                opts,
+                counts.1,
+                |n| super::multi::calls_at(point, opts, rec.clone(), &cpus, (counts.0, n), 0.0),
+                |r| (r.status == Status::Ok).then_some(r.elapsed_ns),
+            ),
+        };
+        rec.rate.offered_per_s = per_s;
+        return rec;
+    }
     let pinned = !rec.cpus.is_empty();
     let link = link_opts(point, opts, kind);
     let make = |addr: &str, side: Side, counts: (u64, u64)| {

@@ -15,7 +15,7 @@ use super::control::{PeerArgs, PeerReport};
 use super::error::HarnessError;
 use super::multi::exactly_once;
 use super::point::{fill_pair, link_opts, new_record, throughput_of};
-use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
+use super::spec::{PointSpec, RunOpts, Strategy};
 use super::supervise::{Running, blame, reports, spawn};
 
 /// A point measured in rounds by peers started once, as criterion's
@@ -52,7 +52,7 @@ impl Session {
     /// Starts the peers of `spec` and runs `opts.warmup` exchanges or
     /// messages untimed.
     pub fn start(spec: &PointSpec, opts: &RunOpts) -> Result<Session, HarnessError> {
-        if spec.pattern == Pattern::Reqrep {
+        if spec.pattern.calls() {
             return Err(HarnessError::Setup(
                 "reqrep is not measured in sessions".into(),
             ));

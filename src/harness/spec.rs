@@ -32,11 +32,14 @@ pub enum Pattern {
     /// `t0 + i / rate`), the other receives; latency from the intended
     /// send time ([`super::rate`]).
     Rate,
+    /// Reqrep in open loop: N clients call a server's dictionary at an
+    /// aggregate offered rate, each call timed from its intended time.
+    ReqrepRate,
 }
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 8] = [
+    pub const ALL: [Pattern; 9] = [
         Pattern::Pingpong,
         Pattern::Stream,
         Pattern::FanIn,
@@ -45,6 +48,7 @@ impl Pattern {
         Pattern::Reqrep,
         Pattern::PingpongLate,
         Pattern::Rate,
+        Pattern::ReqrepRate,
     ];
 
     /// The name in results and on the command line.
@@ -58,6 +62,7 @@ impl Pattern {
             Pattern::Reqrep => "reqrep",
             Pattern::PingpongLate => "pingpong-late",
             Pattern::Rate => "rate",
+            Pattern::ReqrepRate => "reqrep-rate",
         }
     }
 
@@ -81,8 +86,22 @@ impl Pattern {
     pub fn is_multi(self) -> bool {
         matches!(
             self,
-            Pattern::FanIn | Pattern::FanOut | Pattern::Mpmc | Pattern::Reqrep
+            Pattern::FanIn
+                | Pattern::FanOut
+                | Pattern::Mpmc
+                | Pattern::Reqrep
+                | Pattern::ReqrepRate
         )
+    }
+
+    /// Whether clients call a server's dictionary (reqrep, paced or not).
+    pub fn calls(self) -> bool {
+        matches!(self, Pattern::Reqrep | Pattern::ReqrepRate)
+    }
+
+    /// Whether the pattern is open loop (its points carry an offered load).
+    pub fn open_loop(self) -> bool {
+        matches!(self, Pattern::Rate | Pattern::ReqrepRate)
     }
 }
 
@@ -94,7 +113,7 @@ impl std::str::FromStr for Pattern {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, pingpong-late or rate"
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, pingpong-late, rate or reqrep-rate"
                 )
             })
     }
@@ -301,7 +320,7 @@ impl RunOpts {
     /// The least round trips or messages `spec` measures in all, when the
     /// budget allows ([`MIN_ROUND_TRIPS`], [`MIN_MESSAGES`]).
     fn least(&self, spec: &PointSpec) -> u64 {
-        if spec.pattern.round_trips() || spec.pattern == Pattern::Reqrep {
+        if spec.pattern.round_trips() || spec.pattern.calls() {
             MIN_ROUND_TRIPS
         } else {
             MIN_MESSAGES
@@ -315,7 +334,7 @@ impl RunOpts {
             return (self.warmup, n.max(2));
         }
         match spec.pattern {
-            Pattern::Reqrep => {
+            Pattern::Reqrep | Pattern::ReqrepRate => {
                 let iters = (self.pingpong_iters / spec.producers.max(1) as u64).max(100);
                 (self.warmup.min(iters / 10).max(1), iters)
             }
@@ -418,7 +437,7 @@ impl Measurement {
             Measurement::Primitive(s) => s.prim.pattern(),
             Measurement::Farm(s) => s.pattern(),
             Measurement::Startup(_) => super::startup::PATTERN,
-            Measurement::Rate(_) => Pattern::Rate.name(),
+            Measurement::Rate(r) => r.point.pattern.name(),
         }
     }
 

@@ -468,6 +468,12 @@ impl PointRecord {
     }
 }
 
+/// Whether `pattern` is open loop: its points carry an offered load
+/// ([`RateFigures`]).
+pub fn open_loop(pattern: &str) -> bool {
+    matches!(pattern, "rate" | "reqrep-rate")
+}
+
 /// Whether a smaller figure is better for `pattern` (latency) or a larger
 /// one (throughput).
 pub fn lower_is_better(pattern: &str) -> bool {

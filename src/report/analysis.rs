@@ -540,7 +540,8 @@ pub fn point_name(p: &PointRecord) -> String {
         p.pattern,
         match (&p.rate.load, c.is_empty()) {
             // An open-loop point is known by its load: `rate 80%`.
-            (Some(load), _) => format!(" {load}"),
+            (Some(load), true) => format!(" {load}"),
+            (Some(load), false) => format!(" {c} {load}"),
             (None, true) => String::new(),
             (None, false) => format!(" {c}"),
         },
@@ -620,7 +621,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
     }
     // Open-loop tails are what their own section is about.
     let noisy: Vec<&PointRecord> = measured(run)
-        .filter(|p| p.pattern != "rate")
+        .filter(|p| !crate::record::open_loop(&p.pattern))
         .filter(|p| {
             p.latency_ns
                 .is_some_and(|l| l.p50 > 0 && l.p99 as f64 > NOISY_SPREAD * l.p50 as f64)

@@ -169,7 +169,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
         rows.push(Row {
             point: point_name(pa),
             metric: match (lower, pa.pattern.as_str()) {
-                (true, "rate") => "p99 at its load",
+                (true, "rate" | "reqrep-rate") => "p99 at its load",
                 (true, "startup") => "p50 start-up",
                 (true, _) => "p50 round trip",
                 _ => "msgs/s",

@@ -193,7 +193,9 @@ fn python(verdicts: &[Verdict], run: &RunRecord) -> Vec<String> {
 /// a tie: a p99 has no interval here), and the one that costs least CPU.
 fn steady_rates(run: &RunRecord) -> Vec<String> {
     use super::steady;
-    let lines = steady::lines(run);
+    let mut lines = steady::lines(run);
+    // Channels only: calls to a server are another workload.
+    lines.retain(|l| l.is_channel());
     let mut rates: Vec<f64> = lines
         .iter()
         .flat_map(|l| l.paced.iter())

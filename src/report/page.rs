@@ -26,7 +26,7 @@ pub enum Block {
 /// an open-loop point's corrected p99 at its offered rate, or that it fell
 /// behind (past its knee, its median says only how long it ran).
 pub fn figure_text(p: &PointRecord) -> String {
-    if p.pattern == "rate"
+    if crate::record::open_loop(&p.pattern)
         && p.status == Status::Ok
         && let (Some(l), Some(got)) = (p.latency_ns, p.rate.achieved_per_s)
     {
@@ -627,7 +627,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
                     Some(e) if p.is_skipped() => format!("skipped: {e}"),
                     Some(e) => format!("FAILED: {e}"),
                     None if p.oversubscribed => "oversubscribed".into(),
-                    None if p.pattern == "rate" => figure_text(p),
+                    None if crate::record::open_loop(&p.pattern) => figure_text(p),
                     None => String::new(),
                 };
                 // Behind its offered rate, an open-loop point's median
@@ -906,7 +906,10 @@ fn steady_section(run: &RunRecord, b: &mut Vec<Block>) {
          the knee is the highest rate sustained. CPU is both peers' per message, the sender's \
          and the receiver's in brackets; the sender's leaves out its pacing (spinning or \
          yielding until a message's time) but not its sleeping and waking, which a producer \
-         whose work arrives at that rate pays too.",
+         whose work arrives at that rate pays too. Rows of calls (`reqrep-rate`) are clients \
+         calling a server's dictionary at the offered rate in all, a call waiting for its \
+         answer as a proxy's does; their CPU is the clients' and the server's (0 for a \
+         manager's server, its own process, not measured).",
         KEPT_UP * 100.0
     )));
     let mut jitter = false;

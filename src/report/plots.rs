@@ -804,7 +804,8 @@ fn steady_series(
     y: impl Fn(&crate::record::PointRecord) -> Option<(f64, Option<f64>)>,
 ) -> Vec<Series> {
     use super::steady;
-    let lines = steady::lines(run);
+    let mut lines = steady::lines(run);
+    lines.retain(|l| l.is_channel());
     let Some(size) = lines.iter().map(|l| l.size).min() else {
         return Vec::new();
     };

@@ -26,6 +26,10 @@ pub const GROWTH_PAST_KNEE: f64 = 2.0;
 /// One strategy's open-loop points.
 #[derive(Debug, Clone)]
 pub struct Line<'a> {
+    /// `rate` (a channel) or `reqrep-rate` (clients calling a server).
+    pub pattern: String,
+    /// Clients of `reqrep-rate` (1 for `rate`).
+    pub clients: usize,
     /// The transport.
     pub transport: String,
     /// Its wait (`kernel` for kernel transports).
@@ -58,7 +62,18 @@ pub fn past_knee(p: &PointRecord) -> bool {
 impl Line<'_> {
     /// The name tables and legends give it.
     pub fn label(&self) -> String {
-        super::analysis::label(&self.transport, &self.wait)
+        let l = super::analysis::label(&self.transport, &self.wait);
+        if self.pattern == "rate" {
+            l
+        } else {
+            let s = if self.clients == 1 { "" } else { "s" };
+            format!("{l}, calls from {} client{s}", self.clients)
+        }
+    }
+
+    /// Whether it is a channel's line (`rate`), not calls to a server.
+    pub fn is_channel(&self) -> bool {
+        self.pattern == "rate"
     }
 
     /// The capacity measured unpaced (messages per second).
@@ -133,14 +148,23 @@ impl Line<'_> {
 /// in the order they were measured.
 pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
     let mut out: Vec<Line> = Vec::new();
-    for p in run.points.iter().filter(|p| p.pattern == "rate") {
-        let i = match out
-            .iter()
-            .position(|l| l.transport == p.transport && l.wait == p.wait && l.size == p.msg_size)
-        {
+    for p in run
+        .points
+        .iter()
+        .filter(|p| crate::record::open_loop(&p.pattern))
+    {
+        let i = match out.iter().position(|l| {
+            l.pattern == p.pattern
+                && l.clients == p.producers
+                && l.transport == p.transport
+                && l.wait == p.wait
+                && l.size == p.msg_size
+        }) {
             Some(i) => i,
             None => {
                 out.push(Line {
+                    pattern: p.pattern.clone(),
+                    clients: p.producers,
                     transport: p.transport.clone(),
                     wait: p.wait.clone(),
                     size: p.msg_size,

@@ -34,21 +34,11 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
             let think = a.pattern.echo_work_ns();
             barrier_then(|| floors::run(&floor, initiator, 0, (a.warmup, a.iters), think))
         }
-        Strategy::Transport(kind)
-            if a.pattern == Pattern::Reqrep && kind.caps().shared == Shared::Memory =>
-        {
+        Strategy::Transport(kind) if a.pattern.calls() && kind.caps().shared == Shared::Memory => {
             match a.side {
                 Side::A => {
                     let client = shm_dict::Client::connect(&a.addr, a.id as usize)?;
-                    barrier_then(|| {
-                        bodies::reqrep_client(
-                            client,
-                            &codec,
-                            a.id,
-                            (a.warmup, a.iters),
-                            a.mark_step(),
-                        )
-                    })
+                    barrier_then(|| client_calls(client, &codec, a, kind))
                 }
                 Side::B => shm_dict::serve(&a.addr),
             }
@@ -81,7 +71,7 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     }
                     (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
-                    (Pattern::Reqrep, _) => {
+                    (Pattern::Reqrep | Pattern::ReqrepRate, _) => {
                         drop(conn);
                         reqrep_client(kind, &a.addr, &opts, &codec, a)
                     }
@@ -115,7 +105,7 @@ fn connect_side<T: Transport>(a: &PeerArgs, opts: &LinkOpts) -> Result<T::Conn, 
 /// round a report line. `end` (or the coordinator's going) closes.
 fn run_rounds(a: &PeerArgs, codec: &Codec) -> Result<PeerReport, String> {
     let multi = a.pattern.is_multi();
-    if a.pattern == Pattern::Reqrep || (multi && a.side != Side::A) {
+    if a.pattern.calls() || (multi && a.side != Side::A) {
         return Err(format!(
             "sessions run pingpong, stream, and the producers of fan-in, fan-out and mpmc, not {} {}",
             a.pattern.name(),
@@ -214,16 +204,44 @@ fn reqrep_client(
     struct Calls<'a> {
         codec: &'a Codec,
         a: &'a PeerArgs,
+        kind: TransportKind,
     }
     impl ProxyTask for Calls<'_> {
         type Out = Result<PeerReport, String>;
         fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out {
-            let a = self.a;
-            bodies::reqrep_client(proxy, self.codec, a.id, (a.warmup, a.iters), a.mark_step())
+            client_calls(proxy, self.codec, self.a, self.kind)
         }
     }
     let ep = crate::transport::Endpoint::for_child(addr);
-    with_proxy(kind, &ep, opts, Calls { codec, a }).map_err(|e| format!("connecting: {e}"))?
+    with_proxy(kind, &ep, opts, Calls { codec, a, kind }).map_err(|e| format!("connecting: {e}"))?
+}
+
+/// A reqrep client's calls: closed loop, or in open loop at its share of
+/// the offered rate (`reqrep-rate`).
+fn client_calls(
+    proxy: impl bodies::DictCalls,
+    codec: &Codec,
+    a: &PeerArgs,
+    kind: TransportKind,
+) -> Result<PeerReport, String> {
+    let counts = (a.warmup, a.iters);
+    if a.pattern == Pattern::ReqrepRate {
+        let pace = crate::harness::rate::Pace::of(
+            a.wait,
+            kind.caps().waits == crate::transport::Waits::Kernel,
+        );
+        paced::calls_paced(
+            proxy,
+            codec,
+            a.id,
+            counts,
+            a.mark_step(),
+            period_ns(a.rate),
+            pace,
+        )
+    } else {
+        bodies::reqrep_client(proxy, codec, a.id, counts, a.mark_step())
+    }
 }
 
 /// The time between two messages at `rate` per second (0: unpaced).

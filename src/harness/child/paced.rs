@@ -144,3 +144,94 @@ pub fn rate_recv<C: Conn>(
         ..PeerReport::default()
     })
 }
+
+/// A reqrep client in open loop: its calls (a `set` of message *i*, then a
+/// `get` that must return it) go out on a schedule of one every
+/// `period_ns` (all at once when 0), whatever the server does; each call
+/// is timed from its intended time (`latency_hist`) and from when it
+/// went out (`uncorrected_hist`), and the client's own lateness is kept
+/// (`lateness_hist`). A call waits for its answer, as a proxy's does, so
+/// a slow answer delays the calls after it: that delay is in their
+/// corrected latency.
+pub fn calls_paced(
+    mut proxy: impl super::bodies::DictCalls,
+    codec: &Codec,
+    id: u64,
+    (warmup, iters): (u64, u64),
+    step: u64,
+    period_ns: f64,
+    pace: Pace,
+) -> Result<PeerReport, String> {
+    use super::super::measure::pairs;
+    use super::bodies::{producer_shift, tagged_seq};
+    if warmup + iters >= 1 << producer_shift(codec) {
+        return Err(format!(
+            "at most {} calls per client",
+            (1u64 << producer_shift(codec)) - 1
+        ));
+    }
+    let mut pacer = Pacer::new(pace);
+    let step = step.max(1);
+    let mut marks = Vec::new();
+    let mut next_mark = step;
+    let key = format!("client-{id}");
+    let mut out = codec.buffer();
+    let mut back = Vec::with_capacity(codec.size());
+    let (mut corrected, mut uncorrected, mut late) = (histogram(), histogram(), histogram());
+    let (mut cpu0, mut busy0) = (cpu_time_ns(), 0);
+    let (mut first, mut calls) = (0, 0u64);
+    let t0 = now_ns();
+    let mut free = t0;
+    for i in 0..warmup + iters {
+        let seq = tagged_seq(codec, id, i);
+        codec.stamp(&mut out, seq, 0);
+        if i == warmup {
+            cpu0 = cpu_time_ns();
+            busy0 = pacer.busy_ns();
+        }
+        for k in [2 * i, 2 * i + 1] {
+            let at = due(t0, k, period_ns);
+            let sent = pacer.until(at);
+            if k == 2 * warmup {
+                first = sent;
+            }
+            if k % 2 == 0 {
+                proxy.set(key.as_bytes(), &out)?;
+            } else if !proxy.get(key.as_bytes(), &mut back)? {
+                return Err(format!("call {k}: the value just written is missing"));
+            } else {
+                codec.check(&back, seq)?;
+            }
+            let done = now_ns();
+            if i >= warmup {
+                let intended = if period_ns > 0.0 { at } else { sent };
+                corrected.saturating_record(done.saturating_sub(intended).max(1));
+                uncorrected.saturating_record(done.saturating_sub(sent).max(1));
+                if period_ns > 0.0 {
+                    late.saturating_record(sent.saturating_sub(at.max(free)).max(1));
+                }
+                calls += 1;
+                while calls >= next_mark {
+                    marks.push(done);
+                    next_mark += step;
+                }
+            }
+            free = done;
+        }
+    }
+    let last = now_ns();
+    let cpu = (cpu_time_ns() - cpu0).saturating_sub(pacer.busy_ns() - busy0);
+    Ok(PeerReport {
+        messages: calls,
+        elapsed_ns: last - first,
+        cpu_ns: cpu,
+        first_ns: first,
+        last_ns: last,
+        latency_hist: pairs(&corrected),
+        uncorrected_hist: pairs(&uncorrected),
+        lateness_hist: pairs(&late),
+        marks,
+        mark_step: step,
+        ..PeerReport::default()
+    })
+}

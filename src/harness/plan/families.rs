@@ -115,11 +115,13 @@ pub(super) fn farms(profile: Profile, f: &Filters) -> Vec<PoolSpec> {
 }
 
 /// The open-loop points: every transport at the profile's sizes (those
-/// that carry a send time) and waits, one-to-one; for each, the unpaced
-/// point first (the capacity its fractions refer to), then the loads
-/// `--rates` asks for or the profile's ladder.
+/// that carry a send time) and waits, one-to-one (`rate`), and the
+/// strategies that serve a dictionary with clients calling it
+/// (`reqrep-rate`); for each, the unpaced point first (the capacity its
+/// fractions refer to), then the loads `--rates` asks for or the
+/// profile's ladder.
 pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
-    if !f.pattern(Pattern::Rate.name()) || !f.procs((1, 1)) {
+    if !f.pattern(Pattern::Rate.name()) && !f.pattern(Pattern::ReqrepRate.name()) {
         return Vec::new();
     }
     let strategies: Vec<Strategy> = if f.strategies.is_empty() {
@@ -155,6 +157,12 @@ pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
             .filter(|l| *l != Load::Unpaced),
         )
         .collect();
+    // Clients of reqrep-rate: `--procs` N×1, else the profile's.
+    let clients: Vec<usize> = if f.procs.is_empty() {
+        vec![profile.rate_clients()]
+    } else {
+        f.procs.iter().filter(|p| p.1 == 1).map(|p| p.0).collect()
+    };
     let mut out = Vec::new();
     for s in strategies {
         let ws = if s.has_wait() {
@@ -162,13 +170,25 @@ pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
         } else {
             vec![Wait::SPIN_PARK]
         };
+        let mut shapes: Vec<(Pattern, usize)> = Vec::new();
+        if f.pattern(Pattern::Rate.name()) && f.procs((1, 1)) {
+            shapes.push((Pattern::Rate, 1));
+        }
+        if f.pattern(Pattern::ReqrepRate.name()) && s.multi_party() {
+            shapes.extend(clients.iter().map(|&n| (Pattern::ReqrepRate, n)));
+        }
         for &size in sizes.iter().filter(|&&n| n >= STAMPED_SIZE) {
-            for &wait in &ws {
-                for &load in &loads {
-                    out.push(RateSpec {
-                        point: PointSpec::one_to_one(s, Pattern::Rate, size, wait),
-                        load,
-                    });
+            for &(pattern, producers) in &shapes {
+                for &wait in &ws {
+                    for &load in &loads {
+                        out.push(RateSpec {
+                            point: PointSpec {
+                                producers,
+                                ..PointSpec::one_to_one(s, pattern, size, wait)
+                            },
+                            load,
+                        });
+                    }
                 }
             }
         }
@@ -215,7 +235,7 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
     }
     let patterns: Vec<Pattern> = Pattern::ALL
         .into_iter()
-        .filter(|p| *p != Pattern::Rate && f.pattern(p.name()))
+        .filter(|p| !p.open_loop() && f.pattern(p.name()))
         .collect();
     let sizes = if f.sizes.is_empty() {
         profile.sizes()
@@ -296,7 +316,7 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                         n >= 1
                             && m >= 1
                             && match p {
-                                Pattern::FanIn | Pattern::Reqrep => m == 1,
+                                Pattern::FanIn | Pattern::Reqrep | Pattern::ReqrepRate => m == 1,
                                 Pattern::FanOut => n == 1,
                                 _ => true,
                             }

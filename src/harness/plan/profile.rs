@@ -64,6 +64,17 @@ impl Profile {
         }
     }
 
+    /// Clients of an open-loop reqrep point unless `--procs` says
+    /// otherwise: two, so that the server answers more than one caller
+    /// (with the server, three busy processes: on two CPUs, oversubscribed
+    /// and marked so).
+    pub fn rate_clients(self) -> usize {
+        match self {
+            Profile::Quick => 1,
+            Profile::Default | Profile::Full => 2,
+        }
+    }
+
     /// Sizes open-loop points run at unless `--sizes` says otherwise.
     pub fn rate_sizes(self) -> Vec<usize> {
         vec![64]
@@ -92,7 +103,7 @@ impl Profile {
                 .chain(ns.iter().copied())
                 .map(|n| (n, n))
                 .collect(),
-            Pattern::Reqrep => std::iter::once(1)
+            Pattern::Reqrep | Pattern::ReqrepRate => std::iter::once(1)
                 .chain(ns.iter().copied())
                 .map(|n| (n, 1))
                 .collect(),
