@@ -1475,8 +1475,8 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
             rec.update(status="skipped", error="its strategy's capacity (the unpaced point) was not measured in this run")
             return rec
         if how == "abs" and capacity is not None and v > capacity * MAX_OVERLOAD:
-            rec.update(status="skipped", error=f"{load} msgs/s is past {MAX_OVERLOAD:.1f}× the capacity "
-                       f"of {capacity:.0f} msgs/s measured in this run")
+            rec.update(status="skipped", error=f"{load} per second is past {MAX_OVERLOAD:.1f}× the capacity "
+                       f"of {capacity:.0f} per second measured in this run")
             return rec
         if size < STAMPED_SIZE:
             rec.update(status="skipped", error=f"open-loop messages carry their send time: {STAMPED_SIZE} B or more")

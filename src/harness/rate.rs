@@ -381,7 +381,7 @@ pub fn run_point(
         }
         (Load::PerSec(r), _, Some(c)) if r > c * MAX_OVERLOAD => {
             rec.skip(format!(
-                "{} msgs/s is past {:.1}× the capacity of {:.0} msgs/s measured in this run",
+                "{} per second is past {:.1}× the capacity of {:.0} per second measured in this run",
                 spec.load.label(),
                 MAX_OVERLOAD,
                 c
