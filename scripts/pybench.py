@@ -699,7 +699,7 @@ class Pacer:
     def __init__(self, spin, sleep_only):
         self.spin, self.sleep_only = spin, sleep_only
         self.oversleep = 0 if sleep_only else FIRST_OVERSLEEP_NS
-        self.busy = 0
+        self.busy = self.slept = 0
         if not spin:
             try:
                 # PR_SET_TIMERSLACK: 1 ns, as the Rust side's sleeping senders.
@@ -728,7 +728,20 @@ class Pacer:
                 continue
             now = now_ns()
         self.busy += now - entered - slept
+        self.slept += slept
         return now
+
+    def mark(self):
+        return (cpu_ns(), now_ns(), self.busy, self.slept)
+
+    def sending_cpu(self, m):
+        """CPU time since mark `m` other than pacing: the CPU time in the
+        share of the waking time not spent pacing (as the Rust side's)."""
+        cpu = cpu_ns() - m[0]
+        awake = now_ns() - m[1] - (self.slept - m[3])
+        if awake <= 0:
+            return cpu
+        return int(cpu * (1 - min(1.0, (self.busy - m[2]) / awake)))
 
 
 def pacer_for(kind):
@@ -748,7 +761,7 @@ def role_pace(end, codec, a):
     late = []
     n_total = warm + paced_count(a, rate) if rate else None
     unpaced = measured(a, warm, MIN_MESSAGES, 1.1) if not rate else None
-    c0 = b0 = 0
+    mark = pacer.mark()
     t0 = now_ns()
     free = t0
     i = 0
@@ -758,7 +771,7 @@ def role_pace(end, codec, a):
         if unpaced is not None and i >= warm and next(unpaced, None) is None:
             break
         if i == warm:
-            c0, b0 = cpu_ns(), pacer.busy
+            mark = pacer.mark()
         at = t0 + int(i * period)
         sent = t0 if i == 0 else pacer.until(at)
         end.send(codec.make(i, sent))
@@ -766,7 +779,7 @@ def role_pace(end, codec, a):
             late.append(max(1, sent - max(at, free)))
         free = now_ns()
         i += 1
-    cpu = max(0, cpu_ns() - c0 - (pacer.busy - b0))
+    cpu = pacer.sending_cpu(mark)
     end.send(b"")
     return {"messages": i - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pacer.name()}
 
@@ -792,7 +805,7 @@ def role_rclient(end, codec, a):
         pairs = None
     unpaced = measured(a, warm, 100) if pairs is None else None
     corrected, uncorrected, late, marks = [], [], [], []
-    c0 = b0 = first = 0
+    mark, first = pacer.mark(), 0
     t0 = now_ns()
     free = t0
     i = 0
@@ -802,7 +815,7 @@ def role_rclient(end, codec, a):
         if unpaced is not None and i >= warm and next(unpaced, None) is None:
             break
         if i == warm:
-            c0, b0 = cpu_ns(), pacer.busy
+            mark = pacer.mark()
         seq = tagged(pid, i)
         m = codec.make(seq)
         for k in (2 * i, 2 * i + 1):
@@ -826,7 +839,7 @@ def role_rclient(end, codec, a):
             free = done
         i += 1
     return {"messages": len(corrected), "first_ns": first, "last_ns": now_ns(), "samples": corrected,
-            "uncorrected": uncorrected, "late": late, "cpu_ns": max(0, cpu_ns() - c0 - (pacer.busy - b0)),
+            "uncorrected": uncorrected, "late": late, "cpu_ns": pacer.sending_cpu(mark),
             "marks": marks, "pace": pacer.name()}
 
 

@@ -94,14 +94,25 @@ const MAX_OVERSLEEP_NS: u64 = 500_000;
 /// spins the rest: on a virtual machine a timer wakes a sleeper tens of
 /// microseconds late, which every message's corrected latency would
 /// otherwise carry. How late the sender still was is the point's
-/// lateness. The time it spent pacing other than asleep is counted
-/// ([`Pacer::busy_ns`]), so that the sender's CPU per message is what
-/// sending cost, not waiting for the clock.
+/// lateness. The time it spent pacing, awake and asleep, is counted, so
+/// that the sender's CPU per message is what sending cost, not waiting
+/// for the clock ([`Pacer::sending_cpu`]).
 #[derive(Debug)]
 pub struct Pacer {
     pace: Pace,
     oversleep_ns: u64,
     busy_ns: u64,
+    slept_ns: u64,
+}
+
+/// The process's CPU time, the clock and a pacer's counts at one moment
+/// ([`Pacer::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PaceMark {
+    cpu: u64,
+    wall: u64,
+    busy: u64,
+    slept: u64,
 }
 
 impl Pacer {
@@ -118,6 +129,7 @@ impl Pacer {
             pace,
             oversleep_ns: FIRST_OVERSLEEP_NS,
             busy_ns: 0,
+            slept_ns: 0,
         }
     }
 
@@ -153,7 +165,34 @@ impl Pacer {
             now = super::measure::now_ns();
         }
         self.busy_ns += (now - entered).saturating_sub(slept);
+        self.slept_ns += slept;
         now
+    }
+
+    /// Where the CPU time of what follows is counted from.
+    pub fn mark(&self) -> PaceMark {
+        PaceMark {
+            cpu: super::measure::cpu_time_ns(),
+            wall: super::measure::now_ns(),
+            busy: self.busy_ns,
+            slept: self.slept_ns,
+        }
+    }
+
+    /// The CPU time since `from` spent other than pacing: the process's
+    /// CPU time in the share of its waking time it did not spend pacing.
+    /// (Pacing is timed by the clock, and a process that shares its CPU is
+    /// not running all that time: subtracting the time itself would take
+    /// off more than the pacing's CPU.)
+    pub fn sending_cpu(&self, from: &PaceMark) -> u64 {
+        let cpu = super::measure::cpu_time_ns().saturating_sub(from.cpu);
+        let awake =
+            (super::measure::now_ns() - from.wall).saturating_sub(self.slept_ns - from.slept);
+        let busy = self.busy_ns - from.busy;
+        if awake == 0 {
+            return cpu;
+        }
+        (cpu as f64 * (1.0 - (busy as f64 / awake as f64).min(1.0))) as u64
     }
 
     /// The time spent pacing so far other than asleep (spinning, yielding).

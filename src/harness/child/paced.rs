@@ -19,8 +19,7 @@ use crate::transport::Conn;
 /// lateness over the measured messages: its actual send time less the
 /// intended one, or less the end of the send before when that was later
 /// (time blocked on a full channel is the channel's, in the corrected
-/// latency). Its CPU time leaves out the time spent pacing
-/// ([`Pacer::busy_ns`]).
+/// latency). Its CPU time leaves out the pacing ([`Pacer::sending_cpu`]).
 pub fn rate_send<C: Conn>(
     mut conn: C,
     codec: &Codec,
@@ -31,16 +30,14 @@ pub fn rate_send<C: Conn>(
     let mut pacer = Pacer::new(pace);
     let mut out = codec.buffer();
     let mut late = histogram();
-    let mut cpu0 = cpu_time_ns();
-    let mut busy0 = 0;
+    let mut mark = pacer.mark();
     let t0 = now_ns();
     // When the last send returned.
     let mut free = t0;
     for i in 0..warmup + iters {
         let at = due(t0, i, period_ns);
         if i == warmup {
-            cpu0 = cpu_time_ns();
-            busy0 = pacer.busy_ns();
+            mark = pacer.mark();
         }
         let sent = if i == 0 { t0 } else { pacer.until(at) };
         codec.stamp(&mut out, i, sent);
@@ -53,8 +50,8 @@ pub fn rate_send<C: Conn>(
         // Read unpaced too: the capacity is measured doing the same work.
         free = now_ns();
     }
-    // What sending cost: the time spent pacing (other than asleep) left out.
-    let cpu = (cpu_time_ns() - cpu0).saturating_sub(pacer.busy_ns() - busy0);
+    // What sending cost: the pacing left out.
+    let cpu = pacer.sending_cpu(&mark);
     conn.close().map_err(terr)?;
     Ok(PeerReport {
         messages: iters,
@@ -178,7 +175,7 @@ pub fn calls_paced(
     let mut out = codec.buffer();
     let mut back = Vec::with_capacity(codec.size());
     let (mut corrected, mut uncorrected, mut late) = (histogram(), histogram(), histogram());
-    let (mut cpu0, mut busy0) = (cpu_time_ns(), 0);
+    let mut mark = pacer.mark();
     let (mut first, mut calls) = (0, 0u64);
     let t0 = now_ns();
     let mut free = t0;
@@ -186,8 +183,7 @@ pub fn calls_paced(
         let seq = tagged_seq(codec, id, i);
         codec.stamp(&mut out, seq, 0);
         if i == warmup {
-            cpu0 = cpu_time_ns();
-            busy0 = pacer.busy_ns();
+            mark = pacer.mark();
         }
         for k in [2 * i, 2 * i + 1] {
             let at = due(t0, k, period_ns);
@@ -220,7 +216,7 @@ pub fn calls_paced(
         }
     }
     let last = now_ns();
-    let cpu = (cpu_time_ns() - cpu0).saturating_sub(pacer.busy_ns() - busy0);
+    let cpu = pacer.sending_cpu(&mark);
     Ok(PeerReport {
         messages: calls,
         elapsed_ns: last - first,
