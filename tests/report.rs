@@ -494,13 +494,13 @@ fn the_cli_writes_reports_and_gates_on_regressions() {
     let worse = cmp(&a, &b);
     assert_eq!(
         worse.status.code(),
-        Some(2),
-        "a regression must fail the command"
+        Some(1),
+        "a regression must fail the command, with diff's status"
     );
     assert!(String::from_utf8_lossy(&worse.stdout).contains("REGRESSION"));
     // A file that is not a results file is a clear error, not a panic.
     let bad = cmp(&a, &dir.join("REPORT.md"));
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "trouble is 2, as diff's");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an ipcbench results file"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -577,4 +577,32 @@ fn a_lead_inside_the_intervals_is_a_tie_and_the_row_says_so() {
     run.points[ring].latency_ns.as_mut().unwrap().p50 = 320;
     let v = row(&run);
     assert!(!v.is_tie() && !v.has_intervals, "{:?}", v.lead());
+}
+
+#[test]
+fn exit_statuses_tell_a_finding_from_trouble() {
+    let status = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Trouble is 2, whoever parses the mistake: clap (a bad size) or the
+    // plan (an unknown name), and a file that is not there.
+    let (code, err) = status(&["run", "--transports", "shm-rnig", "--no-python"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("did you mean `shm-ring`"), "{err}");
+    let (code, err) = status(&["run", "--sizes", "7x", "--no-python"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = status(&["run", "--rates", "fast", "--no-python"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad rate"), "{err}");
+    let (code, err) = status(&["compare", "/nonexistent/a.json", "/nonexistent/b.json"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = status(&["no-such-command"]);
+    assert_eq!(code, Some(2), "{err}");
 }

@@ -36,8 +36,10 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
-    /// Compare two results files point by point; exits with status 2
-    /// when a point got worse beyond the noise (or fails in B only).
+    /// Compare two results files point by point. Exit status as diff's:
+    /// 0 when nothing got worse, 1 when a point got worse beyond the
+    /// noise (or fails in B only), 2 on trouble (a file unreadable, a bad
+    /// option).
     Compare {
         /// The baseline.
         a: std::path::PathBuf,
@@ -70,10 +72,21 @@ enum Cmd {
     },
 }
 
-/// `compare` found a regression (exit status 2).
+/// `compare` found a regression (exit status 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0} point(s) regressed")]
 pub struct Regressed(pub usize);
+
+/// `run` measured, but some points failed (exit status 1): the results
+/// and the report are written, the failures in them.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {of} points failed (see the results file)")]
+pub struct PointsFailed {
+    /// Points that failed.
+    pub failed: usize,
+    /// Points in all.
+    pub of: usize,
+}
 
 /// A run stopped by a signal after keeping what it measured: the process
 /// exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM),
@@ -101,7 +114,17 @@ fn signal_name(sig: i32) -> String {
     }
 }
 
-/// Parses the command line, runs it, and turns its outcome into an exit status.
+/// Exit status of a result that is an answer, not trouble: `compare`
+/// found a regression, or `run` a failed point.
+pub const EXIT_FOUND: u8 = 1;
+/// Exit status of trouble: a bad command line or option, a file that
+/// cannot be read or written (as clap's own usage errors, and diff's).
+pub const EXIT_TROUBLE: u8 = 2;
+
+/// Parses the command line, runs it, and turns its outcome into an exit
+/// status: 0 when all went well; 1 when `compare` found a regression or
+/// `run` a failed point; 2 on trouble; 128 + the signal when a signal
+/// stopped a run.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -110,13 +133,16 @@ pub fn main() -> ExitCode {
             eprintln!("{i}");
             ExitCode::from((128 + i.signal).clamp(0, 255) as u8)
         }
-        Err(e) if e.downcast_ref::<Regressed>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<Regressed>().is_some()
+                || e.downcast_ref::<PointsFailed>().is_some() =>
+        {
             eprintln!("{e}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_FOUND)
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_TROUBLE)
         }
     }
 }

@@ -303,10 +303,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         .into());
     }
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} of {} points failed (see the results file)",
-        run.points.len()
-    );
+    if failed > 0 {
+        return Err(super::PointsFailed {
+            failed,
+            of: run.points.len(),
+        }
+        .into());
+    }
     Ok(())
 }
