@@ -168,3 +168,78 @@ fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
 fn sigterm_stops_a_run_and_keeps_what_was_measured() {
     a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGTERM, "sigterm");
 }
+
+#[test]
+fn a_second_signal_stops_at_once_and_leaves_no_peer_or_file() {
+    let d = scratch("second-signal");
+    let out = d.join("run.json");
+    // The unpaced point, then one offered a message a second: that one
+    // takes 10 s (10 messages) unless stopped.
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--no-python",
+            "--no-report",
+            "--transports",
+            "shm-ring",
+            "--wait",
+            "park",
+            "--patterns",
+            "rate",
+            "--rates",
+            "1",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    // Once the unpaced point is on disk and the slow one's peers run.
+    let peers = loop {
+        let kept = out.exists()
+            && ipcbench::record::io::read_results(&out).is_ok_and(|r| r.points.len() == 1);
+        let peers = ipcbench::harness::stop::descendants(pid);
+        if kept && peers.len() >= 2 {
+            break peers;
+        }
+        assert!(t.elapsed() < HANG, "the slow point never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..2 {
+        // SAFETY: signals to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{err}");
+    assert!(err.contains("stopping at once"), "{err}");
+    // Well before the point's 10 s were up.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "took {:?} after the second signal",
+        stopped.elapsed()
+    );
+    // Its peers were killed and reaped: none is left, not even a zombie.
+    for p in &peers {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists(),
+            "peer {p} is still there"
+        );
+    }
+    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("ipcbench-{pid}-")))
+        .collect();
+    assert!(shm.is_empty(), "{shm:?}");
+    // The point finished before is kept, whole.
+    assert_eq!(points_in(&out), 1);
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -218,7 +218,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         "repeat": repeat,
         "rates": rates.iter().map(|r| r.label()).collect::<Vec<_>>(),
     });
-    harness::run::install_interrupt_handler();
+    harness::run::install_interrupt_handler()
+        .context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let tty = std::io::stderr().is_terminal();
     eprintln!(
         "ipcbench run ({}): {} points on {} CPUs{}; results in {}",

@@ -36,6 +36,7 @@
 //! | [`measure`] | clocks, CPU time, histograms |
 //! | [`validate`] | the one message checker |
 //! | [`rate`] | open loop: offered loads, pacing, latency from the intended send time |
+//! | [`stop`] | a second signal: every process started killed and reaped, their files removed |
 //! | [`sync`], [`pool`], [`startup`], [`python`], [`shm_dict`] | the other families |
 
 pub mod child;
@@ -54,6 +55,7 @@ pub mod session;
 pub mod shm_dict;
 pub mod spec;
 pub mod startup;
+pub mod stop;
 pub mod supervise;
 pub mod sync;
 pub mod validate;

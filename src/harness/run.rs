@@ -19,25 +19,35 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The signal that stopped the run (SIGINT, SIGTERM or SIGHUP), 0 if none.
 static STOPPED_BY: AtomicU32 = AtomicU32::new(0);
 
-extern "C" fn on_stop_signal(sig: libc::c_int) {
-    // Relaxed: flags read between points; nothing else is published.
-    STOPPED_BY.store(sig as u32, Ordering::Relaxed);
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
 /// Makes Ctrl-C (SIGINT), SIGTERM (a CI job cancelled, `timeout`) and
 /// SIGHUP (the terminal gone) stop the run after the current point: the
 /// results so far are kept and the report written. Ctrl-C reaches the
 /// peers too (one process group) and ends the point at once; SIGTERM sent
-/// to the run alone lets its current point finish.
-pub fn install_interrupt_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to atomics, which is
-        // async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t);
-        }
-    }
+/// to the run alone lets its current point finish. A second signal stops
+/// the run at once ([`super::stop::now`]): every process it started is
+/// killed and reaped and their shared-memory files removed. The signals
+/// are taken by a thread of their own (`signal-hook`), so that the
+/// second one can do that work, which a signal handler may not.
+pub fn install_interrupt_handler() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                // Relaxed: flags read between points; nothing else is
+                // published through them.
+                if INTERRUPTED.swap(true, Ordering::Relaxed) {
+                    super::stop::now(sig);
+                }
+                STOPPED_BY.store(sig as u32, Ordering::Relaxed);
+                eprintln!(
+                    "\nstopping after the current point (results and report are kept); \
+                     a second signal stops at once"
+                );
+            }
+        })?;
+    Ok(())
 }
 
 /// The signal that asked the run to stop, if one did.
