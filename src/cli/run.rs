@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// Write no report.
     #[arg(long)]
     no_report: bool,
+    /// End with the table of every point (by default: the verdict, the
+    /// failed points and the counts; every point is also printed as it is
+    /// measured).
+    #[arg(long)]
+    table: bool,
     /// Leave out the Python multiprocessing baseline (run when
     /// python3 is found).
     #[arg(long)]
@@ -132,6 +137,53 @@ fn point_line(p: &harness::PointRecord) -> String {
     }
 }
 
+/// The end of a run in a few lines: for each pattern and size, the
+/// fastest strategy with its interval and its lead (or the tie), then
+/// the failed points.
+fn print_verdict(run: &harness::RunRecord) {
+    use ipcbench::report::page::{figure_with_interval, strategy_text};
+    let verdicts = ipcbench::report::analysis::verdicts(run);
+    if !verdicts.is_empty() {
+        println!(
+            "fastest at each pattern and size (the report has the rest; --table lists every point):"
+        );
+    }
+    for v in &verdicts {
+        let lead = if v.is_tie() {
+            let mut names: Vec<String> = v.tied.iter().map(strategy_text).collect();
+            names.truncate(3);
+            format!("tie with {}", names.join(", "))
+        } else {
+            match (v.lead(), &v.runner_up) {
+                (Some(l), Some(r)) => format!(
+                    "{} ahead of {}",
+                    ipcbench::report::analysis::human_ratio(l),
+                    strategy_text(r)
+                ),
+                _ => "alone".into(),
+            }
+        };
+        println!(
+            "  {:<16} {:>7}  {}: {} ({lead})",
+            v.pattern,
+            human_size(v.size),
+            strategy_text(&v.best),
+            figure_with_interval(&v.best)
+        );
+    }
+    let failed: Vec<&harness::PointRecord> = run
+        .points
+        .iter()
+        .filter(|p| p.status == Status::Failed)
+        .collect();
+    if !failed.is_empty() {
+        println!("failed:");
+        for p in failed {
+            println!("  {}", point_line(p));
+        }
+    }
+}
+
 /// Measures what the options select.
 pub fn run(args: RunArgs) -> Result<()> {
     let RunArgs {
@@ -148,6 +200,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         repeat,
         report,
         no_report,
+        table,
         no_python,
         py_start_method,
     } = args;
@@ -276,12 +329,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
     )?;
     println!();
-    println!(
-        "{:<18} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
-        "transport", "pattern", "size", "wait"
-    );
-    for p in &run.points {
-        println!("{}", point_line(p));
+    if table {
+        println!(
+            "{:<18} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
+            "transport", "pattern", "size", "wait"
+        );
+        for p in &run.points {
+            println!("{}", point_line(p));
+        }
+    } else {
+        print_verdict(&run);
     }
     let count = |s: Status| run.points.iter().filter(|p| p.status == s).count();
     let (skipped, failed) = (count(Status::Skipped), count(Status::Failed));
