@@ -3,6 +3,8 @@
 //! schema, every message checked — and a corrupted message caught.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::time::Duration;
 
 use ipcbench::harness::plan::Profile;
@@ -116,6 +118,34 @@ fn every_python_transport_runs_and_validates() {
         .filter(|n| !before.contains(n))
         .collect();
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+    // Its private directory is gone too.
+    let mine: Vec<_> = python::leftover_dirs()
+        .into_iter()
+        .filter(|(_, pid)| *pid == std::process::id())
+        .collect();
+    assert!(mine.is_empty(), "left in the temporary directory: {mine:?}");
+}
+
+#[test]
+fn clean_removes_the_directory_a_crashed_run_left() {
+    // A pid that is certainly gone: a child that has exited and been reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let dir = std::env::temp_dir().join(format!("ipcbench-{dead}-pybench-crashed"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pybench.py"), "").unwrap();
+    assert!(
+        python::leftover_dirs()
+            .iter()
+            .any(|(d, p)| *d == dir && *p == dead)
+    );
+    let out = std::process::Command::new(common::bin())
+        .arg("clean")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!dir.exists(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]

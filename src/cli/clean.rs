@@ -25,6 +25,18 @@ pub fn clean(dry_run: bool) -> Result<()> {
             c.alive_nodes
         );
     }
+    // The Python baseline's private directories of runs that are gone.
+    for (dir, pid) in ipcbench::harness::python::leftover_dirs() {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if alive {
+            println!("kept    {} (run pid {pid} is running)", dir.display());
+        } else if dry_run {
+            println!("would remove {} (run pid {pid} is gone)", dir.display());
+        } else {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            println!("removed {} (run pid {pid} is gone)", dir.display());
+        }
+    }
     let leftovers = region::list_leftovers().context("listing /dev/shm")?;
     if leftovers.is_empty() {
         println!("/dev/shm holds no ipcbench files");

@@ -156,11 +156,40 @@ pub fn run(
     cpus: &[usize],
     deadline: Duration,
 ) -> Result<Outcome, String> {
-    let dir = std::env::temp_dir().join(crate::shm::unique_name("pybench"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let result = run_in(py, profile, sel, cpus, deadline, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    // Private (0700), its name random and created exclusively, removed
+    // when it goes out of scope; after a crash `ipcbench clean` finds it
+    // by the pid in its name ([`leftover_dirs`]).
+    let dir = tempfile::Builder::new()
+        .prefix(&dir_prefix(std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("creating a private directory for the Python baseline: {e}"))?;
+    run_in(py, profile, sel, cpus, deadline, dir.path())
+}
+
+/// How the Python baseline's directories under the temporary directory
+/// begin: `ipcbench-<pid>-pybench-`.
+fn dir_prefix(pid: u32) -> String {
+    format!("ipcbench-{pid}-pybench-")
+}
+
+/// The Python baseline's directories under the temporary directory, with
+/// the pid of the run that made each.
+pub fn leftover_dirs() -> Vec<(std::path::PathBuf, u32)> {
+    std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let pid: u32 = name
+                .strip_prefix("ipcbench-")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
+            (name.starts_with(&dir_prefix(pid)) && e.path().is_dir()).then(|| (e.path(), pid))
+        })
+        .collect()
 }
 
 fn run_in(

@@ -112,6 +112,11 @@ pub fn now(signal: i32) -> ! {
     );
     let killed = kill_and_reap(Duration::from_secs(2));
     let removed = remove_files_of(&killed);
+    for (dir, pid) in super::python::leftover_dirs() {
+        if pid == std::process::id() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     eprintln!(
         "{} process(es) killed, {} shared-memory file(s) removed",
         killed.len(),
