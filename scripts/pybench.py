@@ -750,6 +750,16 @@ def pacer_for(kind):
     return Pacer(kind == "py-shared-memory", kind in ("py-queue", "py-queue-bounded", "py-manager-queue"))
 
 
+def schedule(warm, total, unpaced):
+    """Message (or call-pair) numbers from 0: `total` of them when given,
+    else the warm-up and then as many as `unpaced` (a `measured` budget)
+    yields."""
+    i = 0
+    while (total is None or i < total) and (unpaced is None or i < warm or next(unpaced, None) is not None):
+        yield i
+        i += 1
+
+
 def role_pace(end, codec, a):
     """The open-loop sender: message i at t0 + i * period (all at once when
     unpaced), never waiting for the receiver. Its lateness is its own (time
@@ -764,12 +774,8 @@ def role_pace(end, codec, a):
     mark = pacer.mark()
     t0 = now_ns()
     free = t0
-    i = 0
-    while True:
-        if n_total is not None and i >= n_total:
-            break
-        if unpaced is not None and i >= warm and next(unpaced, None) is None:
-            break
+    sent_n = 0
+    for i in schedule(warm, n_total, unpaced):
         if i == warm:
             mark = pacer.mark()
         at = t0 + int(i * period)
@@ -778,10 +784,10 @@ def role_pace(end, codec, a):
         if rate and i >= warm:
             late.append(max(1, sent - max(at, free)))
         free = now_ns()
-        i += 1
+        sent_n = i + 1
     cpu = pacer.sending_cpu(mark)
     end.send(b"")
-    return {"messages": i - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pacer.name()}
+    return {"messages": sent_n - warm, "cpu_ns": cpu, "lateness": percentiles(late), "pace": pacer.name()}
 
 
 def role_rclient(end, codec, a):
@@ -808,12 +814,7 @@ def role_rclient(end, codec, a):
     mark, first = pacer.mark(), 0
     t0 = now_ns()
     free = t0
-    i = 0
-    while True:
-        if pairs is not None and i >= pairs:
-            break
-        if unpaced is not None and i >= warm and next(unpaced, None) is None:
-            break
+    for i in schedule(warm, pairs, unpaced):
         if i == warm:
             mark = pacer.mark()
         seq = tagged(pid, i)
@@ -837,7 +838,6 @@ def role_rclient(end, codec, a):
                 if len(corrected) % MARK_STEP == 0:
                     marks.append(done)
             free = done
-        i += 1
     return {"messages": len(corrected), "first_ns": first, "last_ns": now_ns(), "samples": corrected,
             "uncorrected": uncorrected, "late": late, "cpu_ns": pacer.sending_cpu(mark),
             "marks": marks, "pace": pacer.name()}

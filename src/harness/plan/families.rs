@@ -25,11 +25,7 @@ pub(super) fn prims(profile: Profile, f: &Filters) -> Vec<SyncSpec> {
     } else {
         &[Wait::SPIN_PARK, Wait::PARK]
     };
-    let waits: Vec<Wait> = if f.waits.is_empty() {
-        waits.to_vec()
-    } else {
-        f.waits.clone()
-    };
+    let waits = f.waits_or(waits.to_vec());
     let mut out = Vec::new();
     for prim in Prim::ALL {
         if !(f.prims.is_empty() || f.prims.contains(&prim))
@@ -88,12 +84,7 @@ pub(super) fn farms(profile: Profile, f: &Filters) -> Vec<PoolSpec> {
                 continue;
             }
             let waits: Vec<Wait> = if Strategy::Transport(kind).has_wait() {
-                let mine = [Wait::SPIN_PARK, Wait::PARK];
-                if f.waits.is_empty() {
-                    mine.to_vec()
-                } else {
-                    f.waits.clone()
-                }
+                f.waits_or(vec![Wait::SPIN_PARK, Wait::PARK])
             } else {
                 vec![Wait::PARK]
             };
@@ -136,16 +127,8 @@ pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
             .filter(|s| matches!(s, Strategy::Transport(_)))
             .collect()
     };
-    let sizes: Vec<usize> = if f.sizes.is_empty() {
-        profile.rate_sizes()
-    } else {
-        f.sizes.clone()
-    };
-    let waits = if f.waits.is_empty() {
-        profile.waits()
-    } else {
-        f.waits.clone()
-    };
+    let sizes = f.sizes_or(profile.rate_sizes());
+    let waits = f.waits_or(profile.waits());
     let loads: Vec<Load> = std::iter::once(Load::Unpaced)
         .chain(
             if f.rates.is_empty() {
@@ -237,16 +220,8 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         .into_iter()
         .filter(|p| !p.open_loop() && f.pattern(p.name()))
         .collect();
-    let sizes = if f.sizes.is_empty() {
-        profile.sizes()
-    } else {
-        f.sizes.clone()
-    };
-    let waits = if f.waits.is_empty() {
-        profile.waits()
-    } else {
-        f.waits.clone()
-    };
+    let sizes = f.sizes_or(profile.sizes());
+    let waits = f.waits_or(profile.waits());
     let mut points = Vec::new();
     if patterns.is_empty() {
         // Only other families' patterns were named.

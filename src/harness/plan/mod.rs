@@ -112,6 +112,24 @@ impl Filters {
         self.sizes.is_empty() || self.sizes.contains(&size)
     }
 
+    /// The sizes `--sizes` gave, else `profile`'s.
+    fn sizes_or(&self, profile: Vec<usize>) -> Vec<usize> {
+        if self.sizes.is_empty() {
+            profile
+        } else {
+            self.sizes.clone()
+        }
+    }
+
+    /// The waits `--wait` gave, else `profile`'s.
+    fn waits_or(&self, profile: Vec<Wait>) -> Vec<Wait> {
+        if self.waits.is_empty() {
+            profile
+        } else {
+            self.waits.clone()
+        }
+    }
+
     fn procs(&self, procs: (usize, usize)) -> bool {
         self.procs.is_empty() || self.procs.contains(&procs)
     }
