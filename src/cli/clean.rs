@@ -27,7 +27,7 @@ pub fn clean(dry_run: bool) -> Result<()> {
     }
     // The Python baseline's private directories of runs that are gone.
     for (dir, pid) in ipcbench::harness::python::leftover_dirs() {
-        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let alive = ipcbench::shm::liveness::PeerId { pid, start: 0 }.is_alive();
         if alive {
             println!("kept    {} (run pid {pid} is running)", dir.display());
         } else if dry_run {

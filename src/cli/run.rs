@@ -104,14 +104,7 @@ fn human_secs(s: f64) -> String {
 }
 
 fn point_line(p: &harness::PointRecord) -> String {
-    let c = ipcbench::report::analysis::counts(p);
-    let pattern = if let Some(load) = &p.rate.load {
-        format!("{} {load}", p.pattern)
-    } else if c.is_empty() {
-        p.pattern.clone()
-    } else {
-        format!("{} {c}", p.pattern)
-    };
+    let pattern = ipcbench::report::analysis::pattern_text(p);
     let head = format!(
         "{:<18} {:<22} {:>7} {:<10}",
         p.transport,

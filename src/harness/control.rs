@@ -68,17 +68,14 @@ pub struct PeerReport {
     /// One-to-one: the whole latency histogram ([`super::measure::encode`]).
     #[serde(default)]
     pub histogram: Option<String>,
-    /// An open-loop receiver: the latency from each message's actual send
-    /// time (its `latency` is from the intended one).
-    #[serde(default)]
-    pub uncorrected: Option<Latency>,
-    /// Open-loop reqrep clients: the latency from each call's actual
-    /// start, as (value, count) pairs (`latency_hist` is from its
-    /// intended time).
+    /// Open loop (a receiver, a reqrep client): the latency from each
+    /// message's actual send time (or call's actual start), as (value,
+    /// count) pairs; its `latency` and `latency_hist` run from the
+    /// intended time.
     #[serde(default)]
     pub uncorrected_hist: Vec<(u64, u64)>,
-    /// Open-loop reqrep clients: how late each call went out by the
-    /// client's own doing, as (value, count) pairs.
+    /// Open loop (a sender, a reqrep client): how late each message or
+    /// call went out by its own doing, as (value, count) pairs.
     #[serde(default)]
     pub lateness_hist: Vec<(u64, u64)>,
 }
@@ -167,7 +164,7 @@ pub struct PeerArgs {
     /// Open loop, tests: the receiver sleeps `NS` after every `EVERY`
     /// messages (`EVERY:NS`).
     #[arg(long)]
-    pub stall: Option<String>,
+    pub stall: Option<super::child::paced::Stall>,
 }
 
 impl PeerArgs {
@@ -211,19 +208,6 @@ impl PeerArgs {
             rate: 0.0,
             stall: None,
         }
-    }
-
-    /// The receiver's deliberate stall (`--stall EVERY:NS`), if asked for.
-    pub fn stall(&self) -> Result<Option<super::child::paced::Stall>, String> {
-        let Some(s) = &self.stall else {
-            return Ok(None);
-        };
-        let bad = || format!("--stall takes EVERY:NS (messages, nanoseconds), not {s:?}");
-        let (every, ns) = s.split_once(':').ok_or_else(bad)?;
-        Ok(Some(super::child::paced::Stall {
-            every: every.parse().map_err(|_| bad())?,
-            ns: ns.parse().map_err(|_| bad())?,
-        }))
     }
 
     /// The link options a peer connects with.

@@ -19,11 +19,12 @@ use std::collections::HashMap;
 
 use crate::record::{PointRecord, RateFigures, Status};
 use crate::shm::{Wait, WaitKind};
-use crate::transport::{LinkSetup, Side, Transport, Waits};
+use crate::transport::{LinkSetup, Side, Transport, TransportKind, Waits};
 
 use super::child::paced::Stall;
 use super::control::PeerArgs;
 use super::error::{HarnessError, settle};
+use super::measure::merged_latency;
 use super::point::{link_opts, new_record, within_budget};
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
 use super::supervise::run_pair;
@@ -56,10 +57,10 @@ pub enum Pace {
 }
 
 impl Pace {
-    /// The pace of a strategy that waits with `wait` (`kernel`: it blocks
-    /// in the kernel, so its sender sleeps).
-    pub fn of(wait: Wait, kernel: bool) -> Pace {
-        if kernel {
+    /// The pace of transport `kind` waiting with `wait` (one that blocks
+    /// in the kernel has no wait of its own: its sender sleeps).
+    pub fn of(wait: Wait, kind: TransportKind) -> Pace {
+        if kind.caps().waits == Waits::Kernel {
             return Pace::Sleep;
         }
         match wait.kind {
@@ -430,8 +431,7 @@ pub fn run_point(
         _ => {}
     }
     rec.rate.offered_per_s = per_s;
-    let kernel = kind.caps().waits == Waits::Kernel;
-    let pace = Pace::of(point.wait, kernel);
+    let pace = Pace::of(point.wait, kind);
     rec.rate.pace = Some(pace.name().to_owned());
     if point.pattern == Pattern::ReqrepRate {
         let clients = point.producers.max(1) as u64;
@@ -443,7 +443,7 @@ pub fn run_point(
         };
         let per_client = |c: u64| (c / (2 * clients)).max(1);
         let counts = (per_client(w), per_client(n));
-        let mut rec = match per_s {
+        return match per_s {
             Some(r) => super::multi::calls_at(point, opts, rec, &cpus, counts, r),
             // Unpaced: the budget's worth, grown as a closed-loop point's.
             None => super::point::grow_to_budget(
@@ -454,8 +454,6 @@ pub fn run_point(
                 |r| (r.status == Status::Ok).then_some(r.elapsed_ns),
             ),
         };
-        rec.rate.offered_per_s = per_s;
-        return rec;
     }
     let pinned = !rec.cpus.is_empty();
     let link = link_opts(point, opts, kind);
@@ -463,7 +461,7 @@ pub fn run_point(
         let cpu = pinned.then(|| cpus[if side == Side::A { 0 } else { 1 }]);
         let mut a = PeerArgs::for_point(point, addr, side, 0, counts, cpu);
         a.rate = per_s.unwrap_or(0.0);
-        a.stall = stall.map(|s| format!("{}:{}", s.every, s.ns));
+        a.stall = stall;
         a
     };
     let attempt = |w: u64, n: u64| {
@@ -511,8 +509,8 @@ fn fill(rec: &mut PointRecord, a: &super::PeerReport, b: &super::PeerReport) {
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / per);
     let figures = &mut rec.rate;
     figures.achieved_per_s = achieved;
-    figures.latency_uncorrected_ns = b.uncorrected;
-    figures.sender_lateness_ns = a.latency;
+    figures.latency_uncorrected_ns = merged_latency(&[&b.uncorrected_hist]);
+    figures.sender_lateness_ns = merged_latency(&[&a.lateness_hist]);
     figures.peer_cpu_ns_per_msg = Some([a.cpu_ns as f64 / per, b.cpu_ns as f64 / per]);
     figures.latency_growth = growth(&rec.batches);
 }

@@ -52,7 +52,7 @@ pub fn install_interrupt_handler() -> std::io::Result<()> {
 
 /// The signal that asked the run to stop, if one did.
 pub fn stop_signal() -> Option<i32> {
-    // Relaxed: see `on_stop_signal`.
+    // Relaxed: see `install_interrupt_handler`.
     match STOPPED_BY.load(Ordering::Relaxed) {
         0 => None,
         s => Some(s as i32),
@@ -70,7 +70,7 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
             return r;
         }
         recs.push(r);
-        // Relaxed: see `on_stop_signal`.
+        // Relaxed: see `install_interrupt_handler`.
         if INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
@@ -280,7 +280,7 @@ pub fn run_all(
 
 /// Whether Ctrl-C asked the run to stop.
 pub fn interrupted() -> bool {
-    // Relaxed: see `on_stop_signal`.
+    // Relaxed: see `install_interrupt_handler`.
     INTERRUPTED.load(Ordering::Relaxed)
 }
 

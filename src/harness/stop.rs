@@ -18,12 +18,7 @@ pub fn descendants(root: u32) -> BTreeSet<u32> {
         .flatten()
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // The command name is in parentheses and may hold spaces: the
-            // parent is the second field after its closing one.
-            let after = &stat[stat.rfind(')')? + 1..];
-            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
+            Some((pid, crate::shm::liveness::parent_of(pid)?))
         })
         .collect();
     let mut found = BTreeSet::new();

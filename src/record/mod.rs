@@ -187,14 +187,16 @@ pub struct RateFigures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_lateness_ns: Option<Latency>,
     /// How the sender waited for each intended time (`spin`, `yield`,
-    /// `sleep, then spin`, `sleep`).
+    /// `sleep, then spin the spin budget`, `sleep, then spin the timer's
+    /// oversleep`, or the Python queues' `sleep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pace: Option<String>,
-    /// CPU time per message of the sender and of the receiver.
+    /// CPU time per message of the sender (its pacing left out) and of the
+    /// receiver; of a `reqrep-rate` point, the clients and the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_cpu_ns_per_msg: Option<[f64; 2]>,
-    /// The corrected median of the point's last batch over its first's: a
-    /// channel past its knee queues ever more.
+    /// The corrected median of the point's last quarter of batches over
+    /// that of its first quarter: a channel past its knee queues ever more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_growth: Option<f64>,
 }

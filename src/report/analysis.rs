@@ -533,21 +533,30 @@ pub struct Warning {
 
 /// A point named for warnings: `shm-ring pingpong 64 B spin`.
 pub fn point_name(p: &PointRecord) -> String {
-    let c = counts(p);
     format!(
-        "{} {}{} {} {}",
+        "{} {} {} {}",
         p.transport,
-        p.pattern,
-        match (&p.rate.load, c.is_empty()) {
-            // An open-loop point is known by its load: `rate 80%`.
-            (Some(load), true) => format!(" {load}"),
-            (Some(load), false) => format!(" {c} {load}"),
-            (None, true) => String::new(),
-            (None, false) => format!(" {c}"),
-        },
+        pattern_text(p),
         human_size(p.msg_size),
         p.wait
     )
+}
+
+/// A point's pattern with its process counts and, open loop, its load:
+/// `mpmc 2x2`, `rate 80%`, `reqrep-rate 2x1 10k`.
+pub fn pattern_text(p: &PointRecord) -> String {
+    let c = counts(p);
+    let mut t = p.pattern.clone();
+    for part in [Some(c.as_str()), p.rate.load.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if !part.is_empty() {
+            t.push(' ');
+            t.push_str(part);
+        }
+    }
+    t
 }
 
 /// A p99 this many times the median marks a point as noisy.

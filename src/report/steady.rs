@@ -9,6 +9,8 @@
 //! unloaded p99 instead, and the report says so. The knee is the highest
 //! offered rate sustained.
 
+use super::analysis::{human_ns, human_size};
+use super::page::{Block, per_s};
 use crate::record::{PointRecord, RunRecord, Status};
 
 /// The share of the offered rate a receiver must take in to keep up.
@@ -137,11 +139,6 @@ impl Line<'_> {
             .copied()
             .find(|p| offered(p).is_some_and(|o| (o - per_s).abs() < 0.5))
     }
-
-    /// Both peers' CPU per message at `per_s` offered.
-    pub fn cpu_at(&self, per_s: f64) -> Option<f64> {
-        self.at(per_s)?.cpu_ns_per_msg
-    }
 }
 
 /// The open-loop points of `run`, one line per transport, wait and size,
@@ -191,6 +188,121 @@ pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
     }
     out.retain(|l| l.unpaced.is_some() || !l.paced.is_empty());
     out
+}
+
+/// Both peers' CPU per message at an open-loop point, and each one's.
+fn cpu_cell(p: Option<&PointRecord>) -> String {
+    let Some(p) = p else { return "-".into() };
+    match (p.cpu_ns_per_msg, p.rate.peer_cpu_ns_per_msg) {
+        (Some(all), Some([send, recv])) => format!(
+            "{} ({} + {})",
+            human_ns(all),
+            human_ns(send),
+            human_ns(recv)
+        ),
+        (Some(all), None) => human_ns(all),
+        _ => "-".into(),
+    }
+}
+
+/// The report's section "Under a steady load": each strategy's capacity,
+/// unloaded latency, knee and CPU cost at a rate, the two plots, and what
+/// † means; nothing when the run has no open-loop points.
+pub fn section(run: &RunRecord) -> Vec<Block> {
+    let lines = lines(run);
+    let mut b = Vec::new();
+    if lines.is_empty() {
+        return b;
+    }
+    let mut sizes: Vec<usize> = lines.iter().map(|l| l.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let sizes: Vec<String> = sizes.into_iter().map(human_size).collect();
+    b.push(Block::Heading(
+        2,
+        format!("Under a steady load ({})", sizes.join(", ")),
+    ));
+    b.push(Block::Para(format!(
+        "Open loop (`rate`): the sender sends each message at its intended time, whatever the \
+         receiver does, at fractions of the strategy's own capacity (measured unpaced just before) \
+         and at rates shared by all. Latency runs from the intended send time, so a stall counts \
+         for every message that fell due during it (corrected for coordinated omission); the \
+         uncorrected latency, from the actual send time, is drawn faintly in the plot. A \
+         strategy sustains a rate when it took in at least {:.0}% of it and its corrected p99 \
+         stayed under {KNEE_MULTIPLE}× its unloaded median (p50 at the lowest rate measured); \
+         the knee is the highest rate sustained. CPU is both peers' per message, the sender's \
+         and the receiver's in brackets; the sender's leaves out its pacing (spinning or \
+         yielding until a message's time) but not its sleeping and waking, which a producer \
+         whose work arrives at that rate pays too. Rows of calls (`reqrep-rate`) are clients \
+         calling a server's dictionary at the offered rate in all, a call waiting for its \
+         answer as a proxy's does; their CPU is the clients' and the server's (0 for a \
+         manager's server, its own process, not measured).",
+        KEPT_UP * 100.0
+    )));
+    let mut jitter = false;
+    let rows = lines
+        .iter()
+        .map(|l| {
+            let unloaded = l.unloaded();
+            let lat = unloaded.and_then(|p| p.latency_ns);
+            let threshold = l.threshold_ns();
+            jitter |= threshold.is_some_and(|t| t.1);
+            let rate_cell =
+                |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{}/s", per_s(r)));
+            vec![
+                l.label(),
+                rate_cell(l.capacity()),
+                match (unloaded, lat) {
+                    (Some(p), Some(lat)) => format!(
+                        "{} / {} at {}/s",
+                        human_ns(lat.p50 as f64),
+                        human_ns(lat.p99 as f64),
+                        per_s(offered(p).unwrap_or(0.0))
+                    ),
+                    _ => "-".into(),
+                },
+                match (l.knee(), threshold) {
+                    (Some(k), Some((_, true))) => format!("{}/s †", per_s(k)),
+                    (Some(k), _) => format!("{}/s", per_s(k)),
+                    (None, Some((_, true))) => "none †".into(),
+                    (None, _) if l.paced.is_empty() => "-".into(),
+                    (None, _) => "none".into(),
+                },
+                rate_cell(l.first_miss()),
+                cpu_cell(l.at(1e3)),
+                cpu_cell(l.at(1e5)),
+                unloaded
+                    .and_then(|p| p.rate.sender_lateness_ns)
+                    .map_or("-".into(), |s| human_ns(s.p99 as f64)),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        [
+            "strategy",
+            "capacity",
+            "unloaded p50 / p99",
+            "knee",
+            "first rate missed",
+            "CPU/msg at 1 k/s (send + receive)",
+            "CPU/msg at 100 k/s (send + receive)",
+            "sender late, p99",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    for (file, title) in super::plots::STEADY_PLOTS {
+        b.push(Block::Plot(file.into(), title.into()));
+    }
+    if jitter {
+        b.push(Block::Para(format!(
+            "† Even unloaded, this strategy's p99 was more than {KNEE_MULTIPLE}× its median: the \
+             machine's own pauses (a virtual CPU descheduled, an interrupt), not the channel. Its \
+             knee is read against {JITTER_MULTIPLE}× the unloaded p99 instead."
+        )));
+    }
+    b
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub struct PeerId {
 /// What `/proc` says of a pid.
 struct ProcStat {
     state: u8,
+    ppid: u32,
     start: u64,
 }
 
@@ -31,9 +32,15 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.bytes().next()?;
-    // After the state come ppid (4) … starttime (22): 18 more fields.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start })
+    let ppid = fields.next()?.parse().ok()?;
+    // After ppid (4) come pgrp (5) … starttime (22): 17 more fields.
+    let start = fields.nth(17)?.parse().ok()?;
+    Some(ProcStat { state, ppid, start })
+}
+
+/// The parent of process `pid`, if it exists.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    proc_stat(pid).map(|s| s.ppid)
 }
 
 impl PeerId {

@@ -63,11 +63,11 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                         Ok(r)
                     }
                     (Pattern::Rate, true) => {
-                        let pace = crate::harness::rate::Pace::of(a.wait, kind.caps().waits == crate::transport::Waits::Kernel);
+                        let pace = crate::harness::rate::Pace::of(a.wait, kind);
                         paced::rate_send(conn, &codec, (a.warmup, a.iters), period_ns(a.rate), pace)
                     }
                     (Pattern::Rate, false) => {
-                        paced::rate_recv(conn, &codec, (a.warmup, a.iters), period_ns(a.rate), a.stall()?)
+                        paced::rate_recv(conn, &codec, (a.warmup, a.iters), period_ns(a.rate), a.stall)
                     }
                     (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
@@ -226,10 +226,7 @@ fn client_calls(
 ) -> Result<PeerReport, String> {
     let counts = (a.warmup, a.iters);
     if a.pattern == Pattern::ReqrepRate {
-        let pace = crate::harness::rate::Pace::of(
-            a.wait,
-            kind.caps().waits == crate::transport::Waits::Kernel,
-        );
+        let pace = crate::harness::rate::Pace::of(a.wait, kind);
         paced::calls_paced(
             proxy,
             codec,

@@ -4,7 +4,7 @@
 //! (corrected for coordinated omission) and from its actual send time.
 
 use super::super::control::PeerReport;
-use super::super::measure::{Batches, cpu_time_ns, encode, histogram, now_ns, summary};
+use super::super::measure::{Batches, cpu_time_ns, encode, histogram, now_ns, pairs, summary};
 use super::super::rate::{Pace, Pacer, due};
 use super::super::validate::Codec;
 use super::bodies::{expect_end, terr};
@@ -15,8 +15,8 @@ use crate::transport::Conn;
 /// for that time as `pace` says. Each message carries its actual send
 /// time; message 0 is sent at `t0` and carries it, so the receiver knows
 /// the schedule. A send that blocks (a full channel) delays the messages
-/// after it; none is skipped. The report's latency is the sender's own
-/// lateness over the measured messages: its actual send time less the
+/// after it; none is skipped. The report's `lateness_hist` is the
+/// sender's own lateness over the measured messages: its actual send time less the
 /// intended one, or less the end of the send before when that was later
 /// (time blocked on a full channel is the channel's, in the corrected
 /// latency). Its CPU time leaves out the pacing ([`Pacer::sending_cpu`]).
@@ -55,7 +55,7 @@ pub fn rate_send<C: Conn>(
     conn.close().map_err(terr)?;
     Ok(PeerReport {
         messages: iters,
-        latency: summary(&late),
+        lateness_hist: pairs(&late),
         cpu_ns: cpu,
         first_ns: t0,
         ..PeerReport::default()
@@ -72,11 +72,30 @@ pub struct Stall {
     pub ns: u64,
 }
 
+/// `EVERY:NS`, as `--stall` takes it.
+impl std::str::FromStr for Stall {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Stall, String> {
+        let bad = || format!("--stall takes EVERY:NS (messages, nanoseconds), not {s:?}");
+        let (every, ns) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Stall {
+            every: every.parse().map_err(|_| bad())?,
+            ns: ns.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.every, self.ns)
+    }
+}
+
 /// Receives and checks messages `0..warmup + iters` sent by
 /// [`rate_send`] on a schedule of `period_ns`, then expects the end of the
 /// stream. For each measured message: the latency from its intended send
 /// time (the report's `latency`, `histogram` and `batches`) and from its
-/// actual one (`uncorrected`). `messages` and `elapsed_ns` span the first
+/// actual one (`uncorrected_hist`). `messages` and `elapsed_ns` span the first
 /// to the last measured arrival.
 pub fn rate_recv<C: Conn>(
     mut conn: C,
@@ -132,7 +151,7 @@ pub fn rate_recv<C: Conn>(
         messages: iters,
         elapsed_ns: took,
         latency: summary(&h),
-        uncorrected: summary(&uncorrected),
+        uncorrected_hist: pairs(&uncorrected),
         cpu_ns: cpu,
         measured_ns: took,
         batches,
@@ -159,7 +178,6 @@ pub fn calls_paced(
     period_ns: f64,
     pace: Pace,
 ) -> Result<PeerReport, String> {
-    use super::super::measure::pairs;
     use super::bodies::{producer_shift, tagged_seq};
     if warmup + iters >= 1 << producer_shift(codec) {
         return Err(format!(
