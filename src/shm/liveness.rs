@@ -5,7 +5,7 @@
 //! handed to a new process is not mistaken for the peer that died. A zombie
 //! (killed but not yet reaped) counts as dead.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use super::sync::{AtomicU64, Ordering};
 
@@ -44,14 +44,22 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 }
 
 impl PeerId {
-    /// This process (computed once).
+    /// This process. Its start time is read once per process: the cache
+    /// is keyed by the pid, so a child forked without exec (which inherits
+    /// the cache) reads its own rather than passing for its parent.
     pub fn current() -> PeerId {
-        static ME: OnceLock<PeerId> = OnceLock::new();
-        *ME.get_or_init(|| {
-            let pid = std::process::id();
-            let start = proc_stat(pid).map_or(0, |s| s.start);
-            PeerId { pid, start }
-        })
+        static ME: Mutex<Option<PeerId>> = Mutex::new(None);
+        let pid = std::process::id();
+        let mut me = ME.lock().unwrap_or_else(|e| e.into_inner());
+        match *me {
+            Some(id) if id.pid == pid => id,
+            _ => {
+                let start = proc_stat(pid).map_or(0, |s| s.start);
+                let id = PeerId { pid, start };
+                *me = Some(id);
+                id
+            }
+        }
     }
 
     /// Whether the process still runs: it exists, is not a zombie, and
@@ -221,6 +229,28 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert!(me.start > 0);
         assert!(me.is_alive());
+    }
+
+    #[test]
+    fn a_child_forked_without_exec_is_itself() {
+        let parent = PeerId::current();
+        // SAFETY: the child only reads /proc and exits; glibc keeps malloc
+        // usable in a forked child.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let me = PeerId::current();
+            let right = me.pid == std::process::id() && me != parent && me.is_alive();
+            // SAFETY: ends the child without running the parent's test harness.
+            unsafe { libc::_exit(if right { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the forked child took itself for its parent (status {status:#x})"
+        );
     }
 
     #[test]
