@@ -132,10 +132,10 @@ impl Pipe {
         Ok(Pipe { a, b })
     }
 
-    /// Test support: publishes a garbage frame toward end `which` (see
-    /// [`crate::shm::Ring::inject_garbage`]).
+    /// Test support: publishes a garbage frame toward end `which` as the
+    /// other end's producer (see [`crate::shm::Ring::inject_garbage`]).
     #[doc(hidden)]
-    pub fn inject_garbage(&self, which: u8, oversized: bool) {
+    pub fn inject_garbage(&self, which: u8, oversized: bool) -> Result<Producer, RingError> {
         match which {
             0 => self.b.inject_garbage(oversized),
             _ => self.a.inject_garbage(oversized),

@@ -429,33 +429,37 @@ impl Ring {
     /// Test support: publishes a frame header no correct producer writes,
     /// as a hostile peer with access to the memory could — a length beyond
     /// the ring's limit (`oversized`), or a plausible length that runs past
-    /// the published tail.
+    /// the published tail. It does so as the producer: the role is taken
+    /// first (so it is refused while a live producer holds it, and never
+    /// races with one), and the handle is returned, holding the stream open
+    /// mid-frame until it is dropped.
     #[doc(hidden)]
-    pub fn inject_garbage(&self, oversized: bool) {
-        self.ring.inject_garbage(oversized);
+    pub fn inject_garbage(&self, oversized: bool) -> Result<Producer, RingError> {
+        self.ring.inject_garbage(oversized)
     }
 }
 
 impl RingRef {
-    pub(crate) fn inject_garbage(&self, oversized: bool) {
-        let ctrl = self.ctrl();
-        let tail = ctrl.tail.load(Ordering::Acquire);
-        let off = (tail & self.cfg.mask()) as usize;
+    pub(crate) fn inject_garbage(&self, oversized: bool) -> Result<Producer, RingError> {
+        let p = self.producer()?;
+        let off = (p.tail & self.cfg.mask()) as usize;
         let len = if oversized {
             u32::MAX - 1
         } else {
             self.cfg.max_payload() as u32
         };
-        // SAFETY: the header at the tail is in bounds (8-aligned offset below
-        // the capacity); writing it races with nothing a correct producer
-        // does, which is what a hostile peer would do anyway.
+        // SAFETY: the header at the tail is in bounds (the producer's tail
+        // was checked to be on a frame boundary when it attached), and only
+        // the producer, which we are, writes there.
         unsafe {
             self.shared.data.write_u32(off, len);
             self.shared.data.write_u32(off + 4, 0);
         }
+        let ctrl = self.ctrl();
         ctrl.tail
-            .store(tail.wrapping_add(FRAME_HEADER as u64), Ordering::Release);
+            .store(p.tail.wrapping_add(FRAME_HEADER as u64), Ordering::Release);
         ctrl.readable.notify(u32::MAX);
+        Ok(p)
     }
 }
 

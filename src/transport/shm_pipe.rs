@@ -47,11 +47,14 @@ impl Inject for ShmPipe {
         what: Malformation,
     ) -> Result<Box<dyn Send>, TransportError> {
         let pipe = Pipe::open(addr_rest(&ep.addr, Self::NAME)?).map_err(pipe_err)?;
-        pipe.inject_garbage(
-            if victim == Side::A { 0 } else { 1 },
-            what == Malformation::OversizedLength,
-        );
-        Ok(Box::new(()))
+        let producer = pipe
+            .inject_garbage(
+                if victim == Side::A { 0 } else { 1 },
+                what == Malformation::OversizedLength,
+            )
+            .map_err(|e| pipe_err(e.into()))?;
+        // The stand-in holds the other end's output until the test drops it.
+        Ok(Box::new(producer))
     }
 }
 

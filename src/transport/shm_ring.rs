@@ -66,10 +66,12 @@ impl Inject for ShmRing {
     ) -> Result<Box<dyn Send>, TransportError> {
         let (ab, ba) = ring_names(&ep.addr)?;
         let inbound = if victim == Side::A { ba } else { ab };
-        Ring::open(inbound)
+        let producer = Ring::open(inbound)
             .map_err(ring_err)?
-            .inject_garbage(what == Malformation::OversizedLength);
-        Ok(Box::new(()))
+            .inject_garbage(what == Malformation::OversizedLength)
+            .map_err(ring_err)?;
+        // The stand-in holds the producer's end until the test drops it.
+        Ok(Box::new(producer))
     }
 }
 
