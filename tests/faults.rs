@@ -32,8 +32,13 @@ fn opts() -> RunOpts {
         fixed_count: None,
         // Counts, not time: these tests check what is measured, not how long.
         budget: Duration::ZERO,
+        fault: None,
     }
 }
+
+/// Taken by the tests that look for what this process left in /dev/shm:
+/// run side by side, one would find the other's files.
+static LEFTOVERS_CHECKED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
@@ -117,6 +122,7 @@ impl Rng {
 
 #[test]
 fn a_peer_killed_at_a_random_moment_fails_its_point_with_its_name() {
+    let _alone = LEFTOVERS_CHECKED.lock().unwrap_or_else(|e| e.into_inner());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -327,4 +333,204 @@ fn a_producer_killed_mid_round_is_reported_though_its_partner_waits() {
     for p in &pids {
         assert!(!alive(*p), "peer pid {p} still there");
     }
+}
+
+/// Runs a point with the options given; its error, or `None` if it passed.
+type RunWith = Box<dyn Fn(&RunOpts) -> Option<String>>;
+
+/// One way of running a point, and the names of its peers.
+struct Path {
+    what: String,
+    peers: Vec<String>,
+    run: RunWith,
+}
+
+fn point_path(spec: PointSpec, count: u64, repeat: usize) -> Path {
+    let mut peers = Vec::new();
+    if spec.pattern.calls() {
+        // A manager's server is a helper of the link, not a peer.
+        if spec.strategy.helpers() == 0 {
+            peers.push("server".to_owned());
+        }
+        peers.extend((0..spec.producers).map(|i| format!("client {i}")));
+    } else if spec.pattern.is_multi() {
+        peers.extend((0..spec.producers).map(|i| format!("producer {i}")));
+        peers.extend((0..spec.consumers).map(|i| format!("consumer {i}")));
+    } else {
+        peers.extend(["A".to_owned(), "B".to_owned()]);
+    }
+    Path {
+        what: format!(
+            "{} {} {}x{}{}",
+            spec.strategy.name(),
+            spec.pattern.name(),
+            spec.producers,
+            spec.consumers,
+            if repeat > 1 { " --repeat" } else { "" }
+        ),
+        peers,
+        run: Box::new(move |o| {
+            let o = RunOpts {
+                fixed_count: Some(count),
+                ..o.clone()
+            };
+            let rec = ipcbench::harness::run::median_of(repeat, || {
+                ipcbench::harness::run_point(&spec, &o)
+            });
+            rec.error
+        }),
+    }
+}
+
+fn session_path(spec: PointSpec, count: u64) -> Path {
+    let mut peers: Vec<String> = (0..spec.producers).map(|i| format!("A{i}")).collect();
+    peers.extend((0..spec.consumers).map(|i| format!("B{i}")));
+    Path {
+        what: format!("session {} {}", spec.strategy.name(), spec.pattern.name()),
+        peers,
+        run: Box::new(move |o| {
+            let run = || -> Result<(), HarnessError> {
+                let mut s = Session::start(&spec, o)?;
+                s.round(count)?;
+                s.round(count)?;
+                Ok(())
+            };
+            run().err().map(|e| e.to_string())
+        }),
+    }
+}
+
+fn farm_path(kind: TransportKind, wait: Wait, count: u64) -> Path {
+    use ipcbench::harness::pool::{PoolSpec, run_point};
+    let spec = PoolSpec {
+        kind,
+        cpu_work: false,
+        workers: 2,
+        wait,
+    };
+    Path {
+        what: format!("task farm {}", kind.name()),
+        peers: vec!["worker 0".into(), "worker 1".into()],
+        run: Box::new(move |o| {
+            let o = RunOpts {
+                fixed_count: Some(count),
+                ..o.clone()
+            };
+            run_point(&spec, &o).error
+        }),
+    }
+}
+
+fn sync_path(prim: ipcbench::harness::sync::Prim, count: u64) -> Path {
+    use ipcbench::harness::sync::{SyncSpec, run_point};
+    let spec = SyncSpec {
+        prim,
+        procs: 2,
+        wait: Wait::SPIN_PARK,
+        permits: 1,
+    };
+    Path {
+        what: format!("sync {}", prim.name()),
+        peers: vec!["process 0".into(), "process 1".into()],
+        run: Box::new(move |o| {
+            let o = RunOpts {
+                fixed_count: Some(count),
+                ..o.clone()
+            };
+            run_point(&spec, &o).error
+        }),
+    }
+}
+
+fn multi(
+    kind: TransportKind,
+    pattern: Pattern,
+    (producers, consumers): (usize, usize),
+) -> PointSpec {
+    PointSpec {
+        strategy: Strategy::Transport(kind),
+        pattern,
+        size: 64,
+        wait: Wait::SPIN_PARK,
+        producers,
+        consumers,
+    }
+}
+
+/// Every path a point can take through the coordinator, with a peer killed
+/// on purpose at every phase of its life (before `ready`, between `ready`
+/// and `go`, at `go`, while measuring, before its report): the point fails
+/// with that peer named, its pid and SIGKILL, well within the deadline;
+/// nothing is left running.
+#[test]
+fn a_peer_killed_at_every_phase_is_named_on_every_path() {
+    use TransportKind::*;
+    use ipcbench::harness::fault::{Fault, Phase};
+    use ipcbench::harness::sync::Prim;
+    let _alone = LEFTOVERS_CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    let one =
+        |kind, pattern, wait| PointSpec::one_to_one(Strategy::Transport(kind), pattern, 64, wait);
+    let paths = vec![
+        point_path(one(ShmRing, Pattern::Pingpong, Wait::SPIN_PARK), 50_000, 1),
+        point_path(one(OsPipe, Pattern::Stream, Wait::PARK), 100_000, 1),
+        point_path(one(UnixStream, Pattern::Pingpong, Wait::PARK), 20_000, 3),
+        point_path(one(ShmRing, Pattern::Rate, Wait::SPIN_PARK), 100_000, 1),
+        point_path(multi(ShmQueue, Pattern::FanIn, (2, 1)), 100_000, 1),
+        point_path(multi(ShmQueue, Pattern::FanOut, (1, 2)), 100_000, 1),
+        point_path(multi(ShmQueue, Pattern::Mpmc, (1, 1)), 100_000, 1),
+        point_path(multi(ShmQueue, Pattern::Mpmc, (2, 2)), 100_000, 1),
+        point_path(multi(ShmQueue, Pattern::Mpmc, (4, 4)), 100_000, 1),
+        point_path(multi(ManagerUnix, Pattern::Mpmc, (2, 2)), 10_000, 1),
+        point_path(multi(ManagerUnix, Pattern::Reqrep, (2, 1)), 10_000, 1),
+        point_path(multi(ShmQueue, Pattern::Reqrep, (2, 1)), 50_000, 1),
+        session_path(one(ShmRing, Pattern::Pingpong, Wait::SPIN_PARK), 20_000),
+        session_path(multi(ShmQueue, Pattern::Mpmc, (2, 2)), 50_000),
+        farm_path(ShmQueue, Wait::SPIN_PARK, 50_000),
+        farm_path(ManagerUnix, Wait::PARK, 10_000),
+        farm_path(UnixStream, Wait::PARK, 20_000),
+        sync_path(Prim::Lock, 100_000),
+        sync_path(Prim::Event, 50_000),
+        sync_path(Prim::Joinable, 20_000),
+    ];
+    let base = opts();
+    let mut failures = Vec::new();
+    let t = Instant::now();
+    let mut runs = 0;
+    for (k, path) in paths.iter().enumerate() {
+        for (j, at) in Phase::all(Duration::from_millis(1)).into_iter().enumerate() {
+            let victim = &path.peers[(k + j) % path.peers.len()];
+            let o = RunOpts {
+                fault: Some(Fault {
+                    peer: victim.clone(),
+                    at,
+                }),
+                ..base.clone()
+            };
+            let started = Instant::now();
+            let err = (path.run)(&o);
+            let took = started.elapsed();
+            runs += 1;
+            let what = format!("{} with {victim} killed at {at}", path.what);
+            match err {
+                None => failures.push(format!("{what}: passed")),
+                Some(e) => {
+                    let named = e.contains(&format!("peer {victim} (pid "))
+                        && e.contains("signal 9 (SIGKILL)");
+                    if !named {
+                        failures.push(format!("{what}: {e}"));
+                    } else if took > DEADLINE / 2 {
+                        failures.push(format!("{what}: reported after {took:?}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{runs} deaths on purpose in {:?}", t.elapsed());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mine = format!("ipcbench-{}-", std::process::id());
+    assert!(
+        shm_leftovers(&mine).is_empty(),
+        "{:?}",
+        shm_leftovers(&mine)
+    );
 }

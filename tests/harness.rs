@@ -31,6 +31,7 @@ fn opts() -> RunOpts {
         fixed_count: None,
         // Counts, not time: these tests check what is measured, not how long.
         budget: Duration::ZERO,
+        fault: None,
     }
 }
 

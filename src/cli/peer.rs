@@ -125,6 +125,7 @@ fn report(result: Result<harness::PeerReport, String>) -> Result<()> {
 }
 
 fn run_role(role: Role, t: Duration) -> Result<()> {
+    harness::fault::reached(harness::fault::Phase::Start);
     let pat = |seed, max_len| Frames { seed, max_len };
     let e = |e: peer::PeerError| e.to_string();
     match role {

@@ -8,6 +8,7 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::fault::{self, Phase};
 use super::spec::{Pattern, PointSpec, Strategy};
 use crate::record::Latency;
 use crate::shm::Wait;
@@ -107,13 +108,18 @@ pub fn barrier() -> Result<(), String> {
     writeln!(out, "ready")
         .and_then(|()| out.flush())
         .map_err(|e| e.to_string())?;
+    drop(out);
+    fault::reached(Phase::Ready);
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| format!("control channel: {e}"))?;
     match line.trim() {
-        "go" => Ok(()),
+        "go" => {
+            fault::reached(Phase::Go);
+            Ok(())
+        }
         other => Err(format!("control channel said {other:?} instead of go")),
     }
 }
@@ -284,6 +290,7 @@ pub fn read_control() -> Result<Control, String> {
 /// Prints one report line (a session's round) and flushes it.
 pub fn say(r: &PeerReport) -> Result<(), String> {
     use std::io::Write;
+    fault::reached(Phase::Report);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

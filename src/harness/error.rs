@@ -14,7 +14,7 @@ pub enum HarnessError {
     /// kill from outside, or an exit. `signal` is what ended it, if a
     /// signal did; `said` its last lines on stderr; `context` what the
     /// coordinator was waiting for, or the error it saw first.
-    #[error("{}", gone(.role, *.pid, *.signal, .said, .context))]
+    #[error("{}", gone(.role, *.pid, (*.signal, *.code), .said, .context))]
     PeerGone {
         /// `A`, `B`, `producer 0`, `worker 3`, …
         role: String,
@@ -22,6 +22,8 @@ pub enum HarnessError {
         pid: u32,
         /// The signal that ended it.
         signal: Option<i32>,
+        /// Its exit status, if it exited.
+        code: Option<i32>,
         /// Its last stderr lines (at most 20).
         said: Vec<String>,
         /// What was awaited, or the error seen first.
@@ -60,7 +62,13 @@ impl HarnessError {
     }
 }
 
-fn gone(role: &str, pid: u32, signal: Option<i32>, said: &[String], context: &str) -> String {
+fn gone(
+    role: &str,
+    pid: u32,
+    (signal, code): (Option<i32>, Option<i32>),
+    said: &[String],
+    context: &str,
+) -> String {
     match signal {
         Some(sig) => format!(
             "peer {role} (pid {pid}) was ended by signal {sig}{}: {context}",
@@ -71,7 +79,8 @@ fn gone(role: &str, pid: u32, signal: Option<i32>, said: &[String], context: &st
             }
         ),
         None => format!(
-            "peer {role} exited before {context}: {}",
+            "peer {role} (pid {pid}) exited{} before {context}: {}",
+            code.map_or(String::new(), |c| format!(" with status {c}")),
             if said.is_empty() {
                 "no message".to_owned()
             } else {
@@ -100,6 +109,7 @@ mod tests {
             role: "B".into(),
             pid: 42,
             signal: Some(libc::SIGKILL),
+            code: None,
             said: vec![],
             context: "peer A: connection reset".into(),
         };
@@ -111,12 +121,13 @@ mod tests {
             role: "producer 1".into(),
             pid: 7,
             signal: None,
+            code: Some(1),
             said: vec!["error: boom".into()],
             context: "its report".into(),
         };
         assert_eq!(
             e.to_string(),
-            "peer producer 1 exited before its report: error: boom"
+            "peer producer 1 (pid 7) exited with status 1 before its report: error: boom"
         );
         let mut rec = crate::record::PointRecord::unmeasured("t", "stream", 8, (1, 1), "spin");
         settle(&mut rec, &HarnessError::Skipped("pure spin".into()));

@@ -31,6 +31,7 @@
 //! | [`multi`] | fan-in, fan-out, mpmc, reqrep and the exactly-once check |
 //! | [`session`] | a point in rounds, for criterion |
 //! | [`supervise`] | spawning, deadlines, reaping, blame |
+//! | [`fault`] | a peer killed on purpose at a chosen phase, for the fault tests |
 //! | [`control`] | the coordinator↔peer protocol, both halves |
 //! | [`child`] | the peer side: one dispatch, one body per pattern, the floors' peers |
 //! | [`measure`] | clocks, CPU time, histograms |
@@ -42,6 +43,7 @@
 pub mod child;
 pub mod control;
 pub mod error;
+pub mod fault;
 pub mod floors;
 pub mod measure;
 pub mod multi;

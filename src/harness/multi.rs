@@ -13,7 +13,7 @@ use super::error::{HarnessError, settle};
 use super::point::{grow_to_budget, link_opts, throughput_of};
 use super::shm_dict;
 use super::spec::{PointSpec, RunOpts, Strategy};
-use super::supervise::{reports, spawn};
+use super::supervise::{line_up, reports, spawn, supervised};
 use super::validate::Codec;
 use super::validate::mix64;
 
@@ -133,28 +133,24 @@ fn multi_once(
             Err(e) => Err(HarnessError::Setup(format!("setting up the link: {e}"))),
             Ok((mut setup, ep)) => (|| {
                 let deadline = Instant::now() + opts.deadline;
-                let mut consumers = (0..nc)
-                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::B, i), &ep.inherit, &ep.env, &format!("consumer {i}")))
+                // Consumers first: they are told `go` first.
+                let mut peers = (0..nc)
+                    .map(|i| spawn(opts, &args(&ep.addr, Side::B, i), &ep.inherit, &ep.env, &format!("consumer {i}")))
+                    .chain((0..np).map(|i| spawn(opts, &args(&ep.addr, Side::A, i), &ep.inherit, &ep.env, &format!("{} {i}", if reqrep { "client" } else { "producer" }))))
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut producers = (0..np)
-                    .map(|i| spawn(&opts.exe, &args(&ep.addr, Side::A, i), &ep.inherit, &ep.env, &format!("producer {i}")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for p in consumers.iter_mut().chain(producers.iter_mut()) {
-                    p.ready(deadline)?;
-                }
-                setup.children_started();
-                for p in consumers.iter_mut().chain(producers.iter_mut()) {
-                    p.go()?;
-                }
-                let sent = reports(&mut producers, &mut consumers, deadline)?;
-                if reqrep {
-                    return Ok((sent, Vec::new()));
-                }
-                setup
-                    .end_stream()
-                    .map_err(|e| HarnessError::Setup(format!("ending the stream: {e}")))?;
-                let got = reports(&mut consumers, &mut [], deadline)?;
-                Ok((sent, got))
+                supervised(&mut peers, |peers| {
+                    line_up(peers, deadline, || setup.children_started())?;
+                    let (consumers, producers) = peers.split_at_mut(nc);
+                    let sent = reports(producers, consumers, deadline)?;
+                    if reqrep {
+                        return Ok((sent, Vec::new()));
+                    }
+                    setup
+                        .end_stream()
+                        .map_err(|e| HarnessError::Setup(format!("ending the stream: {e}")))?;
+                    let got = reports(consumers, &mut [], deadline)?;
+                    Ok((sent, got))
+                })
             })(),
         }
     });
@@ -311,28 +307,20 @@ fn run_shm_reqrep(
     };
     let outcome = (|| {
         let deadline = Instant::now() + opts.deadline;
-        let mut server = spawn(&opts.exe, &args(Side::B, 0), &[], &[], "server")?;
-        let mut clients = (0..np)
-            .map(|i| {
-                spawn(
-                    &opts.exe,
-                    &args(Side::A, i),
-                    &[],
-                    &[],
-                    &format!("client {i}"),
-                )
-            })
+        // The server first: it is told `go` first.
+        let mut peers = std::iter::once(spawn(opts, &args(Side::B, 0), &[], &[], "server"))
+            .chain(
+                (0..np).map(|i| spawn(opts, &args(Side::A, i), &[], &[], &format!("client {i}"))),
+            )
             .collect::<Result<Vec<_>, _>>()?;
-        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
-            p.ready(deadline)?;
-        }
-        for p in std::iter::once(&mut server).chain(clients.iter_mut()) {
-            p.go()?;
-        }
-        let reports = reports(&mut clients, std::slice::from_mut(&mut server), deadline)?;
-        setup.close();
-        let served = server.report(deadline)?;
-        Ok::<_, HarnessError>((reports, served))
+        supervised(&mut peers, |peers| {
+            line_up(peers, deadline, || {})?;
+            let (server, clients) = peers.split_at_mut(1);
+            let reports = reports(clients, server, deadline)?;
+            setup.close();
+            let served = server[0].report(deadline)?;
+            Ok::<_, HarnessError>((reports, served))
+        })
     })();
     match outcome {
         Err(e) => settle(&mut rec, &e),

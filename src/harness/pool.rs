@@ -32,7 +32,7 @@ use super::control::PeerReport;
 use super::error::{HarnessError, settle};
 use super::measure::histogram;
 use super::spec::RunOpts;
-use super::supervise::{Running, spawn_with};
+use super::supervise::{Running, line_up, spawn_with, supervised, watching};
 use super::validate::{Codec, now_ns};
 use crate::record::PointRecord;
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
@@ -328,11 +328,13 @@ trait TaskQueues {
     fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String>;
 }
 
-/// The two shared-memory queues, each call bounded by `timeout`.
+/// The two shared-memory queues, each call bounded by `timeout`, and the
+/// workers, watched while the master waits for a result.
 struct ShmQueues<'a> {
     tasks: &'a Queue,
     results: &'a Queue,
     timeout: Option<Duration>,
+    workers: &'a mut [Running],
 }
 
 impl TaskQueues for ShmQueues<'_> {
@@ -340,7 +342,28 @@ impl TaskQueues for ShmQueues<'_> {
         self.tasks.put(task, self.timeout).map_err(qerr)
     }
     fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
-        self.results.get(buf, self.timeout).map(drop).map_err(qerr)
+        // In slices: a worker that died with tasks in hand blocks no call
+        // of the queue's (it only never answers), so the master looks at
+        // the workers between slices instead of waiting out its timeout.
+        let until = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            match self
+                .results
+                .get(buf, Some(crate::shm::wait::LIVENESS_CHECK_EVERY))
+            {
+                Ok(_) => return Ok(()),
+                Err(QueueError::Timeout) => {
+                    if let Some(i) = self.workers.iter_mut().position(Running::exited) {
+                        let name = self.workers[i].name();
+                        return Err(format!("{name} ended with tasks unanswered"));
+                    }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(qerr(QueueError::Timeout));
+                    }
+                }
+                Err(e) => return Err(qerr(e)),
+            }
+        }
     }
 }
 
@@ -551,22 +574,14 @@ fn farm(
     };
     let start = |addr: &str, inherit: &[i32], env: &[(String, String)], i: usize| {
         spawn_with(
-            &opts.exe,
+            opts,
             args(addr, i).to_args(),
             inherit,
             env,
             &format!("worker {i}"),
         )
     };
-    let go_all = |workers: &mut [Running]| -> Result<(), HarnessError> {
-        for p in workers.iter_mut() {
-            p.ready(deadline)?;
-        }
-        for p in workers.iter_mut() {
-            p.go()?;
-        }
-        Ok(())
-    };
+    let go_all = |workers: &mut [Running]| line_up(workers, deadline, || {});
     let reports = |workers: &mut [Running]| -> Result<Vec<PeerReport>, HarnessError> {
         super::supervise::reports(workers, &mut [], deadline)
     };
@@ -580,15 +595,19 @@ fn farm(
             let mut workers = (0..w)
                 .map(|i| start(&addr, &[], &[], i))
                 .collect::<Result<Vec<_>, _>>()?;
-            go_all(&mut workers)?;
-            let mut q = ShmQueues {
-                tasks: &tasks,
-                results: &results,
-                timeout: op_timeout,
-            };
-            let c = master_shared(n, window, codec, seen, &mut q).map_err(HarnessError::Invalid)?;
-            tasks.close();
-            Ok((c, reports(&mut workers)?))
+            supervised(&mut workers, |workers| {
+                go_all(workers)?;
+                let mut q = ShmQueues {
+                    tasks: &tasks,
+                    results: &results,
+                    timeout: op_timeout,
+                    workers,
+                };
+                let c =
+                    master_shared(n, window, codec, seen, &mut q).map_err(HarnessError::Invalid)?;
+                tasks.close();
+                Ok((c, reports(workers)?))
+            })
         }
         Shared::Server => {
             let link = LinkOpts {
@@ -602,12 +621,14 @@ fn farm(
                 let mut workers = (0..w)
                     .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
                     .collect::<Result<Vec<_>, _>>()?;
-                go_all(&mut workers)?;
-                let master = ServerMaster { n, window, codec, seen, timeout: op_timeout };
-                let c = with_proxy(spec.kind, &ep, &link, master)
-                    .map_err(|e| HarnessError::Setup(format!("connecting to the manager: {e}")))?
-                    .map_err(HarnessError::Invalid)?;
-                Ok((c, reports(&mut workers)?))
+                supervised(&mut workers, |workers| {
+                    go_all(workers)?;
+                    let master = ServerMaster { n, window, codec, seen, timeout: op_timeout };
+                    let c = with_proxy(spec.kind, &ep, &link, master)
+                        .map_err(|e| HarnessError::Setup(format!("connecting to the manager: {e}")))?
+                        .map_err(HarnessError::Invalid)?;
+                    Ok((c, reports(workers)?))
+                })
             })
         }
         Shared::Nothing => {
@@ -628,43 +649,51 @@ fn farm(
                     setups.push(s);
                     eps.push(ep);
                 }
-                let mut conns = Vec::new();
-                for (i, ep) in eps.iter().enumerate() {
-                    let mut c = T::connect(ep, Side::A, &link).map_err(|e| HarnessError::Setup(format!("connecting to worker {i}: {e}")))?;
-                    c.set_timeout(op_timeout).map_err(|e| HarnessError::Setup(terr(e)))?;
-                    conns.push(c);
-                }
-                for s in &mut setups {
-                    s.children_started();
-                }
-                go_all(&mut workers)?;
-                let next = AtomicU64::new(0);
-                let first = now_ns();
-                let hists: Vec<Result<Histogram<u64>, String>> = std::thread::scope(|sc| {
-                    let handles: Vec<_> = conns
-                        .into_iter()
-                        .map(|mut c| {
-                            let next = &next;
-                            sc.spawn(move || {
-                                let r = master_link(&mut c, n, WINDOW, next, seen);
-                                // Its worker reads the end, reports and exits.
-                                let _ = c.close();
-                                r
+                supervised(&mut workers, |workers| {
+                    // A worker that dies before it connects must not leave
+                    // the master accepting until the link's own timeout.
+                    let link2 = link.clone();
+                    let conns = watching(workers, deadline, move || {
+                        let mut conns = Vec::new();
+                        for (i, ep) in eps.iter().enumerate() {
+                            let mut c = T::connect(ep, Side::A, &link2).map_err(|e| HarnessError::Setup(format!("connecting to worker {i}: {e}")))?;
+                            c.set_timeout(op_timeout).map_err(|e| HarnessError::Setup(terr(e)))?;
+                            conns.push(c);
+                        }
+                        Ok(conns)
+                    })?;
+                    for s in &mut setups {
+                        s.children_started();
+                    }
+                    go_all(workers)?;
+                    let next = AtomicU64::new(0);
+                    let first = now_ns();
+                    let hists: Vec<Result<Histogram<u64>, String>> = std::thread::scope(|sc| {
+                        let handles: Vec<_> = conns
+                            .into_iter()
+                            .map(|mut c| {
+                                let next = &next;
+                                sc.spawn(move || {
+                                    let r = master_link(&mut c, n, WINDOW, next, seen);
+                                    // Its worker reads the end, reports and exits.
+                                    let _ = c.close();
+                                    r
+                                })
                             })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|_| Err("a master thread panicked".into())))
-                        .collect()
-                });
-                let last = now_ns();
-                let mut hist = histogram();
-                for h in hists {
-                    hist.add(h.map_err(HarnessError::Invalid)?)
-                        .map_err(|e| HarnessError::Invalid(e.to_string()))?;
-                }
-                Ok((Collected { hist, first, last }, reports(&mut workers)?))
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|_| Err("a master thread panicked".into())))
+                            .collect()
+                    });
+                    let last = now_ns();
+                    let mut hist = histogram();
+                    for h in hists {
+                        hist.add(h.map_err(HarnessError::Invalid)?)
+                            .map_err(|e| HarnessError::Invalid(e.to_string()))?;
+                    }
+                    Ok((Collected { hist, first, last }, reports(workers)?))
+                })
             })
         }
     }

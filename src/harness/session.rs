@@ -16,7 +16,7 @@ use super::error::HarnessError;
 use super::multi::exactly_once;
 use super::point::{fill_pair, link_opts, new_record, throughput_of};
 use super::spec::{PointSpec, RunOpts, Strategy};
-use super::supervise::{Running, blame, reports, spawn};
+use super::supervise::{Running, blame, line_up, reports, spawn, supervised};
 
 /// A point measured in rounds by peers started once, as criterion's
 /// `iter_custom` wants: [`Session::start`] starts and lines up the peers
@@ -89,26 +89,27 @@ impl Session {
             a
         };
         let deadline = Instant::now() + opts.deadline;
-        let line_up = |addr: &str, inherit: &[i32], env: &[(String, String)]| {
-            let side = |side: Side, n: usize| {
-                (0..n)
-                    .map(|i| {
+        // Consumers (or B) first: they are told `go` first.
+        let start =
+            |addr: &str, inherit: &[i32], env: &[(String, String)], between: &mut dyn FnMut()| {
+                let side = |side: Side, n: usize| {
+                    (0..n).map(move |i| {
                         let name = format!("{}{i}", side.name().to_uppercase());
-                        spawn(&opts.exe, &args(addr, side, i), inherit, env, &name)
+                        spawn(opts, &args(addr, side, i), inherit, env, &name)
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                };
+                let mut all = side(Side::B, nc)
+                    .chain(side(Side::A, np))
+                    .collect::<Result<Vec<_>, _>>()?;
+                supervised(&mut all, |all| line_up(all, deadline, between))?;
+                let mut as_ = all.split_off(nc);
+                let mut bs = all;
+                if !multi {
+                    // Reports come back in this order: A, then B.
+                    as_.append(&mut bs);
+                }
+                Ok::<_, HarnessError>((as_, bs))
             };
-            let mut bs = side(Side::B, nc)?;
-            let mut as_ = side(Side::A, np)?;
-            for p in bs.iter_mut().chain(as_.iter_mut()) {
-                p.ready(deadline)?;
-            }
-            if !multi {
-                // Reports come back in this order: A, then B.
-                as_.append(&mut bs);
-            }
-            Ok::<_, HarnessError>((as_, bs))
-        };
         let ((peers, consumers), link) = match spec.strategy {
             Strategy::FloorCopy => {
                 return Err(HarnessError::Setup(
@@ -120,14 +121,16 @@ impl Session {
                 let kind = floors::kind_for(false, spec.pattern, spec.wait.kind == WaitKind::Park);
                 let floor = Floor::create(&name, kind, spec.size)
                     .map_err(|e| HarnessError::Setup(e.to_string()))?;
-                (line_up(&name, &[], &[])?, SessionLink::Floor(floor))
+                (
+                    start(&name, &[], &[], &mut || {})?,
+                    SessionLink::Floor(floor),
+                )
             }
             Strategy::Transport(kind) => {
                 let link = link_opts(spec, opts, kind);
                 with_transport!(kind, T => {
                     let (mut setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("setting up the link: {e}")))?;
-                    let peers = line_up(&ep.addr, &ep.inherit, &ep.env)?;
-                    setup.children_started();
+                    let peers = start(&ep.addr, &ep.inherit, &ep.env, &mut || setup.children_started())?;
                     (peers, SessionLink::Transport(Box::new(setup)))
                 })
             }
@@ -143,9 +146,6 @@ impl Session {
             link,
             finished: false,
         };
-        for p in s.consumers.iter_mut().chain(s.peers.iter_mut()) {
-            p.go()?;
-        }
         s.round(opts.warmup.max(1))?;
         Ok(s)
     }
@@ -199,6 +199,15 @@ impl Session {
         loop {
             let got = received();
             if got == want {
+                // The others may have taken a dead consumer's share: a
+                // round with a consumer gone does not pass.
+                if let Some(i) = self.consumers.iter_mut().position(Running::exited) {
+                    let e = HarnessError::Invalid(format!(
+                        "{} exited during the round",
+                        self.consumers[i].name()
+                    ));
+                    return Err(blame(self.peers.iter_mut().chain(&mut self.consumers), e));
+                }
                 break;
             }
             if got > want {

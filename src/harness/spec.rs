@@ -274,6 +274,9 @@ pub struct RunOpts {
     /// The least time a one-to-one point's timed part takes (the same for
     /// every strategy, Python's included).
     pub budget: Duration,
+    /// A peer to kill on purpose, and when (the fault tests; never set by
+    /// a run from the command line).
+    pub fault: Option<super::fault::Fault>,
 }
 
 impl Default for RunOpts {
@@ -288,6 +291,7 @@ impl Default for RunOpts {
             pin: true,
             fixed_count: None,
             budget: Duration::from_millis(500),
+            fault: None,
         }
     }
 }

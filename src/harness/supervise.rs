@@ -4,13 +4,13 @@
 //! reaped, and an error names the peers a signal ended.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::control::{PeerArgs, PeerReport};
 use super::error::HarnessError;
+use super::fault::Fault;
 use super::spec::RunOpts;
 
 /// How many of a peer's last stderr lines an error about it quotes.
@@ -31,32 +31,36 @@ pub struct Running {
 
 /// Starts `ipcbench peer bench <args>`, passing it `inherit` and `env`.
 pub fn spawn(
-    exe: &PathBuf,
+    opts: &RunOpts,
     args: &PeerArgs,
     inherit: &[i32],
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, HarnessError> {
-    spawn_with(exe, args.to_args(), inherit, env, name)
+    spawn_with(opts, args.to_args(), inherit, env, name)
 }
 
 /// Starts `ipcbench peer <args>` with nothing inherited.
-pub fn spawn_args(exe: &PathBuf, args: Vec<String>, name: &str) -> Result<Running, HarnessError> {
-    spawn_with(exe, args, &[], &[], name)
+pub fn spawn_args(opts: &RunOpts, args: Vec<String>, name: &str) -> Result<Running, HarnessError> {
+    spawn_with(opts, args, &[], &[], name)
 }
 
-/// Starts `ipcbench peer <args>`, passing it `inherit` and `env`.
+/// Starts `ipcbench peer <args>` from `opts.exe`, passing it `inherit` and
+/// `env` (and the fault of `opts`, if it is this peer's).
 pub fn spawn_with(
-    exe: &PathBuf,
+    opts: &RunOpts,
     args: Vec<String>,
     inherit: &[i32],
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, HarnessError> {
+    let exe = &opts.exe;
     let mut cmd = Command::new(exe);
     cmd.arg("peer")
         .args(args)
+        .env_remove(super::fault::ENV)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(Fault::env_for(opts.fault.as_ref(), name))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -109,11 +113,12 @@ impl Running {
                 Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     use std::os::unix::process::ExitStatusExt;
-                    let signal = self.child.wait().ok().and_then(|s| s.signal());
+                    let status = self.child.wait().ok();
                     return Err(HarnessError::PeerGone {
                         role: self.name.clone(),
                         pid: self.child.id(),
-                        signal,
+                        signal: status.and_then(|s| s.signal()),
+                        code: status.and_then(|s| s.code()),
                         said: self.said.clone(),
                         context: what.to_owned(),
                     });
@@ -135,7 +140,7 @@ impl Running {
     /// it reported, or the end of its output. A good report it wrote before
     /// exiting is kept for [`Running::report`].
     fn gone(&mut self) -> Option<HarnessError> {
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+        if !self.exited() {
             return None;
         }
         // Its output ends as soon as the reader threads have drained it.
@@ -146,6 +151,36 @@ impl Running {
                 let failed = self.parse_report(&line).err();
                 self.held = Some(line);
                 failed
+            }
+        }
+    }
+
+    /// Why this peer, whose process has ended, will not be told `go`: the
+    /// failure it reported, or how it ended (its signal or exit status,
+    /// with its last words).
+    fn ended_before_go(&mut self) -> HarnessError {
+        let until = Instant::now() + Duration::from_millis(200);
+        loop {
+            match self.next_line(until, "go") {
+                Err(e) => return e,
+                Ok(Some(l)) if l != "ready" => {
+                    if let Err(e @ HarnessError::PeerFailed { .. }) = self.parse_report(&l) {
+                        return e;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let status = self.child.try_wait().ok().flatten();
+                    return HarnessError::PeerGone {
+                        role: self.name.clone(),
+                        pid: self.child.id(),
+                        signal: status.and_then(|s| s.signal()),
+                        code: status.and_then(|s| s.code()),
+                        said: self.said.clone(),
+                        context: "go".into(),
+                    };
+                }
             }
         }
     }
@@ -186,16 +221,6 @@ impl Running {
     /// The peer's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Waits for the peer's `ready`.
-    pub fn ready(&mut self, deadline: Instant) -> Result<(), HarnessError> {
-        match self.expect_line(deadline, "ready")? {
-            l if l == "ready" => Ok(()),
-            l => Err(self.parse_report(&l).err().unwrap_or_else(|| {
-                HarnessError::Invalid(format!("peer {} said {l:?} instead of ready", self.name))
-            })),
-        }
     }
 
     /// The peer's next report; a report of a failure is an error.
@@ -270,6 +295,96 @@ pub fn reports(
     Ok(out)
 }
 
+/// Lines a point's peers up at the start barrier: waits for each one's
+/// `ready` while watching the others (a peer that ends first ends the wait
+/// at once, in its own words: the one left waiting for it would otherwise
+/// hold the coordinator until the deadline), runs `between`, then tells
+/// each `go`.
+pub fn line_up(
+    peers: &mut [Running],
+    deadline: Instant,
+    between: impl FnOnce(),
+) -> Result<(), HarnessError> {
+    for i in 0..peers.len() {
+        loop {
+            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
+            match peers[i].next_line(step, "ready")? {
+                Some(l) if l == "ready" => break,
+                Some(l) => {
+                    let p = &peers[i];
+                    return Err(p.parse_report(&l).err().unwrap_or_else(|| {
+                        HarnessError::Invalid(format!(
+                            "peer {} said {l:?} instead of ready",
+                            p.name
+                        ))
+                    }));
+                }
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Deadline {
+                    role: peers[i].name.clone(),
+                    waiting_for: "ready".into(),
+                });
+            }
+            if let Some(j) = peers.iter_mut().position(Running::exited) {
+                return Err(peers[j].ended_before_go());
+            }
+        }
+    }
+    between();
+    for p in peers.iter_mut() {
+        p.go()?;
+    }
+    Ok(())
+}
+
+/// Runs `work` on a thread of its own while `peers` are watched: a peer
+/// that ends first ends the wait at once, in its own words, where `work`
+/// (the coordinator's side of a link, say, accepting a peer that will
+/// never come) would wait out its own timeout. Work left behind so
+/// finishes or times out on its own thread, and its result is dropped.
+pub fn watching<T: Send + 'static>(
+    peers: &mut [Running],
+    deadline: Instant,
+    work: impl FnOnce() -> Result<T, HarnessError> + Send + 'static,
+) -> Result<T, HarnessError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    loop {
+        let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
+        match rx.recv_timeout(step.saturating_duration_since(Instant::now())) {
+            Ok(r) => return r,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(HarnessError::Setup(
+                    "the coordinator's thread panicked".into(),
+                ));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(j) = peers.iter_mut().position(Running::exited) {
+                    return Err(peers[j].ended_before_go());
+                }
+                if Instant::now() >= deadline {
+                    return Err(HarnessError::Setup(
+                        "the coordinator's side of the link missed the deadline".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` over a point's peers; its error names the peers that a
+/// signal ended ([`blame`]), whatever path it came by.
+pub fn supervised<T>(
+    peers: &mut [Running],
+    body: impl FnOnce(&mut [Running]) -> Result<T, HarnessError>,
+) -> Result<T, HarnessError> {
+    body(peers).map_err(|e| blame(peers.iter_mut(), e))
+}
+
 /// Runs both peers of a point and returns their reports (A, B).
 pub fn run_pair(
     opts: &RunOpts,
@@ -279,21 +394,17 @@ pub fn run_pair(
     after_ready: &mut dyn FnMut(),
 ) -> Result<(PeerReport, PeerReport), HarnessError> {
     let deadline = Instant::now() + opts.deadline;
-    let b = spawn(&opts.exe, &args[1], inherit, env, "B")?;
-    let a = spawn(&opts.exe, &args[0], inherit, env, "A")?;
-    let mut ab = [a, b];
-    for p in ab.iter_mut().rev() {
-        p.ready(deadline)?;
-    }
-    after_ready();
-    let both = |ab: &mut [Running]| -> Result<(PeerReport, PeerReport), HarnessError> {
-        ab[1].go()?;
-        ab[0].go()?;
+    let b = spawn(opts, &args[1], inherit, env, "B")?;
+    let a = spawn(opts, &args[0], inherit, env, "A")?;
+    // B is told `go` first, so that it waits when A starts.
+    let mut ba = [b, a];
+    supervised(&mut ba, |ba| {
+        line_up(ba, deadline, after_ready)?;
         // A failed peer ends the point at once (the other is killed on drop).
-        let mut r = reports(ab, &mut [], deadline)?.into_iter();
-        Ok((r.next().expect("A's"), r.next().expect("B's")))
-    };
-    both(&mut ab).map_err(|e| blame(&mut ab, e))
+        let mut r = reports(ba, &mut [], deadline)?.into_iter();
+        let b = r.next().expect("B's");
+        Ok((r.next().expect("A's"), b))
+    })
 }
 
 /// A point's error, with the peers that a signal ended (a crash, or a
@@ -321,6 +432,7 @@ pub fn blame<'a>(
                             role: p.name.clone(),
                             pid: p.child.id(),
                             signal: Some(sig),
+                            code: None,
                             said: p.said.clone(),
                             context: err.to_string(),
                         };

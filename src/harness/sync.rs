@@ -32,7 +32,7 @@ use super::child::bodies;
 use super::control::{self, PeerReport};
 use super::error::{HarnessError, settle};
 use super::spec::RunOpts;
-use super::supervise::{Running, spawn_args};
+use super::supervise::{Running, line_up, reports, spawn_args, supervised};
 use crate::record::PointRecord;
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
@@ -615,24 +615,23 @@ fn measure(
                 cpu: cpus.get(id).copied(),
                 no_lock: unlocked(spec),
             };
-            spawn_args(&opts.exe, a.to_args(), &format!("process {id}"))
+            spawn_args(opts, a.to_args(), &format!("process {id}"))
         })
         .collect::<Result<_, _>>()?;
-    for p in &mut peers {
-        p.ready(deadline)?;
-    }
-    for p in &mut peers {
-        p.go()?;
-    }
-    let mut reports = Vec::new();
-    for (i, p) in peers.iter_mut().enumerate() {
-        if let (Some(q), 1) = (&joinable, i) {
-            // The producer is done: the consumer drains, then stops.
-            q.close();
+    let reports = supervised(&mut peers, |peers| {
+        line_up(peers, deadline, || {})?;
+        let mut out = Vec::new();
+        for i in 0..peers.len() {
+            if let (Some(q), 1) = (&joinable, i) {
+                // The producer is done: the consumer drains, then stops.
+                q.close();
+            }
+            // This one's report, while the ones still to report are watched.
+            let (done, rest) = peers.split_at_mut(i + 1);
+            out.extend(reports(&mut done[i..], rest, deadline)?);
         }
-        let r = p.report(deadline)?;
-        reports.push(r);
-    }
+        Ok(out)
+    })?;
     if spec.prim == Prim::Joinable
         && reports[1].messages != reports[0].messages + warmup * JOIN_BATCH
     {
