@@ -78,7 +78,8 @@ impl JoinableQueue {
     /// Opens the joinable queue `name`.
     pub fn open(name: &str) -> Result<JoinableQueue, QueueError> {
         let queue = Queue::open(name)?;
-        let region = Region::open(&join_name(name), Kind::Raw)?;
+        // Its creator makes the count's region right after the queue's.
+        let region = Region::open_made_next(&join_name(name), Kind::Raw)?;
         if region.params()[0] != JOIN_MAGIC || region.body_len() < std::mem::size_of::<JoinCtrl>() {
             return Err(QueueError::Region(
                 region.bad_params("not a joinable queue's count"),
@@ -196,6 +197,26 @@ impl JoinableQueue {
 mod tests {
     use super::*;
     use crate::shm::unique_name;
+
+    #[test]
+    fn an_opener_between_the_two_regions_waits_for_the_second() {
+        let name = unique_name("jq-open");
+        // What `create` does, with an opener coming between its two steps.
+        let queue = Queue::create(&name, 8, 16, Wait::SPIN_PARK).unwrap();
+        let n = name.clone();
+        let opener = std::thread::spawn(move || JoinableQueue::open(&n).map(drop));
+        std::thread::sleep(Duration::from_millis(20));
+        let region = Region::create(
+            &join_name(&name),
+            Kind::Raw,
+            std::mem::size_of::<JoinCtrl>(),
+            [JOIN_MAGIC, 0, 0, 0, 0, 0],
+        )
+        .unwrap();
+        region.publish();
+        opener.join().unwrap().unwrap();
+        drop(queue);
+    }
 
     #[test]
     fn join_waits_for_every_task_done_and_extra_ones_fail() {

@@ -22,8 +22,9 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-// The header is never model-checked, so it uses the standard atomics directly.
-use crate::shm::sync::{AtomicU32, AtomicU64, Ordering};
+// Through shm::sync like every atomic of the core; a region is never
+// model-checked (loom's models run over heap backings).
+use crate::shm::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -179,6 +180,14 @@ pub enum RegionError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The file is not one this process may trust with its memory.
+    #[error("{path} {why}: a region is opened only if it is a regular file of this user's that no other user can write; if it is a leftover, remove it", path = .path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
     },
     /// The shared-memory filesystem has no room for the region.
     #[error("no space in {dir} for {}: {needed} bytes needed, {free} free; remove leftovers with `ipcbench clean`, free some space, or measure smaller messages", .path.display(), dir = SHM_DIR)]
@@ -391,22 +400,27 @@ impl Region {
     /// Opens an existing region of `kind`, waiting up to [`OPEN_GRACE`] for
     /// a creator that is still initialising it.
     pub fn open(name: &str, kind: Kind) -> Result<Region, RegionError> {
+        Self::open_within(name, kind, Duration::ZERO)
+    }
+
+    /// Opens like [`Region::open`], also waiting up to [`OPEN_GRACE`] for a
+    /// file that does not exist yet: the second region of a structure whose
+    /// creator was seen to make the first.
+    pub fn open_made_next(name: &str, kind: Kind) -> Result<Region, RegionError> {
+        Self::open_within(name, kind, OPEN_GRACE)
+    }
+
+    fn open_within(name: &str, kind: Kind, absent_grace: Duration) -> Result<Region, RegionError> {
         let path = region_path(name)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    RegionError::NotFound(path.clone())
-                } else {
-                    RegionError::Io {
-                        what: "opening",
-                        path: path.clone(),
-                        source: e,
-                    }
+        let t0 = Instant::now();
+        let file = loop {
+            match Self::open_file(&path) {
+                Err(RegionError::NotFound(_)) if t0.elapsed() < absent_grace => {
+                    std::thread::sleep(Duration::from_millis(2));
                 }
-            })?;
+                other => break other?,
+            }
+        };
         let t0 = Instant::now();
         loop {
             match Self::try_map(name, &path, &file, kind) {
@@ -418,6 +432,63 @@ impl Region {
                 other => return other,
             }
         }
+    }
+
+    /// Opens the file of a region for reading and writing, if it is one
+    /// this process may trust: not through a symbolic link, a regular
+    /// file, this user's, and not writable by other users.
+    fn open_file(path: &Path) -> Result<File, RegionError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let untrusted = |why: String| RegionError::Untrusted {
+            path: path.to_owned(),
+            why,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => RegionError::NotFound(path.to_owned()),
+                _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                    untrusted("is a symbolic link".into())
+                }
+                _ => RegionError::Io {
+                    what: "opening",
+                    path: path.to_owned(),
+                    source: e,
+                },
+            })?;
+        // Of the file opened (fstat), not of whatever the name now is.
+        let meta = file
+            .metadata()
+            .map_err(io_err("reading the owner of", path))?;
+        let t = meta.file_type();
+        if !t.is_file() {
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {
+                "a special file"
+            } else {
+                "not a regular file"
+            };
+            return Err(untrusted(format!("is {what}")));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(untrusted(format!(
+                "belongs to uid {}, not to this user (uid {me})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted(format!(
+                "can be written by other users (mode {:o})",
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(file)
     }
 
     fn try_map(name: &str, path: &Path, file: &File, kind: Kind) -> Result<Region, RegionError> {
@@ -498,14 +569,17 @@ impl Region {
         let base = self.map.as_mut_ptr();
         let mut off = 0;
         while off < self.map.len() {
-            // SAFETY: `off` is inside the mapping. Volatile so the access is
-            // not elided; the creator writes 0 into a page nobody else can
-            // see yet (the file is new and not published), openers only read.
+            // SAFETY: `off` is inside the mapping. The creator writes 0 into
+            // a page nobody else can see yet (the file is new and not
+            // published), volatile so the write is not elided. An opener
+            // reads a byte another process may be writing at that moment:
+            // an atomic load (any bits are a valid u8), kept by black_box.
             unsafe {
                 if write {
                     std::ptr::write_volatile(base.add(off), 0);
                 } else {
-                    std::ptr::read_volatile(base.add(off));
+                    let byte = &*(base.add(off) as *const AtomicU8);
+                    std::hint::black_box(byte.load(Ordering::Relaxed));
                 }
             }
             off += page;
@@ -757,6 +831,64 @@ mod tests {
         assert!(matches!(e, RegionError::NotFound(_)));
         assert!(region_path("other-name").is_err());
         assert!(region_path("ipcbench-../../etc").is_err());
+    }
+
+    #[test]
+    fn links_strangers_and_open_modes_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let name = unique_name("region-trust");
+        let r = Region::create(&name, Kind::Raw, 64, [0; 6]).unwrap();
+        r.publish();
+        // A symbolic link to a good region.
+        let link = unique_name("region-link");
+        let link_path = region_path(&link).unwrap();
+        std::os::unix::fs::symlink(r.path(), &link_path).unwrap();
+        let e = Region::open(&link, Kind::Raw).unwrap_err();
+        std::fs::remove_file(&link_path).unwrap();
+        assert!(matches!(e, RegionError::Untrusted { .. }), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        // Writable by others.
+        std::fs::set_permissions(r.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = Region::open(&name, Kind::Raw).unwrap_err();
+        assert!(
+            e.to_string().contains("written by other users (mode 666)"),
+            "{e}"
+        );
+        std::fs::set_permissions(r.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        Region::open(&name, Kind::Raw).unwrap();
+        // Another user's (needs root to give it away).
+        let path = std::ffi::CString::new(r.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path; chown has no memory effects.
+        if unsafe { libc::chown(path.as_ptr(), 65534, 65534) } == 0 {
+            let e = Region::open(&name, Kind::Raw).unwrap_err();
+            assert!(e.to_string().contains("belongs to uid 65534"), "{e}");
+        } else {
+            eprintln!("not root: the other user's file is not tried");
+        }
+        // A directory of a region's name.
+        let dir = unique_name("region-dir");
+        let dir_path = region_path(&dir).unwrap();
+        std::fs::create_dir(&dir_path).unwrap();
+        let e = Region::open(&dir, Kind::Raw).unwrap_err();
+        std::fs::remove_dir(&dir_path).unwrap();
+        assert!(!matches!(e, RegionError::TooSmall { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_region_made_next_is_waited_for() {
+        let name = unique_name("region-next");
+        let t0 = Instant::now();
+        assert!(matches!(
+            Region::open_made_next(&name, Kind::Raw),
+            Err(RegionError::NotFound(_))
+        ));
+        assert!(t0.elapsed() >= OPEN_GRACE);
+        let n = name.clone();
+        let opener = std::thread::spawn(move || Region::open_made_next(&n, Kind::Raw));
+        std::thread::sleep(Duration::from_millis(50));
+        let r = Region::create(&name, Kind::Raw, 64, [0; 6]).unwrap();
+        r.publish();
+        opener.join().unwrap().unwrap();
     }
 
     #[test]
