@@ -13,8 +13,10 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-/// Three frames through a 32-byte ring (frame limit 8 B): the second fills
-/// the ring, the third must wait for space and wraps with a pad marker.
+/// Three frames through a 32-byte ring (frame limit 8 B, so every record
+/// is 16 bytes, at offsets 0, 16 and 0): the second fills the ring, the
+/// third must wait for space and wraps without a pad ([`ring_pads`] has
+/// the pad).
 fn ring_spsc(wait: Wait) {
     loom::model(move || {
         let ring = Ring::on_heap(32, wait).unwrap();
@@ -50,6 +52,53 @@ fn ring_spsc_spin_park() {
 #[test]
 fn ring_spsc_spin() {
     ring_spsc(Wait::SPIN);
+}
+
+/// Three 16-byte frames through a 64-byte ring: records of 24 bytes at 0
+/// and 24; the third does not fit before the end (48 + 24 > 64), so the
+/// producer writes a pad marker at 48 and the frame at 0, once the
+/// consumer has freed the first. The consumer must skip the pad, read the
+/// frame whole, and see no race on its bytes.
+#[test]
+fn ring_pads_at_the_end() {
+    loom::model(|| {
+        let ring = Ring::on_heap(64, Wait::PARK).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let t = thread::spawn(move || {
+            for i in 1..=3u8 {
+                tx.send(&[i; 16], None).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 1..=3u8 {
+            rx.recv(&mut buf, None).unwrap();
+            assert_eq!(buf, [i; 16]);
+        }
+        assert!(matches!(rx.recv(&mut buf, None), Err(RingError::Closed)));
+        t.join().unwrap();
+    });
+}
+
+/// A pipe's round trip with a message in two fragments each way (the
+/// rings hold 32 bytes, a frame at most 8): the echo receives it whole and
+/// sends it back through the other ring.
+#[test]
+fn pipe_echoes_a_fragmented_message() {
+    loom::model(|| {
+        let (mut a, mut b) = ipcbench::shm::Pipe::on_heap(32, Wait::PARK).unwrap();
+        let t = thread::spawn(move || {
+            let mut buf = Vec::new();
+            b.recv(&mut buf, None).unwrap();
+            b.send(&buf, None).unwrap();
+        });
+        let msg: Vec<u8> = (0..12).collect();
+        a.send(&msg, None).unwrap();
+        let mut buf = Vec::new();
+        a.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, msg);
+        t.join().unwrap();
+    });
 }
 
 #[test]

@@ -213,8 +213,11 @@ impl PeerSlot {
         }
         // The holder may have freed the slot and exited between our read
         // and our look at it: that is a process that left, not one that
-        // died holding the slot. Its exit, which we just saw, came after
-        // its release; Acquire pairs with that Release.
+        // died holding the slot, so the word is read again. Its release
+        // came before its exit, and we saw the exit through /proc: the
+        // kernel's exit path and our read of /proc order the two (this is
+        // not a Release/Acquire pairing of the word's own). Acquire pairs
+        // with `release` for whoever goes on to take the slot.
         (PeerId::unpack(self.word.load(Ordering::Acquire)) == Some(holder)).then_some(holder)
     }
 }

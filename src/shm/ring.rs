@@ -773,9 +773,11 @@ impl ConsState {
             }
             let avail = self.tail_cache.wrapping_sub(self.head);
             let off = (self.head & cfg.mask()) as usize;
-            // SAFETY: `off` is 8-aligned and below the capacity (a multiple of
-            // 8), so the header is in bounds; it lies in the published part
-            // (`avail` > 0 and frames are multiples of 8 bytes).
+            // SAFETY: `off` is below the capacity (masked) and 8-aligned:
+            // `head` was on a frame boundary when this consumer attached
+            // (`check_positions`) and moves only by whole records and pads,
+            // each a multiple of 8, as is the capacity; so the 8-byte header
+            // is in bounds. It lies in the published part (`avail` > 0).
             let len = unsafe { data.read_u32(off) };
             if len == PAD {
                 let skip = cfg.cap - off as u64;
