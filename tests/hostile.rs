@@ -1,4 +1,6 @@
-//! Hostile or corrupt shared memory: a second mapping of a ring's, a
+//! Hostile or corrupt shared memory. Before anyone attaches: every word of
+//! every structure's files set to garbage, one at a time, then an attach and
+//! a use. While in use: a second mapping of a ring's, a
 //! queue's or a joinable queue's file (what another process sees) writes
 //! garbage into its control words and data, thousands of times, while this
 //! side keeps sending and receiving with short timeouts. Nothing may read
@@ -279,4 +281,283 @@ fn garbage_in_a_joinable_count_never_hangs_join() {
         }
     }
     eprintln!("joinable: {joined} joins, {timeouts} timeouts, {refused} task_done refused");
+}
+
+/// What was done to one structure: its files (the structure's own and any
+/// it keeps beside it), how it is made, and how another process would
+/// attach to it and use it once. The use is bounded by [`T`] per call.
+struct Subject {
+    what: &'static str,
+    files: fn(&str) -> Vec<String>,
+    /// Makes it; returns the creator's handle (kept while it is attacked).
+    make: fn(&str) -> Box<dyn std::any::Any>,
+    /// Attaches and uses it; a refusal is an error string.
+    attach_and_use: fn(&str) -> Result<(), String>,
+}
+
+fn ring_subject() -> Subject {
+    Subject {
+        what: "ring",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Ring::create(n, 64, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let ring = Ring::open(n).map_err(|e| e.to_string())?;
+            let max = ring.max_payload();
+            let mut tx = ring.producer().map_err(|e| e.to_string())?;
+            let mut rx = ring.consumer().map_err(|e| e.to_string())?;
+            let sent = tx.send(&[7; 24], T);
+            let mut buf = Vec::new();
+            let got = rx.recv(&mut buf, T);
+            assert!(
+                buf.len() <= max && buf.capacity() <= 4096,
+                "ring: {} bytes",
+                buf.len()
+            );
+            sent.and(got.map(drop)).map_err(|e| e.to_string())
+        },
+    }
+}
+
+fn queue_subject() -> Subject {
+    Subject {
+        what: "queue",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Queue::create(n, 2, 16, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let q = Queue::open(n).map_err(|e| e.to_string())?;
+            let put = q.put(&[7; 16], T);
+            let mut buf = Vec::new();
+            let got = q.get(&mut buf, T);
+            assert!(
+                buf.len() <= 16 && buf.capacity() <= 4096,
+                "queue: {} bytes",
+                buf.len()
+            );
+            put.and(got.map(drop)).map_err(|e| e.to_string())
+        },
+    }
+}
+
+fn pipe_subject() -> Subject {
+    use ipcbench::shm::Pipe;
+    Subject {
+        what: "pipe",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Pipe::create(n, 64, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let p = Pipe::open(n).map_err(|e| e.to_string())?;
+            let mut a = p.end(0).map_err(|e| e.to_string())?;
+            let mut b = p.end(1).map_err(|e| e.to_string())?;
+            a.set_max_message(1024);
+            b.set_max_message(1024);
+            // Two fragments each way.
+            let sent = a.send(&[7; 40], T);
+            let mut buf = Vec::new();
+            let got = b.recv(&mut buf, T);
+            assert!(
+                buf.capacity() <= 1 << 20,
+                "pipe: allocated {}",
+                buf.capacity()
+            );
+            let back = b.send(&[9; 40], T);
+            let got_back = a.recv(&mut buf, T);
+            assert!(
+                buf.capacity() <= 1 << 20,
+                "pipe: allocated {}",
+                buf.capacity()
+            );
+            sent.and(got.map(drop))
+                .and(back)
+                .and(got_back.map(drop))
+                .map_err(|e| e.to_string())
+        },
+    }
+}
+
+fn joinable_subject() -> Subject {
+    Subject {
+        what: "joinable queue",
+        files: |n| vec![n.to_owned(), format!("{n}-join")],
+        make: |n| Box::new(JoinableQueue::create(n, 2, 8, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let q = JoinableQueue::open(n).map_err(|e| e.to_string())?;
+            let put = q.put(&[7; 8], T);
+            let mut buf = Vec::new();
+            let got = q.get(&mut buf, T);
+            let done = q.task_done();
+            let joined = q.join(T);
+            put.and(got.map(drop))
+                .and(done)
+                .and(joined)
+                .map_err(|e| e.to_string())
+        },
+    }
+}
+
+fn semaphore_subject() -> Subject {
+    use ipcbench::shm::Semaphore;
+    Subject {
+        what: "semaphore",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Semaphore::create(n, 1, 2, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let s = Semaphore::open(n).map_err(|e| e.to_string())?;
+            let _ = s.value();
+            s.acquire(T).map_err(|e| e.to_string())?;
+            s.release().map_err(|e| e.to_string())
+        },
+    }
+}
+
+fn lock_subject() -> Subject {
+    use ipcbench::shm::Lock;
+    Subject {
+        what: "lock",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Lock::create(n, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let l = Lock::open(n).map_err(|e| e.to_string())?;
+            let _ = (l.holder(), l.is_locked());
+            let g = l.lock(T).map_err(|e| e.to_string())?;
+            drop(g);
+            Ok(())
+        },
+    }
+}
+
+fn event_subject() -> Subject {
+    use ipcbench::shm::Event;
+    Subject {
+        what: "event",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Event::create(n, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let e = Event::open(n).map_err(|e| e.to_string())?;
+            let _ = e.is_set();
+            e.set();
+            let r = e.wait(T).map_err(|e| e.to_string());
+            e.clear();
+            r.map(drop)
+        },
+    }
+}
+
+fn value_subject() -> Subject {
+    use ipcbench::shm::Value;
+    Subject {
+        what: "value",
+        files: |n| vec![n.to_owned(), format!("{n}-lock")],
+        make: |n| Box::new(Value::<i64>::create_value(n, 5, true, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let v = Value::<i64>::open(n).map_err(|e| e.to_string())?;
+            let lock = v.get_lock().ok_or("no lock")?;
+            let g = lock.lock(T).map_err(|e| e.to_string())?;
+            v.set_value(v.value().wrapping_add(1));
+            drop(g);
+            let _ = v.to_vec();
+            Ok(())
+        },
+    }
+}
+
+/// Garbage written *before* another process attaches: every 8-byte word
+/// of every file of every structure (the region header, the structure's
+/// control words, its slots and bytes), one at a time, set to each of a
+/// list of values aimed at positions, lengths, counts and holders. The
+/// attach and a use must end within their timeouts with the structure
+/// working or an error: never a crash, an access out of bounds, an
+/// allocation past the limits, or a hang.
+#[test]
+fn garbage_before_attach_in_every_word_of_every_structure() {
+    watchdog("before attach");
+    let values: [u64; 12] = [
+        0,
+        1,
+        3,
+        7,
+        8,
+        61,
+        0x7fff_ffff,
+        0xffff_ffff,
+        1 << 32,
+        u64::MAX - 7,
+        u64::MAX,
+        // A holder word naming pid 1 (alive, start time unknown).
+        1,
+    ];
+    let subjects = [
+        ring_subject(),
+        queue_subject(),
+        pipe_subject(),
+        joinable_subject(),
+        semaphore_subject(),
+        lock_subject(),
+        event_subject(),
+        value_subject(),
+    ];
+    for s in subjects {
+        let t = Instant::now();
+        let (mut worked, mut refused) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+        let probe = unique_name("hostile-before");
+        let files = {
+            let _keep = (s.make)(&probe);
+            (s.files)(&probe)
+                .iter()
+                .map(|f| Scribbler::new(f).len)
+                .collect::<Vec<_>>()
+        };
+        for (fi, &len) in files.iter().enumerate() {
+            for off in (0..len).step_by(8) {
+                for &v in &values {
+                    let name = unique_name("hostile-before");
+                    let keep = (s.make)(&name);
+                    let file = &(s.files)(&name)[fi];
+                    let sc = Scribbler::new(file);
+                    assert_eq!(sc.len, len, "{}: {file} changed size", s.what);
+                    // SAFETY: an aligned 8-byte store inside the mapping.
+                    unsafe { std::ptr::write_volatile(sc.ptr.add(off) as *mut u64, v) };
+                    drop(sc);
+                    match bounded(s.what, || (s.attach_and_use)(&name)) {
+                        Ok(()) => worked += 1,
+                        Err(e) => {
+                            // One line per kind of refusal, not per file.
+                            let kind = e.replace(&name, "<name>");
+                            let kind: String = kind
+                                .split(|c: char| c.is_ascii_digit())
+                                .collect::<Vec<_>>()
+                                .join("#");
+                            *refused.entry(kind).or_default() += 1;
+                        }
+                    }
+                    drop(keep);
+                }
+            }
+        }
+        let tried: u64 = files
+            .iter()
+            .map(|l| (*l as u64 / 8) * values.len() as u64)
+            .sum();
+        eprintln!(
+            "{}: {tried} garbage words before attach in {:?}: {worked} worked, {} refused",
+            s.what,
+            t.elapsed(),
+            refused.values().sum::<u64>()
+        );
+        for (kind, n) in &refused {
+            eprintln!("  {n:6} {kind}");
+        }
+        assert!(
+            !refused.is_empty(),
+            "{}: no garbage was ever refused: the test aims badly",
+            s.what
+        );
+    }
+    let mine = format!("ipcbench-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&mine) && n.contains("hostile-before"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
