@@ -486,3 +486,73 @@ fn a_putter_killed_mid_put_fails_join_instead_of_hanging_it() {
         assert_gone(&[&name, &format!("{name}-join")]);
     }
 }
+
+/// Lock, Semaphore, Event, Value, Array, an atomic Value and JoinableQueue
+/// between two real processes under every waiting strategy, through the
+/// same peers the suite measures with: a counter incremented under the
+/// lock (or atomically) ends exact, events ping-pong, every joinable item
+/// is marked done and `join` returns. Without the lock the same counter
+/// loses increments, and the point fails: the check can fail.
+#[test]
+fn every_primitive_works_between_processes_under_every_wait() {
+    use ipcbench::harness::RunOpts;
+    use ipcbench::harness::sync::{Prim, SyncSpec, run_point};
+    let opts = RunOpts {
+        exe: bin().into(),
+        warmup: 100,
+        fixed_count: Some(5_000),
+        deadline: Duration::from_secs(60),
+        ..RunOpts::default()
+    };
+    let waits = [Wait::SPIN, Wait::SPIN_YIELD, Wait::SPIN_PARK, Wait::PARK];
+    let mut measured = 0;
+    for prim in Prim::ALL {
+        for wait in waits {
+            let spec = SyncSpec {
+                prim,
+                procs: 2,
+                wait,
+                permits: 1,
+            };
+            let rec = run_point(&spec, &opts);
+            let what = format!("{} {}", prim.name(), wait.label());
+            if rec.is_skipped() {
+                eprintln!("{what}: skipped: {}", rec.error.as_deref().unwrap_or(""));
+                continue;
+            }
+            assert_eq!(
+                rec.status,
+                ipcbench::record::Status::Ok,
+                "{what}: {:?}",
+                rec.error
+            );
+            assert!(rec.messages > 0, "{what}: nothing measured");
+            measured += 1;
+        }
+    }
+    assert!(measured >= Prim::ALL.len() * 3, "only {measured} measured");
+    // The check that makes the counts above mean something.
+    for prim in [Prim::Value, Prim::Atomic] {
+        let spec = SyncSpec {
+            prim,
+            procs: 2,
+            wait: Wait::SPIN_PARK,
+            permits: 0,
+        };
+        let rec = run_point(&spec, &opts);
+        assert_eq!(
+            rec.status,
+            ipcbench::record::Status::Failed,
+            "{}: unlocked increments were not caught",
+            prim.name()
+        );
+        assert!(
+            rec.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("increments were lost"),
+            "{:?}",
+            rec.error
+        );
+    }
+}
