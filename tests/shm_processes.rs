@@ -556,3 +556,29 @@ fn every_primitive_works_between_processes_under_every_wait() {
         );
     }
 }
+
+/// A consumer killed while parked cannot leave its sleeper counted for
+/// good (every later send would make a wake-up system call for nobody):
+/// the first wake-up that finds nobody asleep drops the count.
+#[test]
+fn a_parked_consumer_killed_is_not_counted_asleep_for_good() {
+    let name = unique_name("sleepers");
+    let ring = Ring::create(&name, 4096, Wait::PARK).unwrap();
+    let mut rx = spawn_peer(&args!["ring-recv", name, 1_000_000, 5, 64]);
+    let t = Instant::now();
+    while ring.sleepers().0 == 0 {
+        assert!(t.elapsed() < HANG, "the consumer never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Parked (counted and asleep, or about to be): kill it there.
+    rx.kill().unwrap();
+    rx.wait().unwrap();
+    assert_eq!(ring.sleepers().0, 1, "the killed consumer is still counted");
+    let mut tx = ring.producer().unwrap();
+    tx.send(&[1; 8], Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(
+        ring.sleepers().0,
+        0,
+        "the send's wake-up found nobody yet left the count"
+    );
+}

@@ -38,7 +38,8 @@ pub struct Futex(AtomicU32);
 #[cfg(loom)]
 pub struct Futex {
     word: AtomicU32,
-    lock: loom::sync::Mutex<()>,
+    /// How many are asleep in `wait`.
+    lock: loom::sync::Mutex<u32>,
     cond: loom::sync::Condvar,
 }
 
@@ -56,7 +57,7 @@ impl Futex {
         {
             Futex {
                 word: AtomicU32::new(v),
-                lock: loom::sync::Mutex::new(()),
+                lock: loom::sync::Mutex::new(0),
                 cond: loom::sync::Condvar::new(),
             }
         }
@@ -137,20 +138,24 @@ impl Futex {
     /// sleep are atomic under the mutex, as in the kernel).
     #[cfg(loom)]
     pub fn wait(&self, expected: u32, _timeout: Option<Duration>) -> FutexWait {
-        let guard = self.lock.lock().unwrap();
+        let mut asleep = self.lock.lock().unwrap();
         if self.word.load(Ordering::SeqCst) != expected {
             return FutexWait::Changed;
         }
-        drop(self.cond.wait(guard).unwrap());
+        *asleep += 1;
+        let mut asleep = self.cond.wait(asleep).unwrap();
+        *asleep -= 1;
         FutexWait::Woken
     }
 
-    /// Wakes sleepers (model: all of them; a spurious wake-up is always allowed).
+    /// Wakes sleepers (model: all of them, a spurious wake-up being always
+    /// allowed); returns how many were asleep, as the kernel does, so that
+    /// what callers do when nobody was is modelled too.
     #[cfg(loom)]
-    pub fn wake(&self, _n: u32) -> u32 {
-        let _guard = self.lock.lock().unwrap();
+    pub fn wake(&self, n: u32) -> u32 {
+        let asleep = self.lock.lock().unwrap();
         self.cond.notify_all();
-        1
+        (*asleep).min(n)
     }
 
     /// Loads the word (`Acquire`; see the caller for what it pairs with).

@@ -37,8 +37,10 @@ pub const SHM_DIR: &str = "/dev/shm";
 pub const NAME_PREFIX: &str = "ipcbench-";
 /// `b"IPCBENCH"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCBENCH");
-/// Bumped whenever any structure's shared layout changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever any structure's shared layout, or the meaning of a
+/// shared word, changes (2: a notifier's sleepers word carries a
+/// generation and a ticket beside the count).
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes before the body; the body starts 128-byte aligned.
 pub const HEADER_SIZE: usize = 256;
 /// How long [`Region::open`] waits for a creator that is still initialising.

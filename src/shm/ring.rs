@@ -426,6 +426,14 @@ impl Ring {
         self.ring.cfg.wait
     }
 
+    /// How many sides are counted asleep waiting for a frame and for room
+    /// (diagnostics and tests).
+    #[doc(hidden)]
+    pub fn sleepers(&self) -> (u32, u32) {
+        let c = self.ring.ctrl();
+        (c.readable.sleepers(), c.writable.sleepers())
+    }
+
     /// Test support: publishes a frame header no correct producer writes,
     /// as a hostile peer with access to the memory could — a length beyond
     /// the ring's limit (`oversized`), or a plausible length that runs past

@@ -194,8 +194,32 @@ pub enum WaitError {
 pub struct Notifier {
     /// Bumped by every notification that finds a sleeper; sleepers wait on it.
     epoch: Futex,
-    /// How many sides are between [`Notifier::prepare`] and [`Notifier::cancel`].
+    /// Who is between [`Notifier::prepare`] and [`Notifier::cancel`], as
+    /// one word: the count of sleepers (low 16 bits), a generation (6
+    /// bits) that moves when a notifier finds the count stale (see
+    /// [`Notifier::wake`]), and a ticket bumped by every announcement (the
+    /// top 10 bits, so that it wraps without carrying into the others).
     sleepers: AtomicU32,
+}
+
+/// The sleepers' count in [`Notifier::sleepers`].
+const COUNT_MASK: u32 = 0xffff;
+/// The generation's place and bits.
+const GEN_SHIFT: u32 = 16;
+const GEN_MASK: u32 = 0x3f << GEN_SHIFT;
+/// One announcement: one more sleeper and the next ticket.
+const ANNOUNCE: u32 = 1 | 1 << 22;
+
+fn generation(w: u32) -> u32 {
+    (w & GEN_MASK) >> GEN_SHIFT
+}
+
+/// A sleeper's announcement: the epoch to sleep on and the generation its
+/// count belongs to.
+#[derive(Clone, Copy)]
+struct Announced {
+    epoch: u32,
+    generation: u32,
 }
 
 impl Default for Notifier {
@@ -213,33 +237,41 @@ impl Notifier {
         }
     }
 
-    /// Announces a sleeper and returns the epoch to sleep on. The caller must
+    /// Announces a sleeper and returns what it sleeps on. The caller must
     /// re-check its condition after this and before [`Notifier::sleep`].
     #[inline]
-    fn prepare(&self) -> u32 {
+    fn prepare(&self) -> Announced {
         // Acquire pairs with the Release bump in `notify`: a sleeper that
         // reads a bumped epoch sees what was published before the bump.
         let epoch = self.epoch.load();
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let was = self.sleepers.fetch_add(ANNOUNCE, Ordering::SeqCst);
         // SYNC POINT: sleeper announced. This fence and the one in `notify`
         // are totally ordered: either the notifier's load of `sleepers` sees
         // our increment, or our re-check of the condition (after this fence)
         // sees what the notifier published before its fence. No lost wake-up.
         fence(Ordering::SeqCst);
-        epoch
+        Announced {
+            epoch,
+            generation: generation(was),
+        }
     }
 
-    /// Sleeps until the epoch moves on from `epoch`, a wake-up, or `timeout`.
+    /// Sleeps until the epoch moves on from `a`'s, a wake-up, or `timeout`.
     #[inline]
-    fn sleep(&self, epoch: u32, timeout: Option<Duration>) {
-        self.epoch.wait(epoch, timeout);
+    fn sleep(&self, a: Announced, timeout: Option<Duration>) {
+        self.epoch.wait(a.epoch, timeout);
     }
 
-    /// Withdraws the announcement made by [`Notifier::prepare`].
+    /// Withdraws the announcement `a` made by [`Notifier::prepare`], unless
+    /// a notifier has since dropped the count it was in ([`Notifier::wake`]).
     #[inline]
-    fn cancel(&self) {
+    fn cancel(&self, a: Announced) {
         // Relaxed: a stale count only costs a notifier one unneeded wake call.
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (generation(w) == a.generation && w & COUNT_MASK != 0).then(|| w - 1)
+            });
     }
 
     /// Wakes up to `n` sleepers if there are any. Call after publishing the
@@ -249,17 +281,44 @@ impl Notifier {
         // SYNC POINT: sleeper announced (see `prepare`).
         fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.wake(n);
+        let w = self.sleepers.load(Ordering::Relaxed);
+        if w & COUNT_MASK != 0 {
+            self.wake(n, w);
         }
     }
 
+    /// Bumps the epoch and wakes up to `n` sleepers, `seen` being the
+    /// sleepers' word [`Notifier::notify`] read.
+    ///
+    /// A sleeper killed between announcing and withdrawing leaves the count
+    /// one too high for good, and every later notification would make a
+    /// system call for nobody. So a wake-up that finds nobody asleep in the
+    /// kernel drops the count to 0 in a new generation, if no one has
+    /// announced since `seen` (same ticket): every sleeper counted in
+    /// `seen` read its epoch before this bump, so it is not asleep on the
+    /// new epoch — it is dead, or its sleep returns at once and it polls
+    /// and announces again. Their later `cancel`s see the new generation
+    /// and leave the new count alone.
     #[cold]
-    fn wake(&self, n: u32) {
+    fn wake(&self, n: u32, seen: u32) {
         // Release: a sleeper that reads the new epoch in `prepare` also sees
         // what was published before this notification.
         self.epoch.word().fetch_add(1, Ordering::Release);
-        self.epoch.wake(n);
+        if self.epoch.wake(n) == 0 {
+            let next = (seen & !(COUNT_MASK | GEN_MASK))
+                | ((generation(seen) + 1) << GEN_SHIFT & GEN_MASK);
+            // Relaxed: as in `cancel`.
+            let _ =
+                self.sleepers
+                    .compare_exchange(seen, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The sleepers counted now (diagnostics and tests).
+    #[doc(hidden)]
+    pub fn sleepers(&self) -> u32 {
+        // Relaxed: a snapshot.
+        self.sleepers.load(Ordering::Relaxed) & COUNT_MASK
     }
 }
 
@@ -325,13 +384,13 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
                 WaitKind::Spin => spin_hint(),
                 WaitKind::SpinYield => yield_now(),
                 WaitKind::SpinPark | WaitKind::Park => {
-                    let epoch = ctx.notifier.prepare();
+                    let a = ctx.notifier.prepare();
                     if let Some(r) = poll() {
-                        ctx.notifier.cancel();
+                        ctx.notifier.cancel(a);
                         return Ok(r);
                     }
-                    ctx.notifier.sleep(epoch, None);
-                    ctx.notifier.cancel();
+                    ctx.notifier.sleep(a, None);
+                    ctx.notifier.cancel(a);
                 }
             }
             if let Some(r) = poll() {
@@ -418,9 +477,9 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
                     }
                 }
                 WaitKind::SpinPark | WaitKind::Park => {
-                    let epoch = ctx.notifier.prepare();
+                    let a = ctx.notifier.prepare();
                     if let Some(r) = poll() {
-                        ctx.notifier.cancel();
+                        ctx.notifier.cancel(a);
                         return Ok(r);
                     }
                     let now = Instant::now();
@@ -429,8 +488,8 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
                         slice = slice.min(d.saturating_duration_since(now));
                     }
                     ctx.notifier
-                        .sleep(epoch, Some(slice.max(Duration::from_micros(1))));
-                    ctx.notifier.cancel();
+                        .sleep(a, Some(slice.max(Duration::from_micros(1))));
+                    ctx.notifier.cancel(a);
                     if let Some(r) = poll() {
                         return Ok(r);
                     }
@@ -459,6 +518,54 @@ mod tests {
         assert!("spinny".parse::<Wait>().unwrap_err().contains("spin-park"));
         assert!("spin@x".parse::<Wait>().is_err());
         assert_eq!(Wait::decode([9, 0]), None);
+    }
+
+    #[test]
+    fn a_dead_sleepers_count_is_dropped_by_the_next_wake_up_that_finds_nobody() {
+        let n = Notifier::new();
+        // A sleeper that announced itself and died before withdrawing.
+        let _dead = n.prepare();
+        assert_eq!(n.sleepers(), 1);
+        n.notify(1);
+        assert_eq!(n.sleepers(), 0, "the stale count survived a futile wake-up");
+        // A live sleeper counted before the drop withdraws nothing from the
+        // new count; one counted after withdraws its own.
+        let old = n.prepare();
+        n.notify(1);
+        let new = n.prepare();
+        assert_eq!(n.sleepers(), 1);
+        n.cancel(old);
+        assert_eq!(
+            n.sleepers(),
+            1,
+            "a withdrawal from an old generation counted"
+        );
+        n.cancel(new);
+        assert_eq!(n.sleepers(), 0);
+        // Tickets wrap without touching the count or the generation.
+        for _ in 0..3000 {
+            let a = n.prepare();
+            n.cancel(a);
+        }
+        assert_eq!(n.sleepers(), 0);
+    }
+
+    #[test]
+    fn a_sleeper_between_announcing_and_sleeping_is_not_lost_when_the_count_is_dropped() {
+        // The notifier drops the count while the sleeper has announced but
+        // is not yet asleep: its sleep on the old epoch returns at once.
+        let n = Notifier::new();
+        let a = n.prepare();
+        n.notify(1);
+        assert_eq!(n.sleepers(), 0);
+        let t0 = Instant::now();
+        n.sleep(a, Some(Duration::from_secs(5)));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "slept on a moved epoch"
+        );
+        n.cancel(a);
+        assert_eq!(n.sleepers(), 0);
     }
 
     #[test]
