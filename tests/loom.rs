@@ -148,6 +148,9 @@ fn queue_laps_and_blocks_when_full() {
     });
 }
 
+/// Two consumers may both sleep on the queue's "not empty" notifier; each
+/// put wakes exactly one (the futex model wakes `min(n, asleep)`, as the
+/// kernel does), so two puts must reach both.
 #[test]
 fn queue_one_producer_two_consumers() {
     loom::model(|| {
@@ -192,6 +195,27 @@ fn lock_excludes() {
         }
         // SAFETY: both threads joined.
         assert_eq!(cell.with(|p| unsafe { *p }), 2);
+    });
+}
+
+/// Two threads parked on an empty semaphore, two releases: each release
+/// wakes exactly one sleeper, and both get a permit.
+#[test]
+fn semaphore_two_sleepers_two_releases() {
+    loom::model(|| {
+        let s = Arc::new(Semaphore::on_heap(0, 2, Wait::PARK));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                thread::spawn(move || s.acquire(None).unwrap())
+            })
+            .collect();
+        s.release().unwrap();
+        s.release().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
     });
 }
 

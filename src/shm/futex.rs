@@ -135,7 +135,8 @@ impl Futex {
     }
 
     /// Sleeps while the word equals `expected` (model: the check and the
-    /// sleep are atomic under the mutex, as in the kernel).
+    /// sleep are atomic under the mutex, as in the kernel; a waker takes
+    /// the sleeper off the count, as the kernel takes it off the queue).
     #[cfg(loom)]
     pub fn wait(&self, expected: u32, _timeout: Option<Duration>) -> FutexWait {
         let mut asleep = self.lock.lock().unwrap();
@@ -143,19 +144,22 @@ impl Futex {
             return FutexWait::Changed;
         }
         *asleep += 1;
-        let mut asleep = self.cond.wait(asleep).unwrap();
-        *asleep -= 1;
+        drop(self.cond.wait(asleep).unwrap());
         FutexWait::Woken
     }
 
-    /// Wakes sleepers (model: all of them, a spurious wake-up being always
-    /// allowed); returns how many were asleep, as the kernel does, so that
-    /// what callers do when nobody was is modelled too.
+    /// Wakes exactly `min(n, asleep)` sleepers, as the kernel does, and
+    /// returns how many: a caller that wakes one where two wait for it,
+    /// or that does something else when nobody was asleep, is modelled.
     #[cfg(loom)]
     pub fn wake(&self, n: u32) -> u32 {
-        let asleep = self.lock.lock().unwrap();
-        self.cond.notify_all();
-        (*asleep).min(n)
+        let mut asleep = self.lock.lock().unwrap();
+        let k = (*asleep).min(n);
+        *asleep -= k;
+        for _ in 0..k {
+            self.cond.notify_one();
+        }
+        k
     }
 
     /// Loads the word (`Acquire`; see the caller for what it pairs with).
