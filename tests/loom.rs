@@ -13,6 +13,18 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
+/// Explores `f` with at most two preemptions, whatever
+/// `LOOM_MAX_PREEMPTIONS` says: for the models of many parties on one
+/// queue, which at three take minutes (200 s for two consumers) where at
+/// two they take seconds. Two still catch the lost wake-ups they are for
+/// (a sleepers' count dropped without its ticket check deadlocks
+/// `queue_one_producer_two_consumers` at two).
+fn model_two_preemptions<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
+    b.check(f);
+}
+
 /// Three frames through a 32-byte ring (frame limit 8 B, so every record
 /// is 16 bytes, at offsets 0, 16 and 0): the second fills the ring, the
 /// third must wait for space and wraps without a pad ([`ring_pads`] has
@@ -37,6 +49,61 @@ fn ring_spsc(wait: Wait) {
         assert!(matches!(rx.recv(&mut buf, None), Err(RingError::Closed)));
         t.join().unwrap();
     });
+}
+
+/// A receive with a timeout, while the only frame may or may not have been
+/// sent: it returns the frame or times out, and after a timeout the frame
+/// is still there, whole. The wait is the core's own loop, on the model's
+/// clock (each reading 1 ms on): spin and spin-yield time out in their
+/// loops; spin-park times out before it parks or sleeps until the send.
+fn ring_times_out_and_loses_nothing(wait: Wait) {
+    loom::model(move || {
+        let ring = Ring::on_heap(32, wait).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let t = thread::spawn(move || tx.send(&[9, 9], None).unwrap());
+        let mut buf = Vec::new();
+        match rx.recv(&mut buf, Some(std::time::Duration::from_millis(3))) {
+            Ok(_) => {}
+            Err(RingError::Timeout) => {
+                rx.recv(&mut buf, None).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(buf, [9, 9]);
+        assert!(matches!(rx.recv(&mut buf, None), Err(RingError::Closed)));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn ring_times_out_spin() {
+    ring_times_out_and_loses_nothing(Wait::SPIN);
+}
+
+#[test]
+fn ring_times_out_spin_yield() {
+    ring_times_out_and_loses_nothing(Wait::SPIN_YIELD);
+}
+
+#[test]
+fn ring_times_out_spin_park() {
+    ring_times_out_and_loses_nothing(Wait::SPIN_PARK);
+}
+
+/// Nothing comes: a spinning or yielding wait ends at its deadline.
+#[test]
+fn an_empty_ring_times_out() {
+    for wait in [Wait::SPIN, Wait::SPIN_YIELD] {
+        loom::model(move || {
+            let ring = Ring::on_heap(32, wait).unwrap();
+            let _tx = ring.producer().unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let mut buf = Vec::new();
+            let r = rx.recv(&mut buf, Some(std::time::Duration::from_millis(3)));
+            assert!(matches!(r, Err(RingError::Timeout)), "{r:?}");
+        });
+    }
 }
 
 #[test]
@@ -103,7 +170,7 @@ fn pipe_echoes_a_fragmented_message() {
 
 #[test]
 fn queue_two_producers_one_consumer() {
-    loom::model(|| {
+    model_two_preemptions(|| {
         let q = Queue::on_heap(2, 8, Wait::PARK).unwrap();
         let hs: Vec<_> = (0..2u8)
             .map(|i| {
@@ -153,7 +220,7 @@ fn queue_laps_and_blocks_when_full() {
 /// kernel does), so two puts must reach both.
 #[test]
 fn queue_one_producer_two_consumers() {
-    loom::model(|| {
+    model_two_preemptions(|| {
         let q = Queue::on_heap(2, 8, Wait::PARK).unwrap();
         let hs: Vec<_> = (0..2)
             .map(|_| {

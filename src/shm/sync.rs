@@ -18,6 +18,69 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
+#[cfg(loom)]
+pub(crate) use model_clock::Instant;
+/// The clock waits read: the standard one, or under loom a model clock.
+#[cfg(not(loom))]
+pub(crate) use std::time::Instant;
+
+/// Polls between two readings of the clock in a spin, a yield and a
+/// yield-only wait: enough to keep the clock's cost small, and one under
+/// loom, where every poll is a branch of the model.
+#[cfg(not(loom))]
+pub(crate) const POLLS_PER_CLOCK: [usize; 3] = [64, 4, 16];
+#[cfg(loom)]
+pub(crate) const POLLS_PER_CLOCK: [usize; 3] = [1, 1, 1];
+
+/// Time under loom: each reading moves the reading thread's clock on by
+/// [`model_clock::STEP`], from 0 in every execution, so that the wait loop
+/// the core runs — its spin budget, its yield phase, its deadlines — is the
+/// one the models check, and every execution sees the same times.
+#[cfg(loom)]
+pub(crate) mod model_clock {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    /// How far one reading moves the clock: past a spin budget at once.
+    pub(crate) const STEP: Duration = Duration::from_millis(1);
+
+    loom::thread_local! {
+        static NOW: Cell<Duration> = Cell::new(Duration::ZERO);
+    }
+
+    /// A reading of the model clock.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub(crate) struct Instant(Duration);
+
+    impl Instant {
+        pub(crate) fn now() -> Instant {
+            NOW.with(|c| {
+                let t = c.get() + STEP;
+                c.set(t);
+                Instant(t)
+            })
+        }
+
+        pub(crate) fn saturating_duration_since(&self, earlier: Instant) -> Duration {
+            self.0.saturating_sub(earlier.0)
+        }
+    }
+
+    impl std::ops::Add<Duration> for Instant {
+        type Output = Instant;
+        fn add(self, d: Duration) -> Instant {
+            Instant(self.0 + d)
+        }
+    }
+
+    impl std::ops::Sub for Instant {
+        type Output = Duration;
+        fn sub(self, earlier: Instant) -> Duration {
+            self.0.saturating_sub(earlier.0)
+        }
+    }
+}
+
 /// One pause in a spin loop. Under loom it yields to the scheduler so that a
 /// spinning thread lets the model run the thread it waits for.
 #[inline(always)]

@@ -24,14 +24,20 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::futex::Futex;
 use super::liveness::PeerId;
-use super::sync::{AtomicU32, Ordering, fence, spin_hint, yield_now};
+use super::sync::{AtomicU32, Instant, Ordering, POLLS_PER_CLOCK, fence, spin_hint, yield_now};
 
 /// How often a blocked wait checks the liveness of its peers.
+#[cfg(not(loom))]
 pub const LIVENESS_CHECK_EVERY: Duration = Duration::from_millis(10);
+/// Never, in a model: its threads do not die, and a look at the peers
+/// (loads of every registration) would multiply the interleavings to
+/// explore. Deaths are tested between real processes.
+#[cfg(loom)]
+pub const LIVENESS_CHECK_EVERY: Duration = Duration::from_secs(1 << 40);
 
 /// The default spin budget before yielding or parking.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
@@ -368,37 +374,6 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
     ctx: WaitCtx<'_, F>,
     poll: &mut impl FnMut() -> Option<R>,
 ) -> Result<R, WaitError> {
-    #[cfg(loom)]
-    {
-        // The model has no clock: spin a little, then do what the strategy
-        // does after its budget, forever (models use no timeouts or peers).
-        let _ = &ctx.dead_peer;
-        for _ in 0..2 {
-            spin_hint();
-            if let Some(r) = poll() {
-                return Ok(r);
-            }
-        }
-        loop {
-            match ctx.wait.kind {
-                WaitKind::Spin => spin_hint(),
-                WaitKind::SpinYield => yield_now(),
-                WaitKind::SpinPark | WaitKind::Park => {
-                    let a = ctx.notifier.prepare();
-                    if let Some(r) = poll() {
-                        ctx.notifier.cancel(a);
-                        return Ok(r);
-                    }
-                    ctx.notifier.sleep(a, None);
-                    ctx.notifier.cancel(a);
-                }
-            }
-            if let Some(r) = poll() {
-                return Ok(r);
-            }
-        }
-    }
-    #[cfg(not(loom))]
     {
         let start = Instant::now();
         let deadline = ctx.timeout.map(|t| start + t);
@@ -429,7 +404,7 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
             if budget == Some(Duration::ZERO) {
                 break 'spin;
             }
-            for _ in 0..64 {
+            for _ in 0..POLLS_PER_CLOCK[0] {
                 if let Some(r) = poll() {
                     return Ok(r);
                 }
@@ -451,7 +426,7 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
         if ctx.wait.kind == WaitKind::SpinPark {
             let until = Instant::now() + ctx.wait.spin;
             loop {
-                for _ in 0..4 {
+                for _ in 0..POLLS_PER_CLOCK[1] {
                     yield_now();
                     if let Some(r) = poll() {
                         return Ok(r);
@@ -469,7 +444,7 @@ fn block_waiting<R, F: Fn() -> Option<PeerId>>(
             match ctx.wait.kind {
                 WaitKind::Spin => unreachable!("spin has no budget"),
                 WaitKind::SpinYield => {
-                    for _ in 0..16 {
+                    for _ in 0..POLLS_PER_CLOCK[2] {
                         yield_now();
                         if let Some(r) = poll() {
                             return Ok(r);
