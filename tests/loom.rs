@@ -265,6 +265,34 @@ fn lock_excludes() {
     });
 }
 
+/// A joinable queue: `put` raises the count before the item can be taken,
+/// the consumer marks it done after working on it, and `join` returns only
+/// then, seeing the work (a missing Release/Acquire pair on the count
+/// shows up as a race on the cell).
+#[test]
+fn joinable_join_sees_the_work_done() {
+    loom::model(|| {
+        let q = ipcbench::shm::JoinableQueue::on_heap(2, 8, Wait::PARK).unwrap();
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let t = {
+            let (q, cell) = (q.clone(), cell.clone());
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                q.get(&mut buf, None).unwrap();
+                // SAFETY: only this thread writes, before task_done.
+                cell.with_mut(|p| unsafe { *p = u32::from(buf[0]) });
+                q.task_done().unwrap();
+            })
+        };
+        q.put(&[7], None).unwrap();
+        q.join(None).unwrap();
+        // SAFETY: join returned after task_done, which followed the write.
+        assert_eq!(cell.with(|p| unsafe { *p }), 7);
+        assert!(q.task_done().is_err(), "a task_done too many");
+        t.join().unwrap();
+    });
+}
+
 /// Two threads parked on an empty semaphore, two releases: each release
 /// wakes exactly one sleeper, and both get a permit.
 #[test]

@@ -23,7 +23,11 @@ use crate::shm::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(loom))]
+use super::mem::Backing;
+use super::mem::{Shared, SlotLayout};
 use super::queue::{Queue, QueueError};
+#[cfg(not(loom))]
 use super::region::{Kind, Region};
 use super::sync::CachePadded;
 use super::wait::{Notifier, Wait, WaitCtx, block_until};
@@ -35,9 +39,20 @@ struct JoinCtrl {
     done: CachePadded<Notifier>,
 }
 
+impl JoinCtrl {
+    fn new() -> JoinCtrl {
+        JoinCtrl {
+            unfinished: CachePadded(AtomicU64::new(0)),
+            done: CachePadded(Notifier::new()),
+        }
+    }
+}
+
 /// Marks the region of a joinable queue's count.
+#[cfg(not(loom))]
 const JOIN_MAGIC: u64 = 0x4a4f_494e_4142_4c45; // "JOINABLE"
 
+#[cfg(not(loom))]
 fn join_name(name: &str) -> String {
     format!("{name}-join")
 }
@@ -46,13 +61,29 @@ fn join_name(name: &str) -> String {
 #[derive(Clone)]
 pub struct JoinableQueue {
     queue: Queue,
-    join: Arc<Region>,
+    join: Arc<Shared<JoinCtrl>>,
     wait: Wait,
 }
 
 impl JoinableQueue {
+    /// A joinable queue on the heap, for threads of one process.
+    pub fn on_heap(
+        capacity: usize,
+        slot_size: usize,
+        wait: Wait,
+    ) -> Result<JoinableQueue, QueueError> {
+        let queue = Queue::on_heap(capacity, slot_size, wait)?;
+        let join = Shared::heap(JoinCtrl::new(), 0, SlotLayout::NONE, &|_| 0);
+        Ok(JoinableQueue {
+            queue,
+            join: Arc::new(join),
+            wait,
+        })
+    }
+
     /// Creates a joinable queue of `capacity` slots of `slot_size` bytes in
     /// new regions `name` and `name-join`.
+    #[cfg(not(loom))]
     pub fn create(
         name: &str,
         capacity: usize,
@@ -63,41 +94,56 @@ impl JoinableQueue {
         let region = Region::create(
             &join_name(name),
             Kind::Raw,
-            std::mem::size_of::<JoinCtrl>(),
+            Shared::<JoinCtrl>::footprint(0),
             [JOIN_MAGIC, 0, 0, 0, 0, 0],
         )?;
-        // The body is zeroed, which is a count of 0 and an idle notifier.
-        region.publish();
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: the body is exactly one footprint, new and unpublished.
+        let join = unsafe {
+            Shared::place(
+                backing.clone(),
+                0,
+                Some(JoinCtrl::new()),
+                0,
+                SlotLayout::NONE,
+                None,
+            )
+        };
+        if let Some(r) = backing.region() {
+            r.publish();
+        }
         Ok(JoinableQueue {
             queue,
-            join: Arc::new(region),
+            join: Arc::new(join),
             wait,
         })
     }
 
     /// Opens the joinable queue `name`.
+    #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<JoinableQueue, QueueError> {
         let queue = Queue::open(name)?;
         // Its creator makes the count's region right after the queue's.
         let region = Region::open_made_next(&join_name(name), Kind::Raw)?;
-        if region.params()[0] != JOIN_MAGIC || region.body_len() < std::mem::size_of::<JoinCtrl>() {
+        if region.params()[0] != JOIN_MAGIC || region.body_len() < Shared::<JoinCtrl>::footprint(0)
+        {
             return Err(QueueError::Region(
                 region.bad_params("not a joinable queue's count"),
             ));
         }
+        let backing = Arc::new(Backing::Region(region));
+        // SAFETY: published by its creator, and large enough (checked).
+        let join = unsafe { Shared::place(backing, 0, None, 0, SlotLayout::NONE, None) };
         let wait = queue.wait();
         Ok(JoinableQueue {
             queue,
-            join: Arc::new(region),
+            join: Arc::new(join),
             wait,
         })
     }
 
     fn ctrl(&self) -> &JoinCtrl {
-        // SAFETY: the body holds a JoinCtrl (size checked at open, made at
-        // create), 64-byte aligned; its fields are atomics and a futex
-        // word, valid for any bits; alive with `self.join`.
-        unsafe { &*(self.join.body_ptr() as *const JoinCtrl) }
+        self.join.ctrl()
     }
 
     /// The queue beneath (its `get`s need no marking; `put`s here would
@@ -209,7 +255,7 @@ mod tests {
         let region = Region::create(
             &join_name(&name),
             Kind::Raw,
-            std::mem::size_of::<JoinCtrl>(),
+            Shared::<JoinCtrl>::footprint(0),
             [JOIN_MAGIC, 0, 0, 0, 0, 0],
         )
         .unwrap();

@@ -19,7 +19,6 @@
 
 pub mod floor;
 pub mod futex;
-#[cfg(not(loom))]
 pub mod joinable;
 pub mod liveness;
 pub(crate) mod mem;
@@ -34,7 +33,6 @@ pub(crate) mod sync;
 pub mod value;
 pub mod wait;
 
-#[cfg(not(loom))]
 pub use joinable::JoinableQueue;
 pub use liveness::PeerId;
 pub use pipe::{Pipe, PipeEnd, PipeError};
