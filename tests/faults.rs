@@ -482,11 +482,11 @@ fn multi(
     }
 }
 
-/// Whether `e` says of the one peer `victim`, in one statement, its pid
-/// and that SIGKILL ended it: `peer <victim> (pid <N>) was ended by
-/// signal 9 (SIGKILL)`.
+/// Whether `e` says of the one process `victim`, in one statement, its
+/// pid and that SIGKILL ended it: `<victim> (pid <N>) was ended by signal
+/// 9 (SIGKILL)` (a peer's name comes after `peer `).
 fn names_killed(e: &str, victim: &str) -> bool {
-    let head = format!("peer {victim} (pid ");
+    let head = format!("{victim} (pid ");
     e.match_indices(&head).any(|(i, _)| {
         let rest = &e[i + head.len()..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -558,6 +558,44 @@ fn a_peer_killed_at_every_phase_is_named_on_every_path() {
                         failures.push(format!("{what}: reported after {took:?}: {e}"));
                     }
                 }
+            }
+        }
+    }
+    // A manager's server, a helper of the link rather than a peer, dies as
+    // it starts, as it starts serving, or 100 ms into the point.
+    let server_paths = vec![
+        point_path(one(ManagerUnix, Pattern::Pingpong, Wait::PARK), 200_000, 1),
+        point_path(multi(ManagerTcp, Pattern::Mpmc, (2, 2)), 1_000_000, 1),
+        point_path(multi(ManagerUnix, Pattern::Reqrep, (2, 1)), 200_000, 1),
+        session_path(one(ManagerUnix, Pattern::Stream, Wait::PARK), 1_000_000),
+        farm_path(ManagerUnix, Wait::PARK, 200_000),
+    ];
+    let victim = "manager server";
+    for path in &server_paths {
+        for at in [
+            Phase::Start,
+            Phase::Go,
+            Phase::After(Duration::from_millis(100)),
+        ] {
+            let o = RunOpts {
+                fault: Some(Fault {
+                    peer: victim.to_owned(),
+                    at,
+                }),
+                ..base.clone()
+            };
+            let started = Instant::now();
+            let err = (path.run)(&o);
+            let took = started.elapsed();
+            runs += 1;
+            let what = format!("{} with the {victim} killed at {at}", path.what);
+            match err {
+                None => failures.push(format!("{what}: passed")),
+                Some(e) if !names_killed(&e, victim) => failures.push(format!("{what}: {e}")),
+                Some(e) if took > DEADLINE / 2 => {
+                    failures.push(format!("{what}: reported after {took:?}: {e}"))
+                }
+                Some(_) => {}
             }
         }
     }

@@ -164,6 +164,9 @@ fn run_role(role: Role, t: Duration) -> Result<()> {
             max_message,
         } => {
             let key = ipcbench::transport::manager::key_from_env()?;
+            // A server asked to die some time into its work starts that
+            // clock as it starts serving.
+            harness::fault::reached(harness::fault::Phase::Go);
             ipcbench::transport::manager::serve(&listen, &key, max_message)?;
             Ok(())
         }

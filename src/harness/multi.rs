@@ -13,7 +13,7 @@ use super::error::{HarnessError, settle};
 use super::point::{grow_to_budget, link_opts, throughput_of};
 use super::shm_dict;
 use super::spec::{PointSpec, RunOpts, Strategy};
-use super::supervise::{line_up, reports, spawn, supervised};
+use super::supervise::{blame_helper, line_up, reports, spawn, supervised};
 use super::validate::Codec;
 use super::validate::mix64;
 
@@ -151,7 +151,8 @@ fn multi_once(
                     let got = reports(consumers, &mut [], deadline)?;
                     Ok((sent, got))
                 })
-            })(),
+            })()
+            .map_err(|e| blame_helper(&mut setup, e)),
         }
     });
     match outcome {

@@ -13,7 +13,7 @@ use super::error::{HarnessError, settle};
 use super::floors;
 use super::multi::run_multi;
 use super::spec::{Pattern, PointSpec, RunOpts, Strategy};
-use super::supervise::run_pair;
+use super::supervise::{blame_helper, run_pair};
 use super::validate::Codec;
 
 /// Messages (or calls) per second and payload bytes per second, when
@@ -153,7 +153,16 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
         max_message: spec.size,
         exe: opts.exe.clone(),
         label: format!("bench-{}", kind.name()),
+        helper_env: helper_env(opts),
     }
+}
+
+/// The environment of a link's helpers: the fault asked of the one named
+/// `manager server`, if any.
+pub(super) fn helper_env(opts: &RunOpts) -> Vec<(String, String)> {
+    crate::harness::fault::Fault::env_for(opts.fault.as_ref(), "manager server")
+        .into_iter()
+        .collect()
 }
 
 /// Measures one point. A failure is recorded in the result, never as a number.
@@ -253,7 +262,8 @@ fn measure_pair(
                         &ep.inherit,
                         &ep.env,
                         &mut || setup.children_started(),
-                    ),
+                    )
+                    .map_err(|e| blame_helper(&mut setup, e)),
                 })
             })
         }

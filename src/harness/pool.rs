@@ -32,7 +32,7 @@ use super::control::PeerReport;
 use super::error::{HarnessError, settle};
 use super::measure::histogram;
 use super::spec::RunOpts;
-use super::supervise::{Running, line_up, spawn_with, supervised, watching};
+use super::supervise::{Running, blame_helper, line_up, spawn_with, supervised, watching};
 use super::validate::{Codec, now_ns};
 use crate::record::PointRecord;
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
@@ -614,10 +614,11 @@ fn farm(
                 max_message: TASK_SIZE,
                 exe: opts.exe.clone(),
                 label: format!("pool-{}", spec.kind.name()),
+                helper_env: super::point::helper_env(opts),
                 ..LinkOpts::default()
             };
             with_transport!(spec.kind, T => {
-                let (_setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("starting the manager: {e}")))?;
+                let (mut setup, ep) = T::setup(&link).map_err(|e| HarnessError::Setup(format!("starting the manager: {e}")))?;
                 let mut workers = (0..w)
                     .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -629,6 +630,7 @@ fn farm(
                         .map_err(HarnessError::Invalid)?;
                     Ok((c, reports(workers)?))
                 })
+                .map_err(|e| blame_helper(&mut setup, e))
             })
         }
         Shared::Nothing => {

@@ -16,7 +16,7 @@ use super::error::HarnessError;
 use super::multi::exactly_once;
 use super::point::{fill_pair, link_opts, new_record, throughput_of};
 use super::spec::{PointSpec, RunOpts, Strategy};
-use super::supervise::{Running, blame, line_up, reports, spawn, supervised};
+use super::supervise::{Running, blame, blame_helper, line_up, reports, spawn, supervised};
 
 /// A point measured in rounds by peers started once, as criterion's
 /// `iter_custom` wants: [`Session::start`] starts and lines up the peers
@@ -167,6 +167,13 @@ impl Session {
     /// from the first producer's start to the last message any consumer
     /// received).
     pub fn round(&mut self, n: u64) -> Result<PointRecord, HarnessError> {
+        self.round_of(n).map_err(|e| match &mut self.link {
+            SessionLink::Transport(setup) => blame_helper(setup.as_mut(), e),
+            SessionLink::Floor(_) => e,
+        })
+    }
+
+    fn round_of(&mut self, n: u64) -> Result<PointRecord, HarnessError> {
         let n = n.max(2);
         let deadline = Instant::now() + self.opts.deadline;
         if self.progress.is_none() {

@@ -376,6 +376,38 @@ pub fn watching<T: Send + 'static>(
     }
 }
 
+/// A point's error, with the link's helper process (a manager's server)
+/// named if it has ended: its clients fail first, with errors that name
+/// only a closed connection. Waits a moment for it to be reaped.
+pub fn blame_helper(
+    setup: &mut dyn crate::transport::LinkSetup,
+    err: HarnessError,
+) -> HarnessError {
+    if err.is_skipped() {
+        return err;
+    }
+    let grace = Instant::now() + Duration::from_millis(200);
+    loop {
+        if let Some(h) = setup.helper_ended() {
+            if matches!(&err, HarnessError::PeerGone { pid, .. } if *pid == h.pid) {
+                return err;
+            }
+            return HarnessError::PeerGone {
+                role: h.name.to_owned(),
+                pid: h.pid,
+                signal: h.signal,
+                code: h.code,
+                said: Vec::new(),
+                context: err.to_string(),
+            };
+        }
+        if Instant::now() >= grace {
+            return err;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Runs `body` over a point's peers; its error names the peers that a
 /// signal ended ([`blame`]), whatever path it came by.
 pub fn supervised<T>(

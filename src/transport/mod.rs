@@ -148,6 +148,9 @@ pub struct LinkOpts {
     pub exe: PathBuf,
     /// A prefix for every name the link makes (regions, socket directories).
     pub label: String,
+    /// Added to the environment of the helper processes the link starts
+    /// (the fault tests ask a manager's server to die this way).
+    pub helper_env: Vec<(String, String)>,
 }
 
 impl Default for LinkOpts {
@@ -158,6 +161,7 @@ impl Default for LinkOpts {
             max_message: 64 << 20,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ipcbench")),
             label: "link".to_owned(),
+            helper_env: Vec::new(),
         }
     }
 }
@@ -279,6 +283,25 @@ pub trait LinkSetup: Send {
             "this transport links two processes; it has no shared stream to end".into(),
         ))
     }
+
+    /// A helper process of the link (a manager's server) that has ended,
+    /// and how; `None` while every helper runs, or where there is none.
+    fn helper_ended(&mut self) -> Option<HelperEnd> {
+        None
+    }
+}
+
+/// How a link's helper process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperEnd {
+    /// What it is (`manager server`).
+    pub name: &'static str,
+    /// Its process id.
+    pub pid: u32,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// Its exit status, if it exited.
+    pub code: Option<i32>,
 }
 
 /// Bad input a test feeds a receiver, as a hostile or broken peer would.

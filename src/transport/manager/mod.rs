@@ -283,6 +283,17 @@ impl LinkSetup for ManagerSetup {
     fn end_stream(&mut self) -> Result<(), TransportError> {
         (self.ender)(b"ab")
     }
+
+    fn helper_ended(&mut self) -> Option<super::HelperEnd> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.server.try_wait().ok().flatten()?;
+        Some(super::HelperEnd {
+            name: "manager server",
+            pid: self.server.id(),
+            signal: status.signal(),
+            code: status.code(),
+        })
+    }
 }
 
 impl Drop for ManagerSetup {
@@ -298,11 +309,13 @@ pub fn start_server(
     listen: &str,
     key: &[u8],
     max: usize,
+    env: &[(String, String)],
 ) -> Result<(Child, String), TransportError> {
     let mut child = Command::new(exe)
         .args(["peer", "--deadline-s", "86400", "manager-serve", listen])
         .arg(format!("--max-message={max}"))
         .env(AUTHKEY_ENV, to_hex(key))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -325,15 +338,29 @@ pub fn start_server(
             Ok((child, line["ready ".len()..].trim().to_owned()))
         }
         other => {
+            use std::os::unix::process::ExitStatusExt;
+            let pid = child.id();
             let _ = child.kill();
-            let _ = child.wait();
-            Err(TransportError::Setup(format!(
-                "the manager server did not start ({})",
-                match other {
-                    Ok(l) if l.is_empty() => "it exited; see its error above".to_owned(),
-                    Ok(l) => format!("it said {l:?}"),
-                    Err(_) => format!("no word within {} s", READY_TIMEOUT.as_secs()),
+            let ended = child.wait().ok();
+            let how = match (ended.and_then(|s| s.signal()), ended.and_then(|s| s.code())) {
+                (Some(sig), _) if matches!(other, Ok(ref l) if l.is_empty()) => {
+                    format!(
+                        "was ended by signal {sig}{}",
+                        if sig == libc::SIGKILL {
+                            " (SIGKILL)"
+                        } else {
+                            ""
+                        }
+                    )
                 }
+                (_, Some(code)) => format!("exited with status {code}; see its error above"),
+                _ => match other {
+                    Ok(l) if !l.is_empty() => format!("said {l:?}"),
+                    _ => format!("said nothing within {} s", READY_TIMEOUT.as_secs()),
+                },
+            };
+            Err(TransportError::Setup(format!(
+                "the manager server (pid {pid}) {how} before it was ready"
             )))
         }
     }
@@ -420,7 +447,7 @@ impl<F: Family> Transport for Manager<F> {
         let key: [u8; KEY_LEN] = random_bytes()?;
         let (server, addr) =
             // A request carries the message plus its op code and queue name.
-            start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message.saturating_add(REQUEST_OVERHEAD))?;
+            start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message.saturating_add(REQUEST_OVERHEAD), &opts.helper_env)?;
         let (ender_addr, ender_key, ender_max) = (addr.clone(), key, opts.max_message);
         let ender: Ender = Box::new(move |queue| {
             let rest = addr_rest(&ender_addr, F::NAME)?;
