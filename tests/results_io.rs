@@ -104,6 +104,19 @@ fn a_full_disk_mid_run_keeps_the_last_complete_results() {
     // The last complete file is there, whole, with the points before the failure.
     let kept = points_in(&out);
     assert!(kept >= 1, "nothing kept");
+    // The file is rewritten after every point: the one kept holds every
+    // point before the one whose write failed, the last shown.
+    let shown = err
+        .lines()
+        .take_while(|l| !l.starts_with("error: cannot write"))
+        .filter(|l| l.starts_with('['))
+        .count();
+    assert_eq!(
+        kept,
+        shown - 1,
+        "the file kept is not the last complete one: {kept} points where {} were written",
+        shown - 1
+    );
     eprintln!(
         "full disk: {kept} points kept; said: {}",
         err.lines().last().unwrap_or("")
