@@ -1,9 +1,11 @@
 //! Hostile or corrupt shared memory. Before anyone attaches: every word of
 //! every structure's files set to garbage, one at a time, then an attach and
-//! a use. While in use: a second mapping of a ring's, a
-//! queue's or a joinable queue's file (what another process sees) writes
-//! garbage into its control words and data, thousands of times, while this
-//! side keeps sending and receiving with short timeouts. Nothing may read
+//! a use. While in use: a second mapping of a ring's, a queue's or a
+//! joinable queue's files (what another process sees), written with garbage
+//! by another thread the whole time, into control words and data, while
+//! this side keeps sending and receiving with short timeouts (at least
+//! 20 000 rounds and 20 000 garbage words each; every fresh structure
+//! first works). Nothing may read
 //! or write out of bounds (the test process would crash), allocate past
 //! the structure's limit, or wait past its timeout: each call returns a
 //! message, a timeout, or an error that says the memory is corrupt.
@@ -77,6 +79,10 @@ impl Scribbler {
         unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u64, v) };
     }
 }
+
+// SAFETY: the mapping belongs to the process, not to a thread; the writer
+// thread is its only user while it runs.
+unsafe impl Send for Scribbler {}
 
 impl Drop for Scribbler {
     fn drop(&mut self) {
@@ -153,35 +159,64 @@ impl Tally {
     }
 }
 
-/// [`ROUNDS`] rounds of garbage, each a scribble on the file of a
-/// structure `make` made (named by it) and one `step`: a send and a
-/// receive, checked by `step`, and how each ended. A fresh structure every
-/// 500 rounds, or once one is done for. The garbage must be noticed.
+/// Rounds of `step` (a send and a receive, checked by `step`, and how
+/// each ended) on structures `make` made, while another thread writes
+/// garbage into their files (named by `make`) the whole time, a word every
+/// few microseconds: until [`ROUNDS`] rounds have run and [`ROUNDS`]
+/// garbage words have been written. A fresh structure after 200 words, or
+/// once one is done for; each fresh one must first work (one clean step,
+/// both calls succeeding). The garbage must be noticed.
 fn garbage_rounds<S>(
     what: &str,
     seed: u64,
-    mut make: impl FnMut() -> (String, S),
+    mut make: impl FnMut() -> (Vec<String>, S),
     mut step: impl FnMut(&mut S, &mut Rng, &mut Vec<u8>) -> [Outcome; 2],
 ) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let mut rng = Rng(seed);
     let mut tally = Tally::default();
-    let mut round = 0;
-    while round < ROUNDS {
-        let (name, mut it) = make();
-        let mut s = Scribbler::new(&name);
+    let (mut rounds, mut words) = (0u64, 0u64);
+    while rounds < ROUNDS || words < ROUNDS {
+        let (files, mut it) = make();
         let mut buf = Vec::new();
-        for _ in 0..500 {
-            round += 1;
-            s.scribble(&mut rng);
-            let [a, b] = step(&mut it, &mut rng, &mut buf);
-            // Both counted, then a structure done for is replaced.
-            if tally.add(a) | tally.add(b) {
-                break;
+        let clean = step(&mut it, &mut rng, &mut buf);
+        assert!(
+            matches!(clean, [Outcome::Ok, Outcome::Ok]),
+            "{what}: a fresh structure did not work before any garbage"
+        );
+        let stop = AtomicBool::new(false);
+        let written = AtomicU64::new(0);
+        let mut writers: Vec<Scribbler> = files.iter().map(|f| Scribbler::new(f)).collect();
+        let mut wrng = Rng(rng.next());
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                // Relaxed: a flag and a count, nothing published through them.
+                while !stop.load(Ordering::Relaxed) {
+                    let n = writers.len() as u64;
+                    writers[(wrng.next() % n) as usize].scribble(&mut wrng);
+                    written.fetch_add(1, Ordering::Relaxed);
+                    let pause = Instant::now() + Duration::from_micros(wrng.next() % 20);
+                    while Instant::now() < pause {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            while written.load(Ordering::Relaxed) < 200 {
+                rounds += 1;
+                let [a, b] = step(&mut it, &mut rng, &mut buf);
+                // Both counted, then a structure done for is replaced.
+                if tally.add(a) | tally.add(b) {
+                    break;
+                }
             }
-        }
+            stop.store(true, Ordering::Relaxed);
+        });
+        words += written.load(Ordering::Relaxed);
         tally.rebuilt += 1;
     }
-    eprintln!("{what}: {ROUNDS} rounds of garbage: {tally:?}");
+    eprintln!(
+        "{what}: {rounds} rounds under a concurrent writer of {words} garbage words: {tally:?}"
+    );
     assert!(
         tally.corrupt > 0,
         "garbage was never noticed: the test aims badly"
@@ -204,7 +239,7 @@ fn garbage_in_a_ring_is_an_error_never_a_crash_or_a_hang() {
             let name = unique_name("hostile-ring");
             let ring = Ring::create(&name, 4096, Wait::SPIN_PARK).unwrap();
             let ends = (ring.producer().unwrap(), ring.consumer().unwrap());
-            (name, (ring, ends))
+            (vec![name], (ring, ends))
         },
         |(ring, (tx, rx)), rng, buf| {
             let max = ring.max_payload();
@@ -242,7 +277,7 @@ fn garbage_in_a_queue_is_an_error_never_a_crash_or_a_hang() {
         || {
             let name = unique_name("hostile-queue");
             let q = Queue::create(&name, 16, 256, Wait::SPIN_PARK).unwrap();
-            (name, q)
+            (vec![name], q)
         },
         |q, rng, buf| {
             let len = (rng.next() % 257) as usize;
@@ -260,27 +295,40 @@ fn garbage_in_a_queue_is_an_error_never_a_crash_or_a_hang() {
 }
 
 #[test]
-fn garbage_in_a_joinable_count_never_hangs_join() {
+fn garbage_in_a_joinable_queue_is_an_error_never_a_crash_or_a_hang() {
     watchdog("joinable");
-    let mut rng = Rng(0x5eed_0003);
-    let name = unique_name("hostile-join");
-    let q = JoinableQueue::create(&name, 16, 64, Wait::SPIN_PARK).unwrap();
-    let mut s = Scribbler::new(&format!("{name}-join"));
-    let (mut joined, mut timeouts, mut refused) = (0, 0, 0);
-    for _ in 0..ROUNDS / 4 {
-        s.scribble(&mut rng);
-        match bounded("join", || q.join(T)) {
-            Ok(()) => joined += 1,
-            Err(QueueError::Timeout) => timeouts += 1,
-            Err(e) => panic!("join: {e}"),
-        }
-        match bounded("task_done", || q.task_done()) {
-            Ok(()) => {}
-            Err(QueueError::TooManyTaskDone) => refused += 1,
-            Err(e) => panic!("task_done: {e}"),
-        }
-    }
-    eprintln!("joinable: {joined} joins, {timeouts} timeouts, {refused} task_done refused");
+    let outcome = |r: Result<(), QueueError>| match r {
+        Ok(()) => Outcome::Ok,
+        Err(QueueError::Timeout | QueueError::Full | QueueError::Empty) => Outcome::Wait,
+        // A count the garbage made smaller than the items out: noticed.
+        Err(QueueError::Corrupt(_) | QueueError::TooManyTaskDone) => Outcome::Corrupt,
+        Err(e) => Outcome::Other(e.to_string()),
+    };
+    garbage_rounds(
+        "joinable queue",
+        0x5eed_0003,
+        || {
+            let name = unique_name("hostile-join");
+            let q = JoinableQueue::create(&name, 16, 64, Wait::SPIN_PARK).unwrap();
+            (vec![name.clone(), format!("{name}-join")], q)
+        },
+        |q, rng, buf| {
+            let len = (rng.next() % 65) as usize;
+            let put = bounded("put", || q.put(&vec![0x3C; len], T));
+            let got = bounded("get", || q.get(buf, T));
+            assert!(
+                buf.len() <= 64 && buf.capacity() <= 512,
+                "get: {} bytes",
+                buf.len()
+            );
+            let done = match got {
+                Ok(_) => bounded("task_done", || q.task_done()),
+                Err(e) => Err(e),
+            };
+            let joined = bounded("join", || q.join(T));
+            [outcome(put), outcome(done.and(joined))]
+        },
+    );
 }
 
 /// What was done to one structure: its files (the structure's own and any
