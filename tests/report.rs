@@ -606,3 +606,64 @@ fn exit_statuses_tell_a_finding_from_trouble() {
     let (code, err) = status(&["no-such-command"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `compare` from the command line: a wider `--threshold` calls more
+/// changes noise, but a point that fails only in B is a regression at any
+/// threshold; a run with only improvements exits 0 and says so; a
+/// threshold that is not a fraction is trouble (2).
+#[test]
+fn compare_honours_its_threshold_and_passes_a_run_that_only_improved() {
+    let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("compare-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
+    let b_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
+    let cmp = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin())
+            .arg("compare")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (a, b) = (a_path.to_str().unwrap(), b_path.to_str().unwrap());
+    // At 25%: three regressions, one improvement (and the new failure
+    // among the regressions).
+    let (code, out, _) = cmp(&[a, b]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("3 regressed, 1 improved"), "{out}");
+    // At 10,000%: every change of a figure is noise; the point that fails
+    // only in B still regresses.
+    let (code, out, _) = cmp(&["--threshold", "100", a, b]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("1 regressed, 0 improved"), "{out}");
+    assert!(out.contains("fails in B"), "{out}");
+    // B is A with one point twice as fast: only an improvement.
+    let mut better = data("run-a.json");
+    let at = better
+        .points
+        .iter()
+        .position(|p| p.pattern == "pingpong" && p.validated && p.latency_ns.is_some())
+        .unwrap();
+    let mut l = better.points[at].latency_ns.unwrap();
+    l.p50 /= 2;
+    better.points[at].latency_ns = Some(l);
+    let better_path = dir.join("better.json");
+    ipcbench::record::io::write_results(&better_path, &better).unwrap();
+    let (code, out, err) = cmp(&[a, better_path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "only an improvement must pass: {out}{err}");
+    assert!(out.contains("0 regressed, 1 improved"), "{out}");
+    // Not a fraction: trouble, said plainly.
+    for bad in ["-1", "NaN", "inf"] {
+        let (code, _, err) = cmp(&[&format!("--threshold={bad}"), a, b]);
+        assert_eq!(code, Some(2), "--threshold={bad}: {err}");
+        assert!(
+            err.contains("--threshold must be a fraction"),
+            "{bad}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
