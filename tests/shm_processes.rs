@@ -356,7 +356,7 @@ fn foreign_and_mismatched_regions_are_refused_with_a_clear_error() {
 }
 
 #[test]
-fn clean_removes_leftovers_of_dead_creators_only() {
+fn clean_removes_leftovers_of_dead_creators_only_and_a_dry_run_nothing() {
     // A region whose creator died: made by a child that is killed before it
     // can unlink (simulated by writing a header with a reaped child's pid).
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -371,6 +371,20 @@ fn clean_removes_leftovers_of_dead_creators_only() {
     std::fs::write(format!("/dev/shm/{dead}"), &header).unwrap();
     let live = unique_name("live-creator");
     let kept = raw_region(&live, 64);
+
+    // A dry run says what it would remove and removes nothing.
+    let out = std::process::Command::new(bin())
+        .args(["clean", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("would remove {dead}")), "{text}");
+    assert!(text.contains(&format!("kept    {live}")), "{text}");
+    assert!(
+        std::path::Path::new(&format!("/dev/shm/{dead}")).exists(),
+        "--dry-run removed {dead}"
+    );
 
     let out = std::process::Command::new(bin())
         .arg("clean")
