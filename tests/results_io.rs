@@ -125,16 +125,22 @@ fn a_full_disk_mid_run_keeps_the_last_complete_results() {
 }
 
 /// A run stopped by `sig` once two points are on disk: it keeps them,
-/// exits with 128 + `sig`, and leaves nothing in /dev/shm.
-fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str) {
+/// exits with 128 + `sig`, and leaves nothing in /dev/shm. With `group`,
+/// the signal goes to the run's whole process group, as a terminal's
+/// Ctrl-C does: the peers get it too, and the point in progress must still
+/// finish and be kept (every point shown is in the file, none failed).
+fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str, group: bool) {
+    use std::os::unix::process::CommandExt;
     let d = scratch(label);
     let out = d.join("run.json");
-    let child = Command::new(bin())
-        .args(run_args(&out))
+    let mut cmd = Command::new(bin());
+    cmd.args(run_args(&out))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if group {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().unwrap();
     // Once two points are on disk, send the signal.
     let t = Instant::now();
     loop {
@@ -147,8 +153,25 @@ fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let pid = child.id();
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(pid as i32, sig) };
+    if group {
+        // Until the peers of a point (not of the floor measured beside it)
+        // are running, so that the signal reaches them mid-point.
+        let measuring = || {
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            kids.split_whitespace().any(|k| {
+                let cmd = std::fs::read(format!("/proc/{k}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("\0bench\0") && !cmd.contains("floor")
+            })
+        };
+        while !measuring() {
+            assert!(t.elapsed() < HANG, "no point's peers seen running");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    // SAFETY: a signal to our own child, or to the group it leads.
+    unsafe { libc::kill(if group { -(pid as i32) } else { pid as i32 }, sig) };
     let stopped = Instant::now();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -158,6 +181,14 @@ fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str) {
     assert!(stopped.elapsed() < HANG, "{label}: the run went on");
     let kept = points_in(&out);
     assert!(kept >= 2, "{kept} points kept");
+    if group {
+        assert!(!err.contains("FAILED"), "{label}: a point failed: {err}");
+        let shown = err.lines().filter(|l| l.starts_with('[')).count();
+        assert_eq!(
+            kept, shown,
+            "{label}: the point in progress was not kept: {err}"
+        );
+    }
     let shm: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()
         .flatten()
@@ -174,12 +205,17 @@ fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str) {
 
 #[test]
 fn ctrl_c_stops_a_run_and_keeps_what_was_measured() {
-    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGINT, "sigint");
+    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGINT, "sigint", false);
+}
+
+#[test]
+fn ctrl_c_at_a_terminal_reaches_the_peers_and_the_point_in_progress_still_finishes() {
+    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGINT, "sigint-group", true);
 }
 
 #[test]
 fn sigterm_stops_a_run_and_keeps_what_was_measured() {
-    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGTERM, "sigterm");
+    a_signal_stops_a_run_and_keeps_what_was_measured(libc::SIGTERM, "sigterm", false);
 }
 
 #[test]

@@ -65,6 +65,7 @@ pub fn spawn_with(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     crate::transport::fd::inherit_in_child(&mut cmd, inherit.to_vec());
+    crate::transport::fd::ignore_stop_signals_in_child(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| {
         HarnessError::Setup(format!("starting peer {name} ({}): {e}", exe.display()))
     })?;

@@ -85,6 +85,28 @@ pub fn inherit_in_child(cmd: &mut std::process::Command, fds: Vec<RawFd>) {
     }
 }
 
+/// Starts the child with SIGINT, SIGTERM and SIGHUP ignored (a disposition
+/// that survives exec, so it holds from the child's first instruction).
+/// A terminal's Ctrl-C reaches the whole process group: it is for the
+/// coordinator, which lets the point in progress finish and then stops;
+/// a child ends when its coordinator says so, kills it, or dies (the
+/// parent-death signal), never halfway through a point on its own.
+pub fn ignore_stop_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only signal(), which is async-signal-safe, to set SIG_IGN.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Takes ownership of descriptor `fd` named in an address, after checking
 /// that it is open. The caller must not use `fd` otherwise afterwards.
 pub fn adopt(fd: RawFd) -> Result<OwnedFd, TransportError> {

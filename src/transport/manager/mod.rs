@@ -311,18 +311,18 @@ pub fn start_server(
     max: usize,
     env: &[(String, String)],
 ) -> Result<(Child, String), TransportError> {
-    let mut child = Command::new(exe)
-        .args(["peer", "--deadline-s", "86400", "manager-serve", listen])
+    let mut cmd = Command::new(exe);
+    cmd.args(["peer", "--deadline-s", "86400", "manager-serve", listen])
         .arg(format!("--max-message={max}"))
         .env(AUTHKEY_ENV, to_hex(key))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| {
-            TransportError::io(format!("starting the manager server {}", exe.display()), e)
-        })?;
+        .stderr(Stdio::inherit());
+    super::fd::ignore_stop_signals_in_child(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        TransportError::io(format!("starting the manager server {}", exe.display()), e)
+    })?;
     let stdout = child
         .stdout
         .take()
