@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{HANG, bin, kills};
+use common::{HANG, bin, kills, shm_files};
 use ipcbench::harness::error::HarnessError;
 use ipcbench::harness::{Pattern, PointSpec, RunOpts, Session, Strategy};
 use ipcbench::shm::Wait;
@@ -48,17 +48,6 @@ static LEFTOVERS_CHECKED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid as i32, 0) == 0 }
-}
-
-fn shm_leftovers(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 struct Family {
@@ -216,15 +205,11 @@ fn a_peer_killed_at_a_random_moment_fails_its_point_with_its_name() {
         );
     }
     let mine = format!("ipcbench-{}-", std::process::id());
+    assert!(shm_files(&mine).is_empty(), "{:?}", shm_files(&mine));
     assert!(
-        shm_leftovers(&mine).is_empty(),
+        shm_files("ipcbench_iox2_").is_empty(),
         "{:?}",
-        shm_leftovers(&mine)
-    );
-    assert!(
-        shm_leftovers("ipcbench_iox2_").is_empty(),
-        "{:?}",
-        shm_leftovers("ipcbench_iox2_")
+        shm_files("ipcbench_iox2_")
     );
 }
 
@@ -297,7 +282,7 @@ fn peers_of_a_killed_coordinator_exit_and_clean_removes_what_is_left() {
         peers.len(),
         killed.elapsed()
     );
-    let left = shm_leftovers(&format!("ipcbench-{coordinator}-"));
+    let left = shm_files(&format!("ipcbench-{coordinator}-"));
     // Killed in the middle of a shared-memory point, the coordinator left
     // its regions: without them the rest of this test would pass on nothing.
     assert!(
@@ -309,7 +294,7 @@ fn peers_of_a_killed_coordinator_exit_and_clean_removes_what_is_left() {
         .output()
         .unwrap();
     assert!(clean.status.success(), "{clean:?}");
-    let after = shm_leftovers(&format!("ipcbench-{coordinator}-"));
+    let after = shm_files(&format!("ipcbench-{coordinator}-"));
     eprintln!(
         "the killed coordinator left {} file(s) in /dev/shm; clean removed them",
         left.len()
@@ -533,32 +518,31 @@ fn a_peer_killed_at_every_phase_is_named_on_every_path() {
     let mut failures = Vec::new();
     let t = Instant::now();
     let mut runs = 0;
+    let mut die = |path: &Path, victim: &str, at: Phase| {
+        let o = RunOpts {
+            fault: Some(Fault {
+                peer: victim.to_owned(),
+                at,
+            }),
+            ..base.clone()
+        };
+        let started = Instant::now();
+        let err = (path.run)(&o);
+        let took = started.elapsed();
+        runs += 1;
+        let what = format!("{} with {victim} killed at {at}", path.what);
+        match err {
+            None => failures.push(format!("{what}: passed")),
+            Some(e) if !names_killed(&e, victim) => failures.push(format!("{what}: {e}")),
+            Some(e) if took > DEADLINE / 2 => {
+                failures.push(format!("{what}: reported after {took:?}: {e}"))
+            }
+            Some(_) => {}
+        }
+    };
     for (k, path) in paths.iter().enumerate() {
         for (j, at) in Phase::all(Duration::from_millis(1)).into_iter().enumerate() {
-            let victim = &path.peers[(k + j) % path.peers.len()];
-            let o = RunOpts {
-                fault: Some(Fault {
-                    peer: victim.clone(),
-                    at,
-                }),
-                ..base.clone()
-            };
-            let started = Instant::now();
-            let err = (path.run)(&o);
-            let took = started.elapsed();
-            runs += 1;
-            let what = format!("{} with {victim} killed at {at}", path.what);
-            match err {
-                None => failures.push(format!("{what}: passed")),
-                Some(e) => {
-                    let named = names_killed(&e, victim);
-                    if !named {
-                        failures.push(format!("{what}: {e}"));
-                    } else if took > DEADLINE / 2 {
-                        failures.push(format!("{what}: reported after {took:?}: {e}"));
-                    }
-                }
-            }
+            die(path, &path.peers[(k + j) % path.peers.len()], at);
         }
     }
     // A manager's server, a helper of the link rather than a peer, dies as
@@ -570,41 +554,17 @@ fn a_peer_killed_at_every_phase_is_named_on_every_path() {
         session_path(one(ManagerUnix, Pattern::Stream, Wait::PARK), 1_000_000),
         farm_path(ManagerUnix, Wait::PARK, 200_000),
     ];
-    let victim = "manager server";
     for path in &server_paths {
         for at in [
             Phase::Start,
             Phase::Go,
             Phase::After(Duration::from_millis(100)),
         ] {
-            let o = RunOpts {
-                fault: Some(Fault {
-                    peer: victim.to_owned(),
-                    at,
-                }),
-                ..base.clone()
-            };
-            let started = Instant::now();
-            let err = (path.run)(&o);
-            let took = started.elapsed();
-            runs += 1;
-            let what = format!("{} with the {victim} killed at {at}", path.what);
-            match err {
-                None => failures.push(format!("{what}: passed")),
-                Some(e) if !names_killed(&e, victim) => failures.push(format!("{what}: {e}")),
-                Some(e) if took > DEADLINE / 2 => {
-                    failures.push(format!("{what}: reported after {took:?}: {e}"))
-                }
-                Some(_) => {}
-            }
+            die(path, "manager server", at);
         }
     }
     eprintln!("{runs} deaths on purpose in {:?}", t.elapsed());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let mine = format!("ipcbench-{}-", std::process::id());
-    assert!(
-        shm_leftovers(&mine).is_empty(),
-        "{:?}",
-        shm_leftovers(&mine)
-    );
+    assert!(shm_files(&mine).is_empty(), "{:?}", shm_files(&mine));
 }

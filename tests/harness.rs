@@ -36,14 +36,7 @@ fn opts() -> RunOpts {
 }
 
 fn shm_leftovers() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("ipcbench-{}-", std::process::id())))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::shm_files(&format!("ipcbench-{}-", std::process::id()))
 }
 
 #[test]

@@ -11,6 +11,8 @@
 //! message, a timeout, or an error that says the memory is corrupt.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ipcbench::shm::{JoinableQueue, Queue, QueueError, Ring, RingError, Wait, unique_name};
@@ -600,12 +602,9 @@ fn garbage_before_attach_in_every_word_of_every_structure() {
             s.what
         );
     }
-    let mine = format!("ipcbench-{}-", std::process::id());
-    let left: Vec<_> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&mine) && n.contains("hostile-before"))
+    let left: Vec<_> = common::shm_files(&format!("ipcbench-{}-", std::process::id()))
+        .into_iter()
+        .filter(|n| n.contains("hostile-before"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -17,14 +17,7 @@ fn py() -> python::Python {
 }
 
 fn leftovers() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("ipcbench-py-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::shm_files("ipcbench-py-")
 }
 
 #[test]

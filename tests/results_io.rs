@@ -189,12 +189,7 @@ fn a_signal_stops_a_run_and_keeps_what_was_measured(sig: i32, label: &str, group
             "{label}: the point in progress was not kept: {err}"
         );
     }
-    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("ipcbench-{pid}-")))
-        .collect();
+    let shm = common::shm_files(&format!("ipcbench-{pid}-"));
     assert!(shm.is_empty(), "{shm:?}");
     eprintln!(
         "{label}: {kept} points kept, stopped in {:?}",
@@ -281,12 +276,7 @@ fn a_second_signal_stops_at_once_and_leaves_no_peer_or_file() {
             "peer {p} is still there"
         );
     }
-    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("ipcbench-{pid}-")))
-        .collect();
+    let shm = common::shm_files(&format!("ipcbench-{pid}-"));
     assert!(shm.is_empty(), "{shm:?}");
     // The point finished before is kept, whole.
     assert_eq!(points_in(&out), 1);

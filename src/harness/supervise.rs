@@ -113,17 +113,37 @@ impl Running {
                 Ok(l) => return Ok(Some(l)),
                 Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    use std::os::unix::process::ExitStatusExt;
                     let status = self.child.wait().ok();
-                    return Err(HarnessError::PeerGone {
-                        role: self.name.clone(),
-                        pid: self.child.id(),
-                        signal: status.and_then(|s| s.signal()),
-                        code: status.and_then(|s| s.code()),
-                        said: self.said.clone(),
-                        context: what.to_owned(),
-                    });
+                    return Err(self.ended_as(status, what.to_owned()));
                 }
+            }
+        }
+    }
+
+    /// The next line that is not stderr noise, by `deadline`, looking at
+    /// `others` every [`LIVENESS_CHECK_EVERY`]: the error it finds (one of
+    /// them ended) ends the wait at once.
+    ///
+    /// [`LIVENESS_CHECK_EVERY`]: crate::shm::wait::LIVENESS_CHECK_EVERY
+    fn await_line(
+        &mut self,
+        what: &str,
+        deadline: Instant,
+        mut others: impl FnMut() -> Option<HarnessError>,
+    ) -> Result<String, HarnessError> {
+        loop {
+            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
+            if let Some(l) = self.next_line(step, what)? {
+                return Ok(l);
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Deadline {
+                    role: self.name.clone(),
+                    waiting_for: what.to_owned(),
+                });
+            }
+            if let Some(e) = others() {
+                return Err(e);
             }
         }
     }
@@ -145,7 +165,7 @@ impl Running {
             return None;
         }
         // Its output ends as soon as the reader threads have drained it.
-        match self.next_line(Instant::now() + Duration::from_millis(200), "its report") {
+        match self.next_line(Instant::now() + REAP_GRACE, "its report") {
             Err(e) => Some(e),
             Ok(None) => None,
             Ok(Some(line)) => {
@@ -156,11 +176,25 @@ impl Running {
         }
     }
 
+    /// This peer ended as `status` says (a signal or an exit status, with
+    /// its last words), while `context` was awaited or had happened.
+    fn ended_as(&self, status: Option<std::process::ExitStatus>, context: String) -> HarnessError {
+        use std::os::unix::process::ExitStatusExt;
+        HarnessError::PeerGone {
+            role: self.name.clone(),
+            pid: self.child.id(),
+            signal: status.and_then(|s| s.signal()),
+            code: status.and_then(|s| s.code()),
+            said: self.said.clone(),
+            context,
+        }
+    }
+
     /// Why this peer, whose process has ended, will not be told `go`: the
     /// failure it reported, or how it ended (its signal or exit status,
     /// with its last words).
     fn ended_before_go(&mut self) -> HarnessError {
-        let until = Instant::now() + Duration::from_millis(200);
+        let until = Instant::now() + REAP_GRACE;
         loop {
             match self.next_line(until, "go") {
                 Err(e) => return e,
@@ -171,16 +205,8 @@ impl Running {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    use std::os::unix::process::ExitStatusExt;
                     let status = self.child.try_wait().ok().flatten();
-                    return HarnessError::PeerGone {
-                        role: self.name.clone(),
-                        pid: self.child.id(),
-                        signal: status.and_then(|s| s.signal()),
-                        code: status.and_then(|s| s.code()),
-                        said: self.said.clone(),
-                        context: "go".into(),
-                    };
+                    return self.ended_as(status, "go".into());
                 }
             }
         }
@@ -272,25 +298,11 @@ pub fn reports(
     let mut out = Vec::with_capacity(waited.len());
     for i in 0..waited.len() {
         let (p, rest) = waited[i..].split_first_mut().expect("i < len");
-        let line = loop {
-            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
-            if let Some(l) = p.next_line(step, "its report")? {
-                break l;
-            }
-            if Instant::now() >= deadline {
-                return Err(HarnessError::Deadline {
-                    role: p.name.clone(),
-                    waiting_for: "its report".into(),
-                });
-            }
-            if let Some(e) = rest
-                .iter_mut()
+        let line = p.await_line("its report", deadline, || {
+            rest.iter_mut()
                 .chain(watched.iter_mut())
                 .find_map(Running::gone)
-            {
-                return Err(e);
-            }
-        };
+        })?;
         out.push(p.parse_report(&line)?);
     }
     Ok(out)
@@ -307,30 +319,18 @@ pub fn line_up(
     between: impl FnOnce(),
 ) -> Result<(), HarnessError> {
     for i in 0..peers.len() {
-        loop {
-            let step = (Instant::now() + crate::shm::wait::LIVENESS_CHECK_EVERY).min(deadline);
-            match peers[i].next_line(step, "ready")? {
-                Some(l) if l == "ready" => break,
-                Some(l) => {
-                    let p = &peers[i];
-                    return Err(p.parse_report(&l).err().unwrap_or_else(|| {
-                        HarnessError::Invalid(format!(
-                            "peer {} said {l:?} instead of ready",
-                            p.name
-                        ))
-                    }));
-                }
-                None => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(HarnessError::Deadline {
-                    role: peers[i].name.clone(),
-                    waiting_for: "ready".into(),
-                });
-            }
-            if let Some(j) = peers.iter_mut().position(Running::exited) {
-                return Err(peers[j].ended_before_go());
-            }
+        let (before, rest) = peers.split_at_mut(i);
+        let (p, after) = rest.split_first_mut().expect("i < len");
+        let line = p.await_line("ready", deadline, || {
+            before
+                .iter_mut()
+                .chain(after.iter_mut())
+                .find_map(|o| o.exited().then(|| o.ended_before_go()))
+        })?;
+        if line != "ready" {
+            return Err(p.parse_report(&line).err().unwrap_or_else(|| {
+                HarnessError::Invalid(format!("peer {} said {line:?} instead of ready", p.name))
+            }));
         }
     }
     between();
@@ -387,23 +387,34 @@ pub fn blame_helper(
     if err.is_skipped() {
         return err;
     }
-    let grace = Instant::now() + Duration::from_millis(200);
-    loop {
-        if let Some(h) = setup.helper_ended() {
-            if matches!(&err, HarnessError::PeerGone { pid, .. } if *pid == h.pid) {
-                return err;
-            }
-            return HarnessError::PeerGone {
+    match poll_until(Instant::now() + REAP_GRACE, || setup.helper_ended()) {
+        Some(h) if !matches!(&err, HarnessError::PeerGone { pid, .. } if *pid == h.pid) => {
+            HarnessError::PeerGone {
                 role: h.name.to_owned(),
                 pid: h.pid,
                 signal: h.signal,
                 code: h.code,
                 said: Vec::new(),
                 context: err.to_string(),
-            };
+            }
         }
-        if Instant::now() >= grace {
-            return err;
+        _ => err,
+    }
+}
+
+/// How long a look at a process that has ended waits for what the kernel
+/// still has to finish: its reaping, the end of its output. The peer that
+/// fails first often saw its partner's death before the kernel was done.
+const REAP_GRACE: Duration = Duration::from_millis(200);
+
+/// `f`'s first `Some`, polled every 2 ms until `until`.
+fn poll_until<T>(until: Instant, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    loop {
+        if let Some(t) = f() {
+            return Some(t);
+        }
+        if Instant::now() >= until {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -449,34 +460,17 @@ pub fn blame<'a>(
     err: HarnessError,
 ) -> HarnessError {
     use std::os::unix::process::ExitStatusExt;
-    let grace = Instant::now() + Duration::from_millis(200);
+    let grace = Instant::now() + REAP_GRACE;
     let mut err = err;
     for p in peers {
-        loop {
-            match p.child.try_wait() {
-                Ok(Some(status)) => {
-                    if let Some(sig) = status.signal() {
-                        // Already said of this peer: nothing to add.
-                        if matches!(&err, HarnessError::PeerGone { pid, signal: Some(_), .. } if *pid == p.child.id())
-                        {
-                            break;
-                        }
-                        err = HarnessError::PeerGone {
-                            role: p.name.clone(),
-                            pid: p.child.id(),
-                            signal: Some(sig),
-                            code: None,
-                            said: p.said.clone(),
-                            context: err.to_string(),
-                        };
-                    }
-                    break;
-                }
-                Ok(None) if Instant::now() < grace => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                _ => break,
-            }
+        let Some(status) = poll_until(grace, || p.child.try_wait().ok().flatten()) else {
+            continue;
+        };
+        // Ended by a signal, and not already said of this peer.
+        if status.signal().is_some()
+            && !matches!(&err, HarnessError::PeerGone { pid, signal: Some(_), .. } if *pid == p.child.id())
+        {
+            err = p.ended_as(Some(status), err.to_string());
         }
     }
     err

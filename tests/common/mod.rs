@@ -32,6 +32,18 @@ pub fn kills() -> u64 {
     }
 }
 
+/// The files in /dev/shm whose names start with `prefix`.
+pub fn shm_files(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ipcbench")
 }
