@@ -369,6 +369,75 @@ fn manager_refuses_bad_keys_and_bad_requests<F: ipcbench::transport::manager::Fa
     link.finish();
 }
 
+/// Frames a client leaves cut short, before and after the handshake: the
+/// server drops that connection alone, counts a client that had put into a
+/// queue as lost (its readers learn the writer died, after the items it
+/// put), and goes on serving everyone else.
+fn manager_survives_frames_cut_short<F: ipcbench::transport::manager::Family>() {
+    use ipcbench::transport::manager::{KEY_LEN, Manager, Proxy};
+    use ipcbench::transport::stream::StreamIo;
+    type M<F> = Manager<F>;
+    let mut link = start::<M<F>>("cut");
+    let echo = link.spawn_b(&args!["echo"]);
+    let addr = link.ep.addr.split_once(':').unwrap().1.to_owned();
+    let key = ipcbench::transport::manager::from_hex(&link.ep.env[0].1).unwrap();
+    // Before the handshake: a digest frame that promises KEY_LEN bytes and
+    // brings 5, and a header cut after 2 of its 4 bytes.
+    for cut in [
+        [&(KEY_LEN as u32).to_le_bytes()[..], &[0xAB; 5][..]].concat(),
+        vec![KEY_LEN as u8, 0],
+    ] {
+        let mut raw = F::connect(&addr).unwrap();
+        let mut challenge = [0u8; 4 + KEY_LEN];
+        let mut got = 0;
+        while got < challenge.len() {
+            match raw.read(&mut challenge[got..]) {
+                Ok(0) => panic!("{}: the server closed before its challenge", F::NAME),
+                Ok(n) => got += n,
+                Err(e) => panic!("{}: reading the challenge: {e}", F::NAME),
+            }
+        }
+        raw.write(&[std::io::IoSlice::new(&cut)]).unwrap();
+        drop(raw);
+    }
+    // After it: a client puts one item into "cut", then dies in the middle
+    // of its next request.
+    let mut writer = Proxy::new(F::connect(&addr).unwrap(), &key, 1 << 20).unwrap();
+    writer.put(b"cut", b"before the cut").unwrap();
+    let mut req = vec![1u8, 3];
+    req.extend_from_slice(b"cut");
+    req.extend_from_slice(&[0xCD; 100]);
+    writer.send_cut(&req, 40).unwrap();
+    drop(writer);
+    let mut reader = Proxy::new(F::connect(&addr).unwrap(), &key, 1 << 20).unwrap();
+    // A hang detector: the server has both answers at once.
+    reader.set_timeout(Some(OP_TIMEOUT)).unwrap();
+    let mut buf = Vec::new();
+    reader.get(b"cut", &mut buf).unwrap();
+    assert_eq!(buf, b"before the cut", "{}", F::NAME);
+    // Nothing of the cut request was stored: the next answer is the loss.
+    let e = reader.get(b"cut", &mut buf).unwrap_err();
+    assert!(
+        matches!(&e, TransportError::PeerGone(why) if why.contains("died without closing")),
+        "{}: a reader of a queue whose writer was cut off must learn it, got {e}",
+        F::NAME
+    );
+    drop(reader);
+    // The correct client still works.
+    let mut a = link.connect_a();
+    a.send(b"after the cuts").unwrap();
+    a.recv(&mut buf).unwrap();
+    assert_eq!(buf, b"after the cuts");
+    a.close().unwrap();
+    assert_eq!(
+        finish(echo, Instant::now() + DEADLINE, F::NAME)
+            .report()
+            .messages,
+        1
+    );
+    link.finish();
+}
+
 macro_rules! extra_tests {
     (inject, $T:ty) => {
         #[test]
@@ -380,6 +449,10 @@ macro_rules! extra_tests {
         #[test]
         fn wrong_authkey_and_malformed_requests_are_refused_and_serving_goes_on() {
             super::manager_refuses_bad_keys_and_bad_requests::<$F>()
+        }
+        #[test]
+        fn frames_cut_short_drop_that_client_alone() {
+            super::manager_survives_frames_cut_short::<$F>()
         }
     };
 }

@@ -133,6 +133,22 @@ impl<S: StreamIo> StreamConn<S> {
         &self.io
     }
 
+    /// Test support: writes the frame of `msg` cut after `keep` bytes of
+    /// its body, as a peer that dies mid-message leaves it. The connection
+    /// has lost its framing afterwards: nothing more is sent on it, not
+    /// even the close frame.
+    #[doc(hidden)]
+    pub fn send_cut(&mut self, msg: &[u8], keep: usize) -> Result<(), TransportError> {
+        self.check_broken()?;
+        let header = (msg.len() as u32).to_le_bytes();
+        let r = self.write_all(&mut [IoSlice::new(&header), IoSlice::new(&msg[..keep])]);
+        self.broken = Some(format!(
+            "a frame was cut after {keep} of {} bytes on purpose",
+            msg.len()
+        ));
+        r
+    }
+
     /// One read into `dst`, honouring the timeout; 0 at end-of-file.
     fn read_some(
         io: &mut S,

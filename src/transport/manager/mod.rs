@@ -511,3 +511,42 @@ impl<S: StreamIo> Drop for ManagerConn<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client's side of a server that dies in the middle of its reply.
+    //! (The server's side of a client that does so is in the conformance
+    //! suite, against the real server.)
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_reply_cut_short_is_the_server_gone_never_a_short_value() {
+        let key = [9u8; KEY_LEN];
+        for keep in [0usize, 3, 8] {
+            let (client, server) = UnixStream::pair().unwrap();
+            let fake = std::thread::spawn(move || {
+                let mut conn = StreamConn::new(server, HANDSHAKE_MAX);
+                server_handshake(&mut conn, &key).unwrap();
+                let mut conn = conn.with_max(1 << 20);
+                let mut req = Vec::new();
+                conn.recv(&mut req).unwrap();
+                assert_eq!(req[0], op::COUNTER_ADD);
+                // [OK][the new value: i64], cut after `keep` bytes.
+                let mut reply = vec![status::OK];
+                reply.extend_from_slice(&41i64.to_le_bytes());
+                conn.send_cut(&reply, keep).unwrap();
+            });
+            let mut proxy = Proxy::new(client, &key, 1 << 20).unwrap();
+            // A hang detector: the cut reply is answered at once.
+            proxy.set_timeout(Some(Duration::from_secs(60))).unwrap();
+            let e = proxy.counter_add(1).unwrap_err();
+            fake.join().unwrap();
+            assert!(
+                matches!(&e, TransportError::PeerGone(why)
+                    if why.contains("server went away") && why.contains(&format!("({keep} of 9 bytes)"))),
+                "keep {keep}: {e}"
+            );
+        }
+    }
+}

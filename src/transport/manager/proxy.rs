@@ -101,6 +101,13 @@ impl<S: StreamIo> Proxy<S> {
         }
     }
 
+    /// Test support: sends the frame of `req` cut after `keep` bytes, as a
+    /// client that dies mid-request leaves it; the proxy is unusable after.
+    #[doc(hidden)]
+    pub fn send_cut(&mut self, req: &[u8], keep: usize) -> Result<(), TransportError> {
+        self.conn.send_cut(req, keep)
+    }
+
     /// `queue[name].put(item)`.
     pub fn put(&mut self, name: &[u8], item: &[u8]) -> Result<(), TransportError> {
         let mut reply = Vec::new();
