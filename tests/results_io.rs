@@ -117,6 +117,13 @@ fn a_full_disk_mid_run_keeps_the_last_complete_results() {
         "the file kept is not the last complete one: {kept} points where {} were written",
         shown - 1
     );
+    // The CSV beside it is at the same point: one row per point kept.
+    let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
+    assert_eq!(
+        csv.lines().count() - 1,
+        kept,
+        "the CSV is not in step with the JSON"
+    );
     eprintln!(
         "full disk: {kept} points kept; said: {}",
         err.lines().last().unwrap_or("")

@@ -74,36 +74,74 @@ pub struct WriteError {
     pub io: std::io::Error,
 }
 
-/// Writes `contents` to `path` atomically.
-pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
-    let err = |io| WriteError {
-        path: path.to_owned(),
-        io,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!(
-        "{}.tmp-{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+/// A file written in full beside its final path, not yet in place.
+struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    placed: bool,
 }
 
-/// Writes `run` as JSON at `path` and as CSV beside it (`.csv`).
+impl Staged {
+    /// Writes `contents` beside `path`, synced; the file at `path` is not
+    /// touched yet. Where a full disk or a bad path fails, it fails here.
+    fn write(path: &Path, contents: &str) -> Result<Staged, WriteError> {
+        let err = |io| WriteError {
+            path: path.to_owned(),
+            io,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let staged = Staged {
+            tmp: path.with_extension(format!(
+                "{}.tmp-{}",
+                path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+                std::process::id()
+            )),
+            path: path.to_owned(),
+            placed: false,
+        };
+        let mut f = std::fs::File::create(&staged.tmp).map_err(err)?;
+        f.write_all(contents.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        Ok(staged)
+    }
+
+    /// Replaces the file at its path with the staged one, in one rename.
+    fn place(mut self) -> Result<(), WriteError> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|io| WriteError {
+            path: self.path.clone(),
+            io,
+        })?;
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `contents` to `path` atomically.
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
+    Staged::write(path, contents)?.place()
+}
+
+/// Writes `run` as JSON at `path` and as CSV beside it (`.csv`), in step:
+/// both are written in full before either replaces its predecessor, so a
+/// write that fails (a full disk, a path that cannot be written) leaves
+/// both at the previous point. The CSV is placed first: the two renames
+/// cannot be one, and if the JSON's were to fail after the CSV's, the JSON
+/// (the contract) still says what the last complete run was.
 pub fn write_results(path: &Path, run: &RunRecord) -> Result<(), WriteError> {
-    write_atomic(path, &to_json(run))?;
-    write_atomic(&path.with_extension("csv"), &to_csv(run))
+    let json = Staged::write(path, &to_json(run))?;
+    let csv = Staged::write(&path.with_extension("csv"), &to_csv(run))?;
+    csv.place()?;
+    json.place()
 }
 
 /// Reads a results file.
@@ -251,6 +289,129 @@ mod tests {
         assert!(lines[1].starts_with("shm-ring,pingpong,64,"));
         assert_eq!(lines[1].split(',').count(), cols);
         assert!(lines[2].contains("\"peer B: expected message 3, got message 4, \"\"lost\"\"\""));
+    }
+
+    /// The rows of `csv` as (column, cell) maps, quotes undone.
+    fn parse_csv(csv: &str) -> Vec<Vec<(String, String)>> {
+        let split = |line: &str| {
+            let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match (c, quoted) {
+                    ('"', true) if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        cell.push('"');
+                    }
+                    ('"', _) => quoted = !quoted,
+                    (',', false) => cells.push(std::mem::take(&mut cell)),
+                    (c, _) => cell.push(c),
+                }
+            }
+            cells.push(cell);
+            cells
+        };
+        let mut lines = csv.lines();
+        let header = split(lines.next().unwrap());
+        lines
+            .map(|l| {
+                let cells = split(l);
+                assert_eq!(cells.len(), header.len(), "{l}");
+                header.iter().cloned().zip(cells).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_csv_cell_says_what_the_record_says() {
+        let run = sample();
+        let rows = parse_csv(&to_csv(&run));
+        assert_eq!(rows.len(), run.points.len());
+        let want: [&[(&str, &str)]; 2] = [
+            &[
+                ("transport", "shm-ring"),
+                ("pattern", "pingpong"),
+                ("msg_size", "64"),
+                ("producers", "1"),
+                ("consumers", "1"),
+                ("wait", "spin"),
+                ("pinned", "true"),
+                ("oversubscribed", "false"),
+                ("messages", "10"),
+                ("elapsed_ns", "1000"),
+                ("validated", "true"),
+                ("error", ""),
+                ("latency_mean_ns", "100.0"),
+                ("latency_p50_ns", "90"),
+                ("latency_p90_ns", "95"),
+                ("latency_p99_ns", "120"),
+                ("latency_p999_ns", "130"),
+                ("latency_max_ns", "140"),
+                ("msgs_per_s", "10000000.0"),
+                ("bytes_per_s", "640000000.0"),
+                ("cpu_ns_per_msg", "200.0"),
+                ("batched_mean_ns", "99.0"),
+                ("harness_ns_per_msg", "3.0"),
+                ("latency_p9999_ns", "135"),
+            ],
+            &[
+                ("transport", "tcp"),
+                ("pattern", "stream"),
+                ("msg_size", "8"),
+                ("wait", "kernel"),
+                ("messages", "0"),
+                ("validated", "false"),
+                (
+                    "error",
+                    "peer B: expected message 3, got message 4, \"lost\"",
+                ),
+                ("latency_mean_ns", ""),
+                ("latency_p50_ns", ""),
+                ("latency_p9999_ns", ""),
+                ("msgs_per_s", ""),
+                ("cpu_ns_per_msg", ""),
+            ],
+        ];
+        for (row, want) in rows.iter().zip(want) {
+            for (col, cell) in want {
+                let got = row.iter().find(|(c, _)| c == col);
+                assert_eq!(got.map(|(_, v)| v.as_str()), Some(*cell), "column {col}");
+            }
+        }
+        // Every column of the first row was checked, none named twice.
+        let mut cols: Vec<_> = rows[0].iter().map(|(c, _)| c.as_str()).collect();
+        let mut checked: Vec<_> = want[0].iter().map(|(c, _)| *c).collect();
+        cols.sort_unstable();
+        checked.sort_unstable();
+        assert_eq!(cols, checked);
+    }
+
+    #[test]
+    fn json_and_csv_stay_in_step_when_the_csv_cannot_be_written() {
+        let dir = std::env::temp_dir().join(crate::shm::unique_name("report-step"));
+        let path = dir.join("run.json");
+        let mut one = sample();
+        one.points.truncate(1);
+        write_results(&path, &one).unwrap();
+        // A directory where the CSV goes: the JSON could be written, the
+        // CSV cannot; neither moves on.
+        std::fs::remove_file(path.with_extension("csv")).unwrap();
+        std::fs::create_dir(path.with_extension("csv")).unwrap();
+        let e = write_results(&path, &sample()).unwrap_err();
+        assert!(e.to_string().contains("run.csv"), "{e}");
+        assert_eq!(read_results(&path).unwrap(), one);
+        // With the CSV writable again, both move on together.
+        std::fs::remove_dir(path.with_extension("csv")).unwrap();
+        write_results(&path, &sample()).unwrap();
+        assert_eq!(read_results(&path).unwrap(), sample());
+        let csv = std::fs::read_to_string(path.with_extension("csv")).unwrap();
+        assert_eq!(parse_csv(&csv).len(), 2);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "staged files left behind: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
