@@ -355,8 +355,13 @@ fn foreign_and_mismatched_regions_are_refused_with_a_clear_error() {
     assert_gone(&[&name, &qname]);
 }
 
+/// The clean tests one at a time: each one's stale files are stale to the
+/// other's `clean` too.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn clean_removes_leftovers_of_dead_creators_only_and_a_dry_run_nothing() {
+    let _one = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
     // A region whose creator died: made by a child that is killed before it
     // can unlink (simulated by writing a header with a reaped child's pid).
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -398,6 +403,146 @@ fn clean_removes_leftovers_of_dead_creators_only_and_a_dry_run_nothing() {
     assert!(kept.path().exists());
     drop(kept);
     assert_gone(&[&live]);
+}
+
+/// `ipcbench clean` in a /dev/shm it cannot trust: a Python baseline's file
+/// is kept while its process runs however old it is, and removed once it is
+/// gone; a directory, a FIFO (opening one would wait for ever) and a
+/// symbolic link carrying our prefix are not files ipcbench makes and are
+/// left alone; and a stale file it may not remove (another user's, in the
+/// sticky /dev/shm) is said, the rest is still cleaned, and the exit status
+/// says not everything was.
+#[test]
+fn clean_keeps_what_is_alive_or_not_ours_and_goes_on_past_what_it_cannot_remove() {
+    let _one = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
+    use std::os::unix::fs::PermissionsExt;
+    let old = std::time::SystemTime::now() - Duration::from_secs(600);
+    let touch_old = |path: &str| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(old))
+            .unwrap();
+    };
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let tag = unique_name("t").replace("ipcbench-", "").replace('-', "");
+    let py_live = format!("ipcbench-py-{}-{tag}", std::process::id());
+    let py_dead = format!("ipcbench-py-{dead_pid}-{tag}");
+    let dir = format!("ipcbench-zz-dir-{tag}");
+    let fifo = format!("ipcbench-zz-fifo-{tag}");
+    let link = format!("ipcbench-zz-link-{tag}");
+    let theirs = format!("ipcbench-{dead_pid}-{tag}-theirs");
+    let roots = format!("ipcbench-{dead_pid}-{tag}-roots");
+    // Whatever is left when the test ends, passed or failed, is removed.
+    struct Tidy(Vec<String>);
+    impl Drop for Tidy {
+        fn drop(&mut self) {
+            for name in &self.0 {
+                let p = format!("/dev/shm/{name}");
+                let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir(&p));
+            }
+        }
+    }
+    let _tidy = Tidy(
+        [&py_live, &py_dead, &dir, &fifo, &link, &theirs, &roots]
+            .map(|s| s.clone())
+            .to_vec(),
+    );
+    for name in [&py_live, &py_dead] {
+        let path = format!("/dev/shm/{name}");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        touch_old(&path);
+    }
+    std::fs::create_dir(format!("/dev/shm/{dir}")).unwrap();
+    let c = std::ffi::CString::new(format!("/dev/shm/{fifo}")).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(format!("/dev/shm/{py_live}"), format!("/dev/shm/{link}")).unwrap();
+
+    let run_clean = |as_nobody: bool| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.arg("clean")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if as_nobody {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        // A hang detector: clean lists and removes at once.
+        finish(
+            cmd.spawn().unwrap(),
+            Instant::now() + Duration::from_secs(120),
+            "clean",
+        )
+    };
+    let out = run_clean(false);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let gone = |name: &str| std::fs::symlink_metadata(format!("/dev/shm/{name}")).is_err();
+    let checks = [
+        (py_live.as_str(), "kept    ", "is running", false),
+        (py_dead.as_str(), "removed ", "is gone", true),
+        (
+            dir.as_str(),
+            "kept    ",
+            "a directory, not a file ipcbench makes",
+            false,
+        ),
+        (fifo.as_str(), "kept    ", "a FIFO, socket or device", false),
+        (link.as_str(), "kept    ", "a symbolic link", false),
+    ];
+    for (name, verb, why, removed) in checks {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("clean did not mention {name}:\n{text}"));
+        assert!(
+            line.starts_with(verb) && line.contains(why),
+            "{name}: said {line:?}"
+        );
+        assert_eq!(gone(name), removed, "{name}: {line}");
+    }
+    assert!(out.success, "{text}");
+
+    // As another user: root's stale file cannot be removed (and its
+    // header cannot be read), that user's own stale file can.
+    for name in [&theirs, &roots] {
+        let path = format!("/dev/shm/{name}");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        touch_old(&path);
+    }
+    std::os::unix::fs::chown(format!("/dev/shm/{theirs}"), Some(65534), Some(65534)).unwrap();
+    let out = run_clean(true);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if text.contains("Operation not permitted") && text.contains("setgid") {
+        eprintln!("skipped the other user's half: cannot become nobody here: {text}");
+    } else {
+        assert!(
+            !out.success,
+            "clean succeeded though it left {roots}:\n{text}"
+        );
+        assert!(gone(&theirs), "{text}");
+        assert!(!gone(&roots), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("could not remove") && l.contains(&roots)),
+            "{text}"
+        );
+        assert!(
+            text.contains("could not be removed") && text.contains("as their owner or as root"),
+            "{text}"
+        );
+    }
 }
 
 /// A lock's holder killed at any moment — just after it took the lock,

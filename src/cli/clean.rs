@@ -9,21 +9,27 @@ use ipcbench::shm::region;
 /// Lists leftovers and removes the stale ones (or, with `dry_run`, says
 /// which it would remove).
 pub fn clean(dry_run: bool) -> Result<()> {
+    // What could not be removed; the rest is still cleaned.
+    let mut failed: Vec<String> = Vec::new();
     #[cfg(feature = "iceoryx2")]
-    {
-        let c = ipcbench::transport::iceoryx2::cleanup(dry_run)
-            .context("cleaning up iceoryx2's files")?;
-        let verb = if dry_run { "would remove" } else { "removed" };
-        println!(
-            "iceoryx2: {verb} the files of {} dead node(s){}; {} node(s) running",
-            c.dead_nodes,
-            if c.global_segment {
-                " and its global segment"
-            } else {
-                ""
-            },
-            c.alive_nodes
-        );
+    match ipcbench::transport::iceoryx2::cleanup(dry_run) {
+        Ok(c) => {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "iceoryx2: {verb} the files of {} dead node(s){}; {} node(s) running",
+                c.dead_nodes,
+                if c.global_segment {
+                    " and its global segment"
+                } else {
+                    ""
+                },
+                c.alive_nodes
+            );
+        }
+        Err(e) => {
+            println!("iceoryx2: could not clean up its files: {e}");
+            failed.push("iceoryx2's files".into());
+        }
     }
     // The Python baseline's private directories of runs that are gone.
     for (dir, pid) in ipcbench::harness::python::leftover_dirs() {
@@ -32,37 +38,60 @@ pub fn clean(dry_run: bool) -> Result<()> {
             println!("kept    {} (run pid {pid} is running)", dir.display());
         } else if dry_run {
             println!("would remove {} (run pid {pid} is gone)", dir.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&dir) {
+            println!(
+                "could not remove {} (run pid {pid} is gone): {e}",
+                dir.display()
+            );
+            failed.push(dir.display().to_string());
         } else {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
             println!("removed {} (run pid {pid} is gone)", dir.display());
         }
     }
     let leftovers = region::list_leftovers().context("listing /dev/shm")?;
     if leftovers.is_empty() {
         println!("/dev/shm holds no ipcbench files");
-        return Ok(());
     }
     let (mut removed, mut kept) = (0, 0);
     for l in &leftovers {
-        let who = match l.creator {
-            Some(c) if l.creator_alive => format!("creator pid {} is running", c.pid),
-            Some(c) => format!("creator pid {} is gone", c.pid),
-            None => "no readable header".to_owned(),
+        let who = match (l.not_a_file, l.creator) {
+            (Some(what), _) => format!("{what}, not a file ipcbench makes"),
+            (None, Some(c)) if l.creator_alive => format!("creator pid {} is running", c.pid),
+            (None, Some(c)) => format!("creator pid {} is gone", c.pid),
+            (None, None) => "no readable header".to_owned(),
         };
-        if region::is_stale(l, Duration::from_secs(60)) {
-            if dry_run {
-                println!("would remove {} ({who})", l.name);
-            } else {
-                region::remove_leftover(&l.name).with_context(|| format!("removing {}", l.name))?;
-                println!("removed {} ({who})", l.name);
-            }
-            removed += 1;
-        } else {
+        if !region::is_stale(l, Duration::from_secs(60)) {
             println!("kept    {} ({who})", l.name);
             kept += 1;
+        } else if dry_run {
+            println!("would remove {} ({who})", l.name);
+            removed += 1;
+        } else {
+            // One that cannot be removed (another user's, in a sticky
+            // /dev/shm) is said and the rest are still cleaned.
+            match region::remove_leftover(&l.name) {
+                Ok(()) => {
+                    println!("removed {} ({who})", l.name);
+                    removed += 1;
+                }
+                Err(e) => {
+                    println!("could not remove {} ({who}): {e}", l.name);
+                    failed.push(l.name.clone());
+                }
+            }
         }
     }
-    let verb = if dry_run { "would remove" } else { "removed" };
-    println!("{verb} {removed}, kept {kept} in use");
+    if !leftovers.is_empty() {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!("{verb} {removed}, kept {kept} in use or not ours");
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} stale file(s) or directories could not be removed ({}): remove them as their \
+             owner or as root",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
     Ok(())
 }

@@ -69,7 +69,7 @@ pub fn kill_and_reap(bound: Duration) -> BTreeSet<u32> {
 
 /// Removes the shared-memory files in `/dev/shm` that this process or
 /// one of `others` created (by the creator their header or their name
-/// records); returns their names.
+/// records, the Python baseline's included); returns their names.
 pub fn remove_files_of(others: &BTreeSet<u32>) -> Vec<String> {
     use crate::shm::region;
     let mine = |pid: u32| pid == std::process::id() || others.contains(&pid);
@@ -77,21 +77,6 @@ pub fn remove_files_of(others: &BTreeSet<u32>) -> Vec<String> {
     for l in region::list_leftovers().unwrap_or_default() {
         if l.creator.is_some_and(|c| mine(c.pid)) && region::remove_leftover(&l.name).is_ok() {
             removed.push(l.name);
-        }
-    }
-    // The Python baseline's own files: `ipcbench-py-<pid>-…`.
-    for e in std::fs::read_dir("/dev/shm")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("ipcbench-py-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(mine) && std::fs::remove_file(e.path()).is_ok() {
-            removed.push(name);
         }
     }
     removed

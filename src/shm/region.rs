@@ -661,15 +661,21 @@ impl Drop for Region {
 pub struct Leftover {
     /// The file's name.
     pub name: String,
-    /// Its creator, if the header could be read.
+    /// Its creator, from its header or, failing that, its name.
     pub creator: Option<PeerId>,
     /// Whether its creator is alive.
     pub creator_alive: bool,
     /// How long ago it was last modified.
     pub age: Duration,
+    /// Set when the entry is not a regular file (a directory, a link, a
+    /// FIFO): nothing ipcbench makes, so never removed; says what it is.
+    pub not_a_file: Option<&'static str>,
 }
 
-/// Lists every file of ours in [`SHM_DIR`].
+/// Lists every entry named like ours in [`SHM_DIR`]. Nothing in it is
+/// trusted: /dev/shm is writable by everyone, so a directory, a symbolic
+/// link or a FIFO may carry one of our names; they are listed as such and
+/// never opened (opening a FIFO would wait for a writer for ever).
 pub fn list_leftovers() -> io::Result<Vec<Leftover>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
@@ -678,33 +684,53 @@ pub fn list_leftovers() -> io::Result<Vec<Leftover>> {
         if !name.starts_with(NAME_PREFIX) {
             continue;
         }
-        let age = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
+        // The entry itself, not what a link points to.
+        let meta = entry.metadata().ok();
+        let age = meta
+            .as_ref()
+            .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
-        let creator = read_creator(&entry.path()).or_else(|| creator_in_name(&name));
+        let not_a_file = meta.as_ref().map(|m| m.file_type()).and_then(|t| {
+            if t.is_file() {
+                None
+            } else if t.is_dir() {
+                Some("a directory")
+            } else if t.is_symlink() {
+                Some("a symbolic link")
+            } else {
+                Some("a FIFO, socket or device")
+            }
+        });
+        let creator = if not_a_file.is_some() {
+            None
+        } else {
+            read_creator(&entry.path()).or_else(|| creator_in_name(&name))
+        };
         let creator_alive = creator.is_some_and(|c| c.is_alive());
         out.push(Leftover {
             name,
             creator,
             creator_alive,
             age,
+            not_a_file,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-/// The creator named in a region's file name ([`unique_name`]), for a file
-/// whose header was never written (its creator killed between making the
-/// file and writing the header). Its start time is unknown: a pid the
-/// kernel has handed to another process since counts as alive, and the
-/// file is kept (the safe side).
+/// The creator named in a file's name: [`unique_name`]'s, or the Python
+/// baseline's `ipcbench-py-<pid>-…`. For a file whose header was never
+/// written (its creator killed between making the file and writing the
+/// header), or that has none (the Python baseline's). Its start time is
+/// unknown: a pid the kernel has handed to another process since counts
+/// as alive, and the file is kept (the safe side).
 fn creator_in_name(name: &str) -> Option<PeerId> {
-    let pid = name
-        .strip_prefix(NAME_PREFIX)?
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let pid = rest
+        .strip_prefix("py-")
+        .unwrap_or(rest)
         .split('-')
         .next()?
         .parse()
@@ -712,11 +738,21 @@ fn creator_in_name(name: &str) -> Option<PeerId> {
     (pid != 0).then_some(PeerId { pid, start: 0 })
 }
 
-/// Reads the creator from a region file's header without mapping it.
+/// Reads the creator from a region file's header without mapping it; the
+/// file is opened without following a link and without waiting.
 fn read_creator(path: &Path) -> Option<PeerId> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut buf = [0u8; 32];
-    File::open(path).ok()?.read_exact(&mut buf).ok()?;
+    f.read_exact(&mut buf).ok()?;
     let magic = u64::from_le_bytes(buf[0..8].try_into().ok()?);
     if magic != MAGIC {
         return None;
@@ -726,13 +762,14 @@ fn read_creator(path: &Path) -> Option<PeerId> {
     (pid != 0).then_some(PeerId { pid, start })
 }
 
-/// Whether `clean` removes a leftover: its creator is dead, or its header
-/// cannot be read and it is older than `min_age` (a creator still
-/// initialising it would have finished long before).
+/// Whether `clean` removes a leftover: a regular file whose creator is
+/// dead, or whose creator cannot be told and that is older than `min_age`
+/// (a creator still initialising it would have finished long before).
 pub fn is_stale(l: &Leftover, min_age: Duration) -> bool {
-    match l.creator {
-        Some(_) => !l.creator_alive,
-        None => l.age >= min_age,
+    match (l.not_a_file, l.creator) {
+        (Some(_), _) => false,
+        (None, Some(_)) => !l.creator_alive,
+        (None, None) => l.age >= min_age,
     }
 }
 
@@ -765,11 +802,17 @@ mod tests {
         if !found.creator_alive {
             assert!(is_stale(&found, Duration::from_secs(60)));
         }
-        // The pid a name carries is the one unique_name wrote.
+        // The pid a name carries is the one unique_name wrote, or the
+        // Python baseline's.
         assert_eq!(
             creator_in_name(&unique_name("x")).map(|c| c.pid),
             Some(std::process::id())
         );
+        assert_eq!(
+            creator_in_name("ipcbench-py-4242-0a1b2c3d").map(|c| c.pid),
+            Some(4242)
+        );
+        assert_eq!(creator_in_name("ipcbench-py-x-0a1b2c3d"), None);
     }
 
     #[test]
