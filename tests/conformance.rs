@@ -29,6 +29,30 @@ struct Link<T: Transport> {
     opts: LinkOpts,
     label: String,
     kind: TransportKind,
+    /// Held by a transport whose files do not carry the label (iceoryx2
+    /// names its own): its links run one at a time, so that everything of
+    /// its kind left after one is that link's.
+    _alone: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+/// For [`Link::_alone`].
+static UNLABELLED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Where a transport keeps files whose names do not carry the label, and
+/// the prefix they have there.
+fn unlabelled_files(kind: TransportKind) -> Vec<(std::path::PathBuf, &'static str)> {
+    match kind {
+        #[cfg(feature = "iceoryx2")]
+        TransportKind::Iceoryx2 => {
+            use ipcbench::transport::iceoryx2::{FILE_PREFIX, ROOT_DIR};
+            vec![
+                ("/dev/shm".into(), FILE_PREFIX),
+                (std::path::Path::new(ROOT_DIR).join("nodes"), ""),
+                (std::path::Path::new(ROOT_DIR).join("services"), ""),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn kind_of<T: Transport>() -> TransportKind {
@@ -43,13 +67,17 @@ fn start<T: Transport>(test: &str) -> Link<T> {
         label: label.clone(),
         ..LinkOpts::default()
     };
+    let kind = kind_of::<T>();
+    let alone = (!unlabelled_files(kind).is_empty())
+        .then(|| UNLABELLED.lock().unwrap_or_else(|e| e.into_inner()));
     let (setup, ep) = T::setup(&opts).unwrap_or_else(|e| panic!("{}: setup: {e}", T::NAME));
     Link {
         setup: Some(setup),
         ep,
         opts,
         label,
-        kind: kind_of::<T>(),
+        kind,
+        _alone: alone,
     }
 }
 
@@ -100,6 +128,21 @@ impl<T: Transport> Link<T> {
                     dir.display()
                 );
             }
+        }
+        for (dir, prefix) in unlabelled_files(self.kind) {
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{}: left behind in {}: {left:?}",
+                T::NAME,
+                dir.display()
+            );
         }
     }
 }
