@@ -41,6 +41,7 @@ import os
 import platform
 import resource
 import secrets
+import signal
 import struct
 import sys
 import time
@@ -1840,7 +1841,17 @@ def main(argv=None):
     ap.add_argument("--rates", type=lambda s: s.split(","), default=None,
                     help="open-loop loads: max, 80%% (of the capacity), 10k (msgs/s)")
     ap.add_argument("--list", action="store_true", help="list the transports and exit")
+    ap.add_argument("--stop-file", default=None,
+                    help="stop after the point in progress once this file exists")
     a = ap.parse_args(argv)
+    # ipcbench starts this script with SIGINT, SIGTERM and SIGHUP ignored,
+    # so that a Ctrl-C at a terminal (sent to the whole process group) lets
+    # the point in progress finish; ipcbench then asks, by the stop file,
+    # that no other point start. SIGTERM is given back its default before
+    # any worker starts: multiprocessing ends pools' and managers' processes
+    # with it.
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if a.list:
         for k, v in TRANSPORTS.items():
             print(f"{k:<20} {v}")
@@ -1890,6 +1901,10 @@ def main(argv=None):
         c = f" {load}" if load else c
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
+        if a.stop_file and os.path.exists(a.stop_file):
+            print(f"python: stopped after point {i + 1} of {len(points)}, as asked",
+                  file=sys.stderr, flush=True)
+            break
     print(f"python: {len(points)} points in {time.monotonic() - t0:.0f} s, {failed} failed; "
           f"results: {a.output}", file=sys.stderr)
     return 1 if failed else 0

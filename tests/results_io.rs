@@ -289,3 +289,115 @@ fn a_second_signal_stops_at_once_and_leaves_no_peer_or_file() {
     assert_eq!(points_in(&out), 1);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A Ctrl-C at a terminal during the Python baseline: the script and its
+/// workers get it too, and the point in progress still finishes; the
+/// script is then asked to stop, every point it finished is kept, and
+/// nothing of it is left (its files in /dev/shm, its private directory).
+#[test]
+fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if ipcbench::harness::python::find().is_err() {
+        panic!("this test runs Python's multiprocessing and needs python3 ≥ 3.9 on the PATH");
+    }
+    let d = scratch("sigint-python");
+    let out = d.join("run.json");
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            "--no-report",
+            "--transports",
+            "py-pipe,py-queue",
+            "--patterns",
+            "pingpong,stream",
+            "--sizes",
+            "64",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The lines the run says, as they come.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    let t = Instant::now();
+    // Once the script has finished a point and a next point's workers run.
+    let mut first_done = false;
+    loop {
+        while let Ok(l) = rx.try_recv() {
+            first_done |= l.starts_with("[  1/");
+            said.push(l);
+        }
+        let script_with_workers = || {
+            ipcbench::harness::stop::descendants(pid).iter().any(|&p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("pybench.py")
+                    && !ipcbench::harness::stop::descendants(p).is_empty()
+            })
+        };
+        if first_done && script_with_workers() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the Python baseline never ran a second point (hang detector): {said:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: a signal to the process group our child leads.
+    unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if stopped.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the run went on after a Ctrl-C (hang detector)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    reader.join().unwrap();
+    said.extend(rx.try_iter());
+    let text = said.join("\n");
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{text}");
+    assert!(text.contains("stopped after point"), "{text}");
+    assert!(
+        !text.contains("Traceback") && !text.contains("FAILED"),
+        "{text}"
+    );
+    let shown = said.iter().filter(|l| l.starts_with('[')).count();
+    let run = ipcbench::record::io::read_results(&out).unwrap();
+    assert!(shown >= 2, "{text}");
+    assert_eq!(
+        run.points.len(),
+        shown,
+        "the point in progress was not kept: {text}"
+    );
+    assert!(run.points.iter().all(|p| p.validated), "{text}");
+    assert!(common::shm_files("ipcbench-py-").is_empty());
+    assert!(
+        ipcbench::harness::python::leftover_dirs()
+            .iter()
+            .all(|(_, p)| *p != pid)
+    );
+    eprintln!(
+        "python: {shown} points kept, stopped in {:?}",
+        stopped.elapsed()
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}

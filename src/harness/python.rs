@@ -202,6 +202,7 @@ fn run_in(
 ) -> Result<Outcome, String> {
     let script = dir.join("pybench.py");
     let output = dir.join("python.json");
+    let stop_file = dir.join("stop");
     std::fs::File::create(&script)
         .and_then(|mut f| f.write_all(SCRIPT.as_bytes()))
         .map_err(|e| format!("writing {}: {e}", script.display()))?;
@@ -211,6 +212,8 @@ fn run_in(
         .arg(profile.name())
         .arg("--output")
         .arg(&output)
+        .arg("--stop-file")
+        .arg(&stop_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -240,11 +243,22 @@ fn run_in(
         let c: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
         cmd.arg("--cpus").arg(c.join(","));
     }
+    // A Ctrl-C at a terminal is for this process: the script and its
+    // workers finish the point in progress, and are then asked to stop by
+    // the stop file (the script gives SIGTERM back to its workers).
+    crate::transport::fd::ignore_stop_signals_in_child(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", py.exe.display()))?;
     let t0 = Instant::now();
+    let mut asked_to_stop = false;
     let status = loop {
+        if !asked_to_stop && super::run::interrupted() {
+            asked_to_stop = true;
+            if let Err(e) = std::fs::write(&stop_file, b"") {
+                eprintln!("python: cannot ask the baseline to stop ({e}); it runs to its end");
+            }
+        }
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if t0.elapsed() > deadline => {
