@@ -287,7 +287,11 @@ impl Iceoryx2Conn {
                 taken(&self.region, 1 - self.out_dir()).fetch_add(1, Ordering::Release);
                 continue;
             }
-            self.idle(&mut w, true)?;
+            if let Err(e) = self.idle(&mut w, true) {
+                // The peer may have taken the last sample and left between
+                // the look at `done` above and the look at the peer.
+                return if done(self) { Ok(()) } else { Err(e) };
+            }
         }
         Ok(())
     }
