@@ -1,4 +1,5 @@
-//! Model checks of the ring, the queue, the semaphore and the floors with loom.
+//! Model checks of the ring, the queue, the semaphore, the condition, the
+//! barrier and the floors with loom.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
 //! (`.ci/run` does, with `LOOM_MAX_PREEMPTIONS=3`). Under `--cfg loom` the
@@ -8,7 +9,10 @@
 #![cfg(loom)]
 
 use ipcbench::shm::floor::{Dir, Floor, FloorKind};
-use ipcbench::shm::{Event, Lock, Queue, QueueError, Ring, RingError, Semaphore, Wait};
+use ipcbench::shm::{
+    Barrier, BarrierError, Condition, Event, Lock, Queue, QueueError, RLock, Ring, RingError,
+    Semaphore, Wait,
+};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
@@ -262,6 +266,132 @@ fn lock_excludes() {
         }
         // SAFETY: both threads joined.
         assert_eq!(cell.with(|p| unsafe { *p }), 2);
+    });
+}
+
+/// The re-entrant lock: each thread takes it twice and lets go twice; the
+/// cell's read-modify-write stays exclusive until the last let-go.
+#[test]
+fn rlock_re_entered_excludes() {
+    loom::model(|| {
+        let lock = RLock::on_heap(Wait::PARK);
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, cell) = (lock.clone(), cell.clone());
+                thread::spawn(move || {
+                    lock.acquire(None).unwrap();
+                    lock.acquire(None).unwrap();
+                    lock.release().unwrap();
+                    // SAFETY: exclusive while the lock is held once more.
+                    cell.with_mut(|p| unsafe { *p += 1 });
+                    lock.release().unwrap();
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // SAFETY: both threads joined.
+        assert_eq!(cell.with(|p| unsafe { *p }), 2);
+        assert_eq!(lock.holder(), None);
+    });
+}
+
+/// The textbook handoff through a one-slot buffer guarded by a condition:
+/// two items, each waited for with `wait_for` and no timeout. A wake-up
+/// lost between a waiter's letting go of the lock and its sleep, or taken
+/// by the wrong thread, is a deadlock here; a missing Release/Acquire pair
+/// is a race on the slot.
+fn condition_hands_over(wait: Wait) {
+    model_two_preemptions(move || {
+        let c = Condition::on_heap(wait);
+        let slot = Arc::new(UnsafeCell::new(0u32));
+        let consumer = {
+            let (c, slot) = (c.clone(), slot.clone());
+            thread::spawn(move || {
+                for i in 1..=2 {
+                    c.acquire(None).unwrap();
+                    // SAFETY: the slot is read and written under the lock.
+                    c.wait_for(|| slot.with(|p| unsafe { *p }) != 0, None)
+                        .unwrap();
+                    // SAFETY: as above.
+                    assert_eq!(slot.with_mut(|p| unsafe { std::mem::take(&mut *p) }), i);
+                    c.notify(1).unwrap();
+                    c.release().unwrap();
+                }
+            })
+        };
+        for i in 1..=2 {
+            c.acquire(None).unwrap();
+            // SAFETY: as above.
+            c.wait_for(|| slot.with(|p| unsafe { *p }) == 0, None)
+                .unwrap();
+            // SAFETY: as above.
+            slot.with_mut(|p| unsafe { *p = i });
+            c.notify(1).unwrap();
+            c.release().unwrap();
+        }
+        consumer.join().unwrap();
+    });
+}
+
+#[test]
+fn condition_hands_over_park() {
+    condition_hands_over(Wait::PARK);
+}
+
+#[test]
+fn condition_hands_over_spin_park() {
+    condition_hands_over(Wait::SPIN_PARK);
+}
+
+/// A barrier of two parties passed twice: every party's write before a
+/// generation is seen by every party after it, the two arrival indices
+/// of a generation differ, and nothing deadlocks.
+#[test]
+fn barrier_two_generations() {
+    loom::model(|| {
+        let b = Barrier::on_heap(2, Wait::PARK);
+        let cells = Arc::new([UnsafeCell::new(0u32), UnsafeCell::new(0u32)]);
+        let run = |b: Barrier, me: usize, cells: Arc<[UnsafeCell<u32>; 2]>| {
+            let mut idx = Vec::new();
+            for g in 1..=2 {
+                // SAFETY: each thread writes its own cell between
+                // generations and reads the other's only after one.
+                cells[me].with_mut(|p| unsafe { *p = g });
+                idx.push(b.wait(None).unwrap());
+                // SAFETY: as above.
+                assert!(cells[1 - me].with(|p| unsafe { *p }) >= g);
+                idx.push(b.wait(None).unwrap());
+            }
+            idx
+        };
+        let t = {
+            let (b, cells) = (b.handle().unwrap(), cells.clone());
+            thread::spawn(move || run(b, 1, cells))
+        };
+        let mine = run(b, 0, cells);
+        let theirs = t.join().unwrap();
+        for (a, b) in mine.iter().zip(&theirs) {
+            assert_eq!(a + b, 1, "the indices of a generation are 0 and 1");
+        }
+    });
+}
+
+/// A barrier aborted while a party waits: the waiter gets the barrier
+/// broken, never a hang, and so does every later wait.
+#[test]
+fn barrier_aborted_under_a_waiter() {
+    loom::model(|| {
+        let b = Barrier::on_heap(2, Wait::PARK);
+        let t = {
+            let b = b.handle().unwrap();
+            thread::spawn(move || b.wait(None))
+        };
+        b.abort();
+        assert!(matches!(t.join().unwrap(), Err(BarrierError::Broken(_))));
+        assert!(matches!(b.wait(None), Err(BarrierError::Broken(_))));
     });
 }
 

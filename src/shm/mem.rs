@@ -264,3 +264,43 @@ impl<C> Drop for Shared<C> {
         drop(unsafe { Box::from_raw(self.ctrl.as_ptr()) });
     }
 }
+
+/// Makes region `name` of `kind` holding one control block, `init`, with no
+/// data after it, and publishes it: the primitives made of one block (a
+/// semaphore, a condition, a barrier).
+#[cfg(not(loom))]
+pub(crate) fn create_block<C>(
+    name: &str,
+    kind: super::region::Kind,
+    init: C,
+    params: [u64; 6],
+) -> Result<Arc<Shared<C>>, super::region::RegionError> {
+    let region = Region::create(name, kind, Shared::<C>::footprint(0), params)?;
+    let backing = Arc::new(Backing::Region(region));
+    // SAFETY: the body is one footprint, new and unpublished.
+    let shared =
+        unsafe { Shared::place(backing.clone(), 0, Some(init), 0, SlotLayout::NONE, None) };
+    if let Some(r) = backing.region() {
+        r.publish();
+    }
+    Ok(Arc::new(shared))
+}
+
+/// Opens the block [`create_block`] made in region `name`, after `check`
+/// has read the region's parameters (and refused what it cannot use).
+#[cfg(not(loom))]
+pub(crate) fn open_block<C, T>(
+    name: &str,
+    kind: super::region::Kind,
+    check: impl FnOnce(&Region) -> Result<T, super::region::RegionError>,
+) -> Result<(Arc<Shared<C>>, T), super::region::RegionError> {
+    let region = Region::open(name, kind)?;
+    let t = check(&region)?;
+    if region.body_len() < Shared::<C>::footprint(0) {
+        return Err(region.bad_params("body too small"));
+    }
+    let backing = Arc::new(Backing::Region(region));
+    // SAFETY: published and large enough (checked).
+    let shared = unsafe { Shared::place(backing, 0, None, 0, SlotLayout::NONE, None) };
+    Ok((Arc::new(shared), t))
+}

@@ -9,6 +9,8 @@
 //!   [`joinable`] on it (`JoinableQueue`: `task_done` and `join`).
 //! - [`pipe`]: the duplex pipe of whole messages (`multiprocessing.Pipe`).
 //! - [`semaphore`]: the counting semaphore, `Lock` and `Event`.
+//! - [`condition`]: `RLock`, and `Condition` with its lock.
+//! - [`barrier`]: `Barrier` for a fixed number of parties.
 //! - [`value`]: typed shared values and arrays with an optional lock
 //!   (`multiprocessing.Value` and `Array`).
 //! - [`floor`]: the floors' own protocols (a word bounced, a futex
@@ -17,6 +19,8 @@
 //! Each structure can live on the heap (threads, unit tests, loom models) or
 //! in a region (processes); the code is the same.
 
+pub mod barrier;
+pub mod condition;
 pub mod floor;
 pub mod futex;
 pub mod joinable;
@@ -33,6 +37,8 @@ pub(crate) mod sync;
 pub mod value;
 pub mod wait;
 
+pub use barrier::{Barrier, BarrierError};
+pub use condition::{Condition, RLock};
 pub use joinable::JoinableQueue;
 pub use liveness::PeerId;
 pub use pipe::{Pipe, PipeEnd, PipeError};

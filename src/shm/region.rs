@@ -66,6 +66,12 @@ pub enum Kind {
     Event = 7,
     /// A floor's protocol (spin, park, or a copy floor's slots).
     Floor = 8,
+    /// A re-entrant lock.
+    RLock = 9,
+    /// A condition variable with its lock.
+    Condition = 10,
+    /// A barrier.
+    Barrier = 11,
 }
 
 impl Kind {
@@ -79,6 +85,9 @@ impl Kind {
             6 => Kind::Lock,
             7 => Kind::Event,
             8 => Kind::Floor,
+            9 => Kind::RLock,
+            10 => Kind::Condition,
+            11 => Kind::Barrier,
             _ => return None,
         })
     }

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::liveness::{PeerId, PeerSlot};
-#[cfg(not(loom))]
-use super::mem::Backing;
 use super::mem::{Shared, SlotLayout};
 #[cfg(not(loom))]
-use super::region::{Kind, Region, RegionError};
+use super::mem::{create_block, open_block};
+#[cfg(not(loom))]
+use super::region::{Kind, RegionError};
 use super::sync::{AtomicU32, CachePadded, Ordering};
 use super::wait::{Notifier, Wait, WaitCtx, WaitError, block_until};
 
@@ -32,6 +32,16 @@ pub enum SemError {
     /// A lock's holder died holding it.
     #[error("process {} died holding the lock", .0.pid)]
     PeerGone(PeerId),
+    /// A lock owned by a thread (an `RLock`, a `Condition`'s) was released,
+    /// waited on or notified by a thread that does not hold it.
+    #[error("the lock is not held by this thread (release, wait and notify need it)")]
+    NotOwner,
+    /// A condition has as many waiters as it has room for.
+    #[error("the condition already has {max} waiters")]
+    TooManyWaiters {
+        /// The room.
+        max: usize,
+    },
     /// `release` would raise the count above its bound.
     #[error("semaphore released too many times (its bound is {max})")]
     Overflow {
@@ -106,24 +116,8 @@ impl SemCore {
     ) -> Result<SemCore, SemError> {
         let w = wait.encode();
         let params = [u64::from(initial), u64::from(max), w[0], w[1], 0, 0];
-        let region = Region::create(name, kind, Shared::<SemCtrl>::footprint(0), params)?;
-        let backing = Arc::new(Backing::Region(region));
-        // SAFETY: the body is one footprint, new and unpublished.
-        let shared = unsafe {
-            Shared::place(
-                backing.clone(),
-                0,
-                Some(SemCtrl::new(initial)),
-                0,
-                SlotLayout::NONE,
-                None,
-            )
-        };
-        if let Some(r) = backing.region() {
-            r.publish();
-        }
         Ok(SemCore {
-            shared: Arc::new(shared),
+            shared: create_block(name, kind, SemCtrl::new(initial), params)?,
             max,
             wait,
         })
@@ -131,22 +125,14 @@ impl SemCore {
 
     #[cfg(not(loom))]
     fn open(name: &str, kind: Kind) -> Result<SemCore, SemError> {
-        let region = Region::open(name, kind)?;
-        let p = region.params();
-        let wait = Wait::decode([p[2], p[3]])
-            .ok_or_else(|| region.bad_params("unknown waiting strategy"))?;
-        let max = u32::try_from(p[1]).map_err(|_| region.bad_params("bound overflows"))?;
-        if region.body_len() < Shared::<SemCtrl>::footprint(0) {
-            return Err(region.bad_params("body too small").into());
-        }
-        let backing = Arc::new(Backing::Region(region));
-        // SAFETY: published and large enough (checked).
-        let shared = unsafe { Shared::place(backing, 0, None, 0, SlotLayout::NONE, None) };
-        Ok(SemCore {
-            shared: Arc::new(shared),
-            max,
-            wait,
-        })
+        let (shared, (max, wait)) = open_block(name, kind, |region| {
+            let p = region.params();
+            let wait = Wait::decode([p[2], p[3]])
+                .ok_or_else(|| region.bad_params("unknown waiting strategy"))?;
+            let max = u32::try_from(p[1]).map_err(|_| region.bad_params("bound overflows"))?;
+            Ok((max, wait))
+        })?;
+        Ok(SemCore { shared, max, wait })
     }
 
     #[inline(always)]

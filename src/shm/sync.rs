@@ -81,6 +81,27 @@ pub(crate) mod model_clock {
     }
 }
 
+/// A number unique to the calling thread among this process's threads,
+/// never 0: what tells two threads of one process apart where a lock is
+/// owned by a thread (an `RLock`, a `Condition`'s lock), as Python's are.
+/// A forked child's thread keeps its parent's number; the process's own
+/// identity tells the two apart.
+pub(crate) fn thread_token() -> u64 {
+    #[cfg(loom)]
+    loom::thread_local! {
+        static TOKEN: u64 = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    #[cfg(not(loom))]
+    thread_local! {
+        static TOKEN: u64 = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+/// The next [`thread_token`]; a plain std atomic even under loom: it only
+/// hands out distinct numbers and is no part of any model.
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One pause in a spin loop. Under loom it yields to the scheduler so that a
 /// spinning thread lets the model run the thread it waits for.
 #[inline(always)]
