@@ -492,6 +492,58 @@ fn event_subject() -> Subject {
     }
 }
 
+fn rlock_subject() -> Subject {
+    use ipcbench::shm::RLock;
+    Subject {
+        what: "rlock",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(RLock::create(n, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let l = RLock::open(n).map_err(|e| e.to_string())?;
+            let _ = (l.holder(), l.depth());
+            let g = l.lock(T).map_err(|e| e.to_string())?;
+            let again = l.lock(T).map_err(|e| e.to_string())?;
+            drop(again);
+            drop(g);
+            Ok(())
+        },
+    }
+}
+
+fn condition_subject() -> Subject {
+    use ipcbench::shm::Condition;
+    Subject {
+        what: "condition",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Condition::create(n, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let c = Condition::open(n).map_err(|e| e.to_string())?;
+            c.acquire(T).map_err(|e| e.to_string())?;
+            let r = c
+                .wait(T)
+                .and_then(|_| c.notify_all())
+                .map_err(|e| e.to_string());
+            let _ = c.release();
+            let _ = c.waiting();
+            r.map(drop)
+        },
+    }
+}
+
+fn barrier_subject() -> Subject {
+    use ipcbench::shm::Barrier;
+    Subject {
+        what: "barrier",
+        files: |n| vec![n.to_owned()],
+        make: |n| Box::new(Barrier::create(n, 1, Wait::SPIN_PARK).unwrap()),
+        attach_and_use: |n| {
+            let b = Barrier::open(n).map_err(|e| e.to_string())?;
+            let _ = (b.n_waiting(), b.is_broken());
+            b.wait(T).map(drop).map_err(|e| e.to_string())
+        },
+    }
+}
+
 fn value_subject() -> Subject {
     use ipcbench::shm::Value;
     Subject {
@@ -544,6 +596,9 @@ fn garbage_before_attach_in_every_word_of_every_structure() {
         lock_subject(),
         event_subject(),
         value_subject(),
+        rlock_subject(),
+        condition_subject(),
+        barrier_subject(),
     ];
     for s in subjects {
         let t = Instant::now();

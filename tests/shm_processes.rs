@@ -14,8 +14,8 @@ use common::*;
 use ipcbench::harness::child::roles::Frames;
 use ipcbench::shm::region::{Kind, Region};
 use ipcbench::shm::{
-    JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError, Ring, RingError, SemError, Semaphore,
-    Wait, unique_name,
+    Barrier, Condition, JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError, Ring, RingError,
+    SemError, Semaphore, Wait, unique_name,
 };
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -740,4 +740,133 @@ fn a_parked_consumer_killed_is_not_counted_asleep_for_good() {
         0,
         "the send's wake-up found nobody yet left the count"
     );
+}
+
+/// A barrier, a counter and the lock over it, for `parties` peers.
+struct BarrierRig {
+    barrier: Barrier,
+    counter: Region,
+    /// Kept for its region: the peers open it.
+    _lock: Lock,
+    names: [String; 3],
+}
+
+impl BarrierRig {
+    fn new(parties: u32, wait: Wait) -> BarrierRig {
+        let names = [
+            unique_name("barrier"),
+            unique_name("barrier-counter"),
+            unique_name("barrier-lock"),
+        ];
+        BarrierRig {
+            barrier: Barrier::create(&names[0], parties, wait).unwrap(),
+            counter: raw_region(&names[1], 64),
+            _lock: Lock::create(&names[2], wait).unwrap(),
+            names,
+        }
+    }
+
+    fn spawn(&self, rounds: u64) -> std::process::Child {
+        let [b, c, l] = &self.names;
+        spawn_peer(&args!["barrier-cycle", b, c, l, rounds])
+    }
+
+    fn counter(&self) -> u64 {
+        // SAFETY: an aligned 8-byte read inside the raw region's body.
+        unsafe { (self.counter.body_ptr() as *const u64).read_volatile() }
+    }
+}
+
+/// Three processes pass a barrier 2 000 times (twice per round), each
+/// adding to a shared counter under a lock between passes: the counter is
+/// exact at every generation (each peer checks), under every wait.
+#[test]
+fn a_barrier_cycles_between_processes_with_the_counter_exact_at_every_generation() {
+    for wait in [Wait::SPIN_PARK, Wait::PARK] {
+        let rig = BarrierRig::new(3, wait);
+        let peers = (0..3).map(|_| rig.spawn(2_000)).collect();
+        for f in finish_all(peers, Instant::now() + DEADLINE, "barrier-cycle") {
+            assert_eq!(f.report().messages, 2_000, "{wait}");
+        }
+        assert_eq!(rig.counter(), 3 * 2_000, "{wait}");
+        assert!(!rig.barrier.is_broken());
+        let names = rig.names.clone();
+        drop(rig);
+        assert_gone(&names.each_ref().map(String::as_str));
+    }
+}
+
+/// A party killed while the others cycle through a barrier: the barrier
+/// breaks for them within the liveness interval, the dead one named; the
+/// survivors fail, they do not hang (`multiprocessing` would wait for
+/// ever).
+#[test]
+fn a_party_killed_at_a_barrier_breaks_it_for_the_others_and_is_named() {
+    let rig = BarrierRig::new(3, Wait::SPIN_PARK);
+    let mut peers: Vec<_> = (0..3).map(|_| rig.spawn(u64::MAX)).collect();
+    let t = Instant::now();
+    while rig.counter() < 300 {
+        assert!(
+            t.elapsed() < HANG,
+            "the parties never cycled (hang detector)"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let victim = peers.remove(1);
+    let pid = victim.id();
+    let mut victim = victim;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed = Instant::now();
+    // A hang detector: the liveness check runs every few ms.
+    for f in finish_all(peers, killed + HANG, "barrier survivors") {
+        assert!(!f.success, "a survivor passed a barrier missing a party");
+        let said = format!("{}{}", f.stdout, f.stderr);
+        assert!(
+            said.contains(&format!("process {pid} died before arriving")),
+            "a survivor did not name the dead party (pid {pid}): {said}"
+        );
+    }
+    eprintln!("broken and named {:?} after the kill", killed.elapsed());
+    assert!(rig.barrier.is_broken());
+}
+
+/// A waiter on a condition whose notifier took the lock and died holding
+/// it: the wait reports the dead holder (nobody can notify any more)
+/// instead of hanging, and the lock can be taken over from it.
+#[test]
+fn a_condition_waiter_whose_notifier_died_holding_the_lock_hears_who() {
+    let name = unique_name("cond-dead");
+    let c = Condition::create(&name, Wait::SPIN_PARK).unwrap();
+    c.acquire(None).unwrap();
+    let mut notifier = spawn_peer(&args!["condition-hold", name]);
+    let pid = notifier.id();
+    let killer = {
+        let c = Condition::open(&name).unwrap();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while c.holder().map(|p| p.pid) != Some(pid) {
+                assert!(t.elapsed() < HANG, "the notifier never took the lock");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            notifier.kill().unwrap();
+            notifier.wait().unwrap();
+            Instant::now()
+        })
+    };
+    // A hang detector: far longer than the liveness check.
+    let e = c.wait(Some(HANG)).unwrap_err();
+    let killed = killer.join().unwrap();
+    match e {
+        SemError::PeerGone(p) => {
+            assert_eq!(p.pid, pid);
+            assert!(c.take_over(p), "the lock could not be taken over");
+            c.notify_all().unwrap();
+            c.release().unwrap();
+        }
+        e => panic!("the wait did not name its dead notifier (pid {pid}): {e}"),
+    }
+    eprintln!("dead notifier named {:?} after the kill", killed.elapsed());
+    drop(c);
+    assert_gone(&[&name]);
 }

@@ -46,6 +46,16 @@ pub enum Role {
     JoinablePut { region: String, items: u64 },
     /// Take and release a lock ITERS times, as fast as possible.
     LockChurn { lock: String, iters: u64 },
+    /// Pass a barrier ROUNDS times, adding to a counter under a lock
+    /// between passes and checking it after each.
+    BarrierCycle {
+        barrier: String,
+        counter: String,
+        lock: String,
+        rounds: u64,
+    },
+    /// Take a condition's lock and hold it until killed.
+    ConditionHold { cond: String },
     /// Serve a manager (queues, dict, lock, counter) on `unix:PATH` or
     /// `tcp:IP:PORT`; the authkey comes from IPCBENCH_AUTHKEY (hex).
     ManagerServe {
@@ -155,6 +165,13 @@ fn run_role(role: Role, t: Duration) -> Result<()> {
             report(peer::joinable_put(&region, items, t).map_err(e))
         }
         Role::LockChurn { lock, iters } => report(peer::lock_churn(&lock, iters, t).map_err(e)),
+        Role::BarrierCycle {
+            barrier,
+            counter,
+            lock,
+            rounds,
+        } => report(peer::barrier_cycle(&barrier, &counter, &lock, rounds, t).map_err(e)),
+        Role::ConditionHold { cond } => report(peer::condition_hold(&cond, t).map_err(e)),
         Role::Bench(args) => report(harness::child::run_peer(&args)),
         Role::Sync(args) => report(harness::sync::run_peer(&args)),
         Role::PoolWorker(args) => report(harness::pool::run_worker(&args)),

@@ -16,7 +16,8 @@ use super::super::control::PeerReport;
 pub use crate::harness::validate::{Frames, mix64};
 use crate::shm::region::{Kind, Region, RegionError};
 use crate::shm::{
-    JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError, Ring, RingError, Semaphore,
+    Barrier, BarrierError, Condition, JoinableQueue, Lock, Pipe, PipeError, Queue, QueueError,
+    Ring, RingError, Semaphore,
 };
 use crate::transport::{Conn, Endpoint, LinkOpts, Side, Transport, TransportError, TransportKind};
 
@@ -35,6 +36,9 @@ pub enum PeerError {
     /// A semaphore operation failed.
     #[error("semaphore: {0}")]
     Sem(#[from] crate::shm::SemError),
+    /// A barrier wait failed.
+    #[error("barrier: {0}")]
+    Barrier(#[from] BarrierError),
     /// A region could not be opened.
     #[error("{0}")]
     Region(#[from] RegionError),
@@ -248,6 +252,61 @@ pub fn lock_churn(lock: &str, iters: u64, timeout: Duration) -> Result<PeerRepor
         messages: iters,
         ..PeerReport::default()
     })
+}
+
+/// Passes barrier `barrier` `rounds` times, adding one to the counter in
+/// raw region `counter` (under `lock`) between passes and checking after
+/// each that every party's addition of that generation is there.
+pub fn barrier_cycle(
+    barrier: &str,
+    counter: &str,
+    lock: &str,
+    rounds: u64,
+    timeout: Duration,
+) -> Result<PeerReport, PeerError> {
+    let b = Barrier::open(barrier)?;
+    let lock = Lock::open(lock)?;
+    let region = Region::open(counter, Kind::Raw)?;
+    // SAFETY: the raw region's body is at least 8 bytes and aligned; the
+    // counter is only touched under the lock.
+    let cell = region.body_ptr() as *mut u64;
+    let parties = u64::from(b.parties());
+    for r in 0..rounds {
+        {
+            let _g = lock.lock(Some(timeout))?;
+            // SAFETY: see above.
+            unsafe { cell.write_volatile(cell.read_volatile() + 1) };
+        }
+        b.wait(Some(timeout))?;
+        let seen = {
+            let _g = lock.lock(Some(timeout))?;
+            // SAFETY: see above.
+            unsafe { cell.read_volatile() }
+        };
+        // Every party added for this round; none can have added for the
+        // next before the second pass.
+        if seen != parties * (r + 1) {
+            return Err(PeerError::Invalid(format!(
+                "round {r}: the counter reads {seen}, not {}",
+                parties * (r + 1)
+            )));
+        }
+        b.wait(Some(timeout))?;
+    }
+    Ok(PeerReport {
+        messages: rounds,
+        ..PeerReport::default()
+    })
+}
+
+/// Takes condition `cond`'s lock and holds it until killed (a notifier
+/// that dies holding the lock).
+pub fn condition_hold(cond: &str, timeout: Duration) -> Result<PeerReport, PeerError> {
+    let c = Condition::open(cond)?;
+    c.acquire(Some(timeout))?;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Puts `items` 8-byte items into joinable queue `region`.
