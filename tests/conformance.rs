@@ -60,8 +60,10 @@ fn kind_of<T: Transport>() -> TransportKind {
 }
 
 fn start<T: Transport>(test: &str) -> Link<T> {
-    // Unique per test, so the leftover check looks only at this test's names.
-    let label = format!("conf-{}-{test}", T::NAME);
+    // Unique per test and per run of the suite (this process's pid), so
+    // the leftover check looks only at this test's names: not at what a
+    // run that was killed left, which `ipcbench clean` is for.
+    let label = format!("conf{}-{}-{test}", std::process::id(), T::NAME);
     let opts = LinkOpts {
         exe: bin().into(),
         label: label.clone(),
@@ -127,6 +129,18 @@ impl<T: Transport> Link<T> {
                     name,
                     dir.display()
                 );
+            }
+        }
+        #[cfg(feature = "iceoryx2")]
+        if self.kind == TransportKind::Iceoryx2 {
+            // Another process's iceoryx2 node (a benchmark running beside
+            // the tests) would have files here that are not this link's.
+            let others = ipcbench::transport::iceoryx2::cleanup(true).map_or(0, |c| c.alive_nodes);
+            if others > 0 {
+                eprintln!(
+                    "iceoryx2: leftover check skipped: {others} node(s) of another process run"
+                );
+                return;
             }
         }
         for (dir, prefix) in unlabelled_files(self.kind) {

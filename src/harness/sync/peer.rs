@@ -252,4 +252,3 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
         }
     }
 }
-
