@@ -35,8 +35,21 @@ fn every_python_transport_runs_and_validates() {
             .as_str()
             .is_some_and(|v| v.starts_with('3'))
     );
-    let failed: Vec<String> = out
-        .points
+    // An absolute offered load past what this run measured the strategy
+    // could carry is skipped, saying so (on a busy machine the quick
+    // profile's 10k msgs/s can be): an honest outcome, not a failure.
+    let (skipped, measured): (Vec<_>, Vec<_>) = out.points.iter().partition(|p| p.is_skipped());
+    for p in &skipped {
+        assert!(
+            ipcbench::record::open_loop(&p.pattern)
+                && p.error.as_deref().unwrap_or("").contains("capacity"),
+            "{} {} skipped: {:?}",
+            p.transport,
+            p.pattern,
+            p.error
+        );
+    }
+    let failed: Vec<String> = measured
         .iter()
         .filter(|p| !p.validated)
         .map(|p| format!("{} {}: {:?}", p.transport, p.pattern, p.error))
@@ -51,7 +64,7 @@ fn every_python_transport_runs_and_validates() {
     for pattern in python::PATTERNS {
         assert!(out.points.iter().any(|p| p.pattern == pattern), "{pattern}");
     }
-    for p in &out.points {
+    for p in &measured {
         let what = format!(
             "{} {} {}x{}",
             p.transport, p.pattern, p.producers, p.consumers
