@@ -30,8 +30,9 @@ pub struct RunArgs {
     transports: Vec<String>,
     /// Comma list of patterns of any family: pingpong, stream, fan-in,
     /// fan-out, mpmc, reqrep, pingpong-late, rate, pool, pool-cpu,
-    /// lock-increment, atomic-increment, event-pingpong, joinable, startup
-    /// (all when none is given).
+    /// lock-increment, rlock-increment, atomic-increment, event-pingpong,
+    /// condition-handoff, barrier-cycle, joinable, startup (all when none
+    /// is given).
     #[arg(long, value_delimiter = ',')]
     patterns: Vec<String>,
     /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …). Primitives
@@ -157,7 +158,7 @@ fn print_verdict(run: &harness::RunRecord) {
             }
         };
         println!(
-            "  {:<16} {:>7}  {}: {} ({lead})",
+            "  {:<17} {:>7}  {}: {} ({lead})",
             v.pattern,
             human_size(v.size),
             strategy_text(&v.best),

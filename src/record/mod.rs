@@ -481,7 +481,12 @@ pub fn open_loop(pattern: &str) -> bool {
 pub fn lower_is_better(pattern: &str) -> bool {
     matches!(
         pattern,
-        "pingpong" | "pingpong-late" | "event-pingpong" | "startup"
+        "pingpong"
+            | "pingpong-late"
+            | "event-pingpong"
+            | "condition-handoff"
+            | "barrier-cycle"
+            | "startup"
     )
 }
 

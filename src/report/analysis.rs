@@ -10,7 +10,7 @@ use crate::record::{PointRecord, RunRecord, Status};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 21] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 24] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
@@ -25,6 +25,9 @@ pub const PYTHON_COUNTERPARTS: [(&str, &str); 21] = [
     ("shm-semaphore", "py-semaphore"),
     ("shm-event", "py-event"),
     ("shm-joinable-queue", "py-joinable-queue"),
+    ("shm-rlock", "py-rlock"),
+    ("shm-condition", "py-condition"),
+    ("shm-barrier", "py-barrier"),
     ("start-fork", "py-start-fork"),
     ("start-fork", "py-start-forkserver"),
     ("start-posix-spawn", "py-start-spawn"),
@@ -197,9 +200,13 @@ pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
 pub fn counts(p: &PointRecord) -> String {
     match p.pattern.as_str() {
         "pingpong" | "pingpong-late" | "stream" | "rate" | "event-pingpong" | "joinable"
-        | "startup" => String::new(),
-        "lock-increment" | "atomic-increment" if p.producers == 1 => "1 proc".to_owned(),
-        "lock-increment" | "atomic-increment" => format!("{} procs", p.producers),
+        | "condition-handoff" | "startup" => String::new(),
+        "lock-increment" | "atomic-increment" | "rlock-increment" if p.producers == 1 => {
+            "1 proc".to_owned()
+        }
+        "lock-increment" | "atomic-increment" | "rlock-increment" | "barrier-cycle" => {
+            format!("{} procs", p.producers)
+        }
         "pool" | "pool-cpu" if p.consumers == 1 => "1 worker".to_owned(),
         "pool" | "pool-cpu" => format!("{} workers", p.consumers),
         _ => format!("{}x{}", p.producers, p.consumers),
@@ -329,7 +336,7 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 13] = [
+pub const PATTERNS: [&str; 16] = [
     "pingpong",
     "stream",
     "fan-in",
@@ -339,8 +346,11 @@ pub const PATTERNS: [&str; 13] = [
     "pool",
     "pool-cpu",
     "lock-increment",
+    "rlock-increment",
     "atomic-increment",
     "event-pingpong",
+    "condition-handoff",
+    "barrier-cycle",
     "joinable",
     "startup",
 ];

@@ -171,6 +171,7 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
             metric: match (lower, pa.pattern.as_str()) {
                 (true, "rate" | "reqrep-rate") => "p99 at its load",
                 (true, "startup") => "p50 start-up",
+                (true, "barrier-cycle") => "p50 generation",
                 (true, _) => "p50 round trip",
                 _ => "msgs/s",
             },

@@ -11,8 +11,9 @@ use crate::shm::{Wait, WaitKind};
 use crate::transport::TransportKind;
 
 /// The primitives: locks by 1, 2 and 4 processes (1 and 2 in the quick
-/// profile, up to 8 in the full one), the event ping-pong and the
-/// joinable queue by 2; waiting with spin-park and park (spin-park only in
+/// profile, up to 8 in the full one), barriers by 2, 4 and 8 (2 in the
+/// quick profile), the
+/// event ping-pong, the condition handoff and the joinable queue by 2; waiting with spin-park and park (spin-park only in
 /// the quick profile); the lock-free atomic once per count.
 pub(super) fn prims(profile: Profile, f: &Filters) -> Vec<SyncSpec> {
     let counts: &[usize] = match profile {
@@ -34,10 +35,13 @@ pub(super) fn prims(profile: Profile, f: &Filters) -> Vec<SyncSpec> {
         {
             continue;
         }
-        let procs: &[usize] = if matches!(prim, Prim::Event | Prim::Joinable) {
-            &[2]
-        } else {
-            counts
+        let procs: &[usize] = match prim {
+            Prim::Event | Prim::Joinable | Prim::Condition => &[2],
+            // A barrier of one is no barrier; 2, 4 and 8 as the Python
+            // baseline's (the quick profile: 2).
+            Prim::Barrier if profile == Profile::Quick => &[2],
+            Prim::Barrier => &[2, 4, 8],
+            _ => counts,
         };
         // Lock-free: nothing waits, one point per count.
         let ws: &[Wait] = if prim == Prim::Atomic {

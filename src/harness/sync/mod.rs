@@ -25,6 +25,17 @@
 //!   events (set, wait, clear), as a `multiprocessing.Event` ping-pong;
 //!   each turn carries a number the other side checks. Figure: the round
 //!   trip.
+//! - `rlock-increment`: `lock-increment` over the core's `RLock`, taken
+//!   twice (re-entrantly) and let go of twice per cycle.
+//! - `condition-handoff`: a producer and a consumer hand numbered items
+//!   through a one-slot buffer guarded by the core's `Condition` (the
+//!   textbook producer/consumer: wait for the slot to be empty or full,
+//!   fill or empty it, notify); every item is checked. Figure: the round
+//!   trip per item.
+//! - `barrier-cycle`: N processes pass the core's `Barrier` again and
+//!   again, each adding one to a shared counter (atomically) before every
+//!   pass and checking after it that all N of that generation are in (and
+//!   no one has passed the next). Figure: the time per generation.
 
 use std::time::Instant;
 
@@ -39,7 +50,9 @@ use super::supervise::{Running, line_up, reports, spawn_args, supervised};
 use crate::record::PointRecord;
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
-use crate::shm::{Array, JoinableQueue, Value, Wait, WaitKind, unique_name};
+use crate::shm::{
+    Array, Barrier, Condition, JoinableQueue, RLock, Value, Wait, WaitKind, unique_name,
+};
 
 /// Elements of `shm-array`'s (and Python's `py-array`'s) array.
 pub const ARRAY_LEN: usize = 16;
@@ -63,11 +76,17 @@ pub enum Prim {
     Atomic,
     /// A `JoinableQueue`: batches put and joined, each item marked done.
     Joinable,
+    /// `RLock`, taken twice per cycle.
+    RLock,
+    /// A `Condition` guarding a one-slot buffer.
+    Condition,
+    /// A `Barrier` of all the point's processes.
+    Barrier,
 }
 
 impl Prim {
     /// Every primitive.
-    pub const ALL: [Prim; 7] = [
+    pub const ALL: [Prim; 10] = [
         Prim::Lock,
         Prim::Semaphore,
         Prim::Event,
@@ -75,6 +94,9 @@ impl Prim {
         Prim::Array,
         Prim::Atomic,
         Prim::Joinable,
+        Prim::RLock,
+        Prim::Condition,
+        Prim::Barrier,
     ];
 
     /// The name in results (`transport`).
@@ -87,6 +109,9 @@ impl Prim {
             Prim::Array => "shm-array",
             Prim::Atomic => "shm-atomic",
             Prim::Joinable => "shm-joinable-queue",
+            Prim::RLock => "shm-rlock",
+            Prim::Condition => "shm-condition",
+            Prim::Barrier => "shm-barrier",
         }
     }
 
@@ -108,6 +133,13 @@ impl Prim {
             Prim::Joinable => {
                 "the core's JoinableQueue: 64 items put then join, each got and task_done (joinable)"
             }
+            Prim::RLock => "the core's RLock, taken twice and let go of twice (rlock-increment)",
+            Prim::Condition => {
+                "the core's Condition over a one-slot buffer, producer and consumer (condition-handoff)"
+            }
+            Prim::Barrier => {
+                "the core's Barrier, N processes passing it with a checked counter (barrier-cycle)"
+            }
         }
     }
 
@@ -117,6 +149,9 @@ impl Prim {
             Prim::Event => "event-pingpong",
             Prim::Atomic => "atomic-increment",
             Prim::Joinable => "joinable",
+            Prim::RLock => "rlock-increment",
+            Prim::Condition => "condition-handoff",
+            Prim::Barrier => "barrier-cycle",
             _ => "lock-increment",
         }
     }
@@ -157,11 +192,14 @@ pub struct SyncSpec {
 }
 
 /// The patterns' names.
-pub const PATTERNS: [&str; 4] = [
+pub const PATTERNS: [&str; 7] = [
     "lock-increment",
     "atomic-increment",
     "event-pingpong",
     "joinable",
+    "rlock-increment",
+    "condition-handoff",
+    "barrier-cycle",
 ];
 
 impl SyncSpec {
@@ -257,6 +295,10 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
         .unwrap_or(match spec.prim {
             // A round is a batch of items.
             Prim::Joinable => (opts.pingpong_iters * 5).min(MAX_ITERS) / JOIN_BATCH,
+            // Every process passes every generation; a handoff is a round trip.
+            Prim::Barrier | Prim::Condition => {
+                (opts.pingpong_iters * 5).min(MAX_ITERS) / spec.procs as u64
+            }
             _ => (opts.pingpong_iters * 5).min(MAX_ITERS) / spec.procs as u64,
         })
         .max(10);
@@ -275,7 +317,10 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
             let last = timed.iter().map(|r| r.last_ns).max().unwrap_or(0);
             let hists: Vec<&[(u64, u64)]> =
                 reports.iter().map(|r| r.latency_hist.as_slice()).collect();
-            let cycles = if matches!(spec.prim, Prim::Event | Prim::Joinable) {
+            let cycles = if matches!(
+                spec.prim,
+                Prim::Event | Prim::Joinable | Prim::Condition | Prim::Barrier
+            ) {
                 // One side's turns are the round trips; the producer's
                 // items are the joinable queue's.
                 reports[0].messages
@@ -285,7 +330,8 @@ pub fn run_point(spec: &SyncSpec, opts: &RunOpts) -> PointRecord {
             rec.pass();
             rec.messages = cycles;
             rec.elapsed_ns = last.saturating_sub(first);
-            rec.latency_ns = if matches!(spec.prim, Prim::Event | Prim::Joinable) {
+            rec.latency_ns = if matches!(spec.prim, Prim::Event | Prim::Joinable | Prim::Condition)
+            {
                 super::measure::merged_latency(&hists[..1])
             } else {
                 super::measure::merged_latency(&hists)
@@ -326,6 +372,14 @@ fn measure(
             keep.push(Box::new(Event::create(&names[0], spec.wait).map_err(e)?));
             keep.push(Box::new(Event::create(&names[1], spec.wait).map_err(e)?));
         }
+        Prim::RLock => keep.push(Box::new(RLock::create(&names[0], spec.wait).map_err(e)?)),
+        Prim::Condition => keep.push(Box::new(
+            Condition::create(&names[0], spec.wait).map_err(e)?,
+        )),
+        Prim::Barrier => keep.push(Box::new(
+            Barrier::create(&names[0], spec.procs as u32, spec.wait)
+                .map_err(|e| HarnessError::Setup(e.to_string()))?,
+        )),
         Prim::Joinable | Prim::Value | Prim::Atomic | Prim::Array => {}
     }
     let joinable = match spec.prim {
@@ -355,7 +409,7 @@ fn measure(
         r.publish();
         Ok(r)
     };
-    let counter = if matches!(spec.prim, Prim::Lock | Prim::Semaphore) {
+    let counter = if matches!(spec.prim, Prim::Lock | Prim::Semaphore | Prim::RLock) {
         Some(raw(&names[1])?)
     } else {
         None
@@ -401,6 +455,12 @@ fn measure(
             reports[0].messages + warmup * JOIN_BATCH
         )));
     }
+    if spec.prim == Prim::Condition && reports[1].messages != reports[0].messages {
+        return Err(HarnessError::Invalid(format!(
+            "the consumer took {} items where {} were handed over",
+            reports[1].messages, reports[0].messages
+        )));
+    }
     // Unlocked, processes 0 and 1 each made one increment more, one of
     // which was lost for certain ([`lose_one`]).
     let interleaved = if unlocked(spec) { 2 } else { 0 };
@@ -420,6 +480,15 @@ fn measure(
         let got = word(c, 0).load(crate::shm::sync::Ordering::Acquire);
         if got != want {
             return lost(got.to_string());
+        }
+    }
+    if spec.prim == Prim::Barrier {
+        // Every process added one before each of its passes.
+        let got = word(&data, 0).load(crate::shm::sync::Ordering::Acquire);
+        if got != want {
+            return Err(HarnessError::Invalid(format!(
+                "the barrier's counter ended at {got}, not {want}"
+            )));
         }
     }
     if let Some(v) = &value {

@@ -8,7 +8,7 @@ use super::super::control::{self, PeerReport};
 use super::{JOIN_BATCH, Prim, SyncArgs, SyncSpec};
 use crate::shm::region::{Kind, Region};
 use crate::shm::semaphore::{Event, Lock, Semaphore};
-use crate::shm::{Array, JoinableQueue, Value};
+use crate::shm::{Array, Barrier, Condition, JoinableQueue, RLock, Value};
 
 /// A word of a raw region, shared by processes.
 pub(super) fn word(region: &Region, i: usize) -> &crate::shm::sync::AtomicU64 {
@@ -76,7 +76,7 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
     let e = |e: crate::shm::semaphore::SemError| e.to_string();
     let timeout = Some(std::time::Duration::from_secs(30));
     match a.prim {
-        Prim::Lock | Prim::Semaphore => {
+        Prim::Lock | Prim::Semaphore | Prim::RLock => {
             let counter = Region::open(&a.other, Kind::Raw).map_err(|e| e.to_string())?;
             let count = word(&counter, 0);
             // The increment is a plain load and store (Relaxed atomics, no
@@ -86,6 +86,16 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
             let bump = || count.store(count.load(Relaxed) + 1, Relaxed);
             use crate::shm::sync::Ordering::Relaxed;
             let cycle: Box<dyn FnMut() -> Result<(), String>> = match a.prim {
+                Prim::RLock => {
+                    let l = RLock::open(&a.region).map_err(e)?;
+                    Box::new(move || {
+                        l.acquire(timeout).map_err(e)?;
+                        l.acquire(timeout).map_err(e)?;
+                        bump();
+                        l.release().map_err(e)?;
+                        l.release().map_err(e)
+                    })
+                }
                 Prim::Lock => {
                     let l = Lock::open(&a.region).map_err(e)?;
                     Box::new(move || {
@@ -207,6 +217,67 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                     ..PeerReport::default()
                 })
             }
+        }
+        Prim::Condition => {
+            use crate::shm::sync::Ordering::Relaxed;
+            let c = Condition::open(&a.region).map_err(e)?;
+            let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
+            // The one-slot buffer: 0 when empty, else the item's number.
+            // Read and written under the condition's lock only, which
+            // orders it: Relaxed.
+            let slot = word(&data, 0);
+            control::barrier()?;
+            let producer = a.id == 0;
+            let mut next = 0u64;
+            bodies::timed_cycles(a.warmup, a.iters, || {
+                next += 1;
+                c.acquire(timeout).map_err(e)?;
+                let ready = if producer {
+                    c.wait_for(|| slot.load(Relaxed) == 0, timeout)
+                } else {
+                    c.wait_for(|| slot.load(Relaxed) != 0, timeout)
+                };
+                let r = match ready.map_err(e)? {
+                    false if producer => Err(format!("item {next}: the slot was never emptied")),
+                    false => Err(format!("item {next} never came")),
+                    true if producer => {
+                        slot.store(next, Relaxed);
+                        Ok(())
+                    }
+                    true => match slot.swap(0, Relaxed) {
+                        got if got == next => Ok(()),
+                        got => Err(format!("item {next}: got item {got}")),
+                    },
+                };
+                let notified = c.notify(1).map_err(e);
+                c.release().map_err(e)?;
+                r.and(notified.map(drop))
+            })
+        }
+        Prim::Barrier => {
+            use crate::shm::sync::Ordering::Relaxed;
+            let b = Barrier::open(&a.region).map_err(|e| e.to_string())?;
+            let data = Region::open(&a.data, Kind::Raw).map_err(|e| e.to_string())?;
+            let counter = word(&data, 0);
+            let n = u64::from(b.parties());
+            control::barrier()?;
+            let mut generation = 0u64;
+            bodies::timed_cycles(a.warmup, a.iters, || {
+                // Ordered by the barrier's pass (its arrivals' chain).
+                counter.fetch_add(1, Relaxed);
+                b.wait(timeout).map_err(|e| e.to_string())?;
+                generation += 1;
+                // All n of this generation are in; the next generation's
+                // may be, but for this process's own.
+                match counter.load(Relaxed) {
+                    c if c >= n * generation && c < n * (generation + 1) => Ok(()),
+                    c => Err(format!(
+                        "generation {generation}: the counter reads {c}, not {} to {}",
+                        n * generation,
+                        n * (generation + 1) - 1
+                    )),
+                }
+            })
         }
         Prim::Event => {
             let (ping, pong) = (
