@@ -74,6 +74,9 @@ TRANSPORTS = {
     "py-array": "Array('d', 16), every element bumped under its get_lock()",
     "py-event": "two Events handing a turn back and forth",
     "py-joinable-queue": "JoinableQueue(): 64 items put then join(), each got and task_done()",
+    "py-rlock": "RLock() taken twice around an increment of a RawValue",
+    "py-condition": "Condition() over a one-slot RawValue: wait_for, fill or empty, notify",
+    "py-barrier": "Barrier(N) passed again and again, a Value bumped under its lock before each pass",
     "py-start-fork": "Process(...).start() with the fork start method, to its first message",
     "py-start-forkserver": "Process(...).start() with forkserver, to its first message",
     "py-start-spawn": "Process(...).start() with spawn, to its first message",
@@ -98,6 +101,9 @@ CAN = {
     "py-array": {"lock-increment"},
     "py-event": {"event-pingpong"},
     "py-joinable-queue": {"joinable"},
+    "py-rlock": {"rlock-increment"},
+    "py-condition": {"condition-handoff"},
+    "py-barrier": {"barrier-cycle"},
     "py-start-fork": {"startup"},
     "py-start-forkserver": {"startup"},
     "py-start-spawn": {"startup"},
@@ -107,7 +113,8 @@ CAN = {
     "py-basemanager-pool": {"pool", "pool-cpu"},
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
-            "joinable", "startup", "pool", "pool-cpu", "rate", "reqrep-rate"]
+            "joinable", "startup", "pool", "pool-cpu", "rate", "reqrep-rate", "rlock-increment",
+            "condition-handoff", "barrier-cycle"]
 # Open loop (as the Rust side's harness::rate): the offered loads of each
 # profile after the unpaced point ("max") that measures the capacity the
 # percentages are of; absolute rates past MAX_OVERLOAD times it are
@@ -134,7 +141,8 @@ POOL_WORK_NS = 50_000
 POOL_WINDOW = 4
 # Starts measured at most when a count is given (a spawn takes ~50 ms).
 STARTUP_MAX_COUNT = 20
-SYNC_PATTERNS = ("lock-increment", "event-pingpong", "joinable")
+SYNC_PATTERNS = ("lock-increment", "event-pingpong", "joinable", "rlock-increment",
+                 "condition-handoff", "barrier-cycle")
 # Items put between two joins (as the Rust side's).
 JOIN_BATCH = 64
 # Elements of py-array's array (as shm-array's): 8 bytes each.
@@ -994,6 +1002,11 @@ def role_incr(prims, codec, a):
             prim.acquire()
             counter.value += 1
             prim.release()
+    elif kind == "py-rlock":
+        def cycle():
+            with prim:
+                with prim:
+                    counter.value += 1
     else:
         def cycle():
             with prim:
@@ -1061,6 +1074,71 @@ def role_turn(prims, codec, a):
             "samples": samples, "cpu_ns": cpu_ns() - c0}
 
 
+def timed_count(cycle, a):
+    """Runs `cycle` warm-up times, then `a["turns"]` times timed: every
+    process of the point the same number (a barrier needs them all)."""
+    for _ in range(a["warmup"]):
+        cycle()
+    samples = []
+    c0 = cpu_ns()
+    first = t = now_ns()
+    for _ in range(a["turns"]):
+        cycle()
+        now = now_ns()
+        samples.append(now - t)
+        t = now
+    return {"messages": len(samples), "first_ns": first, "last_ns": t,
+            "samples": samples, "cpu_ns": cpu_ns() - c0}
+
+
+def role_handoff(prims, codec, a):
+    """condition-handoff: the producer (id 0) waits for the slot to be
+    empty, puts the next number in it and notifies; the consumer waits for
+    it to be full, checks the number, empties it and notifies."""
+    cond, slot = prims
+    producer = a["id"] == 0
+    state = {"next": 0}
+
+    def cycle():
+        state["next"] += 1
+        n = state["next"]
+        with cond:
+            if producer:
+                if not cond.wait_for(lambda: slot.value == 0, 30):
+                    raise CheckError(f"item {n}: the slot was never emptied")
+                slot.value = n
+            else:
+                if not cond.wait_for(lambda: slot.value != 0, 30):
+                    raise CheckError(f"item {n} never came")
+                if slot.value != n:
+                    raise CheckError(f"item {n}: got item {slot.value}")
+                slot.value = 0
+            cond.notify()
+
+    return timed_count(cycle, a)
+
+
+def role_bar(prims, codec, a):
+    """barrier-cycle: bump the shared counter under its lock, pass the
+    barrier, check that all N of this generation are in and no one has
+    passed the next."""
+    barrier, counter = prims
+    n = barrier.parties
+    state = {"gen": 0}
+
+    def cycle():
+        with counter.get_lock():
+            counter.value += 1
+        barrier.wait(30)
+        state["gen"] += 1
+        g = state["gen"]
+        c = counter.value
+        if not n * g <= c < n * (g + 1):
+            raise CheckError(f"generation {g}: the counter reads {c}, not {n * g} to {n * (g + 1) - 1}")
+
+    return timed_count(cycle, a)
+
+
 def role_jprod(prims, codec, a):
     """joinable, producer: rounds of JOIN_BATCH numbered items put, then
     join(); after each join every item put so far must be processed."""
@@ -1116,6 +1194,8 @@ ROLES = {
     "rclient": role_rclient,
     "take": role_take,
     "incr": role_incr,
+    "handoff": role_handoff,
+    "bar": role_bar,
     "jprod": role_jprod,
     "jcons": role_jcons,
     "turn": role_turn,
@@ -1651,15 +1731,19 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
 
 
 def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
-    """lock-increment (procs processes, the counter checked exact) or
-    event-pingpong (two processes, every turn checked)."""
+    """lock-increment and rlock-increment (procs processes, the counter
+    checked exact), event-pingpong (two processes, every turn checked),
+    condition-handoff (two, every item checked), barrier-cycle (procs,
+    every generation checked) or joinable."""
     rec["msg_size"] = 8 * ARRAY_LEN if kind == "py-array" else 8
     rec["harness_ns_per_msg"] = None
     procs_ = []
     try:
-        if pattern == "lock-increment":
+        if pattern in ("lock-increment", "rlock-increment"):
             counter = ctx.RawValue("q", 0)
-            if kind == "py-value":
+            if kind == "py-rlock":
+                prim = ctx.RLock()
+            elif kind == "py-value":
                 prim = ctx.Value("q", 0)
                 counter = prim
             elif kind == "py-array":
@@ -1671,6 +1755,16 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
                 prim = ctx.Lock()
             peers = [("incr", dict(base, end=(kind, prim, counter if kind not in ("py-value", "py-array") else None),
                                    id=i, cpu=cpu_of(i))) for i in range(procs)]
+        elif pattern == "condition-handoff":
+            turns = o.count or int(o.budget * 10_000)
+            cond, slot = ctx.Condition(), ctx.RawValue("q", 0)
+            peers = [("handoff", dict(base, end=(cond, slot), id=i, turns=turns, cpu=cpu_of(i)))
+                     for i in range(2)]
+        elif pattern == "barrier-cycle":
+            turns = o.count or int(o.budget * 4_000 / procs)
+            barrier, counter = ctx.Barrier(procs), ctx.Value("q", 0)
+            peers = [("bar", dict(base, end=(barrier, counter), id=i, turns=turns, cpu=cpu_of(i)))
+                     for i in range(procs)]
         elif pattern == "joinable":
             q, processed = ctx.JoinableQueue(), ctx.RawValue("q", 0)
             peers = [("jprod", dict(base, end=(q, processed), id=0, cpu=cpu_of(0))),
@@ -1682,7 +1776,7 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
                      for i in range(2)]
         procs_, ctls, deadline = run_peers(ctx, peers, o.deadline)
         got = [collect(procs_, ctls, i, deadline, peers) for i in range(len(peers))]
-        if pattern == "lock-increment":
+        if pattern in ("lock-increment", "rlock-increment"):
             want = sum(r["total"] for r in got)
             if kind == "py-array":
                 value = next((x for x in counter[:] if x != want), want)
@@ -1691,6 +1785,19 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
             if value != want:
                 raise PointFailed(f"the counter ended at {value}, not {want}: increments were lost")
             cycles = sum(r["messages"] for r in got)
+            samples = [s for r in got for s in r["samples"]]
+        elif pattern == "condition-handoff":
+            if got[1]["messages"] != got[0]["messages"]:
+                raise PointFailed(f"the consumer took {got[1]['messages']} items "
+                                  f"where {got[0]['messages']} were handed over")
+            cycles = got[0]["messages"]
+            samples = got[0]["samples"]
+            got = got[:1]
+        elif pattern == "barrier-cycle":
+            want = procs * (base["warmup"] + got[0]["messages"])
+            if counter.value != want:
+                raise PointFailed(f"the barrier's counter ended at {counter.value}, not {want}")
+            cycles = got[0]["messages"]
             samples = [s for r in got for s in r["samples"]]
         elif pattern == "joinable":
             if got[1]["messages"] != got[0]["total"]:
@@ -1760,10 +1867,12 @@ def plan(o, transports, patterns):
                 pts += [(t, p, s, 1, 1) for s in o.sizes]
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
-            elif p == "lock-increment":
+            elif p in ("lock-increment", "rlock-increment"):
                 size = 8 * ARRAY_LEN if t == "py-array" else 8
                 pts += [(t, p, size, n, 1) for n in o.counts if n <= 4]
-            elif p in ("event-pingpong", "joinable"):
+            elif p == "barrier-cycle":
+                pts += [(t, p, 8, n, 1) for n in o.counts if n >= 2]
+            elif p in ("event-pingpong", "joinable", "condition-handoff"):
                 pts += [(t, p, 8, 2, 1)]
             elif p == "startup":
                 pts += [(t, p, 8, 1, 1)]
@@ -1897,7 +2006,8 @@ def main(argv=None):
         run["points"].append(rec)
         failed += rec.get("status") == "failed" or (not rec["validated"] and rec.get("status") != "skipped")
         write_atomic(a.output, json.dumps(run, indent=1))
-        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment", "pool", "pool-cpu") else ""
+        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment", "rlock-increment",
+                                     "barrier-cycle", "pool", "pool-cpu") else ""
         c = f" {load}" if load else c
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)

@@ -83,8 +83,12 @@ fn every_python_transport_runs_and_validates() {
             // Timed cycles of every process (the counter, warm-up included,
             // was checked exact by the script).
             "lock-increment" => assert_eq!(p.messages, 300 * p.producers as u64, "{what}"),
-            // Turns taken by the side that starts them.
-            "event-pingpong" => assert_eq!(p.messages, 300, "{what}"),
+            "rlock-increment" => assert_eq!(p.messages, 300 * p.producers as u64, "{what}"),
+            // Turns taken by the side that starts them; items handed over;
+            // generations passed (every process passes each).
+            "event-pingpong" | "condition-handoff" | "barrier-cycle" => {
+                assert_eq!(p.messages, 300, "{what}")
+            }
             // Items of 300 rounds of 64, each processed before its join
             // returned (checked by the script).
             "joinable" => assert_eq!(p.messages, 300 * 64, "{what}"),

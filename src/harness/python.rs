@@ -14,7 +14,7 @@ use crate::record::PointRecord;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them, with what each is.
-pub const TRANSPORTS: [(&str, &str); 21] = [
+pub const TRANSPORTS: [(&str, &str); 24] = [
     ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
     ("py-queue", "Queue(), unbounded"),
     ("py-queue-bounded", "Queue(maxsize=64)"),
@@ -45,6 +45,18 @@ pub const TRANSPORTS: [(&str, &str); 21] = [
         "JoinableQueue(): 64 items put then join(), each got and task_done()",
     ),
     (
+        "py-rlock",
+        "RLock() taken twice around an increment of a RawValue",
+    ),
+    (
+        "py-condition",
+        "Condition() over a one-slot RawValue: wait_for, fill or empty, notify",
+    ),
+    (
+        "py-barrier",
+        "Barrier(N) passed again and again, a Value bumped under its lock before each pass",
+    ),
+    (
         "py-start-fork",
         "Process(...).start() with the fork start method, to its first message",
     ),
@@ -72,7 +84,7 @@ pub const TRANSPORTS: [(&str, &str); 21] = [
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 12] = [
+pub const PATTERNS: [&str; 15] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -85,6 +97,9 @@ pub const PATTERNS: [&str; 12] = [
     "pool-cpu",
     "rate",
     "reqrep-rate",
+    "rlock-increment",
+    "condition-handoff",
+    "barrier-cycle",
 ];
 
 /// Whether `name` is a Python transport.
