@@ -970,10 +970,34 @@ def role_client(end, codec, a):
             "cpu_ns": cpu_ns() - c0, "marks": marks}
 
 
+def lose_one(flags, me, read, write):
+    """The first increment of processes 0 and 1 when they bump a value
+    without its lock, interleaved so that one is lost for certain (as the
+    Rust side's sync::peer::lose_one): 0 reads, 1 makes a whole increment,
+    0 writes what it read plus one. Left to the scheduler, a busy machine
+    may run the two one after the other and lose nothing."""
+    def until(i, what):
+        end = time.monotonic() + 10
+        while flags[i] == 0:
+            if time.monotonic() > end:
+                raise CheckError(f"the other process never {what}")
+            time.sleep(0)
+    if me == 0:
+        x = read()
+        flags[0] = 1
+        until(1, "made its increment")
+        write(x)
+    elif me == 1:
+        until(0, "read the value")
+        write(read())
+        flags[1] = 1
+
+
 def role_incr(prims, codec, a):
     """lock-increment: take the primitive, add one to a shared counter
     (a plain read and write), give it back; each cycle timed."""
-    kind, prim, counter = prims
+    kind, prim, counter, flags = prims
+    forced = 0
     if a.get("no_lock") and kind == "py-array":
         # A fault injected on request: no exclusion, so increments get lost.
         raw = prim.get_obj()
@@ -981,11 +1005,22 @@ def role_incr(prims, codec, a):
         def cycle():
             for i in range(ARRAY_LEN):
                 raw[i] += 1.0
+        if flags is not None and a["id"] < 2:
+            def write(x):
+                for i in range(ARRAY_LEN):
+                    raw[i] = x[i] + 1.0
+            lose_one(flags, a["id"], lambda: raw[:], write)
+            forced = 1
     elif a.get("no_lock"):
         target = prim.get_obj() if kind == "py-value" else counter
 
         def cycle():
             target.value += 1
+        if flags is not None and a["id"] < 2:
+            def write(x):
+                target.value = x + 1
+            lose_one(flags, a["id"], lambda: target.value, write)
+            forced = 1
     elif kind == "py-value":
         def cycle():
             with prim.get_lock():
@@ -1022,7 +1057,7 @@ def role_incr(prims, codec, a):
         now = now_ns()
         samples.append(now - t)
         t = now
-    return {"messages": len(samples), "total": warm + len(samples), "first_ns": first,
+    return {"messages": len(samples), "total": forced + warm + len(samples), "first_ns": first,
             "last_ns": t, "samples": samples, "cpu_ns": cpu_ns() - c0}
 
 
@@ -1753,8 +1788,11 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
                 prim = ctx.Semaphore(1)
             else:
                 prim = ctx.Lock()
-            peers = [("incr", dict(base, end=(kind, prim, counter if kind not in ("py-value", "py-array") else None),
-                                   id=i, cpu=cpu_of(i))) for i in range(procs)]
+            # Without the lock, two processes lose one increment for certain.
+            flags = ctx.RawArray("q", 2) if o.no_lock and procs >= 2 else None
+            own = counter if kind not in ("py-value", "py-array") else None
+            peers = [("incr", dict(base, end=(kind, prim, own, flags), id=i, cpu=cpu_of(i)))
+                     for i in range(procs)]
         elif pattern == "condition-handoff":
             turns = o.count or int(o.budget * 10_000)
             cond, slot = ctx.Condition(), ctx.RawValue("q", 0)
