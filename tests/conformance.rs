@@ -409,6 +409,44 @@ fn manager_refuses_bad_keys_and_bad_requests<F: ipcbench::transport::manager::Fa
     assert_eq!(v, b"v");
     proxy.lock_acquire().unwrap();
     proxy.lock_release().unwrap();
+    // The list, the namespace and the typed value, as Manager().list(),
+    // .Namespace() and .Value('d', …) are used; their bad requests get
+    // error replies on a connection that stays usable.
+    assert_eq!(proxy.list_append(b"l", b"Hello").unwrap(), 1);
+    assert_eq!(proxy.list_append(b"l", b"World").unwrap(), 2);
+    for (i, want) in [
+        (0, &b"Hello"[..]),
+        (1, b"World"),
+        (-1, b"World"),
+        (-2, b"Hello"),
+    ] {
+        proxy.list_get(b"l", i, &mut v).unwrap();
+        assert_eq!(v, want, "{}: l[{i}]", F::NAME);
+    }
+    for i in [2, -3, i64::MIN, i64::MAX] {
+        let e = proxy.list_get(b"l", i, &mut v).unwrap_err();
+        assert!(
+            e.to_string().contains("out of range"),
+            "{}: l[{i}]: {e}",
+            F::NAME
+        );
+    }
+    assert_eq!(proxy.ns_get(b"x", &mut v).unwrap(), None);
+    proxy.ns_set(b"x", b"10").unwrap();
+    assert_eq!(proxy.ns_get(b"x", &mut v).unwrap(), Some(2));
+    assert_eq!(v, b"10");
+    assert_eq!(proxy.value_get(b"d").unwrap(), None);
+    proxy.value_set(b"d", 3.25).unwrap();
+    assert_eq!(proxy.value_get(b"d").unwrap(), Some(3.25));
+    for bad in [&[13u8, 1, b'd', 1, 2, 3][..], &[10, 1, b'l', 0, 0]] {
+        let e = proxy.raw_request(bad).unwrap_err();
+        assert!(
+            matches!(e, TransportError::Malformed(_)),
+            "{}: {e}",
+            F::NAME
+        );
+    }
+    assert_eq!(proxy.value_get(b"d").unwrap(), Some(3.25));
     drop(proxy);
     // The correct client still works.
     let mut a = link.connect_a();

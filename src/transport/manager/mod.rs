@@ -77,6 +77,12 @@ mod op {
     pub const LOCK_ACQUIRE: u8 = 6;
     pub const LOCK_RELEASE: u8 = 7;
     pub const COUNTER_ADD: u8 = 8;
+    pub const LIST_APPEND: u8 = 9;
+    pub const LIST_GET: u8 = 10;
+    pub const NS_SET: u8 = 11;
+    pub const NS_GET: u8 = 12;
+    pub const VALUE_SET: u8 = 13;
+    pub const VALUE_GET: u8 = 14;
 }
 
 /// Reply codes.

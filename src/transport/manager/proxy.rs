@@ -139,14 +139,7 @@ impl<S: StreamIo> Proxy<S> {
         key: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Option<usize>, TransportError> {
-        match self.call(op::DICT_GET, key, &[], out)? {
-            status::OK => {
-                out.remove(0);
-                Ok(Some(out.len()))
-            }
-            status::MISSING => Ok(None),
-            s => Err(reply_err(s, &out[1..])),
-        }
+        self.get_or_missing(op::DICT_GET, key, out)
     }
 
     /// `lock.acquire()`.
@@ -168,6 +161,80 @@ impl<S: StreamIo> Proxy<S> {
             .try_into()
             .map_err(|_| TransportError::Malformed("counter reply is not 8 bytes".into()))?;
         Ok(i64::from_le_bytes(v))
+    }
+
+    /// `list[name].append(item)`; returns the list's new length.
+    pub fn list_append(&mut self, name: &[u8], item: &[u8]) -> Result<u64, TransportError> {
+        let mut reply = Vec::new();
+        self.expect_ok(op::LIST_APPEND, name, item, &mut reply)?;
+        let n: [u8; 8] = reply.as_slice().try_into().map_err(|_| {
+            TransportError::Malformed("a list's length reply is not 8 bytes".into())
+        })?;
+        Ok(u64::from_le_bytes(n))
+    }
+
+    /// `list[name][index]` into `buf` (a negative index counts from the
+    /// end); an index out of range is the server's error.
+    pub fn list_get(
+        &mut self,
+        name: &[u8],
+        index: i64,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, TransportError> {
+        self.expect_ok(op::LIST_GET, name, &index.to_le_bytes(), buf)?;
+        Ok(buf.len())
+    }
+
+    /// `namespace.<attr> = value`.
+    pub fn ns_set(&mut self, attr: &[u8], value: &[u8]) -> Result<(), TransportError> {
+        let mut reply = Vec::new();
+        self.expect_ok(op::NS_SET, attr, value, &mut reply)
+    }
+
+    /// `namespace.<attr>` into `buf`; `None` when it has no such attribute.
+    pub fn ns_get(
+        &mut self,
+        attr: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, TransportError> {
+        self.get_or_missing(op::NS_GET, attr, buf)
+    }
+
+    /// `value[name].value = v` (a `Value('d')`).
+    pub fn value_set(&mut self, name: &[u8], v: f64) -> Result<(), TransportError> {
+        let mut reply = Vec::new();
+        self.expect_ok(op::VALUE_SET, name, &v.to_le_bytes(), &mut reply)
+    }
+
+    /// `value[name].value`; `None` when it was never set.
+    pub fn value_get(&mut self, name: &[u8]) -> Result<Option<f64>, TransportError> {
+        let mut buf = Vec::new();
+        match self.get_or_missing(op::VALUE_GET, name, &mut buf)? {
+            None => Ok(None),
+            Some(_) => {
+                let v: [u8; 8] = buf.as_slice().try_into().map_err(|_| {
+                    TransportError::Malformed("a value's reply is not 8 bytes".into())
+                })?;
+                Ok(Some(f64::from_le_bytes(v)))
+            }
+        }
+    }
+
+    /// A read that may find nothing: the body into `buf`, or `None`.
+    fn get_or_missing(
+        &mut self,
+        code: u8,
+        name: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, TransportError> {
+        match self.call(code, name, &[], buf)? {
+            status::OK => {
+                buf.remove(0);
+                Ok(Some(buf.len()))
+            }
+            status::MISSING => Ok(None),
+            s => Err(reply_err(s, &buf[1..])),
+        }
     }
 
     /// Bounds later calls (a `get` waits at most this long in the server).

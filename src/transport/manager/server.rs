@@ -1,6 +1,7 @@
 //! The manager's server: the objects it owns (named queues, a dictionary,
-//! a lock, a counter), one thread per connection, each request answered
-//! in turn after the handshake.
+//! a lock, a counter, named lists, a namespace's attributes and typed
+//! `Value('d')`s), one thread per connection, each request answered in
+//! turn after the handshake.
 
 use crate::shm::sync::{AtomicU64, Ordering};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -30,6 +31,12 @@ struct Objects {
     dict: HashMap<Vec<u8>, Vec<u8>>,
     lock_holder: Option<u64>,
     counter: i64,
+    /// `manager.list()`s, by name.
+    lists: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// A `manager.Namespace()`'s attributes.
+    namespace: HashMap<Vec<u8>, Vec<u8>>,
+    /// `manager.Value('d', …)`s, by name.
+    values: HashMap<Vec<u8>, [u8; 8]>,
 }
 
 /// What the server owns.
@@ -187,6 +194,65 @@ impl State {
                 out.push(status::OK);
                 out.extend_from_slice(&o.counter.to_le_bytes());
             }
+            op::LIST_APPEND => {
+                let mut o = self.lock();
+                let l = o.lists.entry(name.to_vec()).or_default();
+                l.push(payload.to_vec());
+                let len = l.len() as u64;
+                out.push(status::OK);
+                out.extend_from_slice(&len.to_le_bytes());
+            }
+            op::LIST_GET => {
+                let Ok(i) = <[u8; 8]>::try_from(payload) else {
+                    return error(out, "LIST_GET takes an 8-byte index");
+                };
+                let i = i64::from_le_bytes(i);
+                let o = self.lock();
+                let l = o.lists.get(name).map_or(&[][..], Vec::as_slice);
+                // A negative index counts from the end, as Python's does.
+                let at = if i < 0 {
+                    l.len().checked_sub(i.unsigned_abs() as usize)
+                } else {
+                    Some(i as usize).filter(|&i| i < l.len())
+                };
+                match at {
+                    Some(at) => {
+                        out.push(status::OK);
+                        out.extend_from_slice(&l[at]);
+                    }
+                    None => error(
+                        out,
+                        &format!("list index {i} out of range ({} items)", l.len()),
+                    ),
+                }
+            }
+            op::NS_SET => {
+                self.lock()
+                    .namespace
+                    .insert(name.to_vec(), payload.to_vec());
+                out.push(status::OK);
+            }
+            op::NS_GET => match self.lock().namespace.get(name) {
+                Some(v) => {
+                    out.push(status::OK);
+                    out.extend_from_slice(v);
+                }
+                None => out.push(status::MISSING),
+            },
+            op::VALUE_SET => {
+                let Ok(v) = <[u8; 8]>::try_from(payload) else {
+                    return error(out, "VALUE_SET takes an 8-byte double");
+                };
+                self.lock().values.insert(name.to_vec(), v);
+                out.push(status::OK);
+            }
+            op::VALUE_GET => match self.lock().values.get(name) {
+                Some(v) => {
+                    out.push(status::OK);
+                    out.extend_from_slice(v);
+                }
+                None => out.push(status::MISSING),
+            },
             other => error(out, &format!("unknown request code {other}")),
         }
     }
@@ -303,9 +369,14 @@ mod fuzz {
             mix64(seed)
         };
         let (mut dict, mut counter, mut locked) = (HashMap::new(), 0i64, false);
+        let (mut lists, mut ns, mut values) = (
+            HashMap::<Vec<u8>, Vec<Vec<u8>>>::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         let (mut out, mut errors) = (Vec::new(), 0u64);
         for case in 0..100_000u64 {
-            let code = (next() % 11) as u8;
+            let code = (next() % 17) as u8;
             let name: Vec<u8> = (0..next() % 4).map(|_| b'a' + (next() % 3) as u8).collect();
             let mut payload: Vec<u8> = (0..next() % 24).map(|_| next() as u8).collect();
             // Blocking requests would wait for ever on one thread: GET waits
@@ -318,6 +389,13 @@ mod fuzz {
                 && u32::from_le_bytes(payload[..4].try_into().unwrap()) > 0
             {
                 payload = 0u32.to_le_bytes().to_vec();
+            }
+            // Indices near the ends and doubles of the right size, often.
+            if code == op::LIST_GET && next() % 2 == 0 {
+                payload = ((next() % 6) as i64 - 3).to_le_bytes().to_vec();
+            }
+            if code == op::VALUE_SET && next() % 2 == 0 {
+                payload = (next() as f64).to_le_bytes().to_vec();
             }
             if code == op::LOCK_ACQUIRE && locked {
                 continue;
@@ -350,7 +428,7 @@ mod fuzz {
             }
             let well_formed = req.len() >= 2 && claimed == name.len();
             assert!(
-                well_formed || code > op::COUNTER_ADD,
+                well_formed || code > op::VALUE_GET,
                 "case {case}: bad request accepted"
             );
             match code {
@@ -368,6 +446,31 @@ mod fuzz {
                 }
                 op::LOCK_ACQUIRE => locked = true,
                 op::LOCK_RELEASE => locked = false,
+                op::LIST_APPEND => {
+                    let l = lists.entry(name.clone()).or_default();
+                    l.push(payload.clone());
+                    assert_eq!(out[1..], (l.len() as u64).to_le_bytes(), "case {case}");
+                }
+                op::LIST_GET => {
+                    let i = i64::from_le_bytes(payload[..8].try_into().unwrap());
+                    let l = lists.get(&name).map_or(&[][..], Vec::as_slice);
+                    let at = if i < 0 { l.len() as i64 + i } else { i };
+                    assert_eq!(&out[1..], &l[at as usize][..], "case {case}");
+                }
+                op::NS_SET => {
+                    ns.insert(name.clone(), payload.clone());
+                }
+                op::NS_GET => match ns.get(&name) {
+                    Some(v) => assert_eq!(&out[1..], &v[..], "case {case}"),
+                    None => assert_eq!(status, status::MISSING, "case {case}"),
+                },
+                op::VALUE_SET => {
+                    values.insert(name.clone(), payload.clone());
+                }
+                op::VALUE_GET => match values.get(&name) {
+                    Some(v) => assert_eq!(&out[1..], &v[..], "case {case}"),
+                    None => assert_eq!(status, status::MISSING, "case {case}"),
+                },
                 _ => {}
             }
         }
