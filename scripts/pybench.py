@@ -1066,7 +1066,6 @@ def role_turn(prims, codec, a):
     side 1 waits for `ping`, checks the turn, answers it and sets `pong`."""
     ping, pong, turns = prims
     me = a["id"]
-    warm = a["warmup"]
     state = {"turn": 0}
 
     def wait(ev):
@@ -1092,21 +1091,8 @@ def role_turn(prims, codec, a):
         turns[1] = t
         pong.set()
 
-    cycle = cycle0 if me == 0 else cycle1
-    for _ in range(warm):
-        cycle()
-    samples = []
-    c0 = cpu_ns()
-    first = t = now_ns()
-    # Side 1 answers exactly as many turns as side 0 takes (told in `count`).
-    n = a["turns"]
-    for _ in range(n):
-        cycle()
-        now = now_ns()
-        samples.append(now - t)
-        t = now
-    return {"messages": len(samples), "first_ns": first, "last_ns": t,
-            "samples": samples, "cpu_ns": cpu_ns() - c0}
+    # Side 1 answers exactly as many turns as side 0 takes (told in `turns`).
+    return timed_count(cycle0 if me == 0 else cycle1, a)
 
 
 def timed_count(cycle, a):

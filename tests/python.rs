@@ -20,6 +20,19 @@ fn leftovers() -> Vec<String> {
     common::shm_files("ipcbench-py-")
 }
 
+/// A skipped point is an open-loop load that its strategy's measured
+/// capacity rules out, and says so.
+fn assert_skipped_for_capacity(p: &ipcbench::record::PointRecord) {
+    assert!(
+        ipcbench::record::open_loop(&p.pattern)
+            && p.error.as_deref().unwrap_or("").contains("capacity"),
+        "{} {} skipped: {:?}",
+        p.transport,
+        p.pattern,
+        p.error
+    );
+}
+
 #[test]
 fn every_python_transport_runs_and_validates() {
     let py = py();
@@ -40,14 +53,7 @@ fn every_python_transport_runs_and_validates() {
     // profile's 10k msgs/s can be): an honest outcome, not a failure.
     let (skipped, measured): (Vec<_>, Vec<_>) = out.points.iter().partition(|p| p.is_skipped());
     for p in &skipped {
-        assert!(
-            ipcbench::record::open_loop(&p.pattern)
-                && p.error.as_deref().unwrap_or("").contains("capacity"),
-            "{} {} skipped: {:?}",
-            p.transport,
-            p.pattern,
-            p.error
-        );
+        assert_skipped_for_capacity(p);
     }
     let failed: Vec<String> = measured
         .iter()
@@ -192,14 +198,7 @@ fn a_corrupted_python_message_fails_its_point() {
     // The open-loop loads that are shares of a capacity are not run when
     // the unpaced point that measures it failed.
     for p in run.points.iter().filter(|p| p.is_skipped()) {
-        assert!(
-            ipcbench::record::open_loop(&p.pattern)
-                && p.error.as_deref().unwrap_or("").contains("capacity"),
-            "{} {} skipped: {:?}",
-            p.transport,
-            p.pattern,
-            p.error
-        );
+        assert_skipped_for_capacity(p);
     }
     for p in run.points.iter().filter(|p| !p.is_skipped()) {
         assert!(
