@@ -860,6 +860,7 @@ fn a_condition_waiter_whose_notifier_died_holding_the_lock_hears_who() {
     match e {
         SemError::PeerGone(p) => {
             assert_eq!(p.pid, pid);
+            assert_eq!(c.waiting(), 0, "the waiter kept its slot");
             assert!(c.take_over(p), "the lock could not be taken over");
             c.notify_all().unwrap();
             c.release().unwrap();

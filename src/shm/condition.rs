@@ -444,17 +444,26 @@ impl Condition {
         let woke = block_until(ctx, || {
             (slot.state.load(Ordering::Acquire) == NOTIFIED).then_some(())
         });
-        if let Err(WaitError::PeerGone(p)) = woke {
-            // The lock's holder died: nobody can notify. The slot is left
-            // waiting, to be reclaimed once this process is gone.
-            return Err(SemError::PeerGone(p));
+        let leave = || {
+            slot.state.store(FREE, Ordering::Relaxed);
+            slot.owner.release(self.me);
+        };
+        let reacquired = match woke {
+            // The lock's holder died: nobody can notify, and the lock is
+            // not ours to take back until someone takes it over. The slot
+            // is given up without the lock: only a notifier holding it
+            // looks at it, and nobody can hold it now.
+            Err(WaitError::PeerGone(p)) => Err(SemError::PeerGone(p)),
+            _ => owned.acquire(None),
+        };
+        if let Err(e) = reacquired {
+            leave();
+            return Err(e);
         }
-        owned.acquire(None)?;
         owned.mark_held(depth);
         // Under the lock again: the state cannot change now.
         let notified = slot.state.load(Ordering::Relaxed) == NOTIFIED;
-        slot.state.store(FREE, Ordering::Relaxed);
-        slot.owner.release(self.me);
+        leave();
         Ok(notified)
     }
 
