@@ -401,3 +401,52 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `run --dry-run` prints the points the filters select, in order, and
+/// what the Python baseline would be asked for, and starts and writes
+/// nothing.
+#[test]
+fn a_dry_run_prints_the_plan_and_starts_nothing() {
+    let d = scratch("dry-run");
+    let out = d.join("run.json");
+    let o = Command::new(bin())
+        .args([
+            "run",
+            "--dry-run",
+            "--quick",
+            "--transports",
+            "shm-rlock,shm-condition,shm-barrier,py-barrier",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let points: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    let want = [
+        ("shm-rlock", "rlock-increment", "1x1"),
+        ("shm-rlock", "rlock-increment", "2x1"),
+        ("shm-condition", "condition-handoff", "2x1"),
+        ("shm-barrier", "barrier-cycle", "2x1"),
+    ];
+    assert_eq!(points.len(), want.len(), "{text}");
+    for (line, (t, p, n)) in points.iter().zip(want) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&words[2..5], [t, p, n], "{line}");
+    }
+    assert!(
+        text.contains("then the Python baseline") && text.contains("py-barrier"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 points") && text.contains("nothing was started"),
+        "{text}"
+    );
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    std::fs::remove_dir_all(&d).unwrap();
+}

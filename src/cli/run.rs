@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// python3 is found).
     #[arg(long)]
     no_python: bool,
+    /// Print the points the options select, and what the Python baseline
+    /// is asked for, then stop: nothing is started, nothing is written.
+    #[arg(long)]
+    dry_run: bool,
     /// How the Python baseline starts its processes.
     #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
     py_start_method: Option<String>,
@@ -178,6 +182,44 @@ fn print_verdict(run: &harness::RunRecord) {
     }
 }
 
+/// What `--dry-run` prints: every point the plan holds, in the order
+/// they would run, and what the Python baseline would be asked for.
+fn print_plan(plan: &harness::plan::Plan, profile: Profile) {
+    let n = plan.measurements.len();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        let (p, c) = m.procs();
+        println!(
+            "[{:>4}/{n}] {:<20} {:<17} {:>5}x{:<3} {:>8}  {}",
+            i + 1,
+            m.strategy_name(),
+            m.pattern_name(),
+            p,
+            c,
+            human_size(m.size()),
+            m.wait_name()
+        );
+    }
+    if let Some(sel) = &plan.python {
+        let all = |v: &[String]| {
+            if v.is_empty() {
+                "all".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        println!(
+            "then the Python baseline ({} profile, its own plan): transports {}, patterns {}",
+            profile.name(),
+            all(&sel.transports),
+            all(&sel.patterns)
+        );
+    }
+    println!(
+        "{n} points in the {} profile; nothing was started (--dry-run)",
+        profile.name()
+    );
+}
+
 /// Measures what the options select.
 pub fn run(args: RunArgs) -> Result<()> {
     let RunArgs {
@@ -196,6 +238,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         no_report,
         table,
         no_python,
+        dry_run,
         py_start_method,
     } = args;
     let profile = if quick {
@@ -215,6 +258,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     filters.transports(&transports)?;
     filters.patterns(&patterns)?;
     let plan = harness::plan::plan(profile, &filters, !no_python)?;
+    if dry_run {
+        print_plan(&plan, profile);
+        return Ok(());
+    }
     let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
     let mut opts = profile.opts(exe);
     opts.pin = !no_pin;

@@ -467,6 +467,17 @@ impl Measurement {
         }
     }
 
+    /// Processes as results count them: producers (or clients, or the
+    /// primitive's processes) and consumers (or workers).
+    pub fn procs(&self) -> (usize, usize) {
+        match self {
+            Measurement::Channel(s) => (s.producers, s.consumers),
+            Measurement::Primitive(s) => (s.procs, 1),
+            Measurement::Farm(s) => (1, s.workers),
+            Measurement::Startup(_) | Measurement::Rate(_) => (1, 1),
+        }
+    }
+
     /// Whether it is a floor (measured at least three times: every ratio
     /// of a report hangs on the floors).
     pub fn is_floor(&self) -> bool {
