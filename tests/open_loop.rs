@@ -98,9 +98,11 @@ fn a_stalled_receiver_shows_in_the_corrected_tail_not_in_the_uncorrected_one() {
     );
     // The uncorrected latency sees only the 63 messages in the channel
     // when it stalled (0.3% of all); the sender blocked, so the rest left
-    // late and arrived soon after they left.
+    // late and arrived soon after they left. Half, not less: beside a
+    // build, the machine's own pauses reach the uncorrected tail too
+    // (4.0 ms against 13.1 ms corrected, once).
     assert!(
-        fast.1 * 4 < fast.0,
+        fast.1 * 2 < fast.0,
         "uncorrected p99 {} ns against corrected {} ns",
         fast.1,
         fast.0

@@ -57,12 +57,16 @@ fn lose_one<S>(a: &SyncArgs, begin: impl Fn() -> S, finish: impl Fn(S)) -> Resul
     Ok(())
 }
 
-/// Whether `spec`'s processes bump their value without its lock (no
-/// permits), as a test of the loss check does: then [`lose_one`] runs.
+/// Whether `spec`'s processes bump their value without exclusion, as a
+/// test of the loss check does: without its lock (no permits), or inside
+/// a semaphore of more than one permit. Then [`lose_one`] runs.
 pub(super) fn unlocked(spec: &SyncSpec) -> bool {
-    spec.permits == 0
-        && spec.procs >= 2
-        && matches!(spec.prim, Prim::Value | Prim::Array | Prim::Atomic)
+    spec.procs >= 2
+        && match spec.prim {
+            Prim::Value | Prim::Array | Prim::Atomic => spec.permits == 0,
+            Prim::Semaphore => spec.permits >= 2,
+            _ => false,
+        }
 }
 
 /// How long [`lose_one`] waits for the other process: a hang detector.
@@ -106,6 +110,13 @@ pub fn run_peer(a: &SyncArgs) -> Result<PeerReport, String> {
                 }
                 _ => {
                     let s = Semaphore::open(&a.region).map_err(e)?;
+                    if a.no_lock {
+                        // Two permits: both are inside at once, and one
+                        // increment of the two is lost for certain.
+                        s.acquire(timeout).map_err(e)?;
+                        lose_one(a, || count.load(Relaxed), |x| count.store(x + 1, Relaxed))?;
+                        s.release().map_err(e)?;
+                    }
                     Box::new(move || {
                         s.acquire(timeout).map_err(e)?;
                         bump();
