@@ -479,13 +479,10 @@ fn clean_keeps_what_is_alive_or_not_ours_and_goes_on_past_what_it_cannot_remove(
             }
         }
         // A hang detector: clean lists and removes at once.
-        finish(
-            cmd.spawn().unwrap(),
-            Instant::now() + Duration::from_secs(120),
-            "clean",
-        )
+        cmd.spawn()
+            .map(|c| finish(c, Instant::now() + Duration::from_secs(120), "clean"))
     };
-    let out = run_clean(false);
+    let out = run_clean(false).unwrap();
     let text = format!("{}{}", out.stdout, out.stderr);
     let gone = |name: &str| std::fs::symlink_metadata(format!("/dev/shm/{name}")).is_err();
     let checks = [
@@ -522,26 +519,29 @@ fn clean_keeps_what_is_alive_or_not_ours_and_goes_on_past_what_it_cannot_remove(
         touch_old(&path);
     }
     std::os::unix::fs::chown(format!("/dev/shm/{theirs}"), Some(65534), Some(65534)).unwrap();
-    let out = run_clean(true);
-    let text = format!("{}{}", out.stdout, out.stderr);
-    if text.contains("Operation not permitted") && text.contains("setgid") {
-        eprintln!("skipped the other user's half: cannot become nobody here: {text}");
-    } else {
-        assert!(
-            !out.success,
-            "clean succeeded though it left {roots}:\n{text}"
-        );
-        assert!(gone(&theirs), "{text}");
-        assert!(!gone(&roots), "{text}");
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with("could not remove") && l.contains(&roots)),
-            "{text}"
-        );
-        assert!(
-            text.contains("could not be removed") && text.contains("as their owner or as root"),
-            "{text}"
-        );
+    match run_clean(true) {
+        // Becoming nobody, or nobody running the binary (a checkout in a
+        // directory only root may enter), can be refused: then this half
+        // cannot be shown here.
+        Err(e) => eprintln!("skipped the other user's half: cannot run clean as nobody: {e}"),
+        Ok(out) => {
+            let text = format!("{}{}", out.stdout, out.stderr);
+            assert!(
+                !out.success,
+                "clean succeeded though it left {roots}:\n{text}"
+            );
+            assert!(gone(&theirs), "{text}");
+            assert!(!gone(&roots), "{text}");
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("could not remove") && l.contains(&roots)),
+                "{text}"
+            );
+            assert!(
+                text.contains("could not be removed") && text.contains("as their owner or as root"),
+                "{text}"
+            );
+        }
     }
 }
 
