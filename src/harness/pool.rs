@@ -342,27 +342,42 @@ impl TaskQueues for ShmQueues<'_> {
         self.tasks.put(task, self.timeout).map_err(qerr)
     }
     fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
-        // In slices: a worker that died with tasks in hand blocks no call
-        // of the queue's (it only never answers), so the master looks at
-        // the workers between slices instead of waiting out its timeout.
-        let until = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            match self
-                .results
-                .get(buf, Some(crate::shm::wait::LIVENESS_CHECK_EVERY))
-            {
-                Ok(_) => return Ok(()),
-                Err(QueueError::Timeout) => {
-                    if let Some(i) = self.workers.iter_mut().position(Running::exited) {
-                        let name = self.workers[i].name();
-                        return Err(format!("{name} ended with tasks unanswered"));
-                    }
-                    if until.is_some_and(|u| Instant::now() >= u) {
-                        return Err(qerr(QueueError::Timeout));
-                    }
-                }
-                Err(e) => return Err(qerr(e)),
-            }
+        let results = self.results;
+        get_in_slices(
+            self.workers,
+            self.timeout,
+            || qerr(QueueError::Timeout),
+            || match results.get(buf, Some(crate::shm::wait::LIVENESS_CHECK_EVERY)) {
+                Ok(_) => Ok(true),
+                Err(QueueError::Timeout) => Ok(false),
+                Err(e) => Err(qerr(e)),
+            },
+        )
+    }
+}
+
+/// Waits for a result in slices (`slice`: `Ok(true)` with a result,
+/// `Ok(false)` when its slice passed): a worker that died with tasks in
+/// hand blocks no call of the queues' (it only never answers), so the
+/// master looks at the workers between slices instead of waiting out its
+/// timeout, after which it fails with what `timed_out` says.
+fn get_in_slices(
+    workers: &mut [Running],
+    timeout: Option<Duration>,
+    timed_out: impl FnOnce() -> String,
+    mut slice: impl FnMut() -> Result<bool, String>,
+) -> Result<(), String> {
+    let until = timeout.map(|t| Instant::now() + t);
+    loop {
+        if slice()? {
+            return Ok(());
+        }
+        if let Some(i) = workers.iter_mut().position(Running::exited) {
+            let name = workers[i].name();
+            return Err(format!("{name} ended with tasks unanswered"));
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Err(timed_out());
         }
     }
 }
@@ -732,22 +747,17 @@ impl<S: StreamIo> TaskQueues for WatchedProxy<'_, S> {
         self.p.put(TASKS, task).map_err(terr)
     }
     fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
-        let until = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            match self.p.get(RESULTS, buf) {
-                Ok(_) => return Ok(()),
-                Err(TransportError::Timeout) => {
-                    if let Some(i) = self.workers.iter_mut().position(Running::exited) {
-                        let name = self.workers[i].name();
-                        return Err(format!("{name} ended with tasks unanswered"));
-                    }
-                    if until.is_some_and(|u| Instant::now() >= u) {
-                        return Err(terr(TransportError::Timeout));
-                    }
-                }
-                Err(e) => return Err(terr(e)),
-            }
-        }
+        let p = &mut *self.p;
+        get_in_slices(
+            self.workers,
+            self.timeout,
+            || terr(TransportError::Timeout),
+            || match p.get(RESULTS, buf) {
+                Ok(_) => Ok(true),
+                Err(TransportError::Timeout) => Ok(false),
+                Err(e) => Err(terr(e)),
+            },
+        )
     }
 }
 
