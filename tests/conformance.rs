@@ -339,8 +339,10 @@ fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
             buf.capacity()
         );
         eprintln!("{} {what:?}: {e}", T::NAME);
-        drop(a);
+        // The broken peer goes first: a victim closing while it is alive
+        // waits for it to take what it was sent (up to its timeout).
         drop(stand_in);
+        drop(a);
         link.finish();
     }
 }

@@ -531,14 +531,23 @@ type StandInPorts = (Node<Svc>, PubSub, Sub, Pub, (PubSub, Sub));
 struct StandIn {
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The link's region and the stand-in's liveness slot in it.
+    region: Region,
+    slot: usize,
 }
 
 impl Drop for StandIn {
+    /// Goes as a process that dies: its ports closed without a word, then
+    /// its slot naming a process that is no more.
     fn drop(&mut self) {
         let _ = self.stop.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        slots(&self.region)[self.slot].set(Some(PeerId {
+            pid: PeerId::current().pid,
+            start: 1,
+        }));
     }
 }
 
@@ -557,11 +566,12 @@ impl Inject for Iceoryx2 {
         let (inbound, outbound) = (inbound.to_owned(), outbound.to_owned());
         let region = Region::open(region_name, Kind::Raw)
             .map_err(|e| TransportError::Setup(e.to_string()))?;
-        // The stand-in registers as a process that has already died.
-        slots(&region)[if victim == Side::A { 1 } else { 0 }].set(Some(PeerId {
-            pid: PeerId::current().pid,
-            start: 1,
-        }));
+        // The stand-in holds the peer's slot as this process, alive until
+        // it is dropped: registered as dead from the start, a victim that
+        // looked at it before the bad sample came (10 ms, beside a build)
+        // reported the peer gone, never the malformed frame.
+        let slot = if victim == Side::A { 1 } else { 0 };
+        slots(&region)[slot].set(Some(PeerId::current()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -623,6 +633,8 @@ impl Inject for Iceoryx2 {
         Ok(Box::new(StandIn {
             stop,
             thread: Some(thread),
+            region,
+            slot,
         }))
     }
 }
