@@ -20,6 +20,12 @@ Transports (multiprocessing's counterpart of each ipcbench strategy):
   py-simplequeue      SimpleQueue()
   py-manager-queue    Manager().Queue() proxies                 (manager-unix)
   py-manager-dict     Manager().dict() proxies, set then get    (reqrep)
+  py-manager-list     Manager().list() proxies, one per client,
+                      append then [i]                           (reqrep-list)
+  py-manager-namespace  a Manager().Namespace() proxy, an attribute per
+                      client, set then read                     (reqrep-namespace)
+  py-manager-value    Manager().Value('d') proxies, one per client,
+                      .value set then read                      (reqrep-value)
   py-basemanager-tcp  a BaseManager serving queues and a dict over TCP
                       loopback with an authkey                  (manager-tcp)
   py-shared-memory    multiprocessing.shared_memory by hand, a slot per
@@ -66,6 +72,9 @@ TRANSPORTS = {
     "py-simplequeue": "SimpleQueue()",
     "py-manager-queue": "Manager().Queue() proxies",
     "py-manager-dict": "Manager().dict() proxies, set then get",
+    "py-manager-list": "Manager().list() proxies, one per client: append, then [i]",
+    "py-manager-namespace": "a Manager().Namespace() proxy, an attribute per client: set, then read",
+    "py-manager-value": "Manager().Value('d') proxies, one per client: .value set, then read",
     "py-basemanager-tcp": "BaseManager serving queues and a dict over TCP loopback, authkey",
     "py-shared-memory": "shared_memory by hand, a slot per direction and a spinning flag",
     "py-lock": "Lock() around an increment of a RawValue",
@@ -93,6 +102,9 @@ CAN = {
     "py-simplequeue": {"pingpong", "stream", "mpmc"},
     "py-manager-queue": {"pingpong", "stream", "mpmc"},
     "py-manager-dict": {"reqrep", "reqrep-rate"},
+    "py-manager-list": {"reqrep-list"},
+    "py-manager-namespace": {"reqrep-namespace"},
+    "py-manager-value": {"reqrep-value"},
     "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
     "py-shared-memory": {"rate", "pingpong", "stream"},
     "py-lock": {"lock-increment"},
@@ -114,7 +126,13 @@ CAN = {
 }
 PATTERNS = ["pingpong", "stream", "mpmc", "reqrep", "lock-increment", "event-pingpong",
             "joinable", "startup", "pool", "pool-cpu", "rate", "reqrep-rate", "rlock-increment",
-            "condition-handoff", "barrier-cycle"]
+            "condition-handoff", "barrier-cycle", "reqrep-list", "reqrep-namespace",
+            "reqrep-value"]
+# Closed-loop calls on a manager's objects: a dict, lists, a Namespace,
+# Values (as the Rust side's Pattern::calls, less reqrep-rate).
+CALLS = ("reqrep", "reqrep-list", "reqrep-namespace", "reqrep-value")
+# A Value('d') holds 8 bytes: reqrep-value's one size (as spec::VALUE_SIZE).
+VALUE_SIZE = 8
 # Open loop (as the Rust side's harness::rate): the offered loads of each
 # profile after the unpaced point ("max") that measures the capacity the
 # percentages are of; absolute rates past MAX_OVERLOAD times it are
@@ -434,13 +452,20 @@ class Channel:
             ab, ba = make(), make()
             self.ends = (End(kind, ab, ba), End(kind, ba, ab))
             self.shared = ab
-        elif kind in ("py-manager-queue", "py-manager-dict"):
+        elif kind in ("py-manager-queue", "py-manager-dict", "py-manager-list",
+                      "py-manager-namespace", "py-manager-value"):
             m = ctx.Manager()
             # Held: a manager shuts its server down when collected.
             self.manager = m
             self.cleanup.append(m.shutdown)
             if kind == "py-manager-dict":
                 self.dict = m.dict()
+                self.ends = (None, None)
+            elif kind == "py-manager-namespace":
+                self.namespace = m.Namespace()
+                self.ends = (None, None)
+            elif kind in ("py-manager-list", "py-manager-value"):
+                # One per client, made when the clients are counted.
                 self.ends = (None, None)
             else:
                 ab, ba = m.Queue(), m.Queue()
@@ -939,30 +964,102 @@ def role_consume(end, codec, a):
             "samples": samples, "cpu_ns": cpu_ns() - c0, "marks": marks}
 
 
+class ListCalls:
+    """reqrep-list: this client's own Manager().list(); a set is
+    l.append(message), a get l[i], i the index the message went to."""
+
+    def __init__(self, proxy):
+        self.l, self.n = proxy, 0
+
+    def set(self, m):
+        self.l.append(m)
+        self.n += 1
+
+    def get(self):
+        return self.l[self.n - 1]
+
+
+class NamespaceCalls:
+    """reqrep-namespace: the shared Namespace, an attribute per client."""
+
+    def __init__(self, proxy, attr):
+        self.ns, self.attr = proxy, attr
+
+    def set(self, m):
+        setattr(self.ns, self.attr, m)
+
+    def get(self):
+        return getattr(self.ns, self.attr)
+
+
+class DictCalls:
+    """reqrep: the manager's dict, a key per client."""
+
+    def __init__(self, proxy, key):
+        self.d, self.key = proxy, key
+
+    def set(self, m):
+        self.d[self.key] = m
+
+    def get(self):
+        return self.d[self.key]
+
+
+class ValueCalls:
+    """reqrep-value: this client's own Manager().Value('d'); a set is
+    v.value = float(seq), a get v.value, which must be that float."""
+
+    def __init__(self, proxy):
+        self.v = proxy
+
+    def set(self, m):
+        self.v.value = m
+
+    def get(self):
+        return self.v.value
+
+
 def role_client(end, codec, a):
-    """reqrep: set then get on the manager's dict; each a call."""
-    if a["kind"] == "py-basemanager-tcp":
-        d = tcp_client(*end).get_dict()
-    else:
-        d = end
+    """reqrep and its variants: a write then a read of a manager's object
+    (a dict, a list, a Namespace, a Value); each a call."""
     pid, warm, key = a["id"], a["warmup"], f"client-{a['id']}"
+    kind = a["kind"]
+    if kind == "py-basemanager-tcp":
+        calls = DictCalls(tcp_client(*end).get_dict(), key)
+    elif kind == "py-manager-list":
+        calls = ListCalls(end)
+    elif kind == "py-manager-namespace":
+        calls = NamespaceCalls(end, f"client_{pid}")
+    elif kind == "py-manager-value":
+        calls = ValueCalls(end)
+    else:
+        calls = DictCalls(end, key)
+    if kind == "py-manager-value":
+        # A double: the sequence number itself, exact below 2**53.
+        make = float
+
+        def check(back, seq):
+            if back != float(seq):
+                raise CheckError(f"call {seq}: the value read back is {back!r}, not {float(seq)!r}")
+    else:
+        make, check = codec.make, codec.check
 
     for i in range(warm):
         seq = tagged(pid, i)
-        d[key] = codec.make(seq)
-        codec.check(d[key], seq)
+        calls.set(make(seq))
+        check(calls.get(), seq)
     samples, marks = [], []
     c0 = cpu_ns()
     first = now_ns()
     for i in measured(a, warm, 100):
         seq = tagged(pid, i)
-        m = codec.make(seq)
+        m = make(seq)
         t0 = time.perf_counter_ns()
-        d[key] = m
+        calls.set(m)
         t1 = time.perf_counter_ns()
-        back = d[key]
+        back = calls.get()
         t2 = time.perf_counter_ns()
-        codec.check(back, seq)
+        check(back, seq)
         samples += [t1 - t0, t2 - t1]
         if len(samples) % MARK_STEP == 0:
             marks.append(now_ns())
@@ -1559,7 +1656,7 @@ def run_startup_point(o, rec, kind):
 
 def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=None):
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
-    n_peers = n_prod if pattern in ("reqrep", "reqrep-rate") + SYNC_PATTERNS else n_prod + n_cons
+    n_peers = n_prod if pattern in CALLS + ("reqrep-rate",) + SYNC_PATTERNS else n_prod + n_cons
     busy = n_peers + helpers
     cpus_all = o.cpus
     pinned = (not o.no_pin) and n_peers <= len(cpus_all)
@@ -1709,9 +1806,15 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
             rec["batches"] = merged_batches(first, [(MARK_STEP, r["marks"]) for r in got])
             per_s = max(0, received - 1) * 1e9 / max(1, last - first)
             rec["cpu_ns_per_msg"] = sum(r["cpu_ns"] for r in sent + got) / max(1, received)
-        elif pattern == "reqrep":
+        elif pattern in CALLS:
             if kind == "py-basemanager-tcp":
                 ends = [ch.tcp for _ in range(n_prod)]
+            elif kind == "py-manager-list":
+                ends = [ch.manager.list() for _ in range(n_prod)]
+            elif kind == "py-manager-namespace":
+                ends = [ch.namespace for _ in range(n_prod)]
+            elif kind == "py-manager-value":
+                ends = [ch.manager.Value("d", 0.0) for _ in range(n_prod)]
             else:
                 ends = [ch.dict for _ in range(n_prod)]
             peers = [("client", dict(base, end=ends[i], id=i, cpu=cpu_of(i))) for i in range(n_prod)]
@@ -1730,7 +1833,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
             raise PointFailed(f"unknown pattern {pattern}")
         rec["validated"] = True
         rec["status"] = "ok"
-        if pattern in ("mpmc", "reqrep"):
+        if pattern == "mpmc" or pattern in CALLS:
             # Shared channels measure for the budget too: their timed part
             # is first to last message received (or call answered).
             rec["measured_ns"] = rec["elapsed_ns"]
@@ -1872,7 +1975,7 @@ class Opts:
 
     def max_iters(self, pattern, size):
         # The time budget bounds a point; this only stops a runaway one.
-        if pattern == "reqrep":
+        if pattern in CALLS:
             return 20_000
         return 50_000_000
 
@@ -1896,6 +1999,9 @@ def plan(o, transports, patterns):
                 pts += [(t, p, size, n, 1) for n in o.counts if n <= 4]
             elif p == "barrier-cycle":
                 pts += [(t, p, 8, n, 1) for n in o.counts if n >= 2]
+            elif p == "reqrep-value":
+                if not o.rate_sizes or VALUE_SIZE in o.rate_sizes:
+                    pts += [(t, p, VALUE_SIZE, n, 1) for n in o.counts]
             elif p in ("event-pingpong", "joinable", "condition-handoff"):
                 pts += [(t, p, 8, 2, 1)]
             elif p == "startup":
@@ -2030,8 +2136,8 @@ def main(argv=None):
         run["points"].append(rec)
         failed += rec.get("status") == "failed" or (not rec["validated"] and rec.get("status") != "skipped")
         write_atomic(a.output, json.dumps(run, indent=1))
-        c = f" {np_}x{nc}" if p in ("mpmc", "reqrep", "lock-increment", "rlock-increment",
-                                     "barrier-cycle", "pool", "pool-cpu") else ""
+        c = f" {np_}x{nc}" if p in CALLS + ("mpmc", "lock-increment", "rlock-increment",
+                                             "barrier-cycle", "pool", "pool-cpu") else ""
         c = f" {load}" if load else c
         print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)

@@ -453,6 +453,77 @@ fn manager_refuses_bad_keys_and_bad_requests<F: ipcbench::transport::manager::Fa
     the_right_client_still_gets_its_echo(link, echo);
 }
 
+/// The checks of reqrep-list, -namespace and -value's clients can fail:
+/// an object another client changed between a client's write and its
+/// read (what a server that mixed its objects up would answer) is caught,
+/// never counted; and a `Value('d')` gives back every 8-byte message,
+/// NaN bit patterns included.
+fn manager_object_clients_check_every_answer<F: ipcbench::transport::manager::Family>() {
+    use ipcbench::harness::child::bodies::{ListCalls, NamespaceCalls, ObjectCalls, ValueCalls};
+    use ipcbench::harness::validate::Codec;
+    use ipcbench::transport::manager::{Manager, Proxy, from_hex};
+    let link = start::<Manager<F>>("objs");
+    let echo = link.spawn_b(&args!["echo"]);
+    let addr = link.ep.addr.split_once(':').unwrap().1.to_owned();
+    let key = from_hex(&link.ep.env[0].1).unwrap();
+    let proxy = || Proxy::new(F::connect(&addr).unwrap(), &key, 1 << 20).unwrap();
+    let mut other = proxy();
+    let mut back = Vec::new();
+    // A list: each append's answer (the length) must be one more than the
+    // last, and list[i] the item appended.
+    let mut list = ListCalls::new(proxy());
+    list.set(b"l", b"one").unwrap();
+    assert!(list.get(b"l", &mut back).unwrap());
+    assert_eq!(back, b"one", "{}", F::NAME);
+    other.list_append(b"l", b"intruder").unwrap();
+    let e = list.set(b"l", b"two").unwrap_err();
+    assert!(e.contains("length is 3 where 2"), "{}: {e}", F::NAME);
+    // A Namespace: the message read back is checked.
+    let codec = Codec::new(64).unwrap();
+    let (mut mine, mut theirs) = (codec.buffer(), codec.buffer());
+    codec.stamp(&mut mine, 7, 0);
+    codec.stamp(&mut theirs, 8, 0);
+    let mut ns = NamespaceCalls(proxy());
+    assert!(!ns.get(b"x", &mut back).unwrap(), "{}: unset", F::NAME);
+    ns.set(b"x", &mine).unwrap();
+    assert!(ns.get(b"x", &mut back).unwrap());
+    codec.check(&back, 7).unwrap();
+    other.ns_set(b"x", &theirs).unwrap();
+    assert!(ns.get(b"x", &mut back).unwrap());
+    assert!(
+        codec.check(&back, 7).is_err(),
+        "{}: another's value passed",
+        F::NAME
+    );
+    // A Value('d'): every 8-byte message survives, as a double's bits.
+    let tiny = Codec::new(8).unwrap();
+    let mut value = ValueCalls(proxy());
+    let mut m = tiny.buffer();
+    for seq in [0, 1, (7 << 24) | 5, u64::from(u32::MAX)] {
+        tiny.stamp(&mut m, seq, 0);
+        value.set(b"v", &m).unwrap();
+        assert!(value.get(b"v", &mut back).unwrap());
+        tiny.check(&back, seq).unwrap();
+    }
+    for bits in [[0xFF; 8], f64::NAN.to_le_bytes(), (-0.0f64).to_le_bytes()] {
+        value.set(b"v", &bits).unwrap();
+        assert!(value.get(b"v", &mut back).unwrap());
+        assert_eq!(back, bits, "{}", F::NAME);
+    }
+    assert!(value.set(b"v", b"seven bytes").is_err(), "{}", F::NAME);
+    tiny.stamp(&mut m, 9, 0);
+    value.set(b"v", &m).unwrap();
+    other.value_set(b"v", 1.5).unwrap();
+    assert!(value.get(b"v", &mut back).unwrap());
+    assert!(
+        tiny.check(&back, 9).is_err(),
+        "{}: another's value passed",
+        F::NAME
+    );
+    drop((other, list, ns, value));
+    the_right_client_still_gets_its_echo(link, echo);
+}
+
 /// After what a manager refused or dropped, side A's own client still
 /// gets its message echoed by side B, and the link ends in order.
 fn the_right_client_still_gets_its_echo<F: ipcbench::transport::manager::Family>(
@@ -547,6 +618,10 @@ macro_rules! extra_tests {
         fn frames_cut_short_drop_that_client_alone() {
             super::manager_survives_frames_cut_short::<$F>()
         }
+        #[test]
+        fn object_clients_check_every_answer() {
+            super::manager_object_clients_check_every_answer::<$F>()
+        }
     };
 }
 
@@ -611,7 +686,9 @@ fn registry_names_match_the_transports_and_list_prints_them() {
     let listed = String::from_utf8_lossy(&out.stdout);
     for k in TransportKind::ALL {
         assert!(
-            listed.lines().any(|l| l.starts_with(k.name())),
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(k.name())),
             "`ipcbench list` misses {k}"
         );
     }

@@ -250,6 +250,54 @@ fn fan_in_fan_out_and_mpmc_move_every_message_exactly_once() {
 }
 
 #[test]
+fn clients_call_a_managers_list_namespace_and_value_each_reply_checked() {
+    let _serial = serial();
+    let o = opts();
+    for k in [TransportKind::ManagerUnix, TransportKind::ManagerTcp] {
+        for p in [
+            Pattern::ReqrepList,
+            Pattern::ReqrepNamespace,
+            Pattern::ReqrepValue,
+        ] {
+            for clients in [1, 3] {
+                let spec = PointSpec {
+                    strategy: Strategy::Transport(k),
+                    pattern: p,
+                    size: if p == Pattern::ReqrepValue { 8 } else { 64 },
+                    wait: Wait::SPIN_PARK,
+                    producers: clients,
+                    consumers: 1,
+                };
+                let r = run_point(&spec, &o);
+                let what = format!("{k} {} {clients}", p.name());
+                assert!(r.validated, "{what}: {:?}", r.error);
+                assert_eq!(r.messages % 2, 0, "{what}");
+                assert!(
+                    r.messages >= 2 * 100 * clients as u64,
+                    "{what}: {}",
+                    r.messages
+                );
+            }
+        }
+    }
+    // Only a manager serves them.
+    for k in [TransportKind::ShmQueue, TransportKind::ShmRing] {
+        let spec = PointSpec {
+            strategy: Strategy::Transport(k),
+            pattern: Pattern::ReqrepList,
+            size: 64,
+            wait: Wait::SPIN_PARK,
+            producers: 1,
+            consumers: 1,
+        };
+        let r = run_point(&spec, &o);
+        assert!(!r.validated, "{k}");
+        let e = r.error.unwrap_or_default();
+        assert!(e.contains("manager-unix"), "{k}: {e}");
+    }
+}
+
+#[test]
 fn reqrep_clients_call_a_server_and_every_reply_is_checked() {
     let _serial = serial();
     let o = opts();

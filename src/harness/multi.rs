@@ -107,6 +107,20 @@ fn multi_once(
         ));
         return rec;
     }
+    if spec.pattern.manager_object() && caps.shared != Shared::Server {
+        let managers: Vec<&str> = TransportKind::ALL
+            .iter()
+            .filter(|k| k.caps().shared == Shared::Server)
+            .map(|k| k.name())
+            .collect();
+        rec.fail(format!(
+            "{} calls a manager's objects, which {} does not serve; it runs over {}",
+            spec.pattern.name(),
+            kind.name(),
+            managers.join(", ")
+        ));
+        return rec;
+    }
     if reqrep && caps.shared == Shared::Memory {
         return run_shm_reqrep(spec, opts, rec, cpus, (warmup, iters), per_s);
     }

@@ -14,13 +14,25 @@ use crate::record::PointRecord;
 pub const SCRIPT: &str = include_str!("../../scripts/pybench.py");
 
 /// The Python transports, as the script names them, with what each is.
-pub const TRANSPORTS: [(&str, &str); 24] = [
+pub const TRANSPORTS: [(&str, &str); 27] = [
     ("py-pipe", "Pipe() with send_bytes/recv_bytes"),
     ("py-queue", "Queue(), unbounded"),
     ("py-queue-bounded", "Queue(maxsize=64)"),
     ("py-simplequeue", "SimpleQueue()"),
     ("py-manager-queue", "Manager().Queue() proxies"),
     ("py-manager-dict", "Manager().dict() proxies, set then get"),
+    (
+        "py-manager-list",
+        "Manager().list() proxies, one per client: append, then [i]",
+    ),
+    (
+        "py-manager-namespace",
+        "a Manager().Namespace() proxy, an attribute per client: set, then read",
+    ),
+    (
+        "py-manager-value",
+        "Manager().Value('d') proxies, one per client: .value set, then read",
+    ),
     (
         "py-basemanager-tcp",
         "a BaseManager serving queues and a dict over TCP loopback, with an authkey",
@@ -84,7 +96,7 @@ pub const TRANSPORTS: [(&str, &str); 24] = [
 ];
 
 /// The patterns the script measures.
-pub const PATTERNS: [&str; 15] = [
+pub const PATTERNS: [&str; 18] = [
     "pingpong",
     "stream",
     "mpmc",
@@ -100,6 +112,9 @@ pub const PATTERNS: [&str; 15] = [
     "rlock-increment",
     "condition-handoff",
     "barrier-cycle",
+    "reqrep-list",
+    "reqrep-namespace",
+    "reqrep-value",
 ];
 
 /// Whether `name` is a Python transport.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::child::bodies::DictCalls;
+use super::child::bodies::ObjectCalls;
 use super::control::PeerReport;
 use super::measure::cpu_time_ns;
 use super::validate::now_ns;
@@ -280,7 +280,7 @@ impl Client {
     }
 }
 
-impl DictCalls for Client {
+impl ObjectCalls for Client {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         match self.call(OP_SET, key, value)? {
             OK => Ok(()),

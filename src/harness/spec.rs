@@ -22,8 +22,18 @@ pub enum Pattern {
     FanOut,
     /// N producers, M consumers, one shared channel.
     Mpmc,
-    /// N clients calling a server's objects, each call a request and a reply.
+    /// N clients calling a server's dictionary, each call a request and a
+    /// reply: `dict[k] = message`, then `dict[k]`.
     Reqrep,
+    /// N clients calling a manager's lists, each its own:
+    /// `list.append(message)`, then `list[i]` (`i` the index it went to).
+    ReqrepList,
+    /// N clients calling a manager's Namespace, each its own attribute:
+    /// `ns.x = message`, then `ns.x`.
+    ReqrepNamespace,
+    /// N clients calling a manager's `Value('d')`s, each its own:
+    /// `value.value = v`, then `value.value` (8 bytes, whatever the size).
+    ReqrepValue,
     /// Pingpong whose echo works [`LATE_REPLY_NS`] on each message
     /// before answering: what waiting costs when the answer is slow (the
     /// round trip includes that time).
@@ -39,13 +49,16 @@ pub enum Pattern {
 
 impl Pattern {
     /// Every pattern this harness runs.
-    pub const ALL: [Pattern; 9] = [
+    pub const ALL: [Pattern; 12] = [
         Pattern::Pingpong,
         Pattern::Stream,
         Pattern::FanIn,
         Pattern::FanOut,
         Pattern::Mpmc,
         Pattern::Reqrep,
+        Pattern::ReqrepList,
+        Pattern::ReqrepNamespace,
+        Pattern::ReqrepValue,
         Pattern::PingpongLate,
         Pattern::Rate,
         Pattern::ReqrepRate,
@@ -60,9 +73,44 @@ impl Pattern {
             Pattern::FanOut => "fan-out",
             Pattern::Mpmc => "mpmc",
             Pattern::Reqrep => "reqrep",
+            Pattern::ReqrepList => "reqrep-list",
+            Pattern::ReqrepNamespace => "reqrep-namespace",
+            Pattern::ReqrepValue => "reqrep-value",
             Pattern::PingpongLate => "pingpong-late",
             Pattern::Rate => "rate",
             Pattern::ReqrepRate => "reqrep-rate",
+        }
+    }
+
+    /// What it measures, in a line (`ipcbench list`).
+    pub fn description(self) -> &'static str {
+        match self {
+            Pattern::Pingpong => "round trips between two processes; the median round trip",
+            Pattern::Stream => "one process sends, the other receives; messages per second",
+            Pattern::FanIn => "N producers, one consumer, one shared channel",
+            Pattern::FanOut => "one producer, N consumers, one shared channel",
+            Pattern::Mpmc => "N producers, M consumers, one shared channel",
+            Pattern::Reqrep => {
+                "N clients calling a server's dictionary: dict[k] = message, then dict[k]"
+            }
+            Pattern::ReqrepList => {
+                "N clients calling a manager's lists: list.append(message), then list[i]"
+            }
+            Pattern::ReqrepNamespace => {
+                "N clients calling a manager's Namespace: ns.x = message, then ns.x"
+            }
+            Pattern::ReqrepValue => {
+                "N clients calling a manager's Value('d')s: value.value = v, then value.value (8 B)"
+            }
+            Pattern::PingpongLate => {
+                "pingpong whose echo works 200 µs before answering: what waiting costs when the answer is slow"
+            }
+            Pattern::Rate => {
+                "open loop: one sender on a schedule, at offered loads; latency from each message's intended time"
+            }
+            Pattern::ReqrepRate => {
+                "reqrep in open loop at an offered rate; each call timed from its intended time"
+            }
         }
     }
 
@@ -91,12 +139,26 @@ impl Pattern {
                 | Pattern::Mpmc
                 | Pattern::Reqrep
                 | Pattern::ReqrepRate
+                | Pattern::ReqrepList
+                | Pattern::ReqrepNamespace
+                | Pattern::ReqrepValue
         )
     }
 
-    /// Whether clients call a server's dictionary (reqrep, paced or not).
+    /// Whether clients call a server's objects (reqrep over any of them,
+    /// paced or not).
     pub fn calls(self) -> bool {
-        matches!(self, Pattern::Reqrep | Pattern::ReqrepRate)
+        matches!(self, Pattern::Reqrep | Pattern::ReqrepRate) || self.manager_object()
+    }
+
+    /// Whether clients call one of a manager's objects other than its
+    /// dictionary (a list, a Namespace, a `Value`): only a manager's
+    /// server serves them.
+    pub fn manager_object(self) -> bool {
+        matches!(
+            self,
+            Pattern::ReqrepList | Pattern::ReqrepNamespace | Pattern::ReqrepValue
+        )
     }
 
     /// Whether the pattern is open loop (its points carry an offered load).
@@ -113,11 +175,15 @@ impl std::str::FromStr for Pattern {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, pingpong-late, rate or reqrep-rate"
+                    "unknown pattern `{s}`: use pingpong, stream, fan-in, fan-out, mpmc, reqrep, reqrep-list, reqrep-namespace, reqrep-value, pingpong-late, rate or reqrep-rate"
                 )
             })
     }
 }
+
+/// The size of a `reqrep-value` point: a `Value('d')` holds 8 bytes,
+/// whatever the run's sizes.
+pub const VALUE_SIZE: usize = 8;
 
 /// What is measured: a transport, or a floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,7 +404,11 @@ impl RunOpts {
             return (self.warmup, n.max(2));
         }
         match spec.pattern {
-            Pattern::Reqrep | Pattern::ReqrepRate => {
+            Pattern::Reqrep
+            | Pattern::ReqrepRate
+            | Pattern::ReqrepList
+            | Pattern::ReqrepNamespace
+            | Pattern::ReqrepValue => {
                 let iters = (self.pingpong_iters / spec.producers.max(1) as u64).max(100);
                 (self.warmup.min(iters / 10).max(1), iters)
             }

@@ -476,6 +476,15 @@ pub fn open_loop(pattern: &str) -> bool {
     matches!(pattern, "rate" | "reqrep-rate")
 }
 
+/// Whether `pattern` is closed-loop calls on a server's object: its key
+/// figure is calls per second.
+pub fn calls(pattern: &str) -> bool {
+    matches!(
+        pattern,
+        "reqrep" | "reqrep-list" | "reqrep-namespace" | "reqrep-value"
+    )
+}
+
 /// Whether a smaller figure is better for `pattern` (latency) or a larger
 /// one (throughput).
 pub fn lower_is_better(pattern: &str) -> bool {

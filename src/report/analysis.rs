@@ -10,13 +10,16 @@ use crate::record::{PointRecord, RunRecord, Status};
 
 /// Each Rust strategy's Python `multiprocessing` counterparts (the first
 /// is the one ratio tables use).
-pub const PYTHON_COUNTERPARTS: [(&str, &str); 24] = [
+pub const PYTHON_COUNTERPARTS: [(&str, &str); 27] = [
     ("shm-queue", "py-queue"),
     ("shm-queue", "py-manager-dict"),
     ("shm-pipe", "py-pipe"),
     ("shm-ring", "py-shared-memory"),
     ("manager-unix", "py-manager-queue"),
     ("manager-unix", "py-manager-dict"),
+    ("manager-unix", "py-manager-list"),
+    ("manager-unix", "py-manager-namespace"),
+    ("manager-unix", "py-manager-value"),
     ("manager-tcp", "py-basemanager-tcp"),
     ("shm-lock", "py-lock"),
     ("shm-lock", "py-value"),
@@ -336,13 +339,16 @@ impl Verdict {
 }
 
 /// The patterns in the order reports show them.
-pub const PATTERNS: [&str; 16] = [
+pub const PATTERNS: [&str; 19] = [
     "pingpong",
     "stream",
     "fan-in",
     "fan-out",
     "mpmc",
     "reqrep",
+    "reqrep-list",
+    "reqrep-namespace",
+    "reqrep-value",
     "pool",
     "pool-cpu",
     "lock-increment",

@@ -52,7 +52,7 @@ pub fn figure_text(p: &PointRecord) -> String {
         Some(f) if p.pattern == "startup" => format!("{} to first message", human_ns(f)),
         Some(f) if p.pattern == "barrier-cycle" => format!("{} per generation", human_ns(f)),
         Some(f) if lower_is_better(&p.pattern) => format!("{} round trip", human_ns(f)),
-        Some(f) if p.pattern == "reqrep" => format!("{} calls/s", per_s(f)),
+        Some(f) if crate::record::calls(&p.pattern) => format!("{} calls/s", per_s(f)),
         Some(f) if p.pattern.starts_with("pool") => format!("{} tasks/s", per_s(f)),
         Some(f) if p.pattern.ends_with("-increment") => format!("{} cycles/s", per_s(f)),
         Some(f) => format!("{} msgs/s", per_s(f)),

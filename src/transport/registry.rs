@@ -95,7 +95,7 @@ registry! {
         "a shared slot handed over with the raw_sync crate's process-shared pthread Mutex and Events",
         Caps::KERNEL_LINK;
     ManagerUnix => manager::ManagerUnix, "manager-unix",
-        "Manager-style proxy server over a Unix socket: a server process owns the queues, every call a request/reply, HMAC authkey",
+        "Manager-style proxy server over a Unix socket: a server process owns queues, a dict, lists, a Namespace and Values; every call a request/reply, HMAC authkey",
         Caps::SERVER;
     ManagerTcp => manager::ManagerTcp, "manager-tcp",
         "the same proxy server over TCP loopback (BaseManager served over the network)",

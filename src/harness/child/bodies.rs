@@ -8,6 +8,8 @@ use super::super::measure::{
     Batches, MARKS, StreamTimes, cpu_time_ns, encode, histogram, now_ns, pairs, summary,
 };
 use super::super::validate::Codec;
+use crate::transport::manager::Proxy;
+use crate::transport::stream::StreamIo;
 use crate::transport::{Conn, TransportError};
 
 /// Runs `warmup` untimed exchanges, `iters` exchanges each timed into a
@@ -408,16 +410,19 @@ pub fn multi_recv_progress<C: Conn>(
     })
 }
 
-/// A dictionary a server owns, called by a client: a manager's proxy, or
-/// the shared-memory dictionary.
-pub trait DictCalls {
-    /// `dict[key] = value`.
+/// An object a server owns, called by a client: a write, then a read that
+/// must give back what was written. A manager's dictionary (its proxy
+/// itself), list, Namespace or `Value` ([`ListCalls`], [`NamespaceCalls`],
+/// [`ValueCalls`]), or the shared-memory dictionary.
+pub trait ObjectCalls {
+    /// Writes `value` under `key` (`dict[key] = value`).
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String>;
-    /// `dict.get(key)` into `out`; false when the key is missing.
+    /// Reads what the last `set` of `key` wrote into `out`; false when
+    /// the server has nothing under `key`.
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
 }
 
-impl<S: crate::transport::stream::StreamIo> DictCalls for crate::transport::manager::Proxy<S> {
+impl<S: StreamIo> ObjectCalls for Proxy<S> {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         self.dict_set(key, value).map_err(terr)
     }
@@ -427,12 +432,93 @@ impl<S: crate::transport::stream::StreamIo> DictCalls for crate::transport::mana
     }
 }
 
+/// A manager's list named `key`, the caller's alone: `set` is
+/// `list.append(value)`, whose answer (the new length) must be one more
+/// than the last; `get` is `list[i]`, `i` the index the value went to.
+pub struct ListCalls<S: StreamIo> {
+    proxy: Proxy<S>,
+    len: u64,
+}
+
+impl<S: StreamIo> ListCalls<S> {
+    /// Calls through `proxy`, on lists this client has not appended to.
+    pub fn new(proxy: Proxy<S>) -> Self {
+        ListCalls { proxy, len: 0 }
+    }
+}
+
+impl<S: StreamIo> ObjectCalls for ListCalls<S> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let n = self.proxy.list_append(key, value).map_err(terr)?;
+        let want = self.len + 1;
+        if n != want {
+            return Err(format!(
+                "append {want}: the list's length is {n} where {want} was expected"
+            ));
+        }
+        self.len = n;
+        Ok(())
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        let Some(last) = self.len.checked_sub(1) else {
+            return Ok(false);
+        };
+        let i = i64::try_from(last).map_err(|_| "a list longer than i64".to_owned())?;
+        self.proxy.list_get(key, i, out).map_err(terr)?;
+        Ok(true)
+    }
+}
+
+/// A manager's Namespace: `set` is `ns.<key> = value`, `get` is `ns.<key>`.
+pub struct NamespaceCalls<S: StreamIo>(pub Proxy<S>);
+
+impl<S: StreamIo> ObjectCalls for NamespaceCalls<S> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.0.ns_set(key, value).map_err(terr)
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        self.0.ns_get(key, out).map(|f| f.is_some()).map_err(terr)
+    }
+}
+
+/// A manager's `Value('d')` named `key`: `set` is `value.value = v`, `v`
+/// the double whose bits are the 8-byte message ([`VALUE_SIZE`]); `get`
+/// is `value.value`, its bits the message read back (the server keeps a
+/// double's 8 bytes as they came, so every message survives the trip).
+///
+/// [`VALUE_SIZE`]: crate::harness::spec::VALUE_SIZE
+pub struct ValueCalls<S: StreamIo>(pub Proxy<S>);
+
+impl<S: StreamIo> ObjectCalls for ValueCalls<S> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let bits: [u8; 8] = value
+            .try_into()
+            .map_err(|_| format!("a Value('d') holds 8 bytes, not {}", value.len()))?;
+        self.0
+            .value_set(key, f64::from_le_bytes(bits))
+            .map_err(terr)
+    }
+
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        out.clear();
+        match self.0.value_get(key).map_err(terr)? {
+            Some(v) => {
+                out.extend_from_slice(&v.to_le_bytes());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 /// Request/response, a client of a server's dictionary: `warmup + iters`
 /// rounds of two calls, `dict[k] = message` then `dict[k]`, each call
 /// timed; the value read back must be the message written. Notes the
 /// time every `step` measured calls ([`PeerReport::marks`]).
 pub fn reqrep_client(
-    mut proxy: impl DictCalls,
+    mut proxy: impl ObjectCalls,
     codec: &Codec,
     id: u64,
     (warmup, iters): (u64, u64),

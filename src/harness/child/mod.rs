@@ -71,7 +71,7 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                     }
                     (Pattern::Stream, true) => bodies::stream_send(conn, &codec, a.warmup, a.iters),
                     (Pattern::Stream, false) => bodies::stream_recv(conn, &codec, a.warmup, a.iters),
-                    (Pattern::Reqrep | Pattern::ReqrepRate, _) => {
+                    (p, _) if p.calls() => {
                         drop(conn);
                         reqrep_client(kind, &a.addr, &opts, &codec, a)
                     }
@@ -193,7 +193,8 @@ pub(crate) fn progress_slot(
     }
 }
 
-/// A reqrep client's calls, through a proxy of the server's dictionary.
+/// A reqrep client's calls, through a proxy of the server's dictionary
+/// (or of its list, Namespace or `Value`, as the pattern says).
 fn reqrep_client(
     kind: TransportKind,
     addr: &str,
@@ -209,7 +210,15 @@ fn reqrep_client(
     impl ProxyTask for Calls<'_> {
         type Out = Result<PeerReport, String>;
         fn run<S: StreamIo>(self, proxy: Proxy<S>) -> Self::Out {
-            client_calls(proxy, self.codec, self.a, self.kind)
+            let (codec, a, kind) = (self.codec, self.a, self.kind);
+            match a.pattern {
+                Pattern::ReqrepList => client_calls(bodies::ListCalls::new(proxy), codec, a, kind),
+                Pattern::ReqrepNamespace => {
+                    client_calls(bodies::NamespaceCalls(proxy), codec, a, kind)
+                }
+                Pattern::ReqrepValue => client_calls(bodies::ValueCalls(proxy), codec, a, kind),
+                _ => client_calls(proxy, codec, a, kind),
+            }
         }
     }
     let ep = crate::transport::Endpoint::for_child(addr);
@@ -219,7 +228,7 @@ fn reqrep_client(
 /// A reqrep client's calls: closed loop, or in open loop at its share of
 /// the offered rate (`reqrep-rate`).
 fn client_calls(
-    proxy: impl bodies::DictCalls,
+    proxy: impl bodies::ObjectCalls,
     codec: &Codec,
     a: &PeerArgs,
     kind: TransportKind,

@@ -170,7 +170,7 @@ pub fn rate_recv<C: Conn>(
 /// a slow answer delays the calls after it: that delay is in their
 /// corrected latency.
 pub fn calls_paced(
-    mut proxy: impl super::bodies::DictCalls,
+    mut proxy: impl super::bodies::ObjectCalls,
     codec: &Codec,
     id: u64,
     (warmup, iters): (u64, u64),

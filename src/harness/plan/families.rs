@@ -3,12 +3,12 @@
 use super::{Filters, Profile};
 use crate::harness::pool::{self, PoolSpec};
 use crate::harness::rate::{Load, RateSpec};
-use crate::harness::spec::{Pattern, PointSpec, Strategy};
+use crate::harness::spec::{Pattern, PointSpec, Strategy, VALUE_SIZE};
 use crate::harness::startup::{self, Method};
 use crate::harness::sync::{Prim, SyncSpec};
 use crate::harness::validate::STAMPED_SIZE;
 use crate::shm::{Wait, WaitKind};
-use crate::transport::TransportKind;
+use crate::transport::{Shared, TransportKind};
 
 /// The primitives: locks by 1, 2 and 4 processes (1 and 2 in the quick
 /// profile, up to 8 in the full one), barriers by 2, 4 and 8 (2 in the
@@ -287,6 +287,10 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             if *p == Pattern::PingpongLate && !s.caps().late_answer {
                 continue;
             }
+            // A list, a Namespace, a Value: a manager's objects.
+            if p.manager_object() && s.caps().shared != Shared::Server {
+                continue;
+            }
             let counts = if !f.procs.is_empty() && p.is_multi() {
                 f.procs
                     .iter()
@@ -295,8 +299,9 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
                         n >= 1
                             && m >= 1
                             && match p {
-                                Pattern::FanIn | Pattern::Reqrep | Pattern::ReqrepRate => m == 1,
+                                Pattern::FanIn => m == 1,
                                 Pattern::FanOut => n == 1,
+                                p if p.calls() => m == 1,
                                 _ => true,
                             }
                     })
@@ -308,8 +313,21 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
             } else {
                 Vec::new()
             };
-            for size in &sizes {
-                if p.is_multi() && f.sizes.is_empty() && !profile.multi_sizes().contains(size) {
+            // A Value holds 8 bytes whatever the sizes (unless they leave 8 out).
+            let value = [VALUE_SIZE];
+            let sizes_of_p: &[usize] = match *p {
+                Pattern::ReqrepValue if f.sizes.is_empty() || f.sizes.contains(&VALUE_SIZE) => {
+                    &value
+                }
+                Pattern::ReqrepValue => &[],
+                _ => &sizes,
+            };
+            for size in sizes_of_p {
+                if p.is_multi()
+                    && *p != Pattern::ReqrepValue
+                    && f.sizes.is_empty()
+                    && !profile.multi_sizes().contains(size)
+                {
                     continue;
                 }
                 if *p == Pattern::PingpongLate && *size != late_size(&sizes) {

@@ -155,6 +155,48 @@ pub fn all_pattern_names() -> Vec<&'static str> {
     v
 }
 
+/// Every pattern with what it measures, in a line (`ipcbench list`).
+pub fn pattern_descriptions() -> Vec<(&'static str, &'static str)> {
+    let mut v: Vec<(&str, &str)> = Pattern::ALL
+        .iter()
+        .map(|p| (p.name(), p.description()))
+        .collect();
+    v.extend([
+        (
+            "pool",
+            "a task farm: a master hands 64-byte tasks to W workers and reads their results",
+        ),
+        ("pool-cpu", "the same, each task 50 µs of the worker's CPU time"),
+        (
+            "lock-increment",
+            "N processes take a lock, bump a shared counter, let go; the count must be exact",
+        ),
+        (
+            "atomic-increment",
+            "N processes add to a shared counter atomically, no lock",
+        ),
+        ("event-pingpong", "two Events handing a turn back and forth"),
+        (
+            "joinable",
+            "rounds of 64 items put then join()ed, each got and task_done()",
+        ),
+        (
+            "rlock-increment",
+            "lock-increment, the lock taken twice (re-entrantly) each cycle",
+        ),
+        (
+            "condition-handoff",
+            "a producer and a consumer hand numbered items through a one-slot buffer under a Condition",
+        ),
+        (
+            "barrier-cycle",
+            "N processes pass a Barrier again and again, bumping a checked counter between passes",
+        ),
+        (startup::PATTERN, "a process started, to its first message"),
+    ]);
+    v
+}
+
 /// The known name closest to `name`, when it is close enough to be a typo.
 fn nearest(name: &str, known: &[&str]) -> Option<String> {
     known
@@ -450,6 +492,24 @@ mod tests {
                     p.name()
                 );
             }
+            for p in [
+                Pattern::ReqrepList,
+                Pattern::ReqrepNamespace,
+                Pattern::ReqrepValue,
+            ] {
+                assert_eq!(
+                    !of(p).is_empty(),
+                    caps.shared == Shared::Server,
+                    "{name} {}: planned iff its row is a manager's server",
+                    p.name()
+                );
+            }
+            assert!(
+                of(Pattern::ReqrepValue)
+                    .iter()
+                    .all(|s| s.size == crate::harness::spec::VALUE_SIZE),
+                "{name}: a Value holds 8 bytes"
+            );
             assert_eq!(
                 !of(Pattern::PingpongLate).is_empty(),
                 caps.late_answer,

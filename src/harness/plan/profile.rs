@@ -103,7 +103,7 @@ impl Profile {
                 .chain(ns.iter().copied())
                 .map(|n| (n, n))
                 .collect(),
-            Pattern::Reqrep | Pattern::ReqrepRate => std::iter::once(1)
+            p if p.calls() => std::iter::once(1)
                 .chain(ns.iter().copied())
                 .map(|n| (n, 1))
                 .collect(),
