@@ -667,3 +667,78 @@ fn compare_honours_its_threshold_and_passes_a_run_that_only_improved() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `compare --format`: text and Markdown list the points that changed
+/// (`--all`: every point), JSON every point with its verdict; the exit
+/// status is the same in each (1: something regressed); an unknown format
+/// is trouble (2).
+#[test]
+fn compare_writes_text_markdown_and_json_with_one_exit_status() {
+    let a_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
+    let b_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
+    let (a, b) = (a_path.to_str().unwrap(), b_path.to_str().unwrap());
+    let cmp = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin())
+            .arg("compare")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let unchanged = "floor pingpong 8 B spin";
+    let (code, text, _) = cmp(&[a, b]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("shm-ring pingpong 64 B spin"), "{text}");
+    assert!(
+        !text.contains(unchanged),
+        "unchanged points are not listed: {text}"
+    );
+    assert!(
+        text.contains("78 within the noise (not listed; --all lists them)"),
+        "{text}"
+    );
+    let (code, all, _) = cmp(&["--all", a, b]);
+    assert_eq!(code, Some(1));
+    assert!(all.contains(unchanged), "{all}");
+    let (code, md, _) = cmp(&["--format", "markdown", a, b]);
+    assert_eq!(code, Some(1));
+    assert!(
+        md.contains("| point | figure | A | B | speedup | change |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| shm-ring pingpong 64 B spin | p50 round trip | 320 ns | 640 ns | 0.50× | **regression** |"),
+        "{md}"
+    );
+    let (code, json, err) = cmp(&["--format", "json", a, b]);
+    assert_eq!(code, Some(1), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len() as u64, v["compared"].as_u64().unwrap());
+    assert_eq!(rows.len(), 82);
+    assert_eq!(v["regressed"], 3);
+    assert_eq!(v["improved"], 1);
+    let verdict = |point: &str| {
+        rows.iter()
+            .find(|r| r["point"] == point)
+            .map(|r| r["change"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        verdict("shm-ring pingpong 64 B spin").as_deref(),
+        Some("regressed")
+    );
+    assert_eq!(
+        verdict("os-pipe stream 64 B kernel").as_deref(),
+        Some("improved")
+    );
+    assert_eq!(verdict(unchanged).as_deref(), Some("same"));
+    assert_eq!(v["only_a"][0], "unix-stream pingpong 8 B kernel");
+    let (code, _, _) = cmp(&["--format", "json", a, a]);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = cmp(&["--format", "yaml", a, b]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -4,11 +4,15 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use ipcbench::report::compare::Format;
+
 use super::Regressed;
 
-/// Compares two results files point by point; a regression beyond the
-/// noise is an error of its own ([`Regressed`]) with its own exit status.
-pub fn compare(a: &Path, b: &Path, threshold: f64) -> Result<()> {
+/// Compares two results files point by point and prints the answer in
+/// `format` (the changed points only, unless `all`); a regression beyond
+/// the noise is an error of its own ([`Regressed`]) with its own exit
+/// status.
+pub fn compare(a: &Path, b: &Path, threshold: f64, format: Format, all: bool) -> Result<()> {
     anyhow::ensure!(
         threshold >= 0.0 && threshold.is_finite(),
         "--threshold must be a fraction such as 0.25, not {threshold}"
@@ -18,7 +22,13 @@ pub fn compare(a: &Path, b: &Path, threshold: f64) -> Result<()> {
     let c = ipcbench::report::compare::compare(&ra, &rb, threshold);
     print!(
         "{}",
-        ipcbench::report::compare::render(&c, &a.display().to_string(), &b.display().to_string())
+        ipcbench::report::compare::render_as(
+            &c,
+            &a.display().to_string(),
+            &b.display().to_string(),
+            format,
+            all
+        )
     );
     if c.regressions() > 0 {
         return Err(Regressed(c.regressions()).into());

@@ -45,9 +45,17 @@ enum Cmd {
         a: std::path::PathBuf,
         /// The run compared with it.
         b: std::path::PathBuf,
-        /// Relative change taken for noise (0.25 = 25%).
+        /// Relative change taken for noise (0.25 = 25%) where a point has
+        /// no interval to judge by.
         #[arg(long, default_value_t = ipcbench::report::compare::DEFAULT_THRESHOLD)]
         threshold: f64,
+        /// `text` (a table), `markdown` (to paste into a pull request) or
+        /// `json` (every point, each with its verdict, for a script).
+        #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+        format: CompareFormat,
+        /// List every point compared, not only those that changed.
+        #[arg(long)]
+        all: bool,
     },
     /// List the IPC strategies, one name a line, with what each is.
     List,
@@ -153,7 +161,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Clean { dry_run } => clean::clean(dry_run),
         Cmd::Run(args) => run::run(args),
         Cmd::Report { results, out } => report::report(&results, out),
-        Cmd::Compare { a, b, threshold } => compare::compare(&a, &b, threshold),
+        Cmd::Compare {
+            a,
+            b,
+            threshold,
+            format,
+            all,
+        } => compare::compare(&a, &b, threshold, format.into(), all),
         Cmd::List => {
             list::list();
             Ok(())
@@ -166,16 +180,48 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `64`, `64B`, `1KiB`, `4KiB`, `1MiB` (also `k`/`K`/`m`/`M`).
-pub(crate) fn parse_procs(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("bad process count `{s}`: write producers x consumers, as 4x4");
-    let (n, m) = s.trim().split_once(['x', 'X', '×']).ok_or_else(bad)?;
-    match (n.trim().parse(), m.trim().parse()) {
-        (Ok(n), Ok(m)) if n >= 1 && m >= 1 && n <= 64 && m <= 64 => Ok((n, m)),
-        _ => Err(bad()),
+/// `compare --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompareFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+impl From<CompareFormat> for ipcbench::report::compare::Format {
+    fn from(f: CompareFormat) -> Self {
+        use ipcbench::report::compare::Format;
+        match f {
+            CompareFormat::Text => Format::Text,
+            CompareFormat::Markdown => Format::Markdown,
+            CompareFormat::Json => Format::Json,
+        }
     }
 }
 
+/// The most producers (or consumers) `--procs` takes.
+const MAX_PROCS: usize = 64;
+
+/// `4x4`, `8x1`: producers x consumers, each 1 to [`MAX_PROCS`].
+pub(crate) fn parse_procs(s: &str) -> Result<(usize, usize), String> {
+    let (n, m) = s
+        .trim()
+        .split_once(['x', 'X', '×'])
+        .ok_or_else(|| format!("bad process count `{s}`: write producers x consumers, as 4x4"))?;
+    match (n.trim().parse::<usize>(), m.trim().parse::<usize>()) {
+        (Ok(n), Ok(m)) if (1..=MAX_PROCS).contains(&n) && (1..=MAX_PROCS).contains(&m) => {
+            Ok((n, m))
+        }
+        (Ok(_), Ok(_)) => Err(format!(
+            "bad process count `{s}`: producers and consumers are each 1 to {MAX_PROCS}"
+        )),
+        _ => Err(format!(
+            "bad process count `{s}`: write producers x consumers, as 4x4"
+        )),
+    }
+}
+
+/// `64`, `64B`, `1KiB`, `4KiB`, `1MiB` (also `k`/`K`/`m`/`M`).
 pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = [

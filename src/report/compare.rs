@@ -198,32 +198,191 @@ pub fn compare(a: &RunRecord, b: &RunRecord, threshold: f64) -> Comparison {
     }
 }
 
-/// The comparison as a plain-text table with a summary line.
+/// How `ipcbench compare` writes its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A table to read in a terminal.
+    #[default]
+    Text,
+    /// A Markdown table to paste into a pull request.
+    Markdown,
+    /// Every row with its figures and verdict, for a script.
+    Json,
+}
+
+impl Change {
+    /// The verdict as written in every format.
+    pub fn word(self) -> &'static str {
+        match self {
+            Change::Same => "same",
+            Change::Improved => "improved",
+            Change::Regressed => "regressed",
+        }
+    }
+}
+
+/// The comparison in `format`: text and Markdown show the rows that
+/// changed (every row with `all`), then the summary; JSON carries every
+/// row, each with its verdict.
+pub fn render_as(c: &Comparison, a_name: &str, b_name: &str, format: Format, all: bool) -> String {
+    match format {
+        Format::Text => render_text(c, a_name, b_name, all),
+        Format::Markdown => render_markdown(c, a_name, b_name, all),
+        Format::Json => render_json(c, a_name, b_name),
+    }
+}
+
+/// The comparison as a plain-text table of every row, with a summary line.
 pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
-    let fmt = |metric: &str, v: Option<f64>| match v {
+    render_text(c, a_name, b_name, true)
+}
+
+fn figure(metric: &str, v: Option<f64>) -> String {
+    match v {
         None => "-".to_owned(),
         Some(v) if metric == "msgs/s" => human_rate(v),
         Some(v) => human_ns(v),
-    };
+    }
+}
+
+/// `|1.32×`, `~0.98×` or `-`: the speedup and how it was judged.
+fn speedup_cell(r: &Row) -> String {
+    r.speedup.map_or("-".into(), |x| {
+        format!(
+            "{}{}{x:.2}×",
+            if r.by_intervals { "|" } else { "" },
+            if r.against_floors { "~" } else { "" }
+        )
+    })
+}
+
+/// The rows a text or Markdown answer shows.
+fn shown(c: &Comparison, all: bool) -> impl Iterator<Item = &Row> {
+    c.rows
+        .iter()
+        .filter(move |r| all || r.change != Change::Same)
+}
+
+/// The closing line of text and Markdown, and what was left out.
+fn summary(c: &Comparison, all: bool) -> String {
+    let same = c.rows.len() - c.regressions() - c.improvements();
     let mut s = format!(
-        "A = {a_name}\nB = {b_name}\na change is flagged where the two points' 95% intervals do not \
-         overlap (marked |), or, where either has none, beyond ±{:.0}%; speedup > 1 means B is \
-         faster; a speedup marked ~ compares each figure as a multiple of the floor measured beside \
-         it\n\n",
-        c.threshold * 100.0
+        "{} points compared: {} regressed, {} improved, {} within the noise",
+        c.rows.len(),
+        c.regressions(),
+        c.improvements(),
+        same
     );
-    let w = c
+    if !all && same > 0 {
+        s.push_str(" (not listed; --all lists them)");
+    }
+    s
+}
+
+fn explanation(c: &Comparison) -> String {
+    format!(
+        "{} ±{:.0}%; {}",
+        "a change is flagged where the two points' 95% intervals do not overlap (marked |), \
+         or, where either has none, beyond",
+        c.threshold * 100.0,
+        "speedup > 1 means B is faster; a speedup marked ~ compares each figure as a \
+         multiple of the floor measured beside it"
+    )
+}
+
+fn render_markdown(c: &Comparison, a_name: &str, b_name: &str, all: bool) -> String {
+    let cell = |x: &str| x.replace('|', "\\|");
+    let mut s = format!("A = `{a_name}`, B = `{b_name}`: {}.\n\n", explanation(c));
+    let rows: Vec<&Row> = shown(c, all).collect();
+    if !rows.is_empty() {
+        s.push_str("| point | figure | A | B | speedup | change |\n|---|---|---:|---:|---:|---|\n");
+        for r in rows {
+            let change = match r.change {
+                Change::Same => String::new(),
+                Change::Improved => "improved".into(),
+                Change::Regressed => "**regression**".into(),
+            };
+            let note = if r.note.is_empty() || r.change == Change::Same {
+                String::new()
+            } else {
+                format!(": {}", r.note)
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {change}{} |\n",
+                cell(&r.point),
+                r.metric,
+                figure(r.metric, r.a),
+                figure(r.metric, r.b),
+                cell(&speedup_cell(r)),
+                cell(&note)
+            ));
+        }
+        s.push('\n');
+    }
+    for (name, v) in [("Only in A", &c.only_a), ("Only in B", &c.only_b)] {
+        if !v.is_empty() {
+            s.push_str(&format!(
+                "{name} ({}): {}\n\n",
+                v.len(),
+                cell(&v.join("; "))
+            ));
+        }
+    }
+    s.push_str(&summary(c, all));
+    s.push('\n');
+    s
+}
+
+fn render_json(c: &Comparison, a_name: &str, b_name: &str) -> String {
+    let rows: Vec<serde_json::Value> = c
         .rows
         .iter()
+        .map(|r| {
+            serde_json::json!({
+                "point": r.point,
+                "figure": r.metric,
+                "a": r.a,
+                "b": r.b,
+                "speedup": r.speedup,
+                "against_floors": r.against_floors,
+                "by_intervals": r.by_intervals,
+                "change": r.change.word(),
+                "note": r.note,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "a": a_name,
+        "b": b_name,
+        "threshold": c.threshold,
+        "compared": c.rows.len(),
+        "regressed": c.regressions(),
+        "improved": c.improvements(),
+        "rows": rows,
+        "only_a": c.only_a,
+        "only_b": c.only_b,
+    });
+    let mut s =
+        serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+fn render_text(c: &Comparison, a_name: &str, b_name: &str, all: bool) -> String {
+    let fmt = figure;
+    let mut s = format!("A = {a_name}\nB = {b_name}\n{}\n\n", explanation(c));
+    let w = shown(c, all)
         .map(|r| r.point.chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
-    s.push_str(&format!(
-        "{:<w$}  {:<14}  {:>11}  {:>11}  {:>8}  {}\n",
-        "point", "figure", "A", "B", "speedup", "change"
-    ));
-    for r in &c.rows {
+    if shown(c, all).next().is_some() {
+        s.push_str(&format!(
+            "{:<w$}  {:<14}  {:>11}  {:>11}  {:>8}  {}\n",
+            "point", "figure", "A", "B", "speedup", "change"
+        ));
+    }
+    for r in shown(c, all) {
         let flag = match r.change {
             Change::Same => "",
             Change::Improved => "improved",
@@ -236,11 +395,7 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
                 r.metric,
                 fmt(r.metric, r.a),
                 fmt(r.metric, r.b),
-                r.speedup.map_or("-".into(), |x| format!(
-                    "{}{}{x:.2}×",
-                    if r.by_intervals { "|" } else { "" },
-                    if r.against_floors { "~" } else { "" }
-                )),
+                speedup_cell(r),
                 if flag.is_empty() || r.note.is_empty() {
                     ""
                 } else {
@@ -257,12 +412,6 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
             s.push_str(&format!("\n{name} ({}): {}\n", v.len(), v.join("; ")));
         }
     }
-    s.push_str(&format!(
-        "\n{} points compared: {} regressed, {} improved, {} within the noise\n",
-        c.rows.len(),
-        c.regressions(),
-        c.improvements(),
-        c.rows.len() - c.regressions() - c.improvements()
-    ));
+    s.push_str(&format!("\n{}\n", summary(c, all)));
     s
 }
