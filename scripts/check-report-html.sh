@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Opens a report's index.html in headless Chromium and checks that every
 # plot renders: each <figure data-plot> holds an <svg> whose drawing has a
-# size and whose text (axis labels, legend) is laid out. Also saves a
-# screenshot of the page beside the report (screenshot.png).
+# size and whose text (axis labels, legend) is laid out; every link of the
+# contents leads to a heading; a click on the p50 heading of the table of
+# every point sorts it by value and a second reverses it; its filter box
+# hides the rows that do not match. Also saves a screenshot of the page
+# beside the report (screenshot.png).
 #
 #   scripts/check-report-html.sh reports/<run>/index.html
 #
@@ -47,6 +50,49 @@ document.getElementById('f').addEventListener('load', () => {
     });
     const tables = doc.querySelectorAll('table').length;
     lines.push((tables > 0 ? 'ok   ' : 'FAIL ') + tables + ' tables');
+    // The contents: every link leads to a heading on the page.
+    const links = [...doc.querySelectorAll('nav#contents a')];
+    const dead = links.filter(a => !doc.getElementById(a.getAttribute('href').slice(1)));
+    lines.push((links.length > 2 && dead.length === 0 ? 'ok   ' : 'FAIL ') + 'contents: ' +
+               links.length + ' links, ' + dead.length + ' leading nowhere');
+    // The table of every point: a click on its p50 heading sorts it by
+    // value (µs after ns, ms after µs), a second click reverses it, and
+    // its filter box hides the rows that do not match.
+    const rowsOf = t => t.tBodies[0] ? t.tBodies[0].rows.length : 0;
+    const big = [...doc.querySelectorAll('table')].reduce((a, t) => (!a || rowsOf(t) > rowsOf(a) ? t : a), null);
+    if (!big || rowsOf(big) < 20) {
+      lines.push('FAIL no table of 20 rows or more');
+    } else {
+      const heads = [...big.querySelectorAll('thead th')];
+      const col = heads.findIndex(h => h.textContent.trim().startsWith('p50'));
+      const unit = {ns: 1e-9, 'µs': 1e-6, ms: 1e-3, s: 1};
+      const val = t => { const m = t.trim().match(/^([\d.]+)\s*(ns|µs|ms|s)$/); return m ? parseFloat(m[1]) * unit[m[2]] : null; };
+      const column = () => [...big.tBodies[0].rows].map(r => val(r.cells[col].textContent)).filter(v => v !== null);
+      const sorted = (v, up) => v.every((x, i) => i === 0 || (up ? v[i - 1] <= x : v[i - 1] >= x));
+      if (col < 0) {
+        lines.push('FAIL the big table has no p50 column');
+      } else {
+        heads[col].click();
+        const up = column();
+        heads[col].click();
+        const down = column();
+        const ok = up.length >= 20 && sorted(up, true) && sorted(down, false);
+        lines.push((ok ? 'ok   ' : 'FAIL ') + 'a click sorts ' + up.length + ' rows by p50 (' +
+                   (up.length ? up[0] + ' s first' : 'none') + '), a second reverses them');
+      }
+      const box = big.previousElementSibling;
+      if (!box || box.tagName !== 'INPUT') {
+        lines.push('FAIL no filter box above the big table');
+      } else {
+        const first = big.tBodies[0].rows[0].cells[0].textContent;
+        box.value = first;
+        box.dispatchEvent(new Event('input'));
+        const shown = [...big.tBodies[0].rows].filter(r => r.style.display !== 'none').length;
+        const ok = shown >= 1 && shown < big.tBodies[0].rows.length;
+        lines.push((ok ? 'ok   ' : 'FAIL ') + 'filtering by "' + first + '" shows ' + shown +
+                   ' of ' + big.tBodies[0].rows.length + ' rows');
+      }
+    }
   }
   document.getElementById('out').textContent = lines.join('\n') + '\nDONE';
 });

@@ -323,6 +323,20 @@ fn report_files_match_their_snapshots() {
         .chain(html.match_indices("href=\"http"))
         .count();
     assert_eq!(external, 0, "the page must not load anything");
+    // Its contents lead to its second-level headings, each once.
+    let contents = &html[html.find("<nav id=\"contents\">").unwrap()..];
+    let contents = &contents[..contents.find("</nav>").unwrap()];
+    let links: Vec<&str> = contents
+        .split("href=\"#")
+        .skip(1)
+        .map(|l| &l[..l.find('"').unwrap()])
+        .collect();
+    assert_eq!(links.len(), html.matches("<h2 ").count());
+    for id in &links {
+        assert_eq!(html.matches(&format!("id=\"{id}\"")).count(), 1, "{id}");
+    }
+    // Tables sort and filter by a script of the page's own.
+    assert_eq!(html.matches("<script>").count(), 1);
     // Each line plot names its axes and every line in its legend.
     let latency = &files[2].1;
     assert!(latency.contains("message size") && latency.contains("round trip"));

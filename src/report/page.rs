@@ -742,11 +742,41 @@ pub fn html(blocks: &[Block], plots: &[(&str, String)]) -> String {
          figure {{ margin: 1.5em 0; }}\n\
          figure svg {{ max-width: 100%; height: auto; border: 1px solid #eee; }}\n\
          code {{ background: #f4f4f4; padding: 0 0.2em; }}\n\
+         nav#contents ul {{ columns: 2; }}\n\
+         th[data-sort] {{ background: #e4ecf7; }}\n\
+         th[data-sort=asc]::after {{ content: ' \\25B2'; }}\n\
+         th[data-sort=desc]::after {{ content: ' \\25BC'; }}\n\
+         input.filter {{ margin-top: 1em; width: 20em; }}\n\
          </style>\n</head>\n<body>\n",
         esc(&title)
     );
+    // Every second-level heading, with the anchor the contents link to.
+    let ids = heading_ids(blocks);
+    let mut heading = 0;
     for b in blocks {
         match b {
+            Block::Heading(2, t) => {
+                s.push_str(&format!(
+                    "<h2 id=\"{}\">{}</h2>\n",
+                    esc(&ids[heading].0),
+                    inline(t)
+                ));
+                heading += 1;
+            }
+            Block::Heading(1, t) => {
+                s.push_str(&format!("<h1>{}</h1>\n", inline(t)));
+                if !ids.is_empty() {
+                    s.push_str("<nav id=\"contents\"><strong>Contents</strong>\n<ul>\n");
+                    for (id, t) in &ids {
+                        s.push_str(&format!(
+                            "<li><a href=\"#{}\">{}</a></li>\n",
+                            esc(id),
+                            inline(t)
+                        ));
+                    }
+                    s.push_str("</ul></nav>\n");
+                }
+            }
             Block::Heading(l, t) => s.push_str(&format!("<h{l}>{}</h{l}>\n", inline(t))),
             Block::Para(t) => s.push_str(&format!("<p>{}</p>\n", inline(t))),
             Block::Table(h, rows) => {
@@ -797,9 +827,99 @@ pub fn html(blocks: &[Block], plots: &[(&str, String)]) -> String {
             }
         }
     }
+    s.push_str(TABLE_SCRIPT);
     s.push_str("</body>\n</html>\n");
     s
 }
+
+/// Each second-level heading's anchor (its words in lower case joined by
+/// dashes, made unique) and text, in order.
+fn heading_ids(blocks: &[Block]) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Heading(2, t) => Some(t),
+            _ => None,
+        })
+        .map(|t| {
+            let words: Vec<String> = t
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            let base = if words.is_empty() {
+                "section".to_owned()
+            } else {
+                words.join("-")
+            };
+            let mut id = base.clone();
+            let mut n = 2;
+            while !seen.insert(id.clone()) {
+                id = format!("{base}-{n}");
+                n += 1;
+            }
+            (id, t.clone())
+        })
+        .collect()
+}
+
+/// Makes every table sortable by a click on a column's heading (numbers
+/// with their units — ns to s, k/s and M/s, B to MiB, ×, % — by value,
+/// the rest as text; a second click reverses), and puts a filter box
+/// above tables of 20 rows or more. Offline, and only an addition: with
+/// scripts off the page reads the same, unsorted.
+const TABLE_SCRIPT: &str = r#"<script>
+(function () {
+  var units = {ns: 1e-9, 'µs': 1e-6, ms: 1e-3, s: 1, k: 1e3, M: 1e6, G: 1e9,
+               B: 1, KiB: 1024, MiB: 1048576, GiB: 1073741824};
+  function value(text) {
+    var m = text.trim().match(/^(-?\d+(?:\.\d+)?)\s*(ns|µs|ms|s|k|M|G|KiB|MiB|GiB|B)?(?![A-Za-z])/);
+    if (!m) return null;
+    return parseFloat(m[1]) * (m[2] ? units[m[2]] : 1);
+  }
+  document.querySelectorAll('table').forEach(function (table) {
+    var body = table.tBodies[0];
+    if (!body) return;
+    var heads = table.querySelectorAll('thead th');
+    heads.forEach(function (th, i) {
+      th.style.cursor = 'pointer';
+      th.title = 'sort by this column';
+      th.addEventListener('click', function () {
+        var asc = th.getAttribute('data-sort') !== 'asc';
+        heads.forEach(function (h) { h.removeAttribute('data-sort'); });
+        th.setAttribute('data-sort', asc ? 'asc' : 'desc');
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[i] ? a.cells[i].textContent : '';
+          var y = b.cells[i] ? b.cells[i].textContent : '';
+          var vx = value(x), vy = value(y), c;
+          if (vx !== null && vy !== null) c = vx - vy;
+          else if (vx !== null) c = -1;
+          else if (vy !== null) c = 1;
+          else c = x.localeCompare(y);
+          return asc ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+    if (body.rows.length >= 20) {
+      var box = document.createElement('input');
+      box.type = 'search';
+      box.className = 'filter';
+      box.placeholder = 'filter these ' + body.rows.length + ' rows';
+      box.addEventListener('input', function () {
+        var q = box.value.toLowerCase();
+        Array.prototype.forEach.call(body.rows, function (r) {
+          r.style.display = r.textContent.toLowerCase().indexOf(q) < 0 ? 'none' : '';
+        });
+      });
+      table.parentNode.insertBefore(box, table);
+    }
+  });
+})();
+</script>
+"#;
 
 /// `*` for a ratio taken against the run's floor because the floors
 /// measured beside its point disagreed.
