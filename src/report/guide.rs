@@ -133,7 +133,58 @@ pub fn guide(run: &RunRecord, verdicts: &[Verdict]) -> Vec<(String, Vec<String>)
             .map(|p| channel(p, p, &|v| Some(winner(v))))
             .collect(),
     ));
-    out.push(("Calling from Python".to_owned(), python(verdicts, run)));
+    // Calls to a server's objects and the primitives: only what was
+    // measured (a run of one family should not read as a wall of gaps).
+    // `sized`: the answer names the message size (a primitive's is its
+    // shared counter's, which says nothing).
+    let measured_only = |items: &[(&str, &str)], sized: bool| -> Vec<String> {
+        let lines: Vec<String> = items
+            .iter()
+            .filter_map(|(p, what)| Some((verdict(verdicts, p)?, p, what)))
+            .map(|(v, p, what)| {
+                if sized {
+                    channel(p, what, &|v| Some(winner(v)))
+                } else {
+                    format!("{what}: {}", winner(v))
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            vec![NOT_MEASURED.into()]
+        } else {
+            lines
+        }
+    };
+    out.push((
+        "Calling a server's objects (a manager's dict, list, Namespace, Value)".to_owned(),
+        measured_only(
+            &[
+                ("reqrep", "a dict (set, then get)"),
+                ("reqrep-list", "a list (append, then [i])"),
+                ("reqrep-namespace", "a Namespace (ns.x = v, then ns.x)"),
+                ("reqrep-value", "a Value('d') (set, then read)"),
+            ],
+            true,
+        ),
+    ));
+    out.push((
+        "Synchronising processes".to_owned(),
+        measured_only(
+            &[
+                ("lock-increment", "a lock around a shared counter"),
+                ("rlock-increment", "a re-entrant lock, taken twice"),
+                ("event-pingpong", "turns handed over with Events"),
+                ("condition-handoff", "items handed over under a Condition"),
+                ("barrier-cycle", "a barrier"),
+            ],
+            false,
+        ),
+    ));
+    let mut from_python = python(verdicts, run);
+    if from_python.is_empty() {
+        from_python.push(format!("{NOT_MEASURED} from Python"));
+    }
+    out.push(("Calling from Python".to_owned(), from_python));
     out.push((
         "Task farms".to_owned(),
         ["pool", "pool-cpu"]
