@@ -2139,7 +2139,7 @@ def main(argv=None):
         c = f" {np_}x{nc}" if p in CALLS + ("mpmc", "lock-increment", "rlock-increment",
                                              "barrier-cycle", "pool", "pool-cpu") else ""
         c = f" {load}" if load else c
-        print(f"[{i + 1:>3}/{len(points)}] {t:<18} {p}{c:<6} {s:>8} B  {human(rec)}",
+        print(f"[{i + 1:>3}/{len(points)}] {t:<20} {p + c:<24} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
         if a.stop_file and os.path.exists(a.stop_file):
             print(f"python: stopped after point {i + 1} of {len(points)}, as asked",
