@@ -29,10 +29,11 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     transports: Vec<String>,
     /// Comma list of patterns of any family: pingpong, stream, fan-in,
-    /// fan-out, mpmc, reqrep, pingpong-late, rate, pool, pool-cpu,
-    /// lock-increment, rlock-increment, atomic-increment, event-pingpong,
+    /// fan-out, mpmc, reqrep, reqrep-list, reqrep-namespace, reqrep-value,
+    /// pingpong-late, rate, reqrep-rate, pool, pool-cpu, lock-increment,
+    /// rlock-increment, atomic-increment, event-pingpong,
     /// condition-handoff, barrier-cycle, joinable, startup (all when none
-    /// is given).
+    /// is given; `ipcbench list` says what each measures).
     #[arg(long, value_delimiter = ',')]
     patterns: Vec<String>,
     /// Comma list of message sizes (64, 1KiB, 4KiB, 1MiB, …). Primitives
