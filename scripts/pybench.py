@@ -1035,12 +1035,14 @@ def role_client(end, codec, a):
     else:
         calls = DictCalls(end, key)
     if kind == "py-manager-value":
-        # A double: the sequence number itself, exact below 2**53.
-        make = float
+        def make(seq):
+            # A double: the sequence number itself, exact below 2**53 (half
+            # more for the fault injected on request, which check catches).
+            return float(seq) + (0.5 if seq == codec.corrupt_at else 0.0)
 
         def check(back, seq):
             if back != float(seq):
-                raise CheckError(f"call {seq}: the value read back is {back!r}, not {float(seq)!r}")
+                raise CheckError(f"message {seq}: the value read back is {back!r}, not {float(seq)!r}")
     else:
         make, check = codec.make, codec.check
 

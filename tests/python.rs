@@ -178,7 +178,7 @@ fn a_corrupted_python_message_fails_its_point() {
         .arg(&script)
         .args([
             "--transports",
-            "py-pipe,py-queue,py-shared-memory,py-manager-dict",
+            "py-pipe,py-queue,py-shared-memory,py-manager-dict,py-manager-list,py-manager-namespace,py-manager-value",
             "--sizes",
             "8,64",
             "--count",
