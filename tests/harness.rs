@@ -663,7 +663,11 @@ fn task_farms_hand_out_every_task_once_over_every_kind() {
 /// stream reads below 0.9× the floor measured beside it. The machine's
 /// cross-core latency can move between a point and its floors; a point
 /// whose two floors disagree says nothing and is measured again, as is one
-/// that reads below (a real bug reads below every time), at most thrice.
+/// that reads below (a real bug reads below every time it is judged),
+/// until three attempts were judged or eight were made. (With at most
+/// three attempts in all, two with unsteady floors left one judged
+/// attempt to decide, and beside a build one stream read 0.63× its
+/// floors.)
 #[test]
 fn no_strategy_reads_below_the_floor_beside_it() {
     use ipcbench::report::analysis::{BELOW_FLOOR, floor_multiple};
@@ -686,13 +690,15 @@ fn no_strategy_reads_below_the_floor_beside_it() {
         for pattern in [Pattern::Pingpong, Pattern::Stream] {
             let spec = PointSpec::one_to_one(Strategy::Transport(kind), pattern, 64, Wait::SPIN);
             let mut seen = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..8 {
                 let r = run_point(&spec, &o);
                 assert!(r.validated, "{:?}", r.error);
                 // The harness itself measures again (up to three tries)
                 // when the floors disagree or read above the point.
                 seen.push((floor_multiple(&r), r.adjacent_floors.clone(), r.tries));
-                if floor_multiple(&r).is_some_and(|m| m >= BELOW_FLOOR) {
+                if floor_multiple(&r).is_some_and(|m| m >= BELOW_FLOOR)
+                    || seen.iter().filter(|s| s.0.is_some()).count() >= 3
+                {
                     break;
                 }
             }

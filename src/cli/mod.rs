@@ -23,9 +23,10 @@ struct Cli {
 }
 
 const RUN_EXAMPLES: &str = "\
-Profiles, timed on a 2-core VM: --quick, about a minute with Python; the
-default, 20 to 25 minutes (`--dry-run` prints its points); --full, longer
-points (2 s each) and the primitives up to 8 processes.
+Profiles, as timed on a 2-core VM: --quick, about a minute with Python;
+the default, 19 to 21 minutes when last timed, with fewer points than now
+(`--dry-run` prints them); --full, longer points (2 s each) and the
+primitives up to 8 processes.
 
 Examples:
   ipcbench run --quick
