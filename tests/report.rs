@@ -621,6 +621,21 @@ fn exit_statuses_tell_a_finding_from_trouble() {
     assert_eq!(code, Some(2), "{err}");
 }
 
+/// `ipcbench compare` with `args`: its exit status, standard output and
+/// standard error.
+fn compare_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = std::process::Command::new(common::bin())
+        .arg("compare")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// `compare` from the command line: a wider `--threshold` calls more
 /// changes noise, but a point that fails only in B is a regression at any
 /// threshold; a run with only improvements exits 0 and says so; a
@@ -631,18 +646,7 @@ fn compare_honours_its_threshold_and_passes_a_run_that_only_improved() {
     std::fs::create_dir_all(&dir).unwrap();
     let a_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
     let b_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
-    let cmp = |args: &[&str]| {
-        let o = std::process::Command::new(common::bin())
-            .arg("compare")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let cmp = compare_cli;
     let (a, b) = (a_path.to_str().unwrap(), b_path.to_str().unwrap());
     // At 25%: three regressions, one improvement (and the new failure
     // among the regressions).
@@ -691,18 +695,7 @@ fn compare_writes_text_markdown_and_json_with_one_exit_status() {
     let a_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
     let b_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
     let (a, b) = (a_path.to_str().unwrap(), b_path.to_str().unwrap());
-    let cmp = |args: &[&str]| {
-        let o = std::process::Command::new(common::bin())
-            .arg("compare")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let cmp = compare_cli;
     let unchanged = "floor pingpong 8 B spin";
     let (code, text, _) = cmp(&[a, b]);
     assert_eq!(code, Some(1));

@@ -869,57 +869,7 @@ fn heading_ids(blocks: &[Block]) -> Vec<(String, String)> {
 /// the rest as text; a second click reverses), and puts a filter box
 /// above tables of 20 rows or more. Offline, and only an addition: with
 /// scripts off the page reads the same, unsorted.
-const TABLE_SCRIPT: &str = r#"<script>
-(function () {
-  var units = {ns: 1e-9, 'µs': 1e-6, ms: 1e-3, s: 1, k: 1e3, M: 1e6, G: 1e9,
-               B: 1, KiB: 1024, MiB: 1048576, GiB: 1073741824};
-  function value(text) {
-    var m = text.trim().match(/^(-?\d+(?:\.\d+)?)\s*(ns|µs|ms|s|k|M|G|KiB|MiB|GiB|B)?(?![A-Za-z])/);
-    if (!m) return null;
-    return parseFloat(m[1]) * (m[2] ? units[m[2]] : 1);
-  }
-  document.querySelectorAll('table').forEach(function (table) {
-    var body = table.tBodies[0];
-    if (!body) return;
-    var heads = table.querySelectorAll('thead th');
-    heads.forEach(function (th, i) {
-      th.style.cursor = 'pointer';
-      th.title = 'sort by this column';
-      th.addEventListener('click', function () {
-        var asc = th.getAttribute('data-sort') !== 'asc';
-        heads.forEach(function (h) { h.removeAttribute('data-sort'); });
-        th.setAttribute('data-sort', asc ? 'asc' : 'desc');
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = a.cells[i] ? a.cells[i].textContent : '';
-          var y = b.cells[i] ? b.cells[i].textContent : '';
-          var vx = value(x), vy = value(y), c;
-          if (vx !== null && vy !== null) c = vx - vy;
-          else if (vx !== null) c = -1;
-          else if (vy !== null) c = 1;
-          else c = x.localeCompare(y);
-          return asc ? c : -c;
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-      });
-    });
-    if (body.rows.length >= 20) {
-      var box = document.createElement('input');
-      box.type = 'search';
-      box.className = 'filter';
-      box.placeholder = 'filter these ' + body.rows.length + ' rows';
-      box.addEventListener('input', function () {
-        var q = box.value.toLowerCase();
-        Array.prototype.forEach.call(body.rows, function (r) {
-          r.style.display = r.textContent.toLowerCase().indexOf(q) < 0 ? 'none' : '';
-        });
-      });
-      table.parentNode.insertBefore(box, table);
-    }
-  });
-})();
-</script>
-"#;
+const TABLE_SCRIPT: &str = include_str!("table.html");
 
 /// `*` for a ratio taken against the run's floor because the floors
 /// measured beside its point disagreed.
