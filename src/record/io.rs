@@ -241,6 +241,7 @@ mod tests {
                         msgs_per_s: Some([1e7, 1e7]),
                     }),
                     histogram: None,
+                    criterion: None,
                     rate: Default::default(),
                 },
                 PointRecord {
@@ -271,6 +272,7 @@ mod tests {
                     batches: vec![],
                     ci95: None,
                     histogram: None,
+                    criterion: None,
                     rate: Default::default(),
                 },
             ],

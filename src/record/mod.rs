@@ -218,6 +218,27 @@ pub struct Ci95 {
     pub msgs_per_s: Option<[f64; 2]>,
 }
 
+/// Criterion's estimate of one benchmark's time per iteration (a round
+/// trip, or a message; a scaling benchmark's messages in all), from the
+/// samples of every round it timed, with its confidence interval: the
+/// `time: [lower estimate upper]` criterion prints. See
+/// `docs/results-schema.md`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CriterionEstimate {
+    /// The benchmark's id (`latency/shm-ring/spin/64`).
+    pub id: String,
+    /// Which statistic: `slope` (criterion's linear sampling) or `mean`.
+    pub statistic: String,
+    /// Its point estimate, ns per iteration.
+    pub ns: f64,
+    /// The interval's bounds, ns.
+    pub interval_ns: [f64; 2],
+    /// The interval's confidence level (0.95 unless asked otherwise).
+    pub confidence: f64,
+    /// The median of the samples' times per iteration, ns.
+    pub median_ns: f64,
+}
+
 impl Ci95 {
     /// The intervals of `batches` ((median ns, 0 when none; messages per
     /// second) each), the median's taking in `p50`, the point's own;
@@ -392,6 +413,10 @@ pub struct PointRecord {
     /// HdrHistogram in its V2 deflate encoding, in base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// `cargo bench` only: criterion's own estimate for the benchmark that
+    /// measured this point, as criterion printed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<CriterionEstimate>,
     /// Open-loop points' figures ([`RateFigures`]), as fields of the point.
     #[serde(flatten)]
     pub rate: RateFigures,
@@ -434,6 +459,7 @@ impl PointRecord {
             batches: Vec::new(),
             ci95: None,
             histogram: None,
+            criterion: None,
             rate: RateFigures::default(),
         }
     }
@@ -603,6 +629,8 @@ mod wire {
         /// turned into `histogram` here.
         #[serde(default)]
         latency_pairs: Vec<(u64, u64)>,
+        #[serde(default)]
+        criterion: Option<CriterionEstimate>,
         #[serde(flatten)]
         rate: RateFigures,
     }
@@ -648,6 +676,7 @@ mod wire {
                     .or_else(|| Ci95::of_batches(&w.batches, w.latency_ns.map(|l| l.p50))),
                 batches: w.batches,
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
+                criterion: w.criterion,
                 rate: w.rate,
             }
         }

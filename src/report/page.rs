@@ -20,6 +20,8 @@ pub enum Block {
     Plot(String, String),
     /// A list of items, each with optional sub-items.
     List(Vec<(String, Vec<String>)>),
+    /// A paragraph that is one link: its text and where it goes.
+    Link(String, String),
 }
 
 /// A point's key figure with its unit (`180 ns round trip`, `19 M msgs/s`);
@@ -599,6 +601,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
         ));
     }
 
+    criterion_section(run, &mut b);
+
     b.push(Block::Heading(2, "All points".into()));
     b.push(Block::Para(
         "Latency is the round trip for pingpong, per call for reqrep, one way (queueing \
@@ -654,6 +658,78 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     b
 }
 
+/// `cargo bench` runs: criterion's own estimate of each benchmark beside
+/// the last round's figures, and a link to criterion's report.
+fn criterion_section(run: &RunRecord, b: &mut Vec<Block>) {
+    let with: Vec<&PointRecord> = run
+        .points
+        .iter()
+        .filter(|p| p.criterion.is_some())
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    b.push(Block::Heading(2, "Criterion's estimates".into()));
+    b.push(Block::Para(
+        "Criterion timed each benchmark in rounds of growing length, every message of every round \
+         checked, and estimated the time per iteration over all of them, with its interval. What \
+         it timed: a latency benchmark's round trips timed as one batch (no clock read between \
+         them: the `batched mean` of the results), a throughput or scaling benchmark's messages \
+         first to last. Beside it, the same figure of the last round, and that round's median \
+         of round trips each timed on its own (which carries two clock reads each) and its \
+         rate; the figures elsewhere in this report are the last round's."
+            .into(),
+    ));
+    if let Some(href) = run.config.get("criterion_report").and_then(|v| v.as_str()) {
+        let href = if href.starts_with('/') {
+            format!("file://{href}")
+        } else {
+            href.to_owned()
+        };
+        b.push(Block::Link(
+            "Criterion's own report: every benchmark's samples, and its change since the last run"
+                .into(),
+            href,
+        ));
+    }
+    b.push(Block::Table(
+        [
+            "benchmark",
+            "criterion",
+            "interval",
+            "last round",
+            "last round p50",
+            "last round rate",
+        ]
+        .map(String::from)
+        .to_vec(),
+        with.iter()
+            .map(|p| {
+                let c = p.criterion.as_ref().expect("filtered");
+                vec![
+                    format!("`{}`", c.id),
+                    format!("{} ({})", human_ns(c.ns), c.statistic),
+                    format!(
+                        "{} – {} ({:.0}%)",
+                        human_ns(c.interval_ns[0]),
+                        human_ns(c.interval_ns[1]),
+                        c.confidence * 100.0
+                    ),
+                    if p.pattern == "pingpong" {
+                        p.batched_mean_ns
+                    } else {
+                        (p.messages > 0).then(|| p.elapsed_ns as f64 / p.messages as f64)
+                    }
+                    .map_or("-".into(), human_ns),
+                    p.latency_ns.map_or("-".into(), |l| human_ns(l.p50 as f64)),
+                    p.throughput
+                        .map_or("-".into(), |t| human_rate(t.msgs_per_s)),
+                ]
+            })
+            .collect(),
+    ));
+}
+
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -677,6 +753,7 @@ pub fn markdown(blocks: &[Block]) -> String {
                 s.push('\n');
             }
             Block::Plot(file, title) => s.push_str(&format!("![{title}]({file})\n\n")),
+            Block::Link(text, href) => s.push_str(&format!("[{text}](<{href}>)\n\n")),
             Block::List(items) => {
                 for (item, subs) in items {
                     s.push_str(&format!("- {item}\n"));
@@ -779,6 +856,11 @@ pub fn html(blocks: &[Block], plots: &[(&str, String)]) -> String {
             }
             Block::Heading(l, t) => s.push_str(&format!("<h{l}>{}</h{l}>\n", inline(t))),
             Block::Para(t) => s.push_str(&format!("<p>{}</p>\n", inline(t))),
+            Block::Link(text, href) => s.push_str(&format!(
+                "<p><a href=\"{}\">{}</a></p>\n",
+                esc(href),
+                inline(text)
+            )),
             Block::Table(h, rows) => {
                 s.push_str("<table>\n<thead><tr>");
                 for c in h {
