@@ -2082,6 +2082,8 @@ def main(argv=None):
     ap.add_argument("--rates", type=lambda s: s.split(","), default=None,
                     help="open-loop loads: max, 80%% (of the capacity), 10k (msgs/s)")
     ap.add_argument("--list", action="store_true", help="list the transports and exit")
+    ap.add_argument("--plan", action="store_true",
+                    help="print the points the options select, one a line, and exit")
     ap.add_argument("--stop-file", default=None,
                     help="stop after the point in progress once this file exists")
     a = ap.parse_args(argv)
@@ -2114,6 +2116,10 @@ def main(argv=None):
     o = Opts(a)
     ctx = mp.get_context(a.start_method)
     points = plan(o, transports, patterns)
+    if a.plan:
+        for t, p, s, np_, nc, *load in points:
+            print(f"{t}\t{p}\t{s}\t{np_}\t{nc}\t{load[0] if load else ''}")
+        return 0
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {
         "schema_version": SCHEMA_VERSION,

@@ -41,7 +41,36 @@ fn every_python_transport_runs_and_validates() {
         ..Selection::default()
     };
     let before = leftovers();
-    let out = python::run(&py, Profile::Quick, &sel, &[], Duration::from_secs(300)).unwrap();
+    let planned = python::plan(&py, Profile::Quick, &sel).unwrap();
+    let mut said = Vec::new();
+    let out = python::run(
+        &py,
+        Profile::Quick,
+        &sel,
+        &[],
+        Duration::from_secs(300),
+        |s| {
+            if let python::Said::Measured { index, of, .. } = s {
+                said.push((index, of));
+            }
+        },
+    )
+    .unwrap();
+    // The plan asked for beforehand is what was measured, in order, and
+    // each point was reported as it was measured (what the progress bar
+    // of a run counts).
+    let n = planned.len();
+    let measured_keys: Vec<_> = out
+        .points
+        .iter()
+        .map(|p| (p.transport.as_str(), p.pattern.as_str(), p.msg_size))
+        .collect();
+    let planned_keys: Vec<_> = planned
+        .iter()
+        .map(|p| (p.transport.as_str(), p.pattern.as_str(), p.size))
+        .collect();
+    assert_eq!(planned_keys, measured_keys);
+    assert_eq!(said, (0..n).map(|i| (i, n)).collect::<Vec<_>>());
     assert_eq!(out.config["source"], "python");
     assert!(
         out.config["python"]

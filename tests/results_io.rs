@@ -339,7 +339,9 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
     let mut first_done = false;
     loop {
         while let Ok(l) = rx.try_recv() {
-            first_done |= l.starts_with("[  1/");
+            first_done |= l
+                .strip_prefix('[')
+                .is_some_and(|r| r.trim_start().starts_with("1/"));
             said.push(l);
         }
         let script_with_workers = || {
@@ -402,9 +404,9 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// `run --dry-run` prints the points the filters select, in order, and
-/// what the Python baseline would be asked for, and starts and writes
-/// nothing.
+/// `run --dry-run` prints the points the filters select, in order, the
+/// Python baseline's as its script plans them, each with its estimated
+/// time and the estimate in all, and measures and writes nothing.
 #[test]
 fn a_dry_run_prints_the_plan_and_starts_nothing() {
     let d = scratch("dry-run");
@@ -433,20 +435,67 @@ fn a_dry_run_prints_the_plan_and_starts_nothing() {
         ("shm-rlock", "rlock-increment", "2x1"),
         ("shm-condition", "condition-handoff", "2x1"),
         ("shm-barrier", "barrier-cycle", "2x1"),
+        ("py-barrier", "barrier-cycle", "2x1"),
     ];
     assert_eq!(points.len(), want.len(), "{text}");
     for (line, (t, p, n)) in points.iter().zip(want) {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&words[2..5], [t, p, n], "{line}");
+        let est = words.last().unwrap();
+        assert!(
+            est.starts_with('~') && est.ends_with('s'),
+            "no estimate: {line}"
+        );
     }
     assert!(
-        text.contains("then the Python baseline") && text.contains("py-barrier"),
-        "{text}"
-    );
-    assert!(
-        text.contains("4 points") && text.contains("nothing was started"),
+        text.contains("5 points in the quick profile (1 of them Python's), about ")
+            && text.contains("nothing was measured"),
         "{text}"
     );
     assert!(!out.exists(), "a dry run wrote {}", out.display());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `run --cpus` restricts the run to the CPUs named: a run on CPU 0 alone
+/// records one CPU, its two-process point oversubscribed and its
+/// configuration naming the CPU; a CPU this process may not use is
+/// refused before anything starts, saying which it may use.
+#[test]
+fn cpus_restrict_the_run_and_a_cpu_out_of_reach_is_refused() {
+    let d = scratch("cpus");
+    let out = d.join("run.json");
+    let o = Command::new(bin())
+        .args([
+            "run",
+            "--quick",
+            "--no-python",
+            "--no-report",
+            "--cpus",
+            "0",
+            "--transports",
+            "os-pipe",
+            "--patterns",
+            "pingpong",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = ipcbench::record::io::read_results(&out).unwrap();
+    assert_eq!(run.machine.cores, 1);
+    assert_eq!(run.config["cpus"], serde_json::json!([0]));
+    assert!(!run.points.is_empty());
+    assert!(run.points.iter().all(|p| p.oversubscribed && p.validated));
+    let o = Command::new(bin())
+        .args(["run", "--dry-run", "--cpus", "0,4000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--cpus: CPU 4000 is not one this process may run on (it may run on 0"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

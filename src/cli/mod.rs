@@ -6,6 +6,7 @@ mod clean;
 mod compare;
 mod list;
 mod peer;
+mod progress;
 mod report;
 mod run;
 
@@ -24,9 +25,11 @@ struct Cli {
 
 const RUN_EXAMPLES: &str = "\
 Profiles, as timed on a 2-core VM: --quick, about a minute with Python;
-the default, 19 to 21 minutes when last timed, with fewer points than now
-(`--dry-run` prints them); --full, longer points (2 s each) and the
-primitives up to 8 processes.
+the default, 20 to 21 minutes (915 points, then Python's 264; 19m40s and
+21m27s when last timed); --full, longer points (2 s each) and the
+primitives up to 8 processes, about an hour and a half by the estimate.
+`--dry-run` prints the points any options select and how long they
+should take.
 
 Examples:
   ipcbench run --quick
@@ -175,7 +178,10 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_FOUND)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!(
+                "{} {e:#}",
+                console::style("error:").for_stderr().red().bold()
+            );
             ExitCode::from(EXIT_TROUBLE)
         }
     }

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Do not pin peers to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Comma list of the CPUs peers are pinned to, and the Python
+    /// baseline's (default: every CPU this process may run on).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
     /// Measure every point this many times and keep the median (each
     /// repeat's figure is kept in the results).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
@@ -82,8 +86,9 @@ pub struct RunArgs {
     /// python3 is found).
     #[arg(long)]
     no_python: bool,
-    /// Print the points the options select, and what the Python baseline
-    /// is asked for, then stop: nothing is started, nothing is written.
+    /// Print the points the options select (the Python baseline's too,
+    /// as its script plans them) and how long they should take, then
+    /// stop: nothing is measured, nothing is written.
     #[arg(long)]
     dry_run: bool,
     /// How the Python baseline starts its processes.
@@ -92,22 +97,6 @@ pub struct RunArgs {
 }
 
 use ipcbench::report::analysis::{human_ns, human_rate, human_size};
-
-/// `[#####.....]`: `done` of `n` in `width` cells.
-fn bar(done: usize, n: usize, width: usize) -> String {
-    let full = (done * width).checked_div(n).unwrap_or(width);
-    format!("[{}{}]", "#".repeat(full), ".".repeat(width - full))
-}
-
-/// Seconds as `42s`, `3m05s` or `1h02m`.
-fn human_secs(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
-}
 
 fn point_line(p: &harness::PointRecord) -> String {
     let pattern = ipcbench::report::analysis::pattern_text(p);
@@ -134,6 +123,23 @@ fn point_line(p: &harness::PointRecord) -> String {
             }
         ),
     }
+}
+
+/// A point's line with its failure in red, or its skip in yellow, when
+/// standard error is a colour terminal.
+fn paint_point(line: &str) -> String {
+    for (word, red) in [(" FAILED", true), (" skipped", false)] {
+        if let Some(i) = line.find(word) {
+            let rest = console::style(&line[i + 1..]).for_stderr();
+            let rest = if red {
+                rest.red().bold()
+            } else {
+                rest.yellow()
+            };
+            return format!("{} {rest}", &line[..i]);
+        }
+    }
+    line.to_owned()
 }
 
 /// The end of a run in a few lines: for each pattern and size, the
@@ -176,49 +182,96 @@ fn print_verdict(run: &harness::RunRecord) {
         .filter(|p| p.status == Status::Failed)
         .collect();
     if !failed.is_empty() {
-        println!("failed:");
+        println!("{}", console::style("failed:").red().bold());
         for p in failed {
             println!("  {}", point_line(p));
         }
     }
 }
 
-/// What `--dry-run` prints: every point the plan holds, in the order
-/// they would run, and what the Python baseline would be asked for.
-fn print_plan(plan: &harness::plan::Plan, profile: Profile) {
-    let n = plan.measurements.len();
-    for (i, m) in plan.measurements.iter().enumerate() {
-        let (p, c) = m.procs();
-        println!(
-            "[{:>4}/{n}] {:<20} {:<17} {:>5}x{:<3} {:>8}  {}",
-            i + 1,
-            m.strategy_name(),
-            m.pattern_name(),
-            p,
-            c,
-            human_size(m.size()),
-            m.wait_name()
-        );
+/// A measurement's name on the progress line and in `--dry-run`.
+fn measurement_line(m: &harness::Measurement) -> String {
+    let (p, c) = m.procs();
+    format!(
+        "{:<20} {:<17} {:>3}x{:<3} {:>8}  {}",
+        m.strategy_name(),
+        m.pattern_name(),
+        p,
+        c,
+        human_size(m.size()),
+        m.wait_name()
+    )
+}
+
+/// A Python point's name, as [`measurement_line`].
+fn python_line(p: &python::PlannedPoint) -> String {
+    format!(
+        "{:<20} {:<17} {:>3}x{:<3} {:>8}  {}",
+        p.transport,
+        p.pattern,
+        p.procs.0,
+        p.procs.1,
+        human_size(p.size),
+        p.load.as_deref().unwrap_or("")
+    )
+}
+
+/// What `--dry-run` prints: every point the plan holds, in the order they
+/// would run, each with its estimated time, the Python baseline's points
+/// as its script plans them, and the estimate in all.
+fn print_plan(
+    plan: &harness::plan::Plan,
+    estimates: &[f64],
+    python: Option<&[python::PlannedPoint]>,
+    profile: Profile,
+) {
+    let py = python.unwrap_or(&[]);
+    let n = plan.measurements.len() + py.len();
+    let names = plan
+        .measurements
+        .iter()
+        .map(measurement_line)
+        .chain(py.iter().map(python_line));
+    for (i, (name, est)) in names.zip(estimates).enumerate() {
+        println!("[{:>4}/{n}] {name}  ~{}", i + 1, human_secs(*est));
     }
-    if let Some(sel) = &plan.python {
-        let all = |v: &[String]| {
-            if v.is_empty() {
-                "all".to_owned()
-            } else {
-                v.join(",")
-            }
-        };
-        println!(
-            "then the Python baseline ({} profile, its own plan): transports {}, patterns {}",
-            profile.name(),
-            all(&sel.transports),
-            all(&sel.patterns)
-        );
+    if plan.python.is_some() && python.is_none() {
+        println!("and the Python baseline, which cannot run here (see the note above)");
     }
     println!(
-        "{n} points in the {} profile; nothing was started (--dry-run)",
-        profile.name()
+        "{n} points in the {} profile ({} of them Python's), about {} on {} CPUs \
+         (estimated from the profile's time budgets); nothing was measured (--dry-run)",
+        profile.name(),
+        py.len(),
+        human_secs(estimates.iter().sum()),
+        ipcbench::record::allowed_cpus().len()
     );
+}
+
+/// Seconds as `42s`, `3m05s` or `1h02m`.
+fn human_secs(s: f64) -> String {
+    super::progress::human_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// Restricts this process, and so every peer it starts and the Python
+/// baseline, to `cpus`: each must be one it may run on now. Called before
+/// any other thread starts (affinity is a thread's, inherited by the
+/// threads and processes it starts).
+fn choose_cpus(cpus: &[usize]) -> Result<()> {
+    let allowed = ipcbench::record::allowed_cpus();
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
+        anyhow::bail!(
+            "--cpus: CPU {bad} is not one this process may run on (it may run on {})",
+            list(&allowed)
+        );
+    }
+    ipcbench::record::set_cpus(cpus).with_context(|| format!("pinning to CPUs {}", list(cpus)))
 }
 
 /// Measures what the options select.
@@ -234,6 +287,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         rates,
         output,
         no_pin,
+        cpus,
         repeat,
         report,
         no_report,
@@ -242,6 +296,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         dry_run,
         py_start_method,
     } = args;
+    if !cpus.is_empty() {
+        choose_cpus(&cpus)?;
+    }
     let profile = if quick {
         Profile::Quick
     } else if full {
@@ -259,34 +316,56 @@ pub fn run(args: RunArgs) -> Result<()> {
     filters.transports(&transports)?;
     filters.patterns(&patterns)?;
     let plan = harness::plan::plan(profile, &filters, !no_python)?;
-    if dry_run {
-        print_plan(&plan, profile);
-        return Ok(());
-    }
     let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
     let mut opts = profile.opts(exe);
     opts.pin = !no_pin;
     let python = match &plan.python {
         None => None,
-        Some(_) => match python::find() {
-            Ok(py) => Some(PythonPhase {
-                py,
-                profile,
-                cpus: if opts.pin {
-                    ipcbench::record::allowed_cpus()
-                } else {
-                    Vec::new()
-                },
-                start_method: py_start_method,
-            }),
-            Err(e) => {
-                eprintln!(
-                    "note: {e}; the run goes on without the Python baseline (--no-python silences this)"
-                );
-                None
+        Some(sel) => {
+            let sel = python::Selection {
+                start_method: py_start_method.clone(),
+                ..sel.clone()
+            };
+            match python::find().and_then(|py| Ok((python::plan(&py, profile, &sel)?, py))) {
+                Ok((planned, py)) => Some(PythonPhase {
+                    py,
+                    profile,
+                    cpus: if opts.pin {
+                        ipcbench::record::allowed_cpus()
+                    } else {
+                        Vec::new()
+                    },
+                    start_method: py_start_method,
+                    planned,
+                }),
+                Err(e) => {
+                    eprintln!(
+                        "note: {e}; the run goes on without the Python baseline (--no-python silences this)"
+                    );
+                    None
+                }
             }
-        },
+        }
     };
+    let estimates: Vec<f64> = plan
+        .measurements
+        .iter()
+        .map(|m| harness::plan::estimate::seconds(m, &opts, repeat as usize))
+        .chain(python.iter().flat_map(|p| {
+            p.planned
+                .iter()
+                .map(|pp| harness::plan::estimate::python_seconds(pp, profile))
+        }))
+        .collect();
+    if dry_run {
+        print_plan(
+            &plan,
+            &estimates,
+            python.as_ref().map(|p| p.planned.as_slice()),
+            profile,
+        );
+        return Ok(());
+    }
     anyhow::ensure!(
         !plan.measurements.is_empty() || python.is_some(),
         "the filters select only the Python baseline, and it cannot run here"
@@ -304,6 +383,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "sizes": filters.sizes,
         "waits": filters.waits.iter().map(|w| w.label()).collect::<Vec<_>>(),
         "pin": opts.pin,
+        "cpus": ipcbench::record::allowed_cpus(),
         "warmup": opts.warmup,
         "pingpong_iters": opts.pingpong_iters,
         "stream_bytes": opts.stream_bytes,
@@ -312,22 +392,26 @@ pub fn run(args: RunArgs) -> Result<()> {
         "procs": filters.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect::<Vec<_>>(),
         "repeat": repeat,
         "rates": rates.iter().map(|r| r.label()).collect::<Vec<_>>(),
+        "estimated_s": estimates.iter().sum::<f64>().round(),
     });
     harness::run::install_interrupt_handler()
         .context("listening for SIGINT, SIGTERM and SIGHUP")?;
-    let tty = std::io::stderr().is_terminal();
+    let py_points = python.as_ref().map_or(0, |p| p.planned.len());
     eprintln!(
-        "ipcbench run ({}): {} points on {} CPUs{}; results in {}",
+        "ipcbench run ({}): {} points on {} CPUs{}, about {}; results in {}",
         profile.name(),
         plan.measurements.len(),
         ipcbench::record::allowed_cpus().len(),
-        if python.is_some() {
-            ", then the Python baseline"
+        if py_points > 0 {
+            format!(", then {py_points} of the Python baseline")
         } else {
-            ""
+            String::new()
         },
+        human_secs(estimates.iter().sum()),
         output.display()
     );
+    let rust_points = plan.measurements.len();
+    let mut progress = super::progress::Progress::new(estimates, std::io::stderr().is_terminal());
     let run = harness::run::run_all(
         &plan,
         &opts,
@@ -336,40 +420,33 @@ pub fn run(args: RunArgs) -> Result<()> {
         &output,
         python.as_ref(),
         |event| match event {
-            Event::Starting {
-                index,
-                of,
-                what,
-                elapsed,
-            } if tty => {
-                let eta = if index == 0 {
-                    "ETA -".to_owned()
-                } else {
-                    let per = elapsed.as_secs_f64() / index as f64;
-                    format!("ETA {}", human_secs(per * (of - index) as f64))
-                };
-                eprint!(
-                    "\r\x1b[2K{} {:>3}/{of} {} {eta} | {} {} {} {}",
-                    bar(index, of, 24),
-                    index + 1,
-                    human_secs(elapsed.as_secs_f64()),
-                    what.strategy_name(),
-                    what.pattern_name(),
-                    human_size(what.size()),
-                    what.wait_name()
-                );
+            Event::Starting { index, what, .. } => {
+                progress.starting(index, &measurement_line(what));
             }
-            Event::Starting { .. } => {}
-            Event::Measured { index, of, rec, .. } => {
-                if tty {
-                    eprint!("\r\x1b[2K");
+            Event::Measured { index, rec, .. } => {
+                progress.finished(index, &paint_point(&point_line(rec)));
+            }
+            Event::PythonStarting(what) => {
+                progress.line(&format!("python: {what}"));
+                if let Some(first) = python.as_ref().and_then(|p| p.planned.first()) {
+                    progress.starting(rust_points, &python_line(first));
                 }
-                eprintln!("[{:>3}/{of}] {}", index + 1, point_line(rec));
             }
-            Event::PythonStarting(what) => eprintln!("python: {what}"),
-            Event::PythonFailed(e) => eprintln!("warning: the Python baseline failed: {e}"),
+            Event::Python(python::Said::Measured { index, line, .. }) => {
+                let line = line.split_once("] ").map_or(line, |(_, l)| l);
+                progress.finished(rust_points + index, &paint_point(line));
+                if let Some(next) = python.as_ref().and_then(|p| p.planned.get(index + 1)) {
+                    progress.starting(rust_points + index + 1, &python_line(next));
+                }
+            }
+            Event::Python(python::Said::Other(line)) => progress.line(line),
+            Event::PythonFailed(e) => {
+                progress.line(&format!("warning: the Python baseline failed: {e}"))
+            }
         },
-    )?;
+    );
+    progress.finish();
+    let run = run?;
     println!();
     if table {
         println!(
@@ -384,9 +461,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let count = |s: Status| run.points.iter().filter(|p| p.status == s).count();
     let (skipped, failed) = (count(Status::Skipped), count(Status::Failed));
+    let failed_text = format!("{failed} failed");
     println!(
-        "\n{} points measured, {failed} failed, {skipped} skipped; results: {} (CSV beside it)",
+        "\n{} points measured, {}, {skipped} skipped; results: {} (CSV beside it)",
         run.points.len() - skipped,
+        if failed > 0 {
+            console::style(failed_text).red().bold().to_string()
+        } else {
+            failed_text
+        },
         output.display()
     );
     if !no_report {

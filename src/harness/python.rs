@@ -176,15 +176,154 @@ pub struct Outcome {
     pub config: serde_json::Value,
 }
 
+/// One point the script will measure, as its `--plan` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedPoint {
+    /// `py-pipe`.
+    pub transport: String,
+    /// `pingpong`.
+    pub pattern: String,
+    /// Bytes.
+    pub size: usize,
+    /// Producers (clients, processes) and consumers (workers).
+    pub procs: (usize, usize),
+    /// An open-loop point's load (`max`, `80%`, `10k`).
+    pub load: Option<String>,
+}
+
+/// The points the script would measure with `profile` and `sel`, in order,
+/// asked of the script itself (`--plan`, read from standard input: no
+/// file is written and no process started).
+pub fn plan(py: &Python, profile: Profile, sel: &Selection) -> Result<Vec<PlannedPoint>, String> {
+    let mut cmd = Command::new(&py.exe);
+    cmd.arg("-")
+        .args(script_args(profile, sel, &[]))
+        .args(["--output", "-", "--plan"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", py.exe.display()))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // The script is read to its end before it runs: write it all, then
+    // close its input.
+    let written = stdin.write_all(SCRIPT.as_bytes());
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for python3: {e}"))?;
+    written.map_err(|e| format!("giving python3 the script: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the Python baseline cannot plan its points ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse().ok());
+            match (f.len(), num(2), num(3), num(4)) {
+                (6, Some(size), Some(p), Some(c)) => Ok(PlannedPoint {
+                    transport: f[0].to_owned(),
+                    pattern: f[1].to_owned(),
+                    size,
+                    procs: (p, c),
+                    load: (!f[5].is_empty()).then(|| f[5].to_owned()),
+                }),
+                _ => Err(format!(
+                    "the Python baseline's plan has a line it cannot be: {l:?}"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The script's options for `profile`, `sel` and `cpus` (none: unpinned).
+fn script_args(profile: Profile, sel: &Selection, cpus: &[usize]) -> Vec<String> {
+    let mut a = vec!["--profile".to_owned(), profile.name().to_owned()];
+    let mut opt = |name: &str, v: String| {
+        a.push(name.to_owned());
+        a.push(v);
+    };
+    let list = |v: &[String]| v.join(",");
+    if !sel.transports.is_empty() {
+        opt("--transports", list(&sel.transports));
+    }
+    if !sel.patterns.is_empty() {
+        opt("--patterns", list(&sel.patterns));
+    }
+    if !sel.sizes.is_empty() {
+        let s: Vec<String> = sel.sizes.iter().map(|s| s.to_string()).collect();
+        opt("--sizes", s.join(","));
+    }
+    if !sel.rates.is_empty() {
+        opt("--rates", sel.rates.join(","));
+    }
+    if let Some(n) = sel.count {
+        opt("--count", n.to_string());
+    }
+    if let Some(m) = &sel.start_method {
+        opt("--start-method", m.clone());
+    }
+    if cpus.is_empty() {
+        a.push("--no-pin".to_owned());
+    } else {
+        let c: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
+        opt("--cpus", c.join(","));
+    }
+    a
+}
+
+/// What the script says as it goes: a point measured (`[ 12/264] …`,
+/// its place and the plan's length), or any other line.
+#[derive(Debug)]
+pub enum Said<'a> {
+    /// Point `index` (from 0) of `of` was measured; `line` is the script's.
+    Measured {
+        /// Its place.
+        index: usize,
+        /// The plan's length.
+        of: usize,
+        /// The line.
+        line: &'a str,
+    },
+    /// Anything else the script wrote to its standard error.
+    Other(&'a str),
+}
+
+impl<'a> Said<'a> {
+    fn of(line: &'a str) -> Said<'a> {
+        let counts = line
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(c, _)| c.split_once('/'))
+            .and_then(|(i, n)| Some((i.trim().parse::<usize>().ok()?, n.parse().ok()?)));
+        match counts {
+            Some((i, of)) if i >= 1 => Said::Measured {
+                index: i - 1,
+                of,
+                line,
+            },
+            _ => Said::Other(line),
+        }
+    }
+}
+
 /// Runs the script with `profile` and `sel`, pinning to `cpus` unless
-/// empty; its progress goes to this process's standard error. The script's
-/// own per-point deadline ends a stuck point; `deadline` bounds the whole.
+/// empty; what it says as it goes is given to `said`, line by line. The
+/// script's own per-point deadline ends a stuck point; `deadline` bounds
+/// the whole.
 pub fn run(
     py: &Python,
     profile: Profile,
     sel: &Selection,
     cpus: &[usize],
     deadline: Duration,
+    said: impl FnMut(Said<'_>),
 ) -> Result<Outcome, String> {
     // Private (0700), its name random and created exclusively, removed
     // when it goes out of scope; after a crash `ipcbench clean` finds it
@@ -193,7 +332,7 @@ pub fn run(
         .prefix(&dir_prefix(std::process::id()))
         .tempdir()
         .map_err(|e| format!("creating a private directory for the Python baseline: {e}"))?;
-    run_in(py, profile, sel, cpus, deadline, dir.path())
+    run_in(py, profile, sel, cpus, deadline, dir.path(), said)
 }
 
 /// How the Python baseline's directories under the temporary directory
@@ -229,6 +368,7 @@ fn run_in(
     cpus: &[usize],
     deadline: Duration,
     dir: &Path,
+    mut said: impl FnMut(Said<'_>),
 ) -> Result<Outcome, String> {
     let script = dir.join("pybench.py");
     let output = dir.join("python.json");
@@ -238,41 +378,14 @@ fn run_in(
         .map_err(|e| format!("writing {}: {e}", script.display()))?;
     let mut cmd = Command::new(&py.exe);
     cmd.arg(&script)
-        .arg("--profile")
-        .arg(profile.name())
+        .args(script_args(profile, sel, cpus))
         .arg("--output")
         .arg(&output)
         .arg("--stop-file")
         .arg(&stop_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let list = |v: &[String]| v.join(",");
-    if !sel.transports.is_empty() {
-        cmd.arg("--transports").arg(list(&sel.transports));
-    }
-    if !sel.patterns.is_empty() {
-        cmd.arg("--patterns").arg(list(&sel.patterns));
-    }
-    if !sel.sizes.is_empty() {
-        let s: Vec<String> = sel.sizes.iter().map(|s| s.to_string()).collect();
-        cmd.arg("--sizes").arg(s.join(","));
-    }
-    if !sel.rates.is_empty() {
-        cmd.arg("--rates").arg(sel.rates.join(","));
-    }
-    if let Some(n) = sel.count {
-        cmd.arg("--count").arg(n.to_string());
-    }
-    if let Some(m) = &sel.start_method {
-        cmd.arg("--start-method").arg(m);
-    }
-    if cpus.is_empty() {
-        cmd.arg("--no-pin");
-    } else {
-        let c: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
-        cmd.arg("--cpus").arg(c.join(","));
-    }
+        .stderr(Stdio::piped());
     // A Ctrl-C at a terminal is for this process: the script and its
     // workers finish the point in progress, and are then asked to stop by
     // the stop file (the script gives SIGTERM back to its workers).
@@ -280,13 +393,33 @@ fn run_in(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", py.exe.display()))?;
+    // Its lines are read by a thread of their own and handed over here,
+    // between looks at whether it has ended or was asked to stop.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let t0 = Instant::now();
     let mut asked_to_stop = false;
     let status = loop {
+        for l in lines.try_iter() {
+            said(Said::of(&l));
+        }
         if !asked_to_stop && super::run::interrupted() {
             asked_to_stop = true;
             if let Err(e) = std::fs::write(&stop_file, b"") {
-                eprintln!("python: cannot ask the baseline to stop ({e}); it runs to its end");
+                said(Said::Other(&format!(
+                    "python: cannot ask the baseline to stop ({e}); it runs to its end"
+                )));
             }
         }
         match child.try_wait() {
@@ -300,6 +433,14 @@ fn run_in(
             Err(e) => return Err(format!("waiting for python3: {e}")),
         }
     };
+    // Its last lines. The pipe ends when the script and every worker that
+    // inherited it are gone: a worker a killed script left behind must not
+    // hold this up, so the reader is given two seconds, then left.
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Ok(l) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        said(Said::of(&l));
+    }
+    drop(reader);
     // The script writes its results after every point: whatever it
     // measured is kept, even if it was stopped.
     let text = std::fs::read_to_string(&output).map_err(|e| {
@@ -311,11 +452,11 @@ fn run_in(
     let run: crate::harness::RunRecord = serde_json::from_str(&text)
         .map_err(|e| format!("the Python baseline's results do not match the schema: {e}"))?;
     if status.is_none() {
-        eprintln!(
+        said(Said::Other(&format!(
             "python: stopped after {} s; {} points kept",
             deadline.as_secs(),
             run.points.len()
-        );
+        )));
     }
     Ok(Outcome {
         points: run.points,

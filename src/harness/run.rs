@@ -165,6 +165,8 @@ pub enum Event<'a> {
     },
     /// The Python baseline starts (`Python 3.11.7 multiprocessing, fork`).
     PythonStarting(String),
+    /// The Python baseline said something: a point measured, or another line.
+    Python(python::Said<'a>),
     /// The Python baseline failed; the run goes on without it.
     PythonFailed(String),
 }
@@ -181,6 +183,8 @@ pub struct PythonPhase {
     pub cpus: Vec<usize>,
     /// The script's start method (`fork` unless given).
     pub start_method: Option<String>,
+    /// The points it will measure ([`python::plan`]).
+    pub planned: Vec<python::PlannedPoint>,
 }
 
 /// Measures `plan` (each measurement `repeats` times, the median kept;
@@ -264,6 +268,7 @@ pub fn run_all(
             &sel,
             &phase.cpus,
             Duration::from_secs(3600),
+            |said| progress(Event::Python(said)),
         ) {
             Ok(out) => {
                 run.points.extend(out.points);

@@ -16,6 +16,7 @@
 //! to choose: `--wait` keeps them, measured once. A combination that
 //! selects nothing is an error that names the filter that emptied it.
 
+pub mod estimate;
 mod families;
 mod profile;
 

@@ -111,6 +111,11 @@ impl Profile {
         }
     }
 
+    /// How long each point measures for at least.
+    pub fn budget(self) -> std::time::Duration {
+        self.opts(std::path::PathBuf::new()).budget
+    }
+
     /// Counts, time budgets and deadlines.
     pub fn opts(self, exe: std::path::PathBuf) -> RunOpts {
         use std::time::Duration;
