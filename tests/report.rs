@@ -749,3 +749,61 @@ fn compare_writes_text_markdown_and_json_with_one_exit_status() {
     let (code, _, err) = cmp(&["--format", "yaml", a, b]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `compare --report DIR` draws what changed: a bar for each point that
+/// changed (red for the regressions, green for the improvement), the plot
+/// inline in `index.html` and linked from `COMPARE.md`; the exit status
+/// is still the comparison's. The terminal's answer is coloured only where
+/// colour is asked for (never into a pipe, unless `CLICOLOR_FORCE`).
+#[test]
+fn compare_report_draws_the_points_that_changed_and_colour_is_for_terminals() {
+    let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("compare-report"));
+    let a_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-a.json");
+    let b_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run-b.json");
+    let (a, b) = (a_path.to_str().unwrap(), b_path.to_str().unwrap());
+    let (code, text, err) = compare_cli(&["--report", dir.to_str().unwrap(), a, b]);
+    assert_eq!(code, Some(1), "{text}{err}");
+    assert!(err.contains("report: "), "{err}");
+    let svg = std::fs::read_to_string(dir.join("compare.svg")).unwrap();
+    let ra = ipcbench::record::io::read_results(&a_path).unwrap();
+    let rb = ipcbench::record::io::read_results(&b_path).unwrap();
+    let c = ipcbench::report::compare::compare(&ra, &rb, 0.25);
+    use ipcbench::report::compare::Change;
+    let drawn: Vec<_> = c
+        .rows
+        .iter()
+        .filter(|r| r.change != Change::Same && r.speedup.is_some())
+        .collect();
+    assert!(drawn.len() >= 2, "the data has changes to draw");
+    for r in &drawn {
+        assert!(svg.contains(&r.point), "{} not drawn", r.point);
+    }
+    let unchanged = c.rows.iter().find(|r| r.change == Change::Same).unwrap();
+    assert!(!svg.contains(&format!(">{}<", unchanged.point)));
+    // Red bars for regressions, a green one for the improvement.
+    assert!(
+        svg.contains("#D62728") || svg.contains("#d62728"),
+        "no red bar"
+    );
+    assert!(
+        svg.contains("#2CA02C") || svg.contains("#2ca02c"),
+        "no green bar"
+    );
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("<svg"), "the plot is inline");
+    let md = std::fs::read_to_string(dir.join("COMPARE.md")).unwrap();
+    assert!(md.contains("](compare.svg)"), "{md}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Into a pipe: no escape codes; forced: the verdicts in colour.
+    assert!(!text.contains('\x1b'), "{text}");
+    let o = std::process::Command::new(common::bin())
+        .args(["compare", a, b])
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    let forced = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        forced.contains("\x1b[") && forced.contains("REGRESSION"),
+        "{forced}"
+    );
+}

@@ -25,7 +25,7 @@ struct Cli {
 
 const RUN_EXAMPLES: &str = "\
 Profiles, as timed on a 2-core VM: --quick, about a minute with Python;
-the default, 20 to 21 minutes (915 points, then Python's 264; 19m40s and
+the default, about 20 minutes (915 points, then Python's 264; 19m40s and
 21m27s when last timed); --full, longer points (2 s each) and the
 primitives up to 8 processes, about an hour and a half by the estimate.
 `--dry-run` prints the points any options select and how long they
@@ -47,6 +47,7 @@ const COMPARE_EXAMPLES: &str = "\
 Examples:
   ipcbench compare results/A.json results/B.json
   ipcbench compare --format markdown --threshold 0.1 A.json B.json
+  ipcbench compare --report reports/compare A.json B.json
   ipcbench compare --format json A.json B.json | jq '.rows[] | select(.change != \"same\")'";
 
 #[derive(Subcommand)]
@@ -85,6 +86,11 @@ enum Cmd {
         /// List every point compared, not only those that changed.
         #[arg(long)]
         all: bool,
+        /// Also write a report of the change into this directory:
+        /// `compare.svg` (B's speedup over A at each point that changed),
+        /// `COMPARE.md` and `index.html`.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
     /// List the IPC strategies, one name a line, with what each is.
     List,
@@ -199,7 +205,8 @@ fn run(cli: Cli) -> Result<()> {
             threshold,
             format,
             all,
-        } => compare::compare(&a, &b, threshold, format.into(), all),
+            report,
+        } => compare::compare(&a, &b, threshold, format.into(), all, report.as_deref()),
         Cmd::List => {
             list::list();
             Ok(())

@@ -232,6 +232,60 @@ pub fn render_as(c: &Comparison, a_name: &str, b_name: &str, format: Format, all
     }
 }
 
+/// The files of `ipcbench compare --report DIR`: `compare.svg` (a bar per
+/// point that changed, B's speedup over A), and `COMPARE.md` and
+/// `index.html` with it and the table of those points.
+pub fn report_files(
+    c: &Comparison,
+    a_name: &str,
+    b_name: &str,
+) -> Result<Vec<(String, String)>, String> {
+    use super::page::{Block, html, markdown};
+    let svg = super::plots::compare_bars(c)?;
+    let rows: Vec<Vec<String>> = shown(c, false)
+        .map(|r| {
+            vec![
+                r.point.clone(),
+                r.metric.to_owned(),
+                figure(r.metric, r.a),
+                figure(r.metric, r.b),
+                speedup_cell(r),
+                if r.note.is_empty() {
+                    r.change.word().to_owned()
+                } else {
+                    format!("{}: {}", r.change.word(), r.note)
+                },
+            ]
+        })
+        .collect();
+    let blocks = vec![
+        Block::Heading(1, "ipcbench compare".into()),
+        Block::Para(format!(
+            "A = `{a_name}`, B = `{b_name}`: {}.",
+            explanation(c)
+        )),
+        Block::Plot(
+            "compare.svg".into(),
+            "B's speedup over A at each point that changed".into(),
+        ),
+        Block::Table(
+            ["point", "figure", "A", "B", "speedup", "change"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        ),
+        Block::Para(summary(c, false) + "."),
+    ];
+    Ok(vec![
+        ("COMPARE.md".to_owned(), markdown(&blocks)),
+        (
+            "index.html".to_owned(),
+            html(&blocks, &[("compare.svg", svg.clone())]),
+        ),
+        ("compare.svg".to_owned(), svg),
+    ])
+}
+
 /// The comparison as a plain-text table of every row, with a summary line.
 pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
     render_text(c, a_name, b_name, true)

@@ -51,3 +51,17 @@ pub fn write_report(run: &RunRecord, dir: &Path) -> Result<PathBuf, ReportError>
     }
     Ok(dir.join("index.html"))
 }
+
+/// Writes `ipcbench compare --report` of `c` into `dir`
+/// ([`compare::report_files`]); returns the path of its `index.html`.
+pub fn write_compare_report(
+    c: &compare::Comparison,
+    a_name: &str,
+    b_name: &str,
+    dir: &Path,
+) -> Result<PathBuf, ReportError> {
+    for (name, contents) in compare::report_files(c, a_name, b_name).map_err(ReportError::Plot)? {
+        write_atomic(&dir.join(name), &contents)?;
+    }
+    Ok(dir.join("index.html"))
+}

@@ -5,6 +5,8 @@
 //! interval.
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::analysis::{
@@ -617,6 +619,63 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
     )
 }
 
+/// A horizontal bar chart: bars along a log x axis, one row each.
+type BarChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, RangedCoordf64>>;
+
+/// A horizontal bar chart's frame: `rows` rows from the top, a log x
+/// axis over `lo..hi` described by `x_desc` and labelled by `x_fmt`, a
+/// left margin `label_w` pixels wide for the bars' names ([`bar_label`]).
+fn bar_frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    label_w: u32,
+    (lo, hi): (f64, f64),
+    rows: f64,
+    x_desc: &str,
+    x_fmt: &dyn Fn(&f64) -> String,
+) -> Result<BarChart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(label_w)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..rows)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(x_desc)
+        .x_label_formatter(x_fmt)
+        .axis_desc_style(("sans-serif", 15))
+        .label_style(("sans-serif", 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// `name` right-aligned in the left margin, level with the middle of the
+/// row whose bottom is at `y` (`at` = (the axis's low end, y)).
+fn bar_label(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    chart: &BarChart<'_, '_>,
+    name: &str,
+    (lo, y): (f64, f64),
+    size: u32,
+) -> Result<(), String> {
+    let right = ("sans-serif", size).into_font().into_text_style(root).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    let (px, py) = chart.backend_coord(&(lo, y + 0.5));
+    root.draw(&Text::new(name.to_owned(), (px - 8, py), right))
+        .map_err(err)
+}
+
 /// Horizontal bars: each strategy's median round trip at 64 B (or the
 /// ratio tables' size) as a multiple of the same-work copy floor of a round
 /// trip (log scale), sorted by that multiple, best on top; `*` marks a
@@ -651,42 +710,22 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
         let hi = rows.iter().map(|r| r.1).fold(2.0, f64::max) * 3.0;
         let lo = rows.iter().map(|r| r.1).fold(0.8, f64::min) * 0.9;
         let n = rows.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Median round trip at {} as a multiple of the same-work copy floor (1× = floor-copy)",
-                    human_size(size)
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(230)
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..n)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(0)
-            .x_desc("multiple of the copy floor's round trip, measured beside each strategy (log scale; * = the run's floor)")
-            .x_label_formatter(&|v| format!("{v:.1}×"))
-            .axis_desc_style(("sans-serif", 15))
-            .label_style(("sans-serif", 12))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
-        let right = ("sans-serif", 13).into_font().into_text_style(&root).pos(
-            plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Right,
-                plotters::style::text_anchor::VPos::Center,
+        let mut chart = bar_frame(
+            &root,
+            &format!(
+                "Median round trip at {} as a multiple of the same-work copy floor (1× = floor-copy)",
+                human_size(size)
             ),
-        );
+            230,
+            (lo, hi),
+            n,
+            "multiple of the copy floor's round trip, measured beside each strategy (log scale; * = the run's floor)",
+            &|v| format!("{v:.1}×"),
+        )?;
         for (i, (name, mult, ns, tip)) in rows.iter().enumerate() {
             // Row i spans [n-1-i, n-i): best on top.
             let y = n - i as f64 - 1.0;
-            let (px, py) = chart.backend_coord(&(lo, y + 0.5));
-            root.draw(&Text::new(name.clone(), (px - 8, py), right.clone()))
-                .map_err(err)?;
+            bar_label(&root, &chart, name, (lo, y), 13)?;
             let (color, _, _) = style(i);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
@@ -872,4 +911,78 @@ pub fn all(run: &RunRecord) -> Result<Vec<(&'static str, String)>, String> {
         out.push((STEADY_PLOTS[1].0, steady_cpu(run)?));
     }
     Ok(out)
+}
+
+/// Horizontal bars for `ipcbench compare --report`: each point that
+/// changed beyond the noise, B's speedup over A (log scale, 1× = the
+/// same), worst on top; regressions red, improvements green. A point that
+/// fails in either run has no speedup and is left to the table.
+pub fn compare_bars(c: &super::compare::Comparison) -> Result<String, String> {
+    use super::compare::Change;
+    let mut rows: Vec<(&str, f64, bool)> = c
+        .rows
+        .iter()
+        .filter(|r| r.change != Change::Same)
+        .filter_map(|r| Some((r.point.as_str(), r.speedup?, r.change == Change::Regressed)))
+        .collect();
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut svg = String::new();
+    let mut tips: Vec<(i32, i32, String)> = Vec::new();
+    {
+        let h = (90 + rows.len() as u32 * 24).max(240);
+        let root = SVGBackend::with_string(&mut svg, (W, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let hi = rows.iter().map(|r| r.1).fold(1.5, f64::max) * 1.6;
+        let lo = rows.iter().map(|r| r.1).fold(1.0 / 1.5, f64::min) / 1.6;
+        let n = rows.len().max(1) as f64;
+        let mut chart = bar_frame(
+            &root,
+            "B against A: the points that changed beyond the noise",
+            330,
+            (lo, hi),
+            n,
+            "speedup of B over A (log scale; > 1× faster, < 1× slower)",
+            &|v| format!("{v:.2}×"),
+        )?;
+        for (i, (name, x, worse)) in rows.iter().enumerate() {
+            let y = n - i as f64 - 1.0;
+            bar_label(&root, &chart, name, (lo, y), 12)?;
+            let color = if *worse {
+                RGBColor(214, 39, 40)
+            } else {
+                RGBColor(44, 160, 44)
+            };
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x.min(1.0), y + 0.2), (x.max(1.0), y + 0.8)],
+                    color.filled(),
+                )))
+                .map_err(err)?;
+            let cc = chart.backend_coord(&(*x, y + 0.5));
+            tips.push((
+                cc.0,
+                cc.1,
+                format!(
+                    "{name}: {x:.2}× ({})",
+                    if *worse { "regressed" } else { "improved" }
+                ),
+            ));
+        }
+        chart
+            .draw_series(LineSeries::new(
+                [(1.0, 0.0), (1.0, n)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+        if rows.is_empty() {
+            root.draw(&Text::new(
+                "no point changed beyond the noise".to_owned(),
+                (40, h as i32 / 2),
+                ("sans-serif", 16),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(with_tips(svg, &tips))
 }
