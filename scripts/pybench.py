@@ -50,6 +50,7 @@ import secrets
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 import zlib
@@ -2065,6 +2066,31 @@ def human(p):
     return f"{l}  {t / 1e3:10.1f} k/s"
 
 
+def watch_parent(ppid):
+    """Ends the script and every worker it started once its parent is gone.
+
+    ipcbench, the parent, ends the script through the stop file; a parent
+    that was killed outright cannot, and the script would go on measuring
+    for nobody, its workers with it. Checked five times a second from a
+    thread of its own (a worker forked from the main thread does not carry
+    it)."""
+    while os.getppid() == ppid:
+        time.sleep(0.2)
+    try:
+        print("python: the parent process is gone; stopping", file=sys.stderr, flush=True)
+    except OSError:
+        pass  # its end of the pipe went with it
+    for _ in range(5):
+        try:
+            children = mp.active_children()
+            break
+        except RuntimeError:  # the main thread changed the set meanwhile
+            children = []
+    for c in children:
+        c.kill()
+    os._exit(3)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
@@ -2133,6 +2159,7 @@ def main(argv=None):
         },
         "points": [],
     }
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     failed = 0
     t0 = time.monotonic()
     capacities = {}

@@ -288,3 +288,78 @@ fn a_corrupted_python_message_fails_its_point() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The script ends itself and every worker once its parent is gone: a
+/// shell starts it in the background (its output to files, so no pipe can
+/// break) on the full profile's two-second points, and exits a second and
+/// a half later, mid-point. The script, which would otherwise measure on
+/// for half a minute, and its workers must be gone within five seconds,
+/// having kept fewer points than planned and said why.
+#[test]
+fn the_script_ends_with_its_parent() {
+    let py = py();
+    let dir = std::env::temp_dir().join(ipcbench::shm::unique_name("orphan"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (script, out, err, pidf) = (
+        dir.join("pybench.py"),
+        dir.join("out.json"),
+        dir.join("err.txt"),
+        dir.join("pid"),
+    );
+    std::fs::write(&script, python::SCRIPT).unwrap();
+    let mut sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' '{}' --profile full --transports py-pipe --patterns pingpong,stream \
+             --no-pin --output '{}' 2>'{}' & echo $! >'{}'; sleep 1.5",
+            py.exe.display(),
+            script.display(),
+            out.display(),
+            err.display(),
+            pidf.display()
+        ))
+        .spawn()
+        .unwrap();
+    // The script and its workers, gathered while the shell still waits.
+    let mut procs = std::collections::BTreeSet::new();
+    while sh.try_wait().unwrap().is_none() {
+        if let Some(pid) = std::fs::read_to_string(&pidf)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            procs.insert(pid);
+            procs.extend(ipcbench::harness::stop::descendants(pid));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        procs.len() >= 2,
+        "the script never started a worker: {procs:?}"
+    );
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let t = std::time::Instant::now();
+    while procs.iter().any(alive) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "outlived their parent by 5 s: {:?}",
+            procs.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let said = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        said.contains("the parent process is gone; stopping"),
+        "{said}"
+    );
+    let kept = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map_or(0, |v| v["points"].as_array().map_or(0, |a| a.len()));
+    assert!(kept < 12, "{kept} points: it measured on");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

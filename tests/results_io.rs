@@ -499,3 +499,102 @@ fn cpus_restrict_the_run_and_a_cpu_out_of_reach_is_refused() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A coordinator killed outright (SIGKILL: no handler runs) during the
+/// Python baseline: the script ends itself and every worker within
+/// seconds (its parent gone, or its pipe to it broken) instead of
+/// measuring on for nobody (`tests/python.rs` shows the first alone);
+/// its private directory, which only the coordinator could remove, is
+/// then found and removed by `ipcbench clean`.
+#[test]
+fn the_python_baseline_ends_with_a_coordinator_killed_outright() {
+    use std::io::BufRead;
+    let d = scratch("kill-python");
+    let out = d.join("run.json");
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            "--no-report",
+            "--transports",
+            "py-pipe,py-queue",
+            "--patterns",
+            "pingpong,stream",
+            "--sizes",
+            "64",
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Once a point is done and the script's workers of the next one run.
+    let t = Instant::now();
+    let mut first_done = false;
+    let script = loop {
+        while let Ok(l) = rx.try_recv() {
+            first_done |= l
+                .strip_prefix('[')
+                .is_some_and(|r| r.trim_start().starts_with("1/"));
+        }
+        let with_workers = ipcbench::harness::stop::descendants(pid)
+            .into_iter()
+            .find(|&p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("pybench.py")
+                    && !ipcbench::harness::stop::descendants(p).is_empty()
+            });
+        if let (true, Some(s)) = (first_done, with_workers) {
+            break s;
+        }
+        assert!(
+            t.elapsed() < HANG,
+            "the Python baseline never ran a second point"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let mut python = ipcbench::harness::stop::descendants(script);
+    python.insert(script);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let gone = Instant::now();
+    while python.iter().any(alive) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the script or its workers outlived the coordinator by 10 s: {:?}",
+            python.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = |p| {
+        ipcbench::harness::python::leftover_dirs()
+            .iter()
+            .any(|(_, q)| *q == p)
+    };
+    assert!(
+        left(pid),
+        "the killed coordinator's private directory is left for clean"
+    );
+    let o = Command::new(bin()).arg("clean").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!left(pid), "clean did not remove the private directory");
+    assert!(common::shm_files("ipcbench-py-").is_empty());
+    std::fs::remove_dir_all(&d).unwrap();
+}
