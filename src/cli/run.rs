@@ -248,9 +248,12 @@ fn print_plan(
     );
 }
 
-/// Seconds as `42s`, `3m05s` or `1h02m`.
+/// Seconds as `<1s`, `42s`, `3m05s` or `1h02m`.
 fn human_secs(s: f64) -> String {
-    super::progress::human_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+    if s < 0.5 {
+        return "<1s".to_owned();
+    }
+    super::progress::human_duration(std::time::Duration::from_secs_f64(s))
 }
 
 /// Restricts this process, and so every peer it starts and the Python
