@@ -5,7 +5,7 @@
 //! interval.
 
 use plotters::coord::Shift;
-use plotters::coord::combinators::LogCoord;
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -621,26 +621,28 @@ pub fn spectrum(run: &RunRecord) -> Result<String, String> {
 
 /// A horizontal bar chart: bars along a log x axis, one row each.
 type BarChart<'a, 'b> =
-    ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, RangedCoordf64>>;
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<WithKeyPoints<LogCoord<f64>>, RangedCoordf64>>;
 
 /// A horizontal bar chart's frame: `rows` rows from the top, a log x
-/// axis over `lo..hi` described by `x_desc` and labelled by `x_fmt`, a
-/// left margin `label_w` pixels wide for the bars' names ([`bar_label`]).
+/// axis over `lo..hi` with a tick at each of `ticks` in range, described
+/// by `x_desc` and labelled by `x_fmt`, a left margin `label_w` pixels
+/// wide for the bars' names ([`bar_label`]).
 fn bar_frame<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     caption: &str,
     label_w: u32,
     (lo, hi): (f64, f64),
+    ticks: impl Iterator<Item = f64>,
     rows: f64,
-    x_desc: &str,
-    x_fmt: &dyn Fn(&f64) -> String,
+    (x_desc, x_fmt): (&str, &dyn Fn(&f64) -> String),
 ) -> Result<BarChart<'a, 'b>, String> {
+    let ticks: Vec<f64> = ticks.filter(|t| (lo..=hi).contains(t)).collect();
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 18))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(label_w)
-        .build_cartesian_2d((lo..hi).log_scale(), 0f64..rows)
+        .build_cartesian_2d((lo..hi).log_scale().with_key_points(ticks), 0f64..rows)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -718,9 +720,13 @@ pub fn floor_bars(run: &RunRecord) -> Result<String, String> {
             ),
             230,
             (lo, hi),
+            // 1× to 9× in each decade.
+            (-2..=3).flat_map(|e| (1..10).map(move |m| m as f64 * 10f64.powi(e))),
             n,
-            "multiple of the copy floor's round trip, measured beside each strategy (log scale; * = the run's floor)",
-            &|v| format!("{v:.1}×"),
+            (
+                "multiple of the copy floor's round trip, measured beside each strategy (log scale; * = the run's floor)",
+                &|v| format!("{v:.1}×"),
+            ),
         )?;
         for (i, (name, mult, ns, tip)) in rows.iter().enumerate() {
             // Row i spans [n-1-i, n-i): best on top.
@@ -940,9 +946,13 @@ pub fn compare_bars(c: &super::compare::Comparison) -> Result<String, String> {
             "B against A: the points that changed beyond the noise",
             330,
             (lo, hi),
+            // Halvings and doublings.
+            (-12..=12).map(|k| 2f64.powi(k)),
             n,
-            "speedup of B over A (log scale; > 1× faster, < 1× slower)",
-            &|v| format!("{v:.2}×"),
+            (
+                "speedup of B over A (log scale; > 1× faster, < 1× slower)",
+                &|v| format!("{v:.2}×"),
+            ),
         )?;
         for (i, (name, x, worse)) in rows.iter().enumerate() {
             let y = n - i as f64 - 1.0;
