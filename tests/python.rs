@@ -336,18 +336,15 @@ fn the_script_ends_with_its_parent() {
         procs.len() >= 2,
         "the script never started a worker: {procs:?}"
     );
-    let alive = |p: &u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-            .unwrap_or(false)
-    };
     let t = std::time::Instant::now();
-    while procs.iter().any(alive) {
+    while procs.iter().any(|&p| common::alive(p)) {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "outlived their parent by 5 s: {:?}",
-            procs.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+            procs
+                .iter()
+                .filter(|&&p| common::alive(p))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -290,42 +290,38 @@ fn a_second_signal_stops_at_once_and_leaves_no_peer_or_file() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// A Ctrl-C at a terminal during the Python baseline: the script and its
-/// workers get it too, and the point in progress still finishes; the
-/// script is then asked to stop, every point it finished is kept, and
-/// nothing of it is left (its files in /dev/shm, its private directory).
-#[test]
-fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
+/// A run of the Python baseline alone (py-pipe and py-queue, pingpong and
+/// stream at 64 B) writing `out`, in a process group of its own when
+/// `group`; its standard error comes line by line through the receiver,
+/// which ends when the run's standard error does.
+fn python_run(out: &Path, group: bool) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     if ipcbench::harness::python::find().is_err() {
         panic!("this test runs Python's multiprocessing and needs python3 ≥ 3.9 on the PATH");
     }
-    let d = scratch("sigint-python");
-    let out = d.join("run.json");
-    let mut child = Command::new(bin())
-        .args([
-            "run",
-            "--no-report",
-            "--transports",
-            "py-pipe,py-queue",
-            "--patterns",
-            "pingpong,stream",
-            "--sizes",
-            "64",
-            "--output",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    // The lines the run says, as they come.
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "run",
+        "--no-report",
+        "--transports",
+        "py-pipe,py-queue",
+        "--patterns",
+        "pingpong,stream",
+        "--sizes",
+        "64",
+        "--output",
+    ])
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if group {
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
@@ -333,9 +329,19 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
             let _ = tx.send(line);
         }
     });
-    let mut said = Vec::new();
+    (child, rx)
+}
+
+/// Waits until the run `pid` has reported its first point and its Python
+/// script runs the workers of a next one (failing after `limit`); the
+/// lines said meanwhile go to `said`. Returns the script's pid.
+fn wait_for_script_with_workers(
+    pid: u32,
+    rx: &std::sync::mpsc::Receiver<String>,
+    said: &mut Vec<String>,
+    limit: Duration,
+) -> u32 {
     let t = Instant::now();
-    // Once the script has finished a point and a next point's workers run.
     let mut first_done = false;
     loop {
         while let Ok(l) = rx.try_recv() {
@@ -344,22 +350,36 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
                 .is_some_and(|r| r.trim_start().starts_with("1/"));
             said.push(l);
         }
-        let script_with_workers = || {
-            ipcbench::harness::stop::descendants(pid).iter().any(|&p| {
+        let script = ipcbench::harness::stop::descendants(pid)
+            .into_iter()
+            .find(|&p| {
                 let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
                 String::from_utf8_lossy(&cmd).contains("pybench.py")
                     && !ipcbench::harness::stop::descendants(p).is_empty()
-            })
-        };
-        if first_done && script_with_workers() {
-            break;
+            });
+        if let (true, Some(s)) = (first_done, script) {
+            return s;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(120),
+            t.elapsed() < limit,
             "the Python baseline never ran a second point (hang detector): {said:?}"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// A Ctrl-C at a terminal during the Python baseline: the script and its
+/// workers get it too, and the point in progress still finishes; the
+/// script is then asked to stop, every point it finished is kept, and
+/// nothing of it is left (its files in /dev/shm, its private directory).
+#[test]
+fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
+    let d = scratch("sigint-python");
+    let out = d.join("run.json");
+    let (mut child, rx) = python_run(&out, true);
+    let pid = child.id();
+    let mut said = Vec::new();
+    wait_for_script_with_workers(pid, &rx, &mut said, Duration::from_secs(120));
     // SAFETY: a signal to the process group our child leads.
     unsafe { libc::kill(-(pid as i32), libc::SIGINT) };
     let stopped = Instant::now();
@@ -373,8 +393,8 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    reader.join().unwrap();
-    said.extend(rx.try_iter());
+    // The reader ends with the run's standard error.
+    said.extend(rx.iter());
     let text = said.join("\n");
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "{text}");
     assert!(text.contains("stopped after point"), "{text}");
@@ -508,78 +528,24 @@ fn cpus_restrict_the_run_and_a_cpu_out_of_reach_is_refused() {
 /// then found and removed by `ipcbench clean`.
 #[test]
 fn the_python_baseline_ends_with_a_coordinator_killed_outright() {
-    use std::io::BufRead;
     let d = scratch("kill-python");
     let out = d.join("run.json");
-    let mut child = Command::new(bin())
-        .args([
-            "run",
-            "--no-report",
-            "--transports",
-            "py-pipe,py-queue",
-            "--patterns",
-            "pingpong,stream",
-            "--sizes",
-            "64",
-            "--output",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, rx) = python_run(&out, false);
     let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    // Once a point is done and the script's workers of the next one run.
-    let t = Instant::now();
-    let mut first_done = false;
-    let script = loop {
-        while let Ok(l) = rx.try_recv() {
-            first_done |= l
-                .strip_prefix('[')
-                .is_some_and(|r| r.trim_start().starts_with("1/"));
-        }
-        let with_workers = ipcbench::harness::stop::descendants(pid)
-            .into_iter()
-            .find(|&p| {
-                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                String::from_utf8_lossy(&cmd).contains("pybench.py")
-                    && !ipcbench::harness::stop::descendants(p).is_empty()
-            });
-        if let (true, Some(s)) = (first_done, with_workers) {
-            break s;
-        }
-        assert!(
-            t.elapsed() < HANG,
-            "the Python baseline never ran a second point"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let script = wait_for_script_with_workers(pid, &rx, &mut Vec::new(), HANG);
     let mut python = ipcbench::harness::stop::descendants(script);
     python.insert(script);
     child.kill().unwrap();
     child.wait().unwrap();
-    let alive = |p: &u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-            .unwrap_or(false)
-    };
     let gone = Instant::now();
-    while python.iter().any(alive) {
+    while python.iter().any(|&p| common::alive(p)) {
         assert!(
             gone.elapsed() < Duration::from_secs(10),
             "the script or its workers outlived the coordinator by 10 s: {:?}",
-            python.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+            python
+                .iter()
+                .filter(|&&p| common::alive(p))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -189,30 +189,38 @@ fn print_verdict(run: &harness::RunRecord) {
     }
 }
 
-/// A measurement's name on the progress line and in `--dry-run`.
-fn measurement_line(m: &harness::Measurement) -> String {
-    let (p, c) = m.procs();
+/// A point's name on the progress line and in `--dry-run`: strategy,
+/// pattern, producers x consumers, size, and its wait (Python's: its load).
+fn plan_line(
+    strategy: &str,
+    pattern: &str,
+    (p, c): (usize, usize),
+    size: usize,
+    tail: &str,
+) -> String {
     format!(
-        "{:<20} {:<17} {:>3}x{:<3} {:>8}  {}",
-        m.strategy_name(),
-        m.pattern_name(),
-        p,
-        c,
-        human_size(m.size()),
-        m.wait_name()
+        "{strategy:<20} {pattern:<17} {p:>3}x{c:<3} {:>8}  {tail}",
+        human_size(size)
     )
 }
 
-/// A Python point's name, as [`measurement_line`].
+fn measurement_line(m: &harness::Measurement) -> String {
+    plan_line(
+        m.strategy_name(),
+        m.pattern_name(),
+        m.procs(),
+        m.size(),
+        &m.wait_name(),
+    )
+}
+
 fn python_line(p: &python::PlannedPoint) -> String {
-    format!(
-        "{:<20} {:<17} {:>3}x{:<3} {:>8}  {}",
-        p.transport,
-        p.pattern,
-        p.procs.0,
-        p.procs.1,
-        human_size(p.size),
-        p.load.as_deref().unwrap_or("")
+    plan_line(
+        &p.transport,
+        &p.pattern,
+        p.procs,
+        p.size,
+        p.load.as_deref().unwrap_or(""),
     )
 }
 

@@ -44,6 +44,14 @@ pub fn shm_files(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether process `pid` is running (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ipcbench")
 }
