@@ -347,6 +347,45 @@ fn malformed_frames_are_clear_errors<T: Transport + Inject>() {
     }
 }
 
+/// ZeroMQ refuses a frame beyond the link's limit (`ZMQ_MAXMSGSIZE`) by
+/// dropping the connection, before allocating anything for it, and tells
+/// its user no more than that the connection dropped: the receiver reports
+/// the peer gone and says the limit may be why. A frame cut short by a
+/// stand-in that vanished is a peer gone too. A message the stand-in did
+/// complete is never delivered in either case.
+#[cfg(feature = "zeromq")]
+fn zmq_malformed_frames_drop_the_connection<T: Transport + Inject>() {
+    for what in [Malformation::OversizedLength, Malformation::Truncated] {
+        let mut link = start::<T>(&format!("bad-{what:?}").to_lowercase());
+        let stand_in = T::inject(&link.ep, Side::A, what)
+            .unwrap_or_else(|e| panic!("{}: inject: {e}", T::NAME));
+        let mut a = link.connect_a();
+        a.set_timeout(Some(OP_TIMEOUT)).unwrap();
+        let mut stand_in = Some(stand_in);
+        if what == Malformation::Truncated {
+            drop(stand_in.take());
+        }
+        let mut buf = Vec::new();
+        let e = a.recv(&mut buf).unwrap_err();
+        match (what, &e) {
+            (Malformation::OversizedLength, TransportError::PeerGone(why)) => {
+                assert!(why.contains("limit"), "{} {what:?}: {why}", T::NAME)
+            }
+            (Malformation::Truncated, TransportError::PeerGone(_)) => {}
+            _ => panic!("{} {what:?}: got {e}", T::NAME),
+        }
+        assert!(
+            buf.capacity() == 0,
+            "{} {what:?}: a bad frame reached the caller",
+            T::NAME
+        );
+        eprintln!("{} {what:?}: {e}", T::NAME);
+        drop(stand_in);
+        drop(a);
+        link.finish();
+    }
+}
+
 /// The manager's own checks: a wrong or missing authkey is refused and the
 /// server goes on serving; malformed frames and requests get clear errors
 /// and leave the server serving.
@@ -603,6 +642,12 @@ fn manager_survives_frames_cut_short<F: ipcbench::transport::manager::Family>() 
 }
 
 macro_rules! extra_tests {
+    (zmq_inject, $T:ty) => {
+        #[test]
+        fn malformed_frames_drop_the_connection_as_zeromq_does() {
+            super::zmq_malformed_frames_drop_the_connection::<$T>()
+        }
+    };
     (inject, $T:ty) => {
         #[test]
         fn malformed_frames_are_clear_errors() {
@@ -668,6 +713,10 @@ conformance! {
     ManagerTcp, manager_tcp => ipcbench::transport::manager::ManagerTcp, manager: ipcbench::transport::manager::TcpFamily;
     #[cfg(feature = "iceoryx2")]
     Iceoryx2, iceoryx2 => ipcbench::transport::iceoryx2::Iceoryx2, inject;
+    #[cfg(feature = "zeromq")]
+    ZmqIpc, zmq_ipc => ipcbench::transport::zmq::ZmqIpc, zmq_inject;
+    #[cfg(feature = "zeromq")]
+    ZmqTcp, zmq_tcp => ipcbench::transport::zmq::ZmqTcp, zmq_inject;
 }
 
 #[test]
@@ -724,6 +773,49 @@ fn tcp_drops_strangers_who_connect_first() {
         1
     );
     drop(a);
+    link.finish();
+}
+
+/// `zmq-tcp`'s port is open to every local process too: strangers who
+/// connect first (one silent, one speaking ZeroMQ with a wrong token, one
+/// with no authentication at all) never take the `PAIR`'s one peer, and
+/// side B, which presents the link's token, is the one side A talks to.
+#[cfg(feature = "zeromq")]
+#[test]
+fn zmq_tcp_lets_in_only_the_links_token() {
+    use ipcbench::transport::zmq::ZmqTcp;
+    let mut link = start::<ZmqTcp>("strangers");
+    // zmq-tcp:FD:IP:PORT
+    let sockaddr = link.ep.addr.splitn(3, ':').nth(2).unwrap().to_owned();
+    let _silent = std::net::TcpStream::connect(&sockaddr).unwrap();
+    let ctx = zmq::Context::new();
+    let wrong = ctx.socket(zmq::PAIR).unwrap();
+    wrong.set_plain_username(Some("ipcbench")).unwrap();
+    wrong.set_plain_password(Some(&"0".repeat(32))).unwrap();
+    wrong.connect(&format!("tcp://{sockaddr}")).unwrap();
+    wrong.send("from a stranger", zmq::DONTWAIT).unwrap();
+    let open = ctx.socket(zmq::PAIR).unwrap();
+    open.connect(&format!("tcp://{sockaddr}")).unwrap();
+    open.send("from another", zmq::DONTWAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let echo = link.spawn_b(&args!["echo", "--count", 1]);
+    let mut a = link.connect_a();
+    let mut buf = Vec::new();
+    a.send(b"only").unwrap();
+    assert_eq!(a.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"only");
+    // Side B's close waits for side A to take it.
+    assert!(matches!(a.recv(&mut buf), Err(TransportError::Closed)));
+    drop(a);
+    assert_eq!(
+        finish(echo, Instant::now() + DEADLINE, "zmq-tcp")
+            .report()
+            .messages,
+        1
+    );
+    for s in [wrong, open] {
+        s.set_linger(0).unwrap();
+    }
     link.finish();
 }
 

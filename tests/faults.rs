@@ -109,6 +109,15 @@ fn families() -> Vec<Family> {
             most: u64::MAX,
         },
     ];
+    #[cfg(feature = "zeromq")]
+    f.push(Family {
+        name: "zeromq",
+        specs: vec![
+            (pingpong(TransportKind::ZmqIpc, Wait::PARK), 200),
+            (pingpong(TransportKind::ZmqTcp, Wait::PARK), 200),
+        ],
+        most: u64::MAX,
+    });
     #[cfg(feature = "iceoryx2")]
     f.push(Family {
         name: "iceoryx2",

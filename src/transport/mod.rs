@@ -52,6 +52,8 @@ pub mod stream;
 pub mod tcp;
 pub mod unix_seqpacket;
 pub mod unix_stream;
+#[cfg(feature = "zeromq")]
+pub mod zmq;
 
 pub use registry::{Caps, Shared, TransportKind, Waits};
 

@@ -104,6 +104,14 @@ registry! {
     Iceoryx2 => iceoryx2::Iceoryx2, "iceoryx2",
         "Eclipse iceoryx2 zero-copy publish-subscribe, payload written and read in its shared memory",
         Caps { waits: Waits::Polls, ..Caps::KERNEL_LINK };
+    #[cfg(feature = "zeromq")]
+    ZmqIpc => zmq::ZmqIpc, "zmq-ipc",
+        "ZeroMQ PAIR sockets over a Unix socket (ipc://), libzmq 4.3",
+        Caps { task_farm: true, ..Caps::KERNEL_LINK };
+    #[cfg(feature = "zeromq")]
+    ZmqTcp => zmq::ZmqTcp, "zmq-tcp",
+        "ZeroMQ PAIR sockets over TCP (tcp://), PLAIN authentication with the link's token",
+        Caps { task_farm: true, ..Caps::KERNEL_LINK };
 }
 
 /// How a strategy waits for what it is given.

@@ -30,7 +30,7 @@ const TOKEN_WAIT: Duration = Duration::from_secs(2);
 
 /// The link's token: from the endpoint (in the coordinator's process) or
 /// the environment (in a child).
-fn token(ep: &Endpoint) -> Result<[u8; TOKEN_LEN], TransportError> {
+pub(crate) fn token(ep: &Endpoint) -> Result<[u8; TOKEN_LEN], TransportError> {
     let hex = ep
         .env
         .iter()

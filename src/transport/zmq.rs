@@ -1,0 +1,739 @@
+//! `zmq-ipc` and `zmq-tcp`: ZeroMQ, the messaging engine people reach for
+//! when `multiprocessing`'s managers are not enough, through the `zmq`
+//! crate (libzmq 4.3, built from source by `zmq-sys`: no system package).
+//!
+//! A link is a pair of `PAIR` sockets, the socket type ZeroMQ gives an
+//! exclusive two-way connection, each in a context of its own (one I/O
+//! thread, libzmq's default). The coordinator binds the listening socket
+//! — a Unix socket in a private directory (0700, socket 0600) for
+//! `zmq-ipc`, a TCP port for `zmq-tcp` — and side A hands it to libzmq
+//! with `ZMQ_USE_FD`, so side B can connect as soon as the link exists and
+//! no port is chosen twice. Addresses: `zmq-ipc:FD:PATH`, `zmq-tcp:FD:IP:PORT`.
+//!
+//! What ZeroMQ leaves to its users, and how the link does it:
+//!
+//! - **Nothing dropped.** `PAIR` never drops: at the high-water mark (1,000
+//!   messages each way, libzmq's default, kept) a send waits.
+//! - **End of stream.** ZeroMQ has none, so [`Conn::close`] sends a
+//!   two-part message (an empty part, then `close`); every data message is
+//!   one part, so no payload can be taken for it.
+//! - **A peer that dies.** ZeroMQ hides disconnections (it reconnects). The
+//!   link watches its socket's monitor (`zmq_socket_monitor`) and, once a
+//!   `DISCONNECTED` event arrives and what was received before it is read,
+//!   reports [`TransportError::PeerGone`]. Side B does not reconnect. Over
+//!   TCP, ZeroMQ's own heartbeats (every second, 3 s without an answer)
+//!   find a peer whose host went away without closing the connection.
+//! - **Strangers.** A loopback port is open to every local process, so
+//!   `zmq-tcp` uses ZeroMQ's own authentication: side A is a `PLAIN`
+//!   server and answers ZAP requests (ZeroMQ's authentication protocol, on
+//!   `inproc://zeromq.zap.01`) with a thread that accepts only the link's
+//!   token as password (the `tcp` transport's token, [`super::tcp::TOKEN_ENV`],
+//!   never on a command line). A stranger's handshake fails and never takes
+//!   the `PAIR`'s one peer. (`PLAIN` sends the token in the clear, as the
+//!   `tcp` transport does: it keeps out strangers, not eavesdroppers.)
+//!   `zmq-ipc`'s socket is in a directory only its owner can enter.
+//! - **Malformed frames.** Messages beyond the link's limit are refused by
+//!   libzmq itself (`ZMQ_MAXMSGSIZE`), which drops the connection: the
+//!   receiver reports the peer gone and says why that may be, having
+//!   allocated nothing for the frame.
+//! - **Time bounds.** Sends and receives wait in `zmq_poll` on the socket
+//!   and its monitor, within [`Conn::set_timeout`].
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use super::fd::{PrivateDir, chmod_owner_only};
+use super::unix_stream::{ACCEPT_TIMEOUT, ListenerSetup, fd_and_rest, listener_fd};
+use super::{
+    Conn, Endpoint, Inject, LinkOpts, Malformation, Side, Transport, TransportError, check_len,
+};
+
+/// The `zmq-ipc` strategy: ZeroMQ over a Unix socket (`ipc://`).
+pub struct ZmqIpc;
+
+/// The `zmq-tcp` strategy: ZeroMQ over TCP (`tcp://`), `PLAIN` with the
+/// link's token.
+pub struct ZmqTcp;
+
+/// The second part of the close message.
+const CLOSE: &[u8] = b"close";
+/// The second part of the answer to it.
+const CLOSED: &[u8] = b"closed";
+/// The monitor's endpoint, in each connection's own context.
+const MONITOR: &str = "inproc://ipcbench-monitor";
+/// ZeroMQ's ZAP endpoint.
+const ZAP: &str = "inproc://zeromq.zap.01";
+/// The `PLAIN` user name side B presents.
+const USER: &str = "ipcbench";
+/// How long a close (or a drop) waits for what was sent to leave.
+const LINGER_MS: i32 = 10_000;
+
+/// How one of the two ZeroMQ strategies reaches its peer.
+trait Family: Transport {
+    /// `ipc` or `tcp`.
+    const SCHEME: &'static str;
+    /// Binds the listening socket; returns it with what follows `FD:` in
+    /// the address, and the private directory if there is one.
+    fn listen(
+        opts: &LinkOpts,
+    ) -> Result<(std::os::fd::OwnedFd, String, Option<PrivateDir>), TransportError>;
+    /// Whether the link authenticates with `PLAIN` and the token.
+    const PLAIN: bool;
+}
+
+impl Family for ZmqIpc {
+    const SCHEME: &'static str = "ipc";
+    const PLAIN: bool = false;
+    fn listen(
+        opts: &LinkOpts,
+    ) -> Result<(std::os::fd::OwnedFd, String, Option<PrivateDir>), TransportError> {
+        let dir = PrivateDir::new(&opts.label)?;
+        let path = dir.path().join("zmq");
+        let l = UnixListener::bind(&path)
+            .map_err(|e| TransportError::io(format!("binding {}", path.display()), e))?;
+        chmod_owner_only(&path)?;
+        Ok((l.into(), path.display().to_string(), Some(dir)))
+    }
+}
+
+impl Family for ZmqTcp {
+    const SCHEME: &'static str = "tcp";
+    const PLAIN: bool = true;
+    fn listen(
+        _opts: &LinkOpts,
+    ) -> Result<(std::os::fd::OwnedFd, String, Option<PrivateDir>), TransportError> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| TransportError::io("binding 127.0.0.1", e))?;
+        let local = l
+            .local_addr()
+            .map_err(|e| TransportError::io("reading the bound port", e))?;
+        Ok((l.into(), local.to_string(), None))
+    }
+}
+
+fn zerr(context: &str, e: zmq::Error) -> TransportError {
+    TransportError::io(
+        context.to_owned(),
+        std::io::Error::from_raw_os_error(e.to_raw()),
+    )
+}
+
+/// Sets `ZMQ_USE_FD`, which the `zmq` crate does not wrap: libzmq then
+/// listens on `fd` (which it owns from here on) instead of binding.
+fn use_fd(sock: &mut zmq::Socket, fd: std::os::fd::OwnedFd) -> Result<(), TransportError> {
+    let raw: libc::c_int = fd.into_raw_fd();
+    // SAFETY: a live socket, an option libzmq 4.3 knows, an int value.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            sock.as_mut_ptr(),
+            zmq_sys::ZMQ_USE_FD as libc::c_int,
+            (&raw const raw).cast(),
+            std::mem::size_of::<libc::c_int>(),
+        )
+    };
+    if rc != 0 {
+        // SAFETY: the option was refused, so the descriptor is still ours.
+        unsafe { libc::close(raw) };
+        return Err(TransportError::io(
+            "setting ZMQ_USE_FD",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Answers ZAP requests in side A's context: `PLAIN` with the token as
+/// password is let in, anything else refused. Ends when the context does.
+fn zap_handler(sock: zmq::Socket, token: String) {
+    loop {
+        let Ok(req) = sock.recv_multipart(0) else {
+            return; // ETERM: the connection is being dropped.
+        };
+        // version, request id, domain, address, identity, mechanism,
+        // then the mechanism's credentials.
+        let ok = req.len() == 8
+            && req[5] == b"PLAIN"
+            && req[6] == USER.as_bytes()
+            && req[7].len() == token.len()
+            && req[7]
+                .iter()
+                .zip(token.as_bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        let id = req.get(1).cloned().unwrap_or_default();
+        let (code, text): (&[u8], &[u8]) = if ok {
+            (b"200", b"OK")
+        } else {
+            (b"400", b"not the link's token")
+        };
+        let reply: [&[u8]; 6] = [b"1.0", &id, code, text, b"", b""];
+        if sock.send_multipart(reply, 0).is_err() {
+            return;
+        }
+    }
+}
+
+/// One end of a ZeroMQ link.
+pub struct ZmqConn {
+    sock: Option<zmq::Socket>,
+    monitor: Option<zmq::Socket>,
+    zap: Option<std::thread::JoinHandle<()>>,
+    ctx: zmq::Context,
+    msg: zmq::Message,
+    max: usize,
+    timeout: Option<Duration>,
+    /// The monitor said the connection dropped; set once what came before
+    /// it was read.
+    gone: bool,
+    /// The peer's close was received.
+    peer_closed: bool,
+    /// This side's close was sent.
+    closed: bool,
+}
+
+impl ZmqConn {
+    fn sock(&self) -> &zmq::Socket {
+        self.sock.as_ref().expect("the socket lives until drop")
+    }
+
+    /// Reads the monitor's pending events; `true` if one says the
+    /// connection dropped.
+    fn disconnected(&self) -> bool {
+        let Some(mon) = &self.monitor else {
+            return false;
+        };
+        let mut dropped = false;
+        while let Ok(ev) = mon.recv_bytes(zmq::DONTWAIT) {
+            // Two parts: the event (u16 id, u32 value), then the address.
+            while mon.get_rcvmore().unwrap_or(false) {
+                let _ = mon.recv_bytes(0);
+            }
+            if ev.len() >= 2
+                && u16::from_le_bytes([ev[0], ev[1]]) == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16
+            {
+                dropped = true;
+            }
+        }
+        dropped
+    }
+
+    fn gone_error(&self) -> TransportError {
+        TransportError::PeerGone(format!(
+            "ZeroMQ reports the connection dropped (the peer died, or sent a message \
+             beyond the link's limit of {} bytes, which libzmq refuses)",
+            self.max
+        ))
+    }
+
+    /// Waits until the socket is ready for `events` or the monitor has
+    /// news, within the timeout; `Timeout` past it.
+    fn wait(
+        &self,
+        events: zmq::PollEvents,
+        deadline: Option<Instant>,
+    ) -> Result<(), TransportError> {
+        let left = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(TransportError::Timeout);
+                }
+                left.as_millis().max(1) as i64
+            }
+        };
+        let mon = self.monitor.as_ref().expect("the monitor lives until drop");
+        let mut items = [
+            self.sock().as_poll_item(events),
+            mon.as_poll_item(zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, left) {
+            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+            Err(e) => Err(zerr("zmq_poll", e)),
+        }
+    }
+
+    /// Runs `attempt` (non-blocking) until it succeeds, waiting on the
+    /// socket for `events` between tries.
+    fn retry<R>(
+        &mut self,
+        events: zmq::PollEvents,
+        mut attempt: impl FnMut(&mut Self) -> Result<Option<R>, TransportError>,
+    ) -> Result<R, TransportError> {
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(r) = attempt(self)? {
+                return Ok(r);
+            }
+            if self.gone {
+                return Err(self.gone_error());
+            }
+            if self.disconnected() {
+                // One more try reads what arrived before the drop.
+                self.gone = true;
+                continue;
+            }
+            self.wait(events, deadline)?;
+        }
+    }
+
+    /// Receives the next message into `self.msg`: `Ok(true)` for data,
+    /// `Ok(false)` for the peer's close (which is answered) or, once this
+    /// side closed, the answer to its own.
+    fn next(&mut self) -> Result<bool, TransportError> {
+        if self.peer_closed {
+            return Err(TransportError::Closed);
+        }
+        let data = self.next_message()?;
+        if !data && self.peer_closed && !self.closed {
+            // The peer waits for this before it lets its connection go.
+            let _ = self.send_parts(&[b"", CLOSED]);
+        }
+        Ok(data)
+    }
+
+    fn next_message(&mut self) -> Result<bool, TransportError> {
+        self.retry(zmq::POLLIN, |c| {
+            let sock = c.sock.as_ref().expect("the socket lives until drop");
+            match sock.recv(&mut c.msg, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
+                Err(e) => return Err(zerr("zmq_recv", e)),
+            }
+            if !c.msg.get_more() {
+                if c.msg.len() > c.max {
+                    return Err(TransportError::Malformed(format!(
+                        "a message of {} bytes, beyond the link's limit of {}",
+                        c.msg.len(),
+                        c.max
+                    )));
+                }
+                return Ok(Some(true));
+            }
+            // A message of several parts: only the close is one.
+            let first_empty = c.msg.is_empty();
+            let mut parts = vec![];
+            loop {
+                sock.recv(&mut c.msg, 0).map_err(|e| zerr("zmq_recv", e))?;
+                parts.push(c.msg.len());
+                if !c.msg.get_more() {
+                    break;
+                }
+            }
+            if first_empty && parts.len() == 1 && &c.msg[..] == CLOSE {
+                c.peer_closed = true;
+                Ok(Some(false))
+            } else if first_empty && parts.len() == 1 && &c.msg[..] == CLOSED && c.closed {
+                Ok(Some(false))
+            } else {
+                Err(TransportError::Malformed(format!(
+                    "a message of {} parts, which no peer of this link sends",
+                    parts.len() + 1
+                )))
+            }
+        })
+    }
+
+    fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), TransportError> {
+        let mut i = 0;
+        self.retry(zmq::POLLOUT, |c| {
+            let sock = c.sock.as_ref().expect("the socket lives until drop");
+            // Once the first part is queued, the rest follow at once.
+            while i < parts.len() {
+                let more = if i + 1 < parts.len() { zmq::SNDMORE } else { 0 };
+                let flags = if i == 0 { zmq::DONTWAIT } else { 0 };
+                match sock.send(parts[i], flags | more) {
+                    Ok(()) => i += 1,
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if i == 0 => return Ok(None),
+                    Err(e) => return Err(zerr("zmq_send", e)),
+                }
+            }
+            Ok(Some(()))
+        })
+    }
+
+    /// Sends the close once and waits (up to the linger) until the peer
+    /// has read it — its answer, its own close or its end — then lets the
+    /// socket go. Over `ipc://` libzmq stops reading a connection whose
+    /// peer hung up while the receiver was at its high-water mark, so what
+    /// was still in the kernel would be lost if the closer left at once.
+    fn shut(&mut self) -> Result<(), TransportError> {
+        let sent = if self.closed || self.gone {
+            Ok(())
+        } else {
+            self.closed = true;
+            self.timeout = Some(Duration::from_millis(LINGER_MS as u64));
+            self.send_parts(&[b"", CLOSE]).map(|()| {
+                // Whatever the peer still sends is not wanted any more.
+                while !self.peer_closed {
+                    match self.next_message() {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => break,
+                    }
+                }
+            })
+        };
+        if let Some(s) = self.sock.take() {
+            // What was sent leaves within the linger, unless the peer is gone.
+            let _ = s.set_linger(if self.gone { 0 } else { LINGER_MS });
+        }
+        self.monitor = None;
+        // Ends the context: waits for the close to leave, then ends the
+        // ZAP thread's socket.
+        let _ = self.ctx.destroy();
+        if let Some(t) = self.zap.take() {
+            let _ = t.join();
+        }
+        sent
+    }
+}
+
+impl Conn for ZmqConn {
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        check_len(msg.len(), self.max)?;
+        if self.closed {
+            return Err(TransportError::Broken("this side closed the link".into()));
+        }
+        self.send_parts(&[msg])
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        if !self.next()? {
+            return Err(TransportError::Closed);
+        }
+        buf.clear();
+        buf.extend_from_slice(&self.msg);
+        Ok(self.msg.len())
+    }
+
+    /// `f` reads the message where libzmq put it: no copy out.
+    fn recv_with<R>(
+        &mut self,
+        _buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        if !self.next()? {
+            return Err(TransportError::Closed);
+        }
+        Ok(f(&self.msg))
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<(), TransportError> {
+        self.shut()
+    }
+}
+
+impl Drop for ZmqConn {
+    fn drop(&mut self) {
+        if self.sock.is_some() {
+            let _ = self.shut();
+        }
+    }
+}
+
+/// Makes the socket of one side, connected (or listening, with the
+/// handshake done) within the accept deadline.
+fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
+    let (fd, rest) = fd_and_rest(&ep.addr, F::NAME)?;
+    let url = format!("{}://{rest}", F::SCHEME);
+    let listener = listener_fd(ep, fd, side)?;
+    let token = if F::PLAIN {
+        Some(super::manager::to_hex(&super::tcp::token(ep)?))
+    } else {
+        None
+    };
+    let ctx = zmq::Context::new();
+    let mut sock = ctx
+        .socket(zmq::PAIR)
+        .map_err(|e| zerr("making a PAIR socket", e))?;
+    let set = |r: zmq::Result<()>, what: &str| r.map_err(|e| zerr(what, e));
+    let limit = i64::try_from(opts.max_message).unwrap_or(i64::MAX);
+    set(sock.set_maxmsgsize(limit), "setting ZMQ_MAXMSGSIZE")?;
+    set(sock.set_linger(LINGER_MS), "setting ZMQ_LINGER")?;
+    if F::SCHEME == "tcp" {
+        set(sock.set_heartbeat_ivl(1000), "setting ZMQ_HEARTBEAT_IVL")?;
+        set(
+            sock.set_heartbeat_timeout(3000),
+            "setting ZMQ_HEARTBEAT_TIMEOUT",
+        )?;
+    }
+    set(
+        sock.monitor(
+            MONITOR,
+            (zmq::SocketEvent::DISCONNECTED as i32)
+                | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
+        ),
+        "starting the socket's monitor",
+    )?;
+    let monitor = ctx
+        .socket(zmq::PAIR)
+        .map_err(|e| zerr("making the monitor's socket", e))?;
+    set(monitor.connect(MONITOR), "connecting the monitor")?;
+    let mut zap = None;
+    match listener {
+        Some(l) => {
+            if let Some(token) = token {
+                let z = ctx
+                    .socket(zmq::REP)
+                    .map_err(|e| zerr("making the ZAP socket", e))?;
+                set(z.bind(ZAP), "binding the ZAP handler")?;
+                zap = Some(std::thread::spawn(move || zap_handler(z, token)));
+                set(sock.set_plain_server(true), "setting ZMQ_PLAIN_SERVER")?;
+                set(sock.set_zap_domain("ipcbench"), "setting ZMQ_ZAP_DOMAIN")?;
+            }
+            use_fd(&mut sock, l)?;
+            set(sock.bind(&url), &format!("listening at {url}"))?;
+        }
+        None => {
+            if let Some(token) = token {
+                set(
+                    sock.set_plain_username(Some(USER)),
+                    "setting ZMQ_PLAIN_USERNAME",
+                )?;
+                set(
+                    sock.set_plain_password(Some(&token)),
+                    "setting ZMQ_PLAIN_PASSWORD",
+                )?;
+            }
+            // A dropped connection is the end: no reconnecting.
+            set(sock.set_reconnect_ivl(-1), "setting ZMQ_RECONNECT_IVL")?;
+            set(sock.connect(&url), &format!("connecting to {url}"))?;
+        }
+    }
+    let mut conn = ZmqConn {
+        sock: Some(sock),
+        monitor: Some(monitor),
+        zap,
+        ctx,
+        msg: zmq::Message::new(),
+        max: opts.max_message,
+        timeout: None,
+        gone: false,
+        peer_closed: false,
+        closed: false,
+    };
+    conn.handshake(side)?;
+    Ok(conn)
+}
+
+impl ZmqConn {
+    /// Waits for the monitor to say the handshake with the peer succeeded.
+    fn handshake(&mut self, side: Side) -> Result<(), TransportError> {
+        let deadline = Instant::now() + ACCEPT_TIMEOUT;
+        let mon = self.monitor.as_ref().expect("the monitor lives until drop");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Setup(format!(
+                    "no ZeroMQ handshake with side {} within {} s",
+                    side.other().name(),
+                    ACCEPT_TIMEOUT.as_secs()
+                )));
+            }
+            if mon
+                .poll(zmq::POLLIN, left.as_millis().max(1) as i64)
+                .map_err(|e| zerr("zmq_poll", e))?
+                == 0
+            {
+                continue;
+            }
+            let ev = mon
+                .recv_bytes(0)
+                .map_err(|e| zerr("reading the monitor", e))?;
+            while mon.get_rcvmore().unwrap_or(false) {
+                let _ = mon.recv_bytes(0);
+            }
+            let id = u16::from_le_bytes([ev[0], ev[1]]);
+            if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
+                return Ok(());
+            }
+            if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 && side == Side::B {
+                return Err(TransportError::Setup(format!(
+                    "side A dropped the connection during ZeroMQ's handshake{}",
+                    if self.zap.is_none() && side == Side::B {
+                        " (a wrong token?)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+    }
+}
+
+fn setup<F: Family>(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+    let (fd, rest, dir) = F::listen(opts)?;
+    let addr = format!("{}:{}:{rest}", F::NAME, fd.as_raw_fd());
+    let mut ep = Endpoint::new(addr, vec![fd.as_raw_fd()]);
+    if F::PLAIN {
+        let token: [u8; 16] = super::manager::random_bytes()?;
+        ep.env.push((
+            super::tcp::TOKEN_ENV.to_owned(),
+            super::manager::to_hex(&token),
+        ));
+    }
+    Ok((ListenerSetup::new(fd, dir), ep))
+}
+
+impl Transport for ZmqIpc {
+    const NAME: &'static str = "zmq-ipc";
+    type Setup = ListenerSetup;
+    type Conn = ZmqConn;
+    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+        setup::<Self>(opts)
+    }
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
+        join::<Self>(ep, side, opts)
+    }
+}
+
+impl Transport for ZmqTcp {
+    const NAME: &'static str = "zmq-tcp";
+    type Setup = ListenerSetup;
+    type Conn = ZmqConn;
+    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+        setup::<Self>(opts)
+    }
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
+        join::<Self>(ep, side, opts)
+    }
+}
+
+/// ZMTP 3.0 (ZeroMQ's wire protocol, rfc.zeromq.org/spec/23), just enough
+/// for a stand-in: a greeting, a command, a frame header.
+mod zmtp {
+    /// The 64-byte greeting announcing `mechanism`, as a client.
+    pub fn greeting(mechanism: &str) -> Vec<u8> {
+        let mut g = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+        let mut m = [0u8; 20];
+        m[..mechanism.len()].copy_from_slice(mechanism.as_bytes());
+        g.extend_from_slice(&m);
+        g.push(0); // as-server: no
+        g.extend_from_slice(&[0u8; 31]);
+        g
+    }
+
+    /// A command frame: `name`, then `body`.
+    pub fn command(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut c = vec![name.len() as u8];
+        c.extend_from_slice(name.as_bytes());
+        c.extend_from_slice(body);
+        let mut f = vec![0x04, c.len() as u8];
+        f.extend_from_slice(&c);
+        f
+    }
+
+    /// The `Socket-Type` property of a `PAIR`.
+    pub fn pair_metadata() -> Vec<u8> {
+        let mut p = vec![11];
+        p.extend_from_slice(b"Socket-Type");
+        p.extend_from_slice(&4u32.to_be_bytes());
+        p.extend_from_slice(b"PAIR");
+        p
+    }
+
+    /// A message frame's header announcing `len` bytes (the long form).
+    pub fn frame_header(len: u64) -> Vec<u8> {
+        let mut h = vec![0x02];
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    }
+}
+
+/// A stand-in for side B, in a thread of its own (a `PLAIN` handshake
+/// waits for side A, which connects only after the stand-in is made):
+/// speaks ZMTP as far as the handshake (`PLAIN` with `password` if given),
+/// then writes `what`. Dropping what it returns waits for the thread (its
+/// reads time out in 2 s) and closes the connection.
+fn stand_in<S: Read + Write + Send + 'static>(
+    s: S,
+    password: Option<String>,
+    what: Malformation,
+) -> Box<dyn Send> {
+    struct StandIn<S>(Option<std::thread::JoinHandle<Option<S>>>);
+    impl<S> Drop for StandIn<S> {
+        fn drop(&mut self) {
+            if let Some(t) = self.0.take() {
+                drop(t.join());
+            }
+        }
+    }
+    let run = move |mut s: S| -> std::io::Result<S> {
+        let mut peer = [0u8; 64];
+        match password {
+            None => {
+                s.write_all(&zmtp::greeting("NULL"))?;
+                s.write_all(&zmtp::command("READY", &zmtp::pair_metadata()))?;
+                // Side A's greeting and READY, before anything else.
+                s.read_exact(&mut peer)?;
+                let mut head = [0u8; 2];
+                s.read_exact(&mut head)?;
+                s.read_exact(&mut vec![0u8; head[1] as usize])?;
+            }
+            Some(pw) => {
+                let mut hello = vec![USER.len() as u8];
+                hello.extend_from_slice(USER.as_bytes());
+                hello.push(pw.len() as u8);
+                hello.extend_from_slice(pw.as_bytes());
+                s.write_all(&zmtp::greeting("PLAIN"))?;
+                s.write_all(&zmtp::command("HELLO", &hello))?;
+                s.read_exact(&mut peer)?;
+                // WELCOME: flags, size, name length, `WELCOME`.
+                let mut welcome = [0u8; 10];
+                s.read_exact(&mut welcome)?;
+                s.write_all(&zmtp::command("INITIATE", &zmtp::pair_metadata()))?;
+            }
+        }
+        let bytes = match what {
+            Malformation::OversizedLength => zmtp::frame_header(1 << 40),
+            Malformation::Truncated => {
+                let mut b = zmtp::frame_header(1000);
+                b.extend_from_slice(&[7u8; 10]);
+                b
+            }
+        };
+        s.write_all(&bytes)?;
+        Ok(s)
+    };
+    Box::new(StandIn(Some(std::thread::spawn(move || run(s).ok()))))
+}
+
+impl Inject for ZmqIpc {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        super::stand_in_for_b(victim)?;
+        let (_, path) = fd_and_rest(&ep.addr, Self::NAME)?;
+        let s = std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| TransportError::io("setting the stand-in's timeout", e))?;
+        Ok(stand_in(s, None, what))
+    }
+}
+
+impl Inject for ZmqTcp {
+    fn inject(
+        ep: &Endpoint,
+        victim: Side,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        super::stand_in_for_b(victim)?;
+        let (_, sockaddr) = fd_and_rest(&ep.addr, Self::NAME)?;
+        let token = super::manager::to_hex(&super::tcp::token(ep)?);
+        let s = std::net::TcpStream::connect(sockaddr)
+            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| TransportError::io("setting the stand-in's timeout", e))?;
+        Ok(stand_in(s, Some(token), what))
+    }
+}
