@@ -221,6 +221,7 @@ impl PeerArgs {
         LinkOpts {
             max_message: self.max_message,
             wait: self.wait,
+            party: self.id as usize,
             ..LinkOpts::default()
         }
     }

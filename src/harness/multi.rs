@@ -121,6 +121,19 @@ fn multi_once(
         ));
         return rec;
     }
+    if reqrep && !caps.serves_calls() {
+        rec.fail(format!(
+            "{} has no dictionary for clients to call; reqrep runs over {}",
+            kind.name(),
+            TransportKind::ALL
+                .iter()
+                .filter(|k| k.caps().serves_calls())
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return rec;
+    }
     if reqrep && caps.shared == Shared::Memory {
         return run_shm_reqrep(spec, opts, rec, cpus, (warmup, iters), per_s);
     }

@@ -154,6 +154,11 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
         exe: opts.exe.clone(),
         label: format!("bench-{}", kind.name()),
         helper_env: helper_env(opts),
+        parties: spec
+            .pattern
+            .is_multi()
+            .then_some((spec.producers, spec.consumers)),
+        party: 0,
     }
 }
 

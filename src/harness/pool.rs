@@ -260,7 +260,7 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
             },
         )
         .map_err(terr)??,
-        Shared::Nothing => with_transport!(a.kind, T => {
+        Shared::Nothing | Shared::Sockets => with_transport!(a.kind, T => {
             let mut conn = T::connect(&ep, Side::B, &link).map_err(|e| format!("connecting: {e}"))?;
             super::control::barrier()?;
             let cpu0 = super::measure::cpu_time_ns();
@@ -635,7 +635,7 @@ fn farm(
                 .map_err(|e| blame_helper(&mut setup, e))
             })
         }
-        Shared::Nothing => {
+        Shared::Nothing | Shared::Sockets => {
             let kind = spec.kind;
             let link = LinkOpts {
                 max_message: TASK_SIZE,

@@ -153,6 +153,12 @@ pub struct LinkOpts {
     /// Added to the environment of the helper processes the link starts
     /// (the fault tests ask a manager's server to die this way).
     pub helper_env: Vec<(String, String)>,
+    /// For a channel several processes share: how many send (side A) and
+    /// receive (side B), where the transport must know at set-up (ZeroMQ's
+    /// sockets, one listener per receiver).
+    pub parties: Option<(usize, usize)>,
+    /// Which of its side's processes this one is (0-based).
+    pub party: usize,
 }
 
 impl Default for LinkOpts {
@@ -164,6 +170,8 @@ impl Default for LinkOpts {
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ipcbench")),
             label: "link".to_owned(),
             helper_env: Vec::new(),
+            parties: None,
+            party: 0,
         }
     }
 }

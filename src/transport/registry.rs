@@ -106,12 +106,12 @@ registry! {
         Caps { waits: Waits::Polls, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqIpc => zmq::ZmqIpc, "zmq-ipc",
-        "ZeroMQ PAIR sockets over a Unix socket (ipc://), libzmq 4.3",
-        Caps { task_farm: true, ..Caps::KERNEL_LINK };
+        "ZeroMQ over a Unix socket (ipc://), libzmq 4.3: PAIR for a link, PUSH/PULL where several share",
+        Caps { shared: Shared::Sockets, task_farm: true, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqTcp => zmq::ZmqTcp, "zmq-tcp",
-        "ZeroMQ PAIR sockets over TCP (tcp://), PLAIN authentication with the link's token",
-        Caps { task_farm: true, ..Caps::KERNEL_LINK };
+        "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL",
+        Caps { shared: Shared::Sockets, task_farm: true, ..Caps::KERNEL_LINK };
 }
 
 /// How a strategy waits for what it is given.
@@ -139,6 +139,10 @@ pub enum Shared {
     /// A server process owns the queues and a dictionary; every process
     /// reaches them through a proxy, each call a request and a reply.
     Server,
+    /// Each process opens sockets to the others (ZeroMQ's `PUSH` and
+    /// `PULL`): fan-in, fan-out and mpmc, with no broker between; no
+    /// dictionary to call (reqrep), and a task farm over links.
+    Sockets,
 }
 
 /// What a strategy can do: read by the plan, the points and the peers.
@@ -188,6 +192,12 @@ impl Caps {
     /// channel, as fan-in, fan-out and mpmc need; reqrep too.
     pub fn multi_party(self) -> bool {
         self.shared != Shared::Nothing
+    }
+
+    /// Whether clients can call a dictionary several of them share
+    /// (reqrep): over shared memory or a server.
+    pub fn serves_calls(self) -> bool {
+        matches!(self.shared, Shared::Memory | Shared::Server)
     }
 }
 

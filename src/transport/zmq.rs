@@ -4,11 +4,18 @@
 //!
 //! A link is a pair of `PAIR` sockets, the socket type ZeroMQ gives an
 //! exclusive two-way connection, each in a context of its own (one I/O
-//! thread, libzmq's default). The coordinator binds the listening socket
+//! thread, libzmq's default). Where several processes share a channel
+//! (fan-in, fan-out, mpmc) it is `PUSH` and `PULL`, brokerless: each
+//! receiver binds a `PULL`, each sender connects to every receiver and
+//! deals its messages round-robin ([`Producer`], [`Consumer`]). There is
+//! no dictionary for reqrep (ZeroMQ's `REQ`/`REP` would need a server the
+//! suite does not have for it yet); the task farm runs over links. The coordinator binds the listening socket
 //! — a Unix socket in a private directory (0700, socket 0600) for
 //! `zmq-ipc`, a TCP port for `zmq-tcp` — and side A hands it to libzmq
 //! with `ZMQ_USE_FD`, so side B can connect as soon as the link exists and
-//! no port is chosen twice. Addresses: `zmq-ipc:FD:PATH`, `zmq-tcp:FD:IP:PORT`.
+//! no port is chosen twice. Addresses: `zmq-ipc:FD:PATH`, `zmq-tcp:FD:IP:PORT`; a shared
+//! channel lists one listener per receiver and ends with the number of
+//! senders (`zmq-ipc:FD0,FD1:PATH0,PATH1@2`).
 //!
 //! What ZeroMQ leaves to its users, and how the link does it:
 //!
@@ -40,14 +47,15 @@
 //!   and its monitor, within [`Conn::set_timeout`].
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 use super::fd::{PrivateDir, chmod_owner_only};
-use super::unix_stream::{ACCEPT_TIMEOUT, ListenerSetup, fd_and_rest, listener_fd};
+use super::unix_stream::{ACCEPT_TIMEOUT, fd_and_rest, listener_fd};
 use super::{
-    Conn, Endpoint, Inject, LinkOpts, Malformation, Side, Transport, TransportError, check_len,
+    Conn, Endpoint, Inject, LinkOpts, LinkSetup, Malformation, Side, Transport, TransportError,
+    check_len,
 };
 
 /// The `zmq-ipc` strategy: ZeroMQ over a Unix socket (`ipc://`).
@@ -67,8 +75,12 @@ const MONITOR: &str = "inproc://ipcbench-monitor";
 const ZAP: &str = "inproc://zeromq.zap.01";
 /// The `PLAIN` user name side B presents.
 const USER: &str = "ipcbench";
-/// How long a close (or a drop) waits for what was sent to leave.
+/// How long a close waits for the peer to take it (and what was sent
+/// before it to leave).
 const LINGER_MS: i32 = 10_000;
+/// How long a connection dropped without a close waits for the same: a
+/// drop is mostly a path that failed, where the peer may never read again.
+const DROP_WAIT: Duration = Duration::from_millis(250);
 
 /// How one of the two ZeroMQ strategies reaches its peer.
 trait Family: Transport {
@@ -201,22 +213,7 @@ impl ZmqConn {
     /// Reads the monitor's pending events; `true` if one says the
     /// connection dropped.
     fn disconnected(&self) -> bool {
-        let Some(mon) = &self.monitor else {
-            return false;
-        };
-        let mut dropped = false;
-        while let Ok(ev) = mon.recv_bytes(zmq::DONTWAIT) {
-            // Two parts: the event (u16 id, u32 value), then the address.
-            while mon.get_rcvmore().unwrap_or(false) {
-                let _ = mon.recv_bytes(0);
-            }
-            if ev.len() >= 2
-                && u16::from_le_bytes([ev[0], ev[1]]) == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16
-            {
-                dropped = true;
-            }
-        }
-        dropped
+        self.monitor.as_ref().is_some_and(|m| events(m).1 > 0)
     }
 
     fn gone_error(&self) -> TransportError {
@@ -234,25 +231,12 @@ impl ZmqConn {
         events: zmq::PollEvents,
         deadline: Option<Instant>,
     ) -> Result<(), TransportError> {
-        let left = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(TransportError::Timeout);
-                }
-                left.as_millis().max(1) as i64
-            }
-        };
         let mon = self.monitor.as_ref().expect("the monitor lives until drop");
         let mut items = [
             self.sock().as_poll_item(events),
             mon.as_poll_item(zmq::POLLIN),
         ];
-        match zmq::poll(&mut items, left) {
-            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
-            Err(e) => Err(zerr("zmq_poll", e)),
-        }
+        poll_until(&mut items, deadline)
     }
 
     /// Runs `attempt` (non-blocking) until it succeeds, waiting on the
@@ -359,12 +343,12 @@ impl ZmqConn {
     /// socket go. Over `ipc://` libzmq stops reading a connection whose
     /// peer hung up while the receiver was at its high-water mark, so what
     /// was still in the kernel would be lost if the closer left at once.
-    fn shut(&mut self) -> Result<(), TransportError> {
+    fn shut(&mut self, wait: Duration) -> Result<(), TransportError> {
         let sent = if self.closed || self.gone {
             Ok(())
         } else {
             self.closed = true;
-            self.timeout = Some(Duration::from_millis(LINGER_MS as u64));
+            self.timeout = Some(wait);
             self.send_parts(&[b"", CLOSE]).map(|()| {
                 // Whatever the peer still sends is not wanted any more.
                 while !self.peer_closed {
@@ -377,7 +361,11 @@ impl ZmqConn {
         };
         if let Some(s) = self.sock.take() {
             // What was sent leaves within the linger, unless the peer is gone.
-            let _ = s.set_linger(if self.gone { 0 } else { LINGER_MS });
+            let _ = s.set_linger(if self.gone {
+                0
+            } else {
+                wait.as_millis() as i32
+            });
         }
         self.monitor = None;
         // Ends the context: waits for the close to leave, then ends the
@@ -426,20 +414,194 @@ impl Conn for ZmqConn {
     }
 
     fn close(mut self) -> Result<(), TransportError> {
-        self.shut()
+        self.shut(Duration::from_millis(LINGER_MS as u64))
     }
 }
 
 impl Drop for ZmqConn {
     fn drop(&mut self) {
         if self.sock.is_some() {
-            let _ = self.shut();
+            let _ = self.shut(DROP_WAIT);
         }
     }
 }
 
-/// Makes the socket of one side, connected (or listening, with the
-/// handshake done) within the accept deadline.
+/// Makes a socket of `kind` in `ctx` with the link's options, watched by
+/// a monitor (`inproc://…-N`, `n` unique in `ctx`); binds it on `listener`
+/// (answering ZAP requests with `token` if given: then the returned thread
+/// is the handler) or connects it to `url` (presenting `token`).
+fn open(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    n: usize,
+    url: &str,
+    listener: Option<std::os::fd::OwnedFd>,
+    token: Option<&str>,
+    max: usize,
+) -> Result<
+    (
+        zmq::Socket,
+        zmq::Socket,
+        Option<std::thread::JoinHandle<()>>,
+    ),
+    TransportError,
+> {
+    let mut sock = ctx
+        .socket(kind)
+        .map_err(|e| zerr("making a ZeroMQ socket", e))?;
+    let set = |r: zmq::Result<()>, what: &str| r.map_err(|e| zerr(what, e));
+    // libzmq applies the limit to the handshake's commands too (READY and
+    // its metadata are tens of bytes), so it is never below 64 KiB; the
+    // link's own limit is checked on every message received.
+    let limit = i64::try_from(max.max(64 << 10)).unwrap_or(i64::MAX);
+    set(sock.set_maxmsgsize(limit), "setting ZMQ_MAXMSGSIZE")?;
+    set(sock.set_linger(LINGER_MS), "setting ZMQ_LINGER")?;
+    if url.starts_with("tcp:") {
+        set(sock.set_heartbeat_ivl(1000), "setting ZMQ_HEARTBEAT_IVL")?;
+        set(
+            sock.set_heartbeat_timeout(3000),
+            "setting ZMQ_HEARTBEAT_TIMEOUT",
+        )?;
+    }
+    let watch = format!("{MONITOR}-{n}");
+    set(
+        sock.monitor(
+            &watch,
+            (zmq::SocketEvent::DISCONNECTED as i32)
+                | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
+        ),
+        "starting the socket's monitor",
+    )?;
+    let monitor = ctx
+        .socket(zmq::PAIR)
+        .map_err(|e| zerr("making the monitor's socket", e))?;
+    set(monitor.connect(&watch), "connecting the monitor")?;
+    let mut zap = None;
+    match listener {
+        Some(l) => {
+            if let Some(token) = token {
+                let z = ctx
+                    .socket(zmq::REP)
+                    .map_err(|e| zerr("making the ZAP socket", e))?;
+                set(z.bind(ZAP), "binding the ZAP handler")?;
+                let token = token.to_owned();
+                zap = Some(std::thread::spawn(move || zap_handler(z, token)));
+                set(sock.set_plain_server(true), "setting ZMQ_PLAIN_SERVER")?;
+                set(sock.set_zap_domain("ipcbench"), "setting ZMQ_ZAP_DOMAIN")?;
+            }
+            use_fd(&mut sock, l)?;
+            set(sock.bind(url), &format!("listening at {url}"))?;
+        }
+        None => {
+            if let Some(token) = token {
+                set(
+                    sock.set_plain_username(Some(USER)),
+                    "setting ZMQ_PLAIN_USERNAME",
+                )?;
+                set(
+                    sock.set_plain_password(Some(token)),
+                    "setting ZMQ_PLAIN_PASSWORD",
+                )?;
+            }
+            // A dropped connection is the end: no reconnecting.
+            set(sock.set_reconnect_ivl(-1), "setting ZMQ_RECONNECT_IVL")?;
+            set(sock.connect(url), &format!("connecting to {url}"))?;
+        }
+    }
+    Ok((sock, monitor, zap))
+}
+
+/// The monitor's next pending event's id, if there is one.
+fn next_event(mon: &zmq::Socket) -> Option<u16> {
+    let ev = mon.recv_bytes(zmq::DONTWAIT).ok()?;
+    // Two parts: the event (u16 id, u32 value), then the address.
+    while mon.get_rcvmore().unwrap_or(false) {
+        let _ = mon.recv_bytes(0);
+    }
+    Some(if ev.len() >= 2 {
+        u16::from_le_bytes([ev[0], ev[1]])
+    } else {
+        0
+    })
+}
+
+/// The monitor's pending events: how many handshakes succeeded and how
+/// many connections dropped.
+fn events(mon: &zmq::Socket) -> (usize, usize) {
+    let (mut up, mut down) = (0, 0);
+    while let Some(id) = next_event(mon) {
+        if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
+            up += 1;
+        } else if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 {
+            down += 1;
+        }
+    }
+    (up, down)
+}
+
+/// Waits until `n` handshakes succeeded on `mon`'s socket, by the accept
+/// deadline, reading events one by one so that any after the `n`-th stay
+/// for the connection to see. A dropped connection before then is an
+/// error where `drop_fails` (a connecting side: its only connection), and
+/// a stranger's otherwise.
+fn handshakes(
+    mon: &zmq::Socket,
+    n: usize,
+    drop_fails: bool,
+    whom: &str,
+) -> Result<(), TransportError> {
+    let deadline = Instant::now() + ACCEPT_TIMEOUT;
+    let mut up = 0;
+    while up < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TransportError::Setup(format!(
+                "no ZeroMQ handshake with {whom} within {} s ({up} of {n})",
+                ACCEPT_TIMEOUT.as_secs()
+            )));
+        }
+        mon.poll(zmq::POLLIN, left.as_millis().max(1) as i64)
+            .map_err(|e| zerr("zmq_poll", e))?;
+        while up < n {
+            match next_event(mon) {
+                None => break,
+                Some(id) if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 => up += 1,
+                Some(id) if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 && drop_fails => {
+                    return Err(TransportError::Setup(format!(
+                        "{whom} dropped the connection during ZeroMQ's handshake (a wrong token?)"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits in `zmq_poll` on `items` until `deadline` (none: for ever);
+/// `Timeout` once past it.
+fn poll_until(
+    items: &mut [zmq::PollItem],
+    deadline: Option<Instant>,
+) -> Result<(), TransportError> {
+    let left = match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Timeout);
+            }
+            left.as_millis().max(1) as i64
+        }
+    };
+    match zmq::poll(items, left) {
+        Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+        Err(e) => Err(zerr("zmq_poll", e)),
+    }
+}
+
+/// Makes the socket of one side of a link, connected (or listening, with
+/// the handshake done) within the accept deadline.
 fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
     let (fd, rest) = fd_and_rest(&ep.addr, F::NAME)?;
     let url = format!("{}://{rest}", F::SCHEME);
@@ -450,64 +612,16 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
         None
     };
     let ctx = zmq::Context::new();
-    let mut sock = ctx
-        .socket(zmq::PAIR)
-        .map_err(|e| zerr("making a PAIR socket", e))?;
-    let set = |r: zmq::Result<()>, what: &str| r.map_err(|e| zerr(what, e));
-    let limit = i64::try_from(opts.max_message).unwrap_or(i64::MAX);
-    set(sock.set_maxmsgsize(limit), "setting ZMQ_MAXMSGSIZE")?;
-    set(sock.set_linger(LINGER_MS), "setting ZMQ_LINGER")?;
-    if F::SCHEME == "tcp" {
-        set(sock.set_heartbeat_ivl(1000), "setting ZMQ_HEARTBEAT_IVL")?;
-        set(
-            sock.set_heartbeat_timeout(3000),
-            "setting ZMQ_HEARTBEAT_TIMEOUT",
-        )?;
-    }
-    set(
-        sock.monitor(
-            MONITOR,
-            (zmq::SocketEvent::DISCONNECTED as i32)
-                | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
-        ),
-        "starting the socket's monitor",
+    let (sock, monitor, zap) = open(
+        &ctx,
+        zmq::PAIR,
+        0,
+        &url,
+        listener,
+        token.as_deref(),
+        opts.max_message,
     )?;
-    let monitor = ctx
-        .socket(zmq::PAIR)
-        .map_err(|e| zerr("making the monitor's socket", e))?;
-    set(monitor.connect(MONITOR), "connecting the monitor")?;
-    let mut zap = None;
-    match listener {
-        Some(l) => {
-            if let Some(token) = token {
-                let z = ctx
-                    .socket(zmq::REP)
-                    .map_err(|e| zerr("making the ZAP socket", e))?;
-                set(z.bind(ZAP), "binding the ZAP handler")?;
-                zap = Some(std::thread::spawn(move || zap_handler(z, token)));
-                set(sock.set_plain_server(true), "setting ZMQ_PLAIN_SERVER")?;
-                set(sock.set_zap_domain("ipcbench"), "setting ZMQ_ZAP_DOMAIN")?;
-            }
-            use_fd(&mut sock, l)?;
-            set(sock.bind(&url), &format!("listening at {url}"))?;
-        }
-        None => {
-            if let Some(token) = token {
-                set(
-                    sock.set_plain_username(Some(USER)),
-                    "setting ZMQ_PLAIN_USERNAME",
-                )?;
-                set(
-                    sock.set_plain_password(Some(&token)),
-                    "setting ZMQ_PLAIN_PASSWORD",
-                )?;
-            }
-            // A dropped connection is the end: no reconnecting.
-            set(sock.set_reconnect_ivl(-1), "setting ZMQ_RECONNECT_IVL")?;
-            set(sock.connect(&url), &format!("connecting to {url}"))?;
-        }
-    }
-    let mut conn = ZmqConn {
+    let conn = ZmqConn {
         sock: Some(sock),
         monitor: Some(monitor),
         zap,
@@ -519,59 +633,402 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
         peer_closed: false,
         closed: false,
     };
-    conn.handshake(side)?;
+    let whom = format!("side {}", side.other().name());
+    handshakes(
+        conn.monitor.as_ref().expect("just made"),
+        1,
+        side == Side::B,
+        &whom,
+    )?;
     Ok(conn)
 }
 
-impl ZmqConn {
-    /// Waits for the monitor to say the handshake with the peer succeeded.
-    fn handshake(&mut self, side: Side) -> Result<(), TransportError> {
-        let deadline = Instant::now() + ACCEPT_TIMEOUT;
-        let mon = self.monitor.as_ref().expect("the monitor lives until drop");
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(TransportError::Setup(format!(
-                    "no ZeroMQ handshake with side {} within {} s",
-                    side.other().name(),
-                    ACCEPT_TIMEOUT.as_secs()
-                )));
+/// One end of a ZeroMQ link, or of a channel several processes share.
+pub enum ZmqEnd {
+    /// A `PAIR` socket: a link between two processes.
+    Link(ZmqConn),
+    /// A sender of a shared channel: a `PUSH` socket to each receiver.
+    Producer(Producer),
+    /// A receiver of a shared channel: one `PULL` socket every sender
+    /// connects to.
+    Consumer(Consumer),
+}
+
+impl Conn for ZmqEnd {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        match self {
+            ZmqEnd::Link(c) => c.send(msg),
+            ZmqEnd::Producer(p) => p.send(msg),
+            ZmqEnd::Consumer(_) => Err(TransportError::Setup(
+                "a receiver of a shared ZeroMQ channel does not send".into(),
+            )),
+        }
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        match self {
+            ZmqEnd::Link(c) => c.recv(buf),
+            ZmqEnd::Consumer(c) => c.recv_with(|m| {
+                buf.clear();
+                buf.extend_from_slice(m);
+                m.len()
+            }),
+            ZmqEnd::Producer(_) => Err(TransportError::Setup(
+                "a sender of a shared ZeroMQ channel does not receive".into(),
+            )),
+        }
+    }
+
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        match self {
+            ZmqEnd::Link(c) => c.recv_with(buf, f),
+            ZmqEnd::Consumer(c) => c.recv_with(f),
+            ZmqEnd::Producer(_) => Err(TransportError::Setup(
+                "a sender of a shared ZeroMQ channel does not receive".into(),
+            )),
+        }
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        match self {
+            ZmqEnd::Link(c) => c.set_timeout(timeout),
+            ZmqEnd::Producer(p) => {
+                p.timeout = timeout;
+                Ok(())
             }
-            if mon
-                .poll(zmq::POLLIN, left.as_millis().max(1) as i64)
-                .map_err(|e| zerr("zmq_poll", e))?
-                == 0
-            {
-                continue;
+            ZmqEnd::Consumer(c) => {
+                c.timeout = timeout;
+                Ok(())
             }
-            let ev = mon
-                .recv_bytes(0)
-                .map_err(|e| zerr("reading the monitor", e))?;
-            while mon.get_rcvmore().unwrap_or(false) {
-                let _ = mon.recv_bytes(0);
-            }
-            let id = u16::from_le_bytes([ev[0], ev[1]]);
-            if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
-                return Ok(());
-            }
-            if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 && side == Side::B {
-                return Err(TransportError::Setup(format!(
-                    "side A dropped the connection during ZeroMQ's handshake{}",
-                    if self.zap.is_none() && side == Side::B {
-                        " (a wrong token?)"
-                    } else {
-                        ""
-                    }
-                )));
+        }
+    }
+
+    fn close(self) -> Result<(), TransportError> {
+        match self {
+            ZmqEnd::Link(c) => c.close(),
+            ZmqEnd::Producer(mut p) => p.finish(Duration::from_millis(LINGER_MS as u64)),
+            ZmqEnd::Consumer(c) => {
+                drop(c);
+                Ok(())
             }
         }
     }
 }
 
-fn setup<F: Family>(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
-    let (fd, rest, dir) = F::listen(opts)?;
-    let addr = format!("{}:{}:{rest}", F::NAME, fd.as_raw_fd());
-    let mut ep = Endpoint::new(addr, vec![fd.as_raw_fd()]);
+/// A sender of a shared channel. ZeroMQ's `PUSH` deals messages
+/// round-robin over its connections, passing over one at its high-water
+/// mark; this sender does the same over one `PUSH` per receiver, so that
+/// when it leaves it can end the stream down every connection, behind its
+/// last message (ZeroMQ keeps order per connection, not across them).
+/// It then waits until every receiver has let go (each does once every
+/// sender's end arrived): leaving earlier could lose the end over
+/// `ipc://` (see [`ZmqConn`]'s close).
+pub struct Producer {
+    outs: Vec<(zmq::Socket, zmq::Socket)>,
+    ctx: zmq::Context,
+    next: usize,
+    max: usize,
+    timeout: Option<Duration>,
+    done: bool,
+}
+
+/// The second part of a sender's end of stream.
+const END: &[u8] = b"end";
+
+impl Producer {
+    fn join(
+        urls: &[String],
+        token: Option<&str>,
+        opts: &LinkOpts,
+    ) -> Result<Producer, TransportError> {
+        let ctx = zmq::Context::new();
+        let mut outs = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            let (sock, mon, _) = open(&ctx, zmq::PUSH, i, url, None, token, opts.max_message)?;
+            outs.push((sock, mon));
+        }
+        for (i, (_, mon)) in outs.iter().enumerate() {
+            handshakes(mon, 1, true, &format!("receiver {i}"))?;
+        }
+        Ok(Producer {
+            outs,
+            ctx,
+            next: 0,
+            max: opts.max_message,
+            timeout: None,
+            done: false,
+        })
+    }
+
+    fn gone(&self) -> TransportError {
+        TransportError::PeerGone("ZeroMQ reports a receiver's connection dropped (it died)".into())
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        check_len(msg.len(), self.max)?;
+        if self.done {
+            return Err(TransportError::Broken(
+                "this sender left the channel".into(),
+            ));
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let n = self.outs.len();
+        loop {
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                match self.outs[i].0.send(msg, zmq::DONTWAIT) {
+                    Ok(()) => {
+                        self.next = (i + 1) % n;
+                        return Ok(());
+                    }
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => return Err(zerr("zmq_send", e)),
+                }
+            }
+            // Every connection is at its high-water mark.
+            if self.outs.iter().any(|(_, mon)| events(mon).1 > 0) {
+                return Err(self.gone());
+            }
+            let mut items: Vec<zmq::PollItem> = self
+                .outs
+                .iter()
+                .flat_map(|(s, m)| [s.as_poll_item(zmq::POLLOUT), m.as_poll_item(zmq::POLLIN)])
+                .collect();
+            poll_until(&mut items, deadline)?;
+        }
+    }
+
+    /// Ends the stream down every connection, then waits (up to the
+    /// linger) until every receiver has let go.
+    fn finish(&mut self, wait: Duration) -> Result<(), TransportError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let deadline = Instant::now() + wait;
+        let mut result = Ok(());
+        for (sock, _) in &self.outs {
+            sock.set_sndtimeo(wait.as_millis() as i32).ok();
+            if let Err(e) = sock.send_multipart([&b""[..], END], 0) {
+                result = Err(zerr("sending the end of the stream", e));
+            }
+        }
+        let mut left: Vec<bool> = vec![true; self.outs.len()];
+        while result.is_ok() && left.iter().any(|&l| l) {
+            for (i, (_, mon)) in self.outs.iter().enumerate() {
+                if events(mon).1 > 0 {
+                    left[i] = false;
+                }
+            }
+            let mut items: Vec<zmq::PollItem> = self
+                .outs
+                .iter()
+                .zip(&left)
+                .filter(|(_, l)| **l)
+                .map(|((_, m), _)| m.as_poll_item(zmq::POLLIN))
+                .collect();
+            if items.is_empty() {
+                break;
+            }
+            if let Err(e) = poll_until(&mut items, Some(deadline)) {
+                result = Err(match e {
+                    TransportError::Timeout => TransportError::Broken(format!(
+                        "{} receiver(s) did not take the end of the stream within {:?}",
+                        left.iter().filter(|&&l| l).count(),
+                        wait
+                    )),
+                    e => e,
+                });
+            }
+        }
+        for (sock, _) in &self.outs {
+            let _ = sock.set_linger(0);
+        }
+        self.outs.clear();
+        let _ = self.ctx.destroy();
+        result
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let _ = self.finish(DROP_WAIT);
+    }
+}
+
+/// A receiver of a shared channel: a `PULL` socket (fair-queued over the
+/// senders' connections) bound on its own listener. The stream ends once
+/// every sender's end has arrived; a connection that drops before that
+/// is a sender gone.
+pub struct Consumer {
+    sock: Option<zmq::Socket>,
+    mon: Option<zmq::Socket>,
+    zap: Option<std::thread::JoinHandle<()>>,
+    ctx: zmq::Context,
+    msg: zmq::Message,
+    producers: usize,
+    ends: usize,
+    gone: bool,
+    max: usize,
+    timeout: Option<Duration>,
+}
+
+impl Consumer {
+    fn join(
+        url: &str,
+        listener: std::os::fd::OwnedFd,
+        token: Option<String>,
+        producers: usize,
+        opts: &LinkOpts,
+    ) -> Result<Consumer, TransportError> {
+        let ctx = zmq::Context::new();
+        let (sock, mon, zap) = open(
+            &ctx,
+            zmq::PULL,
+            0,
+            url,
+            Some(listener),
+            token.as_deref(),
+            opts.max_message,
+        )?;
+        let c = Consumer {
+            sock: Some(sock),
+            mon: Some(mon),
+            zap,
+            ctx,
+            msg: zmq::Message::new(),
+            producers,
+            ends: 0,
+            gone: false,
+            max: opts.max_message,
+            timeout: None,
+        };
+        handshakes(
+            c.mon.as_ref().expect("just made"),
+            producers,
+            false,
+            "the senders",
+        )?;
+        Ok(c)
+    }
+
+    fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TransportError> {
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        let mon = self.mon.as_ref().expect("the monitor lives until drop");
+        loop {
+            if self.ends == self.producers {
+                return Err(TransportError::Closed);
+            }
+            match sock.recv(&mut self.msg, zmq::DONTWAIT) {
+                Ok(()) if !self.msg.get_more() => {
+                    if self.msg.len() > self.max {
+                        return Err(TransportError::Malformed(format!(
+                            "a message of {} bytes, beyond the channel's limit of {}",
+                            self.msg.len(),
+                            self.max
+                        )));
+                    }
+                    return Ok(f(&self.msg));
+                }
+                Ok(()) => {
+                    let first_empty = self.msg.is_empty();
+                    sock.recv(&mut self.msg, 0)
+                        .map_err(|e| zerr("zmq_recv", e))?;
+                    if !first_empty || self.msg.get_more() || &self.msg[..] != END {
+                        return Err(TransportError::Malformed(
+                            "a message of several parts that is not a sender's end".into(),
+                        ));
+                    }
+                    self.ends += 1;
+                    continue;
+                }
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(zerr("zmq_recv", e)),
+            }
+            if self.gone {
+                return Err(TransportError::PeerGone(format!(
+                    "ZeroMQ reports a sender's connection dropped before its end \
+                     ({} of {} senders ended)",
+                    self.ends, self.producers
+                )));
+            }
+            if events(mon).1 > 0 {
+                // One more try reads what arrived before the drop.
+                self.gone = true;
+                continue;
+            }
+            let mut items = [
+                sock.as_poll_item(zmq::POLLIN),
+                mon.as_poll_item(zmq::POLLIN),
+            ];
+            poll_until(&mut items, deadline)?;
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(s) = self.sock.take() {
+            let _ = s.set_linger(0);
+        }
+        self.mon = None;
+        let _ = self.ctx.destroy();
+        if let Some(t) = self.zap.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Everything a ZeroMQ link or channel made: its listening sockets (one
+/// for a link, one per receiver for a channel several share) and their
+/// private directory, until every side has connected.
+pub struct ZmqSetup {
+    listeners: Vec<std::os::fd::OwnedFd>,
+    _dirs: Vec<PrivateDir>,
+    shared: bool,
+}
+
+impl LinkSetup for ZmqSetup {
+    fn children_started(&mut self) {
+        self.listeners.clear();
+    }
+
+    /// Each sender ends the stream down every one of its sockets when it
+    /// leaves; there is nothing left for the coordinator to do.
+    fn end_stream(&mut self) -> Result<(), TransportError> {
+        if self.shared {
+            Ok(())
+        } else {
+            Err(TransportError::Setup(
+                "this ZeroMQ link joins two processes; it has no shared stream to end".into(),
+            ))
+        }
+    }
+}
+
+fn setup<F: Family>(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
+    let n = opts.parties.map_or(1, |(_, consumers)| consumers.max(1));
+    let (mut fds, mut addrs, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (fd, rest, dir) = F::listen(opts)?;
+        fds.push(fd);
+        addrs.push(rest);
+        dirs.extend(dir);
+    }
+    let list: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
+    let mut addr = format!("{}:{}:{}", F::NAME, list.join(","), addrs.join(","));
+    if let Some((producers, _)) = opts.parties {
+        addr.push_str(&format!("@{producers}"));
+    }
+    let mut ep = Endpoint::new(addr, fds.iter().map(|f| f.as_raw_fd()).collect());
     if F::PLAIN {
         let token: [u8; 16] = super::manager::random_bytes()?;
         ep.env.push((
@@ -579,30 +1036,115 @@ fn setup<F: Family>(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), Transp
             super::manager::to_hex(&token),
         ));
     }
-    Ok((ListenerSetup::new(fd, dir), ep))
+    let setup = ZmqSetup {
+        listeners: fds,
+        _dirs: dirs,
+        shared: opts.parties.is_some(),
+    };
+    Ok((setup, ep))
+}
+
+/// A parsed address: the listeners' descriptors and addresses, and for a
+/// shared channel the number of senders.
+struct Addr<'a> {
+    fds: Vec<RawFd>,
+    addrs: Vec<&'a str>,
+    producers: Option<usize>,
+}
+
+fn parse<F: Family>(addr: &str) -> Result<Addr<'_>, TransportError> {
+    let bad = || TransportError::Setup(format!("bad {} address `{addr}`", F::NAME));
+    let rest = super::addr_rest(addr, F::NAME)?;
+    let (fds, rest) = rest.split_once(':').ok_or_else(bad)?;
+    let fds = super::fd::parse_fds(fds)?;
+    let (rest, producers) = match rest.rsplit_once('@') {
+        Some((r, p)) => (r, Some(p.parse().map_err(|_| bad())?)),
+        None => (rest, None),
+    };
+    let addrs: Vec<&str> = rest.split(',').collect();
+    if addrs.len() != fds.len() || fds.is_empty() {
+        return Err(bad());
+    }
+    Ok(Addr {
+        fds,
+        addrs,
+        producers,
+    })
+}
+
+/// Joins a link, or a channel several share, as `side`.
+fn connect<F: Family>(
+    ep: &Endpoint,
+    side: Side,
+    opts: &LinkOpts,
+) -> Result<ZmqEnd, TransportError> {
+    let a = parse::<F>(&ep.addr)?;
+    let Some(producers) = a.producers else {
+        return join::<F>(ep, side, opts).map(ZmqEnd::Link);
+    };
+    let token = if F::PLAIN {
+        Some(super::manager::to_hex(&super::tcp::token(ep)?))
+    } else {
+        None
+    };
+    match side {
+        Side::A => {
+            if ep.in_child {
+                a.fds.iter().for_each(|&fd| super::fd::close_inherited(fd));
+            }
+            let urls: Vec<String> = a
+                .addrs
+                .iter()
+                .map(|r| format!("{}://{r}", F::SCHEME))
+                .collect();
+            Producer::join(&urls, token.as_deref(), opts).map(ZmqEnd::Producer)
+        }
+        Side::B => {
+            let i = opts.party;
+            let Some(&fd) = a.fds.get(i) else {
+                return Err(TransportError::Setup(format!(
+                    "receiver {i} of a channel with {} receivers",
+                    a.fds.len()
+                )));
+            };
+            let mine = if ep.in_child {
+                for (j, &other) in a.fds.iter().enumerate() {
+                    if j != i {
+                        super::fd::close_inherited(other);
+                    }
+                }
+                super::fd::adopt(fd)?
+            } else {
+                // SAFETY: the setup owns `fd` and outlives this call; we keep a copy.
+                super::fd::dup(&unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })?
+            };
+            let url = format!("{}://{}", F::SCHEME, a.addrs[i]);
+            Consumer::join(&url, mine, token, producers, opts).map(ZmqEnd::Consumer)
+        }
+    }
 }
 
 impl Transport for ZmqIpc {
     const NAME: &'static str = "zmq-ipc";
-    type Setup = ListenerSetup;
-    type Conn = ZmqConn;
-    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+    type Setup = ZmqSetup;
+    type Conn = ZmqEnd;
+    fn setup(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
         setup::<Self>(opts)
     }
-    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
-        join::<Self>(ep, side, opts)
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqEnd, TransportError> {
+        connect::<Self>(ep, side, opts)
     }
 }
 
 impl Transport for ZmqTcp {
     const NAME: &'static str = "zmq-tcp";
-    type Setup = ListenerSetup;
-    type Conn = ZmqConn;
-    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+    type Setup = ZmqSetup;
+    type Conn = ZmqEnd;
+    fn setup(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
         setup::<Self>(opts)
     }
-    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn, TransportError> {
-        join::<Self>(ep, side, opts)
+    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqEnd, TransportError> {
+        connect::<Self>(ep, side, opts)
     }
 }
 

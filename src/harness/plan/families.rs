@@ -161,7 +161,7 @@ pub(super) fn rates(profile: Profile, f: &Filters) -> Vec<RateSpec> {
         if f.pattern(Pattern::Rate.name()) && f.procs((1, 1)) {
             shapes.push((Pattern::Rate, 1));
         }
-        if f.pattern(Pattern::ReqrepRate.name()) && s.multi_party() {
+        if f.pattern(Pattern::ReqrepRate.name()) && s.caps().serves_calls() {
             shapes.extend(clients.iter().map(|&n| (Pattern::ReqrepRate, n)));
         }
         for &size in sizes.iter().filter(|&&n| n >= STAMPED_SIZE) {
@@ -280,6 +280,10 @@ pub fn channels(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         }
         for p in &patterns {
             if p.is_multi() && !s.multi_party() {
+                continue;
+            }
+            // A dictionary to call: shared memory's or a server's.
+            if p.calls() && !s.caps().serves_calls() {
                 continue;
             }
             // A late answer asks how each waiting strategy of the

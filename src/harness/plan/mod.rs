@@ -480,12 +480,7 @@ mod tests {
                     .collect()
             };
             let name = kind.name();
-            for p in [
-                Pattern::FanIn,
-                Pattern::FanOut,
-                Pattern::Mpmc,
-                Pattern::Reqrep,
-            ] {
+            for p in [Pattern::FanIn, Pattern::FanOut, Pattern::Mpmc] {
                 assert_eq!(
                     !of(p).is_empty(),
                     caps.shared != Shared::Nothing,
@@ -493,6 +488,11 @@ mod tests {
                     p.name()
                 );
             }
+            assert_eq!(
+                !of(Pattern::Reqrep).is_empty(),
+                caps.serves_calls(),
+                "{name} reqrep: planned iff its row has a dictionary to call"
+            );
             for p in [
                 Pattern::ReqrepList,
                 Pattern::ReqrepNamespace,
