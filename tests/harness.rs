@@ -32,6 +32,7 @@ fn opts() -> RunOpts {
         // Counts, not time: these tests check what is measured, not how long.
         budget: Duration::ZERO,
         fault: None,
+        far: None,
     }
 }
 

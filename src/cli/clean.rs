@@ -48,6 +48,26 @@ pub fn clean(dry_run: bool) -> Result<()> {
             println!("removed {} (run pid {pid} is gone)", dir.display());
         }
     }
+    // The network namespaces (and their veth links) of runs that are gone.
+    for (name, pid) in ipcbench::harness::hosts::leftovers() {
+        let alive = ipcbench::shm::liveness::PeerId { pid, start: 0 }.is_alive();
+        if alive {
+            println!("kept    network namespace {name} (run pid {pid} is running)");
+        } else if dry_run {
+            println!("would remove network namespace {name} (run pid {pid} is gone)");
+        } else {
+            ipcbench::harness::hosts::remove(&name);
+            if ipcbench::harness::hosts::leftovers()
+                .iter()
+                .any(|(n, _)| *n == name)
+            {
+                println!("could not remove network namespace {name}");
+                failed.push(format!("network namespace {name}"));
+            } else {
+                println!("removed network namespace {name} and its link (run pid {pid} is gone)");
+            }
+        }
+    }
     let leftovers = region::list_leftovers().context("listing /dev/shm")?;
     if leftovers.is_empty() {
         println!("/dev/shm holds no ipcbench files");

@@ -94,15 +94,54 @@ pub struct RunArgs {
     /// How the Python baseline starts its processes.
     #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
     py_start_method: Option<String>,
+    /// Measure the network strategies (tcp, zmq-tcp) between two hosts:
+    /// `netns` makes a network namespace joined to this one by a veth
+    /// pair (needs root and iproute2) and removes it at the end.
+    #[arg(long, value_parser = ["netns"], conflicts_with = "peer_cmd")]
+    hosts: Option<String>,
+    /// Start the far side of the network strategies through this command
+    /// prefix (`ssh HOST`, `ip netns exec NAME`); it must run the same
+    /// ipcbench binary at the same path. Needs --listen.
+    #[arg(long, requires = "listen")]
+    peer_cmd: Option<String>,
+    /// The address the near side listens on, which the far side reaches
+    /// (with --peer-cmd).
+    #[arg(long)]
+    listen: Option<std::net::IpAddr>,
+    /// With --hosts netns: a delay added to the link each way (`100us`,
+    /// `1ms`), with tc netem.
+    #[arg(long, value_parser = parse_delay, requires = "hosts")]
+    link_delay: Option<std::time::Duration>,
+}
+
+/// `100us`, `1ms`, `2s`.
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .ok_or_else(|| format!("`{s}` has no unit: write 100us, 1ms or 2s"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number and a unit"))?;
+    match unit {
+        "us" => Ok(std::time::Duration::from_micros(n)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(format!("unit `{unit}` of `{s}`: write us, ms or s")),
+    }
 }
 
 use ipcbench::report::analysis::{human_ns, human_rate, human_size};
 
 fn point_line(p: &harness::PointRecord) -> String {
     let pattern = ipcbench::report::analysis::pattern_text(p);
+    let transport = match &p.hosts {
+        Some(_) => format!("{} (2 hosts)", p.transport),
+        None => p.transport.clone(),
+    };
     let head = format!(
         "{:<18} {:<22} {:>7} {:<10}",
-        p.transport,
+        transport,
         pattern,
         human_size(p.msg_size),
         p.wait
@@ -306,6 +345,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         no_python,
         dry_run,
         py_start_method,
+        hosts,
+        peer_cmd,
+        listen,
+        link_delay,
     } = args;
     if !cpus.is_empty() {
         choose_cpus(&cpus)?;
@@ -330,6 +373,33 @@ pub fn run(args: RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
     let mut opts = profile.opts(exe);
     opts.pin = !no_pin;
+    // The second host lives as long as the run (dropped at its end; a
+    // second signal or `ipcbench clean` removes it otherwise).
+    let _netns = match (hosts.as_deref(), &peer_cmd) {
+        (Some("netns"), _) if !dry_run => {
+            let ns = harness::hosts::Netns::create(link_delay).map_err(|e| {
+                let what_to_do = if e.contains("netem") {
+                    "leave out --link-delay"
+                } else {
+                    "run without --hosts to measure over loopback"
+                };
+                anyhow::anyhow!("--hosts netns: {e}; {what_to_do}")
+            })?;
+            opts.far = Some(ns.far());
+            Some(ns)
+        }
+        (_, Some(cmd)) => {
+            let prefix: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+            anyhow::ensure!(!prefix.is_empty(), "--peer-cmd is empty");
+            opts.far = Some(harness::hosts::Far {
+                prefix,
+                listen: listen.context("--peer-cmd needs --listen")?,
+                what: cmd.clone(),
+            });
+            None
+        }
+        _ => None,
+    };
     let python = match &plan.python {
         None => None,
         Some(sel) => {
@@ -404,6 +474,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "repeat": repeat,
         "rates": rates.iter().map(|r| r.label()).collect::<Vec<_>>(),
         "estimated_s": estimates.iter().sum::<f64>().round(),
+        "hosts": opts.far.as_ref().map(|f| f.what.clone()),
     });
     harness::run::install_interrupt_handler()
         .context("listening for SIGINT, SIGTERM and SIGHUP")?;

@@ -32,6 +32,7 @@
 //! | [`session`] | a point in rounds, for criterion |
 //! | [`supervise`] | spawning, deadlines, reaping, blame |
 //! | [`fault`] | a peer killed on purpose at a chosen phase, for the fault tests |
+//! | [`hosts`] | two hosts: a network namespace, the far side's command prefix |
 //! | [`control`] | the coordinator↔peer protocol, both halves |
 //! | [`child`] | the peer side: one dispatch, one body per pattern, the floors' peers |
 //! | [`measure`] | clocks, CPU time, histograms |
@@ -45,6 +46,7 @@ pub mod control;
 pub mod error;
 pub mod fault;
 pub mod floors;
+pub mod hosts;
 pub mod measure;
 pub mod multi;
 pub mod plan;

@@ -55,6 +55,9 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;
+    rec.hosts = opts
+        .far_for(spec.strategy, spec.pattern)
+        .map(|f| f.what.clone());
     rec.harness_ns_per_msg = Codec::new(spec.size).ok().map(|c| c.calibrate());
     if pinned {
         rec.cpus = cpus[..peers].to_vec();
@@ -159,6 +162,7 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
             .is_multi()
             .then_some((spec.producers, spec.consumers)),
         party: 0,
+        listen: opts.far_for(spec.strategy, spec.pattern).map(|f| f.listen),
     }
 }
 

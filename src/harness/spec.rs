@@ -219,6 +219,7 @@ impl Strategy {
                 late_answer: false,
                 task_farm: false,
                 helpers: 0,
+                network: false,
             },
             Strategy::Transport(k) => k.caps(),
         }
@@ -343,6 +344,10 @@ pub struct RunOpts {
     /// A peer to kill on purpose, and when (the fault tests; never set by
     /// a run from the command line).
     pub fault: Option<super::fault::Fault>,
+    /// Network strategies' far side on another host ([`super::hosts`]):
+    /// one-to-one points of a strategy whose row says `network` start side
+    /// B through its prefix, and side A listens at its address.
+    pub far: Option<super::hosts::Far>,
 }
 
 impl Default for RunOpts {
@@ -358,7 +363,24 @@ impl Default for RunOpts {
             fixed_count: None,
             budget: Duration::from_millis(500),
             fault: None,
+            far: None,
         }
+    }
+}
+
+impl RunOpts {
+    /// The far host side `side` of `spec` runs on, if the run has one and
+    /// this is a one-to-one point of a network strategy (its side B is the
+    /// far side: it connects; side A listens).
+    pub fn far_for(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
+        let Strategy::Transport(kind) = strategy else {
+            return None;
+        };
+        let one_to_one =
+            !pattern.is_multi() && !pattern.calls() && pattern != Pattern::PingpongLate;
+        self.far
+            .as_ref()
+            .filter(|_| kind.caps().network && one_to_one)
     }
 }
 

@@ -97,6 +97,12 @@ pub fn now(signal: i32) -> ! {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+    // The second host, if this run made one.
+    for (name, pid) in super::hosts::leftovers() {
+        if pid == std::process::id() {
+            super::hosts::remove(&name);
+        }
+    }
     eprintln!(
         "{} process(es) killed, {} shared-memory file(s) removed",
         killed.len(),

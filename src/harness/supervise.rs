@@ -37,7 +37,10 @@ pub fn spawn(
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, HarnessError> {
-    spawn_with(opts, args.to_args(), inherit, env, name)
+    let far = (args.side == crate::transport::Side::B)
+        .then(|| opts.far_for(args.strategy, args.pattern))
+        .flatten();
+    spawn_on(far, opts, args.to_args(), inherit, env, name)
 }
 
 /// Starts `ipcbench peer <args>` with nothing inherited.
@@ -54,8 +57,28 @@ pub fn spawn_with(
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, HarnessError> {
+    spawn_on(None, opts, args, inherit, env, name)
+}
+
+/// [`spawn_with`], on the far host if `far` is given (through its prefix:
+/// `ip netns exec NAME ipcbench peer …`).
+fn spawn_on(
+    far: Option<&super::hosts::Far>,
+    opts: &RunOpts,
+    args: Vec<String>,
+    inherit: &[i32],
+    env: &[(String, String)],
+    name: &str,
+) -> Result<Running, HarnessError> {
     let exe = &opts.exe;
-    let mut cmd = Command::new(exe);
+    let mut cmd = match far.and_then(|f| f.prefix.split_first()) {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.arg("peer")
         .args(args)
         .env_remove(super::fault::ENV)

@@ -242,6 +242,7 @@ mod tests {
                     }),
                     histogram: None,
                     criterion: None,
+                    hosts: None,
                     rate: Default::default(),
                 },
                 PointRecord {
@@ -273,6 +274,7 @@ mod tests {
                     ci95: None,
                     histogram: None,
                     criterion: None,
+                    hosts: None,
                     rate: Default::default(),
                 },
             ],

@@ -417,6 +417,10 @@ pub struct PointRecord {
     /// measured this point, as criterion printed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub criterion: Option<CriterionEstimate>,
+    /// Between two hosts: what they were (`netns`, `netns, 100 us each
+    /// way`, `ssh HOST`); absent over loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
     /// Open-loop points' figures ([`RateFigures`]), as fields of the point.
     #[serde(flatten)]
     pub rate: RateFigures,
@@ -460,6 +464,7 @@ impl PointRecord {
             ci95: None,
             histogram: None,
             criterion: None,
+            hosts: None,
             rate: RateFigures::default(),
         }
     }
@@ -631,6 +636,8 @@ mod wire {
         latency_pairs: Vec<(u64, u64)>,
         #[serde(default)]
         criterion: Option<CriterionEstimate>,
+        #[serde(default)]
+        hosts: Option<String>,
         #[serde(flatten)]
         rate: RateFigures,
     }
@@ -677,6 +684,7 @@ mod wire {
                 batches: w.batches,
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
                 criterion: w.criterion,
+                hosts: w.hosts,
                 rate: w.rate,
             }
         }

@@ -79,7 +79,20 @@ impl Comparison {
     }
 }
 
-fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str, Option<&str>) {
+type Key<'a> = (
+    &'a str,
+    &'a str,
+    usize,
+    usize,
+    usize,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// What makes two points the same measurement: between two hosts is not
+/// the same as over loopback.
+fn key(p: &PointRecord) -> Key<'_> {
     (
         &p.transport,
         &p.pattern,
@@ -88,6 +101,7 @@ fn key(p: &PointRecord) -> (&str, &str, usize, usize, usize, &str, Option<&str>)
         p.consumers,
         &p.wait,
         p.rate.load.as_deref(),
+        p.hosts.as_deref(),
     )
 }
 

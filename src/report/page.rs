@@ -182,13 +182,28 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             run.points.len() - failed - skipped,
         )),
         Block::Para(topology_text(run)),
-        Block::Para(
-            "Every figure comes from this one run on this one machine, with every message checked \
+    ];
+    // Network strategies whose far side ran on another host: said before
+    // any of their figures, which are not loopback figures.
+    let far: std::collections::BTreeSet<(&str, &str)> = run
+        .points
+        .iter()
+        .filter_map(|p| Some((p.transport.as_str(), p.hosts.as_deref()?)))
+        .collect();
+    if !far.is_empty() {
+        let names: Vec<String> = far.iter().map(|(t, h)| format!("{t} ({h})")).collect();
+        b.push(Block::Para(format!(
+            "**Between two hosts**: {}'s one-to-one points ran with their far side (side B) on a \
+             second host, connecting to the first; their figures are not loopback figures.",
+            names.join(", ")
+        )));
+    }
+    b.extend([Block::Para(
+        "Every figure comes from this one run on this one machine, with every message checked \
              (sequence number and checksum). Absolute timings drift between runs and machines: \
              compare strategies by the ratios measured here."
-                .into(),
-        ),
-    ];
+            .into(),
+    )]);
 
     let verdicts = analysis::verdicts(run);
     b.push(Block::Heading(2, "Which should I use?".into()));

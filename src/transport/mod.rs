@@ -159,6 +159,9 @@ pub struct LinkOpts {
     pub parties: Option<(usize, usize)>,
     /// Which of its side's processes this one is (0-based).
     pub party: usize,
+    /// Where a network strategy's near side listens when its far side is
+    /// on another host (`None`: loopback).
+    pub listen: Option<std::net::IpAddr>,
 }
 
 impl Default for LinkOpts {
@@ -172,6 +175,7 @@ impl Default for LinkOpts {
             helper_env: Vec::new(),
             parties: None,
             party: 0,
+            listen: None,
         }
     }
 }

@@ -90,7 +90,7 @@ registry! {
         Caps::KERNEL_LINK;
     Tcp => tcp::Tcp, "tcp",
         "TCP over loopback with TCP_NODELAY, length-prefixed",
-        Caps { task_farm: true, ..Caps::KERNEL_LINK };
+        Caps { task_farm: true, network: true, ..Caps::KERNEL_LINK };
     RawSync => raw_sync::RawSync, "raw-sync",
         "a shared slot handed over with the raw_sync crate's process-shared pthread Mutex and Events",
         Caps::KERNEL_LINK;
@@ -111,7 +111,7 @@ registry! {
     #[cfg(feature = "zeromq")]
     ZmqTcp => zmq::ZmqTcp, "zmq-tcp",
         "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL",
-        Caps { shared: Shared::Sockets, task_farm: true, ..Caps::KERNEL_LINK };
+        Caps { shared: Shared::Sockets, task_farm: true, network: true, ..Caps::KERNEL_LINK };
 }
 
 /// How a strategy waits for what it is given.
@@ -162,6 +162,10 @@ pub struct Caps {
     pub task_farm: bool,
     /// Processes busy during a point besides the peers (a server).
     pub helpers: usize,
+    /// Crosses a network: its far side can run on another host
+    /// (`run --hosts`, `--peer-cmd`), connecting to where the near side
+    /// listens.
+    pub network: bool,
 }
 
 impl Caps {
@@ -173,6 +177,7 @@ impl Caps {
         late_answer: false,
         task_farm: false,
         helpers: 0,
+        network: false,
     };
     /// A channel of the shared-memory core between two processes.
     const CORE_LINK: Caps = Caps {

@@ -101,9 +101,10 @@ impl Transport for Tcp {
     type Setup = ListenerSetup;
     type Conn = StreamConn<TcpStream>;
 
-    fn setup(_opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| TransportError::io("binding 127.0.0.1", e))?;
+    fn setup(opts: &LinkOpts) -> Result<(ListenerSetup, Endpoint), TransportError> {
+        let ip = opts.listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let listener = TcpListener::bind((ip, 0))
+            .map_err(|e| TransportError::io(format!("binding {ip}"), e))?;
         let local = listener
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound port", e))?;

@@ -114,10 +114,11 @@ impl Family for ZmqTcp {
     const SCHEME: &'static str = "tcp";
     const PLAIN: bool = true;
     fn listen(
-        _opts: &LinkOpts,
+        opts: &LinkOpts,
     ) -> Result<(std::os::fd::OwnedFd, String, Option<PrivateDir>), TransportError> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| TransportError::io("binding 127.0.0.1", e))?;
+        let ip = opts.listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let l = std::net::TcpListener::bind((ip, 0))
+            .map_err(|e| TransportError::io(format!("binding {ip}"), e))?;
         let local = l
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound port", e))?;
