@@ -244,8 +244,14 @@ fn plan_line(
 }
 
 fn measurement_line(m: &harness::Measurement) -> String {
+    let hosts;
     plan_line(
-        m.strategy_name(),
+        if m.between_hosts() {
+            hosts = format!("{} (2 hosts)", m.strategy_name());
+            &hosts
+        } else {
+            m.strategy_name()
+        },
         m.pattern_name(),
         m.procs(),
         m.size(),
@@ -369,6 +375,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     filters.transports(&transports)?;
     filters.patterns(&patterns)?;
+    filters.hosts = hosts.is_some() || peer_cmd.is_some();
     let plan = harness::plan::plan(profile, &filters, !no_python)?;
     let exe = std::env::current_exe().context("finding the ipcbench binary for the peers")?;
     let mut opts = profile.opts(exe);

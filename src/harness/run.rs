@@ -129,12 +129,39 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
 /// Measures `m` once; an open-loop point's load may be a fraction of a
 /// capacity measured earlier in the run (`capacities`).
 pub fn measure(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> PointRecord {
+    // The second host is for `Hosts` measurements only.
+    if let Measurement::Hosts(inner) = m {
+        if opts.far.is_none() {
+            let mut rec = PointRecord::unmeasured(
+                m.strategy_name(),
+                m.pattern_name(),
+                m.size(),
+                m.procs(),
+                &m.wait_name(),
+            );
+            rec.fail("between two hosts needs a second host (--hosts netns or --peer-cmd)");
+            return rec;
+        }
+        return measure_here(inner, opts, capacities);
+    }
+    if opts.far.is_some() {
+        let here = RunOpts {
+            far: None,
+            ..opts.clone()
+        };
+        return measure_here(m, &here, capacities);
+    }
+    measure_here(m, opts, capacities)
+}
+
+fn measure_here(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> PointRecord {
     match m {
         Measurement::Rate(r) => rate::run_point(r, opts, capacities.of(r), None),
         Measurement::Channel(s) => point::run_point(s, opts),
         Measurement::Primitive(s) => sync::run_point(s, opts),
         Measurement::Farm(s) => pool::run_point(s, opts),
         Measurement::Startup(method) => startup::run_point(*method, opts),
+        Measurement::Hosts(inner) => measure(inner, opts, capacities),
     }
 }
 

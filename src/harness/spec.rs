@@ -346,7 +346,8 @@ pub struct RunOpts {
     pub fault: Option<super::fault::Fault>,
     /// Network strategies' far side on another host ([`super::hosts`]):
     /// one-to-one points of a strategy whose row says `network` start side
-    /// B through its prefix, and side A listens at its address.
+    /// B through its prefix, and side A listens at its address. The
+    /// scheduler sets it for [`Measurement::Hosts`] only.
     pub far: Option<super::hosts::Far>,
 }
 
@@ -512,6 +513,10 @@ pub enum Measurement {
     Startup(super::startup::Method),
     /// A one-to-one channel at an offered rate (open loop).
     Rate(super::rate::RateSpec),
+    /// A network strategy's one-to-one channel (a `Channel` or a `Rate`)
+    /// with its far side on the run's second host ([`RunOpts::far`]),
+    /// planned right after the same measurement over loopback.
+    Hosts(Box<Measurement>),
 }
 
 impl Measurement {
@@ -523,6 +528,7 @@ impl Measurement {
             Measurement::Farm(s) => s.kind.name(),
             Measurement::Startup(m) => m.name(),
             Measurement::Rate(r) => r.point.strategy.name(),
+            Measurement::Hosts(m) => m.strategy_name(),
         }
     }
 
@@ -534,6 +540,7 @@ impl Measurement {
             Measurement::Farm(s) => s.pattern(),
             Measurement::Startup(_) => super::startup::PATTERN,
             Measurement::Rate(r) => r.point.pattern.name(),
+            Measurement::Hosts(m) => m.pattern_name(),
         }
     }
 
@@ -545,6 +552,7 @@ impl Measurement {
             Measurement::Farm(_) => super::pool::TASK_SIZE,
             Measurement::Startup(_) => super::startup::SIZE,
             Measurement::Rate(r) => r.point.size,
+            Measurement::Hosts(m) => m.size(),
         }
     }
 
@@ -556,6 +564,7 @@ impl Measurement {
             Measurement::Farm(s) => s.wait_name(),
             Measurement::Startup(_) => "kernel".into(),
             Measurement::Rate(r) => r.point.wait_name(),
+            Measurement::Hosts(m) => m.wait_name(),
         }
     }
 
@@ -567,7 +576,32 @@ impl Measurement {
             Measurement::Primitive(s) => (s.procs, 1),
             Measurement::Farm(s) => (1, s.workers),
             Measurement::Startup(_) | Measurement::Rate(_) => (1, 1),
+            Measurement::Hosts(m) => m.procs(),
         }
+    }
+
+    /// Between two hosts.
+    pub fn between_hosts(&self) -> bool {
+        matches!(self, Measurement::Hosts(_))
+    }
+
+    /// Whether the run's second host can take it: a one-to-one channel of
+    /// a network strategy. (Open-loop points are not twinned yet: their
+    /// loads are fractions of a capacity the run keeps per strategy.)
+    pub fn can_cross_hosts(&self) -> bool {
+        let (strategy, pattern) = match self {
+            Measurement::Channel(s) => (s.strategy, s.pattern),
+            _ => return false,
+        };
+        let probe = RunOpts {
+            far: Some(super::hosts::Far {
+                prefix: Vec::new(),
+                listen: std::net::Ipv4Addr::LOCALHOST.into(),
+                what: String::new(),
+            }),
+            ..RunOpts::default()
+        };
+        probe.far_for(strategy, pattern).is_some()
     }
 
     /// Whether it is a floor (measured at least three times: every ratio

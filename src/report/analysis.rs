@@ -368,8 +368,9 @@ pub const PATTERNS: [&str; 19] = [
 pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
     let mut out = Vec::new();
     for pattern in PATTERNS {
+        // Between two hosts is not the same contest as on one.
         let pts: Vec<&PointRecord> = measured(run)
-            .filter(|p| p.pattern == pattern && !is_floor(&p.transport))
+            .filter(|p| p.pattern == pattern && !is_floor(&p.transport) && p.hosts.is_none())
             .collect();
         let mut sizes: Vec<usize> = pts.iter().map(|p| p.msg_size).collect();
         sizes.sort_unstable();
@@ -550,8 +551,9 @@ pub struct Warning {
 /// A point named for warnings: `shm-ring pingpong 64 B spin`.
 pub fn point_name(p: &PointRecord) -> String {
     format!(
-        "{} {} {} {}",
+        "{}{} {} {} {}",
         p.transport,
+        if p.hosts.is_some() { " (2 hosts)" } else { "" },
         pattern_text(p),
         human_size(p.msg_size),
         p.wait

@@ -617,6 +617,7 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     }
 
     criterion_section(run, &mut b);
+    hosts_section(run, &mut b);
 
     b.push(Block::Heading(2, "All points".into()));
     b.push(Block::Para(
@@ -671,6 +672,60 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
             .collect(),
     ));
     b
+}
+
+/// Network strategies between two hosts, each point beside the same
+/// measurement over loopback in this run (its twin, measured just before
+/// it) and the ratio of their key figures.
+fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
+    let far: Vec<&PointRecord> = run.points.iter().filter(|p| p.hosts.is_some()).collect();
+    if far.is_empty() {
+        return;
+    }
+    b.push(Block::Heading(2, "Between two hosts".into()));
+    b.push(Block::Para(format!(
+        "The network strategies with their far side on a second host ({}), beside the same \
+         point over loopback measured just before it. The ratio is between hosts over \
+         loopback: the round trip's time for pingpong, messages per second for a stream.",
+        far[0].hosts.as_deref().unwrap_or("-")
+    )));
+    let rows = far
+        .iter()
+        .map(|p| {
+            let twin = run.points.iter().find(|q| {
+                q.hosts.is_none()
+                    && (
+                        q.transport.as_str(),
+                        q.pattern.as_str(),
+                        q.msg_size,
+                        q.wait.as_str(),
+                    ) == (
+                        p.transport.as_str(),
+                        p.pattern.as_str(),
+                        p.msg_size,
+                        p.wait.as_str(),
+                    )
+                    && (q.producers, q.consumers) == (p.producers, p.consumers)
+            });
+            let ratio = match (twin.and_then(|t| t.key_figure()), p.key_figure()) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
+                _ => "-".into(),
+            };
+            vec![
+                p.transport.clone(),
+                format!("{} {}", p.pattern, human_size(p.msg_size)),
+                twin.map_or("not measured".into(), figure_text),
+                figure_text(p),
+                ratio,
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        ["strategy", "point", "loopback", "between hosts", "ratio"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    ));
 }
 
 /// `cargo bench` runs: criterion's own estimate of each benchmark beside

@@ -39,6 +39,7 @@ fn cost(m: &Measurement) -> Cost {
         Measurement::Primitive(_) => PRIMITIVE,
         Measurement::Farm(_) => FARM,
         Measurement::Startup(_) => STARTUP,
+        Measurement::Hosts(m) => cost(m),
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Filters {
     /// N×1, fan-out 1×N, reqrep N×1, mpmc any), one-to-one ones only if
     /// 1×1 is among them; primitives read N×1, task farms 1×W.
     pub procs: Vec<(usize, usize)>,
+    /// The run has a second host: each one-to-one channel point of a
+    /// network strategy is measured again right after, between hosts.
+    pub hosts: bool,
 }
 
 impl Filters {
@@ -359,6 +362,17 @@ fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
     if all || !f.starts.is_empty() {
         measurements.extend(starts(f).into_iter().map(Measurement::Startup));
     }
+    if f.hosts {
+        measurements = measurements
+            .into_iter()
+            .flat_map(|m| {
+                let twin = m
+                    .can_cross_hosts()
+                    .then(|| Measurement::Hosts(Box::new(m.clone())));
+                std::iter::once(m).chain(twin)
+            })
+            .collect();
+    }
     let py_patterns: Vec<String> = f
         .patterns
         .iter()
@@ -389,6 +403,45 @@ mod tests {
     /// The channel points of `profile` under `f`.
     fn channel_plan(profile: Profile, f: &Filters) -> Vec<PointSpec> {
         channels(profile, f)
+    }
+
+    /// With a second host, each one-to-one channel point of a network
+    /// strategy is followed by its twin between hosts, and nothing else is.
+    #[test]
+    fn a_second_host_twins_the_network_strategies_one_to_one_points() {
+        let f = Filters {
+            hosts: true,
+            ..Filters::default()
+        };
+        let p = plan(Profile::Quick, &f, false).unwrap();
+        let ms = &p.measurements;
+        let twins: Vec<usize> = (0..ms.len()).filter(|&i| ms[i].between_hosts()).collect();
+        assert!(!twins.is_empty());
+        for &i in &twins {
+            let Measurement::Hosts(inner) = &ms[i] else {
+                unreachable!()
+            };
+            assert!(inner.can_cross_hosts(), "{}", inner.strategy_name());
+            // Right after the same measurement over loopback.
+            let before = format!("{:?}", ms[i - 1]);
+            assert_eq!(before, format!("{inner:?}"));
+        }
+        let crossable = ms.iter().filter(|m| m.can_cross_hosts()).count();
+        assert_eq!(twins.len(), crossable);
+        for name in ["tcp", "zmq-tcp"] {
+            if TransportKind::ALL.iter().any(|k| k.name() == name) {
+                assert!(
+                    twins.iter().any(|&i| ms[i].strategy_name() == name),
+                    "{name}"
+                );
+            }
+        }
+        for m in ms.iter().filter(|m| m.between_hosts()) {
+            assert!(["tcp", "zmq-tcp"].contains(&m.strategy_name()));
+            assert!(["pingpong", "stream"].contains(&m.pattern_name()));
+        }
+        let without = plan(Profile::Quick, &Filters::default(), false).unwrap();
+        assert_eq!(without.measurements.len() + twins.len(), ms.len());
     }
 
     #[test]
