@@ -93,6 +93,19 @@ trait Family: Transport {
     ) -> Result<(std::os::fd::OwnedFd, String, Option<PrivateDir>), TransportError>;
     /// Whether the link authenticates with `PLAIN` and the token.
     const PLAIN: bool;
+    /// A test's stand-in for side B at `rest` (what follows `FD:` in the
+    /// address), writing `what` ([`stand_in`]).
+    fn stand_in(
+        rest: &str,
+        password: Option<String>,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError>;
+}
+
+/// Sets the 2 s bound on a stand-in's reads.
+fn bounded<S>(s: S, set: impl FnOnce(&S) -> std::io::Result<()>) -> Result<S, TransportError> {
+    set(&s).map_err(|e| TransportError::io("setting the stand-in's timeout", e))?;
+    Ok(s)
 }
 
 impl Family for ZmqIpc {
@@ -107,6 +120,16 @@ impl Family for ZmqIpc {
             .map_err(|e| TransportError::io(format!("binding {}", path.display()), e))?;
         chmod_owner_only(&path)?;
         Ok((l.into(), path.display().to_string(), Some(dir)))
+    }
+    fn stand_in(
+        path: &str,
+        password: Option<String>,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        let s = std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
+        let s = bounded(s, |s| s.set_read_timeout(Some(Duration::from_secs(2))))?;
+        Ok(stand_in(s, password, what))
     }
 }
 
@@ -123,6 +146,16 @@ impl Family for ZmqTcp {
             .local_addr()
             .map_err(|e| TransportError::io("reading the bound port", e))?;
         Ok((l.into(), local.to_string(), None))
+    }
+    fn stand_in(
+        sockaddr: &str,
+        password: Option<String>,
+        what: Malformation,
+    ) -> Result<Box<dyn Send>, TransportError> {
+        let s = std::net::TcpStream::connect(sockaddr)
+            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
+        let s = bounded(s, |s| s.set_read_timeout(Some(Duration::from_secs(2))))?;
+        Ok(stand_in(s, password, what))
     }
 }
 
@@ -1125,29 +1158,47 @@ fn connect<F: Family>(
     }
 }
 
-impl Transport for ZmqIpc {
-    const NAME: &'static str = "zmq-ipc";
-    type Setup = ZmqSetup;
-    type Conn = ZmqEnd;
-    fn setup(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
-        setup::<Self>(opts)
-    }
-    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqEnd, TransportError> {
-        connect::<Self>(ep, side, opts)
-    }
+/// The `Transport` and `Inject` impls of one of the two families, which
+/// differ only in how they reach the peer ([`Family`]).
+macro_rules! zmq_transport {
+    ($ty:ty, $name:literal) => {
+        impl Transport for $ty {
+            const NAME: &'static str = $name;
+            type Setup = ZmqSetup;
+            type Conn = ZmqEnd;
+            fn setup(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
+                setup::<Self>(opts)
+            }
+            fn connect(
+                ep: &Endpoint,
+                side: Side,
+                opts: &LinkOpts,
+            ) -> Result<ZmqEnd, TransportError> {
+                connect::<Self>(ep, side, opts)
+            }
+        }
+
+        impl Inject for $ty {
+            fn inject(
+                ep: &Endpoint,
+                victim: Side,
+                what: Malformation,
+            ) -> Result<Box<dyn Send>, TransportError> {
+                super::stand_in_for_b(victim)?;
+                let (_, rest) = fd_and_rest(&ep.addr, Self::NAME)?;
+                let password = if Self::PLAIN {
+                    Some(super::manager::to_hex(&super::tcp::token(ep)?))
+                } else {
+                    None
+                };
+                Self::stand_in(rest, password, what)
+            }
+        }
+    };
 }
 
-impl Transport for ZmqTcp {
-    const NAME: &'static str = "zmq-tcp";
-    type Setup = ZmqSetup;
-    type Conn = ZmqEnd;
-    fn setup(opts: &LinkOpts) -> Result<(ZmqSetup, Endpoint), TransportError> {
-        setup::<Self>(opts)
-    }
-    fn connect(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqEnd, TransportError> {
-        connect::<Self>(ep, side, opts)
-    }
-}
+zmq_transport!(ZmqIpc, "zmq-ipc");
+zmq_transport!(ZmqTcp, "zmq-tcp");
 
 /// ZMTP 3.0 (ZeroMQ's wire protocol, rfc.zeromq.org/spec/23), just enough
 /// for a stand-in: a greeting, a command, a frame header.
@@ -1246,37 +1297,4 @@ fn stand_in<S: Read + Write + Send + 'static>(
         Ok(s)
     };
     Box::new(StandIn(Some(std::thread::spawn(move || run(s).ok()))))
-}
-
-impl Inject for ZmqIpc {
-    fn inject(
-        ep: &Endpoint,
-        victim: Side,
-        what: Malformation,
-    ) -> Result<Box<dyn Send>, TransportError> {
-        super::stand_in_for_b(victim)?;
-        let (_, path) = fd_and_rest(&ep.addr, Self::NAME)?;
-        let s = std::os::unix::net::UnixStream::connect(path)
-            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| TransportError::io("setting the stand-in's timeout", e))?;
-        Ok(stand_in(s, None, what))
-    }
-}
-
-impl Inject for ZmqTcp {
-    fn inject(
-        ep: &Endpoint,
-        victim: Side,
-        what: Malformation,
-    ) -> Result<Box<dyn Send>, TransportError> {
-        super::stand_in_for_b(victim)?;
-        let (_, sockaddr) = fd_and_rest(&ep.addr, Self::NAME)?;
-        let token = super::manager::to_hex(&super::tcp::token(ep)?);
-        let s = std::net::TcpStream::connect(sockaddr)
-            .map_err(|e| TransportError::io("connecting the stand-in", e))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| TransportError::io("setting the stand-in's timeout", e))?;
-        Ok(stand_in(s, Some(token), what))
-    }
 }
