@@ -161,7 +161,8 @@ fn measure_here(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> Poi
         Measurement::Primitive(s) => sync::run_point(s, opts),
         Measurement::Farm(s) => pool::run_point(s, opts),
         Measurement::Startup(method) => startup::run_point(*method, opts),
-        Measurement::Hosts(inner) => measure(inner, opts, capacities),
+        // Planned only at the top (never nested); as `measure` does.
+        Measurement::Hosts(inner) => measure_here(inner, opts, capacities),
     }
 }
 
