@@ -807,3 +807,46 @@ fn compare_report_draws_the_points_that_changed_and_colour_is_for_terminals() {
         "{forced}"
     );
 }
+
+/// Points measured between two hosts stay out of the verdict, get a
+/// section beside their loopback twins, and answer "different machines"
+/// in the guide (a tie where their intervals overlap).
+#[test]
+fn points_between_two_hosts_are_set_apart_and_beside_their_loopback_twins() {
+    let mut run = data("run-a.json");
+    let twin = |run: &RunRecord, t: &str| {
+        let mut p = run
+            .points
+            .iter()
+            .find(|p| p.transport == t && p.pattern == "pingpong" && p.msg_size == 64)
+            .unwrap()
+            .clone();
+        p.hosts = Some("netns".into());
+        p
+    };
+    let before = analysis::verdicts(&run);
+    let (a, b) = (twin(&run, "shm-ring"), twin(&run, "os-pipe"));
+    run.points.extend([a, b]);
+    // The verdict does not change: between hosts is another contest.
+    let after = analysis::verdicts(&run);
+    assert_eq!(
+        before.iter().map(|v| &v.best.transport).collect::<Vec<_>>(),
+        after.iter().map(|v| &v.best.transport).collect::<Vec<_>>()
+    );
+    assert!(after.iter().all(|v| v.best.hosts.is_none()));
+    let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    assert!(md.contains("## Between two hosts"), "{md}");
+    assert!(md.contains("| shm-ring | pingpong 64 B |"), "{md}");
+    assert!(
+        md.contains("| 1.00× |"),
+        "a twin of itself reads 1.00×: {md}"
+    );
+    assert!(
+        md.contains("If your processes will live on different machines"),
+        "{md}"
+    );
+    assert!(
+        md.contains("round trips of 64 B between two hosts (netns)"),
+        "{md}"
+    );
+}

@@ -192,7 +192,67 @@ pub fn guide(run: &RunRecord, verdicts: &[Verdict]) -> Vec<(String, Vec<String>)
             .map(|p| channel(p, p, &|v| Some(winner(v))))
             .collect(),
     ));
+    let far = between_hosts(run);
+    if !far.is_empty() {
+        out.push((
+            "If your processes will live on different machines".to_owned(),
+            far,
+        ));
+    }
     out
+}
+
+/// The network strategies measured between two hosts: for round trips
+/// and streams at the smallest size measured so, the fastest, or the tie
+/// within the intervals.
+fn between_hosts(run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (pattern, what) in [("pingpong", "round trips"), ("stream", "streams")] {
+        let pts: Vec<&PointRecord> = run
+            .points
+            .iter()
+            .filter(|p| p.hosts.is_some() && p.pattern == pattern && p.key_figure().is_some())
+            .collect();
+        let Some(size) = pts.iter().map(|p| p.msg_size).min() else {
+            continue;
+        };
+        let mut at: Vec<&PointRecord> = pts.into_iter().filter(|p| p.msg_size == size).collect();
+        let lower = crate::record::lower_is_better(pattern);
+        at.sort_by(|a, b| {
+            let (x, y) = (a.key_figure().unwrap_or(0.0), b.key_figure().unwrap_or(0.0));
+            if lower {
+                x.total_cmp(&y)
+            } else {
+                y.total_cmp(&x)
+            }
+        });
+        let best = at[0];
+        let overlaps =
+            |p: &PointRecord| match (analysis::key_interval(best), analysis::key_interval(p)) {
+                (Some([a, b]), Some([c, d])) => a <= d && c <= b,
+                _ => false,
+            };
+        let tied: Vec<&PointRecord> = at[1..].iter().copied().filter(|p| overlaps(p)).collect();
+        let hosts = best.hosts.as_deref().unwrap_or("-");
+        lines.push(if tied.is_empty() {
+            format!(
+                "{what} of {} between two hosts ({hosts}): {}",
+                human_size(size),
+                answer(best)
+            )
+        } else {
+            let mut names = vec![strategy_text(best)];
+            names.extend(tied.iter().map(|p| strategy_text(p)));
+            format!(
+                "{what} of {} between two hosts ({hosts}): a tie within the intervals between {}; \
+                 the first reads {}",
+                human_size(size),
+                names.join(", "),
+                figure_with_interval(best)
+            )
+        });
+    }
+    lines
 }
 
 /// The best Python strategy for round trips and streams, and what the
