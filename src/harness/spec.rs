@@ -369,19 +369,26 @@ impl Default for RunOpts {
     }
 }
 
+/// Whether a point can have its far side on another host: a one-to-one
+/// point (not a late answer) of a strategy whose row says `network`.
+fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
+    let Strategy::Transport(kind) = strategy else {
+        return false;
+    };
+    kind.caps().network
+        && !pattern.is_multi()
+        && !pattern.calls()
+        && pattern != Pattern::PingpongLate
+}
+
 impl RunOpts {
     /// The far host side `side` of `spec` runs on, if the run has one and
     /// this is a one-to-one point of a network strategy (its side B is the
     /// far side: it connects; side A listens).
     pub fn far_for(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
-        let Strategy::Transport(kind) = strategy else {
-            return None;
-        };
-        let one_to_one =
-            !pattern.is_multi() && !pattern.calls() && pattern != Pattern::PingpongLate;
         self.far
             .as_ref()
-            .filter(|_| kind.caps().network && one_to_one)
+            .filter(|_| crosses_hosts(strategy, pattern))
     }
 }
 
@@ -593,15 +600,7 @@ impl Measurement {
             Measurement::Channel(s) => (s.strategy, s.pattern),
             _ => return false,
         };
-        let probe = RunOpts {
-            far: Some(super::hosts::Far {
-                prefix: Vec::new(),
-                listen: std::net::Ipv4Addr::LOCALHOST.into(),
-                what: String::new(),
-            }),
-            ..RunOpts::default()
-        };
-        probe.far_for(strategy, pattern).is_some()
+        crosses_hosts(strategy, pattern)
     }
 
     /// Whether it is a floor (measured at least three times: every ratio
