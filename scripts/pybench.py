@@ -49,6 +49,7 @@ import resource
 import secrets
 import signal
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -320,6 +321,52 @@ TcpManager.register("get_queue", callable=_tcp_queue)
 TcpManager.register("get_dict", callable=_tcp_dict, exposed=("__setitem__", "__getitem__", "get"))
 
 
+# The environment variable that carries a far server's authkey (hex): never
+# on a command line, which other users can read.
+AUTHKEY_ENV = "IPCBENCH_PY_AUTHKEY"
+
+
+def start_far_server(far, authkey, cleanup):
+    """Starts a TcpManager server on the second host `far` (through its
+    command prefix, as `ipcbench peer py-basemanager-serve ADDR`, which runs
+    this script there with --serve-basemanager) and returns its address.
+    The server ends when its standard input closes: when `cleanup` runs, or
+    when this script ends however it ends."""
+    cmd = list(far["prefix"]) + [far["ipcbench"], "peer", "--deadline-s", "86400", "py-basemanager-serve", far["addr"]]
+    env = dict(os.environ, **{AUTHKEY_ENV: authkey.hex()})
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def stop():
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    cleanup.append(stop)
+    line = proc.stdout.readline().decode(errors="replace").strip()
+    if not line.isdigit():
+        raise PointFailed(f"the BaseManager server on the second host ({' '.join(cmd)}) "
+                          f"did not say its port (it said {line!r}; its errors are above)")
+    return (far["addr"], int(line))
+
+
+def serve_basemanager(addr):
+    """--serve-basemanager: a TcpManager server at `addr` on a free port,
+    which it prints; the authkey in the environment. Ends when standard
+    input closes (the script that started it is done, or gone)."""
+    server = TcpManager(address=(addr, 0), authkey=bytes.fromhex(os.environ[AUTHKEY_ENV])).get_server()
+    print(server.address[1], flush=True)
+
+    def watch_stdin():
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    server.serve_forever()
+
+
 def tcp_client(address, authkey):
     m = TcpManager(address=tuple(address), authkey=authkey)
     m.connect()
@@ -436,9 +483,12 @@ class End:
 
 
 class Channel:
-    """What the coordinator makes for a point, and takes down after it."""
+    """What the coordinator makes for a point, and takes down after it.
 
-    def __init__(self, ctx, kind, size):
+    `far`: the second host a BaseManager's server runs on (both clients stay
+    here, as a BaseManager's clients reach a server on another machine)."""
+
+    def __init__(self, ctx, kind, size, far=None):
         self.kind, self.size = kind, size
         self.cleanup = []
         if kind == "py-pipe":
@@ -472,6 +522,15 @@ class Channel:
                 ab, ba = m.Queue(), m.Queue()
                 self.ends = (End(kind, ab, ba), End(kind, ba, ab))
                 self.shared = ab
+        elif kind == "py-basemanager-tcp" and far:
+            authkey = secrets.token_bytes(32)
+            address = start_far_server(far, authkey, self.cleanup)
+            self.ends = (
+                End(kind, (address, authkey, "ab", "ba"), None),
+                End(kind, (address, authkey, "ba", "ab"), None),
+            )
+            self.tcp = (address, authkey)
+            self.shared = End(kind, (address, authkey, "ab", None), None)
         elif kind == "py-basemanager-tcp":
             authkey = secrets.token_bytes(32)
             m = TcpManager(address=("127.0.0.1", 0), authkey=authkey, ctx=ctx)
@@ -1657,7 +1716,9 @@ def run_startup_point(o, rec, kind):
     return rec
 
 
-def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=None):
+def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=None, hosts=None):
+    """Measures one point; `hosts`: with the strategy's server on the
+    second host (`o.far`), which the record names."""
     helpers = 1 if kind.startswith("py-manager") or kind == "py-basemanager-tcp" else 0
     n_peers = n_prod if pattern in CALLS + ("reqrep-rate",) + SYNC_PATTERNS else n_prod + n_cons
     busy = n_peers + helpers
@@ -1668,6 +1729,10 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
     rec = point_record(o, kind, pattern, size, n_prod, n_cons, wait, cpus)
     rec["oversubscribed"] = busy > len(cpus_all)
     rec["harness_ns_per_msg"] = harness_cost(size)
+    if hosts:
+        # Only a BaseManager's server goes to the second host.
+        rec["hosts"] = hosts
+        rec["far_side"] = "server"
     base = {
         "size": size, "warmup": o.warmup, "budget": o.budget, "count": o.count,
         "max_iters": o.max_iters(pattern, size), "corrupt_at": o.corrupt_at, "kind": kind,
@@ -1698,7 +1763,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
             return rec
         rec["offered_per_s"] = rate
         base = dict(base, rate=rate or 0.0)
-    ch = Channel(ctx, kind, size)
+    ch = Channel(ctx, kind, size, o.far if hosts else None)
     procs = []
     try:
         if pattern == "reqrep-rate":
@@ -1975,6 +2040,7 @@ class Opts:
         self.cpus = sorted(os.sched_getaffinity(0)) if not a.cpus else a.cpus
         self.rate_sizes = a.sizes
         self.loads = [x for x in (a.rates or RATE_LOADS[a.profile]) if x != "max"]
+        self.far = json.loads(a.far) if a.far else None
 
     def max_iters(self, pattern, size):
         # The time budget bounds a point; this only stops a runaway one.
@@ -1992,9 +2058,13 @@ def plan(o, transports, patterns):
             if p in ("rate", "reqrep-rate"):
                 sizes = [s for s in (o.rate_sizes or [RATE_SIZE]) if s >= STAMPED_SIZE]
                 n = 1 if p == "rate" else RATE_CLIENTS[o.profile]
-                pts += [(t, p, s, n, 1, load) for s in sizes for load in ["max"] + o.loads]
+                pts += [(t, p, s, n, 1, load, None) for s in sizes for load in ["max"] + o.loads]
             elif p in ("pingpong", "stream"):
-                pts += [(t, p, s, 1, 1) for s in o.sizes]
+                for s in o.sizes:
+                    pts.append((t, p, s, 1, 1))
+                    # Right after its loopback twin: with the server on the second host.
+                    if o.far and t == "py-basemanager-tcp":
+                        pts.append((t, p, s, 1, 1, None, o.far["what"]))
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
             elif p in ("lock-increment", "rlock-increment"):
@@ -2013,7 +2083,8 @@ def plan(o, transports, patterns):
                 pts += [(t, p, POOL_TASK, 1, w) for w in o.counts]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
-    return pts
+    # Every point as (transport, pattern, size, producers, consumers, load, hosts).
+    return [pt + (None,) * (7 - len(pt)) for pt in pts]
 
 
 def machine():
@@ -2094,7 +2165,7 @@ def watch_parent(ppid):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    ap.add_argument("--output", required=True, help="results file to write (JSON)")
+    ap.add_argument("--output", help="results file to write (JSON); required")
     ap.add_argument("--transports", type=lambda s: s.split(","), default=None)
     ap.add_argument("--patterns", type=lambda s: s.split(","), default=None)
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
@@ -2110,9 +2181,17 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="list the transports and exit")
     ap.add_argument("--plan", action="store_true",
                     help="print the points the options select, one a line, and exit")
+    ap.add_argument("--far", default=None,
+                    help="a second host, as JSON {prefix, addr, what, ipcbench}: py-basemanager-tcp's "
+                         "pingpong and stream are measured again with its server there")
+    ap.add_argument("--serve-basemanager", metavar="ADDR", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--stop-file", default=None,
                     help="stop after the point in progress once this file exists")
     a = ap.parse_args(argv)
+    if a.serve_basemanager:
+        return serve_basemanager(a.serve_basemanager)
+    if a.output is None:
+        ap.error("the following arguments are required: --output")
     # ipcbench starts this script with SIGINT, SIGTERM and SIGHUP ignored,
     # so that a Ctrl-C at a terminal (sent to the whole process group) lets
     # the point in progress finish; ipcbench then asks, by the stop file,
@@ -2143,8 +2222,8 @@ def main(argv=None):
     ctx = mp.get_context(a.start_method)
     points = plan(o, transports, patterns)
     if a.plan:
-        for t, p, s, np_, nc, *load in points:
-            print(f"{t}\t{p}\t{s}\t{np_}\t{nc}\t{load[0] if load else ''}")
+        for t, p, s, np_, nc, load, hosts in points:
+            print(f"{t}\t{p}\t{s}\t{np_}\t{nc}\t{load or ''}\t{hosts or ''}")
         return 0
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {
@@ -2163,9 +2242,8 @@ def main(argv=None):
     failed = 0
     t0 = time.monotonic()
     capacities = {}
-    for i, (t, p, s, np_, nc, *load) in enumerate(points):
-        load = load[0] if load else None
-        rec = run_point(ctx, o, t, p, s, np_, nc, load, capacities.get((t, p, s)))
+    for i, (t, p, s, np_, nc, load, hosts) in enumerate(points):
+        rec = run_point(ctx, o, t, p, s, np_, nc, load, capacities.get((t, p, s)), hosts)
         if load == "max" and rec.get("status") == "ok":
             capacities[(t, p, s)] = rec["achieved_per_s"]
         run["points"].append(rec)
@@ -2174,6 +2252,7 @@ def main(argv=None):
         c = f" {np_}x{nc}" if p in CALLS + ("mpmc", "lock-increment", "rlock-increment",
                                              "barrier-cycle", "pool", "pool-cpu") else ""
         c = f" {load}" if load else c
+        t = f"{t} (2 hosts)" if hosts else t
         print(f"[{i + 1:>3}/{len(points)}] {t:<20} {p + c:<24} {s:>8} B  {human(rec)}",
               file=sys.stderr, flush=True)
         if a.stop_file and os.path.exists(a.stop_file):

@@ -950,3 +950,32 @@ fn a_timeout_in_the_middle_of_a_message_loses_nothing_and_glues_nothing() {
     check::<ShmPipe>(64 << 10, 200_000, 150_000);
     check::<ShmQueue>(2 << 20, 5 << 20, (5 << 20) - 100);
 }
+
+/// A manager's server serves while its starter holds its standard input
+/// open, and ends when it closes: a server on another host ends when the
+/// link to it drops (ssh closes its input), never lingering for a day.
+#[test]
+fn a_manager_server_ends_when_its_input_closes() {
+    let (mut server, addr) = ipcbench::transport::manager::start_server(
+        std::path::Path::new(bin()),
+        None,
+        "tcp:127.0.0.1:0",
+        &[7u8; 32],
+        1 << 10,
+        &[],
+    )
+    .unwrap();
+    assert!(addr.starts_with("manager-tcp:127.0.0.1:"), "{addr}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.try_wait().unwrap().is_none(), "it serves");
+    drop(server.stdin.take());
+    let until = Instant::now() + HANG;
+    let status = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the server outlived its input");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -58,7 +58,9 @@ fn network_strategies_measure_across_a_namespace_and_leave_nothing() {
         far: Some(ns.far()),
         ..RunOpts::default()
     };
-    let mut kinds = vec![TransportKind::Tcp];
+    // manager-tcp's server binds the namespace's own address, which exists
+    // only inside it: its points validate only if the server runs there.
+    let mut kinds = vec![TransportKind::Tcp, TransportKind::ManagerTcp];
     #[cfg(feature = "zeromq")]
     kinds.push(TransportKind::ZmqTcp);
     for kind in kinds {
@@ -141,4 +143,72 @@ fn a_killed_run_leaves_its_namespace_to_clean_and_clean_removes_it() {
     assert!(!leftovers().iter().any(|(n, _)| *n == name), "{said}");
     let veth = format!("ipcb{}", run.id());
     assert!(!has_link(&veth), "link {veth} of {name} is left");
+}
+
+/// The Python baseline's `BaseManager` between hosts: its pingpong and
+/// stream points are measured again, right after their loopback twins,
+/// with the server started on the far host (through `ipcbench peer
+/// py-basemanager-serve`), and the server ends with its point.
+#[test]
+fn python_basemanager_serves_from_the_far_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ns) = netns() else { return };
+    let py = match ipcbench::harness::python::find() {
+        Ok(py) => py,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    use ipcbench::harness::python::{self, FarServer, Selection};
+    let sel = Selection {
+        transports: vec!["py-basemanager-tcp".into()],
+        patterns: vec!["pingpong".into(), "stream".into()],
+        sizes: vec![64],
+        count: Some(300),
+        far: Some(FarServer {
+            far: ns.far(),
+            ipcbench: bin().into(),
+        }),
+        ..Selection::default()
+    };
+    let profile = ipcbench::harness::plan::Profile::Quick;
+    let planned = python::plan(&py, profile, &sel).unwrap();
+    let hosts: Vec<_> = planned
+        .iter()
+        .map(|p| (p.pattern.as_str(), p.hosts.as_deref()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("pingpong", None),
+            ("pingpong", Some("netns")),
+            ("stream", None),
+            ("stream", Some("netns"))
+        ]
+    );
+    let out = python::run(&py, profile, &sel, &[], HANG, |_| {}).unwrap();
+    assert_eq!(out.points.len(), 4);
+    for p in &out.points {
+        let what = format!("{} {:?}", p.pattern, p.hosts);
+        assert!(p.validated, "{what}: {:?}", p.error);
+        match &p.hosts {
+            // The server binds the namespace's own address, which exists
+            // only inside it.
+            Some(h) => {
+                assert_eq!(h, "netns");
+                assert_eq!(p.far_side.as_deref(), Some("server"), "{what}");
+            }
+            None => assert_eq!(p.far_side, None),
+        }
+    }
+    let left = Command::new("ip")
+        .args(["netns", "pids", ns.name()])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "processes left in the namespace: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

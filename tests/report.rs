@@ -822,6 +822,7 @@ fn points_between_two_hosts_are_set_apart_and_beside_their_loopback_twins() {
             .unwrap()
             .clone();
         p.hosts = Some("netns".into());
+        p.far_side = Some("side B".into());
         p
     };
     let before = analysis::verdicts(&run);
@@ -836,7 +837,21 @@ fn points_between_two_hosts_are_set_apart_and_beside_their_loopback_twins() {
     assert!(after.iter().all(|v| v.best.hosts.is_none()));
     let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
     assert!(md.contains("## Between two hosts"), "{md}");
-    assert!(md.contains("| shm-ring | pingpong 64 B |"), "{md}");
+    assert!(md.contains("| shm-ring | pingpong 64 B | side B |"), "{md}");
+    // Side by side, a column each, loopback and between hosts a row each.
+    assert!(md.contains("| point | shm-ring | os-pipe |"), "{md}");
+    let row = |what: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| pingpong 64 B, {what} |")))
+            .unwrap_or_else(|| panic!("no side-by-side row {what}: {md}"))
+            .to_owned()
+    };
+    // The twins are copies: both rows read the same figures.
+    assert_eq!(
+        row("loopback").split_once(" |").unwrap().1,
+        row("between hosts").split_once(" |").unwrap().1
+    );
+    assert!(!row("loopback").contains("| - |"), "{}", row("loopback"));
     assert!(
         md.contains("| 1.00× |"),
         "a twin of itself reads 1.00×: {md}"

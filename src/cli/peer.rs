@@ -57,12 +57,18 @@ pub enum Role {
     /// Take a condition's lock and hold it until killed.
     ConditionHold { cond: String },
     /// Serve a manager (queues, dict, lock, counter) on `unix:PATH` or
-    /// `tcp:IP:PORT`; the authkey comes from IPCBENCH_AUTHKEY (hex).
+    /// `tcp:IP:PORT` until standard input closes; the authkey comes from
+    /// IPCBENCH_AUTHKEY (hex).
     ManagerServe {
         listen: String,
         #[arg(long, default_value_t = LinkOpts::default().max_message)]
         max_message: usize,
     },
+    /// The Python baseline's BaseManager server at ADDR on a free port,
+    /// which it prints (on the second host of a run between two hosts);
+    /// the authkey comes from IPCBENCH_PY_AUTHKEY (hex). It serves until
+    /// its standard input closes.
+    PyBasemanagerServe { addr: String },
     /// Measure one side of a benchmark point (started by the harness).
     Bench(PeerArgs),
     /// One process of a synchronisation-primitive point.
@@ -181,10 +187,22 @@ fn run_role(role: Role, t: Duration) -> Result<()> {
             max_message,
         } => {
             let key = ipcbench::transport::manager::key_from_env()?;
+            // Serves while its starter holds its standard input open: a
+            // server on another host ends when the link to it drops.
+            std::thread::spawn(|| {
+                use std::io::Read;
+                let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
+                std::process::exit(0);
+            });
             // A server asked to die some time into its work starts that
             // clock as it starts serving.
             harness::fault::reached(harness::fault::Phase::Go);
             ipcbench::transport::manager::serve(&listen, &key, max_message)?;
+            Ok(())
+        }
+        Role::PyBasemanagerServe { addr } => {
+            let status = harness::python::serve_basemanager(&addr).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(status.success(), "the BaseManager server {status}");
             Ok(())
         }
         Role::Link {

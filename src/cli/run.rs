@@ -94,16 +94,21 @@ pub struct RunArgs {
     /// How the Python baseline starts its processes.
     #[arg(long, value_parser = ["fork", "spawn", "forkserver"])]
     py_start_method: Option<String>,
-    /// Measure the network strategies (tcp, zmq-tcp) between two hosts:
+    /// Measure the network strategies (tcp, zmq-tcp, manager-tcp) between
+    /// two hosts:
     /// `netns` makes a network namespace joined to this one by a veth
     /// pair (needs root and iproute2) and removes it at the end.
     #[arg(long, value_parser = ["netns"], conflicts_with = "peer_cmd")]
     hosts: Option<String>,
     /// Start the far side of the network strategies through this command
     /// prefix (`ssh HOST`, `ip netns exec NAME`); it must run the same
-    /// ipcbench binary at the same path. Needs --listen.
-    #[arg(long, requires = "listen")]
+    /// ipcbench binary at the same path. Needs --listen and --peer-addr.
+    #[arg(long, requires_all = ["listen", "peer_addr"])]
     peer_cmd: Option<String>,
+    /// The far host's address (with --peer-cmd): a manager's server runs
+    /// there, listening at it, and both its clients reach it from here.
+    #[arg(long)]
+    peer_addr: Option<std::net::IpAddr>,
     /// The address the near side listens on, which the far side reaches
     /// (with --peer-cmd).
     #[arg(long)]
@@ -140,7 +145,7 @@ fn point_line(p: &harness::PointRecord) -> String {
         None => p.transport.clone(),
     };
     let head = format!(
-        "{:<18} {:<22} {:>7} {:<10}",
+        "{:<21} {:<22} {:>7} {:<10}",
         transport,
         pattern,
         human_size(p.msg_size),
@@ -260,8 +265,15 @@ fn measurement_line(m: &harness::Measurement) -> String {
 }
 
 fn python_line(p: &python::PlannedPoint) -> String {
+    let hosts;
     plan_line(
-        &p.transport,
+        match p.hosts {
+            Some(_) => {
+                hosts = format!("{} (2 hosts)", p.transport);
+                &hosts
+            }
+            None => &p.transport,
+        },
         &p.pattern,
         p.procs,
         p.size,
@@ -354,6 +366,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         hosts,
         peer_cmd,
         listen,
+        peer_addr,
         link_delay,
     } = args;
     if !cpus.is_empty() {
@@ -401,6 +414,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             opts.far = Some(harness::hosts::Far {
                 prefix,
                 listen: listen.context("--peer-cmd needs --listen")?,
+                addr: peer_addr.context("--peer-cmd needs --peer-addr")?,
                 what: cmd.clone(),
             });
             None
@@ -412,6 +426,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(sel) => {
             let sel = python::Selection {
                 start_method: py_start_method.clone(),
+                far: python::FarServer::of(&opts),
                 ..sel.clone()
             };
             match python::find().and_then(|py| Ok((python::plan(&py, profile, &sel)?, py))) {
@@ -539,7 +554,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     println!();
     if table {
         println!(
-            "{:<18} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
+            "{:<21} {:<22} {:>7} {:<10} (pingpong: round trip; stream: one way)",
             "transport", "pattern", "size", "wait"
         );
         for p in &run.points {

@@ -1,5 +1,6 @@
 //! Two hosts: the far side of a network strategy (the echo, the stream's
-//! receiver) started through a command prefix — `ip netns exec NAME` for a
+//! receiver, or a manager's server with both its clients on the near host)
+//! started through a command prefix — `ip netns exec NAME` for a
 //! network namespace on this machine, `ssh HOST` for a second machine — and
 //! connecting to an address where the near side listens.
 //!
@@ -29,6 +30,10 @@ pub struct Far {
     pub prefix: Vec<String>,
     /// The address the near side listens on, which the far side reaches.
     pub listen: IpAddr,
+    /// The far host's address, where a server started there listens and
+    /// the near side reaches it (the manager's, whose clients both stay
+    /// on the near host).
+    pub addr: IpAddr,
     /// What the two hosts are, for the results (`netns`, `ssh HOST`).
     pub what: String,
 }
@@ -146,6 +151,7 @@ impl Netns {
                 .map(str::to_owned)
                 .to_vec(),
             listen: IpAddr::V4(self.near),
+            addr: IpAddr::V4(self.far),
             what: match self.delay {
                 None => "netns".to_owned(),
                 Some(d) => format!("netns, {} us each way", d.as_micros()),

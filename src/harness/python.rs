@@ -165,6 +165,30 @@ pub struct Selection {
     pub start_method: Option<String>,
     /// Open-loop loads (`--rates`; empty: the profile's ladder).
     pub rates: Vec<String>,
+    /// A second host: `py-basemanager-tcp`'s pingpong and stream points
+    /// are measured again with its server there, right after their
+    /// loopback twins.
+    pub far: Option<FarServer>,
+}
+
+/// The second host a BaseManager's server runs on, and the `ipcbench`
+/// binary (at the same path there) that starts it.
+#[derive(Debug, Clone)]
+pub struct FarServer {
+    /// The host.
+    pub far: super::hosts::Far,
+    /// The binary.
+    pub ipcbench: PathBuf,
+}
+
+impl FarServer {
+    /// The run's second host, if it has one.
+    pub fn of(opts: &super::RunOpts) -> Option<FarServer> {
+        opts.far.as_ref().map(|far| FarServer {
+            far: far.clone(),
+            ipcbench: opts.exe.clone(),
+        })
+    }
 }
 
 /// The script's results: its points and its configuration.
@@ -189,6 +213,8 @@ pub struct PlannedPoint {
     pub procs: (usize, usize),
     /// An open-loop point's load (`max`, `80%`, `10k`).
     pub load: Option<String>,
+    /// Between two hosts: what the hosts are (`netns`).
+    pub hosts: Option<String>,
 }
 
 /// The points the script would measure with `profile` and `sel`, in order,
@@ -227,12 +253,13 @@ pub fn plan(py: &Python, profile: Profile, sel: &Selection) -> Result<Vec<Planne
             let f: Vec<&str> = l.split('\t').collect();
             let num = |i: usize| f.get(i).and_then(|v| v.parse().ok());
             match (f.len(), num(2), num(3), num(4)) {
-                (6, Some(size), Some(p), Some(c)) => Ok(PlannedPoint {
+                (7, Some(size), Some(p), Some(c)) => Ok(PlannedPoint {
                     transport: f[0].to_owned(),
                     pattern: f[1].to_owned(),
                     size,
                     procs: (p, c),
                     load: (!f[5].is_empty()).then(|| f[5].to_owned()),
+                    hosts: (!f[6].is_empty()).then(|| f[6].to_owned()),
                 }),
                 _ => Err(format!(
                     "the Python baseline's plan has a line it cannot be: {l:?}"
@@ -268,6 +295,15 @@ fn script_args(profile: Profile, sel: &Selection, cpus: &[usize]) -> Vec<String>
     }
     if let Some(m) = &sel.start_method {
         opt("--start-method", m.clone());
+    }
+    if let Some(f) = &sel.far {
+        let far = serde_json::json!({
+            "prefix": f.far.prefix,
+            "addr": f.far.addr.to_string(),
+            "what": f.far.what,
+            "ipcbench": f.ipcbench,
+        });
+        opt("--far", far.to_string());
     }
     if cpus.is_empty() {
         a.push("--no-pin".to_owned());
@@ -333,6 +369,29 @@ pub fn run(
         .tempdir()
         .map_err(|e| format!("creating a private directory for the Python baseline: {e}"))?;
     run_in(py, profile, sel, cpus, deadline, dir.path(), said)
+}
+
+/// `ipcbench peer py-basemanager-serve ADDR`, on the second host: the
+/// Python baseline's BaseManager server at `addr` (the script, run with
+/// `--serve-basemanager`), its authkey in the environment. It prints its
+/// port and serves until its standard input, which it shares with this
+/// process, closes; this process ends with it (and takes it down if this
+/// one is killed first: the kernel's parent-death signal).
+pub fn serve_basemanager(addr: &str) -> Result<std::process::ExitStatus, String> {
+    let py = find()?;
+    let dir = tempfile::Builder::new()
+        .prefix(&dir_prefix(std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("creating a private directory for the BaseManager server: {e}"))?;
+    let script = dir.path().join("pybench.py");
+    std::fs::write(&script, SCRIPT).map_err(|e| format!("writing {}: {e}", script.display()))?;
+    let mut cmd = Command::new(&py.exe);
+    cmd.arg(&script).args(["--serve-basemanager", addr]);
+    crate::transport::fd::die_with_parent_in_child(&mut cmd);
+    let status = cmd
+        .status()
+        .map_err(|e| format!("starting {}: {e}", py.exe.display()))?;
+    Ok(status)
 }
 
 /// How the Python baseline's directories under the temporary directory

@@ -288,6 +288,7 @@ pub fn run_all(
         )));
         let sel = python::Selection {
             start_method: phase.start_method.clone(),
+            far: python::FarServer::of(opts),
             ..sel.clone()
         };
         match python::run(

@@ -382,13 +382,36 @@ fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
 }
 
 impl RunOpts {
-    /// The far host side `side` of `spec` runs on, if the run has one and
-    /// this is a one-to-one point of a network strategy (its side B is the
-    /// far side: it connects; side A listens).
+    /// The far host of `spec`'s point, if the run has one and this is a
+    /// one-to-one point of a network strategy: what runs there is given by
+    /// [`RunOpts::far_peer`] and [`RunOpts::far_server`].
     pub fn far_for(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
         self.far
             .as_ref()
             .filter(|_| crosses_hosts(strategy, pattern))
+    }
+
+    /// The far host side B runs on (it connects; side A listens): a
+    /// network strategy without a server.
+    pub fn far_peer(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
+        self.far_for(strategy, pattern)
+            .filter(|_| strategy.helpers() == 0)
+    }
+
+    /// Where a network strategy's server runs when it is on the far host
+    /// (the manager's; both sides stay here as its clients, as a
+    /// `BaseManager`'s clients reach a server on another machine).
+    pub fn far_server(
+        &self,
+        strategy: Strategy,
+        pattern: Pattern,
+    ) -> Option<crate::transport::RemoteHost> {
+        self.far_for(strategy, pattern)
+            .filter(|_| strategy.helpers() > 0)
+            .map(|f| crate::transport::RemoteHost {
+                prefix: f.prefix.clone(),
+                addr: f.addr,
+            })
     }
 }
 

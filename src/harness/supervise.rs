@@ -38,7 +38,7 @@ pub fn spawn(
     name: &str,
 ) -> Result<Running, HarnessError> {
     let far = (args.side == crate::transport::Side::B)
-        .then(|| opts.far_for(args.strategy, args.pattern))
+        .then(|| opts.far_peer(args.strategy, args.pattern))
         .flatten();
     spawn_on(far, opts, args.to_args(), inherit, env, name)
 }

@@ -243,6 +243,7 @@ mod tests {
                     histogram: None,
                     criterion: None,
                     hosts: None,
+                    far_side: None,
                     rate: Default::default(),
                 },
                 PointRecord {
@@ -275,6 +276,7 @@ mod tests {
                     histogram: None,
                     criterion: None,
                     hosts: None,
+                    far_side: None,
                     rate: Default::default(),
                 },
             ],

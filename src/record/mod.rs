@@ -324,6 +324,14 @@ pub fn median_interval(values: &[f64]) -> Option<[f64; 2]> {
     Some([v[lo], v[hi]])
 }
 
+/// `far_side` of a point whose side B ran on the far host, connecting to
+/// side A on the near one.
+pub const FAR_SIDE_B: &str = "side B";
+/// `far_side` of a point whose server ran on the far host, both sides its
+/// clients from the near one (a manager's, as a `BaseManager`'s clients
+/// reach a server on another machine).
+pub const FAR_SERVER: &str = "server";
+
 /// One measured point.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(from = "wire::PointWire")]
@@ -421,6 +429,10 @@ pub struct PointRecord {
     /// way`, `ssh HOST`); absent over loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<String>,
+    /// Between two hosts: what ran on the far host — [`FAR_SIDE_B`] or
+    /// [`FAR_SERVER`]; absent over loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_side: Option<String>,
     /// Open-loop points' figures ([`RateFigures`]), as fields of the point.
     #[serde(flatten)]
     pub rate: RateFigures,
@@ -465,6 +477,7 @@ impl PointRecord {
             histogram: None,
             criterion: None,
             hosts: None,
+            far_side: None,
             rate: RateFigures::default(),
         }
     }
@@ -638,6 +651,8 @@ mod wire {
         criterion: Option<CriterionEstimate>,
         #[serde(default)]
         hosts: Option<String>,
+        #[serde(default)]
+        far_side: Option<String>,
         #[serde(flatten)]
         rate: RateFigures,
     }
@@ -685,6 +700,7 @@ mod wire {
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
                 criterion: w.criterion,
                 hosts: w.hosts,
+                far_side: w.far_side,
                 rate: w.rate,
             }
         }

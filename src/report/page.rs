@@ -193,8 +193,9 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     if !far.is_empty() {
         let names: Vec<String> = far.iter().map(|(t, h)| format!("{t} ({h})")).collect();
         b.push(Block::Para(format!(
-            "**Between two hosts**: {}'s one-to-one points ran with their far side (side B) on a \
-             second host, connecting to the first; their figures are not loopback figures.",
+            "**Between two hosts**: {}'s one-to-one points ran with their far side on a second \
+             host (side B, connecting to the first; or a manager's server, both its clients on \
+             the first); their figures are not loopback figures.",
             names.join(", ")
         )));
     }
@@ -685,28 +686,34 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "Between two hosts".into()));
     b.push(Block::Para(format!(
         "The network strategies with their far side on a second host ({}), beside the same \
-         point over loopback measured just before it. The ratio is between hosts over \
+         point over loopback measured just before it. On the second host ran side B (the echo \
+         of pingpong, the receiver of a stream), or a manager's server, which both sides then \
+         reached from the first host, as a `BaseManager`'s clients reach a server on another \
+         machine: each of their calls crosses the link. The ratio is between hosts over \
          loopback: the round trip's time for pingpong, messages per second for a stream.",
         far[0].hosts.as_deref().unwrap_or("-")
     )));
+    let twin = |p: &PointRecord| {
+        run.points.iter().find(|q| {
+            q.hosts.is_none()
+                && (
+                    q.transport.as_str(),
+                    q.pattern.as_str(),
+                    q.msg_size,
+                    q.wait.as_str(),
+                ) == (
+                    p.transport.as_str(),
+                    p.pattern.as_str(),
+                    p.msg_size,
+                    p.wait.as_str(),
+                )
+                && (q.producers, q.consumers) == (p.producers, p.consumers)
+        })
+    };
     let rows = far
         .iter()
         .map(|p| {
-            let twin = run.points.iter().find(|q| {
-                q.hosts.is_none()
-                    && (
-                        q.transport.as_str(),
-                        q.pattern.as_str(),
-                        q.msg_size,
-                        q.wait.as_str(),
-                    ) == (
-                        p.transport.as_str(),
-                        p.pattern.as_str(),
-                        p.msg_size,
-                        p.wait.as_str(),
-                    )
-                    && (q.producers, q.consumers) == (p.producers, p.consumers)
-            });
+            let twin = twin(p);
             let ratio = match (twin.and_then(|t| t.key_figure()), p.key_figure()) {
                 (Some(a), Some(b)) if a > 0.0 => format!("{:.2}×", b / a),
                 _ => "-".into(),
@@ -714,6 +721,7 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
             vec![
                 p.transport.clone(),
                 format!("{} {}", p.pattern, human_size(p.msg_size)),
+                p.far_side.clone().unwrap_or_else(|| "-".into()),
                 twin.map_or("not measured".into(), figure_text),
                 figure_text(p),
                 ratio,
@@ -721,9 +729,70 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
         })
         .collect();
     b.push(Block::Table(
-        ["strategy", "point", "loopback", "between hosts", "ratio"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "strategy",
+            "point",
+            "on the second host",
+            "loopback",
+            "between hosts",
+            "ratio",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    side_by_side(&far, twin, b);
+}
+
+/// The network strategies measured between hosts side by side, a column
+/// each (a messaging engine beside the suite's own manager and Python's
+/// `BaseManager`), a row per point over loopback and between hosts.
+fn side_by_side<'a>(
+    far: &[&'a PointRecord],
+    twin: impl Fn(&PointRecord) -> Option<&'a PointRecord>,
+    b: &mut Vec<Block>,
+) {
+    let mut names: Vec<&str> = Vec::new();
+    let mut points: Vec<(&str, usize)> = Vec::new();
+    for p in far {
+        if !names.contains(&p.transport.as_str()) {
+            names.push(&p.transport);
+        }
+        if !points.contains(&(p.pattern.as_str(), p.msg_size)) {
+            points.push((&p.pattern, p.msg_size));
+        }
+    }
+    if names.len() < 2 {
+        return;
+    }
+    let cell = |t: &str, (pattern, size): (&str, usize), between: bool| {
+        far.iter()
+            .find(|p| p.transport == t && p.pattern == pattern && p.msg_size == size)
+            .and_then(|p| if between { Some(*p) } else { twin(p) })
+            .map_or("-".into(), figure_text)
+    };
+    let rows = points
+        .iter()
+        .flat_map(|&pt| {
+            [false, true].map(|between| {
+                let mut row = vec![format!(
+                    "{} {}, {}",
+                    pt.0,
+                    human_size(pt.1),
+                    if between { "between hosts" } else { "loopback" }
+                )];
+                row.extend(names.iter().map(|t| cell(t, pt, between)));
+                row
+            })
+        })
+        .collect();
+    b.push(Block::Para(
+        "Side by side: each strategy measured between hosts, and its loopback twin.".into(),
+    ));
+    b.push(Block::Table(
+        std::iter::once("point".to_owned())
+            .chain(names.iter().map(|n| n.to_string()))
+            .collect(),
         rows,
     ));
 }

@@ -107,6 +107,23 @@ pub fn ignore_stop_signals_in_child(cmd: &mut std::process::Command) {
     }
 }
 
+/// Starts the child armed to be killed when this process ends (the
+/// parent-death signal, which survives exec): a helper that must not
+/// outlive the peer that stands for it.
+pub fn die_with_parent_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only prctl, which is async-signal-safe and has no memory effects.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Takes ownership of descriptor `fd` named in an address, after checking
 /// that it is open. The caller must not use `fd` otherwise afterwards.
 pub fn adopt(fd: RawFd) -> Result<OwnedFd, TransportError> {

@@ -162,6 +162,20 @@ pub struct LinkOpts {
     /// Where a network strategy's near side listens when its far side is
     /// on another host (`None`: loopback).
     pub listen: Option<std::net::IpAddr>,
+    /// Where a strategy's server runs when it is on another host (the
+    /// manager's, between two hosts): both sides are its clients from here.
+    /// `None`: on this host, over loopback.
+    pub server_host: Option<RemoteHost>,
+}
+
+/// Another host, as the link reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHost {
+    /// The command prefix that starts a process there (`ip netns exec
+    /// NAME`, `ssh HOST`); the `ipcbench` binary is at the same path.
+    pub prefix: Vec<String>,
+    /// Its address, where a server started there listens.
+    pub addr: std::net::IpAddr,
 }
 
 impl Default for LinkOpts {
@@ -176,6 +190,7 @@ impl Default for LinkOpts {
             parties: None,
             party: 0,
             listen: None,
+            server_host: None,
         }
     }
 }

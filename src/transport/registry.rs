@@ -99,7 +99,7 @@ registry! {
         Caps::SERVER;
     ManagerTcp => manager::ManagerTcp, "manager-tcp",
         "the same proxy server over TCP loopback (BaseManager served over the network)",
-        Caps::SERVER;
+        Caps { network: true, ..Caps::SERVER };
     #[cfg(feature = "iceoryx2")]
     Iceoryx2 => iceoryx2::Iceoryx2, "iceoryx2",
         "Eclipse iceoryx2 zero-copy publish-subscribe, payload written and read in its shared memory",
@@ -163,8 +163,9 @@ pub struct Caps {
     /// Processes busy during a point besides the peers (a server).
     pub helpers: usize,
     /// Crosses a network: its far side can run on another host
-    /// (`run --hosts`, `--peer-cmd`), connecting to where the near side
-    /// listens.
+    /// (`run --hosts`, `--peer-cmd`): side B, connecting to where the near
+    /// side listens, or, for a strategy with a server (`helpers`), the
+    /// server, which both sides reach from the near host.
     pub network: bool,
 }
 

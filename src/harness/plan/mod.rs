@@ -391,6 +391,7 @@ fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
             count: None,
             start_method: None,
             rates: f.rates.iter().map(|r| r.label()).collect(),
+            far: None,
         }),
     }
 }
@@ -428,7 +429,7 @@ mod tests {
         }
         let crossable = ms.iter().filter(|m| m.can_cross_hosts()).count();
         assert_eq!(twins.len(), crossable);
-        for name in ["tcp", "zmq-tcp"] {
+        for name in ["tcp", "zmq-tcp", "manager-tcp"] {
             if TransportKind::ALL.iter().any(|k| k.name() == name) {
                 assert!(
                     twins.iter().any(|&i| ms[i].strategy_name() == name),
@@ -437,7 +438,7 @@ mod tests {
             }
         }
         for m in ms.iter().filter(|m| m.between_hosts()) {
-            assert!(["tcp", "zmq-tcp"].contains(&m.strategy_name()));
+            assert!(["tcp", "zmq-tcp", "manager-tcp"].contains(&m.strategy_name()));
             assert!(["pingpong", "stream"].contains(&m.pattern_name()));
         }
         let without = plan(Profile::Quick, &Filters::default(), false).unwrap();

@@ -42,7 +42,9 @@ use sha2::Sha256;
 
 use super::fd::PrivateDir;
 use super::stream::{StreamConn, StreamIo};
-use super::{Conn, Endpoint, LinkOpts, LinkSetup, Side, Transport, TransportError, addr_rest};
+use super::{
+    Conn, Endpoint, LinkOpts, LinkSetup, RemoteHost, Side, Transport, TransportError, addr_rest,
+};
 
 mod proxy;
 mod server;
@@ -230,8 +232,9 @@ pub trait Family: Send + 'static {
     const NAME: &'static str;
     /// The client stream.
     type Stream: StreamIo;
-    /// What `serve` listens on, given the setup's private directory.
-    fn listen_spec(dir: &PrivateDir) -> String;
+    /// What `serve` listens on, given the setup's private directory and
+    /// the host the server runs on (`None`: this one).
+    fn listen_spec(dir: &PrivateDir, host: Option<&RemoteHost>) -> Result<String, TransportError>;
     /// Connects to the address after the `NAME:` prefix.
     fn connect(rest: &str) -> Result<Self::Stream, TransportError>;
 }
@@ -244,8 +247,16 @@ pub struct TcpFamily;
 impl Family for UnixFamily {
     const NAME: &'static str = "manager-unix";
     type Stream = UnixStream;
-    fn listen_spec(dir: &PrivateDir) -> String {
-        format!("unix:{}", dir.path().join("manager.sock").display())
+    fn listen_spec(dir: &PrivateDir, host: Option<&RemoteHost>) -> Result<String, TransportError> {
+        match host {
+            None => Ok(format!(
+                "unix:{}",
+                dir.path().join("manager.sock").display()
+            )),
+            Some(_) => Err(TransportError::Setup(
+                "a manager over a Unix socket cannot have its server on another host".into(),
+            )),
+        }
     }
     fn connect(rest: &str) -> Result<UnixStream, TransportError> {
         UnixStream::connect(rest)
@@ -256,8 +267,12 @@ impl Family for UnixFamily {
 impl Family for TcpFamily {
     const NAME: &'static str = "manager-tcp";
     type Stream = TcpStream;
-    fn listen_spec(_dir: &PrivateDir) -> String {
-        "tcp:127.0.0.1:0".to_owned()
+    fn listen_spec(_dir: &PrivateDir, host: Option<&RemoteHost>) -> Result<String, TransportError> {
+        // Port 0: the server says which port it has in its `ready` line.
+        Ok(match host {
+            None => "tcp:127.0.0.1:0".to_owned(),
+            Some(h) => format!("tcp:{}", std::net::SocketAddr::new(h.addr, 0)),
+        })
     }
     fn connect(rest: &str) -> Result<TcpStream, TransportError> {
         let s = TcpStream::connect(rest)
@@ -309,20 +324,33 @@ impl Drop for ManagerSetup {
     }
 }
 
-/// Starts a manager server process with `key`; returns it and its address.
+/// Starts a manager server process with `key`, on `host` if given
+/// (through its prefix, which passes the environment on: `ip netns exec`
+/// does, `ssh` with `SendEnv`); returns it and its address.
 pub fn start_server(
     exe: &std::path::Path,
+    host: Option<&RemoteHost>,
     listen: &str,
     key: &[u8],
     max: usize,
     env: &[(String, String)],
 ) -> Result<(Child, String), TransportError> {
-    let mut cmd = Command::new(exe);
+    let mut cmd = match host.and_then(|h| h.prefix.split_first()) {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args(["peer", "--deadline-s", "86400", "manager-serve", listen])
         .arg(format!("--max-message={max}"))
         .env(AUTHKEY_ENV, to_hex(key))
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        // Held open by the `Child` while the server is wanted: the server
+        // ends when it closes, also on another host whose connection to
+        // this one dropped.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     super::fd::ignore_stop_signals_in_child(&mut cmd);
@@ -453,7 +481,7 @@ impl<F: Family> Transport for Manager<F> {
         let key: [u8; KEY_LEN] = random_bytes()?;
         let (server, addr) =
             // A request carries the message plus its op code and queue name.
-            start_server(&opts.exe, &F::listen_spec(&dir), &key, opts.max_message.saturating_add(REQUEST_OVERHEAD), &opts.helper_env)?;
+            start_server(&opts.exe, opts.server_host.as_ref(), &F::listen_spec(&dir, opts.server_host.as_ref())?, &key, opts.max_message.saturating_add(REQUEST_OVERHEAD), &opts.helper_env)?;
         let (ender_addr, ender_key, ender_max) = (addr.clone(), key, opts.max_message);
         let ender: Ender = Box::new(move |queue| {
             let rest = addr_rest(&ender_addr, F::NAME)?;
