@@ -530,11 +530,13 @@ fn a_peer_killed_at_every_phase_is_named_on_every_path() {
         sync_path(Prim::Joinable, 20_000),
     ];
     // ZeroMQ's PUSH/PULL channels: a sender or a receiver dying must not
-    // leave the others waiting for an end that never comes.
+    // leave the others waiting for an end that never comes; nor a client
+    // or the server of its calls (REQ/ROUTER).
     #[cfg(feature = "zeromq")]
     paths.extend([
         point_path(multi(ZmqIpc, Pattern::Mpmc, (2, 2)), 100_000, 1),
         point_path(multi(ZmqTcp, Pattern::FanIn, (2, 1)), 100_000, 1),
+        point_path(multi(ZmqIpc, Pattern::Reqrep, (2, 1)), 3_000, 1),
         session_path(multi(ZmqIpc, Pattern::Mpmc, (2, 2)), 50_000),
         farm_path(ZmqTcp, Wait::PARK, 20_000),
     ]);

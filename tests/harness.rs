@@ -302,11 +302,16 @@ fn clients_call_a_managers_list_namespace_and_value_each_reply_checked() {
 fn reqrep_clients_call_a_server_and_every_reply_is_checked() {
     let _serial = serial();
     let o = opts();
-    for k in [
+    let kinds = [
         TransportKind::ManagerUnix,
         TransportKind::ManagerTcp,
         TransportKind::ShmQueue,
-    ] {
+        #[cfg(feature = "zeromq")]
+        TransportKind::ZmqIpc,
+        #[cfg(feature = "zeromq")]
+        TransportKind::ZmqTcp,
+    ];
+    for k in kinds {
         for clients in [1, 3] {
             let spec = PointSpec {
                 strategy: Strategy::Transport(k),

@@ -134,8 +134,8 @@ fn multi_once(
         ));
         return rec;
     }
-    if reqrep && caps.shared == Shared::Memory {
-        return run_shm_reqrep(spec, opts, rec, cpus, (warmup, iters), per_s);
+    if reqrep && matches!(caps.shared, Shared::Memory | Shared::Sockets) {
+        return run_served_reqrep(spec, opts, rec, cpus, (warmup, iters), per_s);
     }
     if let Some(limit) = caps.shared_limit
         && spec.size > limit
@@ -304,11 +304,88 @@ fn fill_reqrep(rec: &mut PointRecord, spec: &PointSpec, clients: &[PeerReport], 
     }
 }
 
-/// reqrep over shared memory: a server peer owns a dictionary that N
-/// client peers call through shm queues ([`shm_dict`]). Beyond each
-/// client's checks, the server must have served exactly the calls the
-/// clients made.
-fn run_shm_reqrep(
+/// The service of a reqrep point whose server is a peer: its address,
+/// what the server inherits, and how the coordinator ends it.
+enum Service {
+    /// Queues in shared memory ([`shm_dict::Setup`]).
+    Shm(shm_dict::Setup),
+    /// A ZeroMQ channel: the server's `ROUTER` on its listener.
+    #[cfg(feature = "zeromq")]
+    Zmq(
+        TransportKind,
+        crate::transport::zmq::ZmqSetup,
+        crate::transport::Endpoint,
+    ),
+}
+
+impl Service {
+    fn create(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -> Result<Service, String> {
+        match kind.caps().shared {
+            #[cfg(feature = "zeromq")]
+            Shared::Sockets => {
+                use crate::transport::Transport;
+                let link = crate::transport::LinkOpts {
+                    max_message: spec.size + shm_dict::REQUEST_OVERHEAD,
+                    parties: Some((spec.producers, 1)),
+                    ..link_opts(spec, opts, kind)
+                };
+                let (setup, ep) = match kind {
+                    TransportKind::ZmqIpc => crate::transport::zmq::ZmqIpc::setup(&link),
+                    _ => crate::transport::zmq::ZmqTcp::setup(&link),
+                }
+                .map_err(|e| format!("setting up the channel: {e}"))?;
+                Ok(Service::Zmq(kind, setup, ep))
+            }
+            _ => shm_dict::Setup::create(spec.producers, spec.size, spec.wait).map(Service::Shm),
+        }
+    }
+
+    fn addr(&self) -> &str {
+        match self {
+            Service::Shm(s) => &s.addr,
+            #[cfg(feature = "zeromq")]
+            Service::Zmq(_, _, ep) => &ep.addr,
+        }
+    }
+
+    /// What the peers inherit and find in their environment.
+    fn handed(&self) -> (&[i32], &[(String, String)]) {
+        match self {
+            Service::Shm(_) => (&[], &[]),
+            #[cfg(feature = "zeromq")]
+            Service::Zmq(_, _, ep) => (&ep.inherit, &ep.env),
+        }
+    }
+
+    fn children_started(&mut self) {
+        #[cfg(feature = "zeromq")]
+        if let Service::Zmq(_, setup, _) = self {
+            use crate::transport::LinkSetup;
+            setup.children_started();
+        }
+    }
+
+    /// Ends the server: it answers what it was asked, then stops.
+    fn end(&self) -> Result<(), HarnessError> {
+        match self {
+            Service::Shm(s) => {
+                s.close();
+                Ok(())
+            }
+            #[cfg(feature = "zeromq")]
+            Service::Zmq(kind, _, ep) => {
+                crate::transport::zmq::end_calls(*kind, ep, std::time::Duration::from_secs(10))
+                    .map_err(|e| HarnessError::Setup(format!("ending the server: {e}")))
+            }
+        }
+    }
+}
+
+/// reqrep whose server is a peer: it owns a dictionary that N client peers
+/// call, through shared-memory queues ([`shm_dict`]) or ZeroMQ sockets.
+/// Beyond each client's checks, the server must have served exactly the
+/// calls the clients made.
+fn run_served_reqrep(
     spec: &PointSpec,
     opts: &RunOpts,
     mut rec: PointRecord,
@@ -317,7 +394,11 @@ fn run_shm_reqrep(
     per_s: f64,
 ) -> PointRecord {
     let np = spec.producers;
-    let setup = match shm_dict::Setup::create(np, spec.size, spec.wait) {
+    let Strategy::Transport(kind) = spec.strategy else {
+        rec.fail("reqrep is measured over a strategy");
+        return rec;
+    };
+    let mut service = match Service::create(spec, opts, kind) {
         Ok(s) => s,
         Err(e) => {
             settle(&mut rec, &HarnessError::Setup(e));
@@ -325,9 +406,14 @@ fn run_shm_reqrep(
         }
     };
     let pinned = !rec.cpus.is_empty();
+    let addr = service.addr().to_owned();
+    let (inherit, env) = {
+        let (i, e) = service.handed();
+        (i.to_vec(), e.to_vec())
+    };
     let args = |side: Side, i: usize| {
         let cpu = pinned.then(|| cpus[if side == Side::A { i } else { np + i }]);
-        let mut a = PeerArgs::for_point(spec, &setup.addr, side, i, (warmup, iters), cpu);
+        let mut a = PeerArgs::for_point(spec, &addr, side, i, (warmup, iters), cpu);
         if side == Side::A {
             a.rate = per_s / np.max(1) as f64;
         }
@@ -336,16 +422,22 @@ fn run_shm_reqrep(
     let outcome = (|| {
         let deadline = Instant::now() + opts.deadline;
         // The server first: it is told `go` first.
-        let mut peers = std::iter::once(spawn(opts, &args(Side::B, 0), &[], &[], "server"))
-            .chain(
-                (0..np).map(|i| spawn(opts, &args(Side::A, i), &[], &[], &format!("client {i}"))),
-            )
+        let mut peers = std::iter::once(spawn(opts, &args(Side::B, 0), &inherit, &env, "server"))
+            .chain((0..np).map(|i| {
+                spawn(
+                    opts,
+                    &args(Side::A, i),
+                    &inherit,
+                    &env,
+                    &format!("client {i}"),
+                )
+            }))
             .collect::<Result<Vec<_>, _>>()?;
         supervised(&mut peers, |peers| {
-            line_up(peers, deadline, || {})?;
+            line_up(peers, deadline, || service.children_started())?;
             let (server, clients) = peers.split_at_mut(1);
             let reports = reports(clients, server, deadline)?;
-            setup.close();
+            service.end()?;
             let served = server[0].report(deadline)?;
             Ok::<_, HarnessError>((reports, served))
         })

@@ -9,6 +9,9 @@
 //! can parse and ends when the coordinator closes the request queue; it
 //! reports how many calls it served, which the coordinator compares with
 //! what the clients made.
+//!
+//! The same dictionary, requests and replies serve ZeroMQ's reqrep, over a
+//! `ROUTER` and the clients' `REQ` sockets ([`Requests`], [`Call`]).
 
 use std::collections::HashMap;
 
@@ -24,6 +27,8 @@ pub const PREFIX: &str = "shm-dict:";
 const HEADER: usize = 8;
 /// The longest key.
 pub const MAX_KEY: usize = 64;
+/// Bytes a request may carry beyond its value: the header and the key.
+pub const REQUEST_OVERHEAD: usize = HEADER + MAX_KEY;
 
 const OP_SET: u16 = 1;
 const OP_GET: u16 = 2;
@@ -117,53 +122,98 @@ impl Served {
                 .collect::<Result<Vec<_>, _>>()?,
         })
     }
+}
 
-    /// Answers requests until the request queue is closed: the calls
-    /// served and the times of the first and the last.
-    fn answer(&self) -> Result<(u64, u64, u64), String> {
-        let mut dict: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let mut buf = Vec::with_capacity(self.requests.slot_size());
-        let mut reply = Vec::new();
-        let (mut served, mut first, mut last) = (0u64, 0u64, 0u64);
-        loop {
-            match self.requests.get(&mut buf, None) {
-                Ok(_) => {}
-                Err(QueueError::Closed) => return Ok((served, first, last)),
-                Err(e) => return Err(qerr("reading a request")(e)),
-            }
-            if served == 0 {
-                first = now_ns();
-            }
-            let (client, status) = handle(&buf, &mut dict, &mut reply);
-            let client = client
-                .ok_or_else(|| format!("a request of {} bytes names no client", buf.len()))?;
-            let rq = self.replies.get(client).ok_or_else(|| {
-                format!(
-                    "a request from client {client}, but there are {} clients",
-                    self.replies.len()
-                )
-            })?;
-            if status == BAD_REQUEST {
-                // Said to the client too, which fails its point with it.
-                let _ = rq.put(&reply, None);
-                return Err(format!(
-                    "client {client} sent a bad request: {}",
-                    String::from_utf8_lossy(&reply[1..])
-                ));
-            }
-            rq.put(&reply, None).map_err(qerr("replying"))?;
-            served += 1;
-            last = now_ns();
+/// Where a dictionary's server takes requests from and sends replies to.
+pub trait Requests {
+    /// Who sent a request, as the reply needs it.
+    type From;
+    /// The next request into `buf`; `None` once the coordinator ended the
+    /// service.
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Self::From>, String>;
+    /// Sends `reply` to the sender `from`, client `client` by its header.
+    fn reply(&mut self, from: &Self::From, client: usize, reply: &[u8]) -> Result<(), String>;
+}
+
+impl Requests for Served {
+    type From = ();
+
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<()>, String> {
+        match self.requests.get(buf, None) {
+            Ok(_) => Ok(Some(())),
+            Err(QueueError::Closed) => Ok(None),
+            Err(e) => Err(qerr("reading a request")(e)),
         }
+    }
+
+    fn reply(&mut self, _: &(), client: usize, reply: &[u8]) -> Result<(), String> {
+        let rq = self.replies.get(client).ok_or_else(|| {
+            format!(
+                "a request from client {client}, but there are {} clients",
+                self.replies.len()
+            )
+        })?;
+        rq.put(reply, None).map_err(qerr("replying"))
+    }
+}
+
+#[cfg(feature = "zeromq")]
+impl Requests for crate::transport::zmq::CallServer {
+    type From = Vec<u8>;
+
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        crate::transport::zmq::CallServer::next(self, buf)
+            .map_err(|e| format!("reading a request: {e}"))
+    }
+
+    fn reply(&mut self, who: &Vec<u8>, _: usize, reply: &[u8]) -> Result<(), String> {
+        self.answer(who, reply)
+            .map_err(|e| format!("replying: {e}"))
+    }
+}
+
+/// Answers requests until the service is ended: the calls served and the
+/// times of the first and the last.
+fn answer<R: Requests>(r: &mut R) -> Result<(u64, u64, u64), String> {
+    let mut dict: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut buf = Vec::new();
+    let mut reply = Vec::new();
+    let (mut served, mut first, mut last) = (0u64, 0u64, 0u64);
+    loop {
+        let Some(from) = r.next(&mut buf)? else {
+            return Ok((served, first, last));
+        };
+        if served == 0 {
+            first = now_ns();
+        }
+        let (client, status) = handle(&buf, &mut dict, &mut reply);
+        let client =
+            client.ok_or_else(|| format!("a request of {} bytes names no client", buf.len()))?;
+        if status == BAD_REQUEST {
+            // Said to the client too, which fails its point with it.
+            let _ = r.reply(&from, client, &reply);
+            return Err(format!(
+                "client {client} sent a bad request: {}",
+                String::from_utf8_lossy(&reply[1..])
+            ));
+        }
+        r.reply(&from, client, &reply)?;
+        served += 1;
+        last = now_ns();
     }
 }
 
 /// The server: answers requests until the request queue is closed.
 pub fn serve(addr: &str) -> Result<PeerReport, String> {
-    let served = Served::open(addr)?;
+    serve_from(Served::open(addr)?)
+}
+
+/// The server, taking its requests from `requests`, until the service is
+/// ended.
+pub fn serve_from<R: Requests>(mut requests: R) -> Result<PeerReport, String> {
     super::control::barrier()?;
     let cpu0 = cpu_time_ns();
-    let (calls, first, last) = served.answer()?;
+    let (calls, first, last) = answer(&mut requests)?;
     Ok(PeerReport {
         messages: calls,
         elapsed_ns: last.saturating_sub(first),
@@ -227,11 +277,41 @@ fn handle(
     }
 }
 
-/// A client's handle on the dictionary.
-pub struct Client {
-    id: u32,
+/// How a client's request reaches the server and its reply comes back.
+pub trait Call {
+    /// Sends `req` and waits for its reply, into `reply`.
+    fn call(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// A client's queues: the shared request queue and its own reply queue.
+pub struct Queues {
     requests: Queue,
     replies: Queue,
+}
+
+impl Call for Queues {
+    fn call(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), String> {
+        self.requests
+            .put(req, None)
+            .map_err(qerr("sending a request"))?;
+        self.replies
+            .get(reply, None)
+            .map_err(qerr("waiting for the reply"))?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "zeromq")]
+impl Call for crate::transport::zmq::Caller {
+    fn call(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), String> {
+        crate::transport::zmq::Caller::call(self, req, reply).map_err(|e| e.to_string())
+    }
+}
+
+/// A client's handle on the dictionary.
+pub struct Client<C: Call = Queues> {
+    id: u32,
+    conn: C,
     req: Vec<u8>,
     reply: Vec<u8>,
 }
@@ -243,13 +323,25 @@ impl Client {
         let rep = reps
             .get(id)
             .ok_or_else(|| format!("no reply queue for client {id}"))?;
-        Ok(Client {
+        Ok(Client::over(
+            Queues {
+                requests: Queue::open(req).map_err(qerr("opening the request queue"))?,
+                replies: Queue::open(rep).map_err(qerr("opening the reply queue"))?,
+            },
+            id,
+        ))
+    }
+}
+
+impl<C: Call> Client<C> {
+    /// Client `id`, calling over `conn`.
+    pub fn over(conn: C, id: usize) -> Client<C> {
+        Client {
             id: id as u32,
-            requests: Queue::open(req).map_err(qerr("opening the request queue"))?,
-            replies: Queue::open(rep).map_err(qerr("opening the reply queue"))?,
+            conn,
             req: Vec::new(),
             reply: Vec::new(),
-        })
+        }
     }
 
     fn call(&mut self, op: u16, key: &[u8], value: &[u8]) -> Result<u8, String> {
@@ -263,12 +355,7 @@ impl Client {
             .extend_from_slice(&(key.len() as u16).to_le_bytes());
         self.req.extend_from_slice(key);
         self.req.extend_from_slice(value);
-        self.requests
-            .put(&self.req, None)
-            .map_err(qerr("sending a request"))?;
-        self.replies
-            .get(&mut self.reply, None)
-            .map_err(qerr("waiting for the reply"))?;
+        self.conn.call(&self.req, &mut self.reply)?;
         match self.reply.first() {
             Some(&BAD_REQUEST) => Err(format!(
                 "the server refused the request: {}",
@@ -280,7 +367,7 @@ impl Client {
     }
 }
 
-impl ObjectCalls for Client {
+impl<C: Call> ObjectCalls for Client<C> {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
         match self.call(OP_SET, key, value)? {
             OK => Ok(()),
@@ -355,7 +442,7 @@ mod tests {
         let addr = setup.addr.clone();
         let server = {
             let addr = addr.clone();
-            std::thread::spawn(move || Served::open(&addr).and_then(|s| s.answer()))
+            std::thread::spawn(move || Served::open(&addr).and_then(|mut s| answer(&mut s)))
         };
         let clients: Vec<_> = (0..3)
             .map(|id| {

@@ -106,11 +106,11 @@ registry! {
         Caps { waits: Waits::Polls, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqIpc => zmq::ZmqIpc, "zmq-ipc",
-        "ZeroMQ over a Unix socket (ipc://), libzmq 4.3: PAIR for a link, PUSH/PULL where several share",
+        "ZeroMQ over a Unix socket (ipc://), libzmq 4.3: PAIR for a link, PUSH/PULL where several share, REQ/ROUTER for calls",
         Caps { shared: Shared::Sockets, task_farm: true, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqTcp => zmq::ZmqTcp, "zmq-tcp",
-        "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL",
+        "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL, REQ/ROUTER",
         Caps { shared: Shared::Sockets, task_farm: true, network: true, ..Caps::KERNEL_LINK };
 }
 
@@ -140,8 +140,9 @@ pub enum Shared {
     /// reaches them through a proxy, each call a request and a reply.
     Server,
     /// Each process opens sockets to the others (ZeroMQ's `PUSH` and
-    /// `PULL`): fan-in, fan-out and mpmc, with no broker between; no
-    /// dictionary to call (reqrep), and a task farm over links.
+    /// `PULL`): fan-in, fan-out and mpmc, with no broker between; a
+    /// dictionary served by a peer to its clients' calls (a `ROUTER` and
+    /// `REQ`s) for reqrep; a task farm over links.
     Sockets,
 }
 
@@ -201,9 +202,12 @@ impl Caps {
     }
 
     /// Whether clients can call a dictionary several of them share
-    /// (reqrep): over shared memory or a server.
+    /// (reqrep): over shared memory, a server or sockets.
     pub fn serves_calls(self) -> bool {
-        matches!(self.shared, Shared::Memory | Shared::Server)
+        matches!(
+            self.shared,
+            Shared::Memory | Shared::Server | Shared::Sockets
+        )
     }
 }
 

@@ -43,6 +43,25 @@ pub fn run_peer(a: &PeerArgs) -> Result<PeerReport, String> {
                 Side::B => shm_dict::serve(&a.addr),
             }
         }
+        #[cfg(feature = "zeromq")]
+        Strategy::Transport(kind) if a.pattern.calls() && kind.caps().shared == Shared::Sockets => {
+            use crate::transport::zmq;
+            let ep = crate::transport::Endpoint::for_child(&a.addr);
+            // A request carries the value, a header and the key.
+            let opts = crate::transport::LinkOpts {
+                max_message: a.max_message + shm_dict::REQUEST_OVERHEAD,
+                ..a.link_opts()
+            };
+            let e = |e: crate::transport::TransportError| e.to_string();
+            match a.side {
+                Side::A => {
+                    let caller = zmq::caller(kind, &ep, &opts).map_err(e)?;
+                    let client = shm_dict::Client::over(caller, a.id as usize);
+                    barrier_then(|| client_calls(client, &codec, a, kind))
+                }
+                Side::B => shm_dict::serve_from(zmq::call_server(kind, &ep, &opts).map_err(e)?),
+            }
+        }
         Strategy::Transport(kind) => {
             let opts = a.link_opts();
             with_transport!(kind, T => {

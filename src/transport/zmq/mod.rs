@@ -7,9 +7,9 @@
 //! thread, libzmq's default). Where several processes share a channel
 //! (fan-in, fan-out, mpmc) it is `PUSH` and `PULL`, brokerless: each
 //! receiver binds a `PULL`, each sender connects to every receiver and
-//! deals its messages round-robin ([`Producer`], [`Consumer`]). There is
-//! no dictionary for reqrep (ZeroMQ's `REQ`/`REP` would need a server the
-//! suite does not have for it yet); the task farm runs over links. The coordinator binds the listening socket
+//! deals its messages round-robin ([`Producer`], [`Consumer`]). Calls
+//! (reqrep) are `REQ` clients of a `ROUTER` server ([`calls`]); the task
+//! farm runs over links. The coordinator binds the listening socket
 //! — a Unix socket in a private directory (0700, socket 0600) for
 //! `zmq-ipc`, a TCP port for `zmq-tcp` — and side A hands it to libzmq
 //! with `ZMQ_USE_FD`, so side B can connect as soon as the link exists and
@@ -50,6 +50,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
+
+mod calls;
+pub use calls::{CallServer, Caller, call_server, caller, end_calls};
 
 use super::fd::{PrivateDir, chmod_owner_only};
 use super::unix_stream::{ACCEPT_TIMEOUT, fd_and_rest, listener_fd};

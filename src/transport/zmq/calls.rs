@@ -1,0 +1,387 @@
+//! Calls over ZeroMQ (reqrep): as ZeroMQ's users build a request/reply
+//! service, each client a `REQ` socket and the server one `ROUTER`, which
+//! takes requests from every client fair-queued and routes each reply to
+//! the client that asked (by the identity frame it prepends). What the
+//! calls mean (a dictionary's set and get) is the caller's business: here
+//! a request and a reply are opaque bytes.
+//!
+//! The server binds the channel's one listener (`parties` = clients, 1),
+//! like a shared channel's receiver; clients connect, without reconnecting.
+//! The coordinator ends the server with a call of its own carrying an
+//! empty request (no client's request is empty), answered [`ENDED`].
+//! A client whose server's connection drops reports the peer gone; the
+//! server does not watch its clients (the coordinator does).
+
+use std::time::{Duration, Instant};
+
+use super::{Addr, Family, ZmqIpc, ZmqTcp, events, handshakes, open, parse, poll_until, zerr};
+use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
+
+/// The server's answer to the coordinator's end.
+const ENDED: &[u8] = b"ended";
+
+/// The server: a `ROUTER` on the channel's listener.
+pub struct CallServer {
+    sock: Option<zmq::Socket>,
+    /// Kept, and read: libzmq sends each event from the socket's own
+    /// thread and waits while the monitor's queue is full or unread.
+    mon: Option<zmq::Socket>,
+    zap: Option<std::thread::JoinHandle<()>>,
+    ctx: zmq::Context,
+    msg: zmq::Message,
+    max: usize,
+    /// The coordinator's end was answered: the answer must leave before
+    /// the socket closes.
+    ended: bool,
+    /// Connections made and dropped, by the monitor.
+    conns: (usize, usize),
+}
+
+/// A client: a `REQ` connected to the server.
+pub struct Caller {
+    sock: Option<zmq::Socket>,
+    mon: Option<zmq::Socket>,
+    ctx: zmq::Context,
+    msg: zmq::Message,
+    max: usize,
+    timeout: Option<Duration>,
+}
+
+/// The token of a `zmq-tcp` channel, as `PLAIN`'s password.
+fn token<F: Family>(ep: &Endpoint) -> Result<Option<String>, TransportError> {
+    Ok(if F::PLAIN {
+        Some(crate::transport::manager::to_hex(
+            &crate::transport::tcp::token(ep)?,
+        ))
+    } else {
+        None
+    })
+}
+
+fn url<F: Family>(a: &Addr<'_>) -> String {
+    format!("{}://{}", F::SCHEME, a.addrs[0])
+}
+
+impl CallServer {
+    fn join<F: Family>(ep: &Endpoint, opts: &LinkOpts) -> Result<CallServer, TransportError> {
+        let a = parse::<F>(&ep.addr)?;
+        let clients = a.producers.unwrap_or(1);
+        let mine = if ep.in_child {
+            crate::transport::fd::adopt(a.fds[0])?
+        } else {
+            // SAFETY: the setup owns the descriptor and outlives this call;
+            // we keep a copy.
+            crate::transport::fd::dup(&unsafe { std::os::fd::BorrowedFd::borrow_raw(a.fds[0]) })?
+        };
+        let ctx = zmq::Context::new();
+        let (sock, mon, zap) = open(
+            &ctx,
+            zmq::ROUTER,
+            0,
+            &url::<F>(&a),
+            Some(mine),
+            token::<F>(ep)?.as_deref(),
+            opts.max_message,
+        )?;
+        handshakes(&mon, clients, false, "the clients")?;
+        Ok(CallServer {
+            sock: Some(sock),
+            mon: Some(mon),
+            zap,
+            ctx,
+            msg: zmq::Message::new(),
+            max: opts.max_message,
+            ended: false,
+            conns: (clients, 0),
+        })
+    }
+
+    /// The next request, into `buf`, with the identity of the client that
+    /// sent it; `None` once the coordinator's end arrived (answered).
+    pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, TransportError> {
+        // Clients come and go; counted, for the end.
+        self.count();
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        // [identity][empty delimiter][request], as a REQ sends through a ROUTER.
+        sock.recv(&mut self.msg, 0)
+            .map_err(|e| zerr("zmq_recv", e))?;
+        let who = self.msg.to_vec();
+        let mut parts = 1;
+        let mut body = None;
+        while sock.get_rcvmore().map_err(|e| zerr("ZMQ_RCVMORE", e))? {
+            sock.recv(&mut self.msg, 0)
+                .map_err(|e| zerr("zmq_recv", e))?;
+            parts += 1;
+            if parts == 3 {
+                body = Some(self.msg.len());
+                if self.msg.len() > self.max {
+                    return Err(TransportError::Malformed(format!(
+                        "a request of {} bytes, beyond the channel's limit of {}",
+                        self.msg.len(),
+                        self.max
+                    )));
+                }
+                buf.clear();
+                buf.extend_from_slice(&self.msg);
+            }
+        }
+        match body {
+            Some(0) if parts == 3 => {
+                self.answer(&who, ENDED)?;
+                self.ended = true;
+                self.until_all_left(Duration::from_millis(super::LINGER_MS as u64));
+                Ok(None)
+            }
+            Some(_) if parts == 3 => Ok(Some(who)),
+            _ => Err(TransportError::Malformed(format!(
+                "a request of {parts} parts, where a REQ sends 3 (identity, delimiter, body)"
+            ))),
+        }
+    }
+
+    fn count(&mut self) {
+        let (up, down) = events(self.mon.as_ref().expect("the monitor lives until drop"));
+        self.conns.0 += up;
+        self.conns.1 += down;
+    }
+
+    /// Waits (up to `wait`) until every connection is gone, the
+    /// coordinator's last: over `ipc://` libzmq stops reading a connection
+    /// whose peer hung up, so leaving first could lose the end's answer.
+    fn until_all_left(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.count();
+            if self.conns.1 >= self.conns.0 {
+                return;
+            }
+            let mon = self.mon.as_ref().expect("the monitor lives until drop");
+            let mut items = [mon.as_poll_item(zmq::POLLIN)];
+            if poll_until(&mut items, Some(deadline)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends `reply` to the client `who`.
+    pub fn answer(&mut self, who: &[u8], reply: &[u8]) -> Result<(), TransportError> {
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        sock.send_multipart([who, &b""[..], reply], 0)
+            .map_err(|e| zerr("zmq_send", e))
+    }
+}
+
+impl Drop for CallServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.sock.take() {
+            // Ended: the end's answer goes out first (up to the linger).
+            let _ = s.set_linger(if self.ended { super::LINGER_MS } else { 0 });
+        }
+        self.mon = None;
+        let _ = self.ctx.destroy();
+        if let Some(t) = self.zap.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Caller {
+    fn join<F: Family>(ep: &Endpoint, opts: &LinkOpts) -> Result<Caller, TransportError> {
+        let a = parse::<F>(&ep.addr)?;
+        if ep.in_child {
+            a.fds
+                .iter()
+                .for_each(|&fd| crate::transport::fd::close_inherited(fd));
+        }
+        let ctx = zmq::Context::new();
+        let (sock, mon, _) = open(
+            &ctx,
+            zmq::REQ,
+            0,
+            &url::<F>(&a),
+            None,
+            token::<F>(ep)?.as_deref(),
+            opts.max_message,
+        )?;
+        handshakes(&mon, 1, true, "the server")?;
+        Ok(Caller {
+            sock: Some(sock),
+            mon: Some(mon),
+            ctx,
+            msg: zmq::Message::new(),
+            max: opts.max_message,
+            timeout: None,
+        })
+    }
+
+    /// Bounds each call (`None`: unbounded).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Sends `req` and waits for its reply, into `reply`.
+    pub fn call(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), TransportError> {
+        check_len(req.len(), self.max)?;
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        let mon = self.mon.as_ref().expect("the monitor lives until drop");
+        // A REQ's send does not wait for the connection (one, made).
+        sock.send(req, 0).map_err(|e| zerr("zmq_send", e))?;
+        let mut gone = false;
+        loop {
+            match sock.recv(&mut self.msg, zmq::DONTWAIT) {
+                Ok(()) if self.msg.get_more() => {
+                    return Err(TransportError::Malformed("a reply of several parts".into()));
+                }
+                Ok(()) => {
+                    reply.clear();
+                    reply.extend_from_slice(&self.msg);
+                    return Ok(());
+                }
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(zerr("zmq_recv", e)),
+            }
+            if gone {
+                return Err(TransportError::PeerGone(
+                    "ZeroMQ reports the server's connection dropped (it died)".into(),
+                ));
+            }
+            if events(mon).1 > 0 {
+                // One more try reads a reply that arrived before the drop.
+                gone = true;
+                continue;
+            }
+            let mut items = [
+                sock.as_poll_item(zmq::POLLIN),
+                mon.as_poll_item(zmq::POLLIN),
+            ];
+            poll_until(&mut items, deadline)?;
+        }
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        if let Some(s) = self.sock.take() {
+            let _ = s.set_linger(0);
+        }
+        self.mon = None;
+        let _ = self.ctx.destroy();
+    }
+}
+
+/// The server of calls over `kind`'s channel at `ep` (its side B).
+pub fn call_server(
+    kind: TransportKind,
+    ep: &Endpoint,
+    opts: &LinkOpts,
+) -> Result<CallServer, TransportError> {
+    match kind {
+        TransportKind::ZmqIpc => CallServer::join::<ZmqIpc>(ep, opts),
+        TransportKind::ZmqTcp => CallServer::join::<ZmqTcp>(ep, opts),
+        other => Err(not_zmq(other)),
+    }
+}
+
+/// A client of the calls over `kind`'s channel at `ep` (its side A).
+pub fn caller(
+    kind: TransportKind,
+    ep: &Endpoint,
+    opts: &LinkOpts,
+) -> Result<Caller, TransportError> {
+    match kind {
+        TransportKind::ZmqIpc => Caller::join::<ZmqIpc>(ep, opts),
+        TransportKind::ZmqTcp => Caller::join::<ZmqTcp>(ep, opts),
+        other => Err(not_zmq(other)),
+    }
+}
+
+/// Ends the server of `kind`'s channel at `ep`, from the coordinator: a
+/// call with an empty request, waiting at most `wait` for its answer.
+pub fn end_calls(kind: TransportKind, ep: &Endpoint, wait: Duration) -> Result<(), TransportError> {
+    let opts = LinkOpts {
+        max_message: 64,
+        ..LinkOpts::default()
+    };
+    let ours = Endpoint {
+        in_child: false,
+        ..ep.clone()
+    };
+    let mut c = match kind {
+        TransportKind::ZmqIpc => Caller::join::<ZmqIpc>(&ours, &opts)?,
+        TransportKind::ZmqTcp => Caller::join::<ZmqTcp>(&ours, &opts)?,
+        other => return Err(not_zmq(other)),
+    };
+    c.set_timeout(Some(wait));
+    let mut reply = Vec::new();
+    c.call(&[], &mut reply)?;
+    if reply != ENDED {
+        return Err(TransportError::Malformed(format!(
+            "the server answered its end with {:?}",
+            String::from_utf8_lossy(&reply)
+        )));
+    }
+    Ok(())
+}
+
+fn not_zmq(kind: TransportKind) -> TransportError {
+    TransportError::Setup(format!("{kind} is not a ZeroMQ strategy"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Transport;
+
+    /// Two clients call a server in threads, each reply routed to its
+    /// caller; the coordinator's end stops the server.
+    #[test]
+    fn replies_reach_their_callers_and_the_end_stops_the_server() {
+        for kind in [TransportKind::ZmqIpc, TransportKind::ZmqTcp] {
+            let opts = LinkOpts {
+                max_message: 1024,
+                parties: Some((2, 1)),
+                ..LinkOpts::default()
+            };
+            let (setup, ep) = match kind {
+                TransportKind::ZmqIpc => ZmqIpc::setup(&opts),
+                _ => ZmqTcp::setup(&opts),
+            }
+            .unwrap();
+            let server = {
+                let (ep, opts) = (ep.clone(), opts.clone());
+                std::thread::spawn(move || {
+                    let mut s = call_server(kind, &ep, &opts).unwrap();
+                    let mut buf = Vec::new();
+                    let mut n = 0;
+                    while let Some(who) = s.next(&mut buf).unwrap() {
+                        let mut r = b"re:".to_vec();
+                        r.extend_from_slice(&buf);
+                        s.answer(&who, &r).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            };
+            let clients: Vec<_> = (0..2u8)
+                .map(|c| {
+                    let (ep, opts) = (ep.clone(), opts.clone());
+                    std::thread::spawn(move || {
+                        let mut k = caller(kind, &ep, &opts).unwrap();
+                        let mut reply = Vec::new();
+                        for i in 0..100u8 {
+                            k.call(&[c, i], &mut reply).unwrap();
+                            assert_eq!(reply, [b'r', b'e', b':', c, i]);
+                        }
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.join().unwrap();
+            }
+            end_calls(kind, &ep, Duration::from_secs(10)).unwrap();
+            assert_eq!(server.join().unwrap(), 200, "{kind}");
+            drop(setup);
+        }
+    }
+}
