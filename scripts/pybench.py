@@ -2055,16 +2055,13 @@ def plan(o, transports, patterns):
         for p in patterns:
             if p not in CAN[t]:
                 continue
+            first = len(pts)
             if p in ("rate", "reqrep-rate"):
                 sizes = [s for s in (o.rate_sizes or [RATE_SIZE]) if s >= STAMPED_SIZE]
                 n = 1 if p == "rate" else RATE_CLIENTS[o.profile]
                 pts += [(t, p, s, n, 1, load, None) for s in sizes for load in ["max"] + o.loads]
             elif p in ("pingpong", "stream"):
-                for s in o.sizes:
-                    pts.append((t, p, s, 1, 1))
-                    # Right after its loopback twin: with the server on the second host.
-                    if o.far and t == "py-basemanager-tcp":
-                        pts.append((t, p, s, 1, 1, None, o.far["what"]))
+                pts += [(t, p, s, 1, 1) for s in o.sizes]
             elif p == "mpmc":
                 pts += [(t, p, s, n, n) for s in o.multi_sizes for n in o.counts]
             elif p in ("lock-increment", "rlock-increment"):
@@ -2083,6 +2080,12 @@ def plan(o, transports, patterns):
                 pts += [(t, p, POOL_TASK, 1, w) for w in o.counts]
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
+            # Each right after its loopback twin: with the server on the second host.
+            if o.far and t == "py-basemanager-tcp" and p in ("pingpong", "stream", "mpmc", "reqrep"):
+                mine = pts[first:]
+                del pts[first:]
+                for pt in mine:
+                    pts += [pt, pt + (None, o.far["what"])]
     # Every point as (transport, pattern, size, producers, consumers, load, hosts).
     return [pt + (None,) * (7 - len(pt)) for pt in pts]
 

@@ -72,6 +72,24 @@ fn network_strategies_measure_across_a_namespace_and_leave_nothing() {
             assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
         }
     }
+    // A manager's server goes at every pattern: all its clients stay here.
+    for (pattern, procs) in [(Pattern::Mpmc, (2, 2)), (Pattern::Reqrep, (2, 1))] {
+        let spec = PointSpec {
+            producers: procs.0,
+            consumers: procs.1,
+            ..PointSpec::one_to_one(
+                Strategy::Transport(TransportKind::ManagerTcp),
+                pattern,
+                64,
+                Wait::PARK,
+            )
+        };
+        let r = run_point(&spec, &opts);
+        let what = format!("manager-tcp {}", pattern.name());
+        assert!(r.validated, "{what}: {:?}", r.error);
+        assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
+        assert_eq!(r.far_side.as_deref(), Some("server"), "{what}");
+    }
     // A strategy that does not cross a network stays on this host.
     let spec = PointSpec::one_to_one(
         Strategy::Transport(TransportKind::UnixStream),
@@ -145,8 +163,8 @@ fn a_killed_run_leaves_its_namespace_to_clean_and_clean_removes_it() {
     assert!(!has_link(&veth), "link {veth} of {name} is left");
 }
 
-/// The Python baseline's `BaseManager` between hosts: its pingpong and
-/// stream points are measured again, right after their loopback twins,
+/// The Python baseline's `BaseManager` between hosts: its points are
+/// measured again, right after their loopback twins,
 /// with the server started on the far host (through `ipcbench peer
 /// py-basemanager-serve`), and the server ends with its point.
 #[test]
@@ -163,7 +181,7 @@ fn python_basemanager_serves_from_the_far_host() {
     use ipcbench::harness::python::{self, FarServer, Selection};
     let sel = Selection {
         transports: vec!["py-basemanager-tcp".into()],
-        patterns: vec!["pingpong".into(), "stream".into()],
+        patterns: vec!["pingpong".into(), "mpmc".into(), "reqrep".into()],
         sizes: vec![64],
         count: Some(300),
         far: Some(FarServer {
@@ -174,21 +192,18 @@ fn python_basemanager_serves_from_the_far_host() {
     };
     let profile = ipcbench::harness::plan::Profile::Quick;
     let planned = python::plan(&py, profile, &sel).unwrap();
-    let hosts: Vec<_> = planned
-        .iter()
-        .map(|p| (p.pattern.as_str(), p.hosts.as_deref()))
-        .collect();
-    assert_eq!(
-        hosts,
-        [
-            ("pingpong", None),
-            ("pingpong", Some("netns")),
-            ("stream", None),
-            ("stream", Some("netns"))
-        ]
-    );
+    // Every point, each right after its loopback twin.
+    assert!(planned.len() >= 6, "{planned:?}");
+    for pair in planned.chunks(2) {
+        assert_eq!(pair[0].hosts, None, "{planned:?}");
+        assert_eq!(pair[1].hosts.as_deref(), Some("netns"), "{planned:?}");
+        assert_eq!(
+            (&pair[0].pattern, pair[0].size, pair[0].procs),
+            (&pair[1].pattern, pair[1].size, pair[1].procs)
+        );
+    }
     let out = python::run(&py, profile, &sel, &[], HANG, |_| {}).unwrap();
-    assert_eq!(out.points.len(), 4);
+    assert_eq!(out.points.len(), planned.len());
     for p in &out.points {
         let what = format!("{} {:?}", p.pattern, p.hosts);
         assert!(p.validated, "{what}: {:?}", p.error);

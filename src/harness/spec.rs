@@ -369,16 +369,18 @@ impl Default for RunOpts {
     }
 }
 
-/// Whether a point can have its far side on another host: a one-to-one
-/// point (not a late answer) of a strategy whose row says `network`.
+/// Whether a point can have its far side on another host: a point of a
+/// strategy whose row says `network` (not a late answer), one-to-one
+/// unless the far side is a server (a manager's: every process of any
+/// pattern is then its client on the near host).
 fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
     let Strategy::Transport(kind) = strategy else {
         return false;
     };
-    kind.caps().network
-        && !pattern.is_multi()
-        && !pattern.calls()
+    let caps = kind.caps();
+    caps.network
         && pattern != Pattern::PingpongLate
+        && (caps.helpers > 0 || !pattern.is_multi() && !pattern.calls())
 }
 
 impl RunOpts {
@@ -615,9 +617,10 @@ impl Measurement {
         matches!(self, Measurement::Hosts(_))
     }
 
-    /// Whether the run's second host can take it: a one-to-one channel of
-    /// a network strategy. (Open-loop points are not twinned yet: their
-    /// loads are fractions of a capacity the run keeps per strategy.)
+    /// Whether the run's second host can take it: a channel of a network
+    /// strategy ([`crosses_hosts`]). (Open-loop points are not twinned
+    /// yet: their loads are fractions of a capacity the run keeps per
+    /// strategy.)
     pub fn can_cross_hosts(&self) -> bool {
         let (strategy, pattern) = match self {
             Measurement::Channel(s) => (s.strategy, s.pattern),

@@ -193,8 +193,8 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     if !far.is_empty() {
         let names: Vec<String> = far.iter().map(|(t, h)| format!("{t} ({h})")).collect();
         b.push(Block::Para(format!(
-            "**Between two hosts**: {}'s one-to-one points ran with their far side on a second \
-             host (side B, connecting to the first; or a manager's server, both its clients on \
+            "**Between two hosts**: some of {}'s points ran with their far side on a second \
+             host (side B, connecting to the first; or a manager's server, all its clients on \
              the first); their figures are not loopback figures.",
             names.join(", ")
         )));
@@ -687,10 +687,10 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
     b.push(Block::Para(format!(
         "The network strategies with their far side on a second host ({}), beside the same \
          point over loopback measured just before it. On the second host ran side B (the echo \
-         of pingpong, the receiver of a stream), or a manager's server, which both sides then \
-         reached from the first host, as a `BaseManager`'s clients reach a server on another \
+         of pingpong, the receiver of a stream), or a manager's server, which every process \
+         then reached from the first host, as a `BaseManager`'s clients reach a server on another \
          machine: each of their calls crosses the link. The ratio is between hosts over \
-         loopback: the round trip's time for pingpong, messages per second for a stream.",
+         loopback: the round trip's time for pingpong, messages or calls per second otherwise.",
         far[0].hosts.as_deref().unwrap_or("-")
     )));
     let twin = |p: &PointRecord| {
@@ -720,7 +720,11 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
             };
             vec![
                 p.transport.clone(),
-                format!("{} {}", p.pattern, human_size(p.msg_size)),
+                format!(
+                    "{} {}",
+                    super::analysis::pattern_text(p),
+                    human_size(p.msg_size)
+                ),
                 p.far_side.clone().unwrap_or_else(|| "-".into()),
                 twin.map_or("not measured".into(), figure_text),
                 figure_text(p),
@@ -752,28 +756,30 @@ fn side_by_side<'a>(
     twin: impl Fn(&PointRecord) -> Option<&'a PointRecord>,
     b: &mut Vec<Block>,
 ) {
+    // A point: its pattern with its processes (`mpmc 2x2`), and its size.
+    let key = |p: &PointRecord| (super::analysis::pattern_text(p), p.msg_size);
     let mut names: Vec<&str> = Vec::new();
-    let mut points: Vec<(&str, usize)> = Vec::new();
+    let mut points: Vec<(String, usize)> = Vec::new();
     for p in far {
         if !names.contains(&p.transport.as_str()) {
             names.push(&p.transport);
         }
-        if !points.contains(&(p.pattern.as_str(), p.msg_size)) {
-            points.push((&p.pattern, p.msg_size));
+        if !points.contains(&key(p)) {
+            points.push(key(p));
         }
     }
     if names.len() < 2 {
         return;
     }
-    let cell = |t: &str, (pattern, size): (&str, usize), between: bool| {
+    let cell = |t: &str, pt: &(String, usize), between: bool| {
         far.iter()
-            .find(|p| p.transport == t && p.pattern == pattern && p.msg_size == size)
+            .find(|p| p.transport == t && key(p) == *pt)
             .and_then(|p| if between { Some(*p) } else { twin(p) })
             .map_or("-".into(), figure_text)
     };
     let rows = points
         .iter()
-        .flat_map(|&pt| {
+        .flat_map(|pt| {
             [false, true].map(|between| {
                 let mut row = vec![format!(
                     "{} {}, {}",

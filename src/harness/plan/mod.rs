@@ -407,9 +407,10 @@ mod tests {
     }
 
     /// With a second host, each one-to-one channel point of a network
-    /// strategy is followed by its twin between hosts, and nothing else is.
+    /// strategy, and each of a manager's points (its server goes), is
+    /// followed by its twin between hosts, and nothing else is.
     #[test]
-    fn a_second_host_twins_the_network_strategies_one_to_one_points() {
+    fn a_second_host_twins_the_network_strategies_points() {
         let f = Filters {
             hosts: true,
             ..Filters::default()
@@ -439,8 +440,20 @@ mod tests {
         }
         for m in ms.iter().filter(|m| m.between_hosts()) {
             assert!(["tcp", "zmq-tcp", "manager-tcp"].contains(&m.strategy_name()));
-            assert!(["pingpong", "stream"].contains(&m.pattern_name()));
+            // Shared channels and calls only where the far side is a server.
+            assert!(
+                ["pingpong", "stream"].contains(&m.pattern_name())
+                    || m.strategy_name() == "manager-tcp",
+                "{} {}",
+                m.strategy_name(),
+                m.pattern_name()
+            );
         }
+        assert!(
+            ms.iter()
+                .any(|m| m.between_hosts() && m.pattern_name() == "reqrep"),
+            "a manager's calls between hosts"
+        );
         let without = plan(Profile::Quick, &Filters::default(), false).unwrap();
         assert_eq!(without.measurements.len() + twins.len(), ms.len());
     }
