@@ -90,6 +90,26 @@ fn network_strategies_measure_across_a_namespace_and_leave_nothing() {
         assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
         assert_eq!(r.far_side.as_deref(), Some("server"), "{what}");
     }
+    // ZeroMQ's shared channels and calls: the senders and the clients go,
+    // connecting to receivers and a server that bind here.
+    #[cfg(feature = "zeromq")]
+    for (pattern, procs) in [(Pattern::Mpmc, (2, 2)), (Pattern::Reqrep, (2, 1))] {
+        let spec = PointSpec {
+            producers: procs.0,
+            consumers: procs.1,
+            ..PointSpec::one_to_one(
+                Strategy::Transport(TransportKind::ZmqTcp),
+                pattern,
+                64,
+                Wait::PARK,
+            )
+        };
+        let r = run_point(&spec, &opts);
+        let what = format!("zmq-tcp {}", pattern.name());
+        assert!(r.validated, "{what}: {:?}", r.error);
+        assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
+        assert_eq!(r.far_side.as_deref(), Some("side A"), "{what}");
+    }
     // A strategy that does not cross a network stays on this host.
     let spec = PointSpec::one_to_one(
         Strategy::Transport(TransportKind::UnixStream),

@@ -55,17 +55,10 @@ pub(super) fn new_record(spec: &PointSpec, opts: &RunOpts) -> (PointRecord, Vec<
     );
     rec.pinned = pinned;
     rec.oversubscribed = oversubscribed;
-    rec.hosts = opts
-        .far_for(spec.strategy, spec.pattern)
-        .map(|f| f.what.clone());
-    rec.far_side = rec.hosts.as_ref().map(|_| {
-        if spec.strategy.helpers() > 0 {
-            crate::record::FAR_SERVER
-        } else {
-            crate::record::FAR_SIDE_B
-        }
-        .to_owned()
-    });
+    if let Some((far, side)) = opts.far_for(spec.strategy, spec.pattern) {
+        rec.hosts = Some(far.what.clone());
+        rec.far_side = Some(side.name().to_owned());
+    }
     rec.harness_ns_per_msg = Codec::new(spec.size).ok().map(|c| c.calibrate());
     if pinned {
         rec.cpus = cpus[..peers].to_vec();
@@ -170,7 +163,7 @@ pub(super) fn link_opts(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -
             .is_multi()
             .then_some((spec.producers, spec.consumers)),
         party: 0,
-        listen: opts.far_peer(spec.strategy, spec.pattern).map(|f| f.listen),
+        listen: opts.near_listen(spec.strategy, spec.pattern),
         server_host: opts.far_server(spec.strategy, spec.pattern),
     }
 }

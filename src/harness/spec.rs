@@ -369,51 +369,107 @@ impl Default for RunOpts {
     }
 }
 
-/// Whether a point can have its far side on another host: a point of a
-/// strategy whose row says `network` (not a late answer), one-to-one
-/// unless the far side is a server (a manager's: every process of any
-/// pattern is then its client on the near host).
-fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
+/// What of a point runs on the far host between two hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FarSide {
+    /// Side B (it connects; side A listens): a one-to-one point's echo or
+    /// receiver.
+    B,
+    /// Side A: the senders or the clients of a channel whose receivers or
+    /// server bind listeners here (ZeroMQ's, which a process on another
+    /// host cannot inherit); they connect.
+    A,
+    /// The strategy's server (a manager's): every process is its client
+    /// here.
+    Server,
+}
+
+/// What of a point of `strategy` at `pattern` can run on another host: a
+/// strategy whose row says `network`, any pattern but a late answer.
+fn far_side(strategy: Strategy, pattern: Pattern) -> Option<FarSide> {
     let Strategy::Transport(kind) = strategy else {
-        return false;
+        return None;
     };
     let caps = kind.caps();
-    caps.network
-        && pattern != Pattern::PingpongLate
-        && (caps.helpers > 0 || !pattern.is_multi() && !pattern.calls())
+    if !caps.network || pattern == Pattern::PingpongLate {
+        return None;
+    }
+    if caps.helpers > 0 {
+        Some(FarSide::Server)
+    } else if !pattern.is_multi() && !pattern.calls() {
+        Some(FarSide::B)
+    } else if caps.shared == crate::transport::Shared::Sockets {
+        Some(FarSide::A)
+    } else {
+        None
+    }
+}
+
+fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
+    far_side(strategy, pattern).is_some()
+}
+
+impl FarSide {
+    /// As results name it (`far_side`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FarSide::B => crate::record::FAR_SIDE_B,
+            FarSide::A => crate::record::FAR_SIDE_A,
+            FarSide::Server => crate::record::FAR_SERVER,
+        }
+    }
 }
 
 impl RunOpts {
-    /// The far host of `spec`'s point, if the run has one and this is a
-    /// one-to-one point of a network strategy: what runs there is given by
-    /// [`RunOpts::far_peer`] and [`RunOpts::far_server`].
-    pub fn far_for(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
-        self.far
-            .as_ref()
-            .filter(|_| crosses_hosts(strategy, pattern))
+    /// The far host of `spec`'s point, if the run has one and this point
+    /// can cross hosts ([`far_side`]), with what runs there.
+    pub fn far_for(
+        &self,
+        strategy: Strategy,
+        pattern: Pattern,
+    ) -> Option<(&super::hosts::Far, FarSide)> {
+        let far = self.far.as_ref()?;
+        Some((far, far_side(strategy, pattern)?))
     }
 
-    /// The far host side B runs on (it connects; side A listens): a
-    /// network strategy without a server.
-    pub fn far_peer(&self, strategy: Strategy, pattern: Pattern) -> Option<&super::hosts::Far> {
-        self.far_for(strategy, pattern)
-            .filter(|_| strategy.helpers() == 0)
+    /// The far host a peer of `side` runs on, if that side is the far one.
+    pub fn far_peer(
+        &self,
+        strategy: Strategy,
+        pattern: Pattern,
+        side: crate::transport::Side,
+    ) -> Option<&super::hosts::Far> {
+        use crate::transport::Side;
+        match (self.far_for(strategy, pattern)?, side) {
+            ((far, FarSide::B), Side::B) | ((far, FarSide::A), Side::A) => Some(far),
+            _ => None,
+        }
+    }
+
+    /// Where the near side listens for peers on the far host, if some go
+    /// there.
+    pub fn near_listen(&self, strategy: Strategy, pattern: Pattern) -> Option<std::net::IpAddr> {
+        match self.far_for(strategy, pattern)? {
+            (far, FarSide::A | FarSide::B) => Some(far.listen),
+            (_, FarSide::Server) => None,
+        }
     }
 
     /// Where a network strategy's server runs when it is on the far host
-    /// (the manager's; both sides stay here as its clients, as a
+    /// (the manager's; every process stays here as its client, as a
     /// `BaseManager`'s clients reach a server on another machine).
     pub fn far_server(
         &self,
         strategy: Strategy,
         pattern: Pattern,
     ) -> Option<crate::transport::RemoteHost> {
-        self.far_for(strategy, pattern)
-            .filter(|_| strategy.helpers() > 0)
-            .map(|f| crate::transport::RemoteHost {
+        match self.far_for(strategy, pattern)? {
+            (f, FarSide::Server) => Some(crate::transport::RemoteHost {
                 prefix: f.prefix.clone(),
                 addr: f.addr,
-            })
+            }),
+            _ => None,
+        }
     }
 }
 

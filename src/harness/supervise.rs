@@ -37,9 +37,7 @@ pub fn spawn(
     env: &[(String, String)],
     name: &str,
 ) -> Result<Running, HarnessError> {
-    let far = (args.side == crate::transport::Side::B)
-        .then(|| opts.far_peer(args.strategy, args.pattern))
-        .flatten();
+    let far = opts.far_peer(args.strategy, args.pattern, args.side);
     spawn_on(far, opts, args.to_args(), inherit, env, name)
 }
 

@@ -327,6 +327,9 @@ pub fn median_interval(values: &[f64]) -> Option<[f64; 2]> {
 /// `far_side` of a point whose side B ran on the far host, connecting to
 /// side A on the near one.
 pub const FAR_SIDE_B: &str = "side B";
+/// `far_side` of a point whose side A (its senders or clients) ran on the
+/// far host, connecting to receivers or a server on the near one.
+pub const FAR_SIDE_A: &str = "side A";
 /// `far_side` of a point whose server ran on the far host, both sides its
 /// clients from the near one (a manager's, as a `BaseManager`'s clients
 /// reach a server on another machine).
@@ -429,8 +432,8 @@ pub struct PointRecord {
     /// way`, `ssh HOST`); absent over loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<String>,
-    /// Between two hosts: what ran on the far host — [`FAR_SIDE_B`] or
-    /// [`FAR_SERVER`]; absent over loopback.
+    /// Between two hosts: what ran on the far host — [`FAR_SIDE_B`],
+    /// [`FAR_SIDE_A`] or [`FAR_SERVER`]; absent over loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub far_side: Option<String>,
     /// Open-loop points' figures ([`RateFigures`]), as fields of the point.
