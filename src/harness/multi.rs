@@ -323,17 +323,13 @@ impl Service {
         match kind.caps().shared {
             #[cfg(feature = "zeromq")]
             Shared::Sockets => {
-                use crate::transport::Transport;
                 let link = crate::transport::LinkOpts {
                     max_message: spec.size + shm_dict::REQUEST_OVERHEAD,
                     parties: Some((spec.producers, 1)),
                     ..link_opts(spec, opts, kind)
                 };
-                let (setup, ep) = match kind {
-                    TransportKind::ZmqIpc => crate::transport::zmq::ZmqIpc::setup(&link),
-                    _ => crate::transport::zmq::ZmqTcp::setup(&link),
-                }
-                .map_err(|e| format!("setting up the channel: {e}"))?;
+                let (setup, ep) = crate::transport::zmq::calls_setup(kind, &link)
+                    .map_err(|e| format!("setting up the channel: {e}"))?;
                 Ok(Service::Zmq(kind, setup, ep))
             }
             _ => shm_dict::Setup::create(spec.producers, spec.size, spec.wait).map(Service::Shm),

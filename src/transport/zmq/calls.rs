@@ -270,6 +270,24 @@ impl Drop for Caller {
     }
 }
 
+/// Sets up the channel of a service over `kind`: one listener (the
+/// server's) for `opts.parties`' clients.
+pub fn calls_setup(
+    kind: TransportKind,
+    opts: &LinkOpts,
+) -> Result<(super::ZmqSetup, Endpoint), TransportError> {
+    use crate::transport::Transport;
+    let opts = LinkOpts {
+        parties: Some((opts.parties.map_or(1, |(clients, _)| clients), 1)),
+        ..opts.clone()
+    };
+    match kind {
+        TransportKind::ZmqIpc => ZmqIpc::setup(&opts),
+        TransportKind::ZmqTcp => ZmqTcp::setup(&opts),
+        other => Err(not_zmq(other)),
+    }
+}
+
 /// The server of calls over `kind`'s channel at `ep` (its side B).
 pub fn call_server(
     kind: TransportKind,
@@ -331,7 +349,6 @@ fn not_zmq(kind: TransportKind) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Transport;
 
     /// Two clients call a server in threads, each reply routed to its
     /// caller; the coordinator's end stops the server.
@@ -343,11 +360,7 @@ mod tests {
                 parties: Some((2, 1)),
                 ..LinkOpts::default()
             };
-            let (setup, ep) = match kind {
-                TransportKind::ZmqIpc => ZmqIpc::setup(&opts),
-                _ => ZmqTcp::setup(&opts),
-            }
-            .unwrap();
+            let (setup, ep) = calls_setup(kind, &opts).unwrap();
             let server = {
                 let (ep, opts) = (ep.clone(), opts.clone());
                 std::thread::spawn(move || {

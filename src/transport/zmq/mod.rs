@@ -52,7 +52,7 @@ use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 mod calls;
-pub use calls::{CallServer, Caller, call_server, caller, end_calls};
+pub use calls::{CallServer, Caller, call_server, caller, calls_setup, end_calls};
 
 use super::fd::{PrivateDir, chmod_owner_only};
 use super::unix_stream::{ACCEPT_TIMEOUT, fd_and_rest, listener_fd};
