@@ -865,3 +865,49 @@ fn points_between_two_hosts_are_set_apart_and_beside_their_loopback_twins() {
         "{md}"
     );
 }
+
+/// Open-loop points between two hosts are lines of their own, beside
+/// their loopback twins in "Between two hosts", and stay out of the
+/// verdict's answers at each rate.
+#[test]
+fn open_loop_points_between_two_hosts_are_lines_of_their_own() {
+    let mut run = data("run-a.json");
+    let before = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    let twins: Vec<_> = run
+        .points
+        .iter()
+        .filter(|p| p.pattern == "rate")
+        .cloned()
+        .map(|mut p| {
+            p.hosts = Some("netns".into());
+            p.far_side = Some("side B".into());
+            p
+        })
+        .collect();
+    assert!(!twins.is_empty());
+    let (name, n) = (twins[0].transport.clone(), twins.len());
+    run.points.extend(twins);
+    let lines = ipcbench::report::steady::lines(&run);
+    let far: Vec<_> = lines.iter().filter(|l| l.hosts).collect();
+    assert!(!far.is_empty());
+    assert!(far.iter().all(|l| l.transport.ends_with(" (2 hosts)")));
+    assert_eq!(far.iter().map(|l| l.paced.len() + 1).sum::<usize>(), n);
+    let label = far[0].label();
+    assert!(
+        label.contains(&name) && label.contains("(2 hosts)"),
+        "{label}"
+    );
+    let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    assert!(md.contains(&format!("| {label} |")), "{md}");
+    // The verdict's answers at each rate read as they did.
+    let at_rates = |md: &str| -> Vec<String> {
+        md.lines()
+            .filter(|l| l.trim_start().starts_with("- at "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(!at_rates(&before).is_empty(), "{before}");
+    assert_eq!(at_rates(&before), at_rates(&md));
+    // Each beside its loopback twin, with its load.
+    assert!(md.contains("| side B |"), "{md}");
+}

@@ -316,7 +316,7 @@ pub struct RateSpec {
 
 impl RateSpec {
     /// The key its capacity is known by in a run.
-    fn group(&self) -> Group {
+    fn group(&self) -> (&'static str, String, usize, String, usize) {
         (
             self.point.pattern.name(),
             self.point.strategy.name().to_owned(),
@@ -327,8 +327,9 @@ impl RateSpec {
     }
 }
 
-/// What a capacity is known by: pattern, strategy, size, wait, clients.
-type Group = (&'static str, String, usize, String, usize);
+/// What a capacity is known by: pattern, strategy, size, wait, clients,
+/// and whether between two hosts.
+type Group = ((&'static str, String, usize, String, usize), bool);
 
 /// The capacities measured so far in a run, by pattern, strategy, size,
 /// wait and clients.
@@ -342,13 +343,14 @@ impl Capacities {
             && rec.status == Status::Ok
             && let Some(a) = rec.rate.achieved_per_s
         {
-            self.0.insert(spec.group(), a);
+            self.0.insert((spec.group(), rec.hosts.is_some()), a);
         }
     }
 
-    /// The capacity of `spec`'s strategy, size and wait, if measured.
-    pub fn of(&self, spec: &RateSpec) -> Option<f64> {
-        self.0.get(&spec.group()).copied()
+    /// The capacity of `spec`'s strategy, size and wait, if measured (over
+    /// loopback, or between two hosts: `between`).
+    pub fn of(&self, spec: &RateSpec, between: bool) -> Option<f64> {
+        self.0.get(&(spec.group(), between)).copied()
     }
 }
 

@@ -142,27 +142,34 @@ pub fn measure(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> Poin
             rec.fail("between two hosts needs a second host (--hosts netns or --peer-cmd)");
             return rec;
         }
-        return measure_here(inner, opts, capacities);
+        return measure_here(inner, opts, capacities, true);
     }
     if opts.far.is_some() {
         let here = RunOpts {
             far: None,
             ..opts.clone()
         };
-        return measure_here(m, &here, capacities);
+        return measure_here(m, &here, capacities, false);
     }
-    measure_here(m, opts, capacities)
+    measure_here(m, opts, capacities, false)
 }
 
-fn measure_here(m: &Measurement, opts: &RunOpts, capacities: &Capacities) -> PointRecord {
+/// Measures `m` with `opts`; `between`: with the second host `opts` has,
+/// whose open-loop capacities are apart.
+fn measure_here(
+    m: &Measurement,
+    opts: &RunOpts,
+    capacities: &Capacities,
+    between: bool,
+) -> PointRecord {
     match m {
-        Measurement::Rate(r) => rate::run_point(r, opts, capacities.of(r), None),
+        Measurement::Rate(r) => rate::run_point(r, opts, capacities.of(r, between), None),
         Measurement::Channel(s) => point::run_point(s, opts),
         Measurement::Primitive(s) => sync::run_point(s, opts),
         Measurement::Farm(s) => pool::run_point(s, opts),
         Measurement::Startup(method) => startup::run_point(*method, opts),
         // Planned only at the top (never nested); as `measure` does.
-        Measurement::Hosts(inner) => measure_here(inner, opts, capacities),
+        Measurement::Hosts(inner) => measure_here(inner, opts, capacities, between),
     }
 }
 
@@ -262,7 +269,7 @@ pub fn run_all(
             repeats
         };
         let rec = median_of(n, || measure(what, opts, &capacities));
-        if let Measurement::Rate(r) = what {
+        if let Measurement::Rate(r) = what.beneath_hosts() {
             capacities.learn(r, &rec);
         }
         progress(Event::Measured {

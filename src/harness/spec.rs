@@ -674,15 +674,24 @@ impl Measurement {
     }
 
     /// Whether the run's second host can take it: a channel of a network
-    /// strategy ([`crosses_hosts`]). (Open-loop points are not twinned
-    /// yet: their loads are fractions of a capacity the run keeps per
-    /// strategy.)
+    /// strategy ([`crosses_hosts`]), closed or open loop (an open-loop
+    /// twin's load is a fraction of the capacity measured between the
+    /// hosts).
     pub fn can_cross_hosts(&self) -> bool {
         let (strategy, pattern) = match self {
             Measurement::Channel(s) => (s.strategy, s.pattern),
+            Measurement::Rate(r) => (r.point.strategy, r.point.pattern),
             _ => return false,
         };
         crosses_hosts(strategy, pattern)
+    }
+
+    /// The measurement itself, or the one a `Hosts` twin measures.
+    pub fn beneath_hosts(&self) -> &Measurement {
+        match self {
+            Measurement::Hosts(m) => m,
+            m => m,
+        }
     }
 
     /// Whether it is a floor (measured at least three times: every ratio

@@ -305,8 +305,9 @@ fn python(verdicts: &[Verdict], run: &RunRecord) -> Vec<String> {
 fn steady_rates(run: &RunRecord) -> Vec<String> {
     use super::steady;
     let mut lines = steady::lines(run);
-    // Channels only: calls to a server are another workload.
-    lines.retain(|l| l.is_channel());
+    // Channels only: calls to a server are another workload; and over
+    // loopback, like the rest of the verdict.
+    lines.retain(|l| l.is_channel() && !l.hosts);
     let mut rates: Vec<f64> = lines
         .iter()
         .flat_map(|l| l.paced.iter())

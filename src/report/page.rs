@@ -708,6 +708,7 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
                     p.wait.as_str(),
                 )
                 && (q.producers, q.consumers) == (p.producers, p.consumers)
+                && q.rate.load == p.rate.load
         })
     };
     let rows = far

@@ -32,8 +32,10 @@ pub struct Line<'a> {
     pub pattern: String,
     /// Clients of `reqrep-rate` (1 for `rate`).
     pub clients: usize,
-    /// The transport.
+    /// The transport (`tcp (2 hosts)` between two hosts).
     pub transport: String,
+    /// Measured between two hosts.
+    pub hosts: bool,
     /// Its wait (`kernel` for kernel transports).
     pub wait: String,
     /// Bytes per message.
@@ -141,8 +143,9 @@ impl Line<'_> {
     }
 }
 
-/// The open-loop points of `run`, one line per transport, wait and size,
-/// in the order they were measured.
+/// The open-loop points of `run`, one line per transport, wait and size
+/// (those between two hosts apart, named `tcp (2 hosts)`), in the order
+/// they were measured.
 pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
     let mut out: Vec<Line> = Vec::new();
     for p in run
@@ -150,10 +153,15 @@ pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
         .iter()
         .filter(|p| crate::record::open_loop(&p.pattern))
     {
+        // Between two hosts, a line of its own.
+        let transport = match p.hosts {
+            Some(_) => format!("{} (2 hosts)", p.transport),
+            None => p.transport.clone(),
+        };
         let i = match out.iter().position(|l| {
             l.pattern == p.pattern
                 && l.clients == p.producers
-                && l.transport == p.transport
+                && l.transport == transport
                 && l.wait == p.wait
                 && l.size == p.msg_size
         }) {
@@ -162,7 +170,8 @@ pub fn lines(run: &RunRecord) -> Vec<Line<'_>> {
                 out.push(Line {
                     pattern: p.pattern.clone(),
                     clients: p.producers,
-                    transport: p.transport.clone(),
+                    transport,
+                    hosts: p.hosts.is_some(),
                     wait: p.wait.clone(),
                     size: p.msg_size,
                     unpaced: None,

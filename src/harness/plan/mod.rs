@@ -444,7 +444,8 @@ mod tests {
             // Shared channels and calls only where the far side is a server
             // or connects (ZeroMQ's senders and clients); never tcp's.
             assert!(
-                ["pingpong", "stream"].contains(&m.pattern_name()) || m.strategy_name() != "tcp",
+                ["pingpong", "stream", "rate"].contains(&m.pattern_name())
+                    || m.strategy_name() != "tcp",
                 "{} {}",
                 m.strategy_name(),
                 m.pattern_name()
@@ -454,6 +455,12 @@ mod tests {
             ms.iter()
                 .any(|m| m.between_hosts() && m.pattern_name() == "reqrep"),
             "a manager's calls between hosts"
+        );
+        // Open loop too, each load right after its loopback twin.
+        assert!(
+            ms.iter()
+                .any(|m| m.between_hosts() && m.pattern_name() == "rate"),
+            "open loop between hosts"
         );
         let without = plan(Profile::Quick, &Filters::default(), false).unwrap();
         assert_eq!(without.measurements.len() + twins.len(), ms.len());
