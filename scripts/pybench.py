@@ -485,8 +485,9 @@ class End:
 class Channel:
     """What the coordinator makes for a point, and takes down after it.
 
-    `far`: the second host a BaseManager's server runs on (both clients stay
-    here, as a BaseManager's clients reach a server on another machine)."""
+    `far`: the second host a BaseManager's server runs on (every client
+    stays here, as a BaseManager's clients reach a server on another
+    machine)."""
 
     def __init__(self, ctx, kind, size, far=None):
         self.kind, self.size = kind, size
