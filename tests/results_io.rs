@@ -476,6 +476,66 @@ fn a_dry_run_prints_the_plan_and_starts_nothing() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// A dry run with `--hosts netns` lists each twin between hosts after its
+/// loopback point, the Python baseline's too, and makes no namespace.
+#[test]
+fn a_dry_run_between_hosts_lists_the_twins_and_makes_no_namespace() {
+    let d = scratch("dry-run-hosts");
+    let o = Command::new(bin())
+        .args([
+            "run",
+            "--dry-run",
+            "--quick",
+            "--transports",
+            "manager-tcp,py-basemanager-tcp",
+            "--patterns",
+            "pingpong",
+            "--hosts",
+            "netns",
+            "--output",
+        ])
+        .arg(d.join("run.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let points: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    let names: Vec<String> = points
+        .iter()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w[3] == "(2" {
+                format!("{} (2 hosts)", w[2])
+            } else {
+                w[2].to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "manager-tcp",
+            "manager-tcp (2 hosts)",
+            "py-basemanager-tcp",
+            "py-basemanager-tcp (2 hosts)"
+        ],
+        "{text}"
+    );
+    let ns = Command::new("ip").args(["netns", "list"]).output();
+    if let Ok(ns) = ns {
+        let list = String::from_utf8_lossy(&ns.stdout);
+        assert!(
+            !list.contains("ipcbench-"),
+            "a dry run made a namespace: {list}"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 /// `run --cpus` restricts the run to the CPUs named: a run on CPU 0 alone
 /// records one CPU, its two-process point oversubscribed and its
 /// configuration naming the CPU; a CPU this process may not use is

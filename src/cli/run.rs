@@ -408,6 +408,18 @@ pub fn run(args: RunArgs) -> Result<()> {
             opts.far = Some(ns.far());
             Some(ns)
         }
+        (Some("netns"), _) => {
+            // A dry run makes no namespace; its plan (the Python script's
+            // too) only needs to know there will be one.
+            let none = std::net::IpAddr::from([0, 0, 0, 0]);
+            opts.far = Some(harness::hosts::Far {
+                prefix: Vec::new(),
+                listen: none,
+                addr: none,
+                what: "netns".to_owned(),
+            });
+            None
+        }
         (_, Some(cmd)) => {
             let prefix: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
             anyhow::ensure!(!prefix.is_empty(), "--peer-cmd is empty");
