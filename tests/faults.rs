@@ -74,6 +74,8 @@ fn mpmc_2x2() -> PointSpec {
 }
 
 fn families() -> Vec<Family> {
+    // The optional strategies' families are pushed below.
+    #[cfg_attr(not(any(feature = "zeromq", feature = "iceoryx2")), allow(unused_mut))]
     let mut f = vec![
         Family {
             name: "shm",

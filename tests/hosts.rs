@@ -60,9 +60,12 @@ fn network_strategies_measure_across_a_namespace_and_leave_nothing() {
     };
     // manager-tcp's server binds the namespace's own address, which exists
     // only inside it: its points validate only if the server runs there.
-    let mut kinds = vec![TransportKind::Tcp, TransportKind::ManagerTcp];
-    #[cfg(feature = "zeromq")]
-    kinds.push(TransportKind::ZmqTcp);
+    let kinds = [
+        TransportKind::Tcp,
+        TransportKind::ManagerTcp,
+        #[cfg(feature = "zeromq")]
+        TransportKind::ZmqTcp,
+    ];
     for kind in kinds {
         for pattern in [Pattern::Pingpong, Pattern::Stream] {
             let spec = PointSpec::one_to_one(Strategy::Transport(kind), pattern, 64, Wait::PARK);

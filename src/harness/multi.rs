@@ -319,6 +319,9 @@ enum Service {
 }
 
 impl Service {
+    // Without ZeroMQ, only the shared-memory service is left, which needs
+    // no link options.
+    #[cfg_attr(not(feature = "zeromq"), allow(unused_variables))]
     fn create(spec: &PointSpec, opts: &RunOpts, kind: TransportKind) -> Result<Service, String> {
         match kind.caps().shared {
             #[cfg(feature = "zeromq")]

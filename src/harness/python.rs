@@ -165,9 +165,9 @@ pub struct Selection {
     pub start_method: Option<String>,
     /// Open-loop loads (`--rates`; empty: the profile's ladder).
     pub rates: Vec<String>,
-    /// A second host: `py-basemanager-tcp`'s pingpong and stream points
-    /// are measured again with its server there, right after their
-    /// loopback twins.
+    /// A second host: `py-basemanager-tcp`'s points (pingpong, stream,
+    /// mpmc, reqrep) are measured again with its server there, each right
+    /// after its loopback twin.
     pub far: Option<FarServer>,
 }
 
