@@ -122,18 +122,11 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
         kept.histogram = encode(&h);
     }
     if !kept.batches.is_empty() {
-        kept.ci95 = crate::record::Ci95::of_batches(&kept.batches, kept.latency_ns.map(|l| l.p50));
-        // The rate's figure is the kept repeat's, the interval over every
-        // repeat's batches: where the repeats differ the figure can fall
-        // outside it. Taken in, as the median's interval takes in its
-        // figure (`of_batches`): a figure is never outside its interval.
-        if let (Some(ci), Some(t)) = (kept.ci95.as_mut(), kept.throughput)
-            && let Some([lo, hi]) = ci.msgs_per_s.as_mut()
-            && t.msgs_per_s.is_finite()
-        {
-            *lo = lo.min(t.msgs_per_s);
-            *hi = hi.max(t.msgs_per_s);
-        }
+        kept.ci95 = crate::record::Ci95::of_batches(
+            &kept.batches,
+            kept.latency_ns.map(|l| l.p50),
+            kept.throughput.map(|t| t.msgs_per_s),
+        );
     }
 }
 
@@ -403,7 +396,7 @@ mod tests {
             "{figure} outside [{lo}, {hi}]"
         );
         // The pooled batches alone read well above it.
-        let pooled = crate::record::Ci95::of_batches(&m.batches, None)
+        let pooled = crate::record::Ci95::of_batches(&m.batches, None, None)
             .unwrap()
             .msgs_per_s
             .unwrap();

@@ -126,27 +126,23 @@ impl Served {
 
 /// Where a dictionary's server takes requests from and sends replies to.
 pub trait Requests {
-    /// Who sent a request, as the reply needs it.
-    type From;
-    /// The next request into `buf`; `None` once the coordinator ended the
+    /// The next request into `buf`; false once the coordinator ended the
     /// service.
-    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Self::From>, String>;
-    /// Sends `reply` to the sender `from`, client `client` by its header.
-    fn reply(&mut self, from: &Self::From, client: usize, reply: &[u8]) -> Result<(), String>;
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, String>;
+    /// Answers the request read last, from client `client` by its header.
+    fn reply(&mut self, client: usize, reply: &[u8]) -> Result<(), String>;
 }
 
 impl Requests for Served {
-    type From = ();
-
-    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<()>, String> {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
         match self.requests.get(buf, None) {
-            Ok(_) => Ok(Some(())),
-            Err(QueueError::Closed) => Ok(None),
+            Ok(_) => Ok(true),
+            Err(QueueError::Closed) => Ok(false),
             Err(e) => Err(qerr("reading a request")(e)),
         }
     }
 
-    fn reply(&mut self, _: &(), client: usize, reply: &[u8]) -> Result<(), String> {
+    fn reply(&mut self, client: usize, reply: &[u8]) -> Result<(), String> {
         let rq = self.replies.get(client).ok_or_else(|| {
             format!(
                 "a request from client {client}, but there are {} clients",
@@ -159,16 +155,14 @@ impl Requests for Served {
 
 #[cfg(feature = "zeromq")]
 impl Requests for crate::transport::zmq::CallServer {
-    type From = Vec<u8>;
-
-    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
         crate::transport::zmq::CallServer::next(self, buf)
             .map_err(|e| format!("reading a request: {e}"))
     }
 
-    fn reply(&mut self, who: &Vec<u8>, _: usize, reply: &[u8]) -> Result<(), String> {
-        self.answer(who, reply)
-            .map_err(|e| format!("replying: {e}"))
+    /// The `ROUTER` answers by the identity it read, not the header's number.
+    fn reply(&mut self, _: usize, reply: &[u8]) -> Result<(), String> {
+        self.answer(reply).map_err(|e| format!("replying: {e}"))
     }
 }
 
@@ -180,9 +174,9 @@ fn answer<R: Requests>(r: &mut R) -> Result<(u64, u64, u64), String> {
     let mut reply = Vec::new();
     let (mut served, mut first, mut last) = (0u64, 0u64, 0u64);
     loop {
-        let Some(from) = r.next(&mut buf)? else {
+        if !r.next(&mut buf)? {
             return Ok((served, first, last));
-        };
+        }
         if served == 0 {
             first = now_ns();
         }
@@ -191,13 +185,13 @@ fn answer<R: Requests>(r: &mut R) -> Result<(u64, u64, u64), String> {
             client.ok_or_else(|| format!("a request of {} bytes names no client", buf.len()))?;
         if status == BAD_REQUEST {
             // Said to the client too, which fails its point with it.
-            let _ = r.reply(&from, client, &reply);
+            let _ = r.reply(client, &reply);
             return Err(format!(
                 "client {client} sent a bad request: {}",
                 String::from_utf8_lossy(&reply[1..])
             ));
         }
-        r.reply(&from, client, &reply)?;
+        r.reply(client, &reply)?;
         served += 1;
         last = now_ns();
     }

@@ -4,7 +4,7 @@
 //! reaped, and an error names the peers a signal ended.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -69,14 +69,7 @@ fn spawn_on(
     name: &str,
 ) -> Result<Running, HarnessError> {
     let exe = &opts.exe;
-    let mut cmd = match far.and_then(|f| f.prefix.split_first()) {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = crate::transport::command_through(far.map_or(&[], |f| &f.prefix[..]), exe);
     cmd.arg("peer")
         .args(args)
         .env_remove(super::fault::ENV)

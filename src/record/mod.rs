@@ -241,9 +241,15 @@ pub struct CriterionEstimate {
 
 impl Ci95 {
     /// The intervals of `batches` ((median ns, 0 when none; messages per
-    /// second) each), the median's taking in `p50`, the point's own;
-    /// `None` when there are too few batches for either.
-    pub fn of_batches(batches: &[(u64, f64)], p50: Option<u64>) -> Option<Ci95> {
+    /// second) each), each taking in the point's own figure: the median's
+    /// `p50`, the rate's `per_s` (a figure is never outside its interval;
+    /// with `--repeat` the figure is one repeat's, the batches every
+    /// repeat's); `None` when there are too few batches for either.
+    pub fn of_batches(
+        batches: &[(u64, f64)],
+        p50: Option<u64>,
+        per_s: Option<f64>,
+    ) -> Option<Ci95> {
         let medians: Vec<f64> = batches.iter().map(|b| b.0 as f64).collect();
         let p50_ns = if medians.iter().all(|&x| x > 0.0) {
             median_interval(&medians).map(|[lo, hi]| match p50 {
@@ -260,7 +266,13 @@ impl Ci95 {
             .collect();
         let ci = Ci95 {
             p50_ns,
-            msgs_per_s: mean_interval(&per_msg).map(|[lo, hi]| [1.0 / hi, 1.0 / lo]),
+            msgs_per_s: mean_interval(&per_msg).map(|[lo, hi]| {
+                let [lo, hi] = [1.0 / hi, 1.0 / lo];
+                match per_s.filter(|r| r.is_finite()) {
+                    Some(r) => [lo.min(r), hi.max(r)],
+                    None => [lo, hi],
+                }
+            }),
         };
         (ci.p50_ns.is_some() || ci.msgs_per_s.is_some()).then_some(ci)
     }
@@ -696,9 +708,13 @@ mod wire {
                 adjacent_floors: w.adjacent_floors,
                 tries: w.tries,
                 measured_ns: w.measured_ns,
-                ci95: w
-                    .ci95
-                    .or_else(|| Ci95::of_batches(&w.batches, w.latency_ns.map(|l| l.p50))),
+                ci95: w.ci95.or_else(|| {
+                    Ci95::of_batches(
+                        &w.batches,
+                        w.latency_ns.map(|l| l.p50),
+                        w.throughput.map(|t| t.msgs_per_s),
+                    )
+                }),
                 batches: w.batches,
                 histogram: w.histogram.or_else(|| hist::encode_pairs(&w.latency_pairs)),
                 criterion: w.criterion,
@@ -778,7 +794,7 @@ mod tests {
         let iv = median_interval(&(1..=20).map(f64::from).collect::<Vec<_>>()).unwrap();
         assert_eq!(iv, [6.0, 15.0]);
         let batches: Vec<(u64, f64)> = (1..=20).map(|i| (i, 1e6 / i as f64)).collect();
-        let ci = Ci95::of_batches(&batches, Some(10)).unwrap();
+        let ci = Ci95::of_batches(&batches, Some(10), None).unwrap();
         assert_eq!(ci.p50_ns, Some([6.0, 15.0]));
         // Times per message 1..20 µs: mean 10.5, sd 5.92, t(19) 2.093.
         let [lo, hi] = ci.msgs_per_s.unwrap();
@@ -787,10 +803,10 @@ mod tests {
             "{lo} {hi}"
         );
         // A point's own median outside its batches' interval widens it.
-        let ci = Ci95::of_batches(&batches, Some(30)).unwrap();
+        let ci = Ci95::of_batches(&batches, Some(30), None).unwrap();
         assert_eq!(ci.p50_ns, Some([6.0, 30.0]));
         // No latency in some batch: only the throughput's interval.
-        let ci = Ci95::of_batches(&[(0, 1.0); 8], None).unwrap();
+        let ci = Ci95::of_batches(&[(0, 1.0); 8], None, None).unwrap();
         assert_eq!((ci.p50_ns, ci.msgs_per_s), (None, Some([1.0, 1.0])));
         assert!((t975(19) - 2.093).abs() < 0.001 && (t975(5) - 2.571).abs() < 0.005);
     }

@@ -168,6 +168,19 @@ pub struct LinkOpts {
     pub server_host: Option<RemoteHost>,
 }
 
+/// A command that runs `exe` through `prefix` (`ip netns exec NAME`,
+/// `ssh HOST`), or directly when `prefix` is empty.
+pub fn command_through(prefix: &[String], exe: &std::path::Path) -> std::process::Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    }
+}
+
 /// Another host, as the link reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteHost {

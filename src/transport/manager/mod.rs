@@ -34,7 +34,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -335,14 +335,7 @@ pub fn start_server(
     max: usize,
     env: &[(String, String)],
 ) -> Result<(Child, String), TransportError> {
-    let mut cmd = match host.and_then(|h| h.prefix.split_first()) {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = super::command_through(host.map_or(&[], |h| &h.prefix[..]), exe);
     cmd.args(["peer", "--deadline-s", "86400", "manager-serve", listen])
         .arg(format!("--max-message={max}"))
         .env(AUTHKEY_ENV, to_hex(key))

@@ -33,8 +33,12 @@ pub struct CallServer {
     /// The coordinator's end was answered: the answer must leave before
     /// the socket closes.
     ended: bool,
-    /// Connections made and dropped, by the monitor.
+    /// Connections made and dropped, by the monitor (read at the end:
+    /// a point's few events wait in its queue, far below its limit).
     conns: (usize, usize),
+    /// The identity of the client whose request was read last, which
+    /// [`CallServer::answer`] answers (a `REQ` waits for its answer).
+    who: Vec<u8>,
 }
 
 /// A client: a `REQ` connected to the server.
@@ -93,19 +97,20 @@ impl CallServer {
             max: opts.max_message,
             ended: false,
             conns: (clients, 0),
+            who: Vec::new(),
         })
     }
 
-    /// The next request, into `buf`, with the identity of the client that
-    /// sent it; `None` once the coordinator's end arrived (answered).
-    pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, TransportError> {
-        // Clients come and go; counted, for the end.
-        self.count();
+    /// The next request, into `buf` (its client's identity kept for
+    /// [`CallServer::answer`]); false once the coordinator's end arrived
+    /// (answered).
+    pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, TransportError> {
         let sock = self.sock.as_ref().expect("the socket lives until drop");
         // [identity][empty delimiter][request], as a REQ sends through a ROUTER.
         sock.recv(&mut self.msg, 0)
             .map_err(|e| zerr("zmq_recv", e))?;
-        let who = self.msg.to_vec();
+        self.who.clear();
+        self.who.extend_from_slice(&self.msg);
         let mut parts = 1;
         let mut body = None;
         while sock.get_rcvmore().map_err(|e| zerr("ZMQ_RCVMORE", e))? {
@@ -127,12 +132,12 @@ impl CallServer {
         }
         match body {
             Some(0) if parts == 3 => {
-                self.answer(&who, ENDED)?;
+                self.answer(ENDED)?;
                 self.ended = true;
                 self.until_all_left(Duration::from_millis(super::LINGER_MS as u64));
-                Ok(None)
+                Ok(false)
             }
-            Some(_) if parts == 3 => Ok(Some(who)),
+            Some(_) if parts == 3 => Ok(true),
             _ => Err(TransportError::Malformed(format!(
                 "a request of {parts} parts, where a REQ sends 3 (identity, delimiter, body)"
             ))),
@@ -163,10 +168,10 @@ impl CallServer {
         }
     }
 
-    /// Sends `reply` to the client `who`.
-    pub fn answer(&mut self, who: &[u8], reply: &[u8]) -> Result<(), TransportError> {
+    /// Sends `reply` to the client whose request was read last.
+    pub fn answer(&mut self, reply: &[u8]) -> Result<(), TransportError> {
         let sock = self.sock.as_ref().expect("the socket lives until drop");
-        sock.send_multipart([who, &b""[..], reply], 0)
+        sock.send_multipart([&self.who[..], &b""[..], reply], 0)
             .map_err(|e| zerr("zmq_send", e))
     }
 }
@@ -367,10 +372,10 @@ mod tests {
                     let mut s = call_server(kind, &ep, &opts).unwrap();
                     let mut buf = Vec::new();
                     let mut n = 0;
-                    while let Some(who) = s.next(&mut buf).unwrap() {
+                    while s.next(&mut buf).unwrap() {
                         let mut r = b"re:".to_vec();
                         r.extend_from_slice(&buf);
-                        s.answer(&who, &r).unwrap();
+                        s.answer(&r).unwrap();
                         n += 1;
                     }
                     n
