@@ -533,7 +533,8 @@ fn a_peer_killed_at_every_phase_is_named_on_every_path() {
     ];
     // ZeroMQ's PUSH/PULL channels: a sender or a receiver dying must not
     // leave the others waiting for an end that never comes; nor a client
-    // or the server of its calls (REQ/ROUTER).
+    // or the server of its calls (REQ/ROUTER), nor a worker of its farm
+    // (DEALER/ROUTER).
     #[cfg(feature = "zeromq")]
     paths.extend([
         point_path(multi(ZmqIpc, Pattern::Mpmc, (2, 2)), 100_000, 1),

@@ -113,6 +113,31 @@ fn network_strategies_measure_across_a_namespace_and_leave_nothing() {
         assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
         assert_eq!(r.far_side.as_deref(), Some("side A"), "{what}");
     }
+    // Task farms: the workers go (a manager's server with them), the
+    // master stays; every task is checked as over loopback.
+    {
+        use ipcbench::harness::pool::{PoolSpec, run_point};
+        let farms = [
+            (TransportKind::Tcp, "workers"),
+            (TransportKind::ManagerTcp, "server and workers"),
+            #[cfg(feature = "zeromq")]
+            (TransportKind::ZmqTcp, "workers"),
+        ];
+        for (kind, far_side) in farms {
+            let spec = PoolSpec {
+                kind,
+                cpu_work: false,
+                workers: 2,
+                wait: Wait::PARK,
+            };
+            let r = run_point(&spec, &opts);
+            let what = format!("{kind} pool");
+            assert!(r.validated, "{what}: {:?}", r.error);
+            assert_eq!(r.messages, opts.pingpong_iters.max(100), "{what}");
+            assert_eq!(r.hosts.as_deref(), Some("netns"), "{what}");
+            assert_eq!(r.far_side.as_deref(), Some(far_side), "{what}");
+        }
+    }
     // A strategy that does not cross a network stays on this host.
     let spec = PointSpec::one_to_one(
         Strategy::Transport(TransportKind::UnixStream),

@@ -32,7 +32,7 @@ use super::control::PeerReport;
 use super::error::{HarnessError, settle};
 use super::measure::histogram;
 use super::spec::RunOpts;
-use super::supervise::{Running, blame_helper, line_up, spawn_with, supervised, watching};
+use super::supervise::{Running, blame_helper, line_up, spawn_on, supervised, watching};
 use super::validate::{Codec, now_ns};
 use crate::record::PointRecord;
 use crate::shm::{Queue, QueueError, Wait, WaitKind, unique_name};
@@ -260,7 +260,24 @@ pub fn run_worker(a: &WorkerArgs) -> Result<PeerReport, String> {
             },
         )
         .map_err(terr)??,
-        Shared::Nothing | Shared::Sockets => with_transport!(a.kind, T => {
+        #[cfg(feature = "zeromq")]
+        Shared::Sockets => {
+            let mut w = crate::transport::zmq::farm_worker(a.kind, &ep, &link, a.id)
+                .map_err(|e| format!("connecting: {e}"))?;
+            super::control::barrier()?;
+            let cpu0 = super::measure::cpu_time_ns();
+            let mut done = 0u64;
+            while w.next(&mut buf).map_err(terr)? {
+                answer(&codec, a.work_ns, &buf, &mut out)?;
+                w.answer(&out).map_err(terr)?;
+                done += 1;
+            }
+            (done, cpu0)
+        }
+        // Without ZeroMQ no strategy shares sockets.
+        #[cfg(not(feature = "zeromq"))]
+        Shared::Sockets => unreachable!("no strategy shares sockets without ZeroMQ"),
+        Shared::Nothing => with_transport!(a.kind, T => {
             let mut conn = T::connect(&ep, Side::B, &link).map_err(|e| format!("connecting: {e}"))?;
             super::control::barrier()?;
             let cpu0 = super::measure::cpu_time_ns();
@@ -485,6 +502,10 @@ pub fn run_point(spec: &PoolSpec, opts: &RunOpts) -> PointRecord {
     );
     rec.oversubscribed = oversubscribed;
     rec.pinned = pinned;
+    if let Some((far, side)) = opts.far_farm(spec.kind) {
+        rec.hosts = Some(far.what.clone());
+        rec.far_side = Some(side.name().to_owned());
+    }
     // Workers on the CPUs after the first, which the master keeps.
     let worker_cpu = |i: usize| pinned.then(|| cpus[1 + i]);
     if pinned {
@@ -574,8 +595,12 @@ fn farm(
         work_ns,
         cpu: worker_cpu(i),
     };
+    // Between hosts the workers are on the far one, connecting to the
+    // master (or to a manager's server there too).
+    let far = opts.far_farm(spec.kind).map(|(f, _)| f);
     let start = |addr: &str, inherit: &[i32], env: &[(String, String)], i: usize| {
-        spawn_with(
+        spawn_on(
+            far,
             opts,
             args(addr, i).to_args(),
             inherit,
@@ -617,6 +642,10 @@ fn farm(
                 exe: opts.exe.clone(),
                 label: format!("pool-{}", spec.kind.name()),
                 helper_env: super::point::helper_env(opts),
+                server_host: far.map(|f| crate::transport::RemoteHost {
+                    prefix: f.prefix.clone(),
+                    addr: f.addr,
+                }),
                 ..LinkOpts::default()
             };
             with_transport!(spec.kind, T => {
@@ -635,12 +664,55 @@ fn farm(
                 .map_err(|e| blame_helper(&mut setup, e))
             })
         }
-        Shared::Nothing | Shared::Sockets => {
+        #[cfg(feature = "zeromq")]
+        Shared::Sockets => {
+            let link = LinkOpts {
+                max_message: TASK_SIZE,
+                exe: opts.exe.clone(),
+                label: format!("pool-{}", spec.kind.name()),
+                parties: Some((w, 1)),
+                listen: far.map(|f| f.listen),
+                ..LinkOpts::default()
+            };
+            let (mut setup, ep) = crate::transport::zmq::calls_setup(spec.kind, &link)
+                .map_err(|e| HarnessError::Setup(format!("setting up the farm's channel: {e}")))?;
+            let mut workers = (0..w)
+                .map(|i| start(&ep.addr, &ep.inherit, &ep.env, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            supervised(&mut workers, |workers| {
+                // A worker that dies before it connects must not leave the
+                // master waiting for its handshake until the accept deadline.
+                let (kind, ep, link) = (spec.kind, ep.clone(), link.clone());
+                let master = watching(workers, deadline, move || {
+                    crate::transport::zmq::farm_master(kind, &ep, &link).map_err(|e| {
+                        HarnessError::Setup(format!("starting the master's ROUTER: {e}"))
+                    })
+                })?;
+                setup.children_started();
+                go_all(workers)?;
+                let mut q = ZmqQueues {
+                    in_flight: vec![0; master.workers()],
+                    master,
+                    timeout: op_timeout,
+                    workers,
+                };
+                let c =
+                    master_shared(n, window, codec, seen, &mut q).map_err(HarnessError::Invalid)?;
+                // Every result is in: each worker reads its end, reports and exits.
+                q.master.end().map_err(|e| HarnessError::Invalid(terr(e)))?;
+                Ok((c, reports(workers)?))
+            })
+        }
+        // Without ZeroMQ no strategy shares sockets.
+        #[cfg(not(feature = "zeromq"))]
+        Shared::Sockets => unreachable!("no strategy shares sockets without ZeroMQ"),
+        Shared::Nothing => {
             let kind = spec.kind;
             let link = LinkOpts {
                 max_message: TASK_SIZE,
                 exe: opts.exe.clone(),
                 label: format!("pool-{}", kind.name()),
+                listen: far.map(|f| f.listen),
                 ..LinkOpts::default()
             };
             with_transport!(kind, T => {
@@ -700,6 +772,52 @@ fn farm(
                 })
             })
         }
+    }
+}
+
+/// A ZeroMQ farm's `ROUTER`, as the master sees it: each task goes to the
+/// worker with the fewest in flight (the master's window keeps that below
+/// [`WINDOW`]), and each result must come from a worker that had one; the
+/// workers are watched while the master waits for a result.
+#[cfg(feature = "zeromq")]
+struct ZmqQueues<'a> {
+    master: crate::transport::zmq::FarmMaster,
+    in_flight: Vec<u64>,
+    timeout: Option<Duration>,
+    workers: &'a mut [Running],
+}
+
+#[cfg(feature = "zeromq")]
+impl TaskQueues for ZmqQueues<'_> {
+    fn put(&mut self, task: &[u8]) -> Result<(), String> {
+        let (w, _) = self
+            .in_flight
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, n)| *n)
+            .ok_or("a farm without workers")?;
+        self.master.send_to(w, task).map_err(terr)?;
+        self.in_flight[w] += 1;
+        Ok(())
+    }
+    fn get(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
+        let (master, in_flight) = (&mut self.master, &mut self.in_flight);
+        get_in_slices(
+            self.workers,
+            self.timeout,
+            || terr(TransportError::Timeout),
+            || match master.recv(buf, Some(crate::shm::wait::LIVENESS_CHECK_EVERY)) {
+                Ok(w) if in_flight[w] == 0 => {
+                    Err(format!("worker {w} answered a task it was never given"))
+                }
+                Ok(w) => {
+                    in_flight[w] -= 1;
+                    Ok(true)
+                }
+                Err(TransportError::Timeout) => Ok(false),
+                Err(e) => Err(terr(e)),
+            },
+        )
     }
 }
 

@@ -345,8 +345,9 @@ pub struct RunOpts {
     /// a run from the command line).
     pub fault: Option<super::fault::Fault>,
     /// Network strategies' far side on another host ([`super::hosts`]):
-    /// one-to-one points of a strategy whose row says `network` start side
-    /// B through its prefix, and side A listens at its address. The
+    /// what of a point of a strategy whose row says `network` goes there
+    /// ([`FarSide`]: side B, side A, a server, a farm's workers) starts
+    /// through its prefix, and what stays listens at its address. The
     /// scheduler sets it for [`Measurement::Hosts`] only.
     pub far: Option<super::hosts::Far>,
 }
@@ -382,6 +383,12 @@ pub enum FarSide {
     /// The strategy's server (a manager's): every process is its client
     /// here.
     Server,
+    /// A task farm's workers, connecting to its master here (over a link
+    /// each, or ZeroMQ's `DEALER`s to its `ROUTER`).
+    Workers,
+    /// A task farm's workers and the manager's server whose queues they
+    /// share; the master reaches the server from here.
+    ServerAndWorkers,
 }
 
 /// What of a point of `strategy` at `pattern` can run on another host: a
@@ -409,6 +416,17 @@ fn crosses_hosts(strategy: Strategy, pattern: Pattern) -> bool {
     far_side(strategy, pattern).is_some()
 }
 
+/// What of a task farm over `kind` can run on another host: the workers
+/// of a network strategy's farm, with its server if it has one.
+fn farm_far_side(kind: crate::transport::TransportKind) -> Option<FarSide> {
+    let caps = kind.caps();
+    (caps.network && caps.task_farm).then_some(if caps.helpers > 0 {
+        FarSide::ServerAndWorkers
+    } else {
+        FarSide::Workers
+    })
+}
+
 impl FarSide {
     /// As results name it (`far_side`).
     pub fn name(self) -> &'static str {
@@ -416,6 +434,8 @@ impl FarSide {
             FarSide::B => crate::record::FAR_SIDE_B,
             FarSide::A => crate::record::FAR_SIDE_A,
             FarSide::Server => crate::record::FAR_SERVER,
+            FarSide::Workers => crate::record::FAR_WORKERS,
+            FarSide::ServerAndWorkers => crate::record::FAR_SERVER_AND_WORKERS,
         }
     }
 }
@@ -430,6 +450,16 @@ impl RunOpts {
     ) -> Option<(&super::hosts::Far, FarSide)> {
         let far = self.far.as_ref()?;
         Some((far, far_side(strategy, pattern)?))
+    }
+
+    /// The far host of a task farm over `kind`, if the run has one and
+    /// the farm can cross hosts ([`farm_far_side`]), with what runs there.
+    pub fn far_farm(
+        &self,
+        kind: crate::transport::TransportKind,
+    ) -> Option<(&super::hosts::Far, FarSide)> {
+        let far = self.far.as_ref()?;
+        Some((far, farm_far_side(kind)?))
     }
 
     /// The far host a peer of `side` runs on, if that side is the far one.
@@ -451,7 +481,7 @@ impl RunOpts {
     pub fn near_listen(&self, strategy: Strategy, pattern: Pattern) -> Option<std::net::IpAddr> {
         match self.far_for(strategy, pattern)? {
             (far, FarSide::A | FarSide::B) => Some(far.listen),
-            (_, FarSide::Server) => None,
+            _ => None,
         }
     }
 
@@ -676,11 +706,12 @@ impl Measurement {
     /// Whether the run's second host can take it: a channel of a network
     /// strategy ([`crosses_hosts`]), closed or open loop (an open-loop
     /// twin's load is a fraction of the capacity measured between the
-    /// hosts).
+    /// hosts), or its task farm ([`farm_far_side`]).
     pub fn can_cross_hosts(&self) -> bool {
         let (strategy, pattern) = match self {
             Measurement::Channel(s) => (s.strategy, s.pattern),
             Measurement::Rate(r) => (r.point.strategy, r.point.pattern),
+            Measurement::Farm(s) => return farm_far_side(s.kind).is_some(),
             _ => return false,
         };
         crosses_hosts(strategy, pattern)

@@ -60,7 +60,7 @@ pub fn spawn_with(
 
 /// [`spawn_with`], on the far host if `far` is given (through its prefix:
 /// `ip netns exec NAME ipcbench peer …`).
-fn spawn_on(
+pub fn spawn_on(
     far: Option<&super::hosts::Far>,
     opts: &RunOpts,
     args: Vec<String>,

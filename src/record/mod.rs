@@ -346,6 +346,12 @@ pub const FAR_SIDE_A: &str = "side A";
 /// clients from the near one (a manager's, as a `BaseManager`'s clients
 /// reach a server on another machine).
 pub const FAR_SERVER: &str = "server";
+/// `far_side` of a task farm whose workers ran on the far host,
+/// connecting to the master on the near one.
+pub const FAR_WORKERS: &str = "workers";
+/// `far_side` of a task farm whose workers and manager's server ran on the
+/// far host, the master reaching the server from the near one.
+pub const FAR_SERVER_AND_WORKERS: &str = "server and workers";
 
 /// One measured point.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -686,11 +686,14 @@ fn hosts_section(run: &RunRecord, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "Between two hosts".into()));
     b.push(Block::Para(format!(
         "The network strategies with their far side on a second host ({}), beside the same \
-         point over loopback measured just before it. On the second host ran side B (the echo \
-         of pingpong, the receiver of a stream), or a manager's server, which every process \
-         then reached from the first host, as a `BaseManager`'s clients reach a server on another \
-         machine: each of their calls crosses the link. The ratio is between hosts over \
-         loopback: the round trip's time for pingpong, messages or calls per second otherwise.",
+         point over loopback measured just before it. On the second host ran what the third \
+         column names: side B (the echo of pingpong, the receiver of a stream); side A, the \
+         senders or clients of ZeroMQ's shared channels, connecting to receivers or a server \
+         here; a task farm's workers, their master here; or a manager's server (with a farm's \
+         workers), which the processes here reached from the first host, as a `BaseManager`'s \
+         clients reach a server on another machine: each of their calls crosses the link. The \
+         ratio is between hosts over loopback: the round trip's time for pingpong, messages, \
+         calls or tasks per second otherwise.",
         far[0].hosts.as_deref().unwrap_or("-")
     )));
     let twin = |p: &PointRecord| {

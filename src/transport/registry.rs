@@ -106,11 +106,11 @@ registry! {
         Caps { waits: Waits::Polls, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqIpc => zmq::ZmqIpc, "zmq-ipc",
-        "ZeroMQ over a Unix socket (ipc://), libzmq 4.3: PAIR for a link, PUSH/PULL where several share, REQ/ROUTER for calls",
+        "ZeroMQ over a Unix socket (ipc://), libzmq 4.3: PAIR for a link, PUSH/PULL where several share, REQ/ROUTER for calls, DEALER/ROUTER for a task farm",
         Caps { shared: Shared::Sockets, task_farm: true, ..Caps::KERNEL_LINK };
     #[cfg(feature = "zeromq")]
     ZmqTcp => zmq::ZmqTcp, "zmq-tcp",
-        "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL, REQ/ROUTER",
+        "ZeroMQ over TCP (tcp://), PLAIN authentication with the link's token; PAIR, PUSH/PULL, REQ/ROUTER, DEALER/ROUTER",
         Caps { shared: Shared::Sockets, task_farm: true, network: true, ..Caps::KERNEL_LINK };
 }
 
@@ -142,7 +142,8 @@ pub enum Shared {
     /// Each process opens sockets to the others (ZeroMQ's `PUSH` and
     /// `PULL`): fan-in, fan-out and mpmc, with no broker between; a
     /// dictionary served by a peer to its clients' calls (a `ROUTER` and
-    /// `REQ`s) for reqrep; a task farm over links.
+    /// `REQ`s) for reqrep; a task farm whose master hands each task to
+    /// the worker it chooses (a `ROUTER` and `DEALER`s).
     Sockets,
 }
 

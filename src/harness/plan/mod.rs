@@ -408,8 +408,9 @@ mod tests {
 
     /// With a second host, each channel point of a network strategy that
     /// can cross (tcp's one-to-one; any of a manager's, its server going;
-    /// any of ZeroMQ's, its connecting side going) is followed by its twin
-    /// between hosts, and nothing else is.
+    /// any of ZeroMQ's, its connecting side going; their task farms, the
+    /// workers going) is followed by its twin between hosts, and nothing
+    /// else is.
     #[test]
     fn a_second_host_twins_the_network_strategies_points() {
         let f = Filters {
@@ -442,9 +443,10 @@ mod tests {
         for m in ms.iter().filter(|m| m.between_hosts()) {
             assert!(["tcp", "zmq-tcp", "manager-tcp"].contains(&m.strategy_name()));
             // Shared channels and calls only where the far side is a server
-            // or connects (ZeroMQ's senders and clients); never tcp's.
+            // or connects (ZeroMQ's senders and clients); never tcp's. A
+            // farm's workers connect over every strategy.
             assert!(
-                ["pingpong", "stream", "rate"].contains(&m.pattern_name())
+                ["pingpong", "stream", "rate", "pool", "pool-cpu"].contains(&m.pattern_name())
                     || m.strategy_name() != "tcp",
                 "{} {}",
                 m.strategy_name(),
@@ -456,6 +458,14 @@ mod tests {
                 .any(|m| m.between_hosts() && m.pattern_name() == "reqrep"),
             "a manager's calls between hosts"
         );
+        for name in ["tcp", "manager-tcp"] {
+            assert!(
+                ms.iter().any(|m| m.between_hosts()
+                    && m.strategy_name() == name
+                    && m.pattern_name() == "pool"),
+                "{name}'s farm between hosts"
+            );
+        }
         // Open loop too, each load right after its loopback twin.
         assert!(
             ms.iter()

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Addr, Family, ZmqIpc, ZmqTcp, events, handshakes, open, parse, poll_until, zerr};
+use super::{Family, Watched, ZmqIpc, ZmqTcp, events, handshakes, poll_until, zerr};
 use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
 
 /// The server's answer to the coordinator's end.
@@ -22,17 +22,9 @@ const ENDED: &[u8] = b"ended";
 
 /// The server: a `ROUTER` on the channel's listener.
 pub struct CallServer {
-    sock: Option<zmq::Socket>,
-    /// Kept, and read: libzmq sends each event from the socket's own
-    /// thread and waits while the monitor's queue is full or unread.
-    mon: Option<zmq::Socket>,
-    zap: Option<std::thread::JoinHandle<()>>,
-    ctx: zmq::Context,
+    w: Watched,
     msg: zmq::Message,
     max: usize,
-    /// The coordinator's end was answered: the answer must leave before
-    /// the socket closes.
-    ended: bool,
     /// Connections made and dropped, by the monitor (read at the end:
     /// a point's few events wait in its queue, far below its limit).
     conns: (usize, usize),
@@ -43,59 +35,20 @@ pub struct CallServer {
 
 /// A client: a `REQ` connected to the server.
 pub struct Caller {
-    sock: Option<zmq::Socket>,
-    mon: Option<zmq::Socket>,
-    ctx: zmq::Context,
+    w: Watched,
     msg: zmq::Message,
     max: usize,
     timeout: Option<Duration>,
 }
 
-/// The token of a `zmq-tcp` channel, as `PLAIN`'s password.
-fn token<F: Family>(ep: &Endpoint) -> Result<Option<String>, TransportError> {
-    Ok(if F::PLAIN {
-        Some(crate::transport::manager::to_hex(
-            &crate::transport::tcp::token(ep)?,
-        ))
-    } else {
-        None
-    })
-}
-
-fn url<F: Family>(a: &Addr<'_>) -> String {
-    format!("{}://{}", F::SCHEME, a.addrs[0])
-}
-
 impl CallServer {
     fn join<F: Family>(ep: &Endpoint, opts: &LinkOpts) -> Result<CallServer, TransportError> {
-        let a = parse::<F>(&ep.addr)?;
-        let clients = a.producers.unwrap_or(1);
-        let mine = if ep.in_child {
-            crate::transport::fd::adopt(a.fds[0])?
-        } else {
-            // SAFETY: the setup owns the descriptor and outlives this call;
-            // we keep a copy.
-            crate::transport::fd::dup(&unsafe { std::os::fd::BorrowedFd::borrow_raw(a.fds[0]) })?
-        };
-        let ctx = zmq::Context::new();
-        let (sock, mon, zap) = open(
-            &ctx,
-            zmq::ROUTER,
-            0,
-            &url::<F>(&a),
-            Some(mine),
-            token::<F>(ep)?.as_deref(),
-            opts.max_message,
-        )?;
-        handshakes(&mon, clients, false, "the clients")?;
+        let (w, clients) = Watched::bound::<F>(ep, zmq::ROUTER, opts)?;
+        handshakes(w.mon(), clients, false, "the clients")?;
         Ok(CallServer {
-            sock: Some(sock),
-            mon: Some(mon),
-            zap,
-            ctx,
+            w,
             msg: zmq::Message::new(),
             max: opts.max_message,
-            ended: false,
             conns: (clients, 0),
             who: Vec::new(),
         })
@@ -105,7 +58,7 @@ impl CallServer {
     /// [`CallServer::answer`]); false once the coordinator's end arrived
     /// (answered).
     pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, TransportError> {
-        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        let sock = self.w.sock();
         // [identity][empty delimiter][request], as a REQ sends through a ROUTER.
         sock.recv(&mut self.msg, 0)
             .map_err(|e| zerr("zmq_recv", e))?;
@@ -133,7 +86,9 @@ impl CallServer {
         match body {
             Some(0) if parts == 3 => {
                 self.answer(ENDED)?;
-                self.ended = true;
+                // The end's answer goes out before the socket closes (up to
+                // the linger).
+                self.w.linger = super::LINGER_MS;
                 self.until_all_left(Duration::from_millis(super::LINGER_MS as u64));
                 Ok(false)
             }
@@ -145,7 +100,7 @@ impl CallServer {
     }
 
     fn count(&mut self) {
-        let (up, down) = events(self.mon.as_ref().expect("the monitor lives until drop"));
+        let (up, down) = events(self.w.mon());
         self.conns.0 += up;
         self.conns.1 += down;
     }
@@ -160,8 +115,7 @@ impl CallServer {
             if self.conns.1 >= self.conns.0 {
                 return;
             }
-            let mon = self.mon.as_ref().expect("the monitor lives until drop");
-            let mut items = [mon.as_poll_item(zmq::POLLIN)];
+            let mut items = [self.w.mon().as_poll_item(zmq::POLLIN)];
             if poll_until(&mut items, Some(deadline)).is_err() {
                 return;
             }
@@ -170,49 +124,17 @@ impl CallServer {
 
     /// Sends `reply` to the client whose request was read last.
     pub fn answer(&mut self, reply: &[u8]) -> Result<(), TransportError> {
-        let sock = self.sock.as_ref().expect("the socket lives until drop");
-        sock.send_multipart([&self.who[..], &b""[..], reply], 0)
+        self.w
+            .sock()
+            .send_multipart([&self.who[..], &b""[..], reply], 0)
             .map_err(|e| zerr("zmq_send", e))
-    }
-}
-
-impl Drop for CallServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.sock.take() {
-            // Ended: the end's answer goes out first (up to the linger).
-            let _ = s.set_linger(if self.ended { super::LINGER_MS } else { 0 });
-        }
-        self.mon = None;
-        let _ = self.ctx.destroy();
-        if let Some(t) = self.zap.take() {
-            let _ = t.join();
-        }
     }
 }
 
 impl Caller {
     fn join<F: Family>(ep: &Endpoint, opts: &LinkOpts) -> Result<Caller, TransportError> {
-        let a = parse::<F>(&ep.addr)?;
-        if ep.in_child {
-            a.fds
-                .iter()
-                .for_each(|&fd| crate::transport::fd::close_inherited(fd));
-        }
-        let ctx = zmq::Context::new();
-        let (sock, mon, _) = open(
-            &ctx,
-            zmq::REQ,
-            0,
-            &url::<F>(&a),
-            None,
-            token::<F>(ep)?.as_deref(),
-            opts.max_message,
-        )?;
-        handshakes(&mon, 1, true, "the server")?;
         Ok(Caller {
-            sock: Some(sock),
-            mon: Some(mon),
-            ctx,
+            w: Watched::connected::<F>(ep, zmq::REQ, opts, "the server")?,
             msg: zmq::Message::new(),
             max: opts.max_message,
             timeout: None,
@@ -228,8 +150,7 @@ impl Caller {
     pub fn call(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), TransportError> {
         check_len(req.len(), self.max)?;
         let deadline = self.timeout.map(|t| Instant::now() + t);
-        let sock = self.sock.as_ref().expect("the socket lives until drop");
-        let mon = self.mon.as_ref().expect("the monitor lives until drop");
+        let (sock, mon) = (self.w.sock(), self.w.mon());
         // A REQ's send does not wait for the connection (one, made).
         sock.send(req, 0).map_err(|e| zerr("zmq_send", e))?;
         let mut gone = false;
@@ -265,18 +186,9 @@ impl Caller {
     }
 }
 
-impl Drop for Caller {
-    fn drop(&mut self) {
-        if let Some(s) = self.sock.take() {
-            let _ = s.set_linger(0);
-        }
-        self.mon = None;
-        let _ = self.ctx.destroy();
-    }
-}
-
 /// Sets up the channel of a service over `kind`: one listener (the
-/// server's) for `opts.parties`' clients.
+/// server's, or a task farm's master's) for `opts.parties`' clients (or
+/// workers).
 pub fn calls_setup(
     kind: TransportKind,
     opts: &LinkOpts,
@@ -347,7 +259,7 @@ pub fn end_calls(kind: TransportKind, ep: &Endpoint, wait: Duration) -> Result<(
     Ok(())
 }
 
-fn not_zmq(kind: TransportKind) -> TransportError {
+pub(super) fn not_zmq(kind: TransportKind) -> TransportError {
     TransportError::Setup(format!("{kind} is not a ZeroMQ strategy"))
 }
 

@@ -8,8 +8,9 @@
 //! (fan-in, fan-out, mpmc) it is `PUSH` and `PULL`, brokerless: each
 //! receiver binds a `PULL`, each sender connects to every receiver and
 //! deals its messages round-robin ([`Producer`], [`Consumer`]). Calls
-//! (reqrep) are `REQ` clients of a `ROUTER` server ([`calls`]); the task
-//! farm runs over links. The coordinator binds the listening socket
+//! (reqrep) are `REQ` clients of a `ROUTER` server ([`calls`]); a task
+//! farm's workers are `DEALER`s its master's `ROUTER` hands tasks to
+//! ([`farm`]). The coordinator binds the listening socket
 //! — a Unix socket in a private directory (0700, socket 0600) for
 //! `zmq-ipc`, a TCP port for `zmq-tcp` — and side A hands it to libzmq
 //! with `ZMQ_USE_FD`, so side B can connect as soon as the link exists and
@@ -52,7 +53,9 @@ use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 mod calls;
+mod farm;
 pub use calls::{CallServer, Caller, call_server, caller, calls_setup, end_calls};
+pub use farm::{FarmMaster, FarmWorker, farm_master, farm_worker};
 
 use super::fd::{PrivateDir, chmod_owner_only};
 use super::unix_stream::{ACCEPT_TIMEOUT, fd_and_rest, listener_fd};
@@ -548,6 +551,125 @@ fn open(
     Ok((sock, monitor, zap))
 }
 
+/// A socket of a shared channel's peer with its monitor, in a context of
+/// its own (with the ZAP handler's thread where it authenticates): what
+/// the calls' and the farm's ends are made of. Dropping it lets the
+/// socket go after `linger` ms (0 unless its last messages must leave).
+struct Watched {
+    sock: Option<zmq::Socket>,
+    /// Kept, and read: libzmq sends each event from the socket's own
+    /// thread and waits while the monitor's queue is full or unread.
+    mon: Option<zmq::Socket>,
+    zap: Option<std::thread::JoinHandle<()>>,
+    ctx: zmq::Context,
+    linger: i32,
+}
+
+impl Watched {
+    /// Binds a socket of `kind` on the channel's first listener (the
+    /// server's, or the master's); with the parsed address's count of
+    /// clients.
+    fn bound<F: Family>(
+        ep: &Endpoint,
+        kind: zmq::SocketType,
+        opts: &LinkOpts,
+    ) -> Result<(Watched, usize), TransportError> {
+        let a = parse::<F>(&ep.addr)?;
+        let mine = if ep.in_child {
+            super::fd::adopt(a.fds[0])?
+        } else {
+            // SAFETY: the setup owns the descriptor and outlives this call;
+            // we keep a copy.
+            super::fd::dup(&unsafe { std::os::fd::BorrowedFd::borrow_raw(a.fds[0]) })?
+        };
+        let ctx = zmq::Context::new();
+        let (sock, mon, zap) = open(
+            &ctx,
+            kind,
+            0,
+            &first_url::<F>(&a),
+            Some(mine),
+            plain_token::<F>(ep)?.as_deref(),
+            opts.max_message,
+        )?;
+        let w = Watched {
+            sock: Some(sock),
+            mon: Some(mon),
+            zap,
+            ctx,
+            linger: 0,
+        };
+        Ok((w, a.producers.unwrap_or(1)))
+    }
+
+    /// Connects a socket of `kind` to the channel's first listener, with
+    /// the handshake done (`whom`: the peer, as errors name it).
+    fn connected<F: Family>(
+        ep: &Endpoint,
+        kind: zmq::SocketType,
+        opts: &LinkOpts,
+        whom: &str,
+    ) -> Result<Watched, TransportError> {
+        let a = parse::<F>(&ep.addr)?;
+        if ep.in_child {
+            a.fds.iter().for_each(|&fd| super::fd::close_inherited(fd));
+        }
+        let ctx = zmq::Context::new();
+        let (sock, mon, zap) = open(
+            &ctx,
+            kind,
+            0,
+            &first_url::<F>(&a),
+            None,
+            plain_token::<F>(ep)?.as_deref(),
+            opts.max_message,
+        )?;
+        handshakes(&mon, 1, true, whom)?;
+        Ok(Watched {
+            sock: Some(sock),
+            mon: Some(mon),
+            zap,
+            ctx,
+            linger: 0,
+        })
+    }
+
+    fn sock(&self) -> &zmq::Socket {
+        self.sock.as_ref().expect("the socket lives until drop")
+    }
+
+    fn mon(&self) -> &zmq::Socket {
+        self.mon.as_ref().expect("the monitor lives until drop")
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(s) = self.sock.take() {
+            let _ = s.set_linger(self.linger);
+        }
+        self.mon = None;
+        let _ = self.ctx.destroy();
+        if let Some(t) = self.zap.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The token of a `zmq-tcp` channel, as `PLAIN`'s password.
+fn plain_token<F: Family>(ep: &Endpoint) -> Result<Option<String>, TransportError> {
+    Ok(if F::PLAIN {
+        Some(super::manager::to_hex(&super::tcp::token(ep)?))
+    } else {
+        None
+    })
+}
+
+/// The URL of a channel's first listener.
+fn first_url<F: Family>(a: &Addr<'_>) -> String {
+    format!("{}://{}", F::SCHEME, a.addrs[0])
+}
+
 /// The monitor's next pending event's id, if there is one.
 fn next_event(mon: &zmq::Socket) -> Option<u16> {
     let ev = mon.recv_bytes(zmq::DONTWAIT).ok()?;
@@ -643,11 +765,7 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
     let (fd, rest) = fd_and_rest(&ep.addr, F::NAME)?;
     let url = format!("{}://{rest}", F::SCHEME);
     let listener = listener_fd(ep, fd, side)?;
-    let token = if F::PLAIN {
-        Some(super::manager::to_hex(&super::tcp::token(ep)?))
-    } else {
-        None
-    };
+    let token = plain_token::<F>(ep)?;
     let ctx = zmq::Context::new();
     let (sock, monitor, zap) = open(
         &ctx,
@@ -1119,11 +1237,7 @@ fn connect<F: Family>(
     let Some(producers) = a.producers else {
         return join::<F>(ep, side, opts).map(ZmqEnd::Link);
     };
-    let token = if F::PLAIN {
-        Some(super::manager::to_hex(&super::tcp::token(ep)?))
-    } else {
-        None
-    };
+    let token = plain_token::<F>(ep)?;
     match side {
         Side::A => {
             if ep.in_child {
@@ -1189,12 +1303,7 @@ macro_rules! zmq_transport {
             ) -> Result<Box<dyn Send>, TransportError> {
                 super::stand_in_for_b(victim)?;
                 let (_, rest) = fd_and_rest(&ep.addr, Self::NAME)?;
-                let password = if Self::PLAIN {
-                    Some(super::manager::to_hex(&super::tcp::token(ep)?))
-                } else {
-                    None
-                };
-                Self::stand_in(rest, password, what)
+                Self::stand_in(rest, plain_token::<Self>(ep)?, what)
             }
         }
     };
