@@ -321,6 +321,12 @@ TcpManager.register("get_queue", callable=_tcp_queue)
 TcpManager.register("get_dict", callable=_tcp_dict, exposed=("__setitem__", "__getitem__", "get"))
 
 
+# What is measured again with its BaseManager's server on the second host.
+FAR_SERVED = {
+    "py-basemanager-tcp": {"pingpong", "stream", "mpmc", "reqrep"},
+    "py-basemanager-pool": {"pool", "pool-cpu"},
+}
+
 # The environment variable that carries a far server's authkey (hex): never
 # on a command line, which other users can read.
 AUTHKEY_ENV = "IPCBENCH_PY_AUTHKEY"
@@ -1549,9 +1555,11 @@ def _pool_mgr_worker(address, authkey, work_ns, ctl):
         ctl.send({"error": f"{type(e).__name__}: {e}"})
 
 
-def run_pool_point(ctx, o, rec, kind, pattern, workers):
+def run_pool_point(ctx, o, rec, kind, pattern, workers, far=None):
     """pool / pool-cpu: N numbered tasks through W workers, every answer
-    checked and every number seen exactly once."""
+    checked and every number seen exactly once. `far`: the second host a
+    BaseManager farm's server runs on (the master and the workers reach
+    it from here, as clients of a server on another machine)."""
     rec["pinned"] = False
     rec["cpus"] = []
     rec["oversubscribed"] = workers + 1 > len(o.cpus)
@@ -1577,9 +1585,12 @@ def run_pool_point(ctx, o, rec, kind, pattern, workers):
     try:
         if kind == "py-basemanager-pool":
             authkey = secrets.token_bytes(32)
-            m = TcpManager(address=("127.0.0.1", 0), authkey=authkey, ctx=ctx)
-            m.start()
-            cleanup.append(m.shutdown)
+            if far:
+                m = tcp_client(start_far_server(far, authkey, cleanup), authkey)
+            else:
+                m = TcpManager(address=("127.0.0.1", 0), authkey=authkey, ctx=ctx)
+                m.start()
+                cleanup.append(m.shutdown)
             tasks, results = m.get_queue("pool-tasks"), m.get_queue("pool-results")
             procs, ctls = [], []
             for _ in range(workers):
@@ -1744,7 +1755,7 @@ def run_point(ctx, o, kind, pattern, size, n_prod, n_cons, load=None, capacity=N
         rec["pinned"] = False
         return run_startup_point(o, rec, kind)
     if pattern in ("pool", "pool-cpu"):
-        return run_pool_point(ctx, o, rec, kind, pattern, n_cons)
+        return run_pool_point(ctx, o, rec, kind, pattern, n_cons, o.far if hosts else None)
     if pattern in SYNC_PATTERNS:
         return run_sync_point(ctx, o, rec, base, kind, pattern, n_prod, cpu_of)
     if pattern in ("rate", "reqrep-rate"):
@@ -2082,7 +2093,7 @@ def plan(o, transports, patterns):
             else:
                 pts += [(t, p, s, n, 1) for s in o.multi_sizes for n in o.counts]
             # Each right after its loopback twin: with the server on the second host.
-            if o.far and t == "py-basemanager-tcp" and p in ("pingpong", "stream", "mpmc", "reqrep"):
+            if o.far and t in FAR_SERVED and p in FAR_SERVED[t]:
                 mine = pts[first:]
                 del pts[first:]
                 for pt in mine:

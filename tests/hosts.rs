@@ -228,8 +228,13 @@ fn python_basemanager_serves_from_the_far_host() {
     };
     use ipcbench::harness::python::{self, FarServer, Selection};
     let sel = Selection {
-        transports: vec!["py-basemanager-tcp".into()],
-        patterns: vec!["pingpong".into(), "mpmc".into(), "reqrep".into()],
+        transports: vec!["py-basemanager-tcp".into(), "py-basemanager-pool".into()],
+        patterns: vec![
+            "pingpong".into(),
+            "mpmc".into(),
+            "reqrep".into(),
+            "pool".into(),
+        ],
         sizes: vec![64],
         count: Some(300),
         far: Some(FarServer {
@@ -240,8 +245,14 @@ fn python_basemanager_serves_from_the_far_host() {
     };
     let profile = ipcbench::harness::plan::Profile::Quick;
     let planned = python::plan(&py, profile, &sel).unwrap();
-    // Every point, each right after its loopback twin.
-    assert!(planned.len() >= 6, "{planned:?}");
+    // Every point, each right after its loopback twin: the farm's too.
+    assert!(planned.len() >= 8, "{planned:?}");
+    assert!(
+        planned
+            .iter()
+            .any(|p| p.pattern == "pool" && p.hosts.is_some()),
+        "{planned:?}"
+    );
     for pair in planned.chunks(2) {
         assert_eq!(pair[0].hosts, None, "{planned:?}");
         assert_eq!(pair[1].hosts.as_deref(), Some("netns"), "{planned:?}");

@@ -166,8 +166,8 @@ pub struct Selection {
     /// Open-loop loads (`--rates`; empty: the profile's ladder).
     pub rates: Vec<String>,
     /// A second host: `py-basemanager-tcp`'s points (pingpong, stream,
-    /// mpmc, reqrep) are measured again with its server there, each right
-    /// after its loopback twin.
+    /// mpmc, reqrep) and `py-basemanager-pool`'s farms are measured again
+    /// with their server there, each right after its loopback twin.
     pub far: Option<FarServer>,
 }
 
