@@ -866,6 +866,64 @@ fn points_between_two_hosts_are_set_apart_and_beside_their_loopback_twins() {
     );
 }
 
+/// A task farm's twins between hosts (and Python's) stay out of the
+/// scaling table and the Python comparison, which compare on one host:
+/// each strategy keeps one row, each worker count once.
+#[test]
+fn farm_twins_between_hosts_stay_out_of_scaling_and_python_speedups() {
+    let mut run = data("run-a.json");
+    // Farms of the suite's manager and of Python's BaseManager, 1 and 2
+    // workers, made from a measured stream point.
+    let base = run
+        .points
+        .iter()
+        .find(|p| p.pattern == "stream" && p.throughput.is_some())
+        .unwrap()
+        .clone();
+    for (t, w, rate) in [
+        ("manager-tcp", 1, 5_000.0),
+        ("manager-tcp", 2, 9_000.0),
+        ("py-basemanager-pool", 1, 2_000.0),
+        ("py-basemanager-pool", 2, 2_500.0),
+    ] {
+        let mut p = base.clone();
+        (p.transport, p.pattern, p.wait) = (t.into(), "pool".into(), "kernel".into());
+        (p.msg_size, p.producers, p.consumers) = (64, 1, w);
+        p.throughput.as_mut().unwrap().msgs_per_s = rate;
+        run.points.push(p);
+    }
+    let before = (
+        format!("{:?}", analysis::pool_scaling(&run)),
+        format!("{:?}", analysis::python_speedups(&run)),
+    );
+    let twins: Vec<_> = run
+        .points
+        .iter()
+        .filter(|p| p.pattern == "pool" || p.transport.starts_with("py-"))
+        .cloned()
+        .map(|mut p| {
+            // Twice as fast between hosts: were it mixed in, it would win.
+            if let Some(t) = p.throughput.as_mut() {
+                t.msgs_per_s *= 2.0;
+            }
+            p.hosts = Some("netns".into());
+            p.far_side = Some("workers".into());
+            p
+        })
+        .collect();
+    run.points.extend(twins);
+    let after = (
+        format!("{:?}", analysis::pool_scaling(&run)),
+        format!("{:?}", analysis::python_speedups(&run)),
+    );
+    assert_eq!(before, after);
+    let md = ipcbench::report::page::markdown(&ipcbench::report::page::blocks(&run));
+    assert!(
+        md.contains("| workers |"),
+        "the farms' twins are in their section: {md}"
+    );
+}
+
 /// Open-loop points between two hosts are lines of their own, beside
 /// their loopback twins in "Between two hosts", and stay out of the
 /// verdict's answers at each rate.

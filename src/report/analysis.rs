@@ -193,8 +193,16 @@ pub fn lead(pattern: &str, best: f64, other: f64) -> f64 {
     }
 }
 
-/// The measured points of a run (validated, with figures).
+/// The measured points of a run (validated, with figures) on one host:
+/// what the verdicts, tables and plots compare. A point between two hosts
+/// is its loopback twin's double, kept to the report's section of its own
+/// ("Between two hosts"); [`measured_all`] has them too.
 pub fn measured(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
+    measured_all(run).filter(|p| p.hosts.is_none())
+}
+
+/// Every measured point, between two hosts too (what the warnings look at).
+pub fn measured_all(run: &RunRecord) -> impl Iterator<Item = &PointRecord> {
     run.points.iter().filter(|p| key_figure(p).is_some())
 }
 
@@ -370,7 +378,7 @@ pub fn verdicts(run: &RunRecord) -> Vec<Verdict> {
     for pattern in PATTERNS {
         // Between two hosts is not the same contest as on one.
         let pts: Vec<&PointRecord> = measured(run)
-            .filter(|p| p.pattern == pattern && !is_floor(&p.transport) && p.hosts.is_none())
+            .filter(|p| p.pattern == pattern && !is_floor(&p.transport))
             .collect();
         let mut sizes: Vec<usize> = pts.iter().map(|p| p.msg_size).collect();
         sizes.sort_unstable();
@@ -631,7 +639,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
             points: names(skipped),
         });
     }
-    let over: Vec<&PointRecord> = measured(run).filter(|p| p.oversubscribed).collect();
+    let over: Vec<&PointRecord> = measured_all(run).filter(|p| p.oversubscribed).collect();
     if !over.is_empty() {
         out.push(Warning {
             what: format!(
@@ -647,7 +655,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
         });
     }
     // Open-loop tails are what their own section is about.
-    let noisy: Vec<&PointRecord> = measured(run)
+    let noisy: Vec<&PointRecord> = measured_all(run)
         .filter(|p| !crate::record::open_loop(&p.pattern))
         .filter(|p| {
             p.latency_ns
@@ -667,7 +675,9 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
             points: names(noisy),
         });
     }
-    let few: Vec<&PointRecord> = measured(run).filter(|p| p.messages < FEW_SAMPLES).collect();
+    let few: Vec<&PointRecord> = measured_all(run)
+        .filter(|p| p.messages < FEW_SAMPLES)
+        .collect();
     if !few.is_empty() {
         let profile = run.config.get("profile").and_then(|v| v.as_str());
         out.push(Warning {
@@ -692,7 +702,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
             points: names(few),
         });
     }
-    let below: Vec<&PointRecord> = measured(run)
+    let below: Vec<&PointRecord> = measured_all(run)
         .filter(|p| floor_multiple(p).is_some_and(|m| m < BELOW_FLOOR))
         .collect();
     if !below.is_empty() {
@@ -712,7 +722,7 @@ pub fn warnings(run: &RunRecord) -> Vec<Warning> {
     // Start-up and task farms are unpinned by design (processes come and
     // go; workers are the scheduler's to place).
     let by_design = |p: &PointRecord| matches!(p.pattern.as_str(), "startup" | "pool" | "pool-cpu");
-    let unpinned: Vec<&PointRecord> = measured(run)
+    let unpinned: Vec<&PointRecord> = measured_all(run)
         .filter(|p| !p.pinned && !p.oversubscribed && !by_design(p))
         .collect();
     if !unpinned.is_empty() {

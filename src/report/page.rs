@@ -193,9 +193,11 @@ pub fn blocks(run: &RunRecord) -> Vec<Block> {
     if !far.is_empty() {
         let names: Vec<String> = far.iter().map(|(t, h)| format!("{t} ({h})")).collect();
         b.push(Block::Para(format!(
-            "**Between two hosts**: some of {}'s points ran with their far side on a second \
-             host (side B, connecting to the first; or a manager's server, all its clients on \
-             the first); their figures are not loopback figures.",
+            "**Between two hosts**: some of {}'s points were measured again with part of them \
+             on a second host (side B, the senders or clients, a manager's server, a farm's \
+             workers). Those figures are not loopback figures: they are in the section \
+             \"Between two hosts\", beside their loopback twins, and nowhere else (the verdict, \
+             tables and plots compare points on one host; the warnings name them too).",
             names.join(", ")
         )));
     }
