@@ -2035,6 +2035,17 @@ def run_sync_point(ctx, o, rec, base, kind, pattern, procs, cpu_of):
     return rec
 
 
+def parse_procs(s):
+    """`1x1,1x2` as [(1, 1), (1, 2)]."""
+    try:
+        pairs = [tuple(int(n) for n in p.split("x")) for p in s.split(",")]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(f"process counts as PxC, comma-separated: {s!r}")
+    return pairs
+
+
 class Opts:
     def __init__(self, a):
         sizes, multi_sizes, counts, budget = PROFILES[a.profile]
@@ -2053,6 +2064,7 @@ class Opts:
         self.rate_sizes = a.sizes
         self.loads = [x for x in (a.rates or RATE_LOADS[a.profile]) if x != "max"]
         self.far = json.loads(a.far) if a.far else None
+        self.procs = a.procs
 
     def max_iters(self, pattern, size):
         # The time budget bounds a point; this only stops a runaway one.
@@ -2099,6 +2111,9 @@ def plan(o, transports, patterns):
                 for pt in mine:
                     pts += [pt, pt + (None, o.far["what"])]
     # Every point as (transport, pattern, size, producers, consumers, load, hosts).
+    # --procs: only the points of those process counts (producers x consumers).
+    if o.procs:
+        pts = [pt for pt in pts if (pt[3], pt[4]) in o.procs]
     return [pt + (None,) * (7 - len(pt)) for pt in pts]
 
 
@@ -2191,6 +2206,8 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds a point may take")
     ap.add_argument("--corrupt-at", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--no-lock", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--procs", type=parse_procs, default=None,
+                    help="process counts, producers x consumers: 1x1,1x2,4x4")
     ap.add_argument("--rates", type=lambda s: s.split(","), default=None,
                     help="open-loop loads: max, 80%% (of the capacity), 10k (msgs/s)")
     ap.add_argument("--list", action="store_true", help="list the transports and exit")

@@ -360,3 +360,72 @@ fn the_script_ends_with_its_parent() {
     assert!(kept < 12, "{kept} points: it measured on");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--procs` narrows Python's points as it narrows the suite's own: a
+/// farm of 2 workers is 1x2, mpmc's 2 by 2 is 2x2, and nothing else of
+/// those is planned.
+#[test]
+fn procs_narrow_the_python_plan() {
+    let py = py();
+    let sel = Selection {
+        transports: vec!["py-basemanager-pool".into(), "py-queue".into()],
+        patterns: vec!["pool".into(), "mpmc".into()],
+        procs: vec![(1, 2), (2, 2)],
+        ..Selection::default()
+    };
+    let planned = python::plan(&py, Profile::Default, &sel).unwrap();
+    let got: Vec<_> = planned
+        .iter()
+        .map(|p| (p.transport.as_str(), p.pattern.as_str(), p.procs))
+        .collect();
+    assert!(
+        got.contains(&("py-basemanager-pool", "pool", (1, 2))),
+        "{got:?}"
+    );
+    assert!(got.contains(&("py-queue", "mpmc", (2, 2))), "{got:?}");
+    assert!(
+        got.iter().all(|(_, _, p)| [(1, 2), (2, 2)].contains(p)),
+        "{got:?}"
+    );
+    // Without it, the profile's counts.
+    let all = python::plan(
+        &py,
+        Profile::Default,
+        &Selection {
+            procs: Vec::new(),
+            ..sel
+        },
+    )
+    .unwrap();
+    assert!(all.len() > planned.len(), "{all:?}");
+}
+
+/// A `--procs` that leaves Python nothing, where nothing else is
+/// selected, is an error that says so, before anything starts.
+#[test]
+fn procs_that_leave_nothing_are_an_error() {
+    py();
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(common::bin())
+        .args([
+            "run",
+            "--transports",
+            "py-queue",
+            "--patterns",
+            "mpmc",
+            "--procs",
+            "3x3",
+            "--no-report",
+            "--output",
+        ])
+        .arg(out.path().join("r.json"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{said}");
+    assert!(
+        said.contains("select nothing") && said.contains("--procs"),
+        "{said}"
+    );
+    assert!(!out.path().join("r.json").exists());
+}

@@ -433,6 +433,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         _ => None,
     };
+    // Python's plan came out empty under the filters (not: no Python).
+    let mut python_emptied = false;
     let python = match &plan.python {
         None => None,
         Some(sel) => {
@@ -442,6 +444,11 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ..sel.clone()
             };
             match python::find().and_then(|py| Ok((python::plan(&py, profile, &sel)?, py))) {
+                // The filters left Python nothing to measure (`--procs`).
+                Ok((planned, _)) if planned.is_empty() => {
+                    python_emptied = true;
+                    None
+                }
                 Ok((planned, py)) => Some(PythonPhase {
                     py,
                     profile,
@@ -462,6 +469,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             }
         }
     };
+    if plan.measurements.is_empty() && python_emptied {
+        anyhow::bail!(
+            "the filters select nothing to measure, Python's points included \
+             (--procs keeps only the process counts it names; `ipcbench run --dry-run` lists a plan)"
+        );
+    }
     let estimates: Vec<f64> = plan
         .measurements
         .iter()

@@ -165,6 +165,9 @@ pub struct Selection {
     pub start_method: Option<String>,
     /// Open-loop loads (`--rates`; empty: the profile's ladder).
     pub rates: Vec<String>,
+    /// Process counts, producers × consumers as the points count them
+    /// (`--procs`; empty: the profile's).
+    pub procs: Vec<(usize, usize)>,
     /// A second host: `py-basemanager-tcp`'s points (pingpong, stream,
     /// mpmc, reqrep) and `py-basemanager-pool`'s farms are measured again
     /// with their server there, each right after its loopback twin.
@@ -289,6 +292,10 @@ fn script_args(profile: Profile, sel: &Selection, cpus: &[usize]) -> Vec<String>
     }
     if !sel.rates.is_empty() {
         opt("--rates", sel.rates.join(","));
+    }
+    if !sel.procs.is_empty() {
+        let p: Vec<String> = sel.procs.iter().map(|(n, m)| format!("{n}x{m}")).collect();
+        opt("--procs", p.join(","));
     }
     if let Some(n) = sel.count {
         opt("--count", n.to_string());

@@ -8,7 +8,7 @@
 //! | `--transports` | strategies, `floor` | `shm-lock`, … | task-farm strategies | `start-*` | `py-*` |
 //! | `--patterns` | yes | yes | `pool`, `pool-cpu` | `startup` | yes |
 //! | `--sizes` | yes | the shared bytes (8, 128) | the task (64) | 8 | yes |
-//! | `--procs` | yes | N×1 | 1×W | 1×1 | no (the script's own) |
+//! | `--procs` | yes | N×1 | 1×W | 1×1 | yes |
 //! | `--wait` | strategies that wait in user space | the waiting ones | shm farms | no wait: kept | no |
 //! | profile | yes | counts (`--full`: up to 8) | `--quick`: 1–2 workers | yes | yes |
 //!
@@ -391,6 +391,7 @@ fn plan_unchecked(profile: Profile, f: &Filters, python: bool) -> Plan {
             count: None,
             start_method: None,
             rates: f.rates.iter().map(|r| r.label()).collect(),
+            procs: f.procs.clone(),
             far: None,
         }),
     }
