@@ -424,6 +424,24 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// What `run --dry-run --quick FILTERS --output OUT` prints; it must succeed.
+fn dry_run(out: &Path, filters: &[&str]) -> String {
+    let o = Command::new(bin())
+        .args(["run", "--dry-run", "--quick"])
+        .args(filters)
+        .arg("--output")
+        .arg(out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
 /// `run --dry-run` prints the points the filters select, in order, the
 /// Python baseline's as its script plans them, each with its estimated
 /// time and the estimate in all, and measures and writes nothing.
@@ -431,23 +449,12 @@ fn ctrl_c_at_a_terminal_during_the_python_baseline_lets_its_point_finish() {
 fn a_dry_run_prints_the_plan_and_starts_nothing() {
     let d = scratch("dry-run");
     let out = d.join("run.json");
-    let o = Command::new(bin())
-        .args([
-            "run",
-            "--dry-run",
-            "--quick",
+    let text = dry_run(
+        &out,
+        &[
             "--transports",
             "shm-rlock,shm-condition,shm-barrier,py-barrier",
-            "--output",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
     );
     let points: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
     let want = [
@@ -481,27 +488,16 @@ fn a_dry_run_prints_the_plan_and_starts_nothing() {
 #[test]
 fn a_dry_run_between_hosts_lists_the_twins_and_makes_no_namespace() {
     let d = scratch("dry-run-hosts");
-    let o = Command::new(bin())
-        .args([
-            "run",
-            "--dry-run",
-            "--quick",
+    let text = dry_run(
+        &d.join("run.json"),
+        &[
             "--transports",
             "manager-tcp,py-basemanager-tcp",
             "--patterns",
             "pingpong",
             "--hosts",
             "netns",
-            "--output",
-        ])
-        .arg(d.join("run.json"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
     );
     let points: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
     let names: Vec<String> = points

@@ -231,8 +231,8 @@ fn batches_of(rec: &mut PointRecord, first: u64, reports: &[PeerReport]) {
         .map(|r| (r.mark_step, r.marks.as_slice()))
         .collect();
     rec.batches = super::measure::merged_batches(first, &marks);
-    rec.ci95 =
-        crate::record::Ci95::of_batches(&rec.batches, None, rec.throughput.map(|t| t.msgs_per_s));
+    // The batches carry no latency (median 0): the rate's interval only.
+    rec.ci95 = crate::record::Ci95::of_point(rec);
 }
 
 /// The exactly-once check of a multi-party stream: `producers` each sent

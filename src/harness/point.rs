@@ -89,11 +89,7 @@ pub(super) fn fill_pair(rec: &mut PointRecord, spec: &PointSpec, a: &PeerReport,
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / total_msgs as f64);
     rec.measured_ns = Some(measured.measured_ns);
     rec.batches = measured.batches.clone();
-    rec.ci95 = Ci95::of_batches(
-        &rec.batches,
-        rec.latency_ns.map(|l| l.p50),
-        rec.throughput.map(|t| t.msgs_per_s),
-    );
+    rec.ci95 = Ci95::of_point(rec);
     rec.histogram = measured.histogram.clone();
 }
 

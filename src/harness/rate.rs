@@ -511,11 +511,7 @@ fn fill(rec: &mut PointRecord, a: &super::PeerReport, b: &super::PeerReport) {
         .then(|| (b.messages - 1) as f64 * 1e9 / b.elapsed_ns as f64);
     rec.throughput =
         super::point::throughput_of(achieved.is_some(), || achieved.unwrap_or(0.0), rec.msg_size);
-    rec.ci95 = crate::record::Ci95::of_batches(
-        &rec.batches,
-        rec.latency_ns.map(|l| l.p50),
-        rec.throughput.map(|t| t.msgs_per_s),
-    );
+    rec.ci95 = crate::record::Ci95::of_point(rec);
     let per = b.messages.max(1) as f64;
     rec.cpu_ns_per_msg = Some((a.cpu_ns + b.cpu_ns) as f64 / per);
     let figures = &mut rec.rate;

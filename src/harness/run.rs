@@ -122,11 +122,7 @@ fn pool_repeats(kept: &mut PointRecord, others: &[PointRecord]) {
         kept.histogram = encode(&h);
     }
     if !kept.batches.is_empty() {
-        kept.ci95 = crate::record::Ci95::of_batches(
-            &kept.batches,
-            kept.latency_ns.map(|l| l.p50),
-            kept.throughput.map(|t| t.msgs_per_s),
-        );
+        kept.ci95 = crate::record::Ci95::of_point(kept);
     }
 }
 

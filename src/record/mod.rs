@@ -276,6 +276,15 @@ impl Ci95 {
         };
         (ci.p50_ns.is_some() || ci.msgs_per_s.is_some()).then_some(ci)
     }
+
+    /// The intervals of `rec`'s batches, taking in its own median and rate.
+    pub fn of_point(rec: &PointRecord) -> Option<Ci95> {
+        Ci95::of_batches(
+            &rec.batches,
+            rec.latency_ns.map(|l| l.p50),
+            rec.throughput.map(|t| t.msgs_per_s),
+        )
+    }
 }
 
 /// The 97.5% quantile of Student's t with `df` degrees of freedom (the

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Family, Watched, ZmqIpc, ZmqTcp, events, handshakes, poll_until, zerr};
+use super::{Family, Watched, events, handshakes, poll_until, zerr};
 use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
 
 /// The server's answer to the coordinator's end.
@@ -198,11 +198,7 @@ pub fn calls_setup(
         parties: Some((opts.parties.map_or(1, |(clients, _)| clients), 1)),
         ..opts.clone()
     };
-    match kind {
-        TransportKind::ZmqIpc => ZmqIpc::setup(&opts),
-        TransportKind::ZmqTcp => ZmqTcp::setup(&opts),
-        other => Err(not_zmq(other)),
-    }
+    with_family!(kind, F => F::setup(&opts))
 }
 
 /// The server of calls over `kind`'s channel at `ep` (its side B).
@@ -211,11 +207,7 @@ pub fn call_server(
     ep: &Endpoint,
     opts: &LinkOpts,
 ) -> Result<CallServer, TransportError> {
-    match kind {
-        TransportKind::ZmqIpc => CallServer::join::<ZmqIpc>(ep, opts),
-        TransportKind::ZmqTcp => CallServer::join::<ZmqTcp>(ep, opts),
-        other => Err(not_zmq(other)),
-    }
+    with_family!(kind, F => CallServer::join::<F>(ep, opts))
 }
 
 /// A client of the calls over `kind`'s channel at `ep` (its side A).
@@ -224,11 +216,7 @@ pub fn caller(
     ep: &Endpoint,
     opts: &LinkOpts,
 ) -> Result<Caller, TransportError> {
-    match kind {
-        TransportKind::ZmqIpc => Caller::join::<ZmqIpc>(ep, opts),
-        TransportKind::ZmqTcp => Caller::join::<ZmqTcp>(ep, opts),
-        other => Err(not_zmq(other)),
-    }
+    with_family!(kind, F => Caller::join::<F>(ep, opts))
 }
 
 /// Ends the server of `kind`'s channel at `ep`, from the coordinator: a
@@ -242,11 +230,7 @@ pub fn end_calls(kind: TransportKind, ep: &Endpoint, wait: Duration) -> Result<(
         in_child: false,
         ..ep.clone()
     };
-    let mut c = match kind {
-        TransportKind::ZmqIpc => Caller::join::<ZmqIpc>(&ours, &opts)?,
-        TransportKind::ZmqTcp => Caller::join::<ZmqTcp>(&ours, &opts)?,
-        other => return Err(not_zmq(other)),
-    };
+    let mut c = with_family!(kind, F => Caller::join::<F>(&ours, &opts))?;
     c.set_timeout(Some(wait));
     let mut reply = Vec::new();
     c.call(&[], &mut reply)?;
@@ -257,10 +241,6 @@ pub fn end_calls(kind: TransportKind, ep: &Endpoint, wait: Duration) -> Result<(
         )));
     }
     Ok(())
-}
-
-pub(super) fn not_zmq(kind: TransportKind) -> TransportError {
-    TransportError::Setup(format!("{kind} is not a ZeroMQ strategy"))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Family, Watched, ZmqIpc, ZmqTcp, events, handshakes, poll_until, zerr};
+use super::{Family, Watched, events, handshakes, poll_until, zerr};
 use crate::transport::unix_stream::ACCEPT_TIMEOUT;
 use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
 
@@ -377,11 +377,7 @@ pub fn farm_master(
     ep: &Endpoint,
     opts: &LinkOpts,
 ) -> Result<FarmMaster, TransportError> {
-    match kind {
-        TransportKind::ZmqIpc => FarmMaster::join::<ZmqIpc>(ep, opts),
-        TransportKind::ZmqTcp => FarmMaster::join::<ZmqTcp>(ep, opts),
-        other => Err(super::calls::not_zmq(other)),
-    }
+    with_family!(kind, F => FarmMaster::join::<F>(ep, opts))
 }
 
 /// Worker `number` of the farm over `kind`'s channel at `ep`.
@@ -391,11 +387,7 @@ pub fn farm_worker(
     opts: &LinkOpts,
     number: usize,
 ) -> Result<FarmWorker, TransportError> {
-    match kind {
-        TransportKind::ZmqIpc => FarmWorker::join::<ZmqIpc>(ep, opts, number),
-        TransportKind::ZmqTcp => FarmWorker::join::<ZmqTcp>(ep, opts, number),
-        other => Err(super::calls::not_zmq(other)),
-    }
+    with_family!(kind, F => FarmWorker::join::<F>(ep, opts, number))
 }
 
 #[cfg(test)]
@@ -463,8 +455,13 @@ mod tests {
             let stranger = {
                 let (ep, opts) = (ep.clone(), opts.clone());
                 std::thread::spawn(move || {
-                    let w = Watched::connected::<ZmqTcp>(&ep, zmq::DEALER, &opts, "the master")
-                        .unwrap();
+                    let w = Watched::connected::<super::super::ZmqTcp>(
+                        &ep,
+                        zmq::DEALER,
+                        &opts,
+                        "the master",
+                    )
+                    .unwrap();
                     w.sock().send(hello, 0).unwrap();
                     // Held until the master has read it.
                     std::thread::sleep(Duration::from_millis(500));

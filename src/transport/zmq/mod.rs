@@ -52,6 +52,27 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
+/// Runs `$body` with `$F` the [`Family`] of `$kind`; a strategy other
+/// than ZeroMQ's is an error (the calls' and the farm's entry points,
+/// which the harness reaches with a kind).
+macro_rules! with_family {
+    ($kind:expr, $F:ident => $body:expr) => {
+        match $kind {
+            crate::transport::TransportKind::ZmqIpc => {
+                type $F = super::ZmqIpc;
+                $body
+            }
+            crate::transport::TransportKind::ZmqTcp => {
+                type $F = super::ZmqTcp;
+                $body
+            }
+            other => Err(crate::transport::TransportError::Setup(format!(
+                "{other} is not a ZeroMQ strategy"
+            ))),
+        }
+    };
+}
+
 mod calls;
 mod farm;
 pub use calls::{CallServer, Caller, call_server, caller, calls_setup, end_calls};
