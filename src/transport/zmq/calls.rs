@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Family, Watched, events, handshakes, poll_until, zerr};
+use super::{Family, Peers, Watched, events, poll_until, zerr};
 use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
 
 /// The server's answer to the coordinator's end.
@@ -26,8 +26,10 @@ pub struct CallServer {
     msg: zmq::Message,
     max: usize,
     /// Connections made and dropped, by the monitor (read at the end:
-    /// a point's few events wait in its queue, far below its limit).
-    conns: (usize, usize),
+    /// a point's few events wait in its queue, far below its limit). The
+    /// server does not judge its clients, so it does not tell them from
+    /// strangers: a stranger's drop can only end the wait for them early.
+    conns: Peers,
     /// The identity of the client whose request was read last, which
     /// [`CallServer::answer`] answers (a `REQ` waits for its answer).
     who: Vec<u8>,
@@ -44,12 +46,13 @@ pub struct Caller {
 impl CallServer {
     fn join<F: Family>(ep: &Endpoint, opts: &LinkOpts) -> Result<CallServer, TransportError> {
         let (w, clients) = Watched::bound::<F>(ep, zmq::ROUTER, opts)?;
-        handshakes(w.mon(), clients, false, "the clients")?;
+        let mut conns = Peers::default();
+        conns.handshakes(w.mon(), clients, "the clients")?;
         Ok(CallServer {
             w,
             msg: zmq::Message::new(),
             max: opts.max_message,
-            conns: (clients, 0),
+            conns,
             who: Vec::new(),
         })
     }
@@ -99,20 +102,14 @@ impl CallServer {
         }
     }
 
-    fn count(&mut self) {
-        let (up, down) = events(self.w.mon());
-        self.conns.0 += up;
-        self.conns.1 += down;
-    }
-
     /// Waits (up to `wait`) until every connection is gone, the
     /// coordinator's last: over `ipc://` libzmq stops reading a connection
     /// whose peer hung up, so leaving first could lose the end's answer.
     fn until_all_left(&mut self, wait: Duration) {
         let deadline = Instant::now() + wait;
         loop {
-            self.count();
-            if self.conns.1 >= self.conns.0 {
+            self.conns.feed(self.w.mon());
+            if self.conns.dropped.len() >= self.conns.up {
                 return;
             }
             let mut items = [self.w.mon().as_poll_item(zmq::POLLIN)];

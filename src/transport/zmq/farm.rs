@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Family, Watched, events, handshakes, poll_until, zerr};
+use super::{Family, Peers, Watched, poll_until, zerr};
 use crate::transport::unix_stream::ACCEPT_TIMEOUT;
 use crate::transport::{Endpoint, LinkOpts, TransportError, TransportKind, check_len};
 
@@ -40,8 +40,8 @@ pub struct FarmMaster {
     gone: bool,
     /// Every worker was sent its end.
     ended: bool,
-    /// Connections made and dropped, by the monitor.
-    conns: (usize, usize),
+    /// Which connections are the workers' (each known by its `ready N`).
+    peers: Peers,
 }
 
 /// A worker of a farm: a `DEALER` connected to the master.
@@ -58,7 +58,8 @@ impl FarmMaster {
         w.sock()
             .set_router_mandatory(true)
             .map_err(|e| zerr("setting ZMQ_ROUTER_MANDATORY", e))?;
-        handshakes(w.mon(), workers, false, "the workers")?;
+        let mut peers = Peers::default();
+        peers.handshakes(w.mon(), workers, "the workers")?;
         let mut m = FarmMaster {
             w,
             msg: zmq::Message::new(),
@@ -67,9 +68,10 @@ impl FarmMaster {
             max: opts.max_message,
             gone: false,
             ended: false,
-            conns: (workers, 0),
+            peers,
         };
         m.hear_every_worker()?;
+        m.peers.settled = true;
         Ok(m)
     }
 
@@ -101,7 +103,10 @@ impl FarmMaster {
                     ))
                 })?;
             match self.ids.get_mut(n) {
-                Some(slot) if slot.is_empty() => *slot = id,
+                Some(slot) if slot.is_empty() => {
+                    *slot = id;
+                    self.peers.know(self.w.mon(), &mut self.msg)?;
+                }
                 Some(_) => {
                     return Err(TransportError::Malformed(format!(
                         "worker {n} said it was ready twice"
@@ -226,10 +231,7 @@ impl FarmMaster {
                 ));
             }
             let mon = self.w.mon();
-            let (up, down) = events(mon);
-            self.conns.0 += up;
-            self.conns.1 += down;
-            if down > 0 {
+            if self.peers.gone(mon) > 0 {
                 // One more try reads what arrived before the drop.
                 self.gone = true;
                 continue;
@@ -258,17 +260,14 @@ impl FarmMaster {
         let deadline = Instant::now() + Duration::from_millis(super::LINGER_MS as u64);
         loop {
             let mon = self.w.mon();
-            let (up, down) = events(mon);
-            self.conns.0 += up;
-            self.conns.1 += down;
-            if self.conns.1 >= self.conns.0 {
+            if self.peers.gone(mon) >= self.peers.known {
                 return Ok(());
             }
             let mut items = [mon.as_poll_item(zmq::POLLIN)];
             poll_until(&mut items, Some(deadline)).map_err(|e| match e {
                 TransportError::Timeout => TransportError::Broken(format!(
                     "{} worker(s) did not let go within {} ms of their end",
-                    self.conns.0 - self.conns.1,
+                    self.peers.known - self.peers.gone,
                     super::LINGER_MS
                 )),
                 e => e,
@@ -395,7 +394,8 @@ mod tests {
     use super::*;
 
     /// Three workers in threads answer every task sent to each; results
-    /// come back named by their worker; the end stops them all.
+    /// come back named by their worker; the end stops them all. A
+    /// stranger who comes and goes on `zmq-tcp`'s port midway is no worker.
     #[test]
     fn tasks_reach_the_worker_chosen_and_the_end_stops_every_worker() {
         for kind in [TransportKind::ZmqIpc, TransportKind::ZmqTcp] {
@@ -425,6 +425,10 @@ mod tests {
             assert_eq!(m.workers(), 3);
             let mut buf = Vec::new();
             for i in 0..90u8 {
+                if i == 45 && kind == TransportKind::ZmqTcp {
+                    // Not a worker gone: a stranger's connection.
+                    super::super::tests::stranger_comes_and_goes(&ep.addr);
+                }
                 let w = (i % 3) as usize;
                 m.send_to(w, &[i]).unwrap();
                 let from = m.recv(&mut buf, Some(Duration::from_secs(10))).unwrap();

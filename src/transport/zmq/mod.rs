@@ -37,7 +37,10 @@
 //!   `inproc://zeromq.zap.01`) with a thread that accepts only the link's
 //!   token as password (the `tcp` transport's token, [`super::tcp::TOKEN_ENV`],
 //!   never on a command line). A stranger's handshake fails and never takes
-//!   the `PAIR`'s one peer. (`PLAIN` sends the token in the clear, as the
+//!   the `PAIR`'s one peer; its connection then drops, which a listening
+//!   side does not take for its peer's: each connecting side's first
+//!   message (a hello; a worker's `ready N`) names its connection, and only
+//!   a drop of one so named is a peer gone ([`Peers`]). (`PLAIN` sends the token in the clear, as the
 //!   `tcp` transport does: it keeps out strangers, not eavesdroppers.)
 //!   `zmq-ipc`'s socket is in a directory only its owner can enter.
 //! - **Malformed frames.** Messages beyond the link's limit are refused by
@@ -92,6 +95,9 @@ pub struct ZmqIpc;
 /// link's token.
 pub struct ZmqTcp;
 
+/// The second part of the first message of a connecting side (side B, a
+/// sender), by which the listening side knows its connection.
+const HELLO: &[u8] = b"hello";
 /// The second part of the close message.
 const CLOSE: &[u8] = b"close";
 /// The second part of the answer to it.
@@ -264,6 +270,8 @@ pub struct ZmqConn {
     peer_closed: bool,
     /// This side's close was sent.
     closed: bool,
+    /// Side A's (the listening side's): which connection is side B's.
+    peers: Option<Peers>,
 }
 
 impl ZmqConn {
@@ -272,9 +280,46 @@ impl ZmqConn {
     }
 
     /// Reads the monitor's pending events; `true` if one says the
-    /// connection dropped.
-    fn disconnected(&self) -> bool {
-        self.monitor.as_ref().is_some_and(|m| events(m).1 > 0)
+    /// peer's connection dropped.
+    fn disconnected(&mut self) -> bool {
+        let Some(mon) = self.monitor.as_ref() else {
+            return false;
+        };
+        match self.peers.as_mut() {
+            Some(p) => p.gone(mon) > 0,
+            None => events(mon).1 > 0,
+        }
+    }
+
+    /// Side A: reads side B's hello, its first message, by the accept
+    /// deadline, and so knows which connection is side B's.
+    fn hear_hello(&mut self, peers: &mut Peers, whom: &str) -> Result<(), TransportError> {
+        let deadline = Instant::now() + ACCEPT_TIMEOUT;
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        let mon = self.monitor.as_ref().expect("the monitor lives until drop");
+        loop {
+            match sock.recv(&mut self.msg, zmq::DONTWAIT) {
+                Ok(()) => {
+                    let first_empty = self.msg.is_empty() && self.msg.get_more();
+                    if first_empty {
+                        sock.recv(&mut self.msg, 0)
+                            .map_err(|e| zerr("zmq_recv", e))?;
+                    }
+                    if !first_empty || self.msg.get_more() || &self.msg[..] != HELLO {
+                        return Err(TransportError::Malformed(format!(
+                            "{whom}'s first message is not its hello"
+                        )));
+                    }
+                    return peers.know(mon, &mut self.msg);
+                }
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(zerr("zmq_recv", e)),
+            }
+            peers.feed(mon);
+            wait_by(&[sock, mon], deadline, || {
+                format!("{whom} made its ZeroMQ handshake but sent no hello")
+            })?;
+        }
     }
 
     fn gone_error(&self) -> TransportError {
@@ -528,7 +573,8 @@ fn open(
     set(
         sock.monitor(
             &watch,
-            (zmq::SocketEvent::DISCONNECTED as i32)
+            (zmq::SocketEvent::ACCEPTED as i32)
+                | (zmq::SocketEvent::DISCONNECTED as i32)
                 | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
         ),
         "starting the socket's monitor",
@@ -645,7 +691,7 @@ impl Watched {
             plain_token::<F>(ep)?.as_deref(),
             opts.max_message,
         )?;
-        handshakes(&mon, 1, true, whom)?;
+        handshake(&mon, whom)?;
         Ok(Watched {
             sock: Some(sock),
             mon: Some(mon),
@@ -691,25 +737,31 @@ fn first_url<F: Family>(a: &Addr<'_>) -> String {
     format!("{}://{}", F::SCHEME, a.addrs[0])
 }
 
-/// The monitor's next pending event's id, if there is one.
-fn next_event(mon: &zmq::Socket) -> Option<u16> {
+/// The monitor's next pending event, if there is one: its id and value
+/// (for `ACCEPTED` and `DISCONNECTED`, the connection's descriptor).
+fn next_event(mon: &zmq::Socket) -> Option<(u16, u32)> {
     let ev = mon.recv_bytes(zmq::DONTWAIT).ok()?;
     // Two parts: the event (u16 id, u32 value), then the address.
     while mon.get_rcvmore().unwrap_or(false) {
         let _ = mon.recv_bytes(0);
     }
-    Some(if ev.len() >= 2 {
-        u16::from_le_bytes([ev[0], ev[1]])
+    Some(if ev.len() >= 6 {
+        (
+            u16::from_le_bytes([ev[0], ev[1]]),
+            u32::from_le_bytes([ev[2], ev[3], ev[4], ev[5]]),
+        )
     } else {
-        0
+        (0, 0)
     })
 }
 
 /// The monitor's pending events: how many handshakes succeeded and how
-/// many connections dropped.
+/// many connections dropped. For a connecting socket, whose one
+/// connection is its peer's; a listening one tells its peers from
+/// strangers with [`Peers`].
 fn events(mon: &zmq::Socket) -> (usize, usize) {
     let (mut up, mut down) = (0, 0);
-    while let Some(id) = next_event(mon) {
+    while let Some((id, _)) = next_event(mon) {
         if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
             up += 1;
         } else if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 {
@@ -719,43 +771,149 @@ fn events(mon: &zmq::Socket) -> (usize, usize) {
     (up, down)
 }
 
-/// Waits until `n` handshakes succeeded on `mon`'s socket, by the accept
-/// deadline, reading events one by one so that any after the `n`-th stay
-/// for the connection to see. A dropped connection before then is an
-/// error where `drop_fails` (a connecting side: its only connection), and
-/// a stranger's otherwise.
-fn handshakes(
-    mon: &zmq::Socket,
-    n: usize,
-    drop_fails: bool,
-    whom: &str,
-) -> Result<(), TransportError> {
+/// Waits, by the accept deadline, until a connecting socket's handshake
+/// succeeded, reading events one by one so that any after it stay for
+/// the connection to see. A drop before then is an error: the socket's
+/// one connection is its peer's.
+fn handshake(mon: &zmq::Socket, whom: &str) -> Result<(), TransportError> {
     let deadline = Instant::now() + ACCEPT_TIMEOUT;
-    let mut up = 0;
-    while up < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(TransportError::Setup(format!(
-                "no ZeroMQ handshake with {whom} within {} s ({up} of {n})",
-                ACCEPT_TIMEOUT.as_secs()
-            )));
-        }
-        mon.poll(zmq::POLLIN, left.as_millis().max(1) as i64)
-            .map_err(|e| zerr("zmq_poll", e))?;
-        while up < n {
-            match next_event(mon) {
-                None => break,
-                Some(id) if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 => up += 1,
-                Some(id) if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 && drop_fails => {
-                    return Err(TransportError::Setup(format!(
-                        "{whom} dropped the connection during ZeroMQ's handshake (a wrong token?)"
-                    )));
-                }
-                Some(_) => {}
+    loop {
+        wait_by(&[mon], deadline, || {
+            format!("no ZeroMQ handshake with {whom}")
+        })?;
+        while let Some((id, _)) = next_event(mon) {
+            if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
+                return Ok(());
+            }
+            if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 {
+                return Err(TransportError::Setup(format!(
+                    "{whom} dropped the connection during ZeroMQ's handshake (a wrong token?)"
+                )));
             }
         }
     }
-    Ok(())
+}
+
+/// Waits until one of `socks` is readable or `deadline` passed: then a
+/// setup error saying `what` did not happen within the accept deadline.
+fn wait_by(
+    socks: &[&zmq::Socket],
+    deadline: Instant,
+    what: impl FnOnce() -> String,
+) -> Result<(), TransportError> {
+    if Instant::now() >= deadline {
+        return Err(TransportError::Setup(format!(
+            "{} within {} s",
+            what(),
+            ACCEPT_TIMEOUT.as_secs()
+        )));
+    }
+    let mut items: Vec<zmq::PollItem> = socks.iter().map(|s| s.as_poll_item(zmq::POLLIN)).collect();
+    match poll_until(&mut items, Some(deadline)) {
+        Ok(()) | Err(TransportError::Timeout) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A listening socket's connections, its peers' told from strangers'.
+/// A `zmq-tcp` port is open to every local process, and a stranger's
+/// connection, which fails its handshake, drops with the same
+/// `DISCONNECTED` event as a peer that died: read as a peer gone, any
+/// local process could end a run by connecting. So a peer is known by a
+/// first message read from its connection (side B's hello, a sender's,
+/// a worker's `ready N`), which names the connection's descriptor
+/// (libzmq's `__fd` property, what `ZMQ_SRCFD` reads), as the monitor's
+/// `ACCEPTED` and `DISCONNECTED` do. A descriptor is reused once closed,
+/// so each is counted with how many times it was accepted: a stranger's
+/// drop on a number a peer's connection took later is not the peer's.
+#[derive(Default)]
+struct Peers {
+    /// How many times each descriptor was accepted.
+    accepted: std::collections::HashMap<u32, u32>,
+    /// The peers' open connections: descriptor, and its accept count.
+    open: std::collections::HashMap<u32, u32>,
+    /// Connections that dropped before any message of theirs was read.
+    dropped: std::collections::HashSet<(u32, u32)>,
+    /// Handshakes that succeeded (a stranger's never does).
+    up: usize,
+    /// Peers known by a message.
+    known: usize,
+    /// Peers' connections that dropped.
+    gone: usize,
+    /// Every peer expected at setup is known: from here on, the drop of
+    /// a connection no message came from is a stranger's, unless more
+    /// handshakes succeeded than peers are known (one that never spoke).
+    settled: bool,
+}
+
+impl Peers {
+    /// Reads the monitor's pending events.
+    fn feed(&mut self, mon: &zmq::Socket) {
+        while let Some((id, fd)) = next_event(mon) {
+            if id == zmq_sys::ZMQ_EVENT_ACCEPTED as u16 {
+                *self.accepted.entry(fd).or_default() += 1;
+            } else if id == zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED as u16 {
+                self.up += 1;
+            } else if id == zmq_sys::ZMQ_EVENT_DISCONNECTED as u16 {
+                let nth = self.accepted.get(&fd).copied().unwrap_or(0);
+                if self.open.get(&fd) == Some(&nth) {
+                    self.open.remove(&fd);
+                    self.gone += 1;
+                } else if self.settled && self.up > self.known {
+                    self.gone += 1;
+                } else {
+                    self.dropped.insert((fd, nth));
+                }
+            }
+        }
+    }
+
+    /// How many peers' connections dropped, with the monitor read.
+    fn gone(&mut self, mon: &zmq::Socket) -> usize {
+        self.feed(mon);
+        self.gone
+    }
+
+    /// Waits until `n` handshakes succeeded, by the accept deadline.
+    fn handshakes(
+        &mut self,
+        mon: &zmq::Socket,
+        n: usize,
+        whom: &str,
+    ) -> Result<(), TransportError> {
+        let deadline = Instant::now() + ACCEPT_TIMEOUT;
+        self.feed(mon);
+        while self.up < n {
+            let up = self.up;
+            wait_by(&[mon], deadline, || {
+                format!("no ZeroMQ handshake with {whom} ({up} of {n})")
+            })?;
+            self.feed(mon);
+        }
+        Ok(())
+    }
+
+    /// Knows the connection `msg` (just received) came from as a peer's.
+    fn know(&mut self, mon: &zmq::Socket, msg: &mut zmq::Message) -> Result<(), TransportError> {
+        let fd = msg
+            .gets("__fd")
+            .and_then(|s| s.parse::<u32>().ok())
+            .ok_or_else(|| {
+                TransportError::Setup(
+                    "libzmq did not say which connection a peer's message came from".into(),
+                )
+            })?;
+        // Its ACCEPTED went out before the message could arrive.
+        self.feed(mon);
+        let nth = self.accepted.get(&fd).copied().unwrap_or(0);
+        self.known += 1;
+        if self.dropped.remove(&(fd, nth)) {
+            self.gone += 1;
+        } else {
+            self.open.insert(fd, nth);
+        }
+        Ok(())
+    }
 }
 
 /// Waits in `zmq_poll` on `items` until `deadline` (none: for ever);
@@ -786,6 +944,7 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
     let (fd, rest) = fd_and_rest(&ep.addr, F::NAME)?;
     let url = format!("{}://{rest}", F::SCHEME);
     let listener = listener_fd(ep, fd, side)?;
+    let listens = listener.is_some();
     let token = plain_token::<F>(ep)?;
     let ctx = zmq::Context::new();
     let (sock, monitor, zap) = open(
@@ -797,7 +956,7 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
         token.as_deref(),
         opts.max_message,
     )?;
-    let conn = ZmqConn {
+    let mut conn = ZmqConn {
         sock: Some(sock),
         monitor: Some(monitor),
         zap,
@@ -808,14 +967,19 @@ fn join<F: Family>(ep: &Endpoint, side: Side, opts: &LinkOpts) -> Result<ZmqConn
         gone: false,
         peer_closed: false,
         closed: false,
+        peers: None,
     };
     let whom = format!("side {}", side.other().name());
-    handshakes(
-        conn.monitor.as_ref().expect("just made"),
-        1,
-        side == Side::B,
-        &whom,
-    )?;
+    if listens {
+        let mut peers = Peers::default();
+        peers.handshakes(conn.monitor.as_ref().expect("just made"), 1, &whom)?;
+        conn.hear_hello(&mut peers, &whom)?;
+        peers.settled = true;
+        conn.peers = Some(peers);
+    } else {
+        handshake(conn.monitor.as_ref().expect("just made"), &whom)?;
+        conn.send_parts(&[b"", HELLO])?;
+    }
     Ok(conn)
 }
 
@@ -930,8 +1094,11 @@ impl Producer {
             let (sock, mon, _) = open(&ctx, zmq::PUSH, i, url, None, token, opts.max_message)?;
             outs.push((sock, mon));
         }
-        for (i, (_, mon)) in outs.iter().enumerate() {
-            handshakes(mon, 1, true, &format!("receiver {i}"))?;
+        for (i, (sock, mon)) in outs.iter().enumerate() {
+            handshake(mon, &format!("receiver {i}"))?;
+            // The receiver knows this sender's connection by it.
+            sock.send_multipart([&b""[..], HELLO], 0)
+                .map_err(|e| zerr("sending a sender's hello", e))?;
         }
         Ok(Producer {
             outs,
@@ -1054,6 +1221,17 @@ pub struct Consumer {
     gone: bool,
     max: usize,
     timeout: Option<Duration>,
+    /// Which connections are the senders'.
+    peers: Peers,
+    /// What senders sent while the others' hellos were awaited.
+    early: std::collections::VecDeque<zmq::Message>,
+}
+
+/// What [`Consumer::take`] received.
+enum Got {
+    Data,
+    Hello,
+    End,
 }
 
 impl Consumer {
@@ -1074,7 +1252,7 @@ impl Consumer {
             token.as_deref(),
             opts.max_message,
         )?;
-        let c = Consumer {
+        let mut c = Consumer {
             sock: Some(sock),
             mon: Some(mon),
             zap,
@@ -1085,49 +1263,101 @@ impl Consumer {
             gone: false,
             max: opts.max_message,
             timeout: None,
+            peers: Peers::default(),
+            early: std::collections::VecDeque::new(),
         };
-        handshakes(
-            c.mon.as_ref().expect("just made"),
-            producers,
-            false,
-            "the senders",
-        )?;
+        let mon = c.mon.as_ref().expect("just made");
+        c.peers.handshakes(mon, producers, "the senders")?;
+        c.hear_hellos()?;
         Ok(c)
+    }
+
+    /// Reads every sender's hello, by the accept deadline, keeping what
+    /// a sender that said it already sent meanwhile.
+    fn hear_hellos(&mut self) -> Result<(), TransportError> {
+        let deadline = Instant::now() + ACCEPT_TIMEOUT;
+        while self.peers.known < self.producers {
+            match self.take()? {
+                Some(Got::Data) => self
+                    .early
+                    .push_back(std::mem::replace(&mut self.msg, zmq::Message::new())),
+                Some(_) => {}
+                None => {
+                    let (known, n) = (self.peers.known, self.producers);
+                    wait_by(&[self.sock(), self.mon()], deadline, || {
+                        format!("{known} of {n} senders said hello")
+                    })?;
+                    let mon = self.mon.as_ref().expect("the monitor lives until drop");
+                    self.peers.feed(mon);
+                }
+            }
+        }
+        self.peers.settled = true;
+        Ok(())
+    }
+
+    fn sock(&self) -> &zmq::Socket {
+        self.sock.as_ref().expect("the socket lives until drop")
+    }
+
+    fn mon(&self) -> &zmq::Socket {
+        self.mon.as_ref().expect("the monitor lives until drop")
+    }
+
+    /// Receives the next message, if one is there, into `self.msg`.
+    fn take(&mut self) -> Result<Option<Got>, TransportError> {
+        let sock = self.sock.as_ref().expect("the socket lives until drop");
+        match sock.recv(&mut self.msg, zmq::DONTWAIT) {
+            Ok(()) if !self.msg.get_more() => {
+                if self.msg.len() > self.max {
+                    return Err(TransportError::Malformed(format!(
+                        "a message of {} bytes, beyond the channel's limit of {}",
+                        self.msg.len(),
+                        self.max
+                    )));
+                }
+                Ok(Some(Got::Data))
+            }
+            Ok(()) => {
+                let first_empty = self.msg.is_empty();
+                sock.recv(&mut self.msg, 0)
+                    .map_err(|e| zerr("zmq_recv", e))?;
+                if !first_empty || self.msg.get_more() {
+                    Err(TransportError::Malformed(
+                        "a message of several parts that is not a sender's hello or end".into(),
+                    ))
+                } else if &self.msg[..] == END {
+                    self.ends += 1;
+                    Ok(Some(Got::End))
+                } else if &self.msg[..] == HELLO && self.peers.known < self.producers {
+                    let mon = self.mon.as_ref().expect("the monitor lives until drop");
+                    self.peers.know(mon, &mut self.msg)?;
+                    Ok(Some(Got::Hello))
+                } else {
+                    Err(TransportError::Malformed(format!(
+                        "a message of two parts, {:?}, where a sender's hello (once) or end is",
+                        String::from_utf8_lossy(&self.msg)
+                    )))
+                }
+            }
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
+            Err(e) => Err(zerr("zmq_recv", e)),
+        }
     }
 
     fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TransportError> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
-        let sock = self.sock.as_ref().expect("the socket lives until drop");
-        let mon = self.mon.as_ref().expect("the monitor lives until drop");
         loop {
+            if let Some(m) = self.early.pop_front() {
+                return Ok(f(&m));
+            }
             if self.ends == self.producers {
                 return Err(TransportError::Closed);
             }
-            match sock.recv(&mut self.msg, zmq::DONTWAIT) {
-                Ok(()) if !self.msg.get_more() => {
-                    if self.msg.len() > self.max {
-                        return Err(TransportError::Malformed(format!(
-                            "a message of {} bytes, beyond the channel's limit of {}",
-                            self.msg.len(),
-                            self.max
-                        )));
-                    }
-                    return Ok(f(&self.msg));
-                }
-                Ok(()) => {
-                    let first_empty = self.msg.is_empty();
-                    sock.recv(&mut self.msg, 0)
-                        .map_err(|e| zerr("zmq_recv", e))?;
-                    if !first_empty || self.msg.get_more() || &self.msg[..] != END {
-                        return Err(TransportError::Malformed(
-                            "a message of several parts that is not a sender's end".into(),
-                        ));
-                    }
-                    self.ends += 1;
-                    continue;
-                }
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(zerr("zmq_recv", e)),
+            match self.take()? {
+                Some(Got::Data) => return Ok(f(&self.msg)),
+                Some(_) => continue,
+                None => {}
             }
             if self.gone {
                 return Err(TransportError::PeerGone(format!(
@@ -1136,13 +1366,14 @@ impl Consumer {
                     self.ends, self.producers
                 )));
             }
-            if events(mon).1 > 0 {
+            let mon = self.mon.as_ref().expect("the monitor lives until drop");
+            if self.peers.gone(mon) > 0 {
                 // One more try reads what arrived before the drop.
                 self.gone = true;
                 continue;
             }
             let mut items = [
-                sock.as_poll_item(zmq::POLLIN),
+                self.sock().as_poll_item(zmq::POLLIN),
                 mon.as_poll_item(zmq::POLLIN),
             ];
             poll_until(&mut items, deadline)?;
@@ -1372,12 +1603,19 @@ mod zmtp {
         h.extend_from_slice(&len.to_be_bytes());
         h
     }
+
+    /// Side B's hello: an empty part, then [`super::HELLO`] (short frames).
+    pub fn hello() -> Vec<u8> {
+        let mut m = vec![0x01, 0, 0x00, super::HELLO.len() as u8];
+        m.extend_from_slice(super::HELLO);
+        m
+    }
 }
 
 /// A stand-in for side B, in a thread of its own (a `PLAIN` handshake
 /// waits for side A, which connects only after the stand-in is made):
-/// speaks ZMTP as far as the handshake (`PLAIN` with `password` if given),
-/// then writes `what`. Dropping what it returns waits for the thread (its
+/// speaks ZMTP as far as the handshake (`PLAIN` with `password` if given)
+/// and side B's hello, then writes `what`. Dropping what it returns waits for the thread (its
 /// reads time out in 2 s) and closes the connection.
 fn stand_in<S: Read + Write + Send + 'static>(
     s: S,
@@ -1418,6 +1656,7 @@ fn stand_in<S: Read + Write + Send + 'static>(
                 s.write_all(&zmtp::command("INITIATE", &zmtp::pair_metadata()))?;
             }
         }
+        s.write_all(&zmtp::hello())?;
         let bytes = match what {
             Malformation::OversizedLength => zmtp::frame_header(1 << 40),
             Malformation::Truncated => {
@@ -1430,4 +1669,68 @@ fn stand_in<S: Read + Write + Send + 'static>(
         Ok(s)
     };
     Box::new(StandIn(Some(std::thread::spawn(move || run(s).ok()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stranger on a `zmq-tcp` listener once its peers are in: garbage,
+    /// then gone, its connection dropping as a dead peer's would; the
+    /// test waits until its drop has reached the listener's monitor.
+    pub(super) fn stranger_comes_and_goes(ep_addr: &str) {
+        let a = parse::<ZmqTcp>(ep_addr).unwrap();
+        let mut s = std::net::TcpStream::connect(a.addrs[0]).unwrap();
+        s.write_all(&[0xffu8; 64]).unwrap();
+        drop(s);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Two senders and a receiver of a shared `zmq-tcp` channel, in
+    /// threads: a stranger who comes and goes mid-stream is not a sender
+    /// gone; every message arrives, and the senders' ends close the stream.
+    #[test]
+    fn a_stranger_mid_stream_is_not_a_sender_gone() {
+        let opts = LinkOpts {
+            max_message: 64,
+            parties: Some((2, 1)),
+            ..LinkOpts::default()
+        };
+        let (setup, ep) = ZmqTcp::setup(&opts).unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+        let senders: Vec<_> = (0..2u8)
+            .map(|n| {
+                let (ep, opts, wait) = (ep.clone(), opts.clone(), wait.clone());
+                std::thread::spawn(move || {
+                    let mut p = ZmqTcp::connect(&ep, Side::A, &opts).unwrap();
+                    for i in 0..50u8 {
+                        if i == 25 {
+                            wait.lock().unwrap().recv().unwrap();
+                        }
+                        p.send(&[n, i]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut c = ZmqTcp::connect(&ep, Side::B, &opts).unwrap();
+        c.set_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let mut seen = [0u8; 2];
+        for k in 0..100 {
+            if k == 10 {
+                stranger_comes_and_goes(&ep.addr);
+                go.send(()).unwrap();
+                go.send(()).unwrap();
+            }
+            c.recv(&mut buf).unwrap();
+            let n = buf[0] as usize;
+            assert_eq!(buf[1], seen[n], "sender {n}'s messages in order");
+            seen[n] += 1;
+        }
+        assert!(matches!(c.recv(&mut buf), Err(TransportError::Closed)));
+        senders.into_iter().for_each(|t| t.join().unwrap());
+        drop(c);
+        drop(setup);
+    }
 }
