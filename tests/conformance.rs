@@ -838,8 +838,8 @@ fn zmq_tcp_lets_in_only_the_links_token() {
 }
 
 /// `recv_with` hands the same messages as `recv`: in place for the ring's
-/// one-frame messages, put together for fragmented ones; and the default
-/// (a copy first) for another transport.
+/// one-frame messages and iceoryx2's samples, put together for fragmented
+/// ones.
 #[test]
 fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     use ipcbench::transport::shm_pipe::ShmPipe;
@@ -852,15 +852,19 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
             ..LinkOpts::default()
         };
         let (_setup, ep) = T::setup(&opts).unwrap();
-        let mut a = T::connect(&ep, Side::A, &opts).unwrap();
-        let mut b = T::connect(&ep, Side::B, &opts).unwrap();
+        // Side by side: a side may wait for the other to be there.
+        let (mut a, mut b) = std::thread::scope(|s| {
+            let b = s.spawn(|| T::connect(&ep, Side::B, &opts).unwrap());
+            (T::connect(&ep, Side::A, &opts).unwrap(), b.join().unwrap())
+        });
         // Past the ring's largest frame (half its capacity): fragmented.
         let sizes = [0usize, 1, 64, 40_000, 150_000, 7];
         let sender = std::thread::spawn(move || {
             for (i, n) in sizes.iter().enumerate() {
                 a.send(&message(i as u64, *n)).unwrap();
             }
-            a
+            // Its close may wait until the receiver took everything.
+            a.close().unwrap();
         });
         let mut buf = Vec::new();
         for (i, n) in sizes.iter().enumerate() {
@@ -869,14 +873,20 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
                 .unwrap();
             assert!(same, "{}: message {i} of {n} bytes differs", T::NAME);
         }
-        drop(sender.join().unwrap());
         assert!(matches!(
             b.recv_with(&mut buf, |m| m.len()),
             Err(TransportError::Closed)
         ));
+        sender.join().unwrap();
     }
     check::<ShmRing>();
     check::<ShmPipe>();
+    // In place in iceoryx2's shared memory.
+    #[cfg(feature = "iceoryx2")]
+    {
+        let _alone = UNLABELLED.lock().unwrap_or_else(|e| e.into_inner());
+        check::<ipcbench::transport::iceoryx2::Iceoryx2>();
+    }
 }
 
 /// A send or a receive that times out in the middle of a message cut into

@@ -7,7 +7,10 @@
 //! `MORE` (unused: messages are never cut) and `CLOSE`. A subscriber polls
 //! (`receive`), spinning or yielding as the link's waiting strategy says;
 //! parking strategies yield, since iceoryx2 wakes sleepers through a
-//! separate event service that this transport does not add.
+//! separate event service that this transport does not add. A receive
+//! that can read in place (`recv_with`, as the pingpong's initiator does)
+//! reads the payload where the sender wrote it, as iceoryx2's users do;
+//! `recv` copies it out.
 //!
 //! A small ipcbench region beside the services records each side's process,
 //! so a peer that dies is reported rather than waited for, and counts the
@@ -358,6 +361,36 @@ impl Conn for Iceoryx2Conn {
     }
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
+        self.take(|payload| {
+            buf.clear();
+            buf.extend_from_slice(payload);
+            payload.len()
+        })
+    }
+
+    /// `f` reads the payload where the sender wrote it, in iceoryx2's
+    /// shared memory: no copy out.
+    fn recv_with<R>(
+        &mut self,
+        _buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        self.take(f)
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<(), TransportError> {
+        self.close_inner()
+    }
+}
+
+impl Iceoryx2Conn {
+    /// Waits for the next sample and hands its payload to `f`.
+    fn take<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TransportError> {
         if self.peer_closed {
             return Err(TransportError::Closed);
         }
@@ -383,26 +416,13 @@ impl Conn for Iceoryx2Conn {
                         self.max
                     )));
                 }
-                buf.clear();
-                buf.extend_from_slice(payload);
-                return Ok(buf.len());
+                return Ok(f(payload));
             }
             // A peer that closed sent its close first: keep reading.
             self.idle(&mut w, false)?;
         }
     }
 
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.timeout = timeout;
-        Ok(())
-    }
-
-    fn close(mut self) -> Result<(), TransportError> {
-        self.close_inner()
-    }
-}
-
-impl Iceoryx2Conn {
     fn close_inner(&mut self) -> Result<(), TransportError> {
         if self.closed {
             return Ok(());
