@@ -39,9 +39,10 @@
 //!   never on a command line). A stranger's handshake fails and never takes
 //!   the `PAIR`'s one peer; its connection then drops, which a listening
 //!   side does not take for its peer's: each connecting side's first
-//!   message (a hello; a worker's `ready N`) names its connection, and only
-//!   a drop of one so named is a peer gone ([`Peers`]). (`PLAIN` sends the token in the clear, as the
-//!   `tcp` transport does: it keeps out strangers, not eavesdroppers.)
+//!   message (a hello; a worker's `ready N`) names its connection, and
+//!   only a drop of one so named is a peer gone (`Peers`). (`PLAIN` sends
+//!   the token in the clear, as the `tcp` transport does: it keeps out
+//!   strangers, not eavesdroppers.)
 //!   `zmq-ipc`'s socket is in a directory only its owner can enter.
 //! - **Malformed frames.** Messages beyond the link's limit are refused by
 //!   libzmq itself (`ZMQ_MAXMSGSIZE`), which drops the connection: the
