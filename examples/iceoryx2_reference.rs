@@ -14,17 +14,22 @@
 //! taskset -c 1 $R echo 64 & taskset -c 0 $R initiate 64 100000; wait
 //! ```
 //!
-//! The initiator prints the round trip's median and 99th percentile, and
-//! the benchmark's own figure (the mean one way: elapsed / round trips /
-//! 2). Its services live where the suite's iceoryx2 files do (its file
+//! The initiator times round trips with the suite's own loop (a tenth
+//! untimed, then each timed, then as many as one batch) and prints the
+//! median and 99th percentile, and the benchmark's own figure (the
+//! batch's mean, halved: one way). Its services live where the suite's iceoryx2 files do (its file
 //! prefix and root directory), named for the two processes' parent; the
 //! echo, which leaves last, removes what iceoryx2 keeps once no node runs.
 
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
+use ipcbench::harness::child::bodies::timed_exchanges_from;
 use ipcbench::harness::validate::Codec;
 use ipcbench::transport::iceoryx2 as iox;
+
+mod common;
+use common::print_round_trips;
 
 type Svc = ipc::Service;
 
@@ -93,32 +98,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if initiator {
         let mut out = codec.buffer();
-        let mut times = Vec::with_capacity(n as usize);
-        let t0 = Instant::now();
-        for seq in 0..n {
-            let t = Instant::now();
+        // The suite's own timing of a round trip, one by one and batched.
+        let r = timed_exchanges_from(0, n / 10, n, |seq| {
             codec.stamp(&mut out, seq, 0);
-            send(&out)?;
+            send(&out).map_err(|e| e.to_string())?;
             let sample = loop {
-                if let Some(s) = subscriber.receive()? {
+                if let Some(s) = subscriber.receive().map_err(|e| format!("{e:?}"))? {
                     break s;
                 }
             };
-            codec.check(sample.payload(), seq)?;
-            times.push(t.elapsed().as_nanos() as u64);
-        }
-        let total = t0.elapsed();
-        times.sort_unstable();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize] as f64 / 1e3;
-        println!(
-            "iceoryx2 {size} B: round trip p50 {:.3} µs p99 {:.3} µs; one way (the benchmark's figure) {:.3} µs",
-            at(0.5),
-            at(0.99),
-            total.as_secs_f64() * 1e6 / n as f64 / 2.0
-        );
+            codec.check(sample.payload(), seq).map(drop)
+        })?;
+        print_round_trips(&format!("iceoryx2 {size} B"), &r);
     } else {
         let mut buf = Vec::with_capacity(size);
-        for seq in 0..n {
+        // The initiator's untimed tenth, then its two timed runs.
+        for seq in 0..n / 10 + 2 * n {
             let sample = loop {
                 if let Some(s) = subscriber.receive()? {
                     break s;

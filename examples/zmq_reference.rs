@@ -15,14 +15,18 @@
 //! ```
 //!
 //! The echo binds, the initiator connects; `tcp://127.0.0.1:PORT` for
-//! TCP. The initiator prints the round trip's median and 99th percentile,
-//! and libzmq's own figure (the mean one way: elapsed / round trips / 2).
+//! TCP. The initiator times round trips with the suite's own loop (a
+//! tenth untimed, then each timed, then as many as one batch) and prints
+//! the median and 99th percentile, and libzmq's own figure (the batch's
+//! mean, halved: one way).
 //! Pinned with `taskset` as the suite pins each peer (the whole process,
 //! so libzmq's I/O thread shares its CPU, as in the suite).
 
-use std::time::Instant;
-
+use ipcbench::harness::child::bodies::timed_exchanges_from;
 use ipcbench::harness::validate::Codec;
+
+mod common;
+use common::print_round_trips;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -57,26 +61,16 @@ fn main() {
         "initiate" => {
             sock.connect(endpoint).expect("connecting");
             let mut out = codec.buffer();
-            let mut times = Vec::with_capacity(n as usize);
-            let t0 = Instant::now();
-            for seq in 0..n {
-                let t = Instant::now();
+            // The suite's own timing of a round trip, one by one and batched.
+            let r = timed_exchanges_from(0, n / 10, n, |seq| {
                 codec.stamp(&mut out, seq, 0);
-                sock.send(&out[..], 0).expect("zmq_send");
-                sock.recv(&mut msg, 0).expect("zmq_recv");
-                codec.check(&msg, seq).expect("an intact echo");
-                times.push(t.elapsed().as_nanos() as u64);
-            }
-            let total = t0.elapsed();
+                sock.send(&out[..], 0).map_err(|e| e.to_string())?;
+                sock.recv(&mut msg, 0).map_err(|e| e.to_string())?;
+                codec.check(&msg, seq).map(drop)
+            })
+            .expect("round trips");
             sock.send(&b""[..], 0).expect("zmq_send");
-            times.sort_unstable();
-            let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize] as f64 / 1e3;
-            println!(
-                "{endpoint} {size} B: round trip p50 {:.2} µs p99 {:.2} µs; one way (libzmq's figure) {:.2} µs",
-                at(0.5),
-                at(0.99),
-                total.as_secs_f64() * 1e6 / n as f64 / 2.0
-            );
+            print_round_trips(&format!("{endpoint} {size} B"), &r);
         }
         _ => {
             eprintln!("{usage}");
