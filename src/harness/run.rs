@@ -77,10 +77,14 @@ pub fn median_of(n: usize, mut measure: impl FnMut() -> PointRecord) -> PointRec
     }
     let figure = |r: &PointRecord| r.key_figure().unwrap_or(f64::NAN);
     let figures: Vec<f64> = recs.iter().map(figure).collect();
+    let floors: Vec<Vec<f64>> = recs.iter().map(|r| r.adjacent_floors.clone()).collect();
     let mut order: Vec<usize> = (0..recs.len()).collect();
     order.sort_by(|&a, &b| figures[a].total_cmp(&figures[b]));
     let mut median = recs.swap_remove(order[order.len() / 2]);
     median.repeats = figures;
+    if floors.iter().any(|f| !f.is_empty()) {
+        median.repeat_floors = floors;
+    }
     pool_repeats(&mut median, &recs);
     median
 }
@@ -361,6 +365,56 @@ mod tests {
         assert!(failed.status == Status::Failed && !failed.validated && failed.error.is_some());
         assert_eq!(n, 2, "a failed repeat ends the point");
         assert!(median_of(1, || rec(5)).repeats.is_empty());
+    }
+
+    /// Five repeats of a round trip on a machine that changed speed
+    /// between them: three slow (floors 600 ns) and two fast (floors
+    /// 200 ns), the fast ones with more round trips. The pooled median
+    /// (about 350 ns) read over the kept repeat's floors (600 ns) would
+    /// call the point 0.6× its floor, below the least work it must do; each
+    /// repeat read over its own floors gives 1.5 to 1.75×, the median 1.58.
+    #[test]
+    fn each_repeat_is_read_over_its_own_floors() {
+        use super::super::measure::{encode, summary};
+        let rec = |p50: u64, n: u64, floor: f64| {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            h.record_n(p50, n).unwrap();
+            let mut r = PointRecord::unmeasured("shm-ring", "pingpong", 64, (1, 1), "spin");
+            r.pass();
+            r.latency_ns = summary(&h);
+            r.histogram = encode(&h);
+            r.adjacent_floors = vec![floor, floor];
+            r
+        };
+        let mut reps = [
+            (1000, 100, 600.0),
+            (900, 100, 600.0),
+            (300, 1000, 200.0),
+            (350, 1000, 200.0),
+            (950, 100, 600.0),
+        ]
+        .into_iter();
+        let m = median_of(5, || {
+            let (p50, n, f) = reps.next().unwrap();
+            rec(p50, n, f)
+        });
+        assert_eq!(m.adjacent_floors, vec![600.0, 600.0], "the kept repeat's");
+        let pooled = m.latency_ns.unwrap().p50 as f64;
+        assert!(pooled < 400.0, "pooled median {pooled}");
+        assert_eq!(m.repeat_floors.len(), 5);
+        let k = crate::record::floor_multiple(&m).unwrap();
+        assert!((k - 950.0 / 600.0).abs() < 1e-9, "{k}");
+        assert!(crate::harness::floors::stands(&m));
+        // Repeats whose floors disagree are left out; none agreeing, none.
+        let mut m2 = m.clone();
+        m2.repeat_floors[0] = vec![400.0, 600.0];
+        m2.repeat_floors[4] = vec![400.0, 600.0];
+        let k2 = crate::record::floor_multiple(&m2).unwrap();
+        assert!((k2 - 1.5).abs() < 1e-9, "{k2}");
+        for f in &mut m2.repeat_floors {
+            *f = vec![100.0, 300.0];
+        }
+        assert_eq!(crate::record::floor_multiple(&m2), None);
     }
 
     /// A stream's repeats at 90, 100 and 200 k msgs/s: the kept figure

@@ -427,6 +427,12 @@ pub struct PointRecord {
     /// physical cores), only these make a trustworthy ratio.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adjacent_floors: Vec<f64>,
+    /// With `--repeat`, the floors beside each repeat (as
+    /// `adjacent_floors`), in the order of `repeats`: each repeat is read
+    /// against its own floors ([`vs_adjacent_floor`]), since the machine
+    /// may have changed speed between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeat_floors: Vec<Vec<f64>>,
     /// How many times the point was measured, with its floors beside it,
     /// because the floors disagreed (more than [`STEADY_FLOORS`] apart)
     /// or the point read below [`BELOW_FLOOR`] times them: the machine's
@@ -500,6 +506,7 @@ impl PointRecord {
             cpu_relation: None,
             repeats: Vec::new(),
             adjacent_floors: Vec::new(),
+            repeat_floors: Vec::new(),
             tries: None,
             measured_ns: None,
             batches: Vec::new(),
@@ -592,18 +599,66 @@ pub fn key_figure(p: &PointRecord) -> Option<f64> {
 pub const STEADY_FLOORS: f64 = 1.25;
 
 /// A one-to-one pingpong or stream point's key figure over the floor
-/// measured on its CPUs just before and after it (pingpong: × the spin
-/// floor; stream: the fraction of the copy floor), when those two agree
-/// within [`STEADY_FLOORS`]. `None` otherwise: the machine's cross-core
-/// latency moved while the point ran, or no floor was measured beside it.
+/// measured on its CPUs just before and after it (pingpong: × the
+/// round trip's copy floor; stream: the fraction of the stream's copy
+/// floor), when those two agree within [`STEADY_FLOORS`]. With repeats
+/// that kept their floors ([`PointRecord::repeat_floors`]), the median of
+/// each repeat's figure over its own floors, over the repeats whose floors
+/// agree: the key figure above is read from every repeat's samples
+/// pooled, which no single pair of floors stood beside. `None` when no
+/// floors agree: the machine's cross-core latency moved while the point
+/// ran, or no floor was measured beside it.
 pub fn vs_adjacent_floor(p: &PointRecord) -> Option<f64> {
-    let [a, b] = p.adjacent_floors[..] else {
-        return None;
-    };
-    if !(a > 0.0 && b > 0.0) || a.max(b) / a.min(b) > STEADY_FLOORS {
+    if p.status != Status::Ok {
         return None;
     }
-    key_figure(p).map(|f| f / ((a + b) / 2.0))
+    if !p.repeat_floors.is_empty() && p.repeat_floors.len() == p.repeats.len() {
+        let mut r: Vec<f64> = p
+            .repeats
+            .iter()
+            .zip(&p.repeat_floors)
+            .filter_map(|(&f, fl)| Some(f / steady_floor(fl)?))
+            .collect();
+        if r.is_empty() {
+            return None;
+        }
+        r.sort_by(f64::total_cmp);
+        let n = r.len();
+        return Some(if n % 2 == 1 {
+            r[n / 2]
+        } else {
+            (r[n / 2 - 1] + r[n / 2]) / 2.0
+        });
+    }
+    Some(key_figure(p)? / steady_floor(&p.adjacent_floors)?)
+}
+
+/// The mean of a pair of floors measured before and after a point, when
+/// they agree within [`STEADY_FLOORS`].
+fn steady_floor(floors: &[f64]) -> Option<f64> {
+    let [a, b] = floors[..] else {
+        return None;
+    };
+    (a > 0.0 && b > 0.0 && a.max(b) / a.min(b) <= STEADY_FLOORS).then(|| (a + b) / 2.0)
+}
+
+/// The lowest and highest floor that stood beside a point, over every
+/// repeat whose floors agree ([`vs_adjacent_floor`]): the machine may have
+/// been at any of them while the point ran.
+pub fn floor_range(p: &PointRecord) -> Option<[f64; 2]> {
+    let pairs: Vec<&Vec<f64>> =
+        if !p.repeat_floors.is_empty() && p.repeat_floors.len() == p.repeats.len() {
+            p.repeat_floors.iter().collect()
+        } else {
+            vec![&p.adjacent_floors]
+        };
+    pairs
+        .into_iter()
+        .filter(|fl| steady_floor(fl).is_some())
+        .flatten()
+        .fold(None, |r: Option<[f64; 2]>, &f| {
+            Some(r.map_or([f, f], |[lo, hi]| [lo.min(f), hi.max(f)]))
+        })
 }
 
 /// A point whose cost reads below this multiple of the same-work floor
@@ -664,6 +719,8 @@ mod wire {
         #[serde(default)]
         adjacent_floors: Vec<f64>,
         #[serde(default)]
+        repeat_floors: Vec<Vec<f64>>,
+        #[serde(default)]
         tries: Option<u32>,
         #[serde(default)]
         measured_ns: Option<u64>,
@@ -721,6 +778,7 @@ mod wire {
                 cpu_relation: w.cpu_relation,
                 repeats: w.repeats,
                 adjacent_floors: w.adjacent_floors,
+                repeat_floors: w.repeat_floors,
                 tries: w.tries,
                 measured_ns: w.measured_ns,
                 ci95: w.ci95.or_else(|| {

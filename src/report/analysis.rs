@@ -4,7 +4,8 @@
 //! Pure functions: the same records give the same answers.
 
 pub use crate::record::{
-    BELOW_FLOOR, STEADY_FLOORS, floor_multiple, key_figure, lower_is_better, vs_adjacent_floor,
+    BELOW_FLOOR, STEADY_FLOORS, floor_multiple, floor_range, key_figure, lower_is_better,
+    vs_adjacent_floor,
 };
 use crate::record::{PointRecord, RunRecord, Status};
 
@@ -116,16 +117,14 @@ pub fn overlap(a: &PointRecord, b: &PointRecord) -> Option<bool> {
 }
 
 /// A point's interval taken over the same-work floor beside it: its key
-/// figure's interval divided by the floors' range (the machine could have
-/// been at either floor while the point ran). `None` without an interval
+/// figure's interval divided by the floors' range ([`floor_range`]: the
+/// machine could have been at any of them while the point ran). `None` without an interval
 /// or without steady floors ([`vs_adjacent_floor`]).
 pub fn interval_vs_floor(p: &PointRecord) -> Option<[f64; 2]> {
     vs_adjacent_floor(p)?;
     let [lo, hi] = key_interval(p)?;
-    let [a, b] = p.adjacent_floors[..] else {
-        return None;
-    };
-    Some([lo / a.max(b), hi / a.min(b)])
+    let [fl_lo, fl_hi] = floor_range(p)?;
+    Some([lo / fl_hi, hi / fl_lo])
 }
 
 /// Whether two points cannot be told apart once each is taken over the
