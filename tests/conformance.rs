@@ -889,6 +889,74 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     }
 }
 
+/// `echo_with` sends back exactly what it received and its check passed
+/// (from the inbound ring straight into the outbound one for the ring's
+/// one-frame messages, from the received sample for iceoryx2, through
+/// `buf` for fragmented ones and elsewhere), and sends nothing its check
+/// refused: the refusal comes back inside, the link goes on.
+#[test]
+fn echo_with_sends_back_what_it_checked_and_nothing_it_refused() {
+    use ipcbench::transport::shm_pipe::ShmPipe;
+    use ipcbench::transport::shm_ring::ShmRing;
+    fn check<T: Transport>() {
+        let opts = LinkOpts {
+            capacity: 64 << 10,
+            max_message: 200_000,
+            label: format!("echowith-{}", T::NAME),
+            ..LinkOpts::default()
+        };
+        let (_setup, ep) = T::setup(&opts).unwrap();
+        let (mut a, mut b) = std::thread::scope(|s| {
+            let b = s.spawn(|| T::connect(&ep, Side::B, &opts).unwrap());
+            (T::connect(&ep, Side::A, &opts).unwrap(), b.join().unwrap())
+        });
+        // Past the ring's largest frame (half its capacity): fragmented.
+        let sizes = [0usize, 1, 64, 40_000, 150_000, 7];
+        const REFUSED: usize = 3;
+        let echo = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let r = b
+                    .echo_with(&mut buf, |m| {
+                        assert_eq!(m, message(i as u64, *n).as_slice(), "message {i}");
+                        if i == REFUSED { Err(i) } else { Ok(m.len()) }
+                    })
+                    .unwrap();
+                assert_eq!(r, if i == REFUSED { Err(i) } else { Ok(*n) });
+            }
+            assert!(matches!(
+                b.echo_with(&mut buf, |_| Ok::<_, ()>(())),
+                Err(TransportError::Closed)
+            ));
+            b.close().unwrap();
+        });
+        let mut buf = Vec::new();
+        for (i, n) in sizes.iter().enumerate() {
+            a.send(&message(i as u64, *n)).unwrap();
+            if i == REFUSED {
+                continue;
+            }
+            let got = a.recv(&mut buf).unwrap();
+            assert_eq!(got, *n, "{}: echo of message {i}", T::NAME);
+            assert_eq!(
+                buf,
+                message(i as u64, *n),
+                "{}: echo of message {i}",
+                T::NAME
+            );
+        }
+        a.close().unwrap();
+        echo.join().unwrap();
+    }
+    check::<ShmRing>();
+    check::<ShmPipe>();
+    #[cfg(feature = "iceoryx2")]
+    {
+        let _alone = UNLABELLED.lock().unwrap_or_else(|e| e.into_inner());
+        check::<ipcbench::transport::iceoryx2::Iceoryx2>();
+    }
+}
+
 /// A send or a receive that times out in the middle of a message cut into
 /// frames (shm-ring, shm-pipe, shm-queue) neither loses nor glues: the
 /// receive keeps what it read and the next one goes on with it; the send

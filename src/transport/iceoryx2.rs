@@ -390,6 +390,23 @@ impl Conn for Iceoryx2Conn {
         self.take(f)
     }
 
+    /// Checks the payload where the sender wrote it and sends it back
+    /// from there: loaned, filled from the received sample, sent (one
+    /// copy, as the shared-memory ring's echo makes).
+    fn echo_with<R, E>(
+        &mut self,
+        _buf: &mut Vec<u8>,
+        check: impl FnOnce(&[u8]) -> Result<R, E>,
+    ) -> Result<Result<R, E>, TransportError> {
+        self.take_with(|c, payload| {
+            let r = check(payload);
+            if r.is_ok() {
+                c.publish(0, payload)?;
+            }
+            Ok(r)
+        })?
+    }
+
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         self.timeout = timeout;
         Ok(())
@@ -403,6 +420,12 @@ impl Conn for Iceoryx2Conn {
 impl Iceoryx2Conn {
     /// Waits for the next sample and hands its payload to `f`.
     fn take<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, TransportError> {
+        self.take_with(|_, payload| f(payload))
+    }
+
+    /// Waits for the next sample and hands its payload to `f` with this
+    /// connection, the sample held until `f` returns (to send from it).
+    fn take_with<R>(&mut self, f: impl FnOnce(&mut Self, &[u8]) -> R) -> Result<R, TransportError> {
         if self.peer_closed {
             return Err(TransportError::Closed);
         }
@@ -428,7 +451,7 @@ impl Iceoryx2Conn {
                         self.max
                     )));
                 }
-                return Ok(f(payload));
+                return Ok(f(self, payload));
             }
             // A peer that closed sent its close first: keep reading.
             self.idle(&mut w, false)?;

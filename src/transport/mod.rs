@@ -286,6 +286,30 @@ pub trait Conn: Send {
         let n = self.recv(buf)?;
         Ok(f(&buf[..n]))
     }
+    /// A pingpong's echo: receives the next message, hands it to `check`
+    /// where it lies when the transport can, and, if `check` passes it,
+    /// sends it back as received. The shared-memory ring copies it from
+    /// the inbound ring straight into the outbound one (the work the
+    /// round trip's copy floor does); elsewhere [`Conn::recv`] into `buf`,
+    /// `check`, [`Conn::send`]. Errors as `recv` and `send`; a message
+    /// `check` refuses is not sent, and its error is returned inside.
+    #[inline]
+    fn echo_with<R, E>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        check: impl FnOnce(&[u8]) -> Result<R, E>,
+    ) -> Result<Result<R, E>, TransportError>
+    where
+        Self: Sized,
+    {
+        let n = self.recv(buf)?;
+        let r = check(&buf[..n]);
+        if r.is_ok() {
+            self.send(&buf[..n])?;
+        }
+        Ok(r)
+    }
+
     /// Bounds every later blocking call (`None`: no bound).
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError>;
     /// Closes in order: the peer receives what was sent, then `Closed`.
