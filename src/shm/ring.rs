@@ -579,16 +579,26 @@ impl Producer {
         }
     }
 
-    /// Waits for room as the ring's strategy says.
+    /// Finds room, waiting as the ring's strategy says: room already there
+    /// is found inline, waiting is [`Producer::reserve_waiting`]'s.
+    #[inline]
     fn reserve_blocking(
         &mut self,
         len: usize,
         timeout: Option<Duration>,
     ) -> Result<Reservation, RingError> {
         match self.reserve(len) {
-            Err(RingError::Full) => {}
-            other => return other,
+            Err(RingError::Full) => self.reserve_waiting(len, timeout),
+            other => other,
         }
+    }
+
+    #[inline(never)]
+    fn reserve_waiting(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Reservation, RingError> {
         let ring = self.ring.clone();
         let ctx = WaitCtx {
             wait: ring.cfg.wait,
@@ -603,6 +613,7 @@ impl Producer {
     }
 
     /// Sends one frame with a tag, waiting for room.
+    #[inline]
     pub(crate) fn send_tagged(
         &mut self,
         data: &[u8],
@@ -884,7 +895,20 @@ impl Consumer {
         }
     }
 
+    /// The next frame, waiting up to `timeout`: a frame already there is
+    /// found inline, in the caller's loop (a call per frame, its result
+    /// passed through memory, cost a stream of 8-byte messages more than
+    /// the look itself); waiting is [`Consumer::frame_waiting`]'s.
+    #[inline]
     fn frame_blocking(&mut self, timeout: Option<Duration>) -> Result<Frame, RingError> {
+        match self.st.peek(&self.ring) {
+            Err(RingError::Empty) => self.frame_waiting(timeout),
+            other => other,
+        }
+    }
+
+    #[inline(never)]
+    fn frame_waiting(&mut self, timeout: Option<Duration>) -> Result<Frame, RingError> {
         match self.try_frame() {
             Err(RingError::Empty) => {}
             other => return other,
