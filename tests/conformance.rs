@@ -838,8 +838,8 @@ fn zmq_tcp_lets_in_only_the_links_token() {
 }
 
 /// `recv_with` hands the same messages as `recv`: in place for the ring's
-/// one-frame messages and iceoryx2's samples, put together for fragmented
-/// ones.
+/// one-frame messages, the queue's one-slot items and iceoryx2's samples,
+/// put together for fragmented ones.
 #[test]
 fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     use ipcbench::transport::shm_pipe::ShmPipe;
@@ -881,6 +881,8 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     }
     check::<ShmRing>();
     check::<ShmPipe>();
+    // In place in the queue's slot.
+    check::<ipcbench::transport::shm_queue::ShmQueue>();
     // In place in iceoryx2's shared memory.
     #[cfg(feature = "iceoryx2")]
     {

@@ -550,9 +550,20 @@ impl Queue {
             self.register(ROLE_PUT)?;
         }
         match self.try_put_tagged(item, tag) {
-            Err(QueueError::Full) => {}
-            other => return other,
+            Err(QueueError::Full) => self.put_waiting(item, tag, timeout),
+            other => other,
         }
+    }
+
+    /// [`Queue::put_tagged`] once the queue was found full: the wait, out
+    /// of the caller's loop (as the ring's).
+    #[inline(never)]
+    fn put_waiting(
+        &self,
+        item: &[u8],
+        tag: u32,
+        timeout: Option<Duration>,
+    ) -> Result<(), QueueError> {
         let c = self.ctrl();
         let seen = Cell::new(u64::MAX);
         let ctx = WaitCtx {
@@ -583,6 +594,17 @@ impl Queue {
 
     #[inline]
     fn try_get_tagged(&self, buf: &mut Vec<u8>) -> Result<(usize, u32), QueueError> {
+        self.try_get_with(|item, tag| {
+            buf.clear();
+            buf.extend_from_slice(item);
+            (item.len(), tag)
+        })
+    }
+
+    /// Takes the oldest item if there is one now and hands it to `f` with
+    /// its tag where it lies, in the slot (held until `f` returns).
+    #[inline]
+    fn try_get_with<R>(&self, f: impl FnOnce(&[u8], u32) -> R) -> Result<R, QueueError> {
         let cfg = &self.cfg;
         let c = self.ctrl();
         let mask = cfg.capacity - 1;
@@ -632,11 +654,12 @@ impl Queue {
         let result = if len > cfg.slot_size {
             Err(QueueError::Corrupt("item length exceeds the slot size"))
         } else {
-            buf.clear();
-            buf.resize(len, 0);
             // SAFETY: as above; `len <= slot_size` keeps it inside the slot.
-            unsafe { self.shared.data.read(base + SLOT_HEADER, buf) };
-            Ok((len, tag))
+            Ok(unsafe {
+                self.shared
+                    .data
+                    .with_slice(base + SLOT_HEADER, len, |item| f(item, tag))
+            })
         };
         // SYNC POINT: slot freed (see `try_put`).
         self.shared
@@ -709,13 +732,47 @@ impl Queue {
         buf: &mut Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<(usize, u32), QueueError> {
+        self.get_with(timeout, |item, tag| {
+            buf.clear();
+            buf.extend_from_slice(item);
+            (item.len(), tag)
+        })
+    }
+
+    /// Takes the oldest item, waiting up to `timeout` as [`Queue::get`],
+    /// and hands it to `f` with its tag where it lies, in the slot (no
+    /// copy out; the slot is freed when `f` returns). A putter rewrites a
+    /// slot only after it is freed, but a hostile process that maps the
+    /// queue could write under `f`: for items from a peer you do not
+    /// trust, use [`Queue::get`], which copies once.
+    #[inline]
+    pub(crate) fn get_with<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R, QueueError> {
         if self.roles.get() & ROLE_GET == 0 {
             self.register(ROLE_GET)?;
         }
-        match self.try_get_tagged(buf) {
+        // `f` is called once: by the look here or by the wait's.
+        let mut f = Some(f);
+        match self.try_get_with(|item, tag| (f.take().expect("called once"))(item, tag)) {
             Err(QueueError::Empty) => {}
             other => return other,
         }
+        self.get_waiting(timeout, &mut |item, tag| {
+            (f.take().expect("called once"))(item, tag)
+        })
+    }
+
+    /// [`Queue::get_with`] once the queue was found empty: the wait, out
+    /// of the caller's loop (as the ring's).
+    #[inline(never)]
+    fn get_waiting<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: &mut dyn FnMut(&[u8], u32) -> R,
+    ) -> Result<R, QueueError> {
         let c = self.ctrl();
         let seen = Cell::new(u64::MAX);
         let ctx = WaitCtx {
@@ -724,7 +781,7 @@ impl Queue {
             timeout,
             dead_peer: || c.blocking_death(ROLE_PUT, self.unfinished_put(), &seen),
         };
-        block_until(ctx, || match self.try_get_tagged(buf) {
+        block_until(ctx, || match self.try_get_with(&mut *f) {
             Err(QueueError::Empty) => None,
             other => Some(other),
         })?

@@ -159,7 +159,7 @@ impl Conn for ShmQueueConn {
     /// and the next receive goes on with it.
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TransportError> {
-        let mut tag = if self.mid.resume(buf) {
+        let tag = if self.mid.resume(buf) {
             MORE
         } else {
             let (_, tag) = self.rx.get_tagged(buf, self.timeout).map_err(queue_err)?;
@@ -168,6 +168,64 @@ impl Conn for ShmQueueConn {
             }
             tag
         };
+        self.recv_more(buf, tag)
+    }
+
+    /// A message of one item is handed to `f` in its slot, no copy out
+    /// (this trusts the putters not to rewrite a slot they published: see
+    /// `shm::Queue::get_with`; [`Conn::recv`] copies once); a fragmented
+    /// one is put together in `buf` first.
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        if !self.mid.resume(buf) {
+            let mut f = Some(f);
+            let whole = self
+                .rx
+                .get_with(self.timeout, |item, tag| {
+                    if tag & MORE == 0 {
+                        Some((f.take().expect("called once"))(item))
+                    } else {
+                        buf.clear();
+                        buf.extend_from_slice(item);
+                        None
+                    }
+                })
+                .map_err(queue_err)?;
+            return match whole {
+                Some(r) => Ok(r),
+                None => {
+                    let n = self.recv_more(buf, MORE)?;
+                    Ok((f.take().expect("not called"))(&buf[..n]))
+                }
+            };
+        }
+        let n = self.recv_more(buf, MORE)?;
+        Ok(f(&buf[..n]))
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn close(self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    fn leave(mut self) -> Result<(), TransportError> {
+        self.close_on_drop = false;
+        Ok(())
+    }
+}
+
+impl ShmQueueConn {
+    /// Appends the items after the first of a message (`tag`: the last
+    /// one's) to `buf`, until the last; the message's length.
+    fn recv_more(&mut self, buf: &mut Vec<u8>, mut tag: u32) -> Result<usize, TransportError> {
         let mut part = Vec::new();
         while tag & MORE != 0 {
             tag = match self.rx.get_tagged(&mut part, self.timeout) {
@@ -188,20 +246,6 @@ impl Conn for ShmQueueConn {
             }
         }
         Ok(buf.len())
-    }
-
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
-        self.timeout = timeout;
-        Ok(())
-    }
-
-    fn close(self) -> Result<(), TransportError> {
-        Ok(())
-    }
-
-    fn leave(mut self) -> Result<(), TransportError> {
-        self.close_on_drop = false;
-        Ok(())
     }
 }
 
