@@ -224,13 +224,63 @@ impl PipeEnd {
     ) -> Result<usize, PipeError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         buf.clear();
-        let (mut too_large, mut first) = match self.partial.take() {
+        let (too_large, first) = match self.partial.take() {
             Some((part, too_large)) => {
                 *buf = part;
                 (too_large, false)
             }
             None => (false, true),
         };
+        self.recv_rest(buf, deadline, too_large, first)
+    }
+
+    /// Receives one whole message, waiting up to `timeout` in all, and
+    /// hands it to `f`: a message of one frame where it lies in the ring
+    /// (no copy out; this trusts the other end not to rewrite a frame it
+    /// sent, see `Consumer::read`; [`PipeEnd::recv`] copies once), one of
+    /// several frames put together in `buf` first. Otherwise as `recv`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, PipeError> {
+        if self.partial.is_some() {
+            let n = self.recv(buf, timeout)?;
+            return Ok(f(&buf[..n]));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let g = self.rx.read(timeout)?;
+        let too_large = g.len() > self.max_message;
+        if g.tag() & MORE == 0 && !too_large {
+            return Ok(f(&g));
+        }
+        buf.clear();
+        if !too_large {
+            buf.extend_from_slice(&g);
+        }
+        let more = g.tag() & MORE != 0;
+        drop(g);
+        if !more {
+            return Err(PipeError::MessageTooLarge {
+                max: self.max_message,
+            });
+        }
+        let n = self.recv_rest(buf, deadline, too_large, false)?;
+        Ok(f(&buf[..n]))
+    }
+
+    /// Receives a message's frames into `buf` until its last (`first`:
+    /// none of it read yet; `too_large`: it already grew past the limit).
+    fn recv_rest(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        mut too_large: bool,
+        mut first: bool,
+    ) -> Result<usize, PipeError> {
         loop {
             let start = buf.len();
             let (len, tag) = match self.rx.recv_append(buf, remaining(deadline)) {
@@ -291,6 +341,54 @@ mod tests {
         }
         drop(a);
         t.join().unwrap();
+    }
+
+    /// `recv_with` hands over what `recv` would: a one-frame message in
+    /// place, a fragmented one put together, and refuses an oversized one
+    /// (one frame or several) whole, going on with the next.
+    #[test]
+    fn recv_with_sees_what_recv_sees_and_skips_oversized_whole() {
+        // Frames of at most 120 bytes (half the ring less the header).
+        let (mut a, mut b) = Pipe::on_heap(256, Wait::SPIN).unwrap();
+        b.set_max_message(300);
+        let t = std::thread::spawn(move || {
+            a.send(b"small", None).unwrap();
+            a.send(&[3; 250], None).unwrap();
+            a.send(&[7; 1000], None).unwrap();
+            a.send(b"after", None).unwrap();
+        });
+        let mut buf = Vec::new();
+        assert_eq!(
+            b.recv_with(&mut buf, None, |m| m.to_vec()).unwrap(),
+            b"small"
+        );
+        assert_eq!(
+            b.recv_with(&mut buf, None, |m| m.to_vec()).unwrap(),
+            vec![3; 250]
+        );
+        assert!(matches!(
+            b.recv_with(&mut buf, None, |m| m.len()),
+            Err(PipeError::MessageTooLarge { max: 300 })
+        ));
+        assert_eq!(
+            b.recv_with(&mut buf, None, |m| m.to_vec()).unwrap(),
+            b"after"
+        );
+        t.join().unwrap();
+        assert!(matches!(
+            b.recv_with(&mut buf, None, |m| m.len()),
+            Err(PipeError::Closed)
+        ));
+        // One frame past the limit.
+        let (mut a, mut b) = Pipe::on_heap(256, Wait::SPIN).unwrap();
+        b.set_max_message(10);
+        a.send(&[1; 50], None).unwrap();
+        a.send(b"ok", None).unwrap();
+        assert!(matches!(
+            b.recv_with(&mut buf, None, |m| m.len()),
+            Err(PipeError::MessageTooLarge { max: 10 })
+        ));
+        assert_eq!(b.recv_with(&mut buf, None, |m| m.to_vec()).unwrap(), b"ok");
     }
 
     #[test]

@@ -103,6 +103,17 @@ impl Conn for ShmPipeConn {
         self.end.recv(buf, self.timeout).map_err(pipe_err)
     }
 
+    /// A message of one frame is handed to `f` where it lies in the ring
+    /// (see `shm::PipeEnd::recv_with`).
+    #[inline]
+    fn recv_with<R>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TransportError> {
+        self.end.recv_with(buf, self.timeout, f).map_err(pipe_err)
+    }
+
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), TransportError> {
         self.timeout = timeout;
         Ok(())
