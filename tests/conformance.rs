@@ -837,6 +837,25 @@ fn zmq_tcp_lets_in_only_the_links_token() {
     link.finish();
 }
 
+/// A link of `T` over 64 KiB buffers for messages of up to 200,000
+/// bytes (past the ring's largest frame), its sides connected side by
+/// side (a side may wait for the other to be there); the setup is kept
+/// for as long as the link is used.
+fn side_by_side<T: Transport>(label: &str) -> (T::Setup, T::Conn, T::Conn) {
+    let opts = LinkOpts {
+        capacity: 64 << 10,
+        max_message: 200_000,
+        label: format!("{label}-{}", T::NAME),
+        ..LinkOpts::default()
+    };
+    let (setup, ep) = T::setup(&opts).unwrap();
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| T::connect(&ep, Side::B, &opts).unwrap());
+        (T::connect(&ep, Side::A, &opts).unwrap(), b.join().unwrap())
+    });
+    (setup, a, b)
+}
+
 /// `recv_with` hands the same messages as `recv`: in place for the ring's
 /// one-frame messages, the queue's one-slot items and iceoryx2's samples,
 /// put together for fragmented ones.
@@ -845,18 +864,7 @@ fn recv_with_sees_what_recv_sees_whole_or_fragmented() {
     use ipcbench::transport::shm_pipe::ShmPipe;
     use ipcbench::transport::shm_ring::ShmRing;
     fn check<T: Transport>() {
-        let opts = LinkOpts {
-            capacity: 64 << 10,
-            max_message: 200_000,
-            label: format!("recvwith-{}", T::NAME),
-            ..LinkOpts::default()
-        };
-        let (_setup, ep) = T::setup(&opts).unwrap();
-        // Side by side: a side may wait for the other to be there.
-        let (mut a, mut b) = std::thread::scope(|s| {
-            let b = s.spawn(|| T::connect(&ep, Side::B, &opts).unwrap());
-            (T::connect(&ep, Side::A, &opts).unwrap(), b.join().unwrap())
-        });
+        let (_setup, mut a, mut b) = side_by_side::<T>("recvwith");
         // Past the ring's largest frame (half its capacity): fragmented.
         let sizes = [0usize, 1, 64, 40_000, 150_000, 7];
         let sender = std::thread::spawn(move || {
@@ -901,17 +909,7 @@ fn echo_with_sends_back_what_it_checked_and_nothing_it_refused() {
     use ipcbench::transport::shm_pipe::ShmPipe;
     use ipcbench::transport::shm_ring::ShmRing;
     fn check<T: Transport>() {
-        let opts = LinkOpts {
-            capacity: 64 << 10,
-            max_message: 200_000,
-            label: format!("echowith-{}", T::NAME),
-            ..LinkOpts::default()
-        };
-        let (_setup, ep) = T::setup(&opts).unwrap();
-        let (mut a, mut b) = std::thread::scope(|s| {
-            let b = s.spawn(|| T::connect(&ep, Side::B, &opts).unwrap());
-            (T::connect(&ep, Side::A, &opts).unwrap(), b.join().unwrap())
-        });
+        let (_setup, mut a, mut b) = side_by_side::<T>("echowith");
         // Past the ring's largest frame (half its capacity): fragmented.
         let sizes = [0usize, 1, 64, 40_000, 150_000, 7];
         const REFUSED: usize = 3;

@@ -237,11 +237,7 @@ impl Conn for ShmRingConn {
         let g = self.rx.read(self.timeout).map_err(ring_err)?;
         if g.tag() & MORE == 0 {
             if g.len() > self.max {
-                return Err(TransportError::Malformed(format!(
-                    "a message of {} bytes past the limit of {}",
-                    g.len(),
-                    self.max
-                )));
+                return Err(past_limit(g.len(), self.max));
             }
             return Ok(f(&g));
         }
@@ -265,11 +261,7 @@ impl Conn for ShmRingConn {
             let g = self.rx.read(self.timeout).map_err(ring_err)?;
             if g.tag() & MORE == 0 {
                 if g.len() > self.max {
-                    return Err(TransportError::Malformed(format!(
-                        "a message of {} bytes past the limit of {}",
-                        g.len(),
-                        self.max
-                    )));
+                    return Err(past_limit(g.len(), self.max));
                 }
                 let r = check(&g);
                 if r.is_ok() {
@@ -301,6 +293,11 @@ impl Conn for ShmRingConn {
         // Dropping the producer marks the stream closed for the peer.
         Ok(())
     }
+}
+
+/// A one-frame message longer than the link's limit.
+fn past_limit(len: usize, max: usize) -> TransportError {
+    TransportError::Malformed(format!("a message of {len} bytes past the limit of {max}"))
 }
 
 impl ShmRingConn {
